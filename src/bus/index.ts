@@ -1,0 +1,12 @@
+export { messageBytes } from './types.js';
+export type { Bus, BusMessage, BusConsumer, BatchHandler, ConsumeOptions, ConsumedBatch, ConsumedMessage } from './types.js';
+export {
+  encodeCapture,
+  decodeCapture,
+  CaptureSources,
+  CAPTURE_CONTENT_TYPE,
+  CAPTURE_EVENT_TYPE,
+} from './capture.js';
+export type { CapturedCall, CapturedBody, CaptureSource } from './capture.js';
+export { InProcessBus } from './in-process.js';
+export type { InProcessBusOptions } from './in-process.js';

@@ -1,0 +1,68 @@
+/** A message as it travels on the bus (Kafka record shape). */
+export interface BusMessage {
+  /** Partitioning key: the request id, so a producer retry lands on the same partition. */
+  key: string | null;
+  value: Buffer;
+  /** String headers (CloudEvents binary mode uses `ce_*`). */
+  headers: Record<string, string>;
+}
+
+/** A message handed to a consumer, with its position. */
+export interface ConsumedMessage extends BusMessage {
+  /** Offset within its partition, as a decimal string (Kafka offsets exceed 2^53 in theory). */
+  offset: string;
+  /** Broker or enqueue timestamp, epoch ms. */
+  timestamp: number;
+}
+
+/** A batch from one partition. Offsets are committed only after the handler resolves. */
+export interface ConsumedBatch {
+  topic: string;
+  partition: number;
+  messages: ConsumedMessage[];
+  /** Keeps group membership alive during long work (retries through a store outage). */
+  heartbeat(): Promise<void>;
+  /** False once the consumer is stopping or lost the partition: stop retrying and throw. */
+  isRunning(): boolean;
+}
+
+/**
+ * Processes one batch. Resolving commits every offset in the batch; throwing commits nothing and the
+ * batch is delivered again. Never resolve before the batch's effects are durable.
+ */
+export type BatchHandler = (batch: ConsumedBatch) => Promise<void>;
+
+/** Options of {@link Bus.consume}. */
+export interface ConsumeOptions {
+  /** @default the bus's default topic */
+  topic?: string;
+  /** @default the configured group id */
+  groupId?: string;
+  handler: BatchHandler;
+  /** Called once the consumer is assigned partitions (tests wait on it, never on a sleep). */
+  onReady?: () => void;
+}
+
+/** A running consumer. */
+export interface BusConsumer {
+  /** Stops fetching, waits for the in-flight batch to finish, leaves the group. */
+  stop(): Promise<void>;
+}
+
+/** Publisher/consumer port with an in-process and a Kafka adapter. */
+export interface Bus {
+  readonly kind: 'inprocess' | 'kafka';
+  /** The topic used when none is given. */
+  readonly topic: string;
+  /** Resolves once the bus has accepted every message (Kafka ack / enqueued); rejects otherwise. */
+  publish(messages: BusMessage[], topic?: string): Promise<void>;
+  consume(options: ConsumeOptions): Promise<BusConsumer>;
+  close(): Promise<void>;
+}
+
+/** Byte size of a message as counted by byte-bounded buffers. */
+export function messageBytes(m: BusMessage): number {
+  let n = m.value.length + (m.key?.length ?? 0);
+  for (const [k, v] of Object.entries(m.headers)) n += k.length + v.length;
+  return n;
+}

@@ -1,0 +1,6 @@
+export { ErrorCodes, ModelwatchError, isModelwatchError, errorMessage } from './errors.js';
+export type { ErrorCode, ModelwatchErrorOptions } from './errors.js';
+export { createLogger, silentLogger, LogLevels } from './logger.js';
+export type { Logger, LogLevel } from './logger.js';
+export { parseTime, resolveWindow, sleep } from './time.js';
+export { newId } from './ids.js';

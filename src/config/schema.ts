@@ -1,0 +1,140 @@
+import { z } from 'zod';
+import { modelSchemaSchema } from './model-schema.js';
+import { LogLevels } from '../common/logger.js';
+
+const listen = z.string().regex(/^(?:\[[^\]]+\]|[^:]+):\d{1,5}$/, 'expected HOST:PORT');
+
+/** Drift method names (DESIGN §3). */
+export const DriftMethods = ['ks', 'wasserstein_norm', 'psi', 'jensen_shannon', 'hellinger', 'chi_square'] as const;
+/** One of {@link DriftMethods}. */
+export type DriftMethod = (typeof DriftMethods)[number];
+
+/** Per-feature or per-model drift override. */
+export const driftOverrideSchema = z.strictObject({
+  method: z.enum(DriftMethods).optional(),
+  threshold: z.number().optional(),
+});
+
+/** The whole configuration file (YAML or JSON). Every section and key has a default. */
+export const configSchema = z.strictObject({
+  logLevel: z.enum(LogLevels).default('info'),
+  /** Where data lives: `chdb:PATH` (embedded, default) or an `http(s)://` ClickHouse server URL. */
+  clickhouse: z
+    .strictObject({
+      url: z.string().default('chdb:./.modelwatch/chdb'),
+      database: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/).default('default'),
+      username: z.string().optional(),
+      password: z.string().optional(),
+      requestTimeoutMs: z.number().int().positive().default(30_000),
+    })
+    .prefault({}),
+  kafka: z
+    .strictObject({
+      /** Broker list; empty = in-process bus. */
+      brokers: z.array(z.string()).default([]),
+      topic: z.string().min(1).default('modelwatch.inference'),
+      clientId: z.string().default('modelwatch'),
+      groupId: z.string().default('modelwatch-ingest'),
+      /** Idempotent producer (needs a real broker with a controller; off by default). */
+      idempotent: z.boolean().default(false),
+      ssl: z.boolean().default(false),
+      sasl: z
+        .strictObject({
+          mechanism: z.enum(['plain', 'scram-sha-256', 'scram-sha-512']),
+          username: z.string(),
+          password: z.string(),
+        })
+        .optional(),
+      /** Seldon Core 2 topics to consume, e.g. `seldon.default.model.iris` (issue 3). */
+      seldonTopics: z.array(z.string()).default([]),
+    })
+    .prefault({}),
+  bus: z
+    .strictObject({
+      /** Bound of the in-process bus, in bytes. */
+      maxBufferedBytes: z.number().int().positive().default(64 * 1024 * 1024),
+    })
+    .prefault({}),
+  api: z
+    .strictObject({
+      listen: listen.default('127.0.0.1:9400'),
+      /** When set, `/api/v1/*` requires `Authorization: Bearer <token>`. */
+      token: z.string().optional(),
+      maxBodyBytes: z.number().int().positive().default(10 * 1024 * 1024),
+    })
+    .prefault({}),
+  sidecar: z
+    .strictObject({
+      listen: listen.default('127.0.0.1:9401'),
+      upstream: z.string().url().optional(),
+      grpcUpstream: z.string().optional(),
+      grpcListen: z.string().optional(),
+      /** Cap of each captured body; beyond it the capture is marked truncated. */
+      maxCaptureBytes: z.number().int().positive().default(1024 * 1024),
+      /** Bound of the tee buffer in bytes; overflow drops and counts. */
+      maxTeeBufferBytes: z.number().int().positive().default(64 * 1024 * 1024),
+      /** Default capture sampling rate 0..1 (per-model rates live in `models.<name>.sampling`). */
+      sampling: z.number().min(0).max(1).default(1),
+      /** Request/response headers copied into the capture (lower-case). Authorization and cookies never are. */
+      captureHeaders: z
+        .array(z.string())
+        .default(['content-type', 'content-encoding', 'inference-header-content-length', 'user-agent', 'traceparent']),
+      upstreamConnectTimeoutMs: z.number().int().positive().default(5_000),
+      upstreamTimeoutMs: z.number().int().positive().default(60_000),
+      shutdownDeadlineMs: z.number().int().positive().default(10_000),
+    })
+    .prefault({}),
+  ingest: z
+    .strictObject({
+      maxBatchRows: z.number().int().positive().default(10_000),
+      maxBatchBytes: z.number().int().positive().default(16 * 1024 * 1024),
+      flushIntervalMs: z.number().int().positive().default(1_000),
+      retryInitialMs: z.number().int().positive().default(200),
+      retryMaxMs: z.number().int().positive().default(10_000),
+    })
+    .prefault({}),
+  detect: z
+    .strictObject({
+      intervalMs: z.number().int().positive().default(60_000),
+      windowMs: z.number().int().positive().default(3_600_000),
+      /** Default dataset-drift share (DESIGN §3). */
+      datasetShare: z.number().min(0).max(1).default(0.5),
+      /** Benjamini–Hochberg control across features for p-value methods. */
+      fdr: z.boolean().default(false),
+      timeoutMs: z.number().int().positive().default(120_000),
+    })
+    .prefault({}),
+  alerts: z
+    .strictObject({
+      slackWebhookUrl: z.string().optional(),
+      smtpUrl: z.string().optional(),
+      emailTo: z.array(z.string()).default([]),
+      emailFrom: z.string().default('modelwatch@localhost'),
+      grafanaUrl: z.string().optional(),
+      grafanaToken: z.string().optional(),
+      webhookUrls: z.array(z.string()).default([]),
+      /** Hosts or CIDRs that outbound notifications may reach although loopback/private. */
+      outboundAllow: z.array(z.string()).default([]),
+      evaluateIntervalMs: z.number().int().positive().default(15_000),
+    })
+    .prefault({}),
+  /** Per-model schema, sampling and drift overrides, keyed by model name. */
+  models: z
+    .record(
+      z.string(),
+      modelSchemaSchema.extend({
+        drift: z
+          .strictObject({
+            default: driftOverrideSchema.optional(),
+            features: z.record(z.string(), driftOverrideSchema).default({}),
+          })
+          .optional(),
+      }),
+    )
+    .default({}),
+});
+
+/** The validated configuration. */
+export type Config = z.output<typeof configSchema>;
+/** The configuration as written in a file (every key optional). */
+export type ConfigInput = z.input<typeof configSchema>;

@@ -1,0 +1,86 @@
+import { mkdirSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { createClient, type ClickHouseClient } from '@clickhouse/client';
+import { createChdbConnection } from 'chdb/connection';
+import { ErrorCodes, ModelwatchError } from '../common/errors.js';
+
+// Same JSON number shapes from chdb and a server: 64-bit integers as JSON numbers (counts fit in 2^53).
+const sharedSettings = { output_format_json_quote_64bit_integers: 0 } as const;
+
+/** Options of {@link createStoreClient}. */
+export interface StoreClientOptions {
+  /** `chdb:PATH` for embedded ClickHouse, or an `http(s)://` server URL. @default 'chdb:./.modelwatch/chdb' */
+  url: string;
+  /** Database name. @default 'default' */
+  database?: string;
+  /** Server user (HTTP only). */
+  username?: string | undefined;
+  /** Server password (HTTP only). Never logged. */
+  password?: string | undefined;
+  /** Per-request timeout. @default 30000 */
+  requestTimeoutMs?: number;
+}
+
+/** A ClickHouse client plus what kind of engine it talks to. */
+export interface StoreClient {
+  client: ClickHouseClient;
+  /** `chdb` (in-process) or `http` (server). */
+  kind: 'chdb' | 'http';
+  database: string;
+  /** The URL with any password removed, safe to print. */
+  displayUrl: string;
+}
+
+/**
+ * Creates the one ClickHouse client of this process, for a server (`http(s)://`) or embedded chdb
+ * (`chdb:PATH`). Both go through `@clickhouse/client`, so every query is written once.
+ * chdb binds a single data directory per process: open one store per process.
+ */
+export function createStoreClient(options: StoreClientOptions): StoreClient {
+  const database = options.database ?? 'default';
+  const timeout = options.requestTimeoutMs ?? 30_000;
+  if (options.url.startsWith('chdb:')) {
+    const rawPath = options.url.slice('chdb:'.length);
+    const path = rawPath === '' || rawPath === ':memory:' ? ':memory:' : resolve(rawPath);
+    if (path !== ':memory:') mkdirSync(path, { recursive: true });
+    // chdb types its connection against @clickhouse/client-common while the client bundles its own copy of
+    // the same interface; the shapes are identical at runtime (chdb's documented recipe).
+    const connection = createChdbConnection({ path }) as unknown as NonNullable<
+      Parameters<typeof createClient>[0]
+    >['connection'];
+    const client = createClient({
+      connection,
+      database,
+      request_timeout: timeout,
+      clickhouse_settings: sharedSettings,
+    });
+    return { client, kind: 'chdb', database, displayUrl: `chdb:${path}` };
+  }
+  let url: URL;
+  try {
+    url = new URL(options.url);
+  } catch (err) {
+    throw new ModelwatchError(ErrorCodes.configInvalid, `clickhouse.url: not a URL or chdb:PATH`, {
+      field: 'clickhouse.url',
+      cause: err,
+    });
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    throw new ModelwatchError(ErrorCodes.configInvalid, `clickhouse.url: expected http(s):// or chdb:PATH`, {
+      field: 'clickhouse.url',
+    });
+  }
+  const username = options.username ?? (url.username ? decodeURIComponent(url.username) : undefined);
+  const password = options.password ?? (url.password ? decodeURIComponent(url.password) : undefined);
+  url.username = '';
+  url.password = '';
+  const client = createClient({
+    url: url.toString(),
+    database,
+    request_timeout: timeout,
+    clickhouse_settings: sharedSettings,
+    ...(username !== undefined ? { username } : {}),
+    ...(password !== undefined ? { password } : {}),
+  });
+  return { client, kind: 'http', database, displayUrl: url.toString() };
+}

@@ -1,0 +1,126 @@
+import type { ClickHouseClient } from '@clickhouse/client';
+
+/** One schema change. Statements must be idempotent (`IF NOT EXISTS`) so a crash mid-way is safe to re-run. */
+export interface Migration {
+  version: number;
+  name: string;
+  statements: string[];
+}
+
+/** Table names, in one place. */
+export const Tables = {
+  migrations: 'mw_schema_migrations',
+  predictions: 'mw_predictions',
+  requests: 'mw_requests',
+  labels: 'mw_labels',
+  quarantine: 'mw_quarantine',
+} as const;
+
+// non_replicated_deduplication_window makes `insert_deduplication_token` effective on plain MergeTree
+// (ClickHouse docs: "Deduplication for non-replicated tables"); ingest derives the token from the
+// Kafka offset range, so a re-delivered batch is dropped by the server.
+const DEDUP = 'non_replicated_deduplication_window = 10000';
+
+/** All migrations in order. Append only; never edit an applied one. */
+export const migrations: Migration[] = [
+  {
+    version: 1,
+    name: 'core tables',
+    statements: [
+      // One row per (request, batch row). ReplacingMergeTree on the full identity is a second safety
+      // net behind ingest's event_id dedupe: duplicates carry the same ts, so they share a sort key.
+      `CREATE TABLE IF NOT EXISTS ${Tables.predictions} (
+        model LowCardinality(String),
+        version LowCardinality(String),
+        ts DateTime64(3, 'UTC'),
+        event_id String,
+        request_id String,
+        row UInt32,
+        features_num Map(String, Float64),
+        features_cat Map(String, String),
+        outputs_num Map(String, Float64),
+        outputs_cat Map(String, String),
+        inserted_at DateTime64(3, 'UTC') DEFAULT now64(3)
+      ) ENGINE = ReplacingMergeTree(inserted_at)
+      ORDER BY (model, ts, event_id, row)
+      SETTINGS ${DEDUP}`,
+      `CREATE TABLE IF NOT EXISTS ${Tables.requests} (
+        model LowCardinality(String),
+        version LowCardinality(String),
+        ts DateTime64(3, 'UTC'),
+        event_id String,
+        request_id String,
+        source LowCardinality(String),
+        route String,
+        status UInt16,
+        latency_ms Float64,
+        request_bytes UInt64,
+        response_bytes UInt64,
+        request_truncated Bool,
+        response_truncated Bool,
+        rows UInt32,
+        error String,
+        inserted_at DateTime64(3, 'UTC') DEFAULT now64(3)
+      ) ENGINE = ReplacingMergeTree(inserted_at)
+      ORDER BY (model, ts, event_id)
+      SETTINGS ${DEDUP}`,
+      // Labels may arrive before or after predictions; the join happens at query time, newest label wins.
+      `CREATE TABLE IF NOT EXISTS ${Tables.labels} (
+        request_id String,
+        row UInt32,
+        label String,
+        received_at DateTime64(3, 'UTC') DEFAULT now64(3)
+      ) ENGINE = ReplacingMergeTree(received_at)
+      ORDER BY (request_id, row)`,
+      `CREATE TABLE IF NOT EXISTS ${Tables.quarantine} (
+        received_at DateTime64(3, 'UTC') DEFAULT now64(3),
+        event_id String,
+        request_id String,
+        model String,
+        source LowCardinality(String),
+        origin String,
+        code LowCardinality(String),
+        field String,
+        reason String,
+        payload String
+      ) ENGINE = MergeTree
+      ORDER BY received_at
+      SETTINGS ${DEDUP}`,
+    ],
+  },
+];
+
+/**
+ * Applies every migration not yet recorded, in order. Safe to call concurrently from several processes
+ * against a server: statements are idempotent and the version row is only written after them.
+ */
+export async function migrate(client: ClickHouseClient, list: Migration[] = migrations): Promise<number[]> {
+  await client.command({
+    query: `CREATE TABLE IF NOT EXISTS ${Tables.migrations} (
+      version UInt32, name String, applied_at DateTime64(3, 'UTC') DEFAULT now64(3)
+    ) ENGINE = ReplacingMergeTree ORDER BY version`,
+  });
+  const applied = new Set(await appliedVersions(client));
+  const done: number[] = [];
+  for (const m of [...list].sort((a, b) => a.version - b.version)) {
+    if (applied.has(m.version)) continue;
+    for (const statement of m.statements) await client.command({ query: statement });
+    await client.insert({
+      table: Tables.migrations,
+      values: [{ version: m.version, name: m.name }],
+      format: 'JSONEachRow',
+    });
+    done.push(m.version);
+  }
+  return done;
+}
+
+/** Versions recorded as applied. */
+export async function appliedVersions(client: ClickHouseClient): Promise<number[]> {
+  const rs = await client.query({
+    query: `SELECT DISTINCT version FROM ${Tables.migrations} ORDER BY version`,
+    format: 'JSONEachRow',
+  });
+  const rows = await rs.json<{ version: number }>();
+  return rows.map((r) => Number(r.version));
+}
