@@ -1,0 +1,1 @@
+export type { RuntimeContext, RunningRole } from './context.js';
