@@ -118,6 +118,7 @@ export class InProcessBus implements Bus {
             topic,
             partition: 0,
             messages: batch,
+            backlog: q.messages.length - batch.length,
             heartbeat: () => Promise.resolve(),
             isRunning: () => running,
           });

@@ -10,3 +10,5 @@ export {
 export type { CapturedCall, CapturedBody, CaptureSource } from './capture.js';
 export { InProcessBus } from './in-process.js';
 export type { InProcessBusOptions } from './in-process.js';
+export { KafkaBus } from './kafka.js';
+export type { KafkaBusOptions } from './kafka.js';

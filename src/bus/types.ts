@@ -20,6 +20,11 @@ export interface ConsumedBatch {
   topic: string;
   partition: number;
   messages: ConsumedMessage[];
+  /**
+   * Messages in the partition after this batch that are not yet delivered (Kafka: high watermark −
+   * last offset − 1; in-process: queue length), when the bus knows. Feeds the ingest lag metric.
+   */
+  backlog?: number;
   /** Keeps group membership alive during long work (retries through a store outage). */
   heartbeat(): Promise<void>;
   /** False once the consumer is stopping or lost the partition: stop retrying and throw. */

@@ -1,0 +1,285 @@
+import {
+  Kafka,
+  Partitioners,
+  logLevel as KafkaLogLevel,
+  type Consumer,
+  type IHeaders,
+  type KafkaConfig,
+  type LogEntry,
+  type Producer,
+  type SASLOptions,
+} from 'kafkajs';
+import { ErrorCodes, ModelwatchError, errorMessage } from '../common/errors.js';
+import type { Logger } from '../common/logger.js';
+import { silentLogger } from '../common/logger.js';
+import type { Bus, BusConsumer, BusMessage, ConsumeOptions, ConsumedMessage } from './types.js';
+
+/** Options of {@link KafkaBus}; the first group mirrors the `kafka.*` config section. */
+export interface KafkaBusOptions {
+  /** Bootstrap servers, `host:port` each (at least one). */
+  brokers: string[];
+  /** Default topic. @default 'modelwatch.inference' */
+  topic?: string;
+  /** @default 'modelwatch' */
+  clientId?: string;
+  /** Consumer group of {@link KafkaBus.consume} when the call names none. @default 'modelwatch-ingest' */
+  groupId?: string;
+  /** Idempotent producer (needs a broker with a controller; the librdkafka mock has none). @default false */
+  idempotent?: boolean;
+  /** TLS to the brokers with the system CAs. @default false */
+  ssl?: boolean;
+  /** SASL credentials; never logged. @default undefined */
+  sasl?: { mechanism: 'plain' | 'scram-sha-256' | 'scram-sha-512'; username: string; password: string } | undefined;
+  /** Deadline of one `publish` including producer retries; beyond it `publish` rejects. @default 30000 */
+  publishTimeoutMs?: number;
+  /** Per-request timeout to a broker. @default 10000 */
+  requestTimeoutMs?: number;
+  /** TCP connect timeout. @default 3000 */
+  connectionTimeoutMs?: number;
+  /** Consumer session timeout (group membership without heartbeats). @default 30000 */
+  sessionTimeoutMs?: number;
+  /** Consumer heartbeat interval. @default 3000 */
+  heartbeatIntervalMs?: number;
+  /** Longest a fetch waits for data at the broker (bounds batching latency). @default 1000 */
+  fetchMaxWaitMs?: number;
+  logger?: Logger;
+}
+
+const defaults = {
+  brokers: [],
+  topic: 'modelwatch.inference',
+  clientId: 'modelwatch',
+  groupId: 'modelwatch-ingest',
+  idempotent: false,
+  ssl: false,
+  publishTimeoutMs: 30_000,
+  requestTimeoutMs: 10_000,
+  connectionTimeoutMs: 3_000,
+  sessionTimeoutMs: 30_000,
+  heartbeatIntervalMs: 3_000,
+  fetchMaxWaitMs: 1_000,
+  logger: silentLogger,
+} satisfies Required<Omit<KafkaBusOptions, 'sasl'>>;
+
+type ResolvedOptions = Required<Omit<KafkaBusOptions, 'sasl'>> & Pick<KafkaBusOptions, 'sasl'>;
+
+/** Routes kafkajs's own log lines into our {@link Logger} (kafkajs errors become warnings: it retries them). */
+function kafkaLogCreator(logger: Logger): NonNullable<KafkaConfig['logCreator']> {
+  return () =>
+    ({ namespace, level, log }: LogEntry) => {
+      const { message, timestamp: _ts, ...extra } = log;
+      const fields: Record<string, unknown> = { component: 'kafkajs', namespace, ...extra };
+      // kafkajs logs SASL settings on some connection errors; keep secrets out (DESIGN §4 rule 8).
+      delete fields.sasl;
+      delete fields.password;
+      if (level <= KafkaLogLevel.WARN) logger.warn(message, fields);
+      else if (level === KafkaLogLevel.INFO) logger.debug(message, fields);
+      else logger.debug(message, fields);
+    };
+}
+
+function headerText(v: IHeaders[string]): string | undefined {
+  if (v === undefined) return undefined;
+  const one = Array.isArray(v) ? v[v.length - 1] : v;
+  if (one === undefined) return undefined;
+  return typeof one === 'string' ? one : one.toString('utf8');
+}
+
+function toHeaders(h: IHeaders | undefined): Record<string, string> {
+  const out: Record<string, string> = {};
+  if (!h) return out;
+  for (const [k, v] of Object.entries(h)) {
+    const s = headerText(v);
+    if (s !== undefined) out[k] = s;
+  }
+  return out;
+}
+
+function withDeadline<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new ModelwatchError(ErrorCodes.busUnavailable, `${what} timed out after ${ms} ms`, { retryable: true })),
+      ms,
+    );
+    timer.unref();
+  });
+  return Promise.race([p, deadline]).finally(() => clearTimeout(timer));
+}
+
+/**
+ * {@link Bus} on Apache Kafka through kafkajs. `publish` resolves after every in-sync replica acked
+ * (`acks: -1`); a consumer commits a batch's offsets only after its handler resolved (DESIGN §4 rule 6).
+ */
+export class KafkaBus implements Bus {
+  readonly kind = 'kafka' as const;
+  readonly topic: string;
+  private readonly opts: ResolvedOptions;
+  private readonly kafka: Kafka;
+  private producer: Producer | undefined;
+  private producerReady: Promise<Producer> | undefined;
+  private readonly consumers = new Set<Consumer>();
+  private closed = false;
+
+  constructor(options: KafkaBusOptions) {
+    this.opts = { ...defaults, ...options };
+    const o = this.opts;
+    if (o.brokers.length === 0) throw new RangeError('KafkaBus needs at least one broker');
+    for (const [k, v] of Object.entries({
+      publishTimeoutMs: o.publishTimeoutMs,
+      requestTimeoutMs: o.requestTimeoutMs,
+      connectionTimeoutMs: o.connectionTimeoutMs,
+      sessionTimeoutMs: o.sessionTimeoutMs,
+      heartbeatIntervalMs: o.heartbeatIntervalMs,
+      fetchMaxWaitMs: o.fetchMaxWaitMs,
+    })) {
+      if (!(Number.isFinite(v) && v > 0)) throw new RangeError(`${k} must be > 0`);
+    }
+    if (o.heartbeatIntervalMs >= o.sessionTimeoutMs) throw new RangeError('heartbeatIntervalMs must be < sessionTimeoutMs');
+    this.topic = o.topic;
+    const sasl: SASLOptions | undefined = o.sasl
+      ? { mechanism: o.sasl.mechanism, username: o.sasl.username, password: o.sasl.password }
+      : undefined;
+    this.kafka = new Kafka({
+      clientId: o.clientId,
+      brokers: o.brokers,
+      ssl: o.ssl,
+      ...(sasl ? { sasl } : {}),
+      connectionTimeout: o.connectionTimeoutMs,
+      requestTimeout: o.requestTimeoutMs,
+      retry: { initialRetryTime: 300, maxRetryTime: 5_000, retries: 8 },
+      logLevel: KafkaLogLevel.INFO,
+      logCreator: kafkaLogCreator(o.logger),
+    });
+  }
+
+  private getProducer(): Promise<Producer> {
+    if (!this.producerReady) {
+      const producer = this.kafka.producer({
+        idempotent: this.opts.idempotent,
+        allowAutoTopicCreation: false,
+        // Java-client-compatible murmur2: the same key lands on the same partition as other producers'.
+        createPartitioner: Partitioners.DefaultPartitioner,
+        retry: { initialRetryTime: 300, maxRetryTime: 5_000, retries: 5 },
+        ...(this.opts.idempotent ? { maxInFlightRequests: 1 } : {}),
+      });
+      this.producer = producer;
+      this.producerReady = producer.connect().then(
+        () => producer,
+        (err: unknown) => {
+          this.producerReady = undefined;
+          throw new ModelwatchError(ErrorCodes.busUnavailable, `kafka producer connect: ${errorMessage(err)}`, {
+            retryable: true,
+            cause: err,
+          });
+        },
+      );
+    }
+    return this.producerReady;
+  }
+
+  async publish(messages: BusMessage[], topic: string = this.topic): Promise<void> {
+    if (this.closed) throw new ModelwatchError(ErrorCodes.busUnavailable, 'bus is closed');
+    if (messages.length === 0) return;
+    const send = async (): Promise<void> => {
+      const producer = await this.getProducer();
+      try {
+        await producer.send({
+          topic,
+          acks: -1,
+          timeout: this.opts.requestTimeoutMs,
+          messages: messages.map((m) => ({ key: m.key, value: m.value, headers: m.headers })),
+        });
+      } catch (err) {
+        throw new ModelwatchError(ErrorCodes.busUnavailable, `kafka publish to ${topic}: ${errorMessage(err)}`, {
+          retryable: true,
+          cause: err,
+        });
+      }
+    };
+    await withDeadline(send(), this.opts.publishTimeoutMs, `kafka publish to ${topic}`);
+  }
+
+  async consume(options: ConsumeOptions): Promise<BusConsumer> {
+    if (this.closed) throw new ModelwatchError(ErrorCodes.busUnavailable, 'bus is closed');
+    const topic = options.topic ?? this.topic;
+    const groupId = options.groupId ?? this.opts.groupId;
+    const log = this.opts.logger;
+    const consumer = this.kafka.consumer({
+      groupId,
+      sessionTimeout: this.opts.sessionTimeoutMs,
+      heartbeatInterval: this.opts.heartbeatIntervalMs,
+      maxWaitTimeInMs: this.opts.fetchMaxWaitMs,
+      allowAutoTopicCreation: false,
+    });
+    this.consumers.add(consumer);
+    let ready = false;
+    consumer.on(consumer.events.GROUP_JOIN, (e) => {
+      log.info('kafka consumer joined group', { groupId, memberId: e.payload.memberId, topic });
+      if (!ready) {
+        ready = true;
+        options.onReady?.();
+      }
+    });
+    consumer.on(consumer.events.CRASH, (e) => {
+      log.warn('kafka consumer crashed', { groupId, error: errorMessage(e.payload.error), restart: e.payload.restart });
+    });
+    try {
+      await withDeadline(consumer.connect(), this.opts.publishTimeoutMs, 'kafka consumer connect');
+      await consumer.subscribe({ topics: [topic], fromBeginning: true });
+      await consumer.run({
+        autoCommit: true,
+        eachBatchAutoResolve: false,
+        eachBatch: async (payload) => {
+          const { batch } = payload;
+          if (batch.messages.length === 0) return;
+          const messages: ConsumedMessage[] = batch.messages.map((m) => ({
+            key: m.key === null ? null : m.key.toString('utf8'),
+            value: m.value ?? Buffer.alloc(0),
+            headers: toHeaders(m.headers),
+            offset: m.offset,
+            timestamp: Number(m.timestamp),
+          }));
+          const last = batch.lastOffset();
+          await options.handler({
+            topic: batch.topic,
+            partition: batch.partition,
+            messages,
+            backlog: Math.max(0, Number(BigInt(batch.highWatermark) - BigInt(last) - 1n)),
+            heartbeat: () => payload.heartbeat(),
+            isRunning: () => payload.isRunning() && !payload.isStale(),
+          });
+          // Only now are the batch's effects durable: mark and commit (kafkajs commits resolved offsets + 1).
+          payload.resolveOffset(last);
+          await payload.commitOffsetsIfNecessary();
+          await payload.heartbeat();
+        },
+      });
+    } catch (err) {
+      this.consumers.delete(consumer);
+      await consumer.disconnect().catch(() => undefined);
+      throw new ModelwatchError(ErrorCodes.busUnavailable, `kafka consume ${topic}: ${errorMessage(err)}`, {
+        retryable: true,
+        cause: err,
+      });
+    }
+    return {
+      stop: async () => {
+        // disconnect() stops fetching and waits for the in-flight batch (and its commit) to finish.
+        await consumer.disconnect();
+        this.consumers.delete(consumer);
+      },
+    };
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    await Promise.allSettled([...this.consumers].map((c) => c.disconnect()));
+    this.consumers.clear();
+    if (this.producerReady) {
+      await this.producerReady.then((p) => p.disconnect()).catch(() => undefined);
+    }
+    this.producer = undefined;
+    this.producerReady = undefined;
+  }
+}
