@@ -14,6 +14,8 @@ export const Tables = {
   requests: 'mw_requests',
   labels: 'mw_labels',
   quarantine: 'mw_quarantine',
+  references: 'mw_references',
+  referenceRows: 'mw_reference_rows',
 } as const;
 
 // non_replicated_deduplication_window makes `insert_deduplication_token` effective on plain MergeTree
@@ -86,6 +88,36 @@ export const migrations: Migration[] = [
       ) ENGINE = MergeTree
       ORDER BY received_at
       SETTINGS ${DEDUP}`,
+    ],
+  },
+  {
+    version: 2,
+    name: 'drift reference profiles',
+    statements: [
+      // One row per stored reference: where it came from and the per-feature profile (JSON: edges, bin
+      // counts, deciles, category counts, mean/std, min/max), computed once at creation.
+      `CREATE TABLE IF NOT EXISTS ${Tables.references} (
+        id String,
+        model String,
+        source LowCardinality(String),
+        window_from Nullable(DateTime64(3, 'UTC')),
+        window_to Nullable(DateTime64(3, 'UTC')),
+        file String,
+        created_at DateTime64(3, 'UTC') DEFAULT now64(3),
+        rows UInt64,
+        profile String
+      ) ENGINE = ReplacingMergeTree(created_at)
+      ORDER BY (model, id)`,
+      // The reference sample itself, so KS and Wasserstein stay exact against it; same maps as mw_predictions.
+      `CREATE TABLE IF NOT EXISTS ${Tables.referenceRows} (
+        reference_id String,
+        row UInt64,
+        features_num Map(String, Float64),
+        features_cat Map(String, String),
+        outputs_num Map(String, Float64),
+        outputs_cat Map(String, String)
+      ) ENGINE = MergeTree
+      ORDER BY (reference_id, row)`,
     ],
   },
 ];
