@@ -1,0 +1,114 @@
+/** Options of {@link PairBuffer}. */
+export interface PairBufferOptions<Req, Res> {
+  /** How long a half waits for its other half, ms. @default 30000 */
+  ttlMs?: number;
+  /** Most halves waiting at once; beyond it the oldest is flushed as an orphan. @default 10000 */
+  maxPending?: number;
+  /** How often expired halves are swept, ms. @default 1000 */
+  sweepIntervalMs?: number;
+  /** Called with each pair, complete or not (`request` or `response` undefined for orphans). Must not throw. */
+  onPair: (pair: Pair<Req, Res>) => void;
+}
+
+/** Both halves of one exchange, or one half flushed alone after its TTL, on overflow or on close. */
+export interface Pair<Req, Res> {
+  key: string;
+  request: Req | undefined;
+  response: Res | undefined;
+  /** Why the pair is incomplete: `ttl`, `overflow`, `close` or `duplicate`; `''` when complete. */
+  orphanReason: '' | 'ttl' | 'overflow' | 'close' | 'duplicate';
+}
+
+interface Pending<Req, Res> {
+  request: Req | undefined;
+  response: Res | undefined;
+  expiresAt: number;
+}
+
+/**
+ * Pairs request and response halves that arrive separately and in any order (KServe logger
+ * CloudEvents, Seldon input/output topics), by a correlation key. Bounded in entries, with a TTL:
+ * nothing is held forever and nothing is dropped silently — a half that never meets its other half is
+ * still handed to `onPair`.
+ */
+export class PairBuffer<Req, Res> {
+  private readonly pending = new Map<string, Pending<Req, Res>>();
+  private readonly ttlMs: number;
+  private readonly maxPending: number;
+  private readonly onPair: (pair: Pair<Req, Res>) => void;
+  private readonly timer: NodeJS.Timeout;
+
+  constructor(options: PairBufferOptions<Req, Res>) {
+    this.ttlMs = options.ttlMs ?? 30_000;
+    this.maxPending = options.maxPending ?? 10_000;
+    const sweepIntervalMs = options.sweepIntervalMs ?? 1_000;
+    if (!(this.ttlMs > 0)) throw new RangeError('ttlMs must be > 0');
+    if (!(this.maxPending > 0)) throw new RangeError('maxPending must be > 0');
+    if (!(sweepIntervalMs > 0)) throw new RangeError('sweepIntervalMs must be > 0');
+    this.onPair = options.onPair;
+    this.timer = setInterval(() => this.sweep(), sweepIntervalMs);
+    this.timer.unref();
+  }
+
+  /** Halves waiting for their other half. */
+  get size(): number {
+    return this.pending.size;
+  }
+
+  /** Adds a request half. */
+  request(key: string, value: Req): void {
+    this.add(key, 'request', value);
+  }
+
+  /** Adds a response half. */
+  response(key: string, value: Res): void {
+    this.add(key, 'response', value);
+  }
+
+  private add(key: string, side: 'request' | 'response', value: Req | Res): void {
+    const p = this.pending.get(key);
+    if (p !== undefined && p[side] === undefined) {
+      this.pending.delete(key);
+      if (side === 'request') this.onPair({ key, request: value as Req, response: p.response, orphanReason: '' });
+      else this.onPair({ key, request: p.request, response: value as Res, orphanReason: '' });
+      return;
+    }
+    if (p !== undefined) {
+      // The same half twice (a retry, or a reused id): the first one is flushed so neither is lost.
+      this.pending.delete(key);
+      this.onPair({ key, request: p.request, response: p.response, orphanReason: 'duplicate' });
+    }
+    if (this.pending.size >= this.maxPending) {
+      // Map iteration order is insertion order: the first entry is the oldest.
+      const first = this.pending.entries().next();
+      if (first.done !== true) {
+        const [oldKey, old] = first.value;
+        this.pending.delete(oldKey);
+        this.onPair({ key: oldKey, request: old.request, response: old.response, orphanReason: 'overflow' });
+      }
+    }
+    const entry: Pending<Req, Res> = { request: undefined, response: undefined, expiresAt: Date.now() + this.ttlMs };
+    if (side === 'request') entry.request = value as Req;
+    else entry.response = value as Res;
+    this.pending.set(key, entry);
+  }
+
+  /** Flushes every half whose TTL has passed (called by the timer; exposed for tests and shutdown). */
+  sweep(now: number = Date.now()): void {
+    for (const [key, p] of this.pending) {
+      // Insertion order is expiry order (constant TTL), so the first live entry ends the sweep.
+      if (p.expiresAt > now) break;
+      this.pending.delete(key);
+      this.onPair({ key, request: p.request, response: p.response, orphanReason: 'ttl' });
+    }
+  }
+
+  /** Stops the timer and flushes everything still waiting. */
+  close(): void {
+    clearInterval(this.timer);
+    for (const [key, p] of this.pending) {
+      this.onPair({ key, request: p.request, response: p.response, orphanReason: 'close' });
+    }
+    this.pending.clear();
+  }
+}
