@@ -1,0 +1,124 @@
+import type { FeatureMapping, ModelSchema } from '../config/model-schema.js';
+import type { DecodedTensor } from './tensor.js';
+import { invalid } from './tensor.js';
+
+/** The per-row values of one decoded call (names per the model schema, default `<tensor>_<j>`). */
+export interface FlatRow {
+  features_num: Record<string, number>;
+  features_cat: Record<string, string>;
+  outputs_num: Record<string, number>;
+  outputs_cat: Record<string, string>;
+}
+
+/** How one tensor's per-row elements map to named columns. */
+interface ColumnPlan {
+  width: number;
+  names: string[];
+  categorical: boolean[];
+}
+
+// Plans depend only on (schema, side, tensor name, datatype, row shape): cache them per schema so
+// steady traffic does not rebuild column names for every call. Bounded per schema.
+const planCache = new WeakMap<ModelSchema, Map<string, ColumnPlan>>();
+const MAX_PLANS_PER_SCHEMA = 1024;
+
+function planFor(schema: ModelSchema, side: 'in' | 'out', t: DecodedTensor, width: number): ColumnPlan {
+  const key = `${side}\u0000${t.name}\u0000${t.datatype}\u0000${t.shape.length}\u0000${width}`;
+  let plans = planCache.get(schema);
+  if (plans === undefined) {
+    plans = new Map();
+    planCache.set(schema, plans);
+  }
+  const hit = plans.get(key);
+  if (hit !== undefined) return hit;
+  const mapped = new Map<number, FeatureMapping>();
+  if (side === 'in') {
+    // A mapping without `index` names column 0 (the only column of a `[batch]` tensor).
+    for (const f of schema.features) if (f.tensor === t.name) mapped.set(f.index ?? 0, f);
+  }
+  const tensorCat = t.datatype === 'BYTES' || schema.categorical.includes(t.name);
+  const plan: ColumnPlan = { width, names: new Array<string>(width), categorical: new Array<boolean>(width) };
+  for (let j = 0; j < width; j++) {
+    const m = mapped.get(j);
+    plan.names[j] = m?.name ?? (t.shape.length === 1 ? t.name : `${t.name}_${j}`);
+    // BYTES elements are strings and stay categorical whatever the mapping says.
+    plan.categorical[j] = t.datatype === 'BYTES' || (m?.kind === undefined ? tensorCat : m.kind === 'categorical');
+  }
+  if (plans.size >= MAX_PLANS_PER_SCHEMA) plans.clear();
+  plans.set(key, plan);
+  return plan;
+}
+
+function batchOf(t: DecodedTensor, field: string): number {
+  const b = t.shape[0];
+  if (b === undefined) throw invalid(field, `tensor ${JSON.stringify(t.name)} has shape [] (no batch dimension)`);
+  return b;
+}
+
+function rowWidth(t: DecodedTensor): number {
+  let w = 1;
+  for (let i = 1; i < t.shape.length; i++) w *= t.shape[i] ?? 0;
+  return w;
+}
+
+function fill(
+  rows: FlatRow[],
+  tensors: DecodedTensor[],
+  schema: ModelSchema,
+  side: 'in' | 'out',
+  batch: number,
+  key: 'inputs' | 'outputs',
+): void {
+  for (let i = 0; i < tensors.length; i++) {
+    const t = tensors[i] as DecodedTensor;
+    const b = batchOf(t, `${key}[${i}].shape`);
+    if (b !== batch) {
+      throw invalid(
+        `${key}[${i}].shape`,
+        `tensor ${JSON.stringify(t.name)} has batch size ${b} but inputs[0] has ${batch}; all tensors must agree on the first dimension`,
+      );
+    }
+    const width = rowWidth(t);
+    const plan = planFor(schema, side, t, width);
+    const values = t.values;
+    const isBool = t.datatype === 'BOOL';
+    for (let r = 0; r < batch; r++) {
+      const row = rows[r] as FlatRow;
+      const num = side === 'in' ? row.features_num : row.outputs_num;
+      const cat = side === 'in' ? row.features_cat : row.outputs_cat;
+      const base = r * width;
+      for (let j = 0; j < width; j++) {
+        const v = values[base + j] as number | string;
+        const name = plan.names[j] as string;
+        if (plan.categorical[j] === true) {
+          cat[name] = typeof v === 'string' ? v : isBool ? (v === 1 ? 'true' : 'false') : String(v);
+        } else {
+          num[name] = v as number;
+        }
+      }
+    }
+  }
+}
+
+/**
+ * Flattens decoded tensors into one {@link FlatRow} per batch element. The batch size is the first
+ * dimension of every input (and output); a disagreement is `decode_invalid` naming the tensor.
+ * A `[batch]` tensor gives a column `<tensor>`, `[batch, d1, …]` gives `<tensor>_<j>` (j = flat
+ * index within the row), unless the schema maps (tensor, index) to a name. BYTES elements, tensors
+ * in `schema.categorical` and columns mapped `kind: categorical` are categorical (strings; BOOL as
+ * `true`/`false`); the rest is numeric (BOOL as 0/1). Pass `outputs` undefined for features only.
+ */
+export function flattenTensors(
+  inputs: DecodedTensor[],
+  outputs: DecodedTensor[] | undefined,
+  schema: ModelSchema,
+): FlatRow[] {
+  const first = inputs[0];
+  if (first === undefined) throw invalid('inputs', 'empty: a request needs at least one input tensor');
+  const batch = batchOf(first, 'inputs[0].shape');
+  const rows: FlatRow[] = new Array<FlatRow>(batch);
+  for (let r = 0; r < batch; r++) rows[r] = { features_num: {}, features_cat: {}, outputs_num: {}, outputs_cat: {} };
+  fill(rows, inputs, schema, 'in', batch, 'inputs');
+  if (outputs !== undefined) fill(rows, outputs, schema, 'out', batch, 'outputs');
+  return rows;
+}
