@@ -1,0 +1,13 @@
+export { createApiApp } from './app.js';
+export type { ApiAppOptions } from './app.js';
+export { startApi } from './server.js';
+export type { RunningApi } from './server.js';
+export { ApiError, errorBody, statusForCode, toErrorResponse, validate } from './errors.js';
+export type { ApiErrorBody, ApiErrorOptions } from './errors.js';
+export { queryRows, modelExists, requireModel, isoTime } from './query.js';
+export type { QueryParams } from './query.js';
+export { openApiDocument } from './openapi.js';
+export { routeMounters } from './routes/index.js';
+export type { RouteMounter } from './routes/index.js';
+export { MAX_PREDICTIONS_LIMIT } from './routes/models.js';
+export { labelsBodySchema, MAX_LABELS_PER_REQUEST } from './routes/labels.js';

@@ -1,0 +1,326 @@
+/**
+ * The OpenAPI 3.1 document of every route the API serves (DESIGN §2). One object, kept next to the
+ * routes; `test/api-*.test.ts` checks that every route mounted on the app is listed here, so a route
+ * added to `routes/index.ts` must be documented in the same change.
+ */
+
+const errorResponse = (description: string) => ({
+  description,
+  content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } },
+});
+
+const json = (ref: string, description = 'OK') => ({
+  description,
+  content: { 'application/json': { schema: { $ref: `#/components/schemas/${ref}` } } },
+});
+
+const timeParam = (name: string, description: string) => ({
+  name,
+  in: 'query',
+  required: false,
+  description: `${description} ISO-8601 or epoch milliseconds.`,
+  schema: { oneOf: [{ type: 'string', format: 'date-time' }, { type: 'integer', minimum: 0 }] },
+});
+
+const modelName = { name: 'name', in: 'path', required: true, description: 'Model name.', schema: { type: 'string' } };
+const from = timeParam('from', 'Window start. Default: `to` − 1 h.');
+const to = timeParam('to', 'Window end. Default: now.');
+
+const protectedErrors = {
+  '400': errorResponse('Invalid parameter; the message names the field.'),
+  '401': errorResponse('Missing or wrong bearer token (only when a token is configured).'),
+  '503': errorResponse('Store unavailable.'),
+};
+
+const modelErrors = { ...protectedErrors, '404': errorResponse('Unknown model.') };
+
+const numberMap = { type: 'object', additionalProperties: { type: ['number', 'string', 'null'] } };
+
+/** The OpenAPI 3.1 document served at `GET /openapi.json`. */
+export const openApiDocument = {
+  openapi: '3.1.0',
+  info: {
+    title: 'modelwatch API',
+    version: '0.1.0',
+    description:
+      'Monitoring for served ML models. All bodies are JSON; errors are `{"error":{"code","message"}}`. ' +
+      'Times are ISO-8601 or epoch milliseconds on input and ISO-8601 on output.',
+  },
+  components: {
+    securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } },
+    schemas: {
+      Error: {
+        type: 'object',
+        required: ['error'],
+        properties: {
+          error: {
+            type: 'object',
+            required: ['code', 'message'],
+            properties: {
+              code: { type: 'string' },
+              message: { type: 'string' },
+              field: { type: 'string', description: 'The offending input field, when there is one.' },
+            },
+          },
+        },
+      },
+      Model: {
+        type: 'object',
+        required: ['name', 'versions', 'first_seen', 'last_seen', 'requests', 'rows'],
+        properties: {
+          name: { type: 'string' },
+          versions: { type: 'array', items: { type: 'string' } },
+          first_seen: { type: 'string', format: 'date-time' },
+          last_seen: { type: 'string', format: 'date-time' },
+          requests: { type: 'integer', minimum: 0 },
+          rows: { type: 'integer', minimum: 0 },
+        },
+      },
+      ModelList: {
+        type: 'object',
+        required: ['models'],
+        properties: { models: { type: 'array', items: { $ref: '#/components/schemas/Model' } } },
+      },
+      Prediction: {
+        type: 'object',
+        required: ['request_id', 'row', 'ts', 'version', 'features', 'outputs', 'label'],
+        properties: {
+          request_id: { type: 'string' },
+          row: { type: 'integer', minimum: 0 },
+          ts: { type: 'string', format: 'date-time' },
+          version: { type: 'string' },
+          features: { ...numberMap, description: 'Numeric and categorical features by name; non-finite numbers are null.' },
+          outputs: { ...numberMap, description: 'Outputs by name; non-finite numbers are null.' },
+          label: { type: ['string', 'null'], description: 'Latest label posted for this row, or null.' },
+        },
+      },
+      PredictionList: {
+        type: 'object',
+        required: ['predictions'],
+        properties: { predictions: { type: 'array', items: { $ref: '#/components/schemas/Prediction' } } },
+      },
+      LabelsRequest: {
+        type: 'object',
+        required: ['labels'],
+        additionalProperties: false,
+        properties: {
+          labels: {
+            type: 'array',
+            minItems: 1,
+            items: {
+              type: 'object',
+              required: ['request_id', 'label'],
+              additionalProperties: false,
+              properties: {
+                request_id: { type: 'string', minLength: 1 },
+                row: { type: 'integer', minimum: 0, default: 0 },
+                label: { type: ['string', 'number', 'boolean'] },
+              },
+            },
+          },
+        },
+      },
+      LabelsAccepted: {
+        type: 'object',
+        required: ['accepted'],
+        properties: { accepted: { type: 'integer', minimum: 0 } },
+      },
+      DriftReport: {
+        type: 'object',
+        description: 'Same shape as `modelwatch report` (DESIGN §2).',
+        required: ['reference', 'current', 'features', 'dataset'],
+        properties: {
+          reference: { type: 'object', properties: { rows: { type: 'integer' } } },
+          current: { type: 'object', properties: { rows: { type: 'integer' } } },
+          features: {
+            type: 'array',
+            items: {
+              type: 'object',
+              required: ['name', 'kind', 'method', 'score', 'threshold', 'drifted'],
+              properties: {
+                name: { type: 'string' },
+                kind: { type: 'string', enum: ['numeric', 'categorical'] },
+                method: { type: 'string' },
+                score: { type: ['number', 'null'] },
+                threshold: { type: 'number' },
+                drifted: { type: 'boolean' },
+                stats: { type: 'object' },
+                quality: { type: 'object' },
+              },
+            },
+          },
+          dataset: {
+            type: 'object',
+            properties: {
+              features: { type: 'integer' },
+              drifted_features: { type: 'integer' },
+              share: { type: 'number' },
+              drifted: { type: 'boolean' },
+            },
+          },
+        },
+      },
+      Performance: {
+        type: 'object',
+        description: 'Measured metrics over labelled rows, label coverage, and the label-free estimate.',
+        properties: {
+          measured: { type: ['object', 'null'] },
+          coverage: { type: 'object' },
+          estimated: { type: ['object', 'null'] },
+        },
+      },
+      Health: {
+        type: 'object',
+        description: 'One summary of a model over a window.',
+        properties: {
+          traffic: {
+            type: 'object',
+            properties: {
+              requests: { type: 'integer' },
+              rows: { type: 'integer' },
+              errors: { type: 'integer' },
+              error_rate: { type: 'number' },
+              latency_ms: {
+                type: 'object',
+                properties: { p50: { type: 'number' }, p95: { type: 'number' }, p99: { type: 'number' } },
+              },
+            },
+          },
+          drift: { type: ['object', 'null'] },
+          data_quality: { type: ['object', 'null'] },
+          performance: { type: ['object', 'null'] },
+          alerts: { type: 'array', items: { type: 'object' } },
+        },
+      },
+    },
+  },
+  paths: {
+    '/healthz': {
+      get: {
+        summary: 'Liveness',
+        operationId: 'healthz',
+        responses: {
+          '200': {
+            description: 'Alive',
+            content: {
+              'application/json': {
+                schema: { type: 'object', properties: { status: { type: 'string', const: 'ok' } } },
+              },
+            },
+          },
+        },
+      },
+    },
+    '/readyz': {
+      get: {
+        summary: 'Readiness: store reachable and migrations applied',
+        operationId: 'readyz',
+        responses: {
+          '200': {
+            description: 'Ready',
+            content: {
+              'application/json': {
+                schema: { type: 'object', properties: { status: { type: 'string', const: 'ready' } } },
+              },
+            },
+          },
+          '503': errorResponse('Not ready'),
+        },
+      },
+    },
+    '/metrics': {
+      get: {
+        summary: 'Prometheus exposition of the service metrics',
+        operationId: 'metrics',
+        responses: {
+          '200': { description: 'Prometheus text format 0.0.4', content: { 'text/plain': { schema: { type: 'string' } } } },
+        },
+      },
+    },
+    '/openapi.json': {
+      get: {
+        summary: 'This document',
+        operationId: 'openapi',
+        responses: { '200': { description: 'OpenAPI 3.1', content: { 'application/json': { schema: { type: 'object' } } } } },
+      },
+    },
+    '/api/v1/models': {
+      get: {
+        summary: 'Models seen in stored traffic',
+        operationId: 'listModels',
+        security: [{ bearer: [] }],
+        responses: { '200': json('ModelList'), ...protectedErrors },
+      },
+    },
+    '/api/v1/models/{name}/predictions': {
+      get: {
+        summary: 'Stored prediction rows, newest first, with their labels',
+        operationId: 'listPredictions',
+        security: [{ bearer: [] }],
+        parameters: [
+          modelName,
+          from,
+          to,
+          {
+            name: 'limit',
+            in: 'query',
+            required: false,
+            schema: { type: 'integer', minimum: 1, maximum: 10000, default: 100 },
+          },
+          { name: 'version', in: 'query', required: false, schema: { type: 'string' } },
+        ],
+        responses: { '200': json('PredictionList'), ...modelErrors },
+      },
+    },
+    '/api/v1/models/{name}/health': {
+      get: {
+        summary: 'Traffic, drift, data quality, performance and active alerts in one summary',
+        operationId: 'modelHealth',
+        security: [{ bearer: [] }],
+        parameters: [modelName, from, to],
+        responses: { '200': json('Health'), ...modelErrors },
+      },
+    },
+    '/api/v1/models/{name}/drift': {
+      get: {
+        summary: 'Drift of the window against the reference window',
+        operationId: 'modelDrift',
+        security: [{ bearer: [] }],
+        parameters: [
+          modelName,
+          from,
+          to,
+          timeParam('reference_from', 'Reference window start.'),
+          timeParam('reference_to', 'Reference window end.'),
+        ],
+        responses: { '200': json('DriftReport'), ...modelErrors },
+      },
+    },
+    '/api/v1/models/{name}/performance': {
+      get: {
+        summary: 'Measured performance over labelled rows, label coverage, label-free estimate',
+        operationId: 'modelPerformance',
+        security: [{ bearer: [] }],
+        parameters: [modelName, from, to],
+        responses: { '200': json('Performance'), ...modelErrors },
+      },
+    },
+    '/api/v1/labels': {
+      post: {
+        summary: 'Post ground-truth labels; joined to predictions by request id and row',
+        operationId: 'postLabels',
+        security: [{ bearer: [] }],
+        requestBody: {
+          required: true,
+          content: { 'application/json': { schema: { $ref: '#/components/schemas/LabelsRequest' } } },
+        },
+        responses: {
+          '202': json('LabelsAccepted', 'Accepted'),
+          ...protectedErrors,
+          '413': errorResponse('Body too large.'),
+          '415': errorResponse('Body is not JSON.'),
+        },
+      },
+    },
+  },
+} as const;

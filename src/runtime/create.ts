@@ -1,0 +1,90 @@
+import { Registry } from 'prom-client';
+import { InProcessBus } from '../bus/in-process.js';
+import { KafkaBus } from '../bus/kafka.js';
+import type { Bus } from '../bus/types.js';
+import { createLogger, type Logger } from '../common/logger.js';
+import { errorMessage } from '../common/errors.js';
+import type { Config } from '../config/schema.js';
+import { openStore } from '../store/open.js';
+import type { Store } from '../store/store.js';
+import type { RuntimeContext } from './context.js';
+import { registerDefaultMetrics } from './metrics.js';
+
+/** Options of {@link createRuntime}. */
+export interface CreateRuntimeOptions {
+  /** Logger to use instead of one built from `config.logLevel`. @default createLogger(config.logLevel) */
+  logger?: Logger;
+  /** Registry to use instead of a fresh one. @default new Registry() */
+  metrics?: Registry;
+  /** Whether to register prom-client's default process metrics on the registry. @default true */
+  defaultMetrics?: boolean;
+  /** An already opened store (tests share one chdb engine per process). @default openStore(config) */
+  store?: Store;
+}
+
+/** A {@link RuntimeContext} that owns its store and bus. */
+export interface Runtime extends RuntimeContext {
+  /** Closes the bus, then the store. Roles must have been stopped before. Idempotent. */
+  close(): Promise<void>;
+}
+
+function createBus(config: Config, logger: Logger): Bus {
+  if (config.kafka.brokers.length === 0) {
+    return new InProcessBus({ topic: config.kafka.topic, maxBufferedBytes: config.bus.maxBufferedBytes, logger });
+  }
+  const k = config.kafka;
+  return new KafkaBus({
+    brokers: k.brokers,
+    topic: k.topic,
+    clientId: k.clientId,
+    groupId: k.groupId,
+    idempotent: k.idempotent,
+    ssl: k.ssl,
+    sasl: k.sasl,
+    logger,
+  });
+}
+
+/**
+ * Builds the process's runtime: logger, a fresh Prometheus registry (never the global one), the store
+ * (migrations applied) and the bus (in-process when `kafka.brokers` is empty, else Kafka).
+ */
+export async function createRuntime(config: Config, options: CreateRuntimeOptions = {}): Promise<Runtime> {
+  const logger = options.logger ?? createLogger(config.logLevel);
+  const metrics = options.metrics ?? new Registry();
+  if (options.defaultMetrics ?? true) registerDefaultMetrics(metrics);
+  const ownsStore = options.store === undefined;
+  const store = options.store ?? (await openStore(config));
+  let bus: Bus;
+  try {
+    bus = createBus(config, logger);
+  } catch (err) {
+    if (ownsStore) await store.close().catch(() => undefined);
+    throw err;
+  }
+  let closing: Promise<void> | undefined;
+  return {
+    config,
+    store,
+    bus,
+    logger,
+    metrics,
+    close: () => {
+      closing ??= (async () => {
+        try {
+          await bus.close();
+        } catch (err) {
+          logger.warn('bus close failed', { error: errorMessage(err) });
+        }
+        if (ownsStore) {
+          try {
+            await store.close();
+          } catch (err) {
+            logger.warn('store close failed', { error: errorMessage(err) });
+          }
+        }
+      })();
+      return closing;
+    },
+  };
+}
