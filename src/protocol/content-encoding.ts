@@ -41,7 +41,11 @@ export function decompressBody(body: Buffer, encoding: string, maxBytes: number,
       if (code === 'ERR_BUFFER_TOO_LARGE') {
         throw invalid(field, `${coding} body inflates beyond the ${maxBytes}-byte cap`, err);
       }
-      throw invalid(field, `${coding} body does not decompress: ${err instanceof Error ? err.message : String(err)}`, err);
+      throw invalid(
+        field,
+        `${coding} body does not decompress: ${err instanceof Error ? err.message : String(err)}`,
+        err,
+      );
     }
   }
   return out;

@@ -41,11 +41,7 @@ export function isProtobufCall(call: Pick<CapturedCall, 'source' | 'request'>): 
  * Decodes one REST body (undoing its content-encoding first: Triton's header length counts
  * decompressed bytes). Exposed for producers that hold a body rather than a whole call.
  */
-export function decodeRestBody(
-  side: 'request',
-  body: CapturedBody,
-  limits?: DecodeLimits,
-): DecodedInferRequest;
+export function decodeRestBody(side: 'request', body: CapturedBody, limits?: DecodeLimits): DecodedInferRequest;
 export function decodeRestBody(
   side: 'response',
   body: CapturedBody,

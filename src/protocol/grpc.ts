@@ -265,7 +265,11 @@ export function decodeModelInferRequest(body: Uint8Array, opts: GrpcDecodeOption
   const limits = resolveLimits(opts.limits);
   const buf = Buffer.isBuffer(body) ? body : Buffer.from(body.buffer, body.byteOffset, body.byteLength);
   const bytes = unwrapGrpcFrame(buf, opts.encoding ?? '', limits.maxDecompressedBytes, 'request.body');
-  const m = parseMessage(loadInferenceProto().ModelInferRequest, bytes, 'request.body') as unknown as ModelInferRequestMessage;
+  const m = parseMessage(
+    loadInferenceProto().ModelInferRequest,
+    bytes,
+    'request.body',
+  ) as unknown as ModelInferRequestMessage;
   if (m.inputs.length === 0) throw invalid('inputs', 'empty: a request needs at least one input tensor');
   try {
     return {
@@ -285,13 +289,23 @@ export function decodeModelInferResponse(body: Uint8Array, opts: GrpcDecodeOptio
   const limits = resolveLimits(opts.limits);
   const buf = Buffer.isBuffer(body) ? body : Buffer.from(body.buffer, body.byteOffset, body.byteLength);
   const bytes = unwrapGrpcFrame(buf, opts.encoding ?? '', limits.maxDecompressedBytes, 'response.body');
-  const m = parseMessage(loadInferenceProto().ModelInferResponse, bytes, 'response.body') as unknown as ModelInferResponseMessage;
+  const m = parseMessage(
+    loadInferenceProto().ModelInferResponse,
+    bytes,
+    'response.body',
+  ) as unknown as ModelInferResponseMessage;
   try {
     return {
       id: emptyToUndefined(m.id),
       model: emptyToUndefined(m.model_name),
       version: emptyToUndefined(m.model_version),
-      outputs: grpcTensors(m.outputs, m.raw_output_contents ?? [], 'outputs', 'raw_output_contents', limits.maxElements),
+      outputs: grpcTensors(
+        m.outputs,
+        m.raw_output_contents ?? [],
+        'outputs',
+        'raw_output_contents',
+        limits.maxElements,
+      ),
     };
   } catch (err: unknown) {
     if (isModelwatchError(err)) throw err;

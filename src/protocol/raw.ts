@@ -33,11 +33,19 @@ export function bytesToString(b: Uint8Array): string {
  * BYTES elements are a uint32LE length followed by that many bytes. 64-bit integers become the
  * nearest double (precision is lost beyond 2^53).
  */
-export function decodeRaw(datatype: V2Datatype, blob: Buffer, count: number, field: string): ArrayLike<number> | string[] {
+export function decodeRaw(
+  datatype: V2Datatype,
+  blob: Buffer,
+  count: number,
+  field: string,
+): ArrayLike<number> | string[] {
   if (datatype === 'BYTES') return decodeRawBytes(blob, count, field);
   const size = DATATYPE_ITEM_SIZE[datatype];
   if (blob.length !== count * size) {
-    throw invalid(field, `${blob.length} bytes do not hold ${count} ${datatype} elements (${count * size} bytes expected)`);
+    throw invalid(
+      field,
+      `${blob.length} bytes do not hold ${count} ${datatype} elements (${count * size} bytes expected)`,
+    );
   }
   const out = new Float64Array(count);
   switch (datatype) {
@@ -101,7 +109,10 @@ function decodeRawBytes(blob: Buffer, count: number, field: string): string[] {
     const len = blob.readUInt32LE(off);
     off += 4;
     if (off + len > blob.length) {
-      throw invalid(field, `BYTES element ${i}: length ${len} runs past the end of the data (${blob.length - off} bytes left)`);
+      throw invalid(
+        field,
+        `BYTES element ${i}: length ${len} runs past the end of the data (${blob.length - off} bytes left)`,
+      );
     }
     out[i] = bytesToString(blob.subarray(off, off + len));
     off += len;

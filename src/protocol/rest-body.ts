@@ -154,12 +154,7 @@ interface BinaryPart {
   offset: number;
 }
 
-function readTensor(
-  entry: unknown,
-  field: string,
-  binary: BinaryPart | undefined,
-  maxElements: number,
-): DecodedTensor {
+function readTensor(entry: unknown, field: string, binary: BinaryPart | undefined, maxElements: number): DecodedTensor {
   if (!isObject(entry)) throw invalid(field, 'must be an object {name, shape, datatype, data}');
   const name = entry.name;
   if (typeof name !== 'string' || name === '') throw invalid(`${field}.name`, 'must be a non-empty string');
@@ -179,7 +174,8 @@ function readTensor(
   if (typeof sizeRaw !== 'number' || !Number.isSafeInteger(sizeRaw) || sizeRaw < 0) {
     throw invalid(sizeField, `${describe(sizeRaw)} is not a non-negative integer`);
   }
-  if (binary === undefined) throw invalid(sizeField, 'binary data declared but the body has no binary part (no header length)');
+  if (binary === undefined)
+    throw invalid(sizeField, 'binary data declared but the body has no binary part (no header length)');
   if (entry.data !== undefined) throw invalid(`${field}.data`, 'present although the tensor is sent as binary data');
   const left = binary.bytes.length - binary.offset;
   if (sizeRaw > left) throw invalid(sizeField, `${sizeRaw} bytes run past the end of the body (${left} left)`);

@@ -85,7 +85,8 @@ export function checkShape(shape: unknown, field: string, maxElements: number): 
   let count = dims.includes(0) ? 0 : 1;
   for (let i = 0; i < dims.length && count !== 0; i++) {
     count *= dims[i] ?? 0;
-    if (count > maxElements) throw invalid(field, `declared shape [${dims.join(', ')}] exceeds ${maxElements} elements`);
+    if (count > maxElements)
+      throw invalid(field, `declared shape [${dims.join(', ')}] exceeds ${maxElements} elements`);
   }
   return { shape: dims, count };
 }
