@@ -1,0 +1,70 @@
+import { writeFileSync } from 'node:fs';
+import { errorMessage, isModelwatchError } from '../../common/errors.js';
+import { UsageError, parseFlags, type Command } from '../command.js';
+import { runFileReport } from '../../drift/report/run.js';
+
+const usage = `modelwatch report --reference FILE --current FILE [--format json|html] [--out FILE] [--categorical a,b] [--columns a,b,c]
+  --reference FILE     baseline data: .csv .tsv .parquet .jsonl .ndjson (read through ClickHouse file formats)
+  --current FILE       data to compare with it (same formats)
+  --format json|html   the DESIGN §2 drift report as JSON, or one self-contained HTML page (default json)
+  --out FILE           write the report to FILE instead of stdout
+  --categorical a,b    treat these columns as categorical whatever their inferred type
+  --columns a,b,c      compare only these columns
+Exit status 0 when the report was made, drift or not; 2 on an error (one line on stderr).`;
+
+function list(value: string | undefined): string[] | undefined {
+  if (value === undefined) return undefined;
+  return value
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s.length > 0);
+}
+
+/** `modelwatch report`: the offline drift and data-quality report over two files (DESIGN §2). */
+export const reportCommand: Command = {
+  summary: 'offline drift + data-quality report over CSV/TSV/Parquet/JSONL files',
+  usage,
+  async run(argv) {
+    const { help, values } = parseFlags(
+      argv,
+      {
+        reference: { type: 'string' },
+        current: { type: 'string' },
+        format: { type: 'string' },
+        out: { type: 'string' },
+        categorical: { type: 'string' },
+        columns: { type: 'string' },
+      },
+      usage,
+    );
+    if (help) {
+      process.stdout.write(`usage: ${usage}\n`);
+      return 0;
+    }
+    if (values.reference === undefined || values.current === undefined) {
+      throw new UsageError('--reference and --current are required', usage);
+    }
+    const format = values.format ?? 'json';
+    if (format !== 'json' && format !== 'html') throw new UsageError(`--format must be json or html, got '${format}'`, usage);
+    try {
+      const result = await runFileReport({
+        reference: values.reference,
+        current: values.current,
+        format,
+        categorical: list(values.categorical) ?? [],
+        columns: list(values.columns),
+        progress: (line) => process.stderr.write(`modelwatch report: ${line}\n`),
+      });
+      const text = format === 'html' ? (result.html ?? '') : JSON.stringify(result.report, null, 2) + '\n';
+      if (values.out !== undefined) writeFileSync(values.out, text);
+      else process.stdout.write(text);
+      return 0;
+    } catch (err: unknown) {
+      // Input problems (missing/empty/unreadable file, mismatched or unknown columns) are the user's to fix:
+      // one line, exit 2, like other usage errors.
+      const msg = isModelwatchError(err) ? err.message : errorMessage(err);
+      process.stderr.write(`modelwatch report: ${msg.replace(/\s*\n\s*/g, ' ')}\n`);
+      return 2;
+    }
+  },
+};

@@ -1,0 +1,129 @@
+import { basename } from 'node:path';
+import type { ClickHouseClient } from '@clickhouse/client';
+import { createStoreClient } from '../../store/client.js';
+import { resolveColumns, type ReportColumn } from './columns.js';
+import { countFileRows, describeFile, fileReadError, fileSample, inputFile, type InputFile } from './files.js';
+import { histogramFromDistribution, type FeatureHistogram } from './histograms.js';
+import { renderHtmlReport } from './html.js';
+import { computeDrift } from '../stats/engine.js';
+import type { DriftReport } from '../stats/types.js';
+
+/** Options of {@link runFileReport}. */
+export interface FileReportOptions {
+  /** Path of the reference file (`.csv`, `.tsv`, `.parquet`, `.jsonl`, `.ndjson`). */
+  reference: string;
+  /** Path of the current file. */
+  current: string;
+  /** `json` returns the report only; `html` also renders the page. @default 'json' */
+  format?: 'json' | 'html';
+  /** Columns forced categorical. @default [] */
+  categorical?: readonly string[];
+  /** Only these columns. @default all columns */
+  columns?: readonly string[] | undefined;
+  /** Receives one line per stage when the inputs are large (see `progressMinBytes`). @default no output */
+  progress?: (line: string) => void;
+  /** Combined input size from which `progress` is called. @default 67108864 (64 MiB) */
+  progressMinBytes?: number;
+  /**
+   * ClickHouse client to run on; when absent an in-memory chdb engine is opened and closed. chdb allows
+   * one engine per process, so pass the process's client when one is already open.
+   * @default an in-memory chdb client
+   */
+  client?: ClickHouseClient | undefined;
+}
+
+/** What {@link runFileReport} returns. */
+export interface FileReportResult {
+  /** The drift report (DESIGN §2 shape). */
+  report: DriftReport;
+  /** The columns compared, with their kinds. */
+  columns: ReportColumn[];
+  /** The HTML page, when `format` is `html`. */
+  html?: string;
+  /** Display histograms, when `format` is `html`. */
+  histograms?: FeatureHistogram[];
+}
+
+const defaults = {
+  format: 'json',
+  categorical: [],
+  columns: undefined,
+  progress: () => {},
+  progressMinBytes: 64 * 2 ** 20,
+  client: undefined,
+} satisfies { [K in Exclude<keyof FileReportOptions, 'reference' | 'current'>]-?: FileReportOptions[K] };
+
+function mb(bytes: number): string {
+  return `${(bytes / 2 ** 20).toFixed(1)} MB`;
+}
+
+/**
+ * `modelwatch report` without the command line: reads two files through ClickHouse file formats (schema
+ * by ClickHouse inference, kinds per {@link resolveColumns}), runs the drift engine over them and, for
+ * `html`, renders the page with the engine's per-bin distributions. Input problems (missing, empty or
+ * unreadable file, mismatched or unknown columns) throw `ModelwatchError` `input_invalid` with a one-line
+ * message.
+ */
+export async function runFileReport(options: FileReportOptions): Promise<FileReportResult> {
+  const o = { ...defaults, ...options };
+  if (o.format !== 'json' && o.format !== 'html') throw new RangeError(`format must be json or html`);
+  if (!(o.progressMinBytes >= 0)) throw new RangeError('progressMinBytes must be ≥ 0');
+  const reference = inputFile(o.reference, 'reference');
+  const current = inputFile(o.current, 'current');
+  const started = performance.now();
+  const loud = reference.bytes + current.bytes >= o.progressMinBytes;
+  const progress = (line: string): void => {
+    if (loud) o.progress(`${line} (${((performance.now() - started) / 1000).toFixed(1)} s)`);
+  };
+  progress(`reading ${reference.path} (${mb(reference.bytes)}) and ${current.path} (${mb(current.bytes)})`);
+  const owned = o.client === undefined ? createStoreClient({ url: 'chdb::memory:' }).client : undefined;
+  const client = o.client ?? owned!;
+  try {
+    const [refCols, curCols] = [await describeFile(client, reference, 'reference'), await describeFile(client, current, 'current')];
+    const columns = resolveColumns(refCols, curCols, { categorical: o.categorical, columns: o.columns });
+    const refRows = await countFileRows(client, reference, refCols, 'reference');
+    const curRows = await countFileRows(client, current, curCols, 'current');
+    progress(`${refRows} reference rows, ${curRows} current rows, ${columns.length} columns; computing statistics`);
+    const report = await withFiles([reference, current], async () =>
+      computeDrift(client, {
+        reference: fileSample(reference, refCols, columns, 'mw_ref'),
+        current: fileSample(current, curCols, columns, 'mw_cur'),
+        features: columns.map((c) => ({ name: c.name, kind: c.kind, column: c.name })),
+      }),
+    );
+    progress(`statistics done: ${report.dataset.drifted_features} of ${report.dataset.features} columns drifted`);
+    if (o.format === 'json') {
+      return { report: withoutDistributions(report), columns };
+    }
+    const histograms = report.features.flatMap((f) =>
+      f.distribution === undefined ? [] : [histogramFromDistribution(f.name, f.kind, f.distribution)],
+    );
+    const html = renderHtmlReport(withoutDistributions(report), histograms, {
+      referenceLabel: basename(reference.path),
+      currentLabel: basename(current.path),
+    });
+    progress('html rendered');
+    return { report: withoutDistributions(report), columns, html, histograms };
+  } finally {
+    if (owned !== undefined) await owned.close();
+  }
+}
+
+/**
+ * Runs a statistics step over the input files, turning a ClickHouse read error (e.g. a value that does not
+ * parse as the column's inferred type further down the file) into a one-line input error naming the file.
+ */
+async function withFiles<T>(files: readonly InputFile[], fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err: unknown) {
+    const text = err instanceof Error ? err.message : String(err);
+    const file = files.find((f) => text.includes(f.path)) ?? files[0]!;
+    throw fileReadError(file, file === files[0] ? 'reference' : 'current', err);
+  }
+}
+
+/** The DESIGN §2 report without the per-bin vectors (they feed the HTML plots only). */
+function withoutDistributions(report: DriftReport): DriftReport {
+  return { ...report, features: report.features.map(({ distribution: _d, ...f }) => f) };
+}
