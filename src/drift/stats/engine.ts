@@ -1,0 +1,467 @@
+import type { ClickHouseClient } from '@clickhouse/client';
+import { ErrorCodes, ModelwatchError, errorMessage } from '../../common/errors.js';
+import type { DriftMethod } from '../../config/schema.js';
+import { benjaminiHochberg, chiSquareTest, hellinger, jensenShannon, ks2sampAsympPValue, psi } from './math.js';
+import { quoteIdent } from './sample.js';
+import type {
+  DriftOverrides,
+  DriftReport,
+  FeatureProfile,
+  FeatureReport,
+  FeatureSpec,
+  FeatureStats,
+  Sample,
+  SampleProfile,
+} from './types.js';
+
+/** Decile probabilities of the numeric bin edges (DESIGN §3). */
+export const BIN_QUANTILES = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9] as const;
+
+/** SciPy's `ks_2samp` switches from the exact to the asymptotic p-value above this many rows per side. */
+export const KS_EXACT_MAX_N = 10_000;
+
+/** Reference rows up to which the p-value methods (ks, chi_square) are chosen automatically (DESIGN §3). */
+export const SMALL_REFERENCE_ROWS = 1000;
+
+/** Numeric features with at most this many distinct reference values are treated like categorical ones. */
+export const LOW_CARDINALITY_MAX = 5;
+
+/** Default threshold of each method when an override names a method but no threshold. */
+export const DefaultThresholds: Record<DriftMethod, number> = {
+  ks: 0.05,
+  chi_square: 0.05,
+  wasserstein_norm: 0.1,
+  jensen_shannon: 0.1,
+  hellinger: 0.1,
+  psi: 0.2,
+};
+
+const P_VALUE_METHODS: ReadonlySet<DriftMethod> = new Set(['ks', 'chi_square']);
+
+/** Options of {@link computeDrift}. */
+export interface ComputeDriftOptions {
+  reference: Sample;
+  current: Sample;
+  features: readonly FeatureSpec[];
+  /** A stored profile of the reference sample; skips the pass that profiles the reference. */
+  referenceProfile?: SampleProfile | undefined;
+  /** Per-model/per-feature method and threshold overrides. */
+  overrides?: DriftOverrides | undefined;
+  /** Dataset drift when the share of drifted features is at least this. @default 0.5 */
+  datasetShare?: number;
+  /** Benjamini–Hochberg across the features scored by a p-value. @default false */
+  fdr?: boolean;
+  /** Include per-bin distributions in each feature. @default true */
+  distributions?: boolean;
+  /** ClickHouse settings for the statistics queries (e.g. `max_threads`). @default {} */
+  settings?: Record<string, string | number>;
+}
+
+const defaults = {
+  datasetShare: 0.5,
+  fdr: false,
+  distributions: true,
+  settings: {},
+} satisfies Omit<Required<ComputeDriftOptions>, 'reference' | 'current' | 'features' | 'referenceProfile' | 'overrides'>;
+
+type Row = Record<string, unknown>;
+
+function num(v: unknown): number {
+  if (typeof v === 'number') return v;
+  if (typeof v === 'string' && v !== '') return Number(v);
+  return Number.NaN;
+}
+
+function numArray(v: unknown): number[] {
+  return Array.isArray(v) ? v.map(num) : [];
+}
+
+/** `sumMap` result (`[keys, values]`) as key text → count. */
+function countMap(v: unknown): Map<string, number> {
+  const out = new Map<string, number>();
+  if (!Array.isArray(v) || v.length !== 2) return out;
+  const [keys, values] = v as [unknown, unknown];
+  if (!Array.isArray(keys) || !Array.isArray(values)) return out;
+  keys.forEach((k, i) => out.set(typeof k === 'string' ? k : String(num(k)), num(values[i])));
+  return out;
+}
+
+/** The KS tuple: a named tuple object `{d_statistic, p_value}` in JSON output, or `[d, p]`. */
+function ksResult(v: unknown): { statistic: number; p_value: number } {
+  if (Array.isArray(v)) return { statistic: num(v[0]), p_value: num(v[1]) };
+  if (typeof v === 'object' && v !== null) {
+    const o = v as Record<string, unknown>;
+    return { statistic: num(o.d_statistic), p_value: num(o.p_value) };
+  }
+  return { statistic: Number.NaN, p_value: Number.NaN };
+}
+
+function mergeParams(samples: Sample[]): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const s of samples) {
+    for (const [k, v] of Object.entries(s.params)) {
+      if (k in out && JSON.stringify(out[k]) !== JSON.stringify(v)) {
+        throw new ModelwatchError(ErrorCodes.internal, `samples share query parameter ${k} with different values`);
+      }
+      out[k] = v;
+    }
+  }
+  return out;
+}
+
+/** `SELECT` list that types each feature column: numeric NULL becomes NaN, categorical NULL becomes ''. */
+function typedColumns(features: readonly FeatureSpec[]): string {
+  if (features.length === 0) return '1 AS _none';
+  return features
+    .map((f, i) =>
+      f.kind === 'numeric'
+        ? `ifNull(CAST(${quoteIdent(f.column)} AS Nullable(Float64)), nan) AS c${i}`
+        : `ifNull(CAST(${quoteIdent(f.column)} AS Nullable(String)), '') AS c${i}`,
+    )
+    .join(', ');
+}
+
+async function run(client: ClickHouseClient, query: string, params: Record<string, unknown>, settings: Record<string, string | number>): Promise<Row> {
+  try {
+    const rs = await client.query({ query, query_params: params, format: 'JSONEachRow', clickhouse_settings: settings });
+    const rows = await rs.json<Row>();
+    return rows[0] ?? {};
+  } catch (err) {
+    const msg = errorMessage(err);
+    const transient = /ECONNREFUSED|ECONNRESET|ETIMEDOUT|socket hang up|Timeout|timed out/i.test(msg);
+    throw new ModelwatchError(transient ? ErrorCodes.storeUnavailable : ErrorCodes.storeError, `drift query: ${msg}`, {
+      retryable: transient,
+      cause: err,
+    });
+  }
+}
+
+/**
+ * One pass over a sample: total rows and, per feature, usable/missing/non-finite counts. With `full`, also the
+ * reference profile: deciles (`quantilesExactInclusive`, equal to NumPy's linear quantiles), mean, population
+ * std, min, max, distinct values up to 6, and category counts.
+ */
+export async function profileSample(
+  client: ClickHouseClient,
+  sample: Sample,
+  features: readonly FeatureSpec[],
+  full = true,
+  settings: Record<string, string | number> = {},
+): Promise<SampleProfile> {
+  const qs = BIN_QUANTILES.join(', ');
+  const aggs: string[] = ['count() AS rows'];
+  features.forEach((f, i) => {
+    const c = `c${i}`;
+    if (f.kind === 'numeric') {
+      aggs.push(`countIf(isNaN(${c})) AS a${i}_missing`, `countIf(isInfinite(${c})) AS a${i}_nonfinite`, `countIf(isFinite(${c})) AS a${i}_n`);
+      if (full) {
+        const ok = `isFinite(${c})`;
+        aggs.push(
+          `quantilesExactInclusiveIf(${qs})(${c}, ${ok}) AS a${i}_q`,
+          `avgIf(${c}, ${ok}) AS a${i}_mean`,
+          `stddevPopStableIf(${c}, ${ok}) AS a${i}_std`,
+          `minIf(${c}, ${ok}) AS a${i}_min`,
+          `maxIf(${c}, ${ok}) AS a${i}_max`,
+          `uniqUpToIf(${LOW_CARDINALITY_MAX})(${c}, ${ok}) AS a${i}_distinct`,
+        );
+      }
+    } else {
+      aggs.push(`countIf(${c} = '') AS a${i}_missing`, `countIf(${c} != '') AS a${i}_n`);
+      if (full) aggs.push(`sumMapIf([${c}], [toUInt64(1)], ${c} != '') AS a${i}_cats`);
+    }
+  });
+  const query = `SELECT ${aggs.join(',\n  ')}\nFROM (SELECT ${typedColumns(features)} FROM (${sample.sql}))`;
+  const row = await run(client, query, sample.params, settings);
+  return {
+    rows: num(row.rows),
+    features: features.map((f, i): FeatureProfile => {
+      const n = num(row[`a${i}_n`]);
+      const base: FeatureProfile = {
+        name: f.name,
+        kind: f.kind,
+        column: f.column,
+        ...(f.output === true ? { output: true } : {}),
+        n,
+        missing: num(row[`a${i}_missing`]),
+        non_finite: f.kind === 'numeric' ? num(row[`a${i}_nonfinite`]) : 0,
+      };
+      if (!full || n === 0) return base;
+      if (f.kind === 'numeric') {
+        const q = numArray(row[`a${i}_q`]);
+        const min = num(row[`a${i}_min`]);
+        const max = num(row[`a${i}_max`]);
+        // np.unique of the (sorted) deciles.
+        const edges = q.filter((v, j) => j === 0 || v !== q[j - 1]);
+        // A constant column has std 0 exactly; the streaming estimate may leave rounding noise.
+        const std = min === max ? 0 : num(row[`a${i}_std`]);
+        // uniqUpTo(N) returns N + 1 when there are more than N distinct values.
+        return { ...base, quantiles: q, edges, mean: num(row[`a${i}_mean`]), std, min, max, distinct: num(row[`a${i}_distinct`]) };
+      }
+      return { ...base, categories: Object.fromEntries(countMap(row[`a${i}_cats`])) };
+    }),
+  };
+}
+
+interface Plan {
+  spec: FeatureSpec;
+  ref: FeatureProfile;
+  cur: FeatureProfile;
+  comparable: boolean;
+  lowCardinality: boolean;
+  ksMethod: 'exact' | 'asymp';
+}
+
+function lit(v: number): string {
+  if (!Number.isFinite(v)) throw new ModelwatchError(ErrorCodes.internal, `non-finite literal ${v}`);
+  return `toFloat64(${JSON.stringify(v)})`;
+}
+
+/** The comparison pass over the union of both samples: KS, Wasserstein, bin and category counts. */
+async function comparisonPass(
+  client: ClickHouseClient,
+  o: ComputeDriftOptions,
+  plans: Plan[],
+  settings: Record<string, string | number>,
+): Promise<Row> {
+  const inner: string[] = [];
+  const outer: string[] = [];
+  const params: Record<string, unknown> = {};
+  plans.forEach((p, i) => {
+    if (!p.comparable) return;
+    const c = `c${i}`;
+    if (p.spec.kind === 'numeric') {
+      const ok = `isFinite(${c})`;
+      const edges = p.ref.edges ?? [];
+      params[`_e${i}`] = edges;
+      const bin = `arrayCount(e -> e <= ${c}, {_e${i}:Array(Float64)})`;
+      const k = edges.length + 1;
+      inner.push(
+        `kolmogorovSmirnovTestIf('two-sided', '${p.ksMethod}')(${c}, side, ${ok}) AS b${i}_ks`,
+        // Sorted (value, side) pairs: the merged ECDF for the Wasserstein integral in the outer query.
+        `arraySort(groupArrayIf((${c}, side), ${ok})) AS s${i}`,
+        `sumForEachIf(arrayMap(j -> toUInt64(j = ${bin}), range(${k})), ${ok} AND side = 0) AS b${i}_rb`,
+        `sumForEachIf(arrayMap(j -> toUInt64(j = ${bin}), range(${k})), ${ok} AND side = 1) AS b${i}_cb`,
+        `countIf(${ok} AND side = 1 AND (${c} < ${lit(p.ref.min ?? 0)} OR ${c} > ${lit(p.ref.max ?? 0)})) AS b${i}_oor`,
+      );
+      outer.push(`b${i}_ks`, `b${i}_rb`, `b${i}_cb`, `b${i}_oor`);
+      // W = Σ_j |R_j/n − C_j/m| · (v_{j+1} − v_j) over the merged sorted values, with R_j, C_j the integer
+      // counts of reference/current values ≤ v_j (scipy.stats.wasserstein_distance, 1-D EMD).
+      const n = lit(p.ref.n);
+      const m = lit(p.cur.n);
+      outer.push(`arraySum(arrayMap((v, nv, r, q) -> abs(r / ${n} - q / ${m}) * (nv - v),
+        arrayPopBack(arrayMap(t -> t.1, s${i})), arrayPopFront(arrayMap(t -> t.1, s${i})),
+        arrayPopBack(arrayCumSum(arrayMap(t -> toUInt64(t.2 = 0), s${i}))),
+        arrayPopBack(arrayCumSum(arrayMap(t -> toUInt64(t.2 = 1), s${i}))))) AS b${i}_w`);
+      if (p.lowCardinality) {
+        inner.push(
+          `sumMapIf([${c}], [toUInt64(1)], ${ok} AND side = 0) AS b${i}_vr`,
+          `sumMapIf([${c}], [toUInt64(1)], ${ok} AND side = 1) AS b${i}_vc`,
+        );
+        outer.push(`b${i}_vr`, `b${i}_vc`);
+      }
+    } else {
+      inner.push(
+        `sumMapIf([${c}], [toUInt64(1)], ${c} != '' AND side = 0) AS b${i}_vr`,
+        `sumMapIf([${c}], [toUInt64(1)], ${c} != '' AND side = 1) AS b${i}_vc`,
+      );
+      outer.push(`b${i}_vr`, `b${i}_vc`);
+    }
+  });
+  if (inner.length === 0) return {};
+  const cols = typedColumns(o.features);
+  const query = `SELECT ${outer.join(',\n  ')}
+FROM (
+  SELECT ${inner.join(',\n    ')}
+  FROM (
+    SELECT ${cols}, toUInt8(0) AS side FROM (${o.reference.sql})
+    UNION ALL
+    SELECT ${cols}, toUInt8(1) AS side FROM (${o.current.sql})
+  )
+)`;
+  return run(client, query, { ...mergeParams([o.reference, o.current]), ...params }, settings);
+}
+
+function chooseMethod(
+  spec: FeatureSpec,
+  lowCardinality: boolean,
+  refN: number,
+  overrides: DriftOverrides | undefined,
+): { method: DriftMethod; threshold: number } {
+  const auto: DriftMethod =
+    spec.kind === 'categorical' || lowCardinality
+      ? refN <= SMALL_REFERENCE_ROWS
+        ? 'chi_square'
+        : 'jensen_shannon'
+      : refN <= SMALL_REFERENCE_ROWS
+        ? 'ks'
+        : 'wasserstein_norm';
+  const o = overrides?.features?.[spec.name] ?? overrides?.default;
+  const method = o?.method ?? auto;
+  if (spec.kind === 'categorical' && (method === 'ks' || method === 'wasserstein_norm')) {
+    throw new ModelwatchError(ErrorCodes.configInvalid, `drift method ${method} does not apply to categorical feature ${spec.name}`, {
+      field: `drift.features.${spec.name}.method`,
+    });
+  }
+  const threshold = o?.threshold ?? (o?.method !== undefined ? DefaultThresholds[method] : DefaultThresholds[auto]);
+  return { method, threshold };
+}
+
+function scoreOf(method: DriftMethod, stats: FeatureStats): number | null {
+  switch (method) {
+    case 'ks':
+      return stats.ks?.p_value ?? null;
+    case 'chi_square':
+      return stats.chi_square?.p_value ?? null;
+    case 'wasserstein_norm':
+      return stats.wasserstein_norm ?? null;
+    case 'psi':
+      return stats.psi ?? null;
+    case 'jensen_shannon':
+      return stats.jensen_shannon ?? null;
+    case 'hellinger':
+      return stats.hellinger ?? null;
+  }
+}
+
+function isDrifted(method: DriftMethod, score: number | null, threshold: number): boolean {
+  if (score === null || Number.isNaN(score)) return false;
+  return P_VALUE_METHODS.has(method) ? score < threshold : score >= threshold;
+}
+
+function alignCounts(ref: Map<string, number>, cur: Map<string, number>, numericKeys: boolean): { keys: string[]; r: number[]; c: number[] } {
+  const keys = [...new Set([...ref.keys(), ...cur.keys()])];
+  keys.sort(numericKeys ? (a, b) => Number(a) - Number(b) : undefined);
+  return { keys, r: keys.map((k) => ref.get(k) ?? 0), c: keys.map((k) => cur.get(k) ?? 0) };
+}
+
+/**
+ * Compares a current sample with a reference sample, feature by feature, exactly as DESIGN §3 defines
+ * (ks, wasserstein, wasserstein_norm, psi, jensen_shannon, hellinger, chi_square), and returns the
+ * DESIGN §2 report. ClickHouse does the row work in at most three queries whatever the number of
+ * features: a profile of the reference (skipped when `referenceProfile` is given), a count pass over the
+ * current sample (it decides the KS method), and one comparison pass over both. JS only sees per-bin vectors.
+ */
+export async function computeDrift(client: ClickHouseClient, options: ComputeDriftOptions): Promise<DriftReport> {
+  const o = { ...defaults, ...options };
+  if (!(o.datasetShare >= 0 && o.datasetShare <= 1)) {
+    throw new ModelwatchError(ErrorCodes.configInvalid, 'datasetShare: must be within 0..1', { field: 'detect.datasetShare' });
+  }
+  const refProfile = o.referenceProfile ?? (await profileSample(client, o.reference, o.features, true, o.settings));
+  const curProfile = await profileSample(client, o.current, o.features, false, o.settings);
+  const byName = new Map(refProfile.features.map((p) => [p.column, p]));
+  const plans: Plan[] = o.features.map((spec, i) => {
+    const ref = byName.get(spec.column) ?? { name: spec.name, kind: spec.kind, column: spec.column, n: 0, missing: refProfile.rows, non_finite: 0 };
+    const cur = curProfile.features[i] ?? { name: spec.name, kind: spec.kind, column: spec.column, n: 0, missing: 0, non_finite: 0 };
+    return {
+      spec,
+      ref,
+      cur,
+      comparable: ref.n > 0 && cur.n > 0,
+      lowCardinality: spec.kind === 'numeric' && (ref.distinct ?? Infinity) <= LOW_CARDINALITY_MAX,
+      ksMethod: Math.max(ref.n, cur.n) > KS_EXACT_MAX_N ? 'asymp' : 'exact',
+    };
+  });
+  const row = await comparisonPass(client, o, plans, o.settings);
+
+  const features: FeatureReport[] = plans.map((p, i) => {
+    const { spec, ref, cur } = p;
+    const { method, threshold } = chooseMethod(spec, p.lowCardinality, ref.n, o.overrides);
+    const stats: FeatureStats = {};
+    const curRows = curProfile.rows;
+    const quality: FeatureReport['quality'] = {
+      missing_reference: ref.missing,
+      missing_current: cur.missing,
+      ...(spec.kind === 'numeric' ? { non_finite_reference: ref.non_finite, non_finite_current: cur.non_finite } : {}),
+      missing_rate_current: curRows > 0 ? (cur.missing + cur.non_finite) / curRows : 0,
+    };
+    let distribution: FeatureReport['distribution'];
+    if (p.comparable && spec.kind === 'numeric') {
+      const ks = ksResult(row[`b${i}_ks`]);
+      // ClickHouse's 'asymp' p uses the limiting Kolmogorov law; SciPy uses kstwo.sf(D, round(nm/(n+m))),
+      // which differs by up to ~2e-3 near n·m/(n+m) ≈ 5000, so the asymptotic p is computed here from D.
+      if (p.ksMethod === 'asymp') ks.p_value = ks2sampAsympPValue(ks.statistic, ref.n, cur.n);
+      stats.ks = { ...ks, method: p.ksMethod };
+      const w = num(row[`b${i}_w`]);
+      stats.wasserstein = w;
+      stats.wasserstein_norm = w / (ref.std !== undefined && ref.std !== 0 ? ref.std : 1);
+      const k = (ref.edges?.length ?? 0) + 1;
+      const rb = numArray(row[`b${i}_rb`]);
+      const cb = numArray(row[`b${i}_cb`]);
+      while (rb.length < k) rb.push(0);
+      while (cb.length < k) cb.push(0);
+      stats.psi = psi(rb, cb);
+      stats.jensen_shannon = jensenShannon(rb, cb);
+      stats.hellinger = hellinger(rb, cb);
+      if (p.lowCardinality) {
+        const { r, c } = alignCounts(countMap(row[`b${i}_vr`]), countMap(row[`b${i}_vc`]), true);
+        stats.chi_square = chiSquareTest(r, c);
+      } else if (method === 'chi_square') {
+        stats.chi_square = chiSquareTest(rb, cb);
+      }
+      const oor = num(row[`b${i}_oor`]);
+      quality.out_of_range_current = oor;
+      quality.out_of_range_share = cur.n > 0 ? oor / cur.n : 0;
+      distribution = { edges: ref.edges ?? [], reference: rb, current: cb };
+    } else if (p.comparable) {
+      const refCounts = countMap(row[`b${i}_vr`]);
+      const curCounts = countMap(row[`b${i}_vc`]);
+      const { keys, r, c } = alignCounts(refCounts, curCounts, false);
+      stats.chi_square = chiSquareTest(r, c);
+      stats.psi = psi(r, c);
+      stats.jensen_shannon = jensenShannon(r, c);
+      stats.hellinger = hellinger(r, c);
+      distribution = { categories: keys, reference: r, current: c };
+    }
+    if (spec.kind === 'categorical') {
+      const seen = new Set(Object.keys(ref.categories ?? {}));
+      const curCounts = countMap(row[`b${i}_vc`]);
+      const unseen = [...curCounts.keys()].filter((k) => !seen.has(k)).sort();
+      quality.unseen_categories = unseen;
+      quality.unseen_share = cur.n > 0 ? unseen.reduce((s, k) => s + (curCounts.get(k) ?? 0), 0) / cur.n : 0;
+    }
+    const score = scoreOf(method, stats);
+    return {
+      name: spec.name,
+      kind: spec.kind,
+      ...(spec.output === true ? { output: true } : {}),
+      method,
+      score,
+      threshold,
+      drifted: isDrifted(method, score, threshold),
+      stats,
+      quality,
+      ...(o.distributions && distribution !== undefined ? { distribution } : {}),
+    };
+  });
+
+  if (o.fdr) {
+    const idx = features.map((f, i) => (P_VALUE_METHODS.has(f.method) && f.score !== null ? i : -1)).filter((i) => i >= 0);
+    const adjusted = benjaminiHochberg(idx.map((i) => features[i]?.score ?? 1));
+    idx.forEach((fi, j) => {
+      const f = features[fi];
+      const q = adjusted[j];
+      if (f === undefined || q === undefined) return;
+      f.p_value_adjusted = q;
+      f.score = q;
+      f.drifted = isDrifted(f.method, q, f.threshold);
+    });
+  }
+
+  // Dataset drift counts input features that could be compared; outputs (prediction drift) are reported
+  // per feature but do not vote.
+  const voting = features.filter((f) => f.output !== true && f.score !== null);
+  const drifted = voting.filter((f) => f.drifted).length;
+  const share = voting.length > 0 ? drifted / voting.length : 0;
+  return {
+    reference: { rows: refProfile.rows },
+    current: { rows: curProfile.rows },
+    features,
+    dataset: {
+      features: voting.length,
+      drifted_features: drifted,
+      share,
+      share_threshold: o.datasetShare,
+      drifted: voting.length > 0 && share >= o.datasetShare,
+    },
+  };
+}

@@ -1,0 +1,115 @@
+import { ErrorCodes, ModelwatchError } from '../../common/errors.js';
+import type { FeatureKind } from '../../config/model-schema.js';
+import { Tables } from '../../store/migrations.js';
+import type { FeatureSpec, Sample } from './types.js';
+
+/** Backtick-quotes a ClickHouse identifier. */
+export function quoteIdent(name: string): string {
+  return '`' + name.replace(/\\/g, '\\\\').replace(/`/g, '\\`') + '`';
+}
+
+/** Single-quotes a ClickHouse string literal. */
+export function quoteString(value: string): string {
+  return "'" + value.replace(/\\/g, '\\\\').replace(/'/g, "\\'") + "'";
+}
+
+/** A feature or output of stored rows (the `features_*`/`outputs_*` maps of `mw_predictions`). */
+export interface StoredFeature {
+  name: string;
+  kind: FeatureKind;
+  /** True for a model output (prediction drift). @default false */
+  output?: boolean;
+}
+
+/** The sample column under which stored rows expose a feature: its name, or `output:<name>` for outputs. */
+export function storedColumn(f: StoredFeature): string {
+  return f.output === true ? `output:${f.name}` : f.name;
+}
+
+/** {@link FeatureSpec}s for stored features, with the columns {@link trafficSample} produces. */
+export function storedFeatureSpecs(features: readonly StoredFeature[]): FeatureSpec[] {
+  return features.map((f) => ({
+    name: f.name,
+    kind: f.kind,
+    column: storedColumn(f),
+    ...(f.output === true ? { output: true } : {}),
+  }));
+}
+
+/** Extra row filter of a stored sample: one model version, or one value of a categorical feature. */
+export type SampleFilter = { version: string } | { feature: string; value: string };
+
+function mapColumns(features: readonly StoredFeature[], prefix: string, params: Record<string, unknown>): string {
+  if (features.length === 0) return '1 AS _none';
+  return features
+    .map((f, i) => {
+      const p = `${prefix}k${i}`;
+      params[p] = f.name;
+      const map = `${f.output === true ? 'outputs' : 'features'}_${f.kind === 'numeric' ? 'num' : 'cat'}`;
+      const type = f.kind === 'numeric' ? 'Float64' : 'String';
+      // An absent key is a missing value (NULL), not the map's default 0 / ''.
+      return `if(mapContains(${map}, {${p}:String}), ${map}[{${p}:String}], CAST(NULL AS Nullable(${type}))) AS ${quoteIdent(storedColumn(f))}`;
+    })
+    .join(',\n  ');
+}
+
+function filterSql(filter: SampleFilter | undefined, prefix: string, params: Record<string, unknown>): string {
+  if (filter === undefined) return '';
+  if ('version' in filter) {
+    params[`${prefix}ver`] = filter.version;
+    return ` AND version = {${prefix}ver:String}`;
+  }
+  params[`${prefix}sf`] = filter.feature;
+  params[`${prefix}sv`] = filter.value;
+  return ` AND features_cat[{${prefix}sf:String}] = {${prefix}sv:String}`;
+}
+
+/** Options of {@link trafficSample}. */
+export interface TrafficSampleOptions {
+  model: string;
+  /** Window start, epoch ms, inclusive. */
+  fromMs: number;
+  /** Window end, epoch ms, exclusive. */
+  toMs: number;
+  features: readonly StoredFeature[];
+  /** Prefix of this sample's query parameter names; must differ between the two sides. */
+  paramPrefix: string;
+  filter?: SampleFilter | undefined;
+}
+
+/** Served traffic of one model in a time window, one column per feature ({@link storedColumn}). */
+export function trafficSample(o: TrafficSampleOptions): Sample {
+  const p = o.paramPrefix;
+  const params: Record<string, unknown> = { [`${p}model`]: o.model, [`${p}from`]: Math.floor(o.fromMs), [`${p}to`]: Math.floor(o.toMs) };
+  const cols = mapColumns(o.features, p, params);
+  // FINAL collapses duplicate deliveries that ingest's event_id dedupe may have let through (at-least-once).
+  const sql = `SELECT ${cols}
+FROM ${Tables.predictions} FINAL
+WHERE model = {${p}model:String}
+  AND ts >= fromUnixTimestamp64Milli({${p}from:Int64}, 'UTC') AND ts < fromUnixTimestamp64Milli({${p}to:Int64}, 'UTC')${filterSql(o.filter, p, params)}`;
+  return { sql, params };
+}
+
+/** The stored rows of a reference profile (`mw_reference_rows`), one column per feature. */
+export function referenceRowsSample(referenceId: string, features: readonly StoredFeature[], paramPrefix: string): Sample {
+  const p = paramPrefix;
+  const params: Record<string, unknown> = { [`${p}rid`]: referenceId };
+  const cols = mapColumns(features, p, params);
+  return { sql: `SELECT ${cols}\nFROM ${Tables.referenceRows}\nWHERE reference_id = {${p}rid:String}`, params };
+}
+
+/** ClickHouse input formats accepted for files. */
+export const FileFormats = ['CSVWithNames', 'TSVWithNames', 'Parquet', 'JSONEachRow', 'CSV', 'TSV', 'JSONLines', 'NDJSON'] as const;
+/** One of {@link FileFormats}. */
+export type FileFormat = (typeof FileFormats)[number];
+
+/**
+ * A local file read through ClickHouse's `file()` table function (chdb reads local paths; a server reads
+ * from its `user_files_path`). Columns keep the file's names.
+ */
+export function fileSample(path: string, format: FileFormat): Sample {
+  if (!(FileFormats as readonly string[]).includes(format)) {
+    throw new ModelwatchError(ErrorCodes.inputInvalid, `format: unsupported file format ${format}`, { field: 'format' });
+  }
+  return { sql: `SELECT * FROM file(${quoteString(path)}, ${quoteString(format)})`, params: {} };
+}
