@@ -44,10 +44,12 @@ export const GRPC_PROXIED_METHODS: Readonly<Record<string, 'unary' | 'bidi'>> = 
   LogSettings: 'unary',
 };
 
-/** Where teed calls go. The sidecar's byte-bounded tee implements it; `offer` must never block. */
+/** Where teed calls go. The sidecar's byte-bounded `Tee` implements it; `offer` must never block. */
 export interface CaptureSink {
   /** Hands one call over without waiting; returns false when it was dropped. */
   offer(call: CapturedCall): boolean;
+  /** Counts a call left out by sampling (the sidecar's `Tee` reports these as `sampled_out`). */
+  noteSampledOut?(): void;
 }
 
 /** Options of {@link startGrpcProxy}. Unset values come from `ctx.config.sidecar`. */
@@ -171,25 +173,32 @@ interface ProxyMetrics {
 function registerMetrics(ctx: RuntimeContext): ProxyMetrics {
   const registers = [ctx.metrics];
   return {
-    requests: new Counter({
-      name: 'modelwatch_grpc_proxy_requests_total',
-      help: 'gRPC calls forwarded by the sidecar, by method and gRPC status code name.',
-      labelNames: ['method', 'code'],
-      registers,
-    }),
-    duration: new Histogram({
-      name: 'modelwatch_grpc_proxy_request_duration_seconds',
-      help: 'Time from receiving a unary gRPC call to answering it, including the upstream.',
-      labelNames: ['method'],
-      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
-      registers,
-    }),
-    captures: new Counter({
-      name: 'modelwatch_grpc_proxy_captures_total',
-      help: 'ModelInfer calls handed to the tee (offered), refused by it (dropped) or not sampled.',
-      labelNames: ['outcome'],
-      registers,
-    }),
+    requests:
+      (ctx.metrics.getSingleMetric('modelwatch_grpc_proxy_requests_total') as Counter<'method' | 'code'> | undefined) ??
+      new Counter({
+        name: 'modelwatch_grpc_proxy_requests_total',
+        help: 'gRPC calls forwarded by the sidecar, by method and gRPC status code name.',
+        labelNames: ['method', 'code'],
+        registers,
+      }),
+    duration:
+      (ctx.metrics.getSingleMetric('modelwatch_grpc_proxy_request_duration_seconds') as
+        Histogram<'method'> | undefined) ??
+      new Histogram({
+        name: 'modelwatch_grpc_proxy_request_duration_seconds',
+        help: 'Time from receiving a unary gRPC call to answering it, including the upstream.',
+        labelNames: ['method'],
+        buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+        registers,
+      }),
+    captures:
+      (ctx.metrics.getSingleMetric('modelwatch_grpc_proxy_captures_total') as Counter<'outcome'> | undefined) ??
+      new Counter({
+        name: 'modelwatch_grpc_proxy_captures_total',
+        help: 'ModelInfer calls handed to the tee (offered), refused by it (dropped) or not sampled.',
+        labelNames: ['outcome'],
+        registers,
+      }),
   };
 }
 
@@ -289,6 +298,7 @@ export async function startGrpcProxy(
     const rate = samplingRate(model);
     if (rate < 1 && Math.random() >= rate) {
       metrics.captures.inc({ outcome: 'not_sampled' });
+      sink.noteSampledOut?.();
       return;
     }
     const headers: Record<string, string> = {};
