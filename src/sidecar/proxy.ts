@@ -1,0 +1,400 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Dispatcher } from 'undici';
+import type { CapturedCall } from '../bus/capture.js';
+import { newId } from '../common/ids.js';
+import { connectionTokens, dropPairs, HOP_BY_HOP, NEVER_CAPTURED } from './headers.js';
+import type { SidecarMetrics, UpstreamErrorReason } from './metrics.js';
+import { matchInferPath } from './route.js';
+import type { Tee } from './tee.js';
+
+/** What the request handler needs; built once by `startSidecar`. */
+export interface ProxyDeps {
+  /** Upstream dispatcher (an undici `Pool`). */
+  dispatcher: Dispatcher;
+  /** Path prefix of the upstream URL ('' for none). */
+  basePath: string;
+  metrics: SidecarMetrics;
+  /** The tee, or `undefined` when capture is off. */
+  tee: Tee | undefined;
+  /** Capture rate of a model, 0..1. */
+  samplingFor: (model: string) => number;
+  maxCaptureBytes: number;
+  /** Lower-case request header names copied into captures (never the {@link NEVER_CAPTURED} ones). */
+  captureHeaders: ReadonlySet<string>;
+  headersTimeoutMs: number;
+  bodyTimeoutMs: number;
+  /** Answers `GET /metrics` on the sidecar itself; `undefined` forwards it like any path. */
+  serveMetrics: ((res: ServerResponse) => void) | undefined;
+  /** Called when a request starts and when it is finished (in-flight accounting for shutdown). */
+  onStart: () => void;
+  onFinish: () => void;
+}
+
+/** A capped copy of a body, taken on the side while the body streams through. */
+class BodyTap {
+  private readonly chunks: Buffer[] = [];
+  private captured = 0;
+  /** Bytes seen on the wire. */
+  size = 0;
+
+  constructor(private readonly cap: number) {}
+
+  add(chunk: Buffer): void {
+    this.size += chunk.length;
+    if (this.captured >= this.cap) return;
+    const take = Math.min(this.cap - this.captured, chunk.length);
+    this.chunks.push(take === chunk.length ? chunk : chunk.subarray(0, take));
+    this.captured += take;
+  }
+
+  get truncated(): boolean {
+    return this.size > this.captured;
+  }
+
+  body(): Buffer {
+    if (this.chunks.length === 1) return this.chunks[0] as Buffer;
+    return Buffer.concat(this.chunks, this.captured);
+  }
+}
+
+/** Body metadata of a capture, gathered from headers. */
+interface BodyMeta {
+  contentType: string;
+  contentEncoding: string;
+  headerLength: number | undefined;
+}
+
+function emptyMeta(): BodyMeta {
+  return { contentType: '', contentEncoding: '', headerLength: undefined };
+}
+
+const EMPTY = Buffer.alloc(0);
+
+function upstreamErrorKind(err: Error): { status: number; reason: UpstreamErrorReason; code: string } {
+  const code = (err as { code?: unknown }).code;
+  switch (code) {
+    case 'UND_ERR_HEADERS_TIMEOUT':
+    case 'UND_ERR_CONNECT_TIMEOUT':
+    case 'UND_ERR_BODY_TIMEOUT':
+    case 'ETIMEDOUT':
+      return { status: 504, reason: 'timeout', code: 'upstream_timeout' };
+    case 'ECONNREFUSED':
+    case 'ENOTFOUND':
+    case 'EHOSTUNREACH':
+    case 'ENETUNREACH':
+    case 'EAI_AGAIN':
+      return { status: 502, reason: 'connect', code: 'upstream_unavailable' };
+    case 'ECONNRESET':
+    case 'EPIPE':
+    case 'UND_ERR_SOCKET':
+      return { status: 502, reason: 'reset', code: 'upstream_unavailable' };
+    default:
+      return { status: 502, reason: 'other', code: 'upstream_unavailable' };
+  }
+}
+
+/**
+ * One proxied request: the undici dispatch handler (legacy callback form, which undici's HTTP/1.1
+ * client calls directly without a wrapper) plus the little state the tee needs.
+ */
+class ProxyCall implements Dispatcher.DispatchHandler {
+  private abortUpstream: ((err?: Error) => void) | undefined;
+  private resumeUpstream: (() => void) | undefined;
+  private readonly t0 = performance.now();
+  private readonly startedAt: number;
+  private status = 0;
+  private bytesOut = 0;
+  private done = false;
+  private clientGone = false;
+  private tapAttached = false;
+  readonly reqTap: BodyTap | undefined;
+  private readonly resTap: BodyTap | undefined;
+  private readonly resMeta: BodyMeta | undefined;
+
+  constructor(
+    private readonly deps: ProxyDeps,
+    private readonly req: IncomingMessage,
+    private readonly res: ServerResponse,
+    private readonly model: string,
+    private readonly version: string,
+    private readonly requestId: string,
+    private readonly hasBody: boolean,
+    private readonly declaredLength: number,
+    teed: boolean,
+    private readonly reqMeta: BodyMeta | undefined,
+    private readonly captured: Record<string, string> | undefined,
+  ) {
+    this.startedAt = teed ? Date.now() : 0;
+    if (teed) {
+      this.reqTap = new BodyTap(deps.maxCaptureBytes);
+      this.resTap = new BodyTap(deps.maxCaptureBytes);
+      this.resMeta = emptyMeta();
+    }
+    res.on('close', this.onResClose);
+  }
+
+  private readonly onResClose = (): void => {
+    if (this.done) return;
+    this.clientGone = true;
+    this.deps.metrics.clientAbort();
+    if (this.abortUpstream) this.abortUpstream(new Error('client closed the connection'));
+  };
+
+  private readonly onDrain = (): void => {
+    const r = this.resumeUpstream;
+    if (r) r();
+  };
+
+  private readonly onReqData = (chunk: Buffer): void => {
+    this.reqTap?.add(chunk);
+  };
+
+  onConnect(abort: (err?: Error) => void): void {
+    this.abortUpstream = abort;
+    if (this.clientGone) {
+      abort(new Error('client closed the connection'));
+      return;
+    }
+    // undici starts reading the body right after onConnect in the same tick, so this listener sees
+    // every chunk undici forwards (both listeners receive the same Buffer: no copy).
+    if (this.reqTap && this.hasBody && !this.tapAttached) {
+      this.tapAttached = true;
+      this.req.on('data', this.onReqData);
+    }
+  }
+
+  onHeaders(statusCode: number, rawHeaders: Buffer[] | string[], resume: () => void, statusText: string): boolean {
+    // 1xx informational responses are not relayed (undici answers 100-continue itself).
+    if (statusCode < 200) return true;
+    this.status = statusCode;
+    this.resumeUpstream = resume;
+    const out: string[] = [];
+    let connection: string | undefined;
+    let sawRequestId = false;
+    const meta = this.resMeta;
+    for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
+      const k = rawHeaders[i] as Buffer | string;
+      const v = rawHeaders[i + 1] as Buffer | string;
+      const name = typeof k === 'string' ? k : k.toString('latin1');
+      const value = typeof v === 'string' ? v : v.toString('latin1');
+      const lower = name.toLowerCase();
+      if (HOP_BY_HOP.has(lower)) {
+        if (lower === 'connection') connection = value;
+        continue;
+      }
+      if (lower === 'x-request-id') sawRequestId = true;
+      if (meta !== undefined) {
+        if (lower === 'content-type') meta.contentType = value;
+        else if (lower === 'content-encoding') meta.contentEncoding = value;
+        else if (lower === 'inference-header-content-length') {
+          const n = Number(value);
+          if (Number.isInteger(n) && n >= 0) meta.headerLength = n;
+        }
+      }
+      out.push(name, value);
+    }
+    const extra = connectionTokens(connection);
+    const headers = extra ? dropPairs(out, extra) : out;
+    // Hand the client the id its capture is stored under, so it can post labels for it later.
+    if (!sawRequestId) headers.push('x-request-id', this.requestId);
+    if (this.res.destroyed) return false;
+    this.res.writeHead(statusCode, statusText, headers);
+    return true;
+  }
+
+  onData(chunk: Buffer): boolean {
+    this.bytesOut += chunk.length;
+    this.resTap?.add(chunk);
+    if (this.res.write(chunk)) return true;
+    if (this.res.destroyed) return true;
+    this.res.once('drain', this.onDrain);
+    return false;
+  }
+
+  onComplete(): void {
+    this.res.end();
+    this.finish(this.status, '');
+  }
+
+  onError(err: Error): void {
+    if (this.done) return;
+    if (this.clientGone) {
+      this.finish(this.status === 0 ? 499 : this.status, 'client_aborted');
+      return;
+    }
+    const kind = upstreamErrorKind(err);
+    this.deps.metrics.upstreamError(kind.reason);
+    if (!this.res.headersSent && !this.res.destroyed) {
+      const body = JSON.stringify({ error: { code: kind.code, message: `upstream: ${err.message}` } });
+      this.res.writeHead(kind.status, {
+        'content-type': 'application/json',
+        'content-length': Buffer.byteLength(body),
+        'x-request-id': this.requestId,
+      });
+      this.res.end(body);
+      this.bytesOut = Buffer.byteLength(body);
+      this.finish(kind.status, `${kind.reason}: ${err.message}`);
+      return;
+    }
+    // Headers already went out: the only honest signal left is to cut the client connection.
+    this.res.destroy();
+    this.finish(this.status, `${kind.reason}: ${err.message}`);
+  }
+
+  private finish(status: number, error: string): void {
+    if (this.done) return;
+    this.done = true;
+    if (this.tapAttached) this.req.off('data', this.onReqData);
+    const deps = this.deps;
+    const latencyMs = performance.now() - this.t0;
+    const reqTap = this.reqTap;
+    const bytesIn = reqTap ? reqTap.size : this.declaredLength;
+    deps.metrics.observe(this.model, this.version, status, latencyMs / 1000, bytesIn, this.bytesOut);
+    deps.onFinish();
+    if (reqTap === undefined || deps.tee === undefined) return;
+    const resTap = this.resTap as BodyTap;
+    const reqMeta = this.reqMeta ?? emptyMeta();
+    const resMeta = this.resMeta ?? emptyMeta();
+    const call: CapturedCall = {
+      eventId: newId(),
+      requestId: this.requestId,
+      source: 'rest',
+      model: this.model,
+      version: this.version,
+      route: this.req.url ?? '',
+      method: this.req.method ?? 'POST',
+      status,
+      startedAt: this.startedAt,
+      latencyMs: Math.round(latencyMs * 1000) / 1000,
+      request: {
+        body: reqTap.size === 0 ? EMPTY : reqTap.body(),
+        size: reqTap.size,
+        truncated: reqTap.truncated,
+        contentType: reqMeta.contentType,
+        contentEncoding: reqMeta.contentEncoding,
+        headerLength: reqMeta.headerLength,
+      },
+      response: {
+        body: resTap.size === 0 ? EMPTY : resTap.body(),
+        size: resTap.size,
+        truncated: resTap.truncated,
+        contentType: resMeta.contentType,
+        contentEncoding: resMeta.contentEncoding,
+        headerLength: resMeta.headerLength,
+      },
+      headers: this.captured ?? {},
+      error,
+    };
+    deps.tee.offer(call);
+  }
+}
+
+/**
+ * Builds the `node:http` request listener of the sidecar: forwards every method and path to the
+ * upstream, streaming both bodies, and taps inference calls for the tee. No body is parsed here
+ * (DESIGN §4 rule 5).
+ */
+export function createProxyHandler(deps: ProxyDeps): (req: IncomingMessage, res: ServerResponse) => void {
+  return (req, res) => {
+    const url = req.url ?? '/';
+    const method = req.method ?? 'GET';
+    if (deps.serveMetrics !== undefined && url === '/metrics' && method === 'GET') {
+      deps.serveMetrics(res);
+      return;
+    }
+    const target = matchInferPath(method, url);
+    let teed = false;
+    if (target !== undefined && deps.tee !== undefined) {
+      const rate = deps.samplingFor(target.model);
+      if (rate >= 1 || (rate > 0 && Math.random() < rate)) teed = true;
+      else deps.tee.noteSampledOut();
+    }
+    const raw = req.rawHeaders;
+    const fwd: string[] = [];
+    let requestId: string | undefined;
+    let ceId: string | undefined;
+    let connection: string | undefined;
+    let hasBody = false;
+    let declaredLength = 0;
+    const reqMeta = teed ? emptyMeta() : undefined;
+    let captured: Record<string, string> | undefined;
+    for (let i = 0; i + 1 < raw.length; i += 2) {
+      const name = raw[i] as string;
+      const value = raw[i + 1] as string;
+      const lower = name.toLowerCase();
+      switch (lower) {
+        case 'host':
+        case 'expect':
+          // undici sets Host for the upstream and handles 100-continue itself.
+          continue;
+        case 'connection':
+          connection = value;
+          continue;
+        case 'transfer-encoding':
+          hasBody = true;
+          continue;
+        case 'keep-alive':
+        case 'proxy-connection':
+        case 'te':
+        case 'upgrade':
+          continue;
+        case 'content-length':
+          declaredLength = Number(value);
+          hasBody = declaredLength > 0;
+          break;
+        case 'x-request-id':
+          requestId = value;
+          break;
+        case 'ce-id':
+          ceId = value;
+          break;
+      }
+      fwd.push(name, value);
+      if (reqMeta !== undefined) {
+        if (lower === 'content-type') reqMeta.contentType = value;
+        else if (lower === 'content-encoding') reqMeta.contentEncoding = value;
+        else if (lower === 'inference-header-content-length') {
+          const n = Number(value);
+          if (Number.isInteger(n) && n >= 0) reqMeta.headerLength = n;
+        }
+        if (deps.captureHeaders.has(lower) && !NEVER_CAPTURED.has(lower)) (captured ??= {})[lower] = value;
+      }
+    }
+    const extra = connectionTokens(connection);
+    const headers = extra ? dropPairs(fwd, extra) : fwd;
+    if (requestId === undefined) {
+      requestId = ceId ?? newId();
+      headers.push('x-request-id', requestId);
+    }
+    deps.onStart();
+    const call = new ProxyCall(
+      deps,
+      req,
+      res,
+      target?.model ?? '',
+      target?.version ?? '',
+      requestId,
+      hasBody,
+      Number.isFinite(declaredLength) ? declaredLength : 0,
+      teed,
+      reqMeta,
+      captured,
+    );
+    try {
+      deps.dispatcher.dispatch(
+        {
+          path: deps.basePath === '' ? url : deps.basePath + url,
+          method: method,
+          headers,
+          body: hasBody ? req : null,
+          headersTimeout: deps.headersTimeoutMs,
+          bodyTimeout: deps.bodyTimeoutMs,
+        },
+        call,
+      );
+    } catch (err) {
+      // undici rejects some inputs synchronously (invalid method or header): answer 502 like any failure.
+      call.onError(err instanceof Error ? err : new Error(String(err)));
+    }
+  };
+}

@@ -1,0 +1,300 @@
+import { Counter, Gauge, type Registry } from 'prom-client';
+import { encodeCapture, type CapturedCall } from '../bus/capture.js';
+import { messageBytes, type Bus, type BusMessage } from '../bus/types.js';
+import { errorMessage } from '../common/errors.js';
+import { silentLogger, type Logger } from '../common/logger.js';
+
+/** Reasons a captured record is dropped instead of sent. */
+export const TeeDropReasons = ['buffer_full', 'publish_failed', 'shutdown'] as const;
+/** One of {@link TeeDropReasons}. */
+export type TeeDropReason = (typeof TeeDropReasons)[number];
+
+/** Options of {@link Tee}. */
+export interface TeeOptions {
+  /** Bound of buffered plus in-flight records, in encoded bytes; beyond it new records are dropped. @default 67108864 */
+  maxBufferBytes?: number;
+  /** How often the background flusher publishes what is buffered. @default 20 */
+  flushIntervalMs?: number;
+  /** Largest batch handed to one `bus.publish`. @default 500 */
+  maxBatchMessages?: number;
+  /** Largest batch in bytes (a single larger record still goes alone). @default 4194304 */
+  maxBatchBytes?: number;
+  /** A publish that has not settled after this long counts as failed; its records are dropped. @default 5000 */
+  publishTimeoutMs?: number;
+  /** Registry for the `modelwatch_tee_*` metrics; none when omitted. */
+  registry?: Registry | undefined;
+  logger?: Logger;
+}
+
+const defaults = {
+  maxBufferBytes: 64 * 1024 * 1024,
+  flushIntervalMs: 20,
+  maxBatchMessages: 500,
+  maxBatchBytes: 4 * 1024 * 1024,
+  publishTimeoutMs: 5_000,
+  logger: silentLogger,
+} satisfies Omit<Required<TeeOptions>, 'registry'>;
+
+/** Accounting of a {@link Tee}. Always `captured = sent + dropped + buffered`. */
+export interface TeeStats {
+  /** Records handed to the tee. */
+  captured: number;
+  /** Records the bus acknowledged. */
+  sent: number;
+  /** Records dropped, all reasons. */
+  dropped: number;
+  /** Records dropped, by reason. */
+  droppedBy: Record<TeeDropReason, number>;
+  /** Records waiting or in flight. */
+  buffered: number;
+  /** Encoded bytes waiting or in flight. */
+  bufferedBytes: number;
+  /** Inference calls not captured because of sampling (not part of `captured`). */
+  sampledOut: number;
+}
+
+interface Entry {
+  message: BusMessage;
+  bytes: number;
+}
+
+/**
+ * The hand-off between the request path and the bus (DESIGN §4 rule 1). `offer` is O(1) and never
+ * waits: the record goes into a queue bounded in bytes, or is dropped and counted. A background
+ * flusher publishes batches, one at a time, each bounded by a timeout so a hung broker cannot pin the
+ * buffer. Every record is accounted for: `captured = sent + dropped + buffered`.
+ */
+export class Tee {
+  private readonly opts: Omit<Required<TeeOptions>, 'registry'> & Pick<TeeOptions, 'registry'>;
+  private readonly queue: Entry[] = [];
+  private head = 0;
+  private queuedBytes = 0;
+  private inFlight = 0;
+  private inFlightBytes = 0;
+  private captured = 0;
+  private sent = 0;
+  private readonly droppedBy: Record<TeeDropReason, number> = { buffer_full: 0, publish_failed: 0, shutdown: 0 };
+  private sampledOut = 0;
+  private timer: NodeJS.Timeout | undefined;
+  private flushing: Promise<void> | undefined;
+  private closed = false;
+  private readonly mCaptured: Counter | undefined;
+  private readonly mSent: Counter | undefined;
+  private readonly mDropped: Counter<'reason'> | undefined;
+  private readonly mSampled: Counter | undefined;
+
+  constructor(
+    private readonly bus: Bus,
+    options: TeeOptions = {},
+  ) {
+    this.opts = { ...defaults, ...options };
+    for (const k of ['maxBufferBytes', 'flushIntervalMs', 'maxBatchMessages', 'maxBatchBytes', 'publishTimeoutMs'] as const) {
+      const v = this.opts[k];
+      if (!(Number.isFinite(v) && v > 0)) throw new RangeError(`TeeOptions.${k} must be a positive number, got ${v}`);
+    }
+    const registers: Registry[] = this.opts.registry ? [this.opts.registry] : [];
+    if (registers.length > 0) {
+      this.mCaptured = new Counter({ name: 'modelwatch_tee_captured_total', help: 'Inference calls captured by the tee.', registers });
+      this.mSent = new Counter({ name: 'modelwatch_tee_sent_total', help: 'Captured records acknowledged by the bus.', registers });
+      this.mDropped = new Counter({
+        name: 'modelwatch_tee_dropped_total',
+        help: 'Captured records dropped, by reason (buffer_full, publish_failed, shutdown).',
+        labelNames: ['reason'],
+        registers,
+      });
+      for (const r of TeeDropReasons) this.mDropped.labels(r).inc(0);
+      this.mSampled = new Counter({
+        name: 'modelwatch_tee_sampled_out_total',
+        help: 'Inference calls not captured because of sampling (not drops).',
+        registers,
+      });
+      // Gauges read the live values at scrape time.
+      // eslint-disable-next-line @typescript-eslint/no-this-alias -- prom-client binds `this` to the gauge in collect()
+      const self = this;
+      new Gauge({
+        name: 'modelwatch_tee_buffered_records',
+        help: 'Captured records waiting for or in flight to the bus.',
+        registers,
+        collect() {
+          this.set(self.queue.length - self.head + self.inFlight);
+        },
+      });
+      new Gauge({
+        name: 'modelwatch_tee_buffered_bytes',
+        help: 'Encoded bytes of captured records waiting for or in flight to the bus.',
+        registers,
+        collect() {
+          this.set(self.queuedBytes + self.inFlightBytes);
+        },
+      });
+    }
+  }
+
+  /** Starts the background flusher. */
+  start(): void {
+    if (this.timer || this.closed) return;
+    this.timer = setInterval(() => this.kick(), this.opts.flushIntervalMs);
+    this.timer.unref();
+  }
+
+  /** Counts an inference call that sampling left out. */
+  noteSampledOut(): void {
+    this.sampledOut++;
+    this.mSampled?.inc();
+  }
+
+  /**
+   * Hands a captured call to the tee: encodes it and queues it, or drops it (`buffer_full`, or
+   * `shutdown` after {@link close}). Never blocks, never throws. Returns whether it was queued.
+   */
+  offer(call: CapturedCall): boolean {
+    this.captured++;
+    this.mCaptured?.inc();
+    if (this.closed) {
+      this.drop('shutdown', 1);
+      return false;
+    }
+    let message: BusMessage;
+    try {
+      message = encodeCapture(call);
+    } catch (err) {
+      this.opts.logger.warn('tee could not encode a capture', { error: errorMessage(err) });
+      this.drop('publish_failed', 1);
+      return false;
+    }
+    const bytes = messageBytes(message);
+    if (this.queuedBytes + this.inFlightBytes + bytes > this.opts.maxBufferBytes) {
+      this.drop('buffer_full', 1);
+      return false;
+    }
+    this.queue.push({ message, bytes });
+    this.queuedBytes += bytes;
+    if (this.queue.length - this.head >= this.opts.maxBatchMessages) this.kick();
+    return true;
+  }
+
+  /** Exact accounting snapshot. */
+  stats(): TeeStats {
+    const d = this.droppedBy;
+    return {
+      captured: this.captured,
+      sent: this.sent,
+      dropped: d.buffer_full + d.publish_failed + d.shutdown,
+      droppedBy: { ...d },
+      buffered: this.queue.length - this.head + this.inFlight,
+      bufferedBytes: this.queuedBytes + this.inFlightBytes,
+      sampledOut: this.sampledOut,
+    };
+  }
+
+  /** Publishes everything buffered now (one batch at a time); resolves when the queue is empty or a publish failed. */
+  async flush(): Promise<void> {
+    while (this.flushing) await this.flushing;
+    if (this.queue.length - this.head === 0) return;
+    this.flushing = this.drain();
+    try {
+      await this.flushing;
+    } finally {
+      this.flushing = undefined;
+    }
+  }
+
+  /**
+   * Stops the flusher, publishes what is buffered until `deadlineMs` passes, then drops the rest as
+   * `shutdown`. Later offers are dropped as `shutdown`.
+   */
+  async close(deadlineMs: number): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+    const until = Date.now() + deadlineMs;
+    let t: NodeJS.Timeout | undefined;
+    const deadline = new Promise<void>((resolve) => {
+      t = setTimeout(resolve, deadlineMs);
+      t.unref();
+    });
+    const all = (async () => {
+      while (Date.now() < until && this.queue.length - this.head > 0) {
+        const before = this.sent + this.droppedBy.publish_failed;
+        await this.flush();
+        if (this.sent + this.droppedBy.publish_failed === before) break;
+      }
+    })();
+    await Promise.race([all, deadline]);
+    clearTimeout(t);
+    this.closed = true;
+    const left = this.queue.length - this.head;
+    if (left > 0) this.drop('shutdown', left);
+    this.queue.length = 0;
+    this.head = 0;
+    this.queuedBytes = 0;
+  }
+
+  private kick(): void {
+    if (this.flushing || this.queue.length - this.head === 0) return;
+    // flush() never rejects: drain() catches every publish failure and counts it.
+    void this.flush();
+  }
+
+  private drop(reason: TeeDropReason, n: number): void {
+    this.droppedBy[reason] += n;
+    this.mDropped?.labels(reason).inc(n);
+  }
+
+  private takeBatch(): { messages: BusMessage[]; bytes: number } {
+    const messages: BusMessage[] = [];
+    let bytes = 0;
+    while (this.head < this.queue.length && messages.length < this.opts.maxBatchMessages) {
+      const e = this.queue[this.head] as Entry;
+      if (messages.length > 0 && bytes + e.bytes > this.opts.maxBatchBytes) break;
+      messages.push(e.message);
+      bytes += e.bytes;
+      this.head++;
+    }
+    // Compact the array now and then so the consumed prefix does not grow without bound.
+    if (this.head === this.queue.length) {
+      this.queue.length = 0;
+      this.head = 0;
+    } else if (this.head > 1024 && this.head * 2 > this.queue.length) {
+      this.queue.splice(0, this.head);
+      this.head = 0;
+    }
+    return { messages, bytes };
+  }
+
+  private async drain(): Promise<void> {
+    while (this.queue.length - this.head > 0) {
+      const { messages, bytes } = this.takeBatch();
+      this.queuedBytes -= bytes;
+      this.inFlight += messages.length;
+      this.inFlightBytes += bytes;
+      let ok = false;
+      let timer: NodeJS.Timeout | undefined;
+      try {
+        await Promise.race([
+          this.bus.publish(messages),
+          new Promise<never>((_, reject) => {
+            timer = setTimeout(
+              () => reject(new Error(`bus publish did not settle within ${this.opts.publishTimeoutMs} ms`)),
+              this.opts.publishTimeoutMs,
+            );
+            timer.unref();
+          }),
+        ]);
+        ok = true;
+      } catch (err) {
+        this.opts.logger.warn('tee publish failed; dropping batch', { records: messages.length, error: errorMessage(err) });
+      } finally {
+        clearTimeout(timer);
+      }
+      this.inFlight -= messages.length;
+      this.inFlightBytes -= bytes;
+      if (ok) {
+        this.sent += messages.length;
+        this.mSent?.inc(messages.length);
+      } else {
+        this.drop('publish_failed', messages.length);
+        return;
+      }
+    }
+  }
+}
