@@ -75,9 +75,11 @@ export class ClickHouseStore implements Store {
         table,
         values,
         format: 'JSONEachRow',
-        ...(options?.dedupToken !== undefined
-          ? { clickhouse_settings: { insert_deduplication_token: `${table}:${options.dedupToken}` } }
-          : {}),
+        // Always set the token, '' meaning none: chdb's connection applies settings as session-wide `SET`,
+        // so a token left from an earlier insert would otherwise stick and silently drop later inserts.
+        clickhouse_settings: {
+          insert_deduplication_token: options?.dedupToken !== undefined ? `${table}:${options.dedupToken}` : '',
+        },
       });
     } catch (err) {
       throw storeError(`insert into ${table}`, err);

@@ -1,0 +1,10 @@
+export { startIngest } from './start.js';
+export type { IngestOptions, IngestRole } from './start.js';
+export { IngestPipeline, storedEventIds } from './pipeline.js';
+export type { IngestPipelineOptions, DecodeFn } from './pipeline.js';
+export { createIngestMetrics } from './metrics.js';
+export type { IngestMetrics } from './metrics.js';
+export { buildCallRecords, envelopeQuarantine, QuarantineReasons, QUARANTINE_PAYLOAD_BYTES } from './records.js';
+export type { CallRecords, QuarantineReason } from './records.js';
+export { ingestLabels, queryLabelledRows, labelledRowsSql, labelInputSchema, labelsInputSchema } from './labels.js';
+export type { LabelInput, LabelledRowsQuery, LabelledRow } from './labels.js';

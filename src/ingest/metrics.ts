@@ -1,0 +1,55 @@
+import { Counter, Gauge, type Registry } from 'prom-client';
+
+/** The ingest accounting metrics (DESIGN §4), registered on the process registry. */
+export interface IngestMetrics {
+  recordsConsumed: Counter;
+  rowsInserted: Counter;
+  recordsQuarantined: Counter<'reason'>;
+  duplicatesDropped: Counter;
+  insertRetries: Counter;
+  batches: Counter;
+  /** Records behind, per `topic/partition`, summed by the lag gauge at scrape time. */
+  backlog: Map<string, number>;
+}
+
+function counter<L extends string>(registry: Registry, name: string, help: string, labelNames: L[] = []): Counter<L> {
+  // Re-use an existing metric of the same name so a role restarted in-process (tests, `up`) does not throw.
+  const existing = registry.getSingleMetric(name);
+  if (existing instanceof Counter) return existing;
+  return new Counter({ name, help, labelNames, registers: [registry] });
+}
+
+/** Creates (or re-uses) the ingest metrics on `registry`. */
+export function createIngestMetrics(registry: Registry): IngestMetrics {
+  const backlog = new Map<string, number>();
+  if (!registry.getSingleMetric('modelwatch_ingest_lag_records')) {
+    new Gauge({
+      name: 'modelwatch_ingest_lag_records',
+      help: 'Records not yet ingested: Kafka high watermark minus committed offset (sampled per batch), or the in-process queue length.',
+      registers: [registry],
+      collect() {
+        let n = 0;
+        for (const v of backlog.values()) n += v;
+        this.set(n);
+      },
+    });
+  }
+  return {
+    recordsConsumed: counter(registry, 'modelwatch_ingest_records_consumed_total', 'Bus records handed to ingest (redeliveries included).'),
+    rowsInserted: counter(registry, 'modelwatch_ingest_rows_inserted_total', 'Prediction rows inserted into the store.'),
+    recordsQuarantined: counter(
+      registry,
+      'modelwatch_ingest_records_quarantined_total',
+      'Records written to the quarantine table, by reason (envelope, body).',
+      ['reason'],
+    ),
+    duplicatesDropped: counter(
+      registry,
+      'modelwatch_ingest_duplicates_dropped_total',
+      'Records dropped because their event_id was already stored or repeated within a batch.',
+    ),
+    insertRetries: counter(registry, 'modelwatch_ingest_insert_retries_total', 'Store writes retried after a failure.'),
+    batches: counter(registry, 'modelwatch_ingest_batches_total', 'Bus batches fully stored (and so committed).'),
+    backlog,
+  };
+}

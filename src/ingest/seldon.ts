@@ -1,0 +1,312 @@
+import { Counter, Gauge } from 'prom-client';
+import { encodeCapture, type CapturedBody, type CapturedCall } from '../bus/capture.js';
+import { KafkaBus } from '../bus/kafka.js';
+import type { BusConsumer, BusMessage, ConsumedBatch, ConsumedMessage } from '../bus/types.js';
+import { ErrorCodes, ModelwatchError, errorMessage } from '../common/errors.js';
+import { newId } from '../common/ids.js';
+import { PairBuffer, type Pair } from '../common/pair-buffer.js';
+import type { RunningRole, RuntimeContext } from '../runtime/context.js';
+import { peekInferRequest, PROTOBUF_CONTENT_TYPE } from '../sidecar/index.js';
+
+/** Options of {@link startSeldonBridge}. Unset values come from `ctx.config.kafka` and `ctx.config.sidecar`. */
+export interface SeldonBridgeOptions {
+  /** Model topic prefixes `<prefix>.<namespace>.model.<name>`. @default ctx.config.kafka.seldonTopics */
+  topics?: string[];
+  /** Seldon's Kafka bootstrap servers. @default ctx.config.kafka.brokers */
+  brokers?: string[];
+  /** Consumer group base; each topic gets `<groupId>.<topic>`. @default `${ctx.config.kafka.groupId}-seldon` */
+  groupId?: string;
+  /** How long an input waits for its output (and the other way round), ms. @default 30000 */
+  pairTtlMs?: number;
+  /** Most unpaired messages held; beyond it the oldest is published unpaired. @default 10000 */
+  maxPending?: number;
+  /** How often unpaired messages are checked against the TTL, ms. @default 1000 */
+  sweepIntervalMs?: number;
+  /** Cap of each captured body. @default ctx.config.sidecar.maxCaptureBytes */
+  maxCaptureBytes?: number;
+}
+
+const defaults = {
+  pairTtlMs: 30_000,
+  maxPending: 10_000,
+  sweepIntervalMs: 1_000,
+} satisfies Partial<Required<SeldonBridgeOptions>>;
+
+/** The running Seldon bridge. */
+export interface SeldonBridge extends RunningRole {
+  /** Resolves once every topic's consumer joined its group. */
+  ready: Promise<void>;
+  /** Messages waiting for their other half. */
+  readonly pending: number;
+}
+
+/** Seldon's correlation header (`util.RequestIdHeader`). */
+const REQUEST_ID_HEADER = 'x-request-id';
+/** Seldon's error text header on pipeline/model errors (`TopicErrorHeader`). */
+const ERROR_HEADER = 'seldon-pipeline-errors';
+
+interface Half {
+  topicPrefix: string;
+  model: string;
+  message: ConsumedMessage;
+}
+
+/** The model named by `<prefix>.<namespace>.model.<name>` (validated at start-up). */
+function modelOf(prefix: string): string {
+  const i = prefix.indexOf('.model.');
+  return prefix.slice(i + '.model.'.length);
+}
+
+/**
+ * Seldon's request id: the `x-request-id` header, else the ModelInferRequest `id`, else the last part
+ * of the record key (current Seldon keys are `<partition>.<resourceName>.<requestId>`).
+ */
+function requestIdOf(m: ConsumedMessage): string {
+  const h = m.headers[REQUEST_ID_HEADER];
+  if (h !== undefined && h !== '') return h;
+  const id = peekInferRequest(m.value).id;
+  if (id !== '') return id;
+  if (m.key !== null && m.key !== '') return m.key.slice(m.key.lastIndexOf('.') + 1);
+  return '';
+}
+
+/**
+ * Bridges Seldon Core 2 model topics into modelwatch: consumes `<prefix>.inputs` and
+ * `<prefix>.outputs` for each configured prefix (values are V2 protobuf `ModelInferRequest` /
+ * `ModelInferResponse`), pairs them by the `x-request-id` header (bounded, with a TTL; either side
+ * may come first), and publishes one `CapturedCall` (`source: 'seldon'`, bodies = the protobuf
+ * bytes) per pair on `ctx.bus`; ingest decodes them with the gRPC codec. A pair completed inside a
+ * consumed batch is on the modelwatch bus before that batch's offsets are committed. A half still
+ * waiting when its TTL passes is published alone (an input without output: status 0, error
+ * `response missing`). Halves waiting in memory are lost if the process dies before the TTL.
+ */
+export async function startSeldonBridge(ctx: RuntimeContext, options: SeldonBridgeOptions = {}): Promise<SeldonBridge> {
+  const k = ctx.config.kafka;
+  const prefixes = (options.topics ?? k.seldonTopics).map((t) => t.replace(/\.(inputs|outputs)$/, ''));
+  const brokers = options.brokers ?? k.brokers;
+  const groupId = options.groupId ?? `${k.groupId}-seldon`;
+  const pairTtlMs = options.pairTtlMs ?? defaults.pairTtlMs;
+  const maxCaptureBytes = options.maxCaptureBytes ?? ctx.config.sidecar.maxCaptureBytes;
+  if (prefixes.length === 0) {
+    throw new ModelwatchError(ErrorCodes.configInvalid, 'no Seldon topics configured', { field: 'kafka.seldonTopics' });
+  }
+  for (const p of prefixes) {
+    const i = p.indexOf('.model.');
+    if (i <= 0 || p.length <= i + '.model.'.length || !/^[A-Za-z0-9._-]+$/.test(p)) {
+      throw new ModelwatchError(
+        ErrorCodes.configInvalid,
+        `Seldon topic prefix ${p} is not <prefix>.<namespace>.model.<name>`,
+        { field: 'kafka.seldonTopics' },
+      );
+    }
+  }
+  if (brokers.length === 0) {
+    throw new ModelwatchError(ErrorCodes.configInvalid, 'the Seldon bridge needs Kafka brokers', { field: 'kafka.brokers' });
+  }
+  if (!(maxCaptureBytes >= 0)) throw new RangeError('maxCaptureBytes must be >= 0');
+
+  const registers = [ctx.metrics];
+  const received =
+    (ctx.metrics.getSingleMetric('modelwatch_seldon_messages_total') as Counter<'side'> | undefined) ??
+    new Counter({
+      name: 'modelwatch_seldon_messages_total',
+      help: 'Messages consumed from Seldon model topics, by side (inputs, outputs).',
+      labelNames: ['side'],
+      registers,
+    });
+  const published =
+    (ctx.metrics.getSingleMetric('modelwatch_seldon_calls_total') as Counter<'pairing' | 'result'> | undefined) ??
+    new Counter({
+      name: 'modelwatch_seldon_calls_total',
+      help: 'Calls published from Seldon topics, by pairing (paired, or the orphan reason) and result (sent, failed).',
+      labelNames: ['pairing', 'result'],
+      registers,
+    });
+
+  const body = (m: ConsumedMessage | undefined): CapturedBody => {
+    const b = m?.value ?? Buffer.alloc(0);
+    const truncated = b.length > maxCaptureBytes;
+    return {
+      body: truncated ? b.subarray(0, maxCaptureBytes) : b,
+      size: b.length,
+      truncated,
+      contentType: m === undefined ? '' : PROTOBUF_CONTENT_TYPE,
+      contentEncoding: '',
+    };
+  };
+
+  const toCall = (pair: Pair<Half, Half>): CapturedCall => {
+    const req = pair.request;
+    const res = pair.response;
+    const first = (req ?? res)!;
+    const peek = peekInferRequest(req?.message.value ?? res!.message.value);
+    const headers: Record<string, string> = {};
+    const allow = ctx.config.sidecar.captureHeaders.filter((h) => h !== 'authorization' && h !== 'cookie');
+    for (const h of allow) {
+      const v = first.message.headers[h];
+      if (v !== undefined) headers[h] = v;
+    }
+    const seldonError = res?.message.headers[ERROR_HEADER];
+    let status = 200;
+    let error = '';
+    if (res === undefined) {
+      status = 0;
+      error = 'response missing';
+    } else if (seldonError !== undefined && seldonError !== '') {
+      status = 500;
+      error = seldonError;
+    } else if (req === undefined) {
+      error = 'request missing';
+    }
+    const startedAt = req?.message.timestamp ?? res!.message.timestamp;
+    return {
+      eventId: newId(),
+      requestId: pair.key.slice(pair.key.indexOf('|') + 1),
+      source: 'seldon',
+      model: first.model,
+      version: peek.version,
+      route: first.topicPrefix,
+      method: 'POST',
+      status,
+      startedAt,
+      latencyMs: req !== undefined && res !== undefined ? Math.max(0, res.message.timestamp - req.message.timestamp) : 0,
+      request: body(req?.message),
+      response: body(res?.message),
+      headers,
+      error,
+    };
+  };
+
+  // While a batch is being handled, completed pairs are collected and published before it commits;
+  // pairs flushed by the TTL timer are published on their own.
+  let collecting: { messages: BusMessage[]; pairings: string[] } | undefined;
+  const inflight = new Set<Promise<void>>();
+  const emit = (pair: Pair<Half, Half>, pairing: string): void => {
+    let message: BusMessage;
+    try {
+      message = encodeCapture(toCall(pair));
+    } catch (err) {
+      published.inc({ pairing, result: 'failed' });
+      ctx.logger.warn('seldon capture could not be built', { key: pair.key, error: errorMessage(err) });
+      return;
+    }
+    if (collecting) {
+      collecting.messages.push(message);
+      collecting.pairings.push(pairing);
+      return;
+    }
+    const p = ctx.bus
+      .publish([message])
+      .then(() => {
+        published.inc({ pairing, result: 'sent' });
+      })
+      .catch((err: unknown) => {
+        published.inc({ pairing, result: 'failed' });
+        ctx.logger.warn('seldon capture publish failed', { key: pair.key, error: errorMessage(err) });
+      })
+      .finally(() => inflight.delete(p));
+    inflight.add(p);
+  };
+  const onPair = (pair: Pair<Half, Half>): void => emit(pair, pair.orphanReason === '' ? 'paired' : pair.orphanReason);
+  const pairs = new PairBuffer<Half, Half>({
+    ttlMs: pairTtlMs,
+    maxPending: options.maxPending ?? defaults.maxPending,
+    sweepIntervalMs: options.sweepIntervalMs ?? defaults.sweepIntervalMs,
+    onPair,
+  });
+  if (ctx.metrics.getSingleMetric('modelwatch_seldon_pending_messages') === undefined) {
+    new Gauge({
+      name: 'modelwatch_seldon_pending_messages',
+      help: 'Seldon messages waiting for their other half.',
+      registers,
+      collect() {
+        this.set(pairs.size);
+      },
+    });
+  }
+
+  const handler =
+    (topicPrefix: string, side: 'inputs' | 'outputs') =>
+    async (batch: ConsumedBatch): Promise<void> => {
+      const model = modelOf(topicPrefix);
+      const out = { messages: [] as BusMessage[], pairings: [] as string[] };
+      collecting = out;
+      try {
+        for (const message of batch.messages) {
+          received.inc({ side });
+          const id = requestIdOf(message);
+          const half: Half = { topicPrefix, model, message };
+          if (id === '') {
+            // Without any id the message cannot be paired; publish it alone rather than drop it.
+            const key = `${topicPrefix}|${newId()}`;
+            const alone = side === 'inputs' ? { request: half, response: undefined } : { request: undefined, response: half };
+            emit({ key, ...alone, orphanReason: 'ttl' }, 'no_id');
+            continue;
+          }
+          const key = `${topicPrefix}|${id}`;
+          if (side === 'inputs') pairs.request(key, half);
+          else pairs.response(key, half);
+        }
+      } finally {
+        collecting = undefined;
+      }
+      if (out.messages.length === 0) return;
+      try {
+        await ctx.bus.publish(out.messages);
+      } catch (err) {
+        out.pairings.forEach((pairing) => published.inc({ pairing, result: 'failed' }));
+        // Throwing leaves the batch uncommitted: Kafka delivers it again and the pairs are rebuilt.
+        throw err;
+      }
+      out.pairings.forEach((pairing) => published.inc({ pairing, result: 'sent' }));
+    };
+
+  const kafka = new KafkaBus({
+    brokers,
+    clientId: `${k.clientId}-seldon`,
+    groupId,
+    ssl: k.ssl,
+    sasl: k.sasl,
+    logger: ctx.logger,
+  });
+  const consumers: BusConsumer[] = [];
+  const joined: Promise<void>[] = [];
+  try {
+    for (const prefix of prefixes) {
+      for (const side of ['inputs', 'outputs'] as const) {
+        const topic = `${prefix}.${side}`;
+        let markReady!: () => void;
+        joined.push(new Promise<void>((resolve) => (markReady = resolve)));
+        consumers.push(
+          await kafka.consume({ topic, groupId: `${groupId}.${topic}`, handler: handler(prefix, side), onReady: () => markReady() }),
+        );
+      }
+    }
+  } catch (err) {
+    await Promise.allSettled(consumers.map((c) => c.stop()));
+    pairs.close();
+    await kafka.close();
+    throw err;
+  }
+  ctx.logger.info('seldon bridge started', { topics: prefixes });
+
+  let stopping: Promise<void> | undefined;
+  return {
+    name: 'seldon',
+    urls: [],
+    ready: Promise.all(joined).then(() => undefined),
+    get pending() {
+      return pairs.size;
+    },
+    stop() {
+      stopping ??= (async () => {
+        await Promise.allSettled(consumers.map((c) => c.stop()));
+        pairs.close();
+        await Promise.all([...inflight]);
+        await kafka.close();
+        ctx.logger.info('seldon bridge stopped');
+      })();
+      return stopping;
+    },
+  };
+}
