@@ -1,0 +1,10 @@
+export { PageHinkley } from './page-hinkley.js';
+export type { PageHinkleyOptions } from './page-hinkley.js';
+export { Adwin } from './adwin.js';
+export type { AdwinOptions } from './adwin.js';
+export { Cusum } from './cusum.js';
+export type { CusumOptions } from './cusum.js';
+export { SeriesMonitor, DEFAULT_MONITOR_DETECTORS } from './monitor.js';
+export type { SeriesMonitorOptions, ChangeAlarm } from './monitor.js';
+export { DetectorKinds, checkMode } from './types.js';
+export type { ChangeDetector, DetectorKind, DetectorMode } from './types.js';
