@@ -16,6 +16,10 @@ export const Tables = {
   quarantine: 'mw_quarantine',
   references: 'mw_references',
   referenceRows: 'mw_reference_rows',
+  driftResults: 'mw_drift_results',
+  performanceResults: 'mw_performance_results',
+  metricSeries: 'mw_metric_series',
+  changePoints: 'mw_change_points',
 } as const;
 
 // non_replicated_deduplication_window makes `insert_deduplication_token` effective on plain MergeTree
@@ -118,6 +122,74 @@ export const migrations: Migration[] = [
         outputs_cat Map(String, String)
       ) ENGINE = MergeTree
       ORDER BY (reference_id, row)`,
+    ],
+  },
+  {
+    version: 3,
+    name: 'detection results',
+    statements: [
+      // One row per feature per detection run (feature = '' and kind = 'dataset' for the dataset verdict), with
+      // the full context: window, reference, method and its parameters, sample sizes, statistic and p-value.
+      `CREATE TABLE IF NOT EXISTS ${Tables.driftResults} (
+        run_id String,
+        model LowCardinality(String),
+        ts DateTime64(3, 'UTC'),
+        window_from DateTime64(3, 'UTC'),
+        window_to DateTime64(3, 'UTC'),
+        reference_id String,
+        segment String,
+        feature String,
+        kind LowCardinality(String),
+        output Bool,
+        method LowCardinality(String),
+        parameters String,
+        n_ref UInt64,
+        n_cur UInt64,
+        statistic Nullable(Float64),
+        p_value Nullable(Float64),
+        score Nullable(Float64),
+        threshold Float64,
+        drifted Bool,
+        stats String,
+        quality String
+      ) ENGINE = MergeTree
+      ORDER BY (model, ts, feature)`,
+      // Long format (one row per metric) so Grafana can plot any metric without JSON parsing.
+      `CREATE TABLE IF NOT EXISTS ${Tables.performanceResults} (
+        run_id String,
+        model LowCardinality(String),
+        ts DateTime64(3, 'UTC'),
+        window_from DateTime64(3, 'UTC'),
+        window_to DateTime64(3, 'UTC'),
+        task LowCardinality(String),
+        source LowCardinality(String),
+        metric LowCardinality(String),
+        value Nullable(Float64),
+        rows UInt64,
+        labelled_rows UInt64,
+        details String
+      ) ENGINE = MergeTree
+      ORDER BY (model, ts, metric)`,
+      // Per-run values of the metric series the streaming detectors watch.
+      `CREATE TABLE IF NOT EXISTS ${Tables.metricSeries} (
+        run_id String,
+        model LowCardinality(String),
+        ts DateTime64(3, 'UTC'),
+        series String,
+        value Float64
+      ) ENGINE = MergeTree
+      ORDER BY (model, series, ts)`,
+      `CREATE TABLE IF NOT EXISTS ${Tables.changePoints} (
+        run_id String,
+        model LowCardinality(String),
+        ts DateTime64(3, 'UTC'),
+        series String,
+        detector LowCardinality(String),
+        params String,
+        value Float64,
+        series_index UInt64
+      ) ENGINE = MergeTree
+      ORDER BY (model, ts, series)`,
     ],
   },
 ];
