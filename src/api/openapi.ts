@@ -305,6 +305,61 @@ export const openApiDocument = {
         responses: { '200': json('Performance'), ...modelErrors },
       },
     },
+    '/ingest/kserve': {
+      post: {
+        summary: 'Receive a KServe InferenceLogger CloudEvent (HTTP binary mode)',
+        description:
+          'Request and response events of one call share `ce-id` and are paired, then stored like a sidecar capture. ' +
+          'The body is the raw V2 request or response body; its content type is kept as sent.',
+        operationId: 'kserveEvent',
+        parameters: [
+          {
+            name: 'ce-type',
+            in: 'header',
+            required: true,
+            schema: {
+              type: 'string',
+              enum: ['org.kubeflow.serving.inference.request', 'org.kubeflow.serving.inference.response'],
+            },
+          },
+          { name: 'ce-id', in: 'header', required: true, schema: { type: 'string' } },
+          { name: 'ce-specversion', in: 'header', required: true, schema: { type: 'string', const: '1.0' } },
+          { name: 'ce-time', in: 'header', required: false, schema: { type: 'string', format: 'date-time' } },
+          { name: 'ce-inferenceservicename', in: 'header', required: false, schema: { type: 'string' } },
+          { name: 'ce-namespace', in: 'header', required: false, schema: { type: 'string' } },
+          { name: 'ce-component', in: 'header', required: false, schema: { type: 'string' } },
+          { name: 'ce-endpoint', in: 'header', required: false, schema: { type: 'string' } },
+          {
+            name: 'ce-metadata',
+            in: 'header',
+            required: false,
+            description: 'JSON object of allow-listed request headers (`map[string][]string`).',
+            schema: { type: 'string' },
+          },
+        ],
+        requestBody: {
+          required: true,
+          content: { '*/*': { schema: { type: 'string', format: 'binary' } } },
+        },
+        responses: {
+          '202': {
+            description: 'Accepted',
+            content: {
+              'application/json': {
+                schema: {
+                  type: 'object',
+                  required: ['accepted', 'id'],
+                  properties: { accepted: { type: 'boolean', const: true }, id: { type: 'string' } },
+                },
+              },
+            },
+          },
+          '400': errorResponse('Missing or invalid CloudEvents attribute; the message names it.'),
+          '413': errorResponse('Event body too large.'),
+          '415': errorResponse('Structured-mode CloudEvent (send binary mode).'),
+        },
+      },
+    },
     '/api/v1/labels': {
       post: {
         summary: 'Post ground-truth labels; joined to predictions by request id and row',
