@@ -111,7 +111,7 @@ const rawClassifier: WireInferRequest = {
   raw_input_contents: [f32(rows.flat())],
 };
 const typedText: WireInferRequest = {
-  model_name: 'text',
+  model_name: 'strings',
   inputs: [
     {
       name: 'text',
@@ -122,7 +122,7 @@ const typedText: WireInferRequest = {
   ],
 };
 const rawText: WireInferRequest = {
-  model_name: 'text',
+  model_name: 'strings',
   inputs: [{ name: 'text', datatype: 'BYTES', shape: [3] }],
   raw_input_contents: [bytesTensor(['abc', '', 'Zürich'])],
 };
@@ -212,10 +212,10 @@ describe('gRPC proxy', () => {
       encode('ModelMetadataRequest', { name: 'classifier' }),
     ],
     [
-      'ModelMetadata text',
+      'ModelMetadata strings',
       grpc.status.OK,
       'ModelMetadata',
-      encode('ModelMetadataRequest', { name: 'text', version: '' }),
+      encode('ModelMetadataRequest', { name: 'strings', version: '' }),
     ],
     [
       'ModelMetadata unknown → NOT_FOUND',
@@ -368,7 +368,7 @@ describe('gRPC proxy', () => {
     expect(c1.headers.authorization).toBeUndefined();
     expect(JSON.stringify(c1)).not.toContain('s3cret');
 
-    expect(c2).toMatchObject({ model: 'text', version: '', status: 200 });
+    expect(c2).toMatchObject({ model: 'strings', version: '', status: 200 });
     expect(c2.requestId).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
     expect(c2.request.body.equals(reqRaw)).toBe(true);
     expect(c2.response.body.equals(raw.value!)).toBe(true);

@@ -8,3 +8,5 @@ export { buildCallRecords, envelopeQuarantine, QuarantineReasons, QUARANTINE_PAY
 export type { CallRecords, QuarantineReason } from './records.js';
 export { ingestLabels, queryLabelledRows, labelledRowsSql, labelInputSchema, labelsInputSchema } from './labels.js';
 export type { LabelInput, LabelledRowsQuery, LabelledRow } from './labels.js';
+export { startSeldonBridge } from './seldon.js';
+export type { SeldonBridge, SeldonBridgeOptions } from './seldon.js';

@@ -1,10 +1,15 @@
 import { Counter, Gauge } from 'prom-client';
-import { encodeCapture, type CapturedBody, type CapturedCall } from '../bus/capture.js';
-import { KafkaBus } from '../bus/kafka.js';
-import type { BusConsumer, BusMessage, ConsumedBatch, ConsumedMessage } from '../bus/types.js';
-import { ErrorCodes, ModelwatchError, errorMessage } from '../common/errors.js';
-import { newId } from '../common/ids.js';
-import { PairBuffer, type Pair } from '../common/pair-buffer.js';
+import {
+  encodeCapture,
+  KafkaBus,
+  type BusConsumer,
+  type BusMessage,
+  type CapturedBody,
+  type CapturedCall,
+  type ConsumedBatch,
+  type ConsumedMessage,
+} from '../bus/index.js';
+import { ErrorCodes, ModelwatchError, PairBuffer, errorMessage, newId, type Pair } from '../common/index.js';
 import type { RunningRole, RuntimeContext } from '../runtime/context.js';
 import { peekInferRequest, PROTOBUF_CONTENT_TYPE } from '../sidecar/index.js';
 
@@ -101,7 +106,9 @@ export async function startSeldonBridge(ctx: RuntimeContext, options: SeldonBrid
     }
   }
   if (brokers.length === 0) {
-    throw new ModelwatchError(ErrorCodes.configInvalid, 'the Seldon bridge needs Kafka brokers', { field: 'kafka.brokers' });
+    throw new ModelwatchError(ErrorCodes.configInvalid, 'the Seldon bridge needs Kafka brokers', {
+      field: 'kafka.brokers',
+    });
   }
   if (!(maxCaptureBytes >= 0)) throw new RangeError('maxCaptureBytes must be >= 0');
 
@@ -169,7 +176,8 @@ export async function startSeldonBridge(ctx: RuntimeContext, options: SeldonBrid
       method: 'POST',
       status,
       startedAt,
-      latencyMs: req !== undefined && res !== undefined ? Math.max(0, res.message.timestamp - req.message.timestamp) : 0,
+      latencyMs:
+        req !== undefined && res !== undefined ? Math.max(0, res.message.timestamp - req.message.timestamp) : 0,
       request: body(req?.message),
       response: body(res?.message),
       headers,
@@ -239,7 +247,8 @@ export async function startSeldonBridge(ctx: RuntimeContext, options: SeldonBrid
           if (id === '') {
             // Without any id the message cannot be paired; publish it alone rather than drop it.
             const key = `${topicPrefix}|${newId()}`;
-            const alone = side === 'inputs' ? { request: half, response: undefined } : { request: undefined, response: half };
+            const alone =
+              side === 'inputs' ? { request: half, response: undefined } : { request: undefined, response: half };
             emit({ key, ...alone, orphanReason: 'ttl' }, 'no_id');
             continue;
           }
@@ -278,7 +287,12 @@ export async function startSeldonBridge(ctx: RuntimeContext, options: SeldonBrid
         let markReady!: () => void;
         joined.push(new Promise<void>((resolve) => (markReady = resolve)));
         consumers.push(
-          await kafka.consume({ topic, groupId: `${groupId}.${topic}`, handler: handler(prefix, side), onReady: () => markReady() }),
+          await kafka.consume({
+            topic,
+            groupId: `${groupId}.${topic}`,
+            handler: handler(prefix, side),
+            onReady: () => markReady(),
+          }),
         );
       }
     }

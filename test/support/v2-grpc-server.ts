@@ -3,23 +3,18 @@ import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import protobuf from 'protobufjs';
+import { classifierP1 } from './v2-server.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 /** The OIP proto the protocol module ships. */
 export const V2_PROTO_PATH = join(here, '..', '..', 'src', 'protocol', 'proto', 'open_inference_grpc.proto');
 
-/** Logistic regression of the test classifier: P(class 1) = sigmoid(x·W + B) over 4 FP32 features. */
-export const GRPC_CLASSIFIER_WEIGHTS = [0.8, -0.5, 0.3, 1.2] as const;
-/** Intercept of the test classifier. */
-export const GRPC_CLASSIFIER_BIAS = -0.1;
-
-/** `[P(class 0), P(class 1)]` of one row under the test classifier, rounded to FP32. */
+/**
+ * `[P(class 0), P(class 1)]` of one row under the REST test server's classifier (version 1), rounded
+ * to FP32 — the same logistic regression, so REST and gRPC captures of the same rows agree.
+ */
 export function classifierProbabilities(row: readonly number[]): [number, number] {
-  let z = GRPC_CLASSIFIER_BIAS;
-  GRPC_CLASSIFIER_WEIGHTS.forEach((w, i) => {
-    z += w * (row[i] ?? 0);
-  });
-  const p1 = 1 / (1 + Math.exp(-z));
+  const p1 = classifierP1([...row], '1');
   return [Math.fround(1 - p1), Math.fround(p1)];
 }
 
@@ -171,14 +166,14 @@ function inferClassifier(req: WireInferRequest): InferResult {
 function inferBytes(req: WireInferRequest): InferResult {
   const input = req.inputs[0];
   if (req.inputs.length !== 1 || input === undefined || input.datatype !== 'BYTES') {
-    return status(grpc.status.INVALID_ARGUMENT, 'text model expects one BYTES input');
+    return status(grpc.status.INVALID_ARGUMENT, 'strings model expects one BYTES input');
   }
   const raw = req.raw_input_contents ?? [];
   const items = raw.length > 0 ? parseBytes(raw[0]!) : (input.contents?.bytes_contents ?? []);
   const upper = items.map((b) => Buffer.from(b.toString('utf8').toUpperCase(), 'utf8'));
   const lengths = items.map((b) => b.length);
   const res: WireInferResponse = {
-    model_name: 'text',
+    model_name: 'strings',
     model_version: '',
     id: req.id ?? '',
     outputs: [
@@ -205,7 +200,7 @@ const MODELS: Record<string, { versions: string[]; platform: string; inputs: obj
     inputs: [{ name: 'input', datatype: 'FP32', shape: [-1, 4] }],
     outputs: [{ name: 'probabilities', datatype: 'FP32', shape: [-1, 2] }],
   },
-  text: {
+  strings: {
     versions: [],
     platform: 'test_bytes',
     inputs: [{ name: 'text', datatype: 'BYTES', shape: [-1] }],
@@ -228,7 +223,7 @@ export interface V2GrpcServer {
 /**
  * Starts a real grpc-js server implementing `inference.GRPCInferenceService` on 127.0.0.1 (port 0):
  * model `classifier` (FP32 `input` [N,4] → FP32 `probabilities` [N,2], the logistic regression above)
- * and model `text` (BYTES `text` [N] → BYTES `upper`, INT32 `length`). Typed `contents` in → typed
+ * and model `strings` (BYTES `text` [N] → BYTES `upper`, INT32 `length`). Typed `contents` in → typed
  * out; `raw_input_contents` in → `raw_output_contents` out. Unknown models answer NOT_FOUND, bad
  * inputs INVALID_ARGUMENT. Request metadata `x-echo` is echoed as initial metadata `x-echo` and
  * trailer `x-echo-trailer`, so tests can check metadata travels both ways; `x-fail-with: CODE`
@@ -305,7 +300,7 @@ export async function startV2GrpcServer(): Promise<V2GrpcServer> {
         () => {
           const req = call.request;
           if (req.model_name === 'classifier') return inferClassifier(req);
-          if (req.model_name === 'text') return inferBytes(req);
+          if (req.model_name === 'strings') return inferBytes(req);
           return unknownModel(req.model_name);
         },
         isStatusObject,
@@ -329,7 +324,7 @@ export async function startV2GrpcServer(): Promise<V2GrpcServer> {
         const r =
           req.model_name === 'classifier'
             ? inferClassifier(req)
-            : req.model_name === 'text'
+            : req.model_name === 'strings'
               ? inferBytes(req)
               : unknownModel(req.model_name);
         const w = protobuf.Writer.create();

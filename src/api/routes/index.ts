@@ -1,5 +1,7 @@
 import type { Hono } from 'hono';
 import type { RuntimeContext } from '../../runtime/context.js';
+import { kserveRoutes } from '../../sidecar/index.js';
+import { driftRoutes } from './drift.js';
 import { labelRoutes } from './labels.js';
 import { modelRoutes } from './models.js';
 import { systemRoutes } from './system.js';
@@ -18,4 +20,6 @@ export const routeMounters: RouteMounter[] = [
   systemRoutes,
   modelRoutes,
   labelRoutes,
+  kserveRoutes,
+  driftRoutes,
 ];
