@@ -74,13 +74,25 @@ const cases: { name: string; call: () => CapturedCall; field: string; reason: Re
     reason: /3 elements where the shape declares 4/,
   },
   {
-    name: 'ragged nesting that over-fills',
+    name: 'ragged nesting with the right element count',
+    call: () => tensorCall({ ...x, data: [[1, 2, 3], [4]] }),
+    field: 'inputs[0].data',
+    reason: /ragged nesting: an array at depth 1 has 1 elements, another 3/,
+  },
+  {
+    name: 'scalars mixed with arrays',
+    call: () => tensorCall({ ...x, data: [1, [2, 3], 4] }),
+    field: 'inputs[0].data',
+    reason: /ragged nesting: scalars at depths 0 and 1/,
+  },
+  {
+    name: 'rectangular nesting that over-fills the shape',
     call: () =>
       tensorCall({
         ...x,
         data: [
           [1, 2, 3],
-          [4, 5],
+          [4, 5, 6],
         ],
       }),
     field: 'inputs[0].data',

@@ -127,14 +127,30 @@ export function jsonTensorValues(
     }
     (out as Float64Array)[n++] = x;
   };
+  // Nested data must be rectangular (every array at one depth equally long, all scalars at one
+  // depth): a ragged array whose element count happens to match the shape is still malformed.
   // Depth is bounded by the pre-scan in parseJsonBytes, so this recursion is bounded too.
-  const walk = (arr: unknown[]): void => {
+  const levelLength: number[] = [];
+  let leafDepth = -1;
+  const walk = (arr: unknown[], depth: number): void => {
+    const seen = levelLength[depth];
+    if (seen === undefined) levelLength[depth] = arr.length;
+    else if (seen !== arr.length) {
+      throw invalid(field, `ragged nesting: an array at depth ${depth} has ${arr.length} elements, another ${seen}`);
+    }
     for (const v of arr) {
-      if (Array.isArray(v)) walk(v);
-      else put(v);
+      if (Array.isArray(v)) {
+        walk(v, depth + 1);
+      } else {
+        if (leafDepth !== depth) {
+          if (leafDepth !== -1) throw invalid(field, `ragged nesting: scalars at depths ${leafDepth} and ${depth}`);
+          leafDepth = depth;
+        }
+        put(v);
+      }
     }
   };
-  walk(data);
+  walk(data, 0);
   if (n !== count) throw invalid(field, `${n} elements where the shape declares ${count}`);
   return out;
 }
