@@ -115,6 +115,30 @@ describe('modelwatch report (child process)', () => {
   });
 });
 
+describe('runFileReport column names', () => {
+  it('gives the same statistics in a multi-column file as column by column, whatever the names (side, c0, rows)', async () => {
+    // Regression: column names equal to aliases of the statistics queries (c0, side, rows) once read the wrong column.
+    const header = ['c1', 'side', 'c0', 'rows'];
+    const make = (n: number, shift: number): string =>
+      [header.join(','), ...Array.from({ length: n }, (_, i) => [((i * 13) % 17) / 3 + shift, (i * 7) % 23, ['x', 'y', 'z'][(i + shift) % 3], (i % 11) * shift].join(','))].join('\n') + '\n';
+    writeFileSync(join(dir, 'names_ref.csv'), make(300, 0));
+    writeFileSync(join(dir, 'names_cur.csv'), make(250, 1));
+    const opts = { reference: join(dir, 'names_ref.csv'), current: join(dir, 'names_cur.csv'), client };
+    const all = await runFileReport(opts);
+    expect(all.report.features.map((f) => [f.name, f.kind])).toEqual([
+      ['c1', 'numeric'],
+      ['side', 'numeric'],
+      ['c0', 'categorical'],
+      ['rows', 'numeric'],
+    ]);
+    for (const name of header) {
+      const one = await runFileReport({ ...opts, columns: [name] });
+      expect(one.report.features).toHaveLength(1);
+      expect(all.report.features.find((f) => f.name === name)).toEqual(one.report.features[0]);
+    }
+  });
+});
+
 describe('runFileReport progress', () => {
   it('reports stages when the inputs are over progressMinBytes, and nothing below it', async () => {
     const lines: string[] = [];

@@ -164,10 +164,19 @@ export function structureOf(columns: readonly FileColumn[]): string {
 }
 
 /**
- * A sample over one input file: a SELECT yielding one column per report column, numeric ones as
- * `Nullable(Float64)` (NaN and infinities kept, for the quality counts) and categorical ones as
- * `Nullable(String)`. `prefix` keeps the bound parameter names of two samples apart when they are combined
- * in one query.
+ * Name of the sample column that carries report column `index`. File columns are renamed to these
+ * neutral names so that no user column name (`side`, `c0`, `rows`, ...) can collide with an alias the
+ * statistics queries use internally.
+ */
+export function sampleColumn(index: number): string {
+  return `__mw_col${index}`;
+}
+
+/**
+ * A sample over one input file: a SELECT yielding one column per report column, named
+ * {@link sampleColumn}(i) in `columns` order, numeric ones as `Nullable(Float64)` (NaN and infinities
+ * kept, for the quality counts) and categorical ones as `Nullable(String)`. `prefix` keeps the bound
+ * parameter names of two samples apart when they are combined in one query.
  */
 export function fileSample(
   file: InputFile,
@@ -177,9 +186,9 @@ export function fileSample(
 ): Sample {
   if (!/^[a-z][a-z0-9_]*$/.test(prefix)) throw new RangeError(`bad parameter prefix '${prefix}'`);
   const select = columns
-    .map((c) => {
-      const q = quoteIdentifier(c.name);
-      return c.kind === 'numeric' ? `CAST(${q} AS Nullable(Float64)) AS ${q}` : `CAST(${q} AS Nullable(String)) AS ${q}`;
+    .map((c, i) => {
+      const type = c.kind === 'numeric' ? 'Nullable(Float64)' : 'Nullable(String)';
+      return `CAST(${quoteIdentifier(c.name)} AS ${type}) AS ${sampleColumn(i)}`;
     })
     .join(', ');
   return {

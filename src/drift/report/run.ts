@@ -2,7 +2,7 @@ import { basename } from 'node:path';
 import type { ClickHouseClient } from '@clickhouse/client';
 import { createStoreClient } from '../../store/client.js';
 import { resolveColumns, type ReportColumn } from './columns.js';
-import { countFileRows, describeFile, fileReadError, fileSample, inputFile, type InputFile } from './files.js';
+import { countFileRows, describeFile, fileReadError, fileSample, inputFile, sampleColumn, type InputFile } from './files.js';
 import { histogramFromDistribution, type FeatureHistogram } from './histograms.js';
 import { renderHtmlReport } from './html.js';
 import { computeDrift } from '../stats/engine.js';
@@ -88,7 +88,7 @@ export async function runFileReport(options: FileReportOptions): Promise<FileRep
       computeDrift(client, {
         reference: fileSample(reference, refCols, columns, 'mw_ref'),
         current: fileSample(current, curCols, columns, 'mw_cur'),
-        features: columns.map((c) => ({ name: c.name, kind: c.kind, column: c.name })),
+        features: columns.map((c, i) => ({ name: c.name, kind: c.kind, column: sampleColumn(i) })),
       }),
     );
     progress(`statistics done: ${report.dataset.drifted_features} of ${report.dataset.features} columns drifted`);
