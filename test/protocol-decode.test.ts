@@ -196,6 +196,19 @@ describe('every datatype, JSON and binary', () => {
     });
   }
 
+  it('FP16/BF16/FP32 in JSON are accepted up to the overflow boundary, kept as sent', () => {
+    const spec = (datatype: string, v: number): TensorSpec => ({ name: 'f', datatype, shape: [2], data: [v, -v] });
+    const cases: [string, number][] = [
+      ['FP16', 65519],
+      ['BF16', 3.3e38],
+      ['FP32', 3.4028235e38],
+    ];
+    for (const [datatype, v] of cases) {
+      const rows = decodeCall(capturedCall(encodeJsonRequest([spec(datatype, v)])), defaultModelSchema).rows;
+      expect(rows.map((r) => r.features_num.f)).toEqual([v, -v]);
+    }
+  });
+
   it('FP16 NaN stays NaN', () => {
     expect(decodeRaw('FP16', Buffer.from([0x00, 0x7e]), 1, 'x')[0]).toBeNaN();
   });

@@ -135,6 +135,18 @@ const cases: { name: string; call: () => CapturedCall; field: string; reason: Re
     reason: /not an integer/,
   },
   {
+    name: 'FP32 1e39 overflows',
+    call: () => tensorCall({ name: 'f', datatype: 'FP32', shape: [1], data: [1e39] }),
+    field: 'inputs[0].data',
+    reason: /overflows FP32/,
+  },
+  {
+    name: 'FP16 70000 overflows',
+    call: () => tensorCall({ name: 'f', datatype: 'FP16', shape: [1], data: [70000] }),
+    field: 'inputs[0].data',
+    reason: /overflows FP16/,
+  },
+  {
     name: 'BOOL given as 1',
     call: () => tensorCall({ name: 'b', datatype: 'BOOL', shape: [1], data: [1] }),
     field: 'inputs[0].data',

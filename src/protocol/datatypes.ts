@@ -53,6 +53,16 @@ export const INTEGER_RANGE: Readonly<Partial<Record<V2Datatype, readonly [number
   INT64: [-(2 ** 63), 2 ** 63 - 1],
 };
 
+/**
+ * Magnitudes at which a JSON number would round to ±Infinity in the narrower float types (the
+ * round-to-nearest boundary: max finite + half an ulp), so such values are rejected, not stored.
+ */
+export const FLOAT_OVERFLOW: Readonly<Partial<Record<V2Datatype, number>>> = {
+  FP16: 65520,
+  BF16: 2 ** 128 - 2 ** 119,
+  FP32: 2 ** 128 - 2 ** 103,
+};
+
 const byName = new Map<string, V2Datatype>(V2Datatypes.map((d) => [d, d]));
 byName.set('STRING', 'BYTES');
 

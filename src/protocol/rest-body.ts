@@ -1,4 +1,4 @@
-import { INTEGER_RANGE, parseDatatype, type V2Datatype } from './datatypes.js';
+import { FLOAT_OVERFLOW, INTEGER_RANGE, parseDatatype, type V2Datatype } from './datatypes.js';
 import { decodeRaw } from './raw.js';
 import {
   checkShape,
@@ -103,6 +103,7 @@ export function jsonTensorValues(
   const strings = datatype === 'BYTES';
   const out: Float64Array | string[] = strings ? new Array<string>(count) : new Float64Array(count);
   const range = INTEGER_RANGE[datatype];
+  const overflow = FLOAT_OVERFLOW[datatype] ?? Infinity;
   let n = 0;
   const put = (v: unknown): void => {
     if (n >= count) throw invalid(field, `more elements than the shape's ${count}`);
@@ -122,6 +123,8 @@ export function jsonTensorValues(
         if (v < range[0] || v > range[1]) {
           throw invalid(field, `element ${n} is ${v}, outside the ${datatype} range [${range[0]}, ${range[1]}]`);
         }
+      } else if (v >= overflow || v <= -overflow) {
+        throw invalid(field, `element ${n} is ${v}, which overflows ${datatype}`);
       }
       x = v;
     }
