@@ -225,20 +225,46 @@ class ProxyCall implements Dispatcher.DispatchHandler {
     const kind = upstreamErrorKind(err);
     this.deps.metrics.upstreamError(kind.reason);
     if (!this.res.headersSent && !this.res.destroyed) {
-      const body = JSON.stringify({ error: { code: kind.code, message: `upstream: ${err.message}` } });
-      this.res.writeHead(kind.status, {
-        'content-type': 'application/json',
-        'content-length': Buffer.byteLength(body),
-        'x-request-id': this.requestId,
-      });
-      this.res.end(body);
-      this.bytesOut = Buffer.byteLength(body);
-      this.finish(kind.status, `${kind.reason}: ${err.message}`);
+      const req = this.req;
+      if (this.reqTap && this.hasBody && !this.tapAttached && !req.readableEnded && !req.destroyed) {
+        // undici never read the body (no connection was made): read it now so the failed call is
+        // captured with its input (DESIGN §4 rule 3), then answer. Node discards an unread body once the
+        // response ends, so the answer has to wait for it.
+        this.tapAttached = true;
+        req.on('data', this.onReqData);
+        let answered = false;
+        const answer = (): void => {
+          if (answered) return;
+          answered = true;
+          this.respondError(kind, err);
+        };
+        req.once('end', answer);
+        req.once('close', answer);
+        return;
+      }
+      this.respondError(kind, err);
       return;
     }
     // Headers already went out: the only honest signal left is to cut the client connection.
     this.res.destroy();
     this.finish(this.status, `${kind.reason}: ${err.message}`);
+  }
+
+  private respondError(kind: { status: number; code: string; reason: UpstreamErrorReason }, err: Error): void {
+    if (this.done) return;
+    if (this.res.headersSent || this.res.destroyed) {
+      this.finish(this.clientGone ? 499 : kind.status, this.clientGone ? 'client_aborted' : `${kind.reason}: ${err.message}`);
+      return;
+    }
+    const body = JSON.stringify({ error: { code: kind.code, message: `upstream: ${err.message}` } });
+    this.res.writeHead(kind.status, {
+      'content-type': 'application/json',
+      'content-length': Buffer.byteLength(body),
+      'x-request-id': this.requestId,
+    });
+    this.res.end(body);
+    this.bytesOut = Buffer.byteLength(body);
+    this.finish(kind.status, `${kind.reason}: ${err.message}`);
   }
 
   private finish(status: number, error: string): void {

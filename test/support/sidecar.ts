@@ -79,3 +79,55 @@ export async function call(
 export function rssMb(): number {
   return process.memoryUsage().rss / (1024 * 1024);
 }
+
+/** Runs `n` calls of `fn` with `concurrency` workers; returns the statuses in call order. */
+export async function runConcurrent(n: number, concurrency: number, fn: (i: number) => Promise<number>): Promise<number[]> {
+  const out: number[] = new Array<number>(n);
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < n) {
+      const i = next++;
+      out[i] = await fn(i);
+    }
+  };
+  await Promise.all(Array.from({ length: concurrency }, () => worker()));
+  return out;
+}
+
+/** Open TCP socket handles of this process (for leak checks). */
+export function openTcpHandles(): number {
+  return process.getActiveResourcesInfo().filter((r) => r === 'TCPSocketWrap').length;
+}
+
+/**
+ * Wraps a real bus; while stalled, `publish` returns a promise that settles only when released (a
+ * hung broker). Used to show that a stuck bus never slows the request path.
+ */
+export class StallableBus implements Bus {
+  private stalled = false;
+  private waiting: (() => void)[] = [];
+  constructor(private readonly inner: Bus) {}
+  get kind(): Bus['kind'] {
+    return this.inner.kind;
+  }
+  get topic(): string {
+    return this.inner.topic;
+  }
+  stall(): void {
+    this.stalled = true;
+  }
+  release(): void {
+    this.stalled = false;
+    for (const w of this.waiting.splice(0)) w();
+  }
+  async publish(messages: BusMessage[], topic?: string): Promise<void> {
+    if (this.stalled) await new Promise<void>((resolve) => this.waiting.push(resolve));
+    await this.inner.publish(messages, topic);
+  }
+  consume(options: ConsumeOptions): Promise<BusConsumer> {
+    return this.inner.consume(options);
+  }
+  close(): Promise<void> {
+    return this.inner.close();
+  }
+}

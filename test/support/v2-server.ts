@@ -14,7 +14,10 @@ export const CLASSIFIER = {
   bias: { '1': -0.1, '2': 0.2 } as Record<string, number>,
 } as const;
 
-/** Fault knobs; per-request headers `x-test-delay-ms`, `x-test-reset`, `x-test-fail` override them. */
+/**
+ * Fault knobs; per-request headers `x-test-delay-ms`, `x-test-reset`, `x-test-fail` override them
+ * (`x-test-sink: 1` makes any route stream-hash the body and answer `{bytes, sha256}`).
+ */
 export interface V2ServerKnobs {
   /** Delay before answering any request. */
   delayMs: number;
@@ -321,7 +324,8 @@ async function handle(req: IncomingMessage, res: ServerResponse, knobs: V2Server
     json(res, fail, { error: `injected failure ${fail}` });
     return;
   }
-  if (path === '/test/sink') {
+  // `/test/sink`, or any route with `x-test-sink: 1`: hash the body as it streams (never buffered).
+  if (path === '/test/sink' || h['x-test-sink'] === '1') {
     const hash = createHash('sha256');
     let bytes = 0;
     for await (const c of req) {
