@@ -1,25 +1,16 @@
 import type { Hono } from 'hono';
 import { z } from 'zod';
 import { ErrorCodes } from '../../common/errors.js';
+import { ingestLabels, labelInputSchema } from '../../ingest/index.js';
 import type { RuntimeContext } from '../../runtime/context.js';
-import type { LabelRow } from '../../store/rows.js';
 import { ApiError, validate } from '../errors.js';
 
 /** Most labels accepted in one request. */
 export const MAX_LABELS_PER_REQUEST = 100_000;
 
-/** Body of `POST /api/v1/labels` (DESIGN §2). */
+/** Body of `POST /api/v1/labels` (DESIGN §2); one label's shape is ingest's {@link labelInputSchema}. */
 export const labelsBodySchema = z.strictObject({
-  labels: z
-    .array(
-      z.strictObject({
-        request_id: z.string().min(1).max(512),
-        row: z.number().int().min(0).max(0xffff_ffff).default(0),
-        label: z.union([z.string().max(4096), z.number(), z.boolean()]),
-      }),
-    )
-    .min(1)
-    .max(MAX_LABELS_PER_REQUEST),
+  labels: z.array(labelInputSchema).min(1).max(MAX_LABELS_PER_REQUEST),
 });
 
 /** `POST /api/v1/labels` → `202 {"accepted":N}`. */
@@ -32,10 +23,9 @@ export function labelRoutes(app: Hono, ctx: RuntimeContext): void {
       if (err instanceof ApiError) throw err;
       throw new ApiError(400, ErrorCodes.badRequest, 'body: not valid JSON', { field: 'body', cause: err });
     }
+    // Validated here first so every error names its field precisely (`labels.3.row`, unknown keys).
     const parsed = validate(labelsBodySchema, body);
-    const rows: LabelRow[] = parsed.labels.map((l) => ({ request_id: l.request_id, row: l.row, label: String(l.label) }));
-    // TODO(ingest): switch to `ingestLabels` from src/ingest/index.ts once it exists.
-    await ctx.store.insertLabels(rows);
-    return c.json({ accepted: rows.length }, 202);
+    const accepted = await ingestLabels(ctx.store, parsed.labels);
+    return c.json({ accepted }, 202);
   });
 }

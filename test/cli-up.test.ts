@@ -1,0 +1,100 @@
+// `modelwatch up` wires the roles together: a V2 call through the sidecar is teed onto the in-process
+// bus, ingested into embedded ClickHouse, listed by the API, and joined with a label posted to the API.
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { sleep } from '../src/common/index.js';
+import { freePort } from './support/api.js';
+import { repoRoot } from './support/report-files.js';
+import { startV2Server, type TestV2Server } from './support/v2-server.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'mw-up-'));
+let upstream: TestV2Server;
+
+beforeAll(async () => {
+  upstream = await startV2Server();
+});
+afterAll(async () => {
+  await upstream?.stop();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+async function until<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn();
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(100);
+  }
+}
+
+describe('cli: up with an upstream', () => {
+  it('captures through the sidecar, ingests, serves predictions with labels, and stops cleanly', async () => {
+    const [apiPort, sidecarPort] = [await freePort(), await freePort()];
+    const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('MODELWATCH_')));
+    const child = spawn(process.execPath, [join(repoRoot, 'bin', 'modelwatch.js'), 'up', '--upstream', upstream.url], {
+      cwd: dir,
+      env: {
+        ...env,
+        MODELWATCH_LOG_LEVEL: 'warn',
+        MODELWATCH_CLICKHOUSE_URL: `chdb:${join(dir, 'chdb')}`,
+        MODELWATCH_API_LISTEN: `127.0.0.1:${apiPort}`,
+        MODELWATCH_SIDECAR_LISTEN: `127.0.0.1:${sidecarPort}`,
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
+    try {
+      const api = `http://127.0.0.1:${apiPort}`;
+      const sidecar = `http://127.0.0.1:${sidecarPort}`;
+      await until('the URLs', () => Promise.resolve(/^api: /m.test(stdout) && /^sidecar: /m.test(stdout) ? true : undefined), 60_000);
+      expect(stdout).toContain(`api: ${api}\n`);
+      expect(stdout).toContain(`sidecar: ${sidecar}\n`);
+
+      const infer = await fetch(`${sidecar}/v2/models/classifier/versions/1/infer`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'x-request-id': 'up-req-1' },
+        body: JSON.stringify({ inputs: [{ name: 'input', datatype: 'FP32', shape: [3, 4], data: [1, 2, 3, 4, 0, 0, 0, 0, -1, 2, -3, 4] }] }),
+      });
+      expect(infer.status).toBe(200);
+      expect((await infer.json())).toMatchObject({ model_name: 'classifier' });
+
+      const model = await until('the ingested model', async () => {
+        const body = (await (await fetch(`${api}/api/v1/models`)).json()) as { models: { name: string; rows: number; requests: number; versions: string[] }[] };
+        const m = body.models.find((x) => x.name === 'classifier');
+        // Rows and request records are separate inserts: wait for both.
+        return m !== undefined && m.rows === 3 && m.requests === 1 ? m : undefined;
+      });
+      expect(model).toMatchObject({ requests: 1, rows: 3, versions: ['1'] });
+
+      const labels = await fetch(`${api}/api/v1/labels`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ labels: [{ request_id: 'up-req-1', row: 2, label: 1 }] }),
+      });
+      expect(labels.status).toBe(202);
+      const preds = (await (await fetch(`${api}/api/v1/models/classifier/predictions`)).json()) as {
+        predictions: { request_id: string; row: number; version: string; features: Record<string, number>; label: string | null }[];
+      };
+      expect(preds.predictions.map((p) => [p.request_id, p.row, p.label])).toEqual([
+        ['up-req-1', 0, null],
+        ['up-req-1', 1, null],
+        ['up-req-1', 2, '1'],
+      ]);
+      expect(Object.values(preds.predictions[2]?.features ?? {})).toEqual([-1, 2, -3, 4]);
+
+      child.kill('SIGTERM');
+      expect(await exited).toBe(0);
+      expect(stderr).not.toMatch(/"level":"error"/);
+    } finally {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    }
+  });
+});
