@@ -44,6 +44,7 @@ function rawCall(
   method: string,
   body: Buffer,
   md: Record<string, string> = {},
+  deadlineMs = 10_000,
 ): Promise<RawResult> {
   const metadata = new grpc.Metadata();
   for (const [k, v] of Object.entries(md)) metadata.set(k, v);
@@ -56,7 +57,7 @@ function rawCall(
       identity,
       body,
       metadata,
-      { deadline: Date.now() + 10_000 },
+      { deadline: Date.now() + deadlineMs },
       (_err, v) => {
         value = v ?? undefined;
       },
@@ -383,6 +384,40 @@ describe('gRPC proxy', () => {
     expect(unavailable.code).toBe(grpc.status.UNAVAILABLE);
     expect(c4.status).toBe(503);
     expect(new Set(calls.map((c) => c.eventId)).size).toBe(4);
+  });
+
+  it('propagates the deadline: DEADLINE_EXCEEDED like direct, and the upstream call is cancelled', async () => {
+    const body = encodeInferRequest(typedClassifier);
+    const before = upstream.cancelled;
+    const a = await rawCall(direct, 'ModelInfer', body, { 'x-delay-ms': '400' }, 100);
+    const b = await rawCall(viaProxy, 'ModelInfer', body, { 'x-delay-ms': '400' }, 100);
+    expect(a.code).toBe(grpc.status.DEADLINE_EXCEEDED);
+    expect(b.code).toBe(a.code);
+    const deadline = Date.now() + 3000;
+    while (upstream.cancelled < before + 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    // Both upstream calls (direct and the proxy's) saw their caller go away instead of answering.
+    expect(upstream.cancelled).toBe(before + 2);
+  });
+
+  it('stop() lets an in-flight call finish, then refuses new ones', async () => {
+    const p = await startGrpcProxy(testContext(new InProcessBus()), {
+      upstream: upstream.address,
+      listen: '127.0.0.1:0',
+    });
+    const c = new grpc.Client(p.address, grpc.credentials.createInsecure());
+    try {
+      const inflight = rawCall(c, 'ModelInfer', encodeInferRequest(typedClassifier), { 'x-delay-ms': '300' });
+      await new Promise((r) => setTimeout(r, 100));
+      const stopped = p.stop();
+      const res = await inflight;
+      expect(res.code).toBe(grpc.status.OK);
+      await stopped;
+      const after = await rawCall(c, 'ServerLive', encode('ServerLiveRequest', {}), {}, 2000);
+      expect(after.code).toBe(grpc.status.UNAVAILABLE);
+    } finally {
+      c.close();
+      await p.stop();
+    }
   });
 
   it('caps captures and marks them truncated, and answers UNAVAILABLE for a dead upstream', async () => {

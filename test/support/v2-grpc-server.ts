@@ -217,6 +217,8 @@ export interface V2GrpcServer {
   address: string;
   /** `ModelInfer` calls answered so far. */
   readonly inferCalls: number;
+  /** Delayed calls found cancelled (client gone, deadline passed) when their answer was due. */
+  readonly cancelled: number;
   stop(): Promise<void>;
 }
 
@@ -227,12 +229,13 @@ export interface V2GrpcServer {
  * out; `raw_input_contents` in → `raw_output_contents` out. Unknown models answer NOT_FOUND, bad
  * inputs INVALID_ARGUMENT. Request metadata `x-echo` is echoed as initial metadata `x-echo` and
  * trailer `x-echo-trailer`, so tests can check metadata travels both ways; `x-fail-with: CODE`
- * forces that status.
+ * forces that status, `x-delay-ms: N` delays the answer.
  */
 export async function startV2GrpcServer(): Promise<V2GrpcServer> {
   const Service = v2ServiceConstructor();
   const server = new grpc.Server();
   let inferCalls = 0;
+  let cancelled = 0;
 
   const respond = <T>(
     call: grpc.ServerUnaryCall<unknown, T>,
@@ -253,9 +256,18 @@ export async function startV2GrpcServer(): Promise<V2GrpcServer> {
       callback({ code: Number(forced), details: `forced failure ${String(forced)}`, metadata: trailer });
       return;
     }
-    const r = result();
-    if (isStatus(r)) callback({ ...r, metadata: trailer });
-    else callback(null, r, trailer);
+    const answer = (): void => {
+      if (call.cancelled) {
+        cancelled++;
+        return;
+      }
+      const r = result();
+      if (isStatus(r)) callback({ ...r, metadata: trailer });
+      else callback(null, r, trailer);
+    };
+    const delay = Number(call.metadata.get('x-delay-ms')[0] ?? 0);
+    if (delay > 0) setTimeout(answer, delay);
+    else answer();
   };
   const isStatusObject = (r: unknown): r is Partial<grpc.StatusObject> =>
     typeof r === 'object' && r !== null && 'code' in r;
@@ -348,6 +360,9 @@ export async function startV2GrpcServer(): Promise<V2GrpcServer> {
     address: `127.0.0.1:${port}`,
     get inferCalls() {
       return inferCalls;
+    },
+    get cancelled() {
+      return cancelled;
     },
     stop: () =>
       new Promise<void>((resolve) => {
