@@ -231,6 +231,18 @@ const cases: { name: string; call: () => CapturedCall; field: string; reason: Re
     field: 'inputs[1].shape',
     reason: /"y" has batch size 3 but inputs\[0\] has 2/,
   },
+  {
+    name: 'two tensors produce the same column',
+    call: () =>
+      jsonCall({
+        inputs: [
+          { name: 'a_0', datatype: 'FP32', shape: [1], data: [1] },
+          { name: 'a', datatype: 'FP32', shape: [1, 1], data: [[2]] },
+        ],
+      }),
+    field: 'inputs[1].name',
+    reason: /column "a_0" of tensor "a" is also produced by tensor "a_0"/,
+  },
   { name: 'missing inputs', call: () => jsonCall({ id: '1' }), field: 'inputs', reason: /missing/ },
   { name: 'empty inputs', call: () => jsonCall({ inputs: [] }), field: 'inputs', reason: /empty/ },
   { name: 'inputs not an array', call: () => jsonCall({ inputs: { x } }), field: 'inputs', reason: /array/ },

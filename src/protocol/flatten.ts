@@ -69,6 +69,10 @@ function fill(
   batch: number,
   key: 'inputs' | 'outputs',
 ): void {
+  const plans: ColumnPlan[] = [];
+  // Column name -> tensor index, so two tensors (or a mapping and a default name) never silently
+  // write the same column.
+  const owner = new Map<string, number>();
   for (let i = 0; i < tensors.length; i++) {
     const t = tensors[i] as DecodedTensor;
     const b = batchOf(t, `${key}[${i}].shape`);
@@ -78,8 +82,24 @@ function fill(
         `tensor ${JSON.stringify(t.name)} has batch size ${b} but inputs[0] has ${batch}; all tensors must agree on the first dimension`,
       );
     }
-    const width = rowWidth(t);
-    const plan = planFor(schema, side, t, width);
+    const plan = planFor(schema, side, t, rowWidth(t));
+    for (const name of plan.names) {
+      const prev = owner.get(name);
+      if (prev !== undefined) {
+        const other = tensors[prev]?.name ?? '';
+        throw invalid(
+          `${key}[${i}].name`,
+          `column ${JSON.stringify(name)} of tensor ${JSON.stringify(t.name)} is also produced by tensor ${JSON.stringify(other)}`,
+        );
+      }
+      owner.set(name, i);
+    }
+    plans.push(plan);
+  }
+  for (let i = 0; i < tensors.length; i++) {
+    const t = tensors[i] as DecodedTensor;
+    const plan = plans[i] as ColumnPlan;
+    const width = plan.width;
     const values = t.values;
     const isBool = t.datatype === 'BOOL';
     for (let r = 0; r < batch; r++) {
