@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { createAdaptorServer } from '@hono/node-server';
 import { Hono } from 'hono';
 import { Registry } from 'prom-client';
+import { startApi } from '../src/api/index.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodeCapture, InProcessBus, type BusConsumer, type CapturedCall } from '../src/bus/index.js';
 import { silentLogger } from '../src/common/logger.js';
@@ -17,6 +18,7 @@ import {
   type KserveReceiver,
   type KserveReceiverOptions,
 } from '../src/sidecar/kserve-receiver.js';
+import { kserveReceiverOf } from '../src/sidecar/index.js';
 import type { Store } from '../src/store/store.js';
 
 interface Harness {
@@ -266,6 +268,48 @@ describe('KServe receiver limits and orphans', () => {
       expect(c!.request.body.length).toBe(10);
     } finally {
       await h.close();
+    }
+  });
+});
+
+describe('KServe receiver in the API', () => {
+  it('is served at POST /ingest/kserve by the API, with bearer auth not required, and flushes on stop', async () => {
+    const bus = new InProcessBus();
+    const ctx: RuntimeContext = {
+      config: configSchema.parse({ api: { listen: '127.0.0.1:0', token: 'secret-token' } }),
+      store: undefined as unknown as Store,
+      bus,
+      logger: silentLogger,
+      metrics: new Registry(),
+    };
+    const captures: CapturedCall[] = [];
+    const consumer = await bus.consume({
+      handler: (batch) => {
+        for (const m of batch.messages) captures.push(decodeCapture(m));
+        return Promise.resolve();
+      },
+    });
+    const api = await startApi(ctx);
+    try {
+      const url = `${api.url}/ingest/kserve`;
+      const a = await post(url, headers(KSERVE_REQUEST_TYPE, 'api-1', '2026-11-22T01:00:00Z'), v2Request);
+      expect(a.status).toBe(202);
+      const b = await post(url, headers(KSERVE_RESPONSE_TYPE, 'api-1', '2026-11-22T01:00:00.005Z'), v2Response);
+      expect(b.status).toBe(202);
+      const bad = await post(url, headers('x.y', 'api-2', '2026-11-22T01:00:00Z'), v2Request);
+      expect(bad.status).toBe(400);
+      await post(url, headers(KSERVE_REQUEST_TYPE, 'api-3', '2026-11-22T01:00:00Z'), v2Request);
+      const receiver = kserveReceiverOf(ctx);
+      expect(receiver?.pending).toBe(1);
+      await receiver!.stop();
+      const deadline = Date.now() + 5000;
+      while (captures.length < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+      const byId = new Map(captures.map((c) => [c.requestId, c]));
+      expect(byId.get('api-1')).toMatchObject({ status: 200, latencyMs: 5, error: '' });
+      expect(byId.get('api-3')).toMatchObject({ status: 0, error: 'response missing' });
+    } finally {
+      await api.stop();
+      await consumer.stop();
     }
   });
 });
