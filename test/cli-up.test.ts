@@ -32,10 +32,10 @@ async function until<T>(what: string, fn: () => Promise<T | undefined>, timeoutM
 }
 
 describe('cli: up with an upstream', () => {
-  it('captures through the sidecar, ingests, serves predictions with labels, and stops cleanly', async () => {
-    const [apiPort, sidecarPort] = [await freePort(), await freePort()];
+  it('starts the REST and gRPC proxies, captures through the sidecar, ingests, serves predictions with labels, and stops cleanly', async () => {
+    const [apiPort, sidecarPort, grpcPort, deadPort] = [await freePort(), await freePort(), await freePort(), await freePort()];
     const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('MODELWATCH_')));
-    const child = spawn(process.execPath, [join(repoRoot, 'bin', 'modelwatch.js'), 'up', '--upstream', upstream.url], {
+    const child = spawn(process.execPath, [join(repoRoot, 'bin', 'modelwatch.js'), 'up', '--upstream', upstream.url, '--grpc-upstream', `127.0.0.1:${deadPort}`, '--grpc-listen', `127.0.0.1:${grpcPort}`], {
       cwd: dir,
       env: {
         ...env,
@@ -57,6 +57,8 @@ describe('cli: up with an upstream', () => {
       await until('the URLs', () => Promise.resolve(/^api: /m.test(stdout) && /^sidecar: /m.test(stdout) ? true : undefined), 60_000);
       expect(stdout).toContain(`api: ${api}\n`);
       expect(stdout).toContain(`sidecar: ${sidecar}\n`);
+      await until('the gRPC proxy URL', () => Promise.resolve(/^grpc-proxy: /m.test(stdout) ? true : undefined));
+      expect(stdout).toContain(`grpc-proxy: grpc://127.0.0.1:${grpcPort}\n`);
 
       const infer = await fetch(`${sidecar}/v2/models/classifier/versions/1/infer`, {
         method: 'POST',

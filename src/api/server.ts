@@ -4,6 +4,7 @@ import { createAdaptorServer } from '@hono/node-server';
 import { ErrorCodes, ModelwatchError, errorMessage } from '../common/errors.js';
 import { parseListen } from '../config/parse.js';
 import type { RunningRole, RuntimeContext } from '../runtime/context.js';
+import { kserveReceiverOf } from '../sidecar/index.js';
 import { createApiApp } from './app.js';
 
 /** A started API server. */
@@ -46,11 +47,15 @@ export async function startApi(ctx: RuntimeContext): Promise<RunningApi> {
     url,
     urls: [url],
     stop: () => {
-      stopping ??= new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        // Idle keep-alive sockets would hold close() open; in-flight requests still finish.
-        server.closeIdleConnections();
-      });
+      stopping ??= (async () => {
+        await new Promise<void>((resolve) => {
+          server.close(() => resolve());
+          // Idle keep-alive sockets would hold close() open; in-flight requests still finish.
+          server.closeIdleConnections();
+        });
+        // Events the KServe receiver still holds unpaired are published now (no-op when already stopped).
+        await kserveReceiverOf(ctx)?.stop();
+      })();
       return stopping;
     },
   };

@@ -1,7 +1,7 @@
 import { startApi } from '../api/server.js';
 import { startIngest } from '../ingest/index.js';
 import type { RunningRole, RuntimeContext } from '../runtime/context.js';
-import { startSidecar } from '../sidecar/index.js';
+import { kserveReceiverOf, startGrpcProxy, startSidecar } from '../sidecar/index.js';
 
 /** Starts one role on a runtime context. */
 export type RoleStart = (ctx: RuntimeContext) => Promise<RunningRole>;
@@ -10,10 +10,28 @@ export type RoleStart = (ctx: RuntimeContext) => Promise<RunningRole>;
  * The role starters the CLI knows, in one place. A role whose module is not in this build yet is
  * `undefined`: `modelwatch up` skips it with a warning and its own command exits 1.
  */
-export const roles: { sidecar?: RoleStart; ingest?: RoleStart; detect?: RoleStart; api: RoleStart } = {
-  // TODO(wire): the gRPC proxy (`startGrpcProxy`) when `sidecar.grpcUpstream` is set.
+export const roles: {
+  sidecar?: RoleStart;
+  grpc?: RoleStart;
+  ingest?: RoleStart;
+  detect?: RoleStart;
+  api: RoleStart;
+} = {
   sidecar: (ctx) => startSidecar(ctx),
+  grpc: (ctx) => startGrpcProxy(ctx),
   ingest: (ctx) => startIngest(ctx),
   // TODO(wire): detect: startDetector from '../drift/index.js'
   api: startApi,
 };
+
+/**
+ * A stop hook for the KServe CloudEvents receiver mounted on the API: it is intake, so `modelwatch up`
+ * stops it (publishing unpaired events to the bus) before ingest drains, although the API itself
+ * stops last. Started after the API, when the receiver exists.
+ */
+export const kserveIntake: RoleStart = (ctx) =>
+  Promise.resolve({
+    name: 'kserve-intake',
+    urls: [],
+    stop: () => kserveReceiverOf(ctx)?.stop() ?? Promise.resolve(),
+  });

@@ -1,6 +1,6 @@
 import { loadConfig } from '../../config/load.js';
 import { UsageError, parseFlags, type Command } from '../command.js';
-import { roles } from '../roles.js';
+import { kserveIntake, roles } from '../roles.js';
 import { serveRoles, type RoleSpec } from '../serve.js';
 import { createLogger } from '../../common/logger.js';
 
@@ -41,14 +41,15 @@ export const upCommand: Command = {
       },
     });
     const logger = createLogger(config.logLevel);
-    const wantSidecar = config.sidecar.upstream !== undefined || config.sidecar.grpcUpstream !== undefined;
     // Stop order (DESIGN §4 rule 10): sidecar intake, ingest flush/commit, detect, api.
     const specs: RoleSpec[] = [];
     const add = (name: string, start: RoleSpec['start'] | undefined): void => {
       if (start === undefined) logger.warn('role not available in this build; skipped', { role: name });
       else specs.push({ name, start });
     };
-    if (wantSidecar) add('sidecar', roles.sidecar);
+    add('kserve-intake', kserveIntake);
+    if (config.sidecar.upstream !== undefined) add('sidecar', roles.sidecar);
+    if (config.sidecar.grpcUpstream !== undefined) add('grpc', roles.grpc);
     add('ingest', roles.ingest);
     add('detect', roles.detect);
     add('api', roles.api);
