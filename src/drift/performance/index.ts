@@ -33,3 +33,5 @@ export type {
   RegressionAggregates,
   RegressionMetrics,
 } from './types.js';
+export { queryFeatureMeans, queryTraffic } from './traffic.js';
+export type { TrafficSummary } from './traffic.js';

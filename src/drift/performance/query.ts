@@ -129,7 +129,8 @@ type QueryParams = {
 
 /** SELECT of the window's prediction rows with `probs`/`pred_idx`/`pred` (classification) or `v` (regression). */
 function baseSelect(spec: PredictionSpec): string {
-  const where = `FROM ${Tables.predictions} WHERE ${WINDOW}`;
+  // FINAL collapses duplicate deliveries that ingest's event_id dedupe may have let through (at-least-once).
+  const where = `FROM ${Tables.predictions} FINAL WHERE ${WINDOW}`;
   if (spec.kind === 'value') {
     return `SELECT request_id, row, outputs_num[{cols:Array(String)}[1]] AS v ${where}
       AND mapContains(outputs_num, {cols:Array(String)}[1])`;
@@ -333,7 +334,7 @@ export async function queryOutputKeys(
   const [r] = await rowsOf<{ num: string[]; cat: string[]; rows: string }>(
     store,
     `SELECT groupUniqArrayArray(mapKeys(outputs_num)) AS num, groupUniqArrayArray(mapKeys(outputs_cat)) AS cat, count() AS rows
-     FROM ${Tables.predictions} WHERE ${WINDOW}`,
+     FROM ${Tables.predictions} FINAL WHERE ${WINDOW}`,
     windowParams(model, fromMs, toMs),
   );
   return { num: r?.num ?? [], cat: r?.cat ?? [], rows: Number(r?.rows ?? 0) };
@@ -375,7 +376,7 @@ export async function computePerformance(store: Store, options: PerformanceOptio
   const params = windowParams(model, fromMs, toMs, spec);
   const [labelled] = await rowsOf<{ n: string }>(
     store,
-    `SELECT count() AS n FROM (SELECT request_id, row FROM ${Tables.predictions} WHERE ${WINDOW}) AS p
+    `SELECT count() AS n FROM (SELECT request_id, row FROM ${Tables.predictions} FINAL WHERE ${WINDOW}) AS p
      INNER JOIN (SELECT DISTINCT request_id, row FROM ${Tables.labels}
                  WHERE request_id IN (SELECT request_id FROM ${Tables.predictions} WHERE ${WINDOW})) AS l
      ON p.request_id = l.request_id AND p.row = l.row`,

@@ -1,0 +1,498 @@
+import { Counter, Histogram, type Registry } from 'prom-client';
+import { ErrorCodes, ModelwatchError, errorMessage } from '../common/errors.js';
+import { newId } from '../common/ids.js';
+import type { Logger } from '../common/logger.js';
+import type { RunningRole, RuntimeContext } from '../runtime/context.js';
+import { Tables } from '../store/migrations.js';
+import { toChTime, type Store } from '../store/store.js';
+import { computePerformance, type PerformanceReport } from './performance/query.js';
+import { queryFeatureMeans, queryTraffic, type TrafficSummary } from './performance/traffic.js';
+import type { ClassificationMetrics, EstimatedMetrics, RegressionMetrics } from './performance/types.js';
+import { SeriesMonitor, type ChangeAlarm, type SeriesMonitorOptions } from './streaming/monitor.js';
+import type { DriftReport, FeatureReport } from './stats/types.js';
+
+/**
+ * Computes drift of `model` over [from, to) against its reference; null when the model has no reference yet.
+ * The detect loop calls the drift engine's `detectDrift` through this port.
+ */
+export type DriftDetectFn = (
+  store: Store,
+  options: { model: string; from: number; to: number },
+) => Promise<DriftReport | null>;
+
+/** Options of {@link startDetector} and {@link runDetectionOnce}. */
+export interface DetectorOptions {
+  /** Time between runs. @default config.detect.intervalMs (60 000) */
+  intervalMs?: number;
+  /** Length of the window each run examines, ending at the run time. @default config.detect.windowMs (3 600 000) */
+  windowMs?: number;
+  /** Deadline of one run (all models). @default config.detect.timeoutMs (120 000) */
+  timeoutMs?: number;
+  /** The drift engine; without one, runs store performance, traffic series and change points only. @default null */
+  detectDrift?: DriftDetectFn | null;
+  /** Detectors per metric series. @default {} (the {@link SeriesMonitor} defaults) */
+  monitor?: SeriesMonitorOptions;
+  /** Numeric features whose per-interval mean is watched, first by name. @default 50 */
+  maxFeatureSeries?: number;
+  /** Models to run besides those configured and those with traffic in the window. @default [] */
+  models?: string[];
+  /** Clock, epoch ms. @default Date.now */
+  clock?: () => number;
+}
+
+const defaultsFixed = {
+  detectDrift: null,
+  monitor: {},
+  maxFeatureSeries: 50,
+  models: [],
+  clock: Date.now,
+} satisfies Partial<Required<DetectorOptions>>;
+
+type ResolvedOptions = Required<Omit<DetectorOptions, 'detectDrift'>> & { detectDrift: DriftDetectFn | null };
+
+function resolveOptions(ctx: RuntimeContext, options: DetectorOptions): ResolvedOptions {
+  const o: ResolvedOptions = {
+    intervalMs: ctx.config.detect.intervalMs,
+    windowMs: ctx.config.detect.windowMs,
+    timeoutMs: ctx.config.detect.timeoutMs,
+    ...defaultsFixed,
+    ...options,
+    detectDrift: options.detectDrift ?? null,
+  };
+  for (const key of ['intervalMs', 'windowMs', 'timeoutMs', 'maxFeatureSeries'] as const) {
+    if (!Number.isInteger(o[key]) || o[key] <= 0) {
+      throw new ModelwatchError(ErrorCodes.configInvalid, `detector ${key}: must be a positive integer`, { field: key });
+    }
+  }
+  return o;
+}
+
+/** A change point raised by a streaming detector on one metric series. */
+export interface ChangePoint extends ChangeAlarm {
+  model: string;
+  series: string;
+  ts: string;
+}
+
+/** What one run did for one model. */
+export interface DetectionRun {
+  run_id: string;
+  model: string;
+  ts: string;
+  window: { from: string; to: string };
+  /** Drift against the reference; null without a drift engine or a reference; `drift_error` says why it failed. */
+  drift: DriftReport | null;
+  drift_error: string | null;
+  performance: PerformanceReport;
+  /** Traffic over the last interval (the detectors' sampling period). */
+  traffic: TrafficSummary;
+  /** The metric values fed to the streaming detectors in this run, by series name. */
+  series: Record<string, number>;
+  change_points: ChangePoint[];
+}
+
+/** Streaming-detector state kept across runs (per model, per series). Lost on restart; detectors re-warm. */
+export class DetectorState {
+  private readonly monitors = new Map<string, SeriesMonitor>();
+
+  constructor(private readonly options: SeriesMonitorOptions = {}) {}
+
+  /** Feeds one value of `model`'s `series`; returns the alarms. */
+  feed(model: string, series: string, value: number): ChangeAlarm[] {
+    const key = JSON.stringify([model, series]);
+    let m = this.monitors.get(key);
+    if (!m) {
+      m = new SeriesMonitor(this.options);
+      this.monitors.set(key, m);
+    }
+    return m.update(value);
+  }
+
+  /** Number of series watched. */
+  get size(): number {
+    return this.monitors.size;
+  }
+}
+
+interface DetectorMetrics {
+  runs: Counter<'model' | 'outcome'>;
+  duration: Histogram;
+  changePoints: Counter<'model' | 'detector'>;
+  skipped: Counter;
+}
+
+function metricsOf(registry: Registry): DetectorMetrics {
+  // get-or-create: several detectors (tests, `up` restarts) may share one registry.
+  const get = <T>(name: string, make: () => T): T => (registry.getSingleMetric(name) as T | undefined) ?? make();
+  return {
+    runs: get(
+      'modelwatch_detect_runs_total',
+      () =>
+        new Counter({
+          name: 'modelwatch_detect_runs_total',
+          help: 'Detection runs per model by outcome (ok, error, timeout).',
+          labelNames: ['model', 'outcome'] as const,
+          registers: [registry],
+        }),
+    ),
+    duration: get(
+      'modelwatch_detect_run_duration_seconds',
+      () =>
+        new Histogram({
+          name: 'modelwatch_detect_run_duration_seconds',
+          help: 'Duration of one detection run over all models.',
+          buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120],
+          registers: [registry],
+        }),
+    ),
+    changePoints: get(
+      'modelwatch_detect_change_points_total',
+      () =>
+        new Counter({
+          name: 'modelwatch_detect_change_points_total',
+          help: 'Change points raised by streaming detectors.',
+          labelNames: ['model', 'detector'] as const,
+          registers: [registry],
+        }),
+    ),
+    skipped: get(
+      'modelwatch_detect_runs_skipped_total',
+      () =>
+        new Counter({
+          name: 'modelwatch_detect_runs_skipped_total',
+          help: 'Ticks skipped because the previous run was still in flight.',
+          registers: [registry],
+        }),
+    ),
+  };
+}
+
+async function insert(store: Store, table: string, values: object[]): Promise<void> {
+  if (values.length === 0) return;
+  try {
+    await store.client.insert({ table, values, format: 'JSONEachRow' });
+  } catch (err) {
+    throw new ModelwatchError(ErrorCodes.storeError, `insert into ${table}: ${errorMessage(err)}`, { cause: err });
+  }
+}
+
+const finite = (v: number | null | undefined): number | null => (typeof v === 'number' && Number.isFinite(v) ? v : null);
+
+/** statistic / p-value of the method that decided a feature's verdict. */
+function methodStatistic(f: FeatureReport): { statistic: number | null; p_value: number | null } {
+  if (f.method === 'ks') return { statistic: finite(f.stats.ks?.statistic), p_value: finite(f.stats.ks?.p_value) };
+  if (f.method === 'chi_square') {
+    return { statistic: finite(f.stats.chi_square?.statistic), p_value: finite(f.stats.chi_square?.p_value) };
+  }
+  return { statistic: finite(f.score), p_value: null };
+}
+
+function driftRows(run: { run_id: string; model: string; ts: number; from: number; to: number }, report: DriftReport, fdr: boolean): object[] {
+  const refId = typeof report.reference.id === 'string' ? report.reference.id : '';
+  const segment = typeof report.current.segment === 'string' ? report.current.segment : '';
+  const base = {
+    run_id: run.run_id,
+    model: run.model,
+    ts: toChTime(run.ts),
+    window_from: toChTime(run.from),
+    window_to: toChTime(run.to),
+    reference_id: refId,
+    segment,
+  };
+  const rows: object[] = report.features.map((f) => {
+    const { statistic, p_value } = methodStatistic(f);
+    return {
+      ...base,
+      feature: f.name,
+      kind: f.kind,
+      output: f.output === true,
+      method: f.method,
+      parameters: JSON.stringify({
+        threshold: f.threshold,
+        fdr,
+        ...(f.p_value_adjusted !== undefined ? { p_value_adjusted: f.p_value_adjusted } : {}),
+      }),
+      n_ref: Math.max(0, report.reference.rows - f.quality.missing_reference - (f.quality.non_finite_reference ?? 0)),
+      n_cur: Math.max(0, report.current.rows - f.quality.missing_current - (f.quality.non_finite_current ?? 0)),
+      statistic,
+      p_value,
+      score: finite(f.score),
+      threshold: f.threshold,
+      drifted: f.drifted,
+      stats: JSON.stringify(f.stats),
+      quality: JSON.stringify(f.quality),
+    };
+  });
+  rows.push({
+    ...base,
+    feature: '',
+    kind: 'dataset',
+    output: false,
+    method: 'share',
+    parameters: JSON.stringify({ share_threshold: report.dataset.share_threshold, fdr }),
+    n_ref: report.reference.rows,
+    n_cur: report.current.rows,
+    statistic: report.dataset.drifted_features,
+    p_value: null,
+    score: finite(report.dataset.share),
+    threshold: report.dataset.share_threshold,
+    drifted: report.dataset.drifted,
+    stats: JSON.stringify({ features: report.dataset.features, drifted_features: report.dataset.drifted_features }),
+    quality: '{}',
+  });
+  return rows;
+}
+
+function performanceRows(
+  run: { run_id: string; model: string; ts: number; from: number; to: number },
+  report: PerformanceReport,
+): object[] {
+  const base = {
+    run_id: run.run_id,
+    model: run.model,
+    ts: toChTime(run.ts),
+    window_from: toChTime(run.from),
+    window_to: toChTime(run.to),
+    task: report.prediction?.task ?? '',
+    rows: report.rows,
+    labelled_rows: report.labelled_rows,
+  };
+  const rows: object[] = [
+    { ...base, source: 'labels', metric: 'label_coverage', value: finite(report.label_coverage), details: '{}' },
+  ];
+  const scalars = (source: string, m: ClassificationMetrics | RegressionMetrics | EstimatedMetrics): void => {
+    for (const [metric, value] of Object.entries(m)) {
+      if (typeof value === 'number' && metric !== 'rows') rows.push({ ...base, source, metric, value: finite(value), details: '{}' });
+      else if (value === null) rows.push({ ...base, source, metric, value: null, details: '{}' });
+    }
+    if ('confusion_matrix' in m) {
+      rows.push({ ...base, source, metric: 'confusion_matrix', value: null, details: JSON.stringify(m.confusion_matrix) });
+    }
+    if ('expected_confusion' in m && m.expected_confusion) {
+      rows.push({ ...base, source, metric: 'expected_confusion', value: null, details: JSON.stringify(m.expected_confusion) });
+    }
+  };
+  if (report.measured) scalars('measured', report.measured);
+  if (report.estimated) scalars('estimated', report.estimated);
+  return rows;
+}
+
+/** Models to examine: configured ones, extra ones, and those with traffic in the window. */
+async function modelsToRun(ctx: RuntimeContext, o: ResolvedOptions, fromMs: number, toMs: number): Promise<string[]> {
+  const names = new Set<string>([...Object.keys(ctx.config.models), ...o.models]);
+  try {
+    const rs = await ctx.store.client.query({
+      query: `SELECT DISTINCT model FROM ${Tables.predictions}
+              WHERE ts >= {from:DateTime64(3, 'UTC')} AND ts < {to:DateTime64(3, 'UTC')}
+              UNION DISTINCT
+              SELECT DISTINCT model FROM ${Tables.requests}
+              WHERE ts >= {from:DateTime64(3, 'UTC')} AND ts < {to:DateTime64(3, 'UTC')}`,
+      query_params: { from: toChTime(fromMs), to: toChTime(toMs) },
+      format: 'JSONEachRow',
+    });
+    for (const r of await rs.json<{ model: string }>()) if (r.model !== '') names.add(r.model);
+  } catch (err) {
+    throw new ModelwatchError(ErrorCodes.storeError, `models query: ${errorMessage(err)}`, { cause: err });
+  }
+  return [...names].sort();
+}
+
+/** Options of one {@link runDetectionOnce} call. */
+export interface RunOnceOptions extends DetectorOptions {
+  model: string;
+  /** The run time, epoch ms: the window ends here. */
+  now: number;
+  /** Detector state carried between runs (a fresh one per call when omitted). */
+  state?: DetectorState;
+}
+
+/**
+ * One detection run for one model at time `now`: drift over [now − windowMs, now) against the reference (when
+ * a drift engine is given), measured and estimated performance over the same window, and the per-interval
+ * series (traffic over [now − intervalMs, now), feature means, drift scores) fed to the streaming detectors.
+ * Every result is stored: `mw_drift_results`, `mw_performance_results`, `mw_metric_series`, `mw_change_points`.
+ */
+export async function runDetectionOnce(ctx: RuntimeContext, options: RunOnceOptions): Promise<DetectionRun> {
+  const o = resolveOptions(ctx, options);
+  const { model, now } = options;
+  const state = options.state ?? new DetectorState(o.monitor);
+  const run = { run_id: newId(), model, ts: now, from: now - o.windowMs, to: now };
+  const schema = ctx.config.models[model];
+
+  let drift: DriftReport | null = null;
+  let driftError: string | null = null;
+  if (o.detectDrift) {
+    try {
+      drift = await o.detectDrift(ctx.store, { model, from: run.from, to: run.to });
+    } catch (err) {
+      // Drift failing (e.g. no usable reference) must not stop performance and series from being recorded.
+      driftError = errorMessage(err);
+      ctx.logger.warn('drift detection failed', { model, error: driftError });
+    }
+  }
+  const performance = await computePerformance(ctx.store, {
+    model,
+    fromMs: run.from,
+    toMs: run.to,
+    ...(schema ? { schema } : {}),
+  });
+  const sliceFrom = now - Math.min(o.intervalMs, o.windowMs);
+  const traffic = await queryTraffic(ctx.store, model, sliceFrom, now);
+  const means = await queryFeatureMeans(ctx.store, model, sliceFrom, now, o.maxFeatureSeries);
+
+  const series: Record<string, number> = { 'traffic.requests': traffic.requests, 'traffic.rows': traffic.rows };
+  if (traffic.error_rate !== null) series['traffic.error_rate'] = traffic.error_rate;
+  if (traffic.latency_ms.p95 !== null) series['traffic.latency_p95_ms'] = traffic.latency_ms.p95;
+  for (const m of means) series[`feature_mean.${m.feature}`] = m.mean;
+  if (drift) {
+    series['drift.share'] = drift.dataset.share;
+    for (const f of drift.features) if (f.score !== null && Number.isFinite(f.score)) series[`drift.score.${f.name}`] = f.score;
+  }
+  const est = performance.estimated?.accuracy;
+  if (est !== null && est !== undefined) series['performance.estimated_accuracy'] = est;
+
+  const changePoints: ChangePoint[] = [];
+  for (const [name, value] of Object.entries(series)) {
+    for (const alarm of state.feed(model, name, value)) {
+      changePoints.push({ ...alarm, model, series: name, ts: new Date(now).toISOString() });
+    }
+  }
+
+  await insert(ctx.store, Tables.performanceResults, performanceRows(run, performance));
+  if (drift) await insert(ctx.store, Tables.driftResults, driftRows(run, drift, ctx.config.detect.fdr));
+  await insert(
+    ctx.store,
+    Tables.metricSeries,
+    Object.entries(series).map(([name, value]) => ({ run_id: run.run_id, model, ts: toChTime(now), series: name, value })),
+  );
+  await insert(
+    ctx.store,
+    Tables.changePoints,
+    changePoints.map((c) => ({
+      run_id: run.run_id,
+      model,
+      ts: toChTime(now),
+      series: c.series,
+      detector: c.detector,
+      params: JSON.stringify(c.params),
+      value: c.value,
+      series_index: c.index,
+    })),
+  );
+  return {
+    run_id: run.run_id,
+    model,
+    ts: new Date(now).toISOString(),
+    window: { from: new Date(run.from).toISOString(), to: new Date(run.to).toISOString() },
+    drift,
+    drift_error: driftError,
+    performance,
+    traffic,
+    series,
+    change_points: changePoints,
+  };
+}
+
+/** A started detect loop; {@link RunningRole} plus a way to trigger a run now (tests, API). */
+export interface RunningDetector extends RunningRole {
+  /** Runs once now unless a run is in flight (then waits for that one); resolves with the runs made. */
+  runNow(): Promise<DetectionRun[]>;
+  readonly state: DetectorState;
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(
+      () => reject(new ModelwatchError(ErrorCodes.timeout, `detection run exceeded ${ms} ms`, { retryable: true })),
+      ms,
+    );
+    timer.unref();
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+/**
+ * Starts the detect loop: every `intervalMs` (first run at once), for each model, {@link runDetectionOnce}.
+ * Runs never overlap (a tick while one is in flight is skipped and counted), each run has a deadline
+ * (`timeoutMs`; a run past it is reported and the next tick waits for it to settle, so runs still never overlap),
+ * errors are logged and counted, never thrown out of the timer; timers are unref'ed. `stop()` stops the timer and
+ * waits for the in-flight run.
+ */
+export function startDetector(ctx: RuntimeContext, options: DetectorOptions = {}): Promise<RunningDetector> {
+  const o = resolveOptions(ctx, options);
+  const state = new DetectorState(o.monitor);
+  const metrics = metricsOf(ctx.metrics);
+  const log: Logger = ctx.logger;
+  let timer: NodeJS.Timeout | undefined;
+  let stopped = false;
+  let inFlight: Promise<DetectionRun[]> | null = null;
+
+  const runAll = async (): Promise<DetectionRun[]> => {
+    const now = o.clock();
+    const endTimer = metrics.duration.startTimer();
+    const runs: DetectionRun[] = [];
+    try {
+      const models = await modelsToRun(ctx, o, now - o.windowMs, now);
+      for (const model of models) {
+        if (stopped) break;
+        try {
+          runs.push(await runDetectionOnce(ctx, { ...o, detectDrift: o.detectDrift, model, now, state }));
+          metrics.runs.inc({ model, outcome: 'ok' });
+        } catch (err) {
+          metrics.runs.inc({ model, outcome: 'error' });
+          log.error('detection run failed', { model, error: errorMessage(err) });
+        }
+      }
+      for (const r of runs) {
+        for (const c of r.change_points) {
+          metrics.changePoints.inc({ model: r.model, detector: c.detector });
+          log.info('change point', { model: r.model, series: c.series, detector: c.detector, value: c.value });
+        }
+      }
+    } catch (err) {
+      log.error('detection run failed', { error: errorMessage(err) });
+    } finally {
+      endTimer();
+    }
+    return runs;
+  };
+
+  const tick = (): Promise<DetectionRun[]> => {
+    if (inFlight) {
+      metrics.skipped.inc();
+      return inFlight;
+    }
+    const current = runAll();
+    inFlight = current;
+    void current.finally(() => {
+      if (inFlight === current) inFlight = null;
+    });
+    return withTimeout(current, o.timeoutMs).catch((err: unknown) => {
+      metrics.runs.inc({ model: '', outcome: 'timeout' });
+      log.error('detection run timed out', { error: errorMessage(err), timeoutMs: o.timeoutMs });
+      return [];
+    });
+  };
+
+  const schedule = (delayMs: number): void => {
+    if (stopped) return;
+    timer = setTimeout(() => {
+      void tick().finally(() => schedule(o.intervalMs));
+    }, delayMs);
+    timer.unref();
+  };
+  schedule(0);
+
+  return Promise.resolve({
+    name: 'detect',
+    urls: [],
+    state,
+    runNow: tick,
+    async stop(): Promise<void> {
+      stopped = true;
+      if (timer) clearTimeout(timer);
+      if (inFlight) await inFlight.catch(() => undefined);
+    },
+  });
+}
