@@ -30,3 +30,37 @@ export type {
   DriftOverride,
   DriftOverrides,
 } from './stats/types.js';
+
+// Reference profiles
+export {
+  createReference,
+  getReference,
+  defaultReferenceWindow,
+  discoverFeatures,
+  describeFile,
+  mergeFeatures,
+  DEFAULT_REFERENCE_SPAN_MS,
+} from './reference.js';
+export type { ReferenceInfo, ReferenceSource, TrafficReferenceSource, FileReferenceSource, ReferenceQuery } from './reference.js';
+
+// Detection over stored traffic
+export { detectDrift } from './detect-drift.js';
+export type {
+  DetectDriftOptions,
+  DriftDetection,
+  ReferenceChoice,
+  SegmentBy,
+  SegmentReport,
+  VolumeCheck,
+  WindowQuality,
+} from './detect-drift.js';
+
+// Offline report over files (`modelwatch report`)
+export { runFileReport } from './report/run.js';
+export type { FileReportOptions, FileReportResult } from './report/run.js';
+export { renderHtmlReport, histogramSvg, escapeHtml, driftSeverity } from './report/html.js';
+export type { HtmlReportInput, HtmlReportOptions } from './report/html.js';
+export { histogramFromDistribution } from './report/histograms.js';
+export type { FeatureHistogram, HistogramOptions } from './report/histograms.js';
+export { resolveColumns, isNumericType } from './report/columns.js';
+export type { ReportColumn, ColumnKind, ResolveColumnsOptions } from './report/columns.js';
