@@ -1,0 +1,186 @@
+// The tee's contract (DESIGN §4 rule 1): O(1) hand-off bounded in bytes, drops counted by reason,
+// publish bounded by a timeout, `captured = sent + dropped + buffered` at every step, sampling per model.
+import { Registry } from 'prom-client';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { InProcessBus, encodeCapture, messageBytes, type BusMessage } from '../src/bus/index.js';
+import { Tee, startSidecar, type TeeStats } from '../src/sidecar/index.js';
+import type { ClickHouseStore } from '../src/store/index.js';
+import { makeCall, waitFor } from './support/ingest.js';
+import { RecordingBus, StallableBus, call, runConcurrent, sidecarConfig, sidecarContext, testAgent } from './support/sidecar.js';
+import { openTestStore } from './support/store.js';
+import { startV2Server, type TestV2Server } from './support/v2-server.js';
+
+const exact = (s: TeeStats): void => {
+  expect(s.captured).toBe(s.sent + s.dropped + s.buffered);
+  expect(s.dropped).toBe(s.droppedBy.buffer_full + s.droppedBy.publish_failed + s.droppedBy.shutdown);
+};
+
+let store: ClickHouseStore;
+let cleanup: () => Promise<void>;
+let upstream: TestV2Server;
+
+beforeAll(async () => {
+  ({ store, cleanup } = await openTestStore());
+  upstream = await startV2Server();
+});
+
+afterAll(async () => {
+  await upstream?.stop();
+  await testAgent.close();
+  await cleanup?.();
+});
+
+describe('Tee', () => {
+  it('bounds the buffer in bytes and drops the overflow as buffer_full', async () => {
+    const one = messageBytes(encodeCapture(makeCall(0)));
+    const bus = new RecordingBus(new InProcessBus());
+    const tee = new Tee(bus, { maxBufferBytes: one * 3 + one / 2, flushIntervalMs: 10_000 });
+    const accepted = Array.from({ length: 10 }, (_, i) => tee.offer(makeCall(i)));
+    expect(accepted.filter(Boolean)).toHaveLength(3);
+    let s = tee.stats();
+    expect(s).toMatchObject({ captured: 10, sent: 0, buffered: 3, droppedBy: { buffer_full: 7, publish_failed: 0, shutdown: 0 } });
+    expect(s.bufferedBytes).toBeLessThanOrEqual(one * 3 + one / 2);
+    exact(s);
+    await tee.flush();
+    s = tee.stats();
+    expect(s).toMatchObject({ captured: 10, sent: 3, buffered: 0, bufferedBytes: 0 });
+    exact(s);
+    expect(bus.published.map((m) => m.key)).toEqual(['req-0', 'req-1', 'req-2']);
+    // Room again after the flush.
+    expect(tee.offer(makeCall(11))).toBe(true);
+    await tee.close(1_000);
+    expect(tee.stats()).toMatchObject({ captured: 11, sent: 4, buffered: 0 });
+  });
+
+  it('counts a rejected publish as publish_failed and keeps going', async () => {
+    const full = new InProcessBus({ maxBufferedBytes: 1 });
+    const tee = new Tee(full, { flushIntervalMs: 5 });
+    tee.start();
+    for (let i = 0; i < 5; i++) tee.offer(makeCall(i));
+    await waitFor(() => tee.stats().buffered === 0, 5_000, 'batch settled');
+    expect(tee.stats()).toMatchObject({ captured: 5, sent: 0, droppedBy: { publish_failed: 5 } });
+    exact(tee.stats());
+    await tee.close(100);
+  });
+
+  it('times out a hung publish, so a stuck broker never pins the buffer; offers never wait', async () => {
+    const inner = new RecordingBus(new InProcessBus());
+    const bus = new StallableBus(inner);
+    bus.stall();
+    const tee = new Tee(bus, { flushIntervalMs: 5, publishTimeoutMs: 200 });
+    tee.start();
+    const t0 = performance.now();
+    for (let i = 0; i < 1_000; i++) tee.offer(makeCall(i));
+    // 1,000 hand-offs (each an encode and a push) stay far below any request latency.
+    expect(performance.now() - t0).toBeLessThan(2_000);
+    exact(tee.stats());
+    await waitFor(() => tee.stats().buffered === 0, 5_000, 'hung batches timed out');
+    expect(tee.stats()).toMatchObject({ captured: 1_000, sent: 0, droppedBy: { publish_failed: 1_000 } });
+    bus.release();
+    tee.offer(makeCall(1_001));
+    await waitFor(() => tee.stats().sent === 1, 5_000, 'publish after release');
+    exact(tee.stats());
+    await tee.close(1_000);
+  });
+
+  it('flushes on close within the deadline and drops the rest as shutdown', async () => {
+    const bus = new StallableBus(new InProcessBus());
+    bus.stall();
+    const tee = new Tee(bus, { flushIntervalMs: 10_000, publishTimeoutMs: 60_000 });
+    for (let i = 0; i < 20; i++) tee.offer(makeCall(i));
+    const t0 = Date.now();
+    await tee.close(300);
+    expect(Date.now() - t0).toBeLessThan(1_000);
+    const s = tee.stats();
+    // One batch is in flight (still buffered until it settles); everything queued behind it is dropped.
+    expect(s.captured).toBe(20);
+    exact(s);
+    expect(tee.offer(makeCall(99))).toBe(false);
+    expect(tee.stats().droppedBy.shutdown).toBeGreaterThanOrEqual(1);
+    exact(tee.stats());
+    bus.release();
+    await waitFor(() => tee.stats().buffered === 0, 5_000, 'in-flight batch settled');
+    exact(tee.stats());
+  });
+
+  it('exposes the accounting as metrics', async () => {
+    const registry = new Registry();
+    const tee = new Tee(new InProcessBus(), { registry, maxBufferBytes: 1 });
+    tee.offer(makeCall(1));
+    tee.noteSampledOut();
+    const text = await registry.metrics();
+    expect(text).toContain('modelwatch_tee_captured_total 1');
+    expect(text).toContain('modelwatch_tee_dropped_total{reason="buffer_full"} 1');
+    expect(text).toContain('modelwatch_tee_sent_total 0');
+    expect(text).toContain('modelwatch_tee_buffered_records 0');
+    expect(text).toContain('modelwatch_tee_buffered_bytes 0');
+    expect(text).toContain('modelwatch_tee_sampled_out_total 1');
+    await tee.close(10);
+  });
+
+  it('rejects bad options at construction', () => {
+    expect(() => new Tee(new InProcessBus(), { maxBufferBytes: 0 })).toThrow(/maxBufferBytes/);
+    expect(() => new Tee(new InProcessBus(), { publishTimeoutMs: Number.NaN })).toThrow(/publishTimeoutMs/);
+  });
+});
+
+describe('sidecar sampling and a hung bus', () => {
+  it('samples per model, falling back to the sidecar rate', async () => {
+    const bus = new RecordingBus(new InProcessBus());
+    const config = sidecarConfig({
+      sidecar: { upstream: upstream.url, sampling: 0.5 },
+      models: { strings: { sampling: 0 }, classifier: { sampling: 1 } },
+    });
+    const sc = await startSidecar(sidecarContext(config, bus, store));
+    try {
+      const cls = Buffer.from(JSON.stringify({ inputs: [{ name: 'input', shape: [1, 4], datatype: 'FP32', data: [1, 2, 3, 4] }] }));
+      const str = Buffer.from(JSON.stringify({ inputs: [{ name: 'text', shape: [1], datatype: 'BYTES', data: ['x'] }] }));
+      const other = 400;
+      await runConcurrent(100, 8, async () => (await call(sc.url, '/v2/models/classifier/infer', { method: 'POST', body: cls })).status);
+      await runConcurrent(100, 8, async () => (await call(sc.url, '/v2/models/strings/infer', { method: 'POST', body: str })).status);
+      // A model with no rate of its own uses the sidecar's 0.5 (the upstream answers 404; still an inference call).
+      await runConcurrent(other, 8, async () => (await call(sc.url, '/v2/models/other/infer', { method: 'POST', body: cls })).status);
+      await waitFor(() => sc.tee.stats().buffered === 0, 5_000, 'tee drained');
+      const s = sc.tee.stats();
+      exact(s);
+      const otherCaptured = s.captured - 100;
+      expect(s.sampledOut).toBe(100 + (other - otherCaptured));
+      // Binomial(400, 0.5): ±80 is more than 8 standard deviations.
+      expect(otherCaptured).toBeGreaterThan(120);
+      expect(otherCaptured).toBeLessThan(280);
+      const models = bus.published.map((m: BusMessage) => m.headers.ce_model);
+      expect(models.filter((m) => m === 'classifier')).toHaveLength(100);
+      expect(models.filter((m) => m === 'strings')).toHaveLength(0);
+    } finally {
+      await sc.stop();
+    }
+  });
+
+  it('keeps answering while the bus hangs: no request waits for a publish', async () => {
+    const bus = new StallableBus(new InProcessBus());
+    bus.stall();
+    const config = sidecarConfig({ sidecar: { upstream: upstream.url, shutdownDeadlineMs: 300 } });
+    // The publish timeout is far beyond the test: if any request waited on the bus, it would never finish.
+    const sc = await startSidecar(sidecarContext(config, bus, store), { teePublishTimeoutMs: 600_000 });
+    try {
+      const body = Buffer.from(JSON.stringify({ inputs: [{ name: 'input', shape: [1, 4], datatype: 'FP32', data: [1, 2, 3, 4] }] }));
+      const statuses = await runConcurrent(500, 8, async () => (await call(sc.url, '/v2/models/classifier/infer', { method: 'POST', body })).status);
+      expect(statuses.every((s) => s === 200)).toBe(true);
+      const s = sc.tee.stats();
+      expect(s.captured).toBe(500);
+      expect(s.sent).toBe(0);
+      expect(s.buffered).toBe(500);
+      exact(s);
+    } finally {
+      await sc.stop();
+    }
+    // stop() gave up after its deadline: the in-flight batch is still buffered, the rest dropped as shutdown.
+    const stopped = sc.tee.stats();
+    exact(stopped);
+    expect(stopped.droppedBy.shutdown + stopped.buffered).toBe(500);
+    bus.release();
+    await waitFor(() => sc.tee.stats().buffered === 0, 5_000, 'in-flight batch settled');
+    expect(sc.tee.stats().sent).toBe(stopped.buffered);
+    exact(sc.tee.stats());
+  });
+});
