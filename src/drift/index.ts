@@ -64,3 +64,38 @@ export { histogramFromDistribution } from './report/histograms.js';
 export type { FeatureHistogram, HistogramOptions } from './report/histograms.js';
 export { resolveColumns, isNumericType } from './report/columns.js';
 export type { ReportColumn, ColumnKind, ResolveColumnsOptions } from './report/columns.js';
+
+// Performance (measured and CBPE), streaming detectors and the detect loop
+export {
+  computePerformance,
+  resolvePredictionSpec,
+  queryTraffic,
+  queryFeatureMeans,
+  finishClassification,
+  finishRegression,
+  finishCbpe,
+  classificationAggregates,
+  regressionAggregates,
+  cbpeAggregates,
+} from './performance/index.js';
+export type {
+  PerformanceOptions,
+  PerformanceReport,
+  PredictionSpec,
+  ClassificationMetrics,
+  RegressionMetrics,
+  EstimatedMetrics,
+  TrafficSummary,
+} from './performance/index.js';
+export { PageHinkley, Adwin, Cusum, SeriesMonitor, DEFAULT_MONITOR_DETECTORS } from './streaming/index.js';
+export type {
+  PageHinkleyOptions,
+  AdwinOptions,
+  CusumOptions,
+  SeriesMonitorOptions,
+  ChangeAlarm,
+  ChangeDetector,
+  DetectorKind,
+} from './streaming/index.js';
+export { startDetector, runDetectionOnce, DetectorState } from './detector.js';
+export type { DetectorOptions, RunOnceOptions, RunningDetector, DetectionRun, ChangePoint, DriftDetectFn } from './detector.js';
