@@ -198,7 +198,8 @@ describe('detect loop', () => {
     ).json<{ series: string; detector: string; params: string; value: number }>();
     expect(rows.length).toBe(latency.length);
     expect(rows[0]?.value).toBeGreaterThan(40);
-    expect(Object.keys(JSON.parse(rows[0]?.params ?? '{}')).length).toBeGreaterThan(2);
+    const params = JSON.parse(rows[0]?.params ?? '{}') as Record<string, unknown>;
+    expect(Object.keys(params).length).toBeGreaterThan(2);
   });
 
   it('a failing drift engine is recorded, performance is still stored', async () => {
