@@ -88,7 +88,7 @@ export function toErrorResponse(err: unknown, c: Context, logger: Logger): Respo
 
 /**
  * Validates `value` with a zod schema; on failure throws a 400 {@link ApiError} naming the first bad field
- * (prefixed by `where`, e.g. `query` fields are named bare, body fields by their path).
+ * by its dotted path (`limit`, `labels.3.row`; an unknown key by its own path; `body` for the root).
  */
 export function validate<S extends z.ZodType>(schema: S, value: unknown): z.output<S> {
   const result = schema.safeParse(value);
