@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { loadSync } from '@grpc/proto-loader';
 import { describe, expect, it } from 'vitest';
 import { defaultModelSchema, type ModelSchema } from '../src/config/model-schema.js';
 import {
@@ -437,6 +438,31 @@ describe('gRPC ModelInferRequest / ModelInferResponse', () => {
     const bytes = encodeGrpcRequest([x]);
     const req = decodeModelInferRequest(grpcFrame(gzip(bytes), true), { encoding: 'gzip' });
     expect(Array.from(req.inputs[0]?.values as ArrayLike<number>)).toEqual([1, 2, 3, 4, 5, 6]);
+  });
+
+  it('@grpc/proto-loader reads the proto; what it serialises we decode, what we encode it reads', () => {
+    const def = loadSync(INFERENCE_PROTO_PATH, { keepCase: true, longs: Number, defaults: true });
+    const svc = def['inference.GRPCInferenceService'] as Record<
+      string,
+      { path: string; requestSerialize: (v: unknown) => Buffer; responseDeserialize: (b: Buffer) => unknown }
+    >;
+    expect(svc.ModelInfer?.path).toBe('/inference.GRPCInferenceService/ModelInfer');
+    const msg = {
+      model_name: 'iris',
+      model_version: '1',
+      id: 'r1',
+      inputs: [{ name: 'x', datatype: 'FP32', shape: [2, 3] }],
+      raw_input_contents: [Buffer.from(new Float32Array([1, 2, 3, 4, 5, 6]).buffer)],
+    };
+    const theirs = svc.ModelInfer?.requestSerialize(msg) as Buffer;
+    const req = decodeModelInferRequest(theirs);
+    expect(req.model).toBe('iris');
+    expect(Array.from(req.inputs[0]?.values as ArrayLike<number>)).toEqual([1, 2, 3, 4, 5, 6]);
+    const res = svc.ModelInfer?.responseDeserialize(encodeGrpcResponse([probs], { model_name: 'iris' })) as {
+      outputs: { name: string; shape: number[]; contents: { fp32_contents: number[] } }[];
+    };
+    expect(res.outputs[0]?.shape).toEqual([2, 2]);
+    expect(res.outputs[0]?.contents.fp32_contents).toEqual([0.25, 0.75, 0.5, 0.5]);
   });
 
   it('the proto file is where INFERENCE_PROTO_PATH says, with the spec field numbers', () => {
