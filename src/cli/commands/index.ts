@@ -3,12 +3,14 @@ import { roles } from '../roles.js';
 import { singleRoleCommand } from './single-role.js';
 import { upCommand } from './up.js';
 import { reportCommand } from './report.js';
+import { sidecarCommand } from './sidecar.js';
 
 /**
  * Every `modelwatch` command by name, in help order. Add a command with one line here.
  */
 export const commands: Record<string, Command> = {
   up: upCommand,
+  sidecar: sidecarCommand,
   ingest: singleRoleCommand('ingest', 'consume the bus and store decoded rows in ClickHouse', () => roles.ingest),
   api: singleRoleCommand('api', 'serve the REST API, /metrics and /openapi.json', () => roles.api),
   report: reportCommand,

@@ -1,0 +1,61 @@
+import { createLogger } from '../../common/logger.js';
+import { loadConfig } from '../../config/load.js';
+import { startGrpcProxy } from '../../sidecar/grpc-proxy.js';
+import { startSidecar } from '../../sidecar/sidecar.js';
+import { UsageError, parseFlags, type Command } from '../command.js';
+import { serveRoles, type RoleSpec } from '../serve.js';
+
+const usage = `modelwatch sidecar --upstream URL [--listen HOST:PORT] [--grpc-upstream HOST:PORT --grpc-listen HOST:PORT] [--config FILE]
+  --upstream URL             V2 REST inference server to proxy (default: $MODELWATCH_UPSTREAM)
+  --listen HOST:PORT         where the sidecar listens (default: $MODELWATCH_SIDECAR_LISTEN or 127.0.0.1:9401)
+  --grpc-upstream HOST:PORT  V2 gRPC server to proxy as well (with --grpc-listen)
+  --grpc-listen HOST:PORT    where the gRPC proxy listens (with --grpc-upstream)
+  --config FILE              YAML or JSON config file (default: $MODELWATCH_CONFIG)`;
+
+/**
+ * `modelwatch sidecar`: the REST proxy (and the gRPC proxy when asked) alone. Captures go to the
+ * configured bus; run it with `MODELWATCH_KAFKA_BROKERS` so a separate `modelwatch ingest` stores them.
+ */
+export const sidecarCommand: Command = {
+  summary: 'run the V2 proxy that tees inference calls to the bus (REST, and gRPC when asked)',
+  usage,
+  async run(argv) {
+    const { help, values } = parseFlags(
+      argv,
+      {
+        config: { type: 'string' },
+        upstream: { type: 'string' },
+        listen: { type: 'string' },
+        'grpc-upstream': { type: 'string' },
+        'grpc-listen': { type: 'string' },
+      },
+      usage,
+    );
+    if (help) {
+      process.stdout.write(`usage: ${usage}\n`);
+      return 0;
+    }
+    if ((values['grpc-upstream'] === undefined) !== (values['grpc-listen'] === undefined)) {
+      throw new UsageError('--grpc-upstream and --grpc-listen go together', usage);
+    }
+    const config = loadConfig({
+      file: values.config,
+      overrides: {
+        'sidecar.upstream': values.upstream,
+        'sidecar.listen': values.listen,
+        'sidecar.grpcUpstream': values['grpc-upstream'],
+        'sidecar.grpcListen': values['grpc-listen'],
+      },
+    });
+    if (config.sidecar.upstream === undefined) throw new UsageError('--upstream URL is required', usage);
+    const logger = createLogger(config.logLevel);
+    if (config.kafka.brokers.length === 0) {
+      logger.warn('no Kafka brokers configured: captures stay in the in-process bus, which nothing consumes in this process; set MODELWATCH_KAFKA_BROKERS');
+    }
+    // Stop order: the gRPC proxy, then the REST sidecar (whose stop flushes the tee).
+    const specs: RoleSpec[] = [];
+    if (config.sidecar.grpcUpstream !== undefined) specs.push({ name: 'grpc', start: (ctx) => startGrpcProxy(ctx) });
+    specs.push({ name: 'sidecar', start: (ctx) => startSidecar(ctx) });
+    return serveRoles(config, specs, { runtime: { logger } });
+  },
+};
