@@ -147,8 +147,9 @@ function capture(bytes: Buffer | undefined, cap: number): CapturedBody {
   const b = bytes ?? Buffer.alloc(0);
   const truncated = b.length > cap;
   return {
-    // A copy, so the capture never pins grpc-js's receive buffers beyond the cap.
-    body: Buffer.from(truncated ? b.subarray(0, cap) : b),
+    // grpc-js hands each message over in its own buffer, so a whole one is kept as is; a truncated
+    // one is copied so the capture does not pin the full message.
+    body: truncated ? Buffer.from(b.subarray(0, cap)) : b,
     size: b.length,
     truncated,
     contentType: PROTOBUF_CONTENT_TYPE,
