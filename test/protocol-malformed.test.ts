@@ -534,6 +534,27 @@ describe('malformed bodies are rejected with decode_invalid naming the field', (
     );
   });
 
+  it('limits are options: maxElements and maxJsonDepth are honoured, bad limits fail as config_invalid', () => {
+    const call = capturedCall(encodeJsonRequest([x]));
+    expect(() => decodeCall(call, defaultModelSchema, { limits: { maxElements: 3 } })).toThrow(/exceeds 3 elements/);
+    expect(
+      decodeCall(call, defaultModelSchema, { limits: { maxElements: 4, maxJsonDepth: undefined } }).rows,
+    ).toHaveLength(2);
+    expect(() => decodeCall(call, defaultModelSchema, { limits: { maxJsonDepth: 2 } })).toThrow(
+      /nesting deeper than 2/,
+    );
+    for (const bad of [0, -1, 1.5, Number.NaN]) {
+      let thrown: unknown;
+      try {
+        decodeCall(call, defaultModelSchema, { limits: { maxJsonDepth: bad } });
+      } catch (err: unknown) {
+        thrown = err;
+      }
+      expect(thrown).toBeInstanceOf(ModelwatchError);
+      expect((thrown as ModelwatchError).code).toBe(ErrorCodes.configInvalid);
+    }
+  });
+
   it('nesting at the depth limit still parses (the pre-scan is not over-eager)', () => {
     // {"inputs":[{ ... "data": 61 levels }]} = 64 levels in all.
     const body = `{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":${deep(61)}}]}`;

@@ -41,15 +41,20 @@ export interface DecodeLimits {
 }
 
 /** Defaults of {@link DecodeLimits}. */
-export const defaultDecodeLimits = {
+export const defaultDecodeLimits: Readonly<Required<DecodeLimits>> = Object.freeze({
   maxElements: 1 << 24,
   maxDecompressedBytes: 64 * 1024 * 1024,
   maxJsonDepth: 64,
-} satisfies Required<DecodeLimits>;
+} satisfies Required<DecodeLimits>);
 
 /** Fills in and checks {@link DecodeLimits}. */
-export function resolveLimits(limits: DecodeLimits | undefined): Required<DecodeLimits> {
-  const r = { ...defaultDecodeLimits, ...limits };
+export function resolveLimits(limits: DecodeLimits | undefined): Readonly<Required<DecodeLimits>> {
+  if (limits === undefined) return defaultDecodeLimits;
+  const r = {
+    maxElements: limits.maxElements ?? defaultDecodeLimits.maxElements,
+    maxDecompressedBytes: limits.maxDecompressedBytes ?? defaultDecodeLimits.maxDecompressedBytes,
+    maxJsonDepth: limits.maxJsonDepth ?? defaultDecodeLimits.maxJsonDepth,
+  };
   for (const [k, v] of Object.entries(r)) {
     if (!Number.isSafeInteger(v) || v < 1) {
       throw new ModelwatchError(ErrorCodes.configInvalid, `decode limit ${k} must be a positive integer, got ${v}`, {
