@@ -141,6 +141,12 @@ const cases: { name: string; call: () => CapturedCall; field: string; reason: Re
     reason: /overflows FP32/,
   },
   {
+    name: 'FP64 1e400 (JSON.parse gives Infinity)',
+    call: () => capturedCall(Buffer.from('{"inputs":[{"name":"f","shape":[1],"datatype":"FP64","data":[1e400]}]}')),
+    field: 'inputs[0].data',
+    reason: /Infinity, which overflows FP64/,
+  },
+  {
     name: 'FP16 70000 overflows',
     call: () => tensorCall({ name: 'f', datatype: 'FP16', shape: [1], data: [70000] }),
     field: 'inputs[0].data',
