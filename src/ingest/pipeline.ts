@@ -66,12 +66,20 @@ function newChunk(): Chunk {
   return { first: undefined, last: '', calls: [], envelopeQuarantine: [], rows: 0, bytes: 0 };
 }
 
+/** Event ids of a chunk already stored, per table. */
+export interface StoredEventIds {
+  requests: Set<string>;
+  predictions: Set<string>;
+}
+
 /**
- * Event ids of `calls` already in `table`. Duplicates carry the same model and capture time as the
- * original, so the lookup is pruned by the primary key `(model, ts, …)` instead of scanning every id.
+ * Event ids of `calls` already in `mw_requests` and in `mw_predictions` (one round trip). Duplicates
+ * carry the same model and capture time as the original, so the lookup is pruned by the primary key
+ * `(model, ts, …)` instead of scanning every stored id.
  */
-export async function storedEventIds(store: Store, table: string, calls: CallRecords[]): Promise<Set<string>> {
-  if (calls.length === 0) return new Set();
+export async function storedEventIds(store: Store, calls: CallRecords[]): Promise<StoredEventIds> {
+  const out: StoredEventIds = { requests: new Set(), predictions: new Set() };
+  if (calls.length === 0) return out;
   let from = Infinity;
   let to = -Infinity;
   const models = new Set<string>();
@@ -80,19 +88,21 @@ export async function storedEventIds(store: Store, table: string, calls: CallRec
     to = Math.max(to, c.request.ts);
     models.add(c.request.model);
   }
+  const where = `model IN {models:Array(String)}
+      AND ts BETWEEN fromUnixTimestamp64Milli({from:Int64}, 'UTC') AND fromUnixTimestamp64Milli({to:Int64}, 'UTC')
+      AND event_id IN {ids:Array(String)}`;
   try {
     const rs = await store.client.query({
-      query: `SELECT DISTINCT event_id FROM ${table}
-        WHERE model IN {models:Array(String)}
-          AND ts BETWEEN fromUnixTimestamp64Milli({from:Int64}, 'UTC') AND fromUnixTimestamp64Milli({to:Int64}, 'UTC')
-          AND event_id IN {ids:Array(String)}`,
+      query: `SELECT DISTINCT 'requests' AS t, event_id FROM ${Tables.requests} WHERE ${where}
+        UNION ALL
+        SELECT DISTINCT 'predictions' AS t, event_id FROM ${Tables.predictions} WHERE ${where}`,
       query_params: { models: [...models], from, to, ids: calls.map((c) => c.request.event_id) },
       format: 'JSONEachRow',
     });
-    const rows = await rs.json<{ event_id: string }>();
-    return new Set(rows.map((r) => r.event_id));
+    for (const r of await rs.json<{ t: 'requests' | 'predictions'; event_id: string }>()) out[r.t].add(r.event_id);
+    return out;
   } catch (err) {
-    throw new ModelwatchError(ErrorCodes.storeUnavailable, `dedupe lookup in ${table}: ${errorMessage(err)}`, {
+    throw new ModelwatchError(ErrorCodes.storeUnavailable, `dedupe lookup: ${errorMessage(err)}`, {
       retryable: true,
       cause: err,
     });
@@ -171,10 +181,9 @@ export class IngestPipeline {
     // dropped by ClickHouse itself (insert_deduplication_token); event_id lookups cover producer retries.
     const dedupToken = `${this.opts.tokenPrefix}${batch.topic}-${batch.partition}-${chunk.first}-${chunk.last}`;
     const result = await this.withRetry(batch, async () => {
-      const [storedRequests, storedPredictions] = await Promise.all([
-        storedEventIds(this.store, Tables.requests, chunk.calls),
-        storedEventIds(this.store, Tables.predictions, chunk.calls),
-      ]);
+      const stored = await storedEventIds(this.store, chunk.calls);
+      const storedRequests = stored.requests;
+      const storedPredictions = stored.predictions;
       const fresh = chunk.calls.filter((c) => !storedRequests.has(c.request.event_id));
       const predictions = chunk.calls.filter((c) => !storedPredictions.has(c.request.event_id)).flatMap((c) => c.predictions);
       const bodyQuarantine = fresh.flatMap((c) => (c.quarantine ? [c.quarantine] : []));

@@ -187,7 +187,7 @@ export async function startSeldonBridge(ctx: RuntimeContext, options: SeldonBrid
 
   // While a batch is being handled, completed pairs are collected and published before it commits;
   // pairs flushed by the TTL timer are published on their own.
-  let collecting: { messages: BusMessage[]; pairings: string[] } | undefined;
+  let collecting: { messages: BusMessage[]; pairings: string[]; pairs: Pair<Half, Half>[] } | undefined;
   const inflight = new Set<Promise<void>>();
   const emit = (pair: Pair<Half, Half>, pairing: string): void => {
     let message: BusMessage;
@@ -201,6 +201,7 @@ export async function startSeldonBridge(ctx: RuntimeContext, options: SeldonBrid
     if (collecting) {
       collecting.messages.push(message);
       collecting.pairings.push(pairing);
+      collecting.pairs.push(pair);
       return;
     }
     const p = ctx.bus
@@ -237,7 +238,7 @@ export async function startSeldonBridge(ctx: RuntimeContext, options: SeldonBrid
     (topicPrefix: string, side: 'inputs' | 'outputs') =>
     async (batch: ConsumedBatch): Promise<void> => {
       const model = modelOf(topicPrefix);
-      const out = { messages: [] as BusMessage[], pairings: [] as string[] };
+      const out = { messages: [] as BusMessage[], pairings: [] as string[], pairs: [] as Pair<Half, Half>[] };
       collecting = out;
       try {
         for (const message of batch.messages) {
@@ -264,7 +265,14 @@ export async function startSeldonBridge(ctx: RuntimeContext, options: SeldonBrid
         await ctx.bus.publish(out.messages);
       } catch (err) {
         out.pairings.forEach((pairing) => published.inc({ pairing, result: 'failed' }));
-        // Throwing leaves the batch uncommitted: Kafka delivers it again and the pairs are rebuilt.
+        // Throwing leaves the batch uncommitted and Kafka delivers it again. The other halves of the
+        // pairs it completed came from batches already committed: put them back so the redelivered
+        // halves pair with them again.
+        for (const pair of out.pairs) {
+          if (pair.orphanReason !== '') continue;
+          if (side === 'inputs' && pair.response !== undefined) pairs.response(pair.key, pair.response);
+          if (side === 'outputs' && pair.request !== undefined) pairs.request(pair.key, pair.request);
+        }
         throw err;
       }
       out.pairings.forEach((pairing) => published.inc({ pairing, result: 'sent' }));
