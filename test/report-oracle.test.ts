@@ -1,5 +1,5 @@
 // The drift oracle fixtures (test/fixtures/drift, NumPy/SciPy values) through `modelwatch report`'s file
-// path: CSV as committed, and Parquet / JSONL copies written by chdb at test time. Every statistic is
+// path: CSV as committed, and TSV / Parquet / JSONL copies written by chdb at test time. Every statistic is
 // compared with the oracle's tolerances (KS D 1e-9, p-values 1e-3 absolute, others 1e-6 relative).
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -11,7 +11,7 @@ import { runFileReport } from '../src/drift/report/run.js';
 import { convertFixture, driftFixtureDir, expectAbs, expectRel, loadOracleCases, type OracleCase } from './support/report-files.js';
 
 const cases = loadOracleCases();
-const formats = ['csv', 'parquet', 'jsonl'] as const;
+const formats = ['csv', 'tsv', 'parquet', 'jsonl'] as const;
 let client: ClickHouseClient;
 let dir: string;
 
@@ -29,7 +29,7 @@ async function fixtureFile(c: OracleCase, side: 'reference' | 'current', format:
   const csv = join(driftFixtureDir, `${c.name}_${side}.csv`);
   if (format === 'csv') return csv;
   const out = join(dir, `${c.name}_${side}.${format}`);
-  await convertFixture(client, csv, c.kind, out, format === 'parquet' ? 'Parquet' : 'JSONEachRow');
+  await convertFixture(client, csv, c.kind, out, format === 'parquet' ? 'Parquet' : format === 'tsv' ? 'TSVWithNames' : 'JSONEachRow');
   return out;
 }
 

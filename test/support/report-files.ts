@@ -47,7 +47,7 @@ export function fixtureType(kind: OracleCase['kind']): string {
 }
 
 /**
- * Writes a fixture CSV as Parquet or JSONL with chdb (`INSERT INTO FUNCTION file(...)`), keeping NULL,
+ * Writes a fixture CSV as Parquet, TSV or JSONL with chdb (`INSERT INTO FUNCTION file(...)`), keeping NULL,
  * NaN and ±Inf as they are where the format can hold them.
  */
 export async function convertFixture(
@@ -55,7 +55,7 @@ export async function convertFixture(
   csvPath: string,
   kind: OracleCase['kind'],
   outPath: string,
-  format: 'Parquet' | 'JSONEachRow',
+  format: 'Parquet' | 'JSONEachRow' | 'TSVWithNames',
 ): Promise<void> {
   await client.command({
     query: `INSERT INTO FUNCTION file({out:String}, {fmt:String}) SELECT x FROM file({src:String}, 'CSVWithNames', {structure:String})`,

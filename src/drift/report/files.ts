@@ -2,7 +2,7 @@ import { statSync } from 'node:fs';
 import { extname, resolve } from 'node:path';
 import type { ClickHouseClient } from '@clickhouse/client';
 import { ErrorCodes, ModelwatchError, errorMessage } from '../../common/errors.js';
-import { quoteIdentifier, type ReportColumn } from './columns.js';
+import { baseType, quoteIdentifier, type ReportColumn } from './columns.js';
 import type { Sample } from '../stats/types.js';
 
 /** ClickHouse input formats `modelwatch report` reads, keyed by file extension. */
@@ -131,6 +131,46 @@ export async function describeFile(client: ClickHouseClient, file: InputFile, ro
   } catch (err) {
     throw fileReadError(file, role, err);
   }
+}
+
+/**
+ * CSV and TSV carry no types, and ClickHouse's schema inference sometimes gives up on numbers it could
+ * read (e.g. TSV infers `0.0007158251677442754` as String). For these formats, a String column whose every
+ * non-empty value parses as Float64 (`nan`, `inf` included) becomes `Nullable(Float64)`; one pass over the
+ * file checks all String columns at once. JSON and Parquet keep their own types.
+ */
+export async function refineTextColumns(
+  client: ClickHouseClient,
+  file: InputFile,
+  columns: readonly FileColumn[],
+  role: string,
+): Promise<FileColumn[]> {
+  if (file.format !== 'CSVWithNames' && file.format !== 'TSVWithNames') return [...columns];
+  const candidates = columns.map((c, i) => ({ c, i })).filter(({ c }) => baseType(c.type) === 'String');
+  if (candidates.length === 0) return [...columns];
+  const checks = candidates
+    .map(({ c }, k) => {
+      const q = quoteIdentifier(c.name);
+      const value = `nullIf(trimBoth(${q}), '')`;
+      return `countIf(${value} IS NOT NULL AND toFloat64OrNull(assumeNotNull(${value})) IS NULL) AS bad${k}, countIf(${value} IS NOT NULL) AS n${k}`;
+    })
+    .join(', ');
+  let row: Record<string, number | string>;
+  try {
+    const rs = await client.query({
+      query: `SELECT ${checks} FROM file({path:String}, {format:String}, {structure:String})`,
+      query_params: { path: file.path, format: file.format, structure: structureOf(columns) },
+      format: 'JSONEachRow',
+    });
+    row = (await rs.json<Record<string, number | string>>())[0] ?? {};
+  } catch (err) {
+    throw fileReadError(file, role, err);
+  }
+  const out = [...columns];
+  candidates.forEach(({ c, i }, k) => {
+    if (Number(row[`bad${k}`]) === 0 && Number(row[`n${k}`]) > 0) out[i] = { name: c.name, type: 'Nullable(Float64)' };
+  });
+  return out;
 }
 
 /** Number of data rows in `file`; 0 rows is an error (`empty file`). */

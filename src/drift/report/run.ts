@@ -2,7 +2,7 @@ import { basename } from 'node:path';
 import type { ClickHouseClient } from '@clickhouse/client';
 import { createStoreClient } from '../../store/client.js';
 import { resolveColumns, type ReportColumn } from './columns.js';
-import { countFileRows, describeFile, fileReadError, fileSample, inputFile, sampleColumn, type InputFile } from './files.js';
+import { countFileRows, describeFile, fileReadError, fileSample, inputFile, refineTextColumns, sampleColumn, type InputFile } from './files.js';
 import { histogramFromDistribution, type FeatureHistogram } from './histograms.js';
 import { renderHtmlReport } from './html.js';
 import { computeDrift } from '../stats/engine.js';
@@ -79,7 +79,8 @@ export async function runFileReport(options: FileReportOptions): Promise<FileRep
   const owned = o.client === undefined ? createStoreClient({ url: 'chdb::memory:' }).client : undefined;
   const client = o.client ?? owned!;
   try {
-    const [refCols, curCols] = [await describeFile(client, reference, 'reference'), await describeFile(client, current, 'current')];
+    const refCols = await refineTextColumns(client, reference, await describeFile(client, reference, 'reference'), 'reference');
+    const curCols = await refineTextColumns(client, current, await describeFile(client, current, 'current'), 'current');
     const columns = resolveColumns(refCols, curCols, { categorical: o.categorical, columns: o.columns });
     const refRows = await countFileRows(client, reference, refCols, 'reference');
     const curRows = await countFileRows(client, current, curCols, 'current');
