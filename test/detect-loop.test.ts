@@ -165,6 +165,22 @@ describe('detect loop', () => {
     expect(run.series['drift.score.x_0']).toBeDefined();
   });
 
+  it('uses the drift engine with the stored reference by default', async () => {
+    const run = await runDetectionOnce(ctx, { model: 'm1', now: T0 + 2 * HOUR });
+    expect(run.drift_error).toBeNull();
+    expect(run.drift?.dataset.drifted).toBe(true);
+    const id = run.drift?.reference.id;
+    expect(typeof id === 'string' && id.length > 0).toBe(true);
+    const rows = await (
+      await store.client.query({
+        query: `SELECT DISTINCT reference_id FROM mw_drift_results WHERE run_id = {run:String}`,
+        query_params: { run: run.run_id },
+        format: 'JSONEachRow',
+      })
+    ).json<{ reference_id: string }>();
+    expect(rows).toEqual([{ reference_id: id }]);
+  });
+
   it('raises and stores a change point when latency jumps', async () => {
     const model = 'm-latency';
     const ticks = 22;
@@ -180,7 +196,7 @@ describe('detect loop', () => {
     });
     const found: Array<{ tick: number; series: string; detector: string }> = [];
     for (let t = 1; t <= ticks; t++) {
-      const run = await runDetectionOnce(ctx, { model, now: start + t * MIN, state, windowMs: HOUR, intervalMs: MIN });
+      const run = await runDetectionOnce(ctx, { model, now: start + t * MIN, state, windowMs: HOUR, intervalMs: MIN, detectDrift: null });
       for (const c of run.change_points) found.push({ tick: t, series: c.series, detector: c.detector });
     }
     const latency = found.filter((f) => f.series === 'traffic.latency_p95_ms');

@@ -5,6 +5,7 @@ import type { Logger } from '../common/logger.js';
 import type { RunningRole, RuntimeContext } from '../runtime/context.js';
 import { Tables } from '../store/migrations.js';
 import { toChTime, type Store } from '../store/store.js';
+import { detectDrift, type DriftDetection } from './detect-drift.js';
 import { computePerformance, type PerformanceReport } from './performance/query.js';
 import { queryFeatureMeans, queryTraffic, type TrafficSummary } from './performance/traffic.js';
 import type { ClassificationMetrics, EstimatedMetrics, RegressionMetrics } from './performance/types.js';
@@ -18,7 +19,7 @@ import type { DriftReport, FeatureReport } from './stats/types.js';
 export type DriftDetectFn = (
   store: Store,
   options: { model: string; from: number; to: number },
-) => Promise<DriftReport | null>;
+) => Promise<DriftReport | DriftDetection | null>;
 
 /** Options of {@link startDetector} and {@link runDetectionOnce}. */
 export interface DetectorOptions {
@@ -28,7 +29,10 @@ export interface DetectorOptions {
   windowMs?: number;
   /** Deadline of one run (all models). @default config.detect.timeoutMs (120 000) */
   timeoutMs?: number;
-  /** The drift engine; without one, runs store performance, traffic series and change points only. @default null */
+  /**
+   * The drift engine. `null` disables drift (runs then store performance, series and change points only).
+   * @default {@link detectDrift} with the runtime's config (reference: the model's stored one, else its first hour)
+   */
   detectDrift?: DriftDetectFn | null;
   /** Detectors per metric series. @default {} (the {@link SeriesMonitor} defaults) */
   monitor?: SeriesMonitorOptions;
@@ -41,7 +45,6 @@ export interface DetectorOptions {
 }
 
 const defaultsFixed = {
-  detectDrift: null,
   monitor: {},
   maxFeatureSeries: 50,
   models: [],
@@ -57,7 +60,10 @@ function resolveOptions(ctx: RuntimeContext, options: DetectorOptions): Resolved
     timeoutMs: ctx.config.detect.timeoutMs,
     ...defaultsFixed,
     ...options,
-    detectDrift: options.detectDrift ?? null,
+    detectDrift:
+      options.detectDrift === undefined
+        ? (store, { model, from, to }) => detectDrift(store, { model, from, to, config: ctx.config, now: to })
+        : options.detectDrift,
   };
   for (const key of ['intervalMs', 'windowMs', 'timeoutMs', 'maxFeatureSeries'] as const) {
     if (!Number.isInteger(o[key]) || o[key] <= 0) {
@@ -176,6 +182,12 @@ async function insert(store: Store, table: string, values: object[]): Promise<vo
   }
 }
 
+/** True for the drift engine's full detection (window quality included), false for a bare report. */
+function isDetection(r: DriftReport | DriftDetection): r is DriftDetection {
+  const q = (r as Partial<DriftDetection>).quality;
+  return typeof q === 'object' && q !== null && 'volume' in q;
+}
+
 const finite = (v: number | null | undefined): number | null => (typeof v === 'number' && Number.isFinite(v) ? v : null);
 
 /** statistic / p-value of the method that decided a feature's verdict. */
@@ -238,7 +250,8 @@ function driftRows(run: { run_id: string; model: string; ts: number; from: numbe
     threshold: report.dataset.share_threshold,
     drifted: report.dataset.drifted,
     stats: JSON.stringify({ features: report.dataset.features, drifted_features: report.dataset.drifted_features }),
-    quality: '{}',
+    // The drift engine's window quality (quarantine counts, volume check), when it reports one.
+    quality: JSON.stringify(isDetection(report) ? report.quality : {}),
   });
   return rows;
 }
@@ -346,6 +359,8 @@ export async function runDetectionOnce(ctx: RuntimeContext, options: RunOnceOpti
   for (const m of means) series[`feature_mean.${m.feature}`] = m.mean;
   if (drift) {
     series['drift.share'] = drift.dataset.share;
+    const ratio = isDetection(drift) ? drift.quality.volume.ratio : null;
+    if (ratio !== null) series['quality.volume_ratio'] = ratio;
     for (const f of drift.features) if (f.score !== null && Number.isFinite(f.score)) series[`drift.score.${f.name}`] = f.score;
   }
   const est = performance.estimated?.accuracy;

@@ -2,6 +2,8 @@ import type { Hono } from 'hono';
 import type { RuntimeContext } from '../../runtime/context.js';
 import { kserveRoutes } from '../../sidecar/index.js';
 import { driftRoutes } from './drift.js';
+import { healthRoutes } from './health.js';
+import { performanceRoutes } from './performance.js';
 import { labelRoutes } from './labels.js';
 import { modelRoutes } from './models.js';
 import { systemRoutes } from './system.js';
@@ -22,4 +24,6 @@ export const routeMounters: RouteMounter[] = [
   labelRoutes,
   kserveRoutes,
   driftRoutes,
+  performanceRoutes,
+  healthRoutes,
 ];
