@@ -1,5 +1,8 @@
+import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { silentLogger } from '../src/common/index.js';
+import { serveRoles, type RoleSpec } from '../src/cli/index.js';
+import { silentLogger, sleep } from '../src/common/index.js';
+import type { RuntimeContext } from '../src/runtime/index.js';
 import { loadConfig } from '../src/config/index.js';
 import { createRuntime } from '../src/runtime/index.js';
 import type { ClickHouseStore } from '../src/store/index.js';
@@ -48,5 +51,79 @@ describe('runtime', () => {
     const none = await createRuntime(loadConfig({ env: {} }), { store, logger: silentLogger, defaultMetrics: false });
     expect(await none.metrics.getMetricsAsJSON()).toEqual([]);
     await Promise.all([a.close(), b.close(), none.close()]);
+  });
+});
+
+describe('serveRoles', () => {
+  const signal = 'SIGUSR2' as const;
+
+  function sink(): { out: Writable; text: () => string } {
+    let text = '';
+    const out = new Writable({
+      write(chunk: Buffer, _enc, cb) {
+        text += chunk.toString();
+        cb();
+      },
+    });
+    return { out, text: () => text };
+  }
+
+  function role(name: string, events: string[], opts: { startDelay?: Promise<void>; fail?: boolean } = {}): RoleSpec {
+    return {
+      name,
+      start: async (ctx: RuntimeContext) => {
+        events.push(`start ${name}`);
+        await opts.startDelay;
+        if (opts.fail === true) throw new Error(`${name} failed`);
+        expect(ctx.bus.kind).toBe('inprocess');
+        return {
+          name,
+          urls: [`http://${name}.test`],
+          stop: async () => {
+            await sleep(5);
+            events.push(`stop ${name}`);
+          },
+        };
+      },
+    };
+  }
+
+  const options = (out: Writable) => ({ out, signals: [signal], runtime: { store, logger: silentLogger, defaultMetrics: false } });
+
+  it('starts roles in reverse, prints their URLs, and stops them in order on a signal', async () => {
+    const events: string[] = [];
+    const { out, text } = sink();
+    const done = serveRoles(loadConfig({ env: {} }), [role('intake', events), role('ingest', events), role('api', events)], options(out));
+    while (!text().includes('intake:')) await sleep(5);
+    expect(text()).toBe('intake: http://intake.test\ningest: http://ingest.test\napi: http://api.test\n');
+    process.emit(signal);
+    expect(await done).toBe(0);
+    expect(events).toEqual(['start api', 'start ingest', 'start intake', 'stop intake', 'stop ingest', 'stop api']);
+    expect(process.listenerCount(signal)).toBe(0);
+  });
+
+  it('shuts down right after start-up when a signal arrives meanwhile', async () => {
+    const events: string[] = [];
+    const { out, text } = sink();
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    const done = serveRoles(loadConfig({ env: {} }), [role('intake', events), role('api', events, { startDelay: gate })], options(out));
+    while (!events.includes('start api')) await sleep(5);
+    process.emit(signal);
+    release();
+    expect(await done).toBe(0);
+    expect(events).toEqual(['start api', 'stop api']);
+    expect(text()).toBe('');
+  });
+
+  it('stops the roles already started when one fails to start, and rethrows', async () => {
+    const events: string[] = [];
+    const { out } = sink();
+    await expect(
+      serveRoles(loadConfig({ env: {} }), [role('intake', events, { fail: true }), role('ingest', events), role('api', events)], options(out)),
+    ).rejects.toThrow('intake failed');
+    expect(events).toEqual(['start api', 'start ingest', 'start intake', 'stop ingest', 'stop api']);
+    expect(process.listenerCount(signal)).toBe(0);
+    expect(await store.ping()).toBe(true);
   });
 });

@@ -49,37 +49,49 @@ async function stopAll(ctx: RuntimeContext, running: RunningRole[]): Promise<boo
 export async function serveRoles(config: Config, roles: RoleSpec[], options: ServeRolesOptions = {}): Promise<number> {
   const opts = { ...defaults, ...options };
   if (roles.length === 0) throw new RangeError('serveRoles needs at least one role');
-  const runtime = await createRuntime(config, opts.runtime);
-  const started: RunningRole[] = [];
-  try {
-    for (const spec of [...roles].reverse()) {
-      const role = await spec.start(runtime);
-      started.unshift(role);
-    }
-  } catch (err) {
-    await stopAll(runtime, started);
-    await runtime.close();
-    throw err;
-  }
-  for (const role of started) for (const url of role.urls) opts.out.write(`${role.name}: ${url}\n`);
-  runtime.logger.info('modelwatch running', { roles: started.map((r) => r.name) });
-
-  const signal = await new Promise<NodeJS.Signals>((resolve) => {
-    const handlers = opts.signals.map((s) => {
-      const h = (): void => {
-        for (const [sig, fn] of handlers) process.off(sig, fn);
-        resolve(s);
-      };
-      process.on(s, h);
-      return [s, h] as const;
-    });
+  // Listen for signals from the start: one arriving while roles start up shuts down right after.
+  let received: NodeJS.Signals | undefined;
+  let onSignal: ((s: NodeJS.Signals) => void) | undefined;
+  const handlers = opts.signals.map((s) => {
+    const h = (): void => {
+      if (received !== undefined) {
+        // A second signal during shutdown means "now": exit without waiting for flushes.
+        process.exit(130);
+      }
+      received = s;
+      onSignal?.(s);
+    };
+    process.on(s, h);
+    return [s, h] as const;
   });
-  runtime.logger.info('shutting down', { signal });
-  // A second signal during shutdown means "now": exit without waiting for flushes.
-  const force = (): void => process.exit(130);
-  for (const s of opts.signals) process.once(s, force);
-  const ok = await stopAll(runtime, started);
-  await runtime.close();
-  for (const s of opts.signals) process.off(s, force);
-  return ok ? 0 : 1;
+  try {
+    const runtime = await createRuntime(config, opts.runtime);
+    const started: RunningRole[] = [];
+    try {
+      for (const spec of [...roles].reverse()) {
+        if (received !== undefined) break;
+        const role = await spec.start(runtime);
+        started.unshift(role);
+      }
+    } catch (err) {
+      await stopAll(runtime, started);
+      await runtime.close();
+      throw err;
+    }
+    if (received === undefined) {
+      for (const role of started) for (const url of role.urls) opts.out.write(`${role.name}: ${url}\n`);
+      runtime.logger.info('modelwatch running', { roles: started.map((r) => r.name) });
+    }
+    const signal =
+      received ??
+      (await new Promise<NodeJS.Signals>((resolve) => {
+        onSignal = resolve;
+      }));
+    runtime.logger.info('shutting down', { signal });
+    const ok = await stopAll(runtime, started);
+    await runtime.close();
+    return ok ? 0 : 1;
+  } finally {
+    for (const [s, h] of handlers) process.off(s, h);
+  }
 }
