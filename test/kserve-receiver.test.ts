@@ -258,6 +258,23 @@ describe('KServe receiver limits and orphans', () => {
     await h.close();
   });
 
+  it('emits the first of two requests with the same ce-id instead of dropping it', async () => {
+    const h = await harness({ pairTtlMs: 60_000 });
+    try {
+      await post(h.url, headers(KSERVE_REQUEST_TYPE, 'dup', '2026-11-22T01:00:00Z'), v2Request);
+      await post(h.url, headers(KSERVE_REQUEST_TYPE, 'dup', '2026-11-22T01:00:02Z'), v2Request);
+      await post(h.url, headers(KSERVE_RESPONSE_TYPE, 'dup', '2026-11-22T01:00:02.010Z'), v2Response);
+      const calls = await h.waitFor(2);
+      expect(calls.map((c) => [c.status, c.error, c.latencyMs])).toEqual([
+        [0, 'response missing', 0],
+        [200, '', 10],
+      ]);
+      expect(h.receiver.pending).toBe(0);
+    } finally {
+      await h.close();
+    }
+  });
+
   it('truncates captured bodies at the capture cap', async () => {
     const h = await harness({ maxCaptureBytes: 10 });
     try {

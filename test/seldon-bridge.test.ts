@@ -1,7 +1,16 @@
 import { Kafka, logLevel, type Producer } from 'kafkajs';
 import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { decodeCapture, InProcessBus, type BusConsumer, type CapturedCall } from '../src/bus/index.js';
+import {
+  decodeCapture,
+  InProcessBus,
+  type Bus,
+  type BusConsumer,
+  type BusMessage,
+  type CapturedCall,
+  type ConsumeOptions,
+} from '../src/bus/index.js';
+import { ErrorCodes, ModelwatchError } from '../src/common/errors.js';
 import { silentLogger } from '../src/common/logger.js';
 import { defaultModelSchema } from '../src/config/model-schema.js';
 import { configSchema } from '../src/config/schema.js';
@@ -17,6 +26,35 @@ import {
   type WireInferResponse,
 } from './support/v2-grpc-server.js';
 
+/** The real in-process bus, with one-shot publish failures on demand (fault injection). */
+class FailingBus implements Bus {
+  failNext = 0;
+  failed = 0;
+  constructor(private readonly inner: Bus) {}
+  get kind(): Bus['kind'] {
+    return this.inner.kind;
+  }
+  get topic(): string {
+    return this.inner.topic;
+  }
+  publish(messages: BusMessage[], topic?: string): Promise<void> {
+    if (this.failNext > 0) {
+      this.failNext--;
+      this.failed++;
+      return Promise.reject(
+        new ModelwatchError(ErrorCodes.busUnavailable, 'injected publish failure', { retryable: true }),
+      );
+    }
+    return this.inner.publish(messages, topic);
+  }
+  consume(options: ConsumeOptions): Promise<BusConsumer> {
+    return this.inner.consume(options);
+  }
+  close(): Promise<void> {
+    return this.inner.close();
+  }
+}
+
 const IRIS = 'seldon.default.model.iris';
 const TEXT = 'seldon.prod.model.strings';
 
@@ -25,6 +63,7 @@ let producer: Producer;
 let bridge: SeldonBridge;
 let consumer: BusConsumer;
 let ctx: RuntimeContext;
+let bus: FailingBus;
 const captures: CapturedCall[] = [];
 
 async function waitFor(pred: () => boolean, what: string, timeoutMs = 15_000): Promise<void> {
@@ -90,7 +129,7 @@ beforeAll(async () => {
   mock = await startKafkaMock({
     topics: { [`${IRIS}.inputs`]: 2, [`${IRIS}.outputs`]: 2, [`${TEXT}.inputs`]: 1, [`${TEXT}.outputs`]: 1 },
   });
-  const bus = new InProcessBus();
+  bus = new FailingBus(new InProcessBus());
   ctx = {
     config: configSchema.parse({ kafka: { brokers: mock.brokers, seldonTopics: [IRIS, `${TEXT}.inputs`] } }),
     // The bridge never touches the store.
@@ -194,6 +233,20 @@ describe('Seldon Core 2 bridge on the librdkafka mock cluster', () => {
     expect(call).toMatchObject({ status: 0, error: 'response missing', model: 'iris' });
     expect(call.response.size).toBe(0);
     expect(decodeCall(call, defaultModelSchema).rows).toHaveLength(2);
+  });
+
+  it('does not lose a pair whose publish failed: the batch is redelivered and pairs again', async () => {
+    await send(`${IRIS}.inputs`, irisRequest, 'retry-me');
+    await waitFor(() => bridge.pending === 1, 'input pending');
+    bus.failNext = 1;
+    await send(`${IRIS}.outputs`, irisResponse, 'retry-me');
+    await waitFor(() => captures.some((c) => c.requestId === 'retry-me'), 'pair after redelivery');
+    expect(bus.failed).toBe(1);
+    const mine = captures.filter((c) => c.requestId === 'retry-me');
+    expect(mine).toHaveLength(1);
+    expect(mine[0]).toMatchObject({ status: 200, error: '' });
+    expect(mine[0]!.request.body.equals(irisRequest)).toBe(true);
+    expect(bridge.pending).toBe(0);
   });
 
   it('records a Seldon error header on the output as a failed call', async () => {

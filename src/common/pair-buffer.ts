@@ -93,6 +93,18 @@ export class PairBuffer<Req, Res> {
     this.pending.set(key, entry);
   }
 
+  /**
+   * Takes back a half that is still waiting, if it is exactly `value` (identity), without emitting it:
+   * for a consumer whose batch failed and will be delivered again. Returns whether it was removed.
+   */
+  withdraw(key: string, side: 'request' | 'response', value: Req | Res): boolean {
+    const p = this.pending.get(key);
+    if (p === undefined || p[side] !== value) return false;
+    p[side] = undefined;
+    if (p.request === undefined && p.response === undefined) this.pending.delete(key);
+    return true;
+  }
+
   /** Flushes every half whose TTL has passed (called by the timer; exposed for tests and shutdown). */
   sweep(now: number = Date.now()): void {
     for (const [key, p] of this.pending) {

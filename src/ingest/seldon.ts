@@ -240,6 +240,7 @@ export async function startSeldonBridge(ctx: RuntimeContext, options: SeldonBrid
       const model = modelOf(topicPrefix);
       const out = { messages: [] as BusMessage[], pairings: [] as string[], pairs: [] as Pair<Half, Half>[] };
       collecting = out;
+      const added: { key: string; half: Half }[] = [];
       try {
         for (const message of batch.messages) {
           received.inc({ side });
@@ -254,6 +255,7 @@ export async function startSeldonBridge(ctx: RuntimeContext, options: SeldonBrid
             continue;
           }
           const key = `${topicPrefix}|${id}`;
+          added.push({ key, half });
           if (side === 'inputs') pairs.request(key, half);
           else pairs.response(key, half);
         }
@@ -268,6 +270,8 @@ export async function startSeldonBridge(ctx: RuntimeContext, options: SeldonBrid
         // Throwing leaves the batch uncommitted and Kafka delivers it again. The other halves of the
         // pairs it completed came from batches already committed: put them back so the redelivered
         // halves pair with them again.
+        // Halves of this batch still waiting are taken back too, or their redelivery would count as duplicates.
+        for (const { key, half } of added) pairs.withdraw(key, side === 'inputs' ? 'request' : 'response', half);
         for (const pair of out.pairs) {
           if (pair.orphanReason !== '') continue;
           if (side === 'inputs' && pair.response !== undefined) pairs.response(pair.key, pair.response);
