@@ -106,16 +106,21 @@ export function loadInferenceProto(): InferenceProto {
   return loaded;
 }
 
+/** A Buffer view of bytes, without copying. */
+function asBuffer(b: Uint8Array): Buffer {
+  return Buffer.isBuffer(b) ? b : Buffer.from(b.buffer, b.byteOffset, b.byteLength);
+}
+
 /** Serialises a `ModelInferRequest` (protobuf wire bytes, no gRPC frame). */
 export function encodeModelInferRequest(msg: ModelInferRequestMessage): Buffer {
   const T = loadInferenceProto().ModelInferRequest;
-  return Buffer.from(T.encode(T.fromObject(msg as unknown as Record<string, unknown>)).finish());
+  return asBuffer(T.encode(T.fromObject(msg)).finish());
 }
 
 /** Serialises a `ModelInferResponse` (protobuf wire bytes, no gRPC frame). */
 export function encodeModelInferResponse(msg: ModelInferResponseMessage): Buffer {
   const T = loadInferenceProto().ModelInferResponse;
-  return Buffer.from(T.encode(T.fromObject(msg as unknown as Record<string, unknown>)).finish());
+  return asBuffer(T.encode(T.fromObject(msg)).finish());
 }
 
 /** Options of the gRPC decoders. */
@@ -248,8 +253,7 @@ function grpcTensors(
     if (t.contents != null && ALL_CONTENTS_KEYS.some((k) => (t.contents?.[k]?.length ?? 0) > 0)) {
       throw invalid(`${field}.contents`, `set although ${rawKey} carries the tensor data`);
     }
-    const buf = Buffer.isBuffer(blob) ? blob : Buffer.from(blob.buffer, blob.byteOffset, blob.byteLength);
-    return { name: t.name, datatype, shape, values: decodeRaw(datatype, buf, count, `${rawKey}[${i}]`) };
+    return { name: t.name, datatype, shape, values: decodeRaw(datatype, asBuffer(blob), count, `${rawKey}[${i}]`) };
   });
 }
 
@@ -263,8 +267,7 @@ function emptyToUndefined(s: unknown): string | undefined {
  */
 export function decodeModelInferRequest(body: Uint8Array, opts: GrpcDecodeOptions = {}): DecodedInferRequest {
   const limits = resolveLimits(opts.limits);
-  const buf = Buffer.isBuffer(body) ? body : Buffer.from(body.buffer, body.byteOffset, body.byteLength);
-  const bytes = unwrapGrpcFrame(buf, opts.encoding ?? '', limits.maxDecompressedBytes, 'request.body');
+  const bytes = unwrapGrpcFrame(asBuffer(body), opts.encoding ?? '', limits.maxDecompressedBytes, 'request.body');
   const m = parseMessage(
     loadInferenceProto().ModelInferRequest,
     bytes,
@@ -287,8 +290,7 @@ export function decodeModelInferRequest(body: Uint8Array, opts: GrpcDecodeOption
 /** Decodes a gRPC `ModelInferResponse` (bare protobuf, or one gRPC frame) into tensors. */
 export function decodeModelInferResponse(body: Uint8Array, opts: GrpcDecodeOptions = {}): DecodedInferResponse {
   const limits = resolveLimits(opts.limits);
-  const buf = Buffer.isBuffer(body) ? body : Buffer.from(body.buffer, body.byteOffset, body.byteLength);
-  const bytes = unwrapGrpcFrame(buf, opts.encoding ?? '', limits.maxDecompressedBytes, 'response.body');
+  const bytes = unwrapGrpcFrame(asBuffer(body), opts.encoding ?? '', limits.maxDecompressedBytes, 'response.body');
   const m = parseMessage(
     loadInferenceProto().ModelInferResponse,
     bytes,
