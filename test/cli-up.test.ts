@@ -1,6 +1,6 @@
 // `modelwatch up` wires the roles together: a V2 call through the sidecar is teed onto the in-process
 // bus, ingested into embedded ClickHouse, listed by the API, and joined with a label posted to the API.
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -91,6 +91,15 @@ describe('cli: up with an upstream', () => {
         ['up-req-1', 2, '1'],
       ]);
       expect(Object.values(preds.predictions[2]?.features ?? {})).toEqual([-1, 2, -3, 4]);
+
+      // Every role registers on the one process registry; the whole exposition passes promtool's lint.
+      const metrics = await (await fetch(`${api}/metrics`)).text();
+      expect(metrics).toMatch(/^modelwatch_api_requests_total\{/m);
+      expect(metrics).toMatch(/^modelwatch_ingest_rows_inserted_total 3$/m);
+      expect(metrics).toMatch(/^modelwatch_tee_captured_total(\{[^}]*\})? 1$/m);
+      const lint = spawnSync('promtool', ['check', 'metrics'], { input: metrics, encoding: 'utf8' });
+      expect(lint.stdout + lint.stderr).toBe('');
+      expect(lint.status).toBe(0);
 
       child.kill('SIGTERM');
       expect(await exited).toBe(0);
