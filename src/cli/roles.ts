@@ -1,5 +1,5 @@
 import { startApi } from '../api/server.js';
-import { startDetector } from '../drift/detector.js';
+import { startDetector } from '../drift/index.js';
 import { startIngest } from '../ingest/index.js';
 import type { RunningRole, RuntimeContext } from '../runtime/context.js';
 import { kserveReceiverOf, startGrpcProxy, startSidecar } from '../sidecar/index.js';
@@ -21,7 +21,6 @@ export const roles: {
   sidecar: (ctx) => startSidecar(ctx),
   grpc: (ctx) => startGrpcProxy(ctx),
   ingest: (ctx) => startIngest(ctx),
-  // TODO(wire): import from '../drift/index.js' once it exports startDetector.
   detect: (ctx) => startDetector(ctx),
   api: startApi,
 };
