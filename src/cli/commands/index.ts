@@ -4,6 +4,7 @@ import { singleRoleCommand } from './single-role.js';
 import { upCommand } from './up.js';
 import { reportCommand } from './report.js';
 import { sidecarCommand } from './sidecar.js';
+import { detectCommand } from './detect.js';
 
 /**
  * Every `modelwatch` command by name, in help order. Add a command with one line here.
@@ -14,4 +15,5 @@ export const commands: Record<string, Command> = {
   ingest: singleRoleCommand('ingest', 'consume the bus and store decoded rows in ClickHouse', () => roles.ingest),
   api: singleRoleCommand('api', 'serve the REST API, /metrics and /openapi.json', () => roles.api),
   report: reportCommand,
+  detect: detectCommand,
 };
