@@ -3,7 +3,7 @@
 // Statistics engine (DESIGN §3)
 export { computeDrift, profileSample, BIN_QUANTILES, KS_EXACT_MAX_N, SMALL_REFERENCE_ROWS, LOW_CARDINALITY_MAX, DefaultThresholds } from './stats/engine.js';
 export type { ComputeDriftOptions } from './stats/engine.js';
-export { chiSquareSf, chiSquareTest, gammaQ, lnGamma, psi, jensenShannon, hellinger, benjaminiHochberg, PSI_FLOOR, kolmogorovSf, kolmogorovCdfPelzGood, ks2sampAsympPValue } from './stats/math.js';
+export { chiSquareSf, chiSquareTest, gammaQ, lnGamma, psi, jensenShannon, hellinger, benjaminiHochberg, PSI_FLOOR, kolmogorovSf, kolmogorovCdfPelzGood, ks2sampAsympPValue, smirnovSf } from './stats/math.js';
 export type { TestResult } from './stats/math.js';
 export {
   trafficSample,

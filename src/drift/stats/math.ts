@@ -242,8 +242,31 @@ export function kolmogorovSf(n: number, x: number): number {
     return clip01(1 - Math.exp(lnGamma(n + 1) - n * Math.log(n) + n * Math.log(2 * t - 1)));
   }
   if (t >= n - 1) return clip01(2 * Math.pow(1 - x, n));
-  if (t * x >= 370) return 0;
+  const nx2 = t * x;
+  if (nx2 >= 370) return 0;
+  // In the upper tail the two-sided sf is twice the exact one-sided Smirnov sf (SciPy's cut-off 2.2),
+  // which keeps tiny p-values relatively accurate where 1 − cdf would cancel to 0.
+  if (nx2 >= 2.2) return clip01(2 * smirnovSf(n, x));
   return clip01(1 - kolmogorovCdfPelzGood(n, x));
+}
+
+/**
+ * Exact one-sided Smirnov survival P(D⁺_n ≥ x) by the Birnbaum–Tingey (1951) sum
+ * x · Σ_{j=0}^{⌊n(1−x)⌋} C(n, j) (1 − x − j/n)^{n−j} (x + j/n)^{j−1}, evaluated term by term in log space.
+ */
+export function smirnovSf(n: number, x: number): number {
+  if (x <= 0) return 1;
+  if (x >= 1) return 0;
+  const jmax = Math.floor(n * (1 - x));
+  let lnBinom = 0;
+  let sum = 0;
+  for (let j = 0; j <= jmax; j++) {
+    if (j > 0) lnBinom += Math.log(n - j + 1) - Math.log(j);
+    const a = 1 - x - j / n;
+    if (a <= 0) break;
+    sum += Math.exp(lnBinom + (n - j) * Math.log(a) + (j - 1) * Math.log(x + j / n));
+  }
+  return x * sum;
 }
 
 function clip01(p: number): number {
