@@ -3,11 +3,14 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it, vi } from 'vitest';
 import { repoRoot } from './support/report-files.js';
 import { freePort } from './support/api.js';
 
 const bin = join(repoRoot, 'bin', 'modelwatch.js');
+// Each test spawns the CLI through tsx; on a loaded machine one start-up can take tens of seconds.
+vi.setConfig({ testTimeout: 180_000 });
+
 const dir = mkdtempSync(join(tmpdir(), 'mw-cli-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
@@ -36,13 +39,13 @@ function start(args: string[], extraEnv: Record<string, string> = {}): { child: 
 
 async function run(args: string[], extraEnv: Record<string, string> = {}): Promise<Result> {
   const { child, done } = start(args, extraEnv);
-  const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+  const timer = setTimeout(() => child.kill('SIGKILL'), 150_000);
   const r = await done;
   clearTimeout(timer);
   return r;
 }
 
-/** Resolves with the first stdout line matching `re`; rejects if the process exits first or after 60 s. */
+/** Resolves with the first stdout line matching `re`; rejects if the process exits first or after 150 s. */
 function waitForLine(p: ReturnType<typeof start>, re: RegExp): Promise<RegExpExecArray> {
   return new Promise((resolve, reject) => {
     const check = (): boolean => {
@@ -61,7 +64,7 @@ function waitForLine(p: ReturnType<typeof start>, re: RegExp): Promise<RegExpExe
     const timer = setTimeout(() => {
       cleanup();
       reject(new Error(`timed out waiting for ${re}`));
-    }, 60_000);
+    }, 150_000);
     const cleanup = (): void => {
       clearTimeout(timer);
       p.child.stdout?.off('data', onData);
@@ -178,7 +181,7 @@ describe('cli: serving', () => {
       const r = await p.done;
       expect(r.signal).toBeNull();
       expect(r.code).toBe(0);
-      expect(Date.now() - stopAt).toBeLessThan(15_000);
+      expect(Date.now() - stopAt).toBeLessThan(60_000);
       // The port is free again: the server was closed, not abandoned.
       const again = createServer();
       await new Promise<void>((resolve, reject) => {

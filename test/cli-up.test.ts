@@ -4,11 +4,14 @@ import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { sleep } from '../src/common/index.js';
 import { freePort } from './support/api.js';
 import { repoRoot } from './support/report-files.js';
 import { startV2Server, type TestV2Server } from './support/v2-server.js';
+
+// Each test spawns the CLI through tsx; on a loaded machine one start-up can take tens of seconds.
+vi.setConfig({ testTimeout: 180_000 });
 
 const dir = mkdtempSync(join(tmpdir(), 'mw-up-'));
 let upstream: TestV2Server;
@@ -21,7 +24,7 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-async function until<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
+async function until<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 90_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const v = await fn();
@@ -54,7 +57,7 @@ describe('cli: up with an upstream', () => {
     try {
       const api = `http://127.0.0.1:${apiPort}`;
       const sidecar = `http://127.0.0.1:${sidecarPort}`;
-      await until('the URLs', () => Promise.resolve(/^api: /m.test(stdout) && /^sidecar: /m.test(stdout) ? true : undefined), 60_000);
+      await until('the URLs', () => Promise.resolve(/^api: /m.test(stdout) && /^sidecar: /m.test(stdout) ? true : undefined), 150_000);
       expect(stdout).toContain(`api: ${api}\n`);
       expect(stdout).toContain(`sidecar: ${sidecar}\n`);
       await until('the gRPC proxy URL', () => Promise.resolve(/^grpc-proxy: /m.test(stdout) ? true : undefined));
