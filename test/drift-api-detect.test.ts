@@ -159,6 +159,18 @@ describe('detectDrift over stored traffic', () => {
     expect(segs.get('v1')!.report.current.rows + segs.get('v2')!.report.current.rows).toBe(600);
   });
 
+  it('reports drift per value of a categorical feature', async () => {
+    const r = await detectDrift(store, { model: 'm1', from: CUR_FROM, to: CUR_TO, config: config(), now: NOW, segmentBy: { feature: 'country' } });
+    expect(r.segments!.map((s) => s.value).sort()).toEqual(['de', 'fr', 'us']);
+    for (const s of r.segments!) {
+      expect(s).toMatchObject({ by: 'feature', feature: 'country' });
+      // inside a segment the segmenting feature has a single category
+      const country = s.report.features.find((f) => f.name === 'country')!;
+      expect(country.distribution?.current.filter((n) => n > 0)).toHaveLength(1);
+    }
+    expect(r.segments!.reduce((n, s) => n + s.report.current.rows, 0)).toBe(600);
+  });
+
   it('applies per-feature overrides and Benjamini–Hochberg', async () => {
     const r = await detectDrift(store, {
       model: 'm1',
