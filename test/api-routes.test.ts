@@ -196,6 +196,8 @@ describe('api: models and predictions', () => {
     expect(ids(await predictions('?version=9'))).toEqual([]);
     expect(ids(await predictions(`?from=${encodeURIComponent(iso(T0 + 500))}&to=${T0 + 1500}`))).toEqual(['r2/0']);
     expect(ids(await predictions(`?from=${T0 + 1000}&limit=1`))).toEqual(['r3/0']);
+    // Half-open window [from, to): a row at exactly `to` is left out, one at exactly `from` kept.
+    expect(ids(await predictions(`?from=${T0 + 1000}&to=${T0 + 2000}`))).toEqual(['r2/0']);
     // Default window is the last hour: rows from two hours ago are not returned.
     expect(ids(await predictions(`?to=${T0 - 3_600_000}`))).toEqual([]);
   });

@@ -23,8 +23,8 @@ const timeParam = (name: string, description: string) => ({
 });
 
 const modelName = { name: 'name', in: 'path', required: true, description: 'Model name.', schema: { type: 'string' } };
-const from = timeParam('from', 'Window start. Default: `to` − 1 h.');
-const to = timeParam('to', 'Window end. Default: now.');
+const from = timeParam('from', 'Window start (inclusive). Default: `to` − 1 h.');
+const to = timeParam('to', 'Window end (exclusive). Default: now.');
 
 const protectedErrors = {
   '400': errorResponse('Invalid parameter; the message names the field.'),
@@ -162,17 +162,28 @@ export const openApiDocument = {
       },
       Performance: {
         type: 'object',
-        description: 'Measured metrics over labelled rows, label coverage, and the label-free estimate.',
+        description: 'Measured metrics over labelled rows, label coverage, and the label-free (CBPE) estimate.',
         properties: {
-          measured: { type: ['object', 'null'] },
-          coverage: { type: 'object' },
-          estimated: { type: ['object', 'null'] },
+          model: { type: 'string' },
+          window: { $ref: '#/components/schemas/Window' },
+          prediction: { type: ['object', 'null'], description: 'How the prediction is read from the outputs.' },
+          rows: { type: 'integer', minimum: 0 },
+          labelled_rows: { type: 'integer', minimum: 0 },
+          label_coverage: { type: ['number', 'null'] },
+          measured: { type: ['object', 'null'], description: 'Classification or regression metrics (scikit-learn definitions).' },
+          estimated: { type: ['object', 'null'], description: 'CBPE estimate; null for regression.' },
         },
+      },
+      Window: {
+        type: 'object',
+        properties: { from: { type: 'string', format: 'date-time' }, to: { type: 'string', format: 'date-time' } },
       },
       Health: {
         type: 'object',
         description: 'One summary of a model over a window.',
         properties: {
+          model: { type: 'string' },
+          window: { $ref: '#/components/schemas/Window' },
           traffic: {
             type: 'object',
             properties: {
@@ -182,13 +193,27 @@ export const openApiDocument = {
               error_rate: { type: 'number' },
               latency_ms: {
                 type: 'object',
-                properties: { p50: { type: 'number' }, p95: { type: 'number' }, p99: { type: 'number' } },
+                properties: {
+                  p50: { type: ['number', 'null'] },
+                  p95: { type: ['number', 'null'] },
+                  p99: { type: ['number', 'null'] },
+                },
               },
             },
           },
-          drift: { type: ['object', 'null'] },
+          drift: { type: ['object', 'null'], description: 'Dataset and per-feature drift.' },
+          drift_error: { type: 'string', description: 'Why drift was taken from the last stored run, when it was.' },
           data_quality: { type: ['object', 'null'] },
-          performance: { type: ['object', 'null'] },
+          performance: {
+            type: 'object',
+            properties: {
+              rows: { type: 'integer' },
+              labelled_rows: { type: 'integer' },
+              label_coverage: { type: ['number', 'null'] },
+              measured: { type: ['object', 'null'] },
+              estimated: { type: ['object', 'null'] },
+            },
+          },
           alerts: { type: 'array', items: { type: 'object' } },
         },
       },

@@ -85,9 +85,10 @@ export function modelRoutes(app: Hono, ctx: RuntimeContext): void {
     const q = validate(predictionsQuery, c.req.query());
     const { fromMs, toMs } = resolveWindow(q.from, q.to);
     await requireModel(ctx.store, name);
+    // Half-open [from, to), like the drift, performance and health windows.
     const versionFilter = q.version === undefined ? '' : 'AND version = {version:String}';
     const window = `model = {model:String}
-        AND ts >= fromUnixTimestamp64Milli({from:Int64}, 'UTC') AND ts <= fromUnixTimestamp64Milli({to:Int64}, 'UTC')
+        AND ts >= fromUnixTimestamp64Milli({from:Int64}, 'UTC') AND ts < fromUnixTimestamp64Milli({to:Int64}, 'UTC')
         ${versionFilter}`;
     // The label lookup is restricted to the page's request ids (the labels table is ordered by
     // (request_id, row), so this is an index lookup); joining over the whole window cost ~0.4 s per 100k rows.
