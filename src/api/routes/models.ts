@@ -84,7 +84,6 @@ export function modelRoutes(app: Hono, ctx: RuntimeContext): void {
     const name = c.req.param('name');
     const q = validate(predictionsQuery, c.req.query());
     const { fromMs, toMs } = resolveWindow(q.from, q.to);
-    await requireModel(ctx.store, name);
     // Half-open [from, to), like the drift, performance and health windows.
     const versionFilter = q.version === undefined ? '' : 'AND version = {version:String}';
     const window = `model = {model:String}
@@ -116,6 +115,8 @@ export function modelRoutes(app: Hono, ctx: RuntimeContext): void {
       // Unmatched LEFT JOIN columns become NULL instead of '' so "no label" is distinguishable.
       { join_use_nulls: 1 },
     );
+    // Existence only matters when the page is empty (404 for an unknown model, [] for a quiet one).
+    if (rows.length === 0) await requireModel(ctx.store, name);
     return c.json({
       predictions: rows.map((r) => ({
         request_id: r.request_id,
