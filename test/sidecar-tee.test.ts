@@ -103,6 +103,30 @@ describe('Tee', () => {
     exact(tee.stats());
   });
 
+  it('holds back background publishing while the event loop is saturated, then catches up', async () => {
+    const bus = new RecordingBus(new InProcessBus());
+    const tee = new Tee(bus, { flushIntervalMs: 5, maxLoopUtilization: 0.5 });
+    tee.start();
+    const spin = (ms: number): void => {
+      const end = performance.now() + ms;
+      while (performance.now() < end);
+    };
+    // Timers still fire in the gaps between spins, so the flusher sees a loop ~97% busy.
+    const saturate = async (rounds: number): Promise<void> => {
+      for (let i = 0; i < rounds; i++) {
+        spin(30);
+        await new Promise((r) => setTimeout(r, 0));
+      }
+    };
+    await saturate(10);
+    for (let i = 0; i < 50; i++) tee.offer(makeCall(i));
+    await saturate(10);
+    expect(tee.stats()).toMatchObject({ captured: 50, sent: 0, buffered: 50 });
+    await waitFor(() => tee.stats().sent === 50, 5_000, 'published once the loop is idle again');
+    exact(tee.stats());
+    await tee.close(1_000);
+  });
+
   it('exposes the accounting as metrics', async () => {
     const registry = new Registry();
     const tee = new Tee(new InProcessBus(), { registry, maxBufferBytes: 1 });
@@ -121,6 +145,7 @@ describe('Tee', () => {
   it('rejects bad options at construction', () => {
     expect(() => new Tee(new InProcessBus(), { maxBufferBytes: 0 })).toThrow(/maxBufferBytes/);
     expect(() => new Tee(new InProcessBus(), { publishTimeoutMs: Number.NaN })).toThrow(/publishTimeoutMs/);
+    expect(() => new Tee(new InProcessBus(), { maxLoopUtilization: 0 })).toThrow(/maxLoopUtilization/);
   });
 });
 

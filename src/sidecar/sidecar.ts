@@ -25,7 +25,7 @@ export interface SidecarOptions {
   serveMetrics: boolean;
   /** Tee flush cadence. @default 20 */
   teeFlushIntervalMs: number;
-  /** Largest tee batch per publish. @default 500 */
+  /** Largest tee batch per publish. @default 200 */
   teeMaxBatchMessages: number;
   /** A tee publish not settled after this long is failed and its records dropped. @default 5000 */
   teePublishTimeoutMs: number;
@@ -38,7 +38,7 @@ const defaults = {
   clientKeepAliveMs: 65_000,
   serveMetrics: true,
   teeFlushIntervalMs: 20,
-  teeMaxBatchMessages: 500,
+  teeMaxBatchMessages: 200,
   teePublishTimeoutMs: 5_000,
 } satisfies Omit<Required<SidecarOptions>, 'upstream' | 'listen'>;
 
@@ -208,6 +208,19 @@ export async function startSidecar(ctx: RuntimeContext, options: Partial<Sidecar
         ]);
         clearTimeout(t);
       }
+      // Finished responses may still be draining to their clients: close connections as they go idle and
+      // only cut the rest when the deadline has passed.
+      server.closeIdleConnections();
+      const sweep = setInterval(() => server.closeIdleConnections(), 25);
+      let grace: NodeJS.Timeout | undefined;
+      await Promise.race([
+        closed,
+        new Promise<void>((resolve) => {
+          grace = setTimeout(resolve, Math.max(0, deadline - Date.now()));
+        }),
+      ]);
+      clearInterval(sweep);
+      clearTimeout(grace);
       server.closeAllConnections();
       await closed;
       await tee.close(Math.max(0, deadline - Date.now()));

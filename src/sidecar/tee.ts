@@ -1,3 +1,4 @@
+import { performance, type EventLoopUtilization } from 'node:perf_hooks';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import { encodeCapture, type CapturedCall } from '../bus/capture.js';
 import { messageBytes, type Bus, type BusMessage } from '../bus/types.js';
@@ -15,10 +16,17 @@ export interface TeeOptions {
   maxBufferBytes?: number;
   /** How often the background flusher publishes what is buffered. @default 20 */
   flushIntervalMs?: number;
-  /** Largest batch handed to one `bus.publish`. @default 500 */
+  /** Largest batch handed to one `bus.publish`. @default 200 */
   maxBatchMessages?: number;
-  /** Largest batch in bytes (a single larger record still goes alone). @default 4194304 */
+  /** Largest batch in bytes (a single larger record still goes alone). @default 1048576 */
   maxBatchBytes?: number;
+  /**
+   * The background flusher holds back while the event loop is busier than this (smoothed
+   * event-loop utilisation, 0..1): publishing costs CPU on the loop that serves requests, so under
+   * overload records wait in the bounded buffer (and overflow as `buffer_full`) rather than slow
+   * inference. 1 disables the check. Explicit `flush()` and `close()` ignore it. @default 0.9
+   */
+  maxLoopUtilization?: number;
   /** A publish that has not settled after this long counts as failed; its records are dropped. @default 5000 */
   publishTimeoutMs?: number;
   /** Registry for the `modelwatch_tee_*` metrics; none when omitted. */
@@ -29,8 +37,9 @@ export interface TeeOptions {
 const defaults = {
   maxBufferBytes: 64 * 1024 * 1024,
   flushIntervalMs: 20,
-  maxBatchMessages: 500,
-  maxBatchBytes: 4 * 1024 * 1024,
+  maxBatchMessages: 200,
+  maxBatchBytes: 1024 * 1024,
+  maxLoopUtilization: 0.9,
   publishTimeoutMs: 5_000,
   logger: silentLogger,
 } satisfies Omit<Required<TeeOptions>, 'registry'>;
@@ -78,6 +87,9 @@ export class Tee {
   private timer: NodeJS.Timeout | undefined;
   private flushing: Promise<void> | undefined;
   private closed = false;
+  private eluMark: EventLoopUtilization | undefined;
+  /** Smoothed event-loop utilisation seen by the flusher's ticks. */
+  private loopBusy = 0;
   private readonly mCaptured: Counter | undefined;
   private readonly mSent: Counter | undefined;
   private readonly mDropped: Counter<'reason'> | undefined;
@@ -92,6 +104,8 @@ export class Tee {
       const v = this.opts[k];
       if (!(Number.isFinite(v) && v > 0)) throw new RangeError(`TeeOptions.${k} must be a positive number, got ${v}`);
     }
+    const u = this.opts.maxLoopUtilization;
+    if (!(u > 0 && u <= 1)) throw new RangeError(`TeeOptions.maxLoopUtilization must be in (0, 1], got ${u}`);
     const registers: Registry[] = this.opts.registry ? [this.opts.registry] : [];
     if (registers.length > 0) {
       this.mCaptured = new Counter({ name: 'modelwatch_tee_captured_total', help: 'Inference calls captured by the tee.', registers });
@@ -133,7 +147,8 @@ export class Tee {
   /** Starts the background flusher. */
   start(): void {
     if (this.timer || this.closed) return;
-    this.timer = setInterval(() => this.kick(), this.opts.flushIntervalMs);
+    this.eluMark = performance.eventLoopUtilization();
+    this.timer = setInterval(() => this.tick(), this.opts.flushIntervalMs);
     this.timer.unref();
   }
 
@@ -169,7 +184,7 @@ export class Tee {
     }
     this.queue.push({ message, bytes });
     this.queuedBytes += bytes;
-    if (this.queue.length - this.head >= this.opts.maxBatchMessages) this.kick();
+    if (this.queue.length - this.head >= this.opts.maxBatchMessages && !this.overloaded()) this.kick();
     return true;
   }
 
@@ -189,9 +204,13 @@ export class Tee {
 
   /** Publishes everything buffered now (one batch at a time); resolves when the queue is empty or a publish failed. */
   async flush(): Promise<void> {
+    return this.flushWith(false);
+  }
+
+  private async flushWith(background: boolean): Promise<void> {
     while (this.flushing) await this.flushing;
     if (this.queue.length - this.head === 0) return;
-    this.flushing = this.drain();
+    this.flushing = this.drain(background);
     try {
       await this.flushing;
     } finally {
@@ -229,10 +248,25 @@ export class Tee {
     this.queuedBytes = 0;
   }
 
+  private overloaded(): boolean {
+    return this.loopBusy > this.opts.maxLoopUtilization;
+  }
+
+  private tick(): void {
+    if (this.opts.maxLoopUtilization < 1 && this.eluMark !== undefined) {
+      const now = performance.eventLoopUtilization();
+      const u = performance.eventLoopUtilization(now, this.eluMark).utilization;
+      this.eluMark = now;
+      this.loopBusy = 0.7 * this.loopBusy + 0.3 * u;
+      if (this.overloaded()) return;
+    }
+    this.kick();
+  }
+
   private kick(): void {
     if (this.flushing || this.queue.length - this.head === 0) return;
-    // flush() never rejects: drain() catches every publish failure and counts it.
-    void this.flush();
+    // flushWith() never rejects: drain() catches every publish failure and counts it.
+    void this.flushWith(true);
   }
 
   private drop(reason: TeeDropReason, n: number): void {
@@ -261,8 +295,10 @@ export class Tee {
     return { messages, bytes };
   }
 
-  private async drain(): Promise<void> {
+  private async drain(background: boolean): Promise<void> {
     while (this.queue.length - this.head > 0) {
+      // The background flusher yields to request work between batches when the loop is saturated.
+      if (background && this.overloaded()) return;
       const { messages, bytes } = this.takeBatch();
       this.queuedBytes -= bytes;
       this.inFlight += messages.length;
