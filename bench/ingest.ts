@@ -178,6 +178,10 @@ interface BacklogResult {
   rss_peak_mb: number;
   rss_end_mb: number;
   rss_peak_first_10pct_mb: number;
+  /** Peak V8 heap used (JS objects), to tell JS memory from native (chdb, buffers). */
+  heap_used_peak_mb: number;
+  /** Peak Buffer/ArrayBuffer memory (message values live here). */
+  array_buffers_peak_mb: number;
   producer_bus_full_waits: number;
 }
 
@@ -197,8 +201,13 @@ async function runBacklog(store: ClickHouseStore): Promise<BacklogResult> {
   let peak = before;
   let peakEarly = before;
   let produced = 0;
+  let heapPeak = 0;
+  let buffersPeak = 0;
   const sampler = setInterval(() => {
-    const rss = process.memoryUsage().rss;
+    const mem = process.memoryUsage();
+    const rss = mem.rss;
+    heapPeak = Math.max(heapPeak, mem.heapUsed);
+    buffersPeak = Math.max(buffersPeak, mem.arrayBuffers);
     peak = Math.max(peak, rss);
     if (produced < BACKLOG_RECORDS / 10) peakEarly = Math.max(peakEarly, rss);
   }, 50);
@@ -213,6 +222,9 @@ async function runBacklog(store: ClickHouseStore): Promise<BacklogResult> {
     }
     fullWaits += await publishAll(bus, part, CHUNK);
     produced = k + part.length;
+    if (produced % (BACKLOG_RECORDS / 10) === 0) {
+      console.error(`backlog: ${produced} produced, rss ${mb(process.memoryUsage().rss)} MB, heap ${mb(process.memoryUsage().heapUsed)} MB`);
+    }
   }
   while ((await rowsInserted(registry)) < BACKLOG_RECORDS) await new Promise((r) => setTimeout(r, 20));
   const seconds = (performance.now() - started) / 1000;
@@ -227,6 +239,8 @@ async function runBacklog(store: ClickHouseStore): Promise<BacklogResult> {
     rss_peak_mb: mb(peak),
     rss_end_mb: mb(process.memoryUsage().rss),
     rss_peak_first_10pct_mb: mb(peakEarly),
+    heap_used_peak_mb: mb(heapPeak),
+    array_buffers_peak_mb: mb(buffersPeak),
     producer_bus_full_waits: fullWaits,
   };
   console.error(JSON.stringify(result));
@@ -268,7 +282,8 @@ export async function run(): Promise<void> {
       `Backlog: ${backlog.records} one-row records through a bus bounded at ${backlog.bus_max_buffered_bytes / 1024 / 1024} MiB, ` +
         `producer backing off on \`bus_full\` (${backlog.producer_bus_full_waits} waits): ${backlog.seconds} s (${backlog.records_per_s} records/s); ` +
         `RSS ${backlog.rss_before_mb} MB before, peak ${backlog.rss_peak_mb} MB (peak in the first 10% of the backlog ${backlog.rss_peak_first_10pct_mb} MB), ` +
-        `${backlog.rss_end_mb} MB at the end.`,
+        `${backlog.rss_end_mb} MB at the end; peak V8 heap ${backlog.heap_used_peak_mb} MB, peak Buffer memory ${backlog.array_buffers_peak_mb} MB ` +
+        '(the rest of RSS is native: the embedded ClickHouse engine).',
       '',
     ].join('\n');
     writeFileSync(join(root, 'bench', 'results', 'ingest.md'), md);
