@@ -247,7 +247,7 @@ describe('detect loop', () => {
     const registry = new Registry();
     const det = await startDetector(
       { ...ctx, metrics: registry },
-      { intervalMs: 10, timeoutMs: 200, detectDrift: slowDrift, clock: () => T0 + 2 * HOUR, models: ['m1'] },
+      { intervalMs: 10, timeoutMs: 200, detectDrift: slowDrift, clock: () => T0 + 2 * HOUR, models: ['m1', 'zz-after-deadline'] },
     );
     // The first run started at once and is stuck in the gate; later ticks are skipped, not overlapped.
     const timedOut = await det.runNow();
@@ -269,6 +269,8 @@ describe('detect loop', () => {
     release();
     await stopping;
     expect(stopped).toBe(true);
+    // 'm1' was stuck past the deadline, so the next model of that run was never started.
+    expect(calls).toBe(1);
     const callsAtStop = calls;
     await new Promise((r) => setTimeout(r, 100));
     expect(calls).toBe(callsAtStop);

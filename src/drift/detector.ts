@@ -443,14 +443,15 @@ export function startDetector(ctx: RuntimeContext, options: DetectorOptions = {}
   let stopped = false;
   let inFlight: Promise<DetectionRun[]> | null = null;
 
-  const runAll = async (): Promise<DetectionRun[]> => {
+  const runAll = async (deadline: AbortSignal): Promise<DetectionRun[]> => {
     const now = o.clock();
     const endTimer = metrics.duration.startTimer();
     const runs: DetectionRun[] = [];
     try {
       const models = await modelsToRun(ctx, o, now - o.windowMs, now);
       for (const model of models) {
-        if (stopped) break;
+        // Past the deadline, the models not yet started wait for the next tick.
+        if (stopped || deadline.aborted) break;
         try {
           runs.push(await runDetectionOnce(ctx, { ...o, detectDrift: o.detectDrift, model, now, state }));
           metrics.runs.inc({ model, outcome: 'ok' });
@@ -478,12 +479,14 @@ export function startDetector(ctx: RuntimeContext, options: DetectorOptions = {}
       metrics.skipped.inc();
       return inFlight;
     }
-    const current = runAll();
+    const deadline = new AbortController();
+    const current = runAll(deadline.signal);
     inFlight = current;
     void current.finally(() => {
       if (inFlight === current) inFlight = null;
     });
     return withTimeout(current, o.timeoutMs).catch((err: unknown) => {
+      deadline.abort();
       metrics.runs.inc({ model: '', outcome: 'timeout' });
       log.error('detection run timed out', { error: errorMessage(err), timeoutMs: o.timeoutMs });
       return [];
