@@ -242,6 +242,40 @@ describe('performance through ClickHouse (chdb) vs scikit-learn', () => {
     }
   });
 
+  it('reads a numeric label output and numeric label text in canonical form', async () => {
+    const actual = ['0', '1', '2', '2', '1', '0', '2', '1'];
+    const predicted = [0, 1, 1, 2, 1, 2, 2, 0];
+    await store.insertPredictions(
+      predicted.map((p, i) => ({
+        model: 'numlabel',
+        version: '',
+        ts: t0 + i,
+        event_id: `nl-${i}`,
+        request_id: `nl-${i}`,
+        row: 0,
+        features_num: {},
+        features_cat: {},
+        outputs_num: { cls_0: p },
+        outputs_cat: {},
+      })),
+    );
+    await store.insertLabels(actual.map((a, i) => ({ request_id: `nl-${i}`, row: 0, label: i % 2 === 0 ? `${a}.0` : a })));
+    const schema: ModelSchema = {
+      features: [],
+      categorical: [],
+      task: 'multiclass',
+      prediction: { tensor: 'cls', kind: 'label' },
+      classes: ['0', '1', '2'],
+    };
+    const report = await computePerformance(store, { model: 'numlabel', fromMs: from, toMs: to, schema });
+    const expected = finishClassification(
+      classificationAggregates({ task: 'multiclass', classes: ['0', '1', '2'], positive: '1', actual, predicted: predicted.map(String) }),
+    );
+    expect(report.measured).toEqual(expected);
+    expect((report.measured as ClassificationMetrics).accuracy).toBe(5 / 8);
+    expect(report.estimated).toBeNull();
+  });
+
   it('reports an unknown model as zero rows, no metrics', async () => {
     const report = await computePerformance(store, { model: 'nope', fromMs: from, toMs: to });
     expect(report).toMatchObject({ rows: 0, labelled_rows: 0, label_coverage: null, measured: null, estimated: null });
