@@ -232,22 +232,25 @@ async function comparisonPass(
     if (p.spec.kind === 'numeric') {
       const ok = `isFinite(${c})`;
       const edges = p.ref.edges ?? [];
-      params[`_e${i}`] = edges;
-      const k = edges.length + 1;
+      // Exact KS p-values come from ClickHouse (equal to SciPy's exact method). For large samples the
+      // aggregate would hold a second copy of every value, so D is taken from the sorted arrays below.
+      if (p.ksMethod === 'exact') {
+        inner.push(`kolmogorovSmirnovTestIf('two-sided', 'exact')(${c}, side, ${ok}) AS b${i}_ks`);
+        outer.push(`b${i}_ks`);
+      }
       inner.push(
-        `kolmogorovSmirnovTestIf('two-sided', '${p.ksMethod}')(${c}, side, ${ok}) AS b${i}_ks`,
         // Values and their sides, in the same (arbitrary) order; sorted in the outer query.
         `groupArrayIf(${c}, ${ok}) AS v${i}`,
         `groupArrayIf(side, ${ok}) AS d${i}`,
         `countIf(${ok} AND side = 1 AND (${c} < ${lit(p.ref.min ?? 0)} OR ${c} > ${lit(p.ref.max ?? 0)})) AS b${i}_oor`,
       );
-      outer.push(`b${i}_ks`, `b${i}_oor`);
-      // Values below each edge, per side: bin j (searchsorted right) = below(e_j) − below(e_{j−1}). Counting
-      // over the collected arrays is vectorised, unlike building a per-row indicator array.
-      if (k > 1) {
-        for (const side of [0, 1]) {
-          outer.push(`arrayMap(e -> arrayCount((v, s) -> v < e AND s = ${side}, v${i}, d${i}), {_e${i}:Array(Float64)}) AS b${i}_below${side}`);
-        }
+      outer.push(`b${i}_oor`);
+      // Values below each edge, per side: bin j (searchsorted right) = below(e_j) − below(e_{j−1}). Plain
+      // countIf per edge is vectorised and ~10× faster than building per-row indicator arrays.
+      for (const side of [0, 1]) {
+        const below = edges.map((e) => `countIf(${ok} AND side = ${side} AND ${c} < ${lit(e)})`);
+        inner.push(`[${below.length > 0 ? below.join(', ') : ''}] AS b${i}_below${side}`);
+        outer.push(`b${i}_below${side}`);
       }
       // W = Σ_j |R_j/n − C_j/m| · (v_{j+1} − v_j) over the merged sorted values, with R_j, C_j the integer
       // counts of reference/current values ≤ v_j (scipy.stats.wasserstein_distance, 1-D EMD). Within a run of
@@ -255,12 +258,18 @@ async function comparisonPass(
       // sorted separately by the Float64 key: about twice as fast as sorting (value, side) tuples.
       const n = lit(p.ref.n);
       const m = lit(p.cur.n);
+      // Two sorts by the same Float64 key (gathering through a lambda that captures an array would copy
+      // that array per element in ClickHouse).
       const sv = `arraySort(v${i})`;
-      const sd = `arraySort((s, v) -> v, d${i}, v${i})`;
-      outer.push(`arraySum(arrayMap((v, nv, r, q) -> abs(r / ${n} - q / ${m}) * (nv - v),
-        arrayPopBack(${sv}), arrayPopFront(${sv}),
+      const sd = `arraySort((s, x) -> x, d${i}, v${i})`;
+      const ecdfArgs = `arrayPopBack(${sv}), arrayPopFront(${sv}),
         arrayPopBack(arrayCumSum(arrayMap(s -> toUInt64(s = 0), ${sd}))),
-        arrayPopBack(arrayCumSum(arrayMap(s -> toUInt64(s = 1), ${sd}))))) AS b${i}_w`);
+        arrayPopBack(arrayCumSum(arrayMap(s -> toUInt64(s = 1), ${sd})))`;
+      outer.push(`arraySum(arrayMap((v, nv, r, q) -> abs(r / ${n} - q / ${m}) * (nv - v), ${ecdfArgs})) AS b${i}_w`);
+      if (p.ksMethod === 'asymp') {
+        // D = max |F_ref − F_cur| at the end of each run of equal values (SciPy: searchsorted 'right').
+        outer.push(`arrayMax(arrayMap((v, nv, r, q) -> if(nv > v, abs(r / ${n} - q / ${m}), 0), ${ecdfArgs})) AS b${i}_d`);
+      }
       if (p.lowCardinality) {
         inner.push(
           `sumMapIf([${c}], [toUInt64(1)], ${ok} AND side = 0) AS b${i}_vr`,
@@ -397,10 +406,12 @@ export async function computeDrift(client: ClickHouseClient, options: ComputeDri
     };
     let distribution: FeatureReport['distribution'];
     if (p.comparable && spec.kind === 'numeric') {
-      const ks = ksResult(row[`b${i}_ks`]);
       // ClickHouse's 'asymp' p uses the limiting Kolmogorov law; SciPy uses kstwo.sf(D, round(nm/(n+m))),
-      // which differs by up to ~2e-3 near n·m/(n+m) ≈ 5000, so the asymptotic p is computed here from D.
-      if (p.ksMethod === 'asymp') ks.p_value = ks2sampAsympPValue(ks.statistic, ref.n, cur.n);
+      // which differs from it by up to ~2e-3 near n·m/(n+m) ≈ 5000, so the asymptotic p is computed here.
+      const ks =
+        p.ksMethod === 'exact'
+          ? ksResult(row[`b${i}_ks`])
+          : { statistic: num(row[`b${i}_d`]), p_value: ks2sampAsympPValue(num(row[`b${i}_d`]), ref.n, cur.n) };
       stats.ks = { ...ks, method: p.ksMethod };
       const w = num(row[`b${i}_w`]);
       stats.wasserstein = w;
