@@ -224,6 +224,7 @@ async function comparisonPass(
   settings: Record<string, string | number>,
 ): Promise<Row> {
   const inner: string[] = [];
+  const middle: string[] = [];
   const outer: string[] = [];
   const params: Record<string, unknown> = {};
   plans.forEach((p, i) => {
@@ -258,17 +259,18 @@ async function comparisonPass(
       // sorted separately by the Float64 key: about twice as fast as sorting (value, side) tuples.
       const n = lit(p.ref.n);
       const m = lit(p.cur.n);
-      // Two sorts by the same Float64 key (gathering through a lambda that captures an array would copy
-      // that array per element in ClickHouse).
-      const sv = `arraySort(v${i})`;
-      const sd = `arraySort((s, x) -> x, d${i}, v${i})`;
-      const ecdfArgs = `arrayPopBack(${sv}), arrayPopFront(${sv}),
-        arrayPopBack(arrayCumSum(arrayMap(s -> toUInt64(s = 0), ${sd}))),
-        arrayPopBack(arrayCumSum(arrayMap(s -> toUInt64(s = 1), ${sd})))`;
-      outer.push(`arraySum(arrayMap((v, nv, r, q) -> abs(r / ${n} - q / ${m}) * (nv - v), ${ecdfArgs})) AS b${i}_w`);
+      // The middle query sorts once per feature (two sorts by the same Float64 key: gathering through a
+      // lambda that captures an array would copy that array per element in ClickHouse) and keeps only the
+      // reference's cumulative count R_j; C_j = j − R_j since j values lie at or before position j.
+      middle.push(
+        `arraySort(v${i}) AS sv${i}`,
+        `arrayCumSum(arrayMap(s -> toUInt64(s = 0), arraySort((s, x) -> x, d${i}, v${i}))) AS cr${i}`,
+      );
+      const ecdfArgs = `arrayPopBack(sv${i}), arrayPopFront(sv${i}), arrayPopBack(cr${i}), arrayPopBack(arrayEnumerate(sv${i}))`;
+      outer.push(`arraySum(arrayMap((v, nv, r, j) -> abs(r / ${n} - (j - r) / ${m}) * (nv - v), ${ecdfArgs})) AS b${i}_w`);
       if (p.ksMethod === 'asymp') {
         // D = max |F_ref − F_cur| at the end of each run of equal values (SciPy: searchsorted 'right').
-        outer.push(`arrayMax(arrayMap((v, nv, r, q) -> if(nv > v, abs(r / ${n} - q / ${m}), 0), ${ecdfArgs})) AS b${i}_d`);
+        outer.push(`arrayMax(arrayMap((v, nv, r, j) -> if(nv > v, abs(r / ${n} - (j - r) / ${m}), 0), ${ecdfArgs})) AS b${i}_d`);
       }
       if (p.lowCardinality) {
         inner.push(
@@ -289,11 +291,14 @@ async function comparisonPass(
   const cols = typedColumns(o.features);
   const query = `SELECT ${outer.join(',\n  ')}
 FROM (
-  SELECT ${inner.join(',\n    ')}
+  SELECT *${middle.map((m) => `,\n    ${m}`).join('')}
   FROM (
-    SELECT ${cols}, toUInt8(0) AS side FROM (${o.reference.sql})
-    UNION ALL
-    SELECT ${cols}, toUInt8(1) AS side FROM (${o.current.sql})
+    SELECT ${inner.join(',\n      ')}
+    FROM (
+      SELECT ${cols}, toUInt8(0) AS side FROM (${o.reference.sql})
+      UNION ALL
+      SELECT ${cols}, toUInt8(1) AS side FROM (${o.current.sql})
+    )
   )
 )`;
   return run(client, query, { ...mergeParams([o.reference, o.current]), ...params }, settings);
