@@ -1,6 +1,7 @@
 // The REST sidecar is transparent: every call through it equals the same call made directly to the
 // upstream (status, headers that matter, body bytes), and every inference call it tees lands in
 // ClickHouse with the right features and outputs.
+import { connect } from 'node:net';
 import { gzipSync, deflateSync } from 'node:zlib';
 import { request as undiciRequest } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -285,6 +286,30 @@ describe('sidecar request ids, streaming and metrics', () => {
     const cap = decodeCapture(recorded.published.find((m) => m.key === 'cloud-event-7')!);
     expect(cap.headers.authorization).toBeUndefined();
     expect(cap.headers.cookie).toBeUndefined();
+  });
+
+  it('drops hop-by-hop request headers, including those named in Connection, and keeps the rest', async () => {
+    const raw = async (port: number): Promise<Record<string, unknown>> => {
+      const text = await new Promise<string>((resolve, reject) => {
+        const s = connect(port, '127.0.0.1', () =>
+          s.write(
+            'GET /test/echo HTTP/1.1\r\nHost: x\r\nConnection: close, X-Drop-Me\r\nX-Drop-Me: 1\r\n' +
+              'Keep-Alive: timeout=5\r\nTE: trailers\r\nX-Custom: kept\r\nX-Request-Id: hop-1\r\n\r\n',
+          ),
+        );
+        let got = '';
+        s.on('data', (d: Buffer) => (got += d.toString('utf8')));
+        s.on('end', () => resolve(got));
+        s.on('error', reject);
+      });
+      return JSON.parse(text.slice(text.indexOf('\r\n\r\n') + 4)) as Record<string, unknown>;
+    };
+    const direct = await raw(upstream.port);
+    const proxied = await raw(Number(new URL(sidecar.url).port));
+    expect(direct.hop).toEqual({ dropMe: '1', keepAlive: 'timeout=5', te: 'trailers', upgrade: null });
+    expect(proxied.hop).toEqual({ dropMe: null, keepAlive: null, te: null, upgrade: null });
+    expect(proxied.custom).toBe('kept');
+    expect(proxied.requestId).toBe('hop-1');
   });
 
   it('streams server-sent events as they are produced', async () => {

@@ -344,6 +344,9 @@ async function handle(req: IncomingMessage, res: ServerResponse, knobs: V2Server
       sha256: createHash('sha256').update(body).digest('hex'),
       contentType: h['content-type'] ?? null,
       custom: h['x-custom'] ?? null,
+      requestId: h['x-request-id'] ?? null,
+      // Headers a proxy must not forward (hop-by-hop, RFC 9110 §7.6.1), to check that it did not.
+      hop: { dropMe: h['x-drop-me'] ?? null, keepAlive: h['keep-alive'] ?? null, te: h.te ?? null, upgrade: h.upgrade ?? null },
     }, { 'x-echo-method': method });
     return;
   }
