@@ -138,6 +138,14 @@ describe('detectDrift over stored traffic', () => {
     });
     expect(again.features).toEqual(direct.features);
     expect(again.dataset).toEqual(direct.dataset);
+    // one numeric feature per comparison query gives the same numbers as one query for all
+    const split = await computeDrift(store.client, {
+      reference: trafficSample({ model: 'm1', fromMs: T0, toMs: T0 + HOUR, features, paramPrefix: 'r_' }),
+      current: trafficSample({ model: 'm1', fromMs: CUR_FROM, toMs: CUR_TO, features, paramPrefix: 'c_' }),
+      features: storedFeatureSpecs(features),
+      numericFeaturesPerPass: 1,
+    });
+    expect(split).toEqual(direct);
   });
 
   it('reports drift per model version', async () => {

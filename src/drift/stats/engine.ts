@@ -55,6 +55,12 @@ export interface ComputeDriftOptions {
   distributions?: boolean;
   /** ClickHouse settings for the statistics queries (e.g. `max_threads`). @default {} */
   settings?: Record<string, string | number>;
+  /**
+   * Most numeric features compared in one query. Each holds its sorted values in memory at once, and one
+   * giant query grew superlinearly (1M + 1M rows: 5 features 5.5 s, 20 features > 2 min); smaller groups
+   * re-read the samples but keep time linear and memory bounded. @default 4
+   */
+  numericFeaturesPerPass?: number;
 }
 
 const defaults = {
@@ -62,6 +68,7 @@ const defaults = {
   fdr: false,
   distributions: true,
   settings: {},
+  numericFeaturesPerPass: 4,
 } satisfies Omit<Required<ComputeDriftOptions>, 'reference' | 'current' | 'features' | 'referenceProfile' | 'overrides'>;
 
 type Row = Record<string, unknown>;
@@ -110,10 +117,11 @@ function mergeParams(samples: Sample[]): Record<string, unknown> {
 }
 
 /** `SELECT` list that types each feature column: numeric NULL becomes NaN, categorical NULL becomes ''. */
-function typedColumns(features: readonly FeatureSpec[]): string {
-  if (features.length === 0) return '1 AS _none';
-  return features
-    .map((f, i) =>
+function typedColumns(features: readonly FeatureSpec[], only?: ReadonlySet<number>): string {
+  const list = features.map((f, i) => [f, i] as const).filter(([, i]) => only === undefined || only.has(i));
+  if (list.length === 0) return '1 AS _none';
+  return list
+    .map(([f, i]) =>
       f.kind === 'numeric'
         ? `ifNull(CAST(${quoteIdent(f.column)} AS Nullable(Float64)), nan) AS c${i}`
         : `ifNull(CAST(${quoteIdent(f.column)} AS Nullable(String)), '') AS c${i}`,
@@ -222,13 +230,14 @@ async function comparisonPass(
   o: ComputeDriftOptions,
   plans: Plan[],
   settings: Record<string, string | number>,
+  only: ReadonlySet<number>,
 ): Promise<Row> {
   const inner: string[] = [];
   const middle: string[] = [];
   const outer: string[] = [];
   const params: Record<string, unknown> = {};
   plans.forEach((p, i) => {
-    if (!p.comparable) return;
+    if (!p.comparable || !only.has(i)) return;
     const c = `c${i}`;
     if (p.spec.kind === 'numeric') {
       const ok = `isFinite(${c})`;
@@ -288,7 +297,7 @@ async function comparisonPass(
     }
   });
   if (inner.length === 0) return {};
-  const cols = typedColumns(o.features);
+  const cols = typedColumns(o.features, only);
   const query = `SELECT ${outer.join(',\n  ')}
 FROM (
   SELECT *${middle.map((m) => `,\n    ${m}`).join('')}
@@ -381,6 +390,9 @@ export async function computeDrift(client: ClickHouseClient, options: ComputeDri
   if (!(o.datasetShare >= 0 && o.datasetShare <= 1)) {
     throw new ModelwatchError(ErrorCodes.configInvalid, 'datasetShare: must be within 0..1', { field: 'detect.datasetShare' });
   }
+  if (!Number.isInteger(o.numericFeaturesPerPass) || o.numericFeaturesPerPass < 1) {
+    throw new ModelwatchError(ErrorCodes.configInvalid, 'numericFeaturesPerPass: must be a positive integer', { field: 'numericFeaturesPerPass' });
+  }
   const refProfile = o.referenceProfile ?? (await profileSample(client, o.reference, o.features, true, o.settings));
   const curProfile = await profileSample(client, o.current, o.features, false, o.settings);
   const byName = new Map(refProfile.features.map((p) => [p.column, p]));
@@ -396,7 +408,25 @@ export async function computeDrift(client: ClickHouseClient, options: ComputeDri
       ksMethod: Math.max(ref.n, cur.n) > KS_EXACT_MAX_N ? 'asymp' : 'exact',
     };
   });
-  const row = await comparisonPass(client, o, plans, o.settings);
+  // Categorical features ride along with the first group; numeric ones are split into groups.
+  const groups: Set<number>[] = [];
+  let current = new Set<number>();
+  let numeric = 0;
+  plans.forEach((p, i) => {
+    if (!p.comparable) return;
+    if (p.spec.kind === 'numeric') {
+      if (numeric === o.numericFeaturesPerPass) {
+        groups.push(current);
+        current = new Set<number>();
+        numeric = 0;
+      }
+      numeric++;
+    }
+    current.add(i);
+  });
+  if (current.size > 0) groups.push(current);
+  const row: Row = {};
+  for (const g of groups) Object.assign(row, await comparisonPass(client, o, plans, o.settings, g));
 
   const features: FeatureReport[] = plans.map((p, i) => {
     const { spec, ref, cur } = p;
