@@ -217,6 +217,52 @@ describe('detectDrift over stored traffic', () => {
   });
 });
 
+describe('feature names that look like internal aliases', () => {
+  it('reads features named c0, c1, side and rows as themselves', async () => {
+    const u = mulberry32(7);
+    const mk = (start: number, shift: number): PredictionRow[] =>
+      Array.from({ length: 400 }, (_, i) => {
+        const a = u() * 10 + shift;
+        const b = u() * 3;
+        const cat = ['p', 'q', 'r'][Math.floor(u() * 3)] ?? 'p';
+        return {
+          model: 'alias',
+          version: '',
+          ts: start + i,
+          event_id: `alias-${start}-${i}`,
+          request_id: `alias-${start}-${i}`,
+          row: 0,
+          features_num: { side: a, plain_a: a, c1: b, plain_b: b, rows: b + 1 },
+          features_cat: { c0: cat, plain_cat: cat },
+          outputs_num: {},
+          outputs_cat: {},
+        };
+      });
+    await store.insertPredictions([...mk(T0 + 10 * HOUR, 0), ...mk(T0 + 11 * HOUR, 1)]);
+    const r = await detectDrift(store, {
+      model: 'alias',
+      from: T0 + 11 * HOUR,
+      to: T0 + 12 * HOUR,
+      reference: { from: T0 + 10 * HOUR, to: T0 + 11 * HOUR },
+      config: config(),
+      now: NOW,
+    });
+    const f = (name: string) => r.features.find((x) => x.name === name)!;
+    expect(f('side').stats).toEqual(f('plain_a').stats);
+    expect(f('side').drifted).toBe(true);
+    expect(f('c1').stats).toEqual(f('plain_b').stats);
+    expect(f('c0').stats).toEqual(f('plain_cat').stats);
+    expect(f('c0').kind).toBe('categorical');
+    expect(f('rows').stats.wasserstein).toBeCloseTo(f('c1').stats.wasserstein!, 9);
+    // and through a stored reference (its bin counts are computed by a separate query)
+    const ref = await createReference(store, { model: 'alias', from: T0 + 10 * HOUR, to: T0 + 11 * HOUR });
+    const side = ref.profile.features.find((p) => p.name === 'side')!;
+    const plain = ref.profile.features.find((p) => p.name === 'plain_a')!;
+    expect(side.bins).toEqual(plain.bins);
+    expect(side.bins!.reduce((s, n) => s + n, 0)).toBe(400);
+  });
+});
+
 describe('reference from a file', () => {
   it('stores a CSV reference and reproduces the SciPy oracle against stored traffic', async () => {
     const oracle = loadOracleCases().find((c) => c.name === 'normal_shift')!;

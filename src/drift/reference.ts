@@ -160,13 +160,13 @@ async function addBinCounts(client: ClickHouseClient, referenceId: string, featu
     params[`_e${i}`] = p.edges;
     const c = `ifNull(CAST(${quoteIdent(specs[i]?.column ?? p.column)} AS Nullable(Float64)), nan)`;
     aggs.push(
-      `sumForEachIf(arrayMap(j -> toUInt64(j = arrayCount(e -> e <= ${c}, {_e${i}:Array(Float64)})), range(${p.edges.length + 1})), isFinite(${c})) AS b${i}`,
+      `sumForEachIf(arrayMap(j -> toUInt64(j = arrayCount(e -> e <= ${c}, {_e${i}:Array(Float64)})), range(${p.edges.length + 1})), isFinite(${c})) AS __mw_b${i}`,
     );
   });
   if (aggs.length === 0) return;
   const [r] = await rows<Record<string, number[]>>(client, `SELECT ${aggs.join(', ')} FROM (${sample.sql})`, params);
   profile.features.forEach((p, i) => {
-    const b = r?.[`b${i}`];
+    const b = r?.[`__mw_b${i}`];
     if (Array.isArray(b)) p.bins = b.map(Number);
   });
 }

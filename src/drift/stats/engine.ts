@@ -116,15 +116,19 @@ function mergeParams(samples: Sample[]): Record<string, unknown> {
   return out;
 }
 
-/** `SELECT` list that types each feature column: numeric NULL becomes NaN, categorical NULL becomes ''. */
+/**
+ * `SELECT` list that types each feature column: numeric NULL becomes NaN, categorical NULL becomes ''.
+ * Internal aliases carry the `__mw_` prefix: ClickHouse aliases are visible in the whole SELECT, so a plain
+ * `c0` or `side` would shadow a feature column of that name.
+ */
 function typedColumns(features: readonly FeatureSpec[], only?: ReadonlySet<number>): string {
   const list = features.map((f, i) => [f, i] as const).filter(([, i]) => only === undefined || only.has(i));
   if (list.length === 0) return '1 AS _none';
   return list
     .map(([f, i]) =>
       f.kind === 'numeric'
-        ? `ifNull(CAST(${quoteIdent(f.column)} AS Nullable(Float64)), nan) AS c${i}`
-        : `ifNull(CAST(${quoteIdent(f.column)} AS Nullable(String)), '') AS c${i}`,
+        ? `ifNull(CAST(${quoteIdent(f.column)} AS Nullable(Float64)), nan) AS __mw_c${i}`
+        : `ifNull(CAST(${quoteIdent(f.column)} AS Nullable(String)), '') AS __mw_c${i}`,
     )
     .join(', ');
 }
@@ -162,7 +166,7 @@ export async function profileSample(
   const numIdx = new Set<number>();
   const catIdx = new Set<number>();
   features.forEach((f, i) => {
-    const c = `c${i}`;
+    const c = `__mw_c${i}`;
     if (f.kind === 'numeric') {
       numIdx.add(i);
       numAggs.push(`countIf(isNaN(${c})) AS a${i}_missing`, `countIf(isInfinite(${c})) AS a${i}_nonfinite`, `countIf(isFinite(${c})) AS a${i}_n`);
@@ -249,27 +253,27 @@ async function comparisonPass(
   const params: Record<string, unknown> = {};
   plans.forEach((p, i) => {
     if (!p.comparable || !only.has(i)) return;
-    const c = `c${i}`;
+    const c = `__mw_c${i}`;
     if (p.spec.kind === 'numeric') {
       const ok = `isFinite(${c})`;
       const edges = p.ref.edges ?? [];
       // Exact KS p-values come from ClickHouse (equal to SciPy's exact method). For large samples the
       // aggregate would hold a second copy of every value, so D is taken from the sorted arrays below.
       if (p.ksMethod === 'exact') {
-        inner.push(`kolmogorovSmirnovTestIf('two-sided', 'exact')(${c}, side, ${ok}) AS b${i}_ks`);
+        inner.push(`kolmogorovSmirnovTestIf('two-sided', 'exact')(${c}, __mw_side, ${ok}) AS b${i}_ks`);
         outer.push(`b${i}_ks`);
       }
       inner.push(
         // Values and their sides, in the same (arbitrary) order; sorted in the outer query.
         `groupArrayIf(${c}, ${ok}) AS v${i}`,
-        `groupArrayIf(side, ${ok}) AS d${i}`,
-        `countIf(${ok} AND side = 1 AND (${c} < ${lit(p.ref.min ?? 0)} OR ${c} > ${lit(p.ref.max ?? 0)})) AS b${i}_oor`,
+        `groupArrayIf(__mw_side, ${ok}) AS d${i}`,
+        `countIf(${ok} AND __mw_side = 1 AND (${c} < ${lit(p.ref.min ?? 0)} OR ${c} > ${lit(p.ref.max ?? 0)})) AS b${i}_oor`,
       );
       outer.push(`b${i}_oor`);
       // Values below each edge, per side: bin j (searchsorted right) = below(e_j) − below(e_{j−1}). Plain
       // countIf per edge is vectorised and ~10× faster than building per-row indicator arrays.
       for (const side of [0, 1]) {
-        const below = edges.map((e) => `countIf(${ok} AND side = ${side} AND ${c} < ${lit(e)})`);
+        const below = edges.map((e) => `countIf(${ok} AND __mw_side = ${side} AND ${c} < ${lit(e)})`);
         inner.push(`[${below.length > 0 ? below.join(', ') : ''}] AS b${i}_below${side}`);
         outer.push(`b${i}_below${side}`);
       }
@@ -294,15 +298,15 @@ async function comparisonPass(
       }
       if (p.lowCardinality) {
         inner.push(
-          `sumMapIf([${c}], [toUInt64(1)], ${ok} AND side = 0) AS b${i}_vr`,
-          `sumMapIf([${c}], [toUInt64(1)], ${ok} AND side = 1) AS b${i}_vc`,
+          `sumMapIf([${c}], [toUInt64(1)], ${ok} AND __mw_side = 0) AS b${i}_vr`,
+          `sumMapIf([${c}], [toUInt64(1)], ${ok} AND __mw_side = 1) AS b${i}_vc`,
         );
         outer.push(`b${i}_vr`, `b${i}_vc`);
       }
     } else {
       inner.push(
-        `sumMapIf([${c}], [toUInt64(1)], ${c} != '' AND side = 0) AS b${i}_vr`,
-        `sumMapIf([${c}], [toUInt64(1)], ${c} != '' AND side = 1) AS b${i}_vc`,
+        `sumMapIf([${c}], [toUInt64(1)], ${c} != '' AND __mw_side = 0) AS b${i}_vr`,
+        `sumMapIf([${c}], [toUInt64(1)], ${c} != '' AND __mw_side = 1) AS b${i}_vc`,
       );
       outer.push(`b${i}_vr`, `b${i}_vc`);
     }
@@ -315,9 +319,9 @@ FROM (
   FROM (
     SELECT ${inner.join(',\n      ')}
     FROM (
-      SELECT ${cols}, toUInt8(0) AS side FROM (${o.reference.sql})
+      SELECT ${cols}, toUInt8(0) AS __mw_side FROM (${o.reference.sql})
       UNION ALL
-      SELECT ${cols}, toUInt8(1) AS side FROM (${o.current.sql})
+      SELECT ${cols}, toUInt8(1) AS __mw_side FROM (${o.current.sql})
     )
   )
 )`;
