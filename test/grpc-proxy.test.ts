@@ -7,6 +7,7 @@ import { silentLogger } from '../src/common/logger.js';
 import { configSchema, type ConfigInput } from '../src/config/schema.js';
 import type { RuntimeContext } from '../src/runtime/context.js';
 import { grpcStatusToHttp, peekInferRequest, startGrpcProxy } from '../src/sidecar/grpc-proxy.js';
+import { acquireTee } from '../src/sidecar/shared-tee.js';
 import type { Store } from '../src/store/store.js';
 import {
   classifierProbabilities,
@@ -324,6 +325,11 @@ describe('gRPC proxy', () => {
   });
 
   it('tees ModelInfer (and only ModelInfer) with bytes, model, status and request id', async () => {
+    // Earlier cases' captures may still sit in the shared tee's buffer: flush them through first.
+    const lease = acquireTee(ctx);
+    await lease.tee.flush();
+    await lease.release(0);
+    while (bus.bufferedBytes > 0) await new Promise((r) => setTimeout(r, 10));
     captured.length = 0;
     const reqTyped = encodeInferRequest(typedClassifier);
     const reqRaw = encodeInferRequest(rawText);

@@ -2,10 +2,11 @@ import { performance } from 'node:perf_hooks';
 import * as grpc from '@grpc/grpc-js';
 import protobuf from 'protobufjs';
 import { Counter, Histogram } from 'prom-client';
-import { encodeCapture, type CapturedBody, type CapturedCall } from '../bus/capture.js';
+import type { CapturedBody, CapturedCall } from '../bus/capture.js';
 import { ErrorCodes, ModelwatchError, errorMessage } from '../common/errors.js';
 import { newId } from '../common/ids.js';
 import type { RunningRole, RuntimeContext } from '../runtime/context.js';
+import { acquireTee } from './shared-tee.js';
 
 /** Fully qualified name of the V2 / Open Inference Protocol gRPC service. */
 export const GRPC_SERVICE = 'inference.GRPCInferenceService';
@@ -62,7 +63,7 @@ export interface GrpcProxyOptions {
   maxCaptureBytes?: number;
   /** Largest message accepted and forwarded, bytes (-1 = unlimited). @default -1 */
   maxMessageBytes?: number;
-  /** Where teed calls go. @default a sink that publishes each call on `ctx.bus` without awaiting it */
+  /** Where teed calls go. @default the process's shared tee (`acquireTee(ctx)`), bounded in bytes */
   sink?: CaptureSink;
   /** Time `stop()` lets in-flight calls finish before cancelling them. @default ctx.config.sidecar.shutdownDeadlineMs */
   shutdownDeadlineMs?: number;
@@ -203,30 +204,6 @@ function registerMetrics(ctx: RuntimeContext): ProxyMetrics {
   };
 }
 
-/** The default sink: publish on the bus, never awaited; failures are logged and counted. */
-function busSink(ctx: RuntimeContext, metrics: ProxyMetrics): CaptureSink & { drain(): Promise<void> } {
-  const inflight = new Set<Promise<void>>();
-  return {
-    offer(call) {
-      const p = ctx.bus
-        .publish([encodeCapture(call)])
-        .then(() => {
-          metrics.captures.inc({ outcome: 'sent' });
-        })
-        .catch((err: unknown) => {
-          metrics.captures.inc({ outcome: 'publish_failed' });
-          ctx.logger.warn('grpc capture publish failed', { error: errorMessage(err) });
-        })
-        .finally(() => inflight.delete(p));
-      inflight.add(p);
-      return true;
-    },
-    async drain() {
-      await Promise.all([...inflight]);
-    },
-  };
-}
-
 function bindServer(server: grpc.Server, address: string): Promise<number> {
   return new Promise((resolve, reject) => {
     server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, port) => {
@@ -274,8 +251,10 @@ export async function startGrpcProxy(
   if (!(shutdownDeadlineMs >= 0)) throw new RangeError('shutdownDeadlineMs must be >= 0');
 
   const metrics = registerMetrics(ctx);
-  const ownSink = options.sink === undefined ? busSink(ctx, metrics) : undefined;
-  const sink: CaptureSink = options.sink ?? ownSink!;
+  // Without an explicit sink, capture through the process's shared tee (bounded in bytes, drops
+  // counted), the same one the REST sidecar uses when both run in one process.
+  const lease = options.sink === undefined ? acquireTee(ctx) : undefined;
+  const sink: CaptureSink = options.sink ?? lease!.tee;
   const channelOptions: grpc.ChannelOptions = {
     'grpc.max_receive_message_length': maxMessageBytes,
     'grpc.max_send_message_length': maxMessageBytes,
@@ -427,6 +406,7 @@ export async function startGrpcProxy(
     port = await bindServer(server, listen);
   } catch (err) {
     client.close();
+    await lease?.release(0);
     throw new ModelwatchError(ErrorCodes.configInvalid, `gRPC proxy cannot listen on ${listen}: ${errorMessage(err)}`, {
       field: 'sidecar.grpcListen',
       cause: err,
@@ -455,7 +435,7 @@ export async function startGrpcProxy(
           });
         });
         client.close();
-        await ownSink?.drain();
+        await lease?.release(shutdownDeadlineMs);
       })();
       return stopping;
     },

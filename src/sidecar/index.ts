@@ -2,6 +2,8 @@ export { startSidecar } from './sidecar.js';
 export type { SidecarOptions, RunningSidecar } from './sidecar.js';
 export { Tee, TeeDropReasons } from './tee.js';
 export type { TeeOptions, TeeStats, TeeDropReason } from './tee.js';
+export { acquireTee } from './shared-tee.js';
+export type { TeeLease } from './shared-tee.js';
 export { SidecarMetrics, UpstreamErrorReasons } from './metrics.js';
 export type { UpstreamErrorReason } from './metrics.js';
 export { matchInferPath } from './route.js';

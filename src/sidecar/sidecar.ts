@@ -5,7 +5,8 @@ import { ErrorCodes, ModelwatchError, errorMessage } from '../common/errors.js';
 import type { RunningRole, RuntimeContext } from '../runtime/context.js';
 import { SidecarMetrics } from './metrics.js';
 import { createProxyHandler } from './proxy.js';
-import { Tee } from './tee.js';
+import type { Tee } from './tee.js';
+import { acquireTee } from './shared-tee.js';
 
 /** Options of {@link startSidecar}; unset values come from `ctx.config.sidecar`. */
 export interface SidecarOptions {
@@ -121,14 +122,13 @@ export async function startSidecar(ctx: RuntimeContext, options: Partial<Sidecar
   pool.on('connectionError', () => undefined);
 
   const metrics = new SidecarMetrics(ctx.metrics);
-  const tee = new Tee(ctx.bus, {
+  const lease = acquireTee(ctx, {
     maxBufferBytes: sc.maxTeeBufferBytes,
     flushIntervalMs: opts.teeFlushIntervalMs,
     maxBatchMessages: opts.teeMaxBatchMessages,
     publishTimeoutMs: opts.teePublishTimeoutMs,
-    registry: ctx.metrics,
-    logger: ctx.logger,
   });
+  const tee = lease.tee;
   const rates = new Map<string, number>();
   for (const [name, m] of Object.entries(ctx.config.models)) if (m.sampling !== undefined) rates.set(name, m.sampling);
   const defaultRate = sc.sampling;
@@ -177,17 +177,23 @@ export async function startSidecar(ctx: RuntimeContext, options: Partial<Sidecar
     if (socket.writable && err.code !== 'ECONNRESET') socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
     else socket.destroy();
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () => {
-      server.off('error', reject);
-      resolve();
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, host, () => {
+        server.off('error', reject);
+        resolve();
+      });
     });
-  });
+  } catch (err) {
+    // Could not listen (address in use, …): give back the shared tee and the pool before failing.
+    await lease.release(0);
+    await pool.destroy().catch(() => undefined);
+    throw err;
+  }
   const addr = server.address() as AddressInfo;
   const shownHost = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
   const url = `http://${shownHost}:${addr.port}`;
-  tee.start();
   ctx.logger.info('sidecar listening', { url, upstream: upstreamUrl.origin + basePath, tee: opts.tee });
 
   let stopping: Promise<void> | undefined;
@@ -223,7 +229,7 @@ export async function startSidecar(ctx: RuntimeContext, options: Partial<Sidecar
       clearTimeout(grace);
       server.closeAllConnections();
       await closed;
-      await tee.close(Math.max(0, deadline - Date.now()));
+      await lease.release(Math.max(0, deadline - Date.now()));
       await pool.destroy().catch(() => undefined);
       ctx.logger.info('sidecar stopped', { tee: tee.stats() });
     })();

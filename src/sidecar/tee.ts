@@ -34,6 +34,15 @@ export interface TeeOptions {
   logger?: Logger;
 }
 
+const TeeMetricNames = [
+  'modelwatch_tee_captured_total',
+  'modelwatch_tee_sent_total',
+  'modelwatch_tee_dropped_total',
+  'modelwatch_tee_sampled_out_total',
+  'modelwatch_tee_buffered_records',
+  'modelwatch_tee_buffered_bytes',
+] as const;
+
 const defaults = {
   maxBufferBytes: 64 * 1024 * 1024,
   flushIntervalMs: 20,
@@ -107,6 +116,11 @@ export class Tee {
     const u = this.opts.maxLoopUtilization;
     if (!(u > 0 && u <= 1)) throw new RangeError(`TeeOptions.maxLoopUtilization must be in (0, 1], got ${u}`);
     const registers: Registry[] = this.opts.registry ? [this.opts.registry] : [];
+    if (this.opts.registry) {
+      // A tee re-created on the same registry (a role restarted in-process) takes over the names;
+      // Prometheus treats the restarted counters as a counter reset.
+      for (const name of TeeMetricNames) this.opts.registry.removeSingleMetric(name);
+    }
     if (registers.length > 0) {
       this.mCaptured = new Counter({ name: 'modelwatch_tee_captured_total', help: 'Inference calls captured by the tee.', registers });
       this.mSent = new Counter({ name: 'modelwatch_tee_sent_total', help: 'Captured records acknowledged by the bus.', registers });
