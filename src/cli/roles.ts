@@ -1,11 +1,34 @@
 import { startApi } from '../api/server.js';
 import { startDetector } from '../drift/index.js';
-import { startIngest } from '../ingest/index.js';
+import { startIngest, startSeldonBridge } from '../ingest/index.js';
 import type { RunningRole, RuntimeContext } from '../runtime/context.js';
 import { kserveReceiverOf, startGrpcProxy, startSidecar } from '../sidecar/index.js';
 
 /** Starts one role on a runtime context. */
 export type RoleStart = (ctx: RuntimeContext) => Promise<RunningRole>;
+
+/**
+ * Ingest, plus the Seldon Core 2 bridge when `kafka.seldonTopics` is set: the bridge is intake for
+ * the same bus, so it starts first and stops first (pending pairs are published before ingest drains).
+ */
+async function startIngestWithBridges(ctx: RuntimeContext): Promise<RunningRole> {
+  const seldon = ctx.config.kafka.seldonTopics.length > 0 ? await startSeldonBridge(ctx) : undefined;
+  let ingest: RunningRole;
+  try {
+    ingest = await startIngest(ctx);
+  } catch (err) {
+    await seldon?.stop();
+    throw err;
+  }
+  return {
+    name: 'ingest',
+    urls: ingest.urls,
+    stop: async () => {
+      await seldon?.stop();
+      await ingest.stop();
+    },
+  };
+}
 
 /**
  * The role starters the CLI knows, in one place. A role whose module is not in this build yet is
@@ -20,7 +43,7 @@ export const roles: {
 } = {
   sidecar: (ctx) => startSidecar(ctx),
   grpc: (ctx) => startGrpcProxy(ctx),
-  ingest: (ctx) => startIngest(ctx),
+  ingest: startIngestWithBridges,
   detect: (ctx) => startDetector(ctx),
   api: startApi,
 };
