@@ -41,6 +41,9 @@ function createBus(config: Config, logger: Logger): Bus {
     idempotent: k.idempotent,
     ssl: k.ssl,
     sasl: k.sasl,
+    // Ingest stores each fetched batch before committing, so the broker's fetch wait is what bounds
+    // batching in time: tie it to the configured flush interval.
+    fetchMaxWaitMs: config.ingest.flushIntervalMs,
     logger,
   });
 }
