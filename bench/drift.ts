@@ -18,6 +18,8 @@ const SIZES = (process.env.DRIFT_BENCH_SIZES ?? '100000,1000000,10000000').split
 const SCIPY_MAX_PREDICTED_S = 240;
 /** A size is run for us only when the previous size's compute time, scaled linearly, predicts less than this. */
 const OURS_MAX_PREDICTED_S = 900;
+/** A size is run only when its peak RSS, extrapolated linearly from the previous size, stays under this share of RAM (the machine is shared). */
+const MAX_RSS_SHARE_OF_RAM = 0.4;
 
 // Uniform in (0, 1) from a hash of (row, stream, side): deterministic, independent streams.
 const u = (k: number, side: number): string => `((cityHash64(number, ${k}, ${side}) % 9007199254740992) + 0.5) / 9007199254740992`;
@@ -123,13 +125,25 @@ export async function run(): Promise<void> {
   const cli = join(root, 'bin', 'modelwatch.js');
   try {
     // Start-up cost of the CLI (tsx, imports, chdb load) measured once and subtracted for compute time.
-    const startup = timed(node, [cli, 'report', '--help']).wallS;
+    const startupRun = timed(node, [cli, 'report', '--help']);
+    const startup = startupRun.wallS;
+    const startupRssMb = startupRun.maxRssMb;
     let scipyPerRow: number | null = null;
     let oursPerRow: number | null = null;
+    let rssPerRow: { base: number; perRow: number } | null = null;
+    const ramMb = (await import('node:os')).totalmem() / 2 ** 20;
     const skipped: string[] = [];
     for (const rows of SIZES) {
       if (oursPerRow !== null && oursPerRow * rows > OURS_MAX_PREDICTED_S) {
         skipped.push(`${rows.toLocaleString('en-US')} rows skipped: predicted ${(oursPerRow * rows).toFixed(0)} s for modelwatch report (linear from the previous size) > ${OURS_MAX_PREDICTED_S} s budget`);
+        process.stderr.write(`drift bench: ${skipped.at(-1)}\n`);
+        continue;
+      }
+      if (rssPerRow !== null && rssPerRow.base + rssPerRow.perRow * rows > MAX_RSS_SHARE_OF_RAM * ramMb) {
+        const mbNeeded = rssPerRow.base + rssPerRow.perRow * rows;
+        skipped.push(
+          `${rows.toLocaleString('en-US')} rows skipped: predicted peak RSS ${(mbNeeded / 1024).toFixed(1)} GB (linear from the previous size) > ${MAX_RSS_SHARE_OF_RAM * 100}% of ${(ramMb / 1024).toFixed(0)} GB RAM on a shared machine`,
+        );
         process.stderr.write(`drift bench: ${skipped.at(-1)}\n`);
         continue;
       }
@@ -164,6 +178,8 @@ export async function run(): Promise<void> {
       process.stderr.write(`drift bench: ours ${ours.wallS.toFixed(2)} s, ${ours.maxRssMb.toFixed(0)} MB\n`);
 
       oursPerRow = Math.max(0, ours.wallS - startup) / rows;
+      // Start-up RSS (node, tsx, chdb loaded) is the fixed part; the rest is taken to grow with rows.
+      rssPerRow = { base: startupRssMb, perRow: Math.max(0, ours.maxRssMb - startupRssMb) / rows };
       const result: SizeResult = {
         rows,
         raw_column_mb: rawBytes / 2 ** 20,
@@ -217,6 +233,7 @@ export async function run(): Promise<void> {
       machine: { cpus: (await import('node:os')).cpus().length, node: process.version },
       features: { numeric: NUMERIC.length, categorical: CATEGORICAL.length },
       startup_s: startup,
+      startup_peak_rss_mb: startupRssMb,
       growth_exponent_wall: growth('ours_wall_s'),
       growth_exponent_compute: growth('ours_compute_s'),
       load_average_1m_at_end: (await import('node:os')).loadavg()[0] ?? null,
@@ -232,7 +249,7 @@ export async function run(): Promise<void> {
       '',
       `${summary.date} · ${summary.machine.cpus} CPUs (shared) · Node ${summary.machine.node} · ${NUMERIC.length} numeric + ${CATEGORICAL.length} categorical columns, same rows in reference and current, Parquet input.`,
       '',
-      'Ours = `modelwatch report` as a child process (wall time includes start-up of ' + f(startup) + ' s; compute = wall − start-up). SciPy = `bench/drift_scipy.py`, statistics only (loading the .npy copies is excluded; pyarrow is not installed). Ratio = our wall / SciPy statistics time. RSS from `/usr/bin/time -v`; raw column bytes = 8 B per numeric value + UTF-8 bytes of categorical values, both files.',
+      'Ours = `modelwatch report` as a child process (wall time includes start-up of ' + f(startup) + ' s and ' + f(startupRssMb, 0) + ' MB RSS for node + tsx + chdb; compute = wall − start-up). SciPy = `bench/drift_scipy.py`, statistics only (loading the .npy copies is excluded; pyarrow is not installed). Ratio = our wall / SciPy statistics time. RSS from `/usr/bin/time -v`; raw column bytes = 8 B per numeric value + UTF-8 bytes of categorical values, both files.',
       '',
       '| rows per side | ours wall s | ours compute s | SciPy stats s | ratio | ours peak RSS MB | raw column MB | RSS / raw | max |Δ| vs SciPy |',
       '|---:|---:|---:|---:|---:|---:|---:|---:|---|',
