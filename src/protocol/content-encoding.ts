@@ -11,6 +11,7 @@ export const SupportedContentEncodings = ['identity', 'gzip', 'x-gzip', 'deflate
  * is reported as `decode_invalid` on `field`.
  */
 export function decompressBody(body: Buffer, encoding: string, maxBytes: number, field: string): Buffer {
+  if (encoding === '' || encoding === 'identity') return body;
   const codings = encoding
     .split(',')
     .map((c) => c.trim().toLowerCase())

@@ -15,7 +15,21 @@ interface ColumnPlan {
   width: number;
   names: string[];
   categorical: boolean[];
+  /** True when every column is numeric (the common case: one loop, no per-column branch). */
+  allNumeric: boolean;
+  /** A name the plan itself produces twice (a mapping onto a default name), else undefined. */
+  duplicate: string | undefined;
 }
+
+/** The plan last used per schema and side: steady traffic repeats one tensor layout. */
+interface LastPlan {
+  name: string;
+  datatype: string;
+  rank: number;
+  width: number;
+  plan: ColumnPlan;
+}
+const lastPlans = new WeakMap<ModelSchema, { in?: LastPlan; out?: LastPlan }>();
 
 // Plans depend only on (schema, side, tensor name, datatype, row shape): cache them per schema so
 // steady traffic does not rebuild column names for every call. Bounded per schema.
@@ -23,6 +37,27 @@ const planCache = new WeakMap<ModelSchema, Map<string, ColumnPlan>>();
 const MAX_PLANS_PER_SCHEMA = 1024;
 
 function planFor(schema: ModelSchema, side: 'in' | 'out', t: DecodedTensor, width: number): ColumnPlan {
+  let last = lastPlans.get(schema);
+  const l = last?.[side];
+  if (
+    l !== undefined &&
+    l.name === t.name &&
+    l.datatype === t.datatype &&
+    l.rank === t.shape.length &&
+    l.width === width
+  ) {
+    return l.plan;
+  }
+  const plan = lookupPlan(schema, side, t, width);
+  if (last === undefined) {
+    last = {};
+    lastPlans.set(schema, last);
+  }
+  last[side] = { name: t.name, datatype: t.datatype, rank: t.shape.length, width, plan };
+  return plan;
+}
+
+function lookupPlan(schema: ModelSchema, side: 'in' | 'out', t: DecodedTensor, width: number): ColumnPlan {
   const key = `${side}\u0000${t.name}\u0000${t.datatype}\u0000${t.shape.length}\u0000${width}`;
   let plans = planCache.get(schema);
   if (plans === undefined) {
@@ -37,12 +72,24 @@ function planFor(schema: ModelSchema, side: 'in' | 'out', t: DecodedTensor, widt
     for (const f of schema.features) if (f.tensor === t.name) mapped.set(f.index ?? 0, f);
   }
   const tensorCat = t.datatype === 'BYTES' || schema.categorical.includes(t.name);
-  const plan: ColumnPlan = { width, names: new Array<string>(width), categorical: new Array<boolean>(width) };
+  const plan: ColumnPlan = {
+    width,
+    names: new Array<string>(width),
+    categorical: new Array<boolean>(width),
+    allNumeric: true,
+    duplicate: undefined,
+  };
+  const seen = new Set<string>();
   for (let j = 0; j < width; j++) {
     const m = mapped.get(j);
-    plan.names[j] = m?.name ?? (t.shape.length === 1 ? t.name : `${t.name}_${j}`);
+    const name = m?.name ?? (t.shape.length === 1 ? t.name : `${t.name}_${j}`);
+    plan.names[j] = name;
     // BYTES elements are strings and stay categorical whatever the mapping says.
-    plan.categorical[j] = t.datatype === 'BYTES' || (m?.kind === undefined ? tensorCat : m.kind === 'categorical');
+    const cat = t.datatype === 'BYTES' || (m?.kind === undefined ? tensorCat : m.kind === 'categorical');
+    plan.categorical[j] = cat;
+    if (cat) plan.allNumeric = false;
+    if (seen.has(name)) plan.duplicate ??= name;
+    seen.add(name);
   }
   if (plans.size >= MAX_PLANS_PER_SCHEMA) plans.clear();
   plans.set(key, plan);
@@ -83,6 +130,17 @@ function fill(
       );
     }
     const plan = planFor(schema, side, t, rowWidth(t));
+    plans.push(plan);
+    if (tensors.length === 1) {
+      // One tensor: only its own plan can repeat a name (checked once when the plan was built).
+      if (plan.duplicate !== undefined) {
+        throw invalid(
+          `${key}[${i}].name`,
+          `column ${JSON.stringify(plan.duplicate)} of tensor ${JSON.stringify(t.name)} is also produced by tensor ${JSON.stringify(t.name)}`,
+        );
+      }
+      continue;
+    }
     for (const name of plan.names) {
       const prev = owner.get(name);
       if (prev !== undefined) {
@@ -94,7 +152,6 @@ function fill(
       }
       owner.set(name, i);
     }
-    plans.push(plan);
   }
   for (let i = 0; i < tensors.length; i++) {
     const t = tensors[i] as DecodedTensor;
@@ -102,11 +159,16 @@ function fill(
     const width = plan.width;
     const values = t.values;
     const isBool = t.datatype === 'BOOL';
+    const names = plan.names;
     for (let r = 0; r < batch; r++) {
       const row = rows[r] as FlatRow;
       const num = side === 'in' ? row.features_num : row.outputs_num;
-      const cat = side === 'in' ? row.features_cat : row.outputs_cat;
       const base = r * width;
+      if (plan.allNumeric) {
+        for (let j = 0; j < width; j++) num[names[j] as string] = values[base + j] as number;
+        continue;
+      }
+      const cat = side === 'in' ? row.features_cat : row.outputs_cat;
       for (let j = 0; j < width; j++) {
         const v = values[base + j] as number | string;
         const name = plan.names[j] as string;

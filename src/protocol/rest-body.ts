@@ -47,19 +47,22 @@ const BACKSLASH = 0x5c;
  * `JSON.parse` recurses per level and overflows the stack on ~100k-deep input; this scan is flat.
  */
 export function jsonNestingDepth(bytes: Uint8Array, limit: number): number {
+  // One tight pass: bytes below '[' other than '"' (digits, ',', '.', ':', spaces) are skipped at
+  // once, and a string is skipped by an inner loop, so the common numeric body costs one compare a byte.
+  const n = bytes.length;
   let depth = 0;
   let max = 0;
-  let inString = false;
-  for (let i = 0; i < bytes.length; i++) {
-    const c = bytes[i];
-    if (inString) {
-      if (c === BACKSLASH) i++;
-      else if (c === QUOTE) inString = false;
-    } else if (c === QUOTE) {
-      inString = true;
+  for (let i = 0; i < n; i++) {
+    const c = bytes[i] as number;
+    if (c < OPEN_BRACKET) {
+      if (c !== QUOTE) continue;
+      for (i++; i < n; i++) {
+        const d = bytes[i] as number;
+        if (d === QUOTE) break;
+        if (d === BACKSLASH) i++;
+      }
     } else if (c === OPEN_BRACKET || c === OPEN_BRACE) {
-      depth++;
-      if (depth > max) {
+      if (++depth > max) {
         max = depth;
         if (max > limit) return max;
       }
@@ -72,8 +75,9 @@ export function jsonNestingDepth(bytes: Uint8Array, limit: number): number {
 
 /** Parses JSON bytes after the nesting pre-scan; any failure is `decode_invalid` on `field`. */
 export function parseJsonBytes(bytes: Buffer, maxDepth: number, field: string): unknown {
-  const depth = jsonNestingDepth(bytes, maxDepth);
-  if (depth > maxDepth) throw invalid(field, `JSON nesting deeper than ${maxDepth} levels`);
+  // A body of n bytes nests at most n deep: short bodies need no scan.
+  if (bytes.length > maxDepth && jsonNestingDepth(bytes, maxDepth) > maxDepth)
+    throw invalid(field, `JSON nesting deeper than ${maxDepth} levels`);
   try {
     return JSON.parse(bytes.toString('utf8')) as unknown;
   } catch (err: unknown) {
@@ -100,62 +104,115 @@ export function jsonTensorValues(
   field: string,
 ): ArrayLike<number> | string[] {
   if (!Array.isArray(data)) throw invalid(field, 'data must be an array (flat or nested, row-major)');
+  if (datatype !== 'BYTES' && datatype !== 'BOOL' && data.length === count) {
+    const fast = flatNumbers(data, datatype, count);
+    if (fast !== undefined) return fast;
+  }
   const strings = datatype === 'BYTES';
-  const out: Float64Array | string[] = strings ? new Array<string>(count) : new Float64Array(count);
-  const range = INTEGER_RANGE[datatype];
-  const overflow = FLOAT_OVERFLOW[datatype] ?? Infinity;
-  let n = 0;
-  const put = (v: unknown): void => {
-    if (n >= count) throw invalid(field, `more elements than the shape's ${count}`);
-    if (strings) {
-      if (typeof v !== 'string') throw invalid(field, `element ${n} is ${describe(v)}, not a string (BYTES)`);
-      (out as string[])[n++] = v;
-      return;
-    }
-    let x: number;
-    if (datatype === 'BOOL') {
-      if (typeof v !== 'boolean') throw invalid(field, `element ${n} is ${describe(v)}, not true/false (BOOL)`);
-      x = v ? 1 : 0;
-    } else {
-      if (typeof v !== 'number') throw invalid(field, `element ${n} is ${describe(v)}, not a number (${datatype})`);
-      if (range !== undefined) {
-        if (!Number.isInteger(v)) throw invalid(field, `element ${n} is ${v}, not an integer (${datatype})`);
-        if (v < range[0] || v > range[1]) {
-          throw invalid(field, `element ${n} is ${v}, outside the ${datatype} range [${range[0]}, ${range[1]}]`);
-        }
-      } else if (v >= overflow || v <= -overflow) {
-        throw invalid(field, `element ${n} is ${v}, which overflows ${datatype}`);
-      }
-      x = v;
-    }
-    (out as Float64Array)[n++] = x;
+  const st: ValueWalk = {
+    out: strings ? new Array<string>(count) : new Float64Array(count),
+    n: 0,
+    count,
+    datatype,
+    field,
+    range: INTEGER_RANGE[datatype],
+    overflow: FLOAT_OVERFLOW[datatype] ?? Infinity,
+    levelLength: [],
+    leafDepth: -1,
   };
   // Nested data must be rectangular (every array at one depth equally long, all scalars at one
   // depth): a ragged array whose element count happens to match the shape is still malformed.
   // Depth is bounded by the pre-scan in parseJsonBytes, so this recursion is bounded too.
-  const levelLength: number[] = [];
-  let leafDepth = -1;
-  const walk = (arr: unknown[], depth: number): void => {
-    const seen = levelLength[depth];
-    if (seen === undefined) levelLength[depth] = arr.length;
-    else if (seen !== arr.length) {
-      throw invalid(field, `ragged nesting: an array at depth ${depth} has ${arr.length} elements, another ${seen}`);
+  walkValues(st, data, 0);
+  if (st.n !== count) throw invalid(field, `${st.n} elements where the shape declares ${count}`);
+  return st.out;
+}
+
+/**
+ * The common case: a flat array of in-range numbers. Returns undefined at the first element that
+ * is not (nested, wrong type, out of range), and the general walk then reports it exactly as before.
+ */
+function flatNumbers(data: unknown[], datatype: V2Datatype, count: number): Float64Array | undefined {
+  const out = new Float64Array(count);
+  const range = INTEGER_RANGE[datatype];
+  if (range === undefined) {
+    const overflow = FLOAT_OVERFLOW[datatype] ?? Infinity;
+    for (let i = 0; i < count; i++) {
+      const v = data[i];
+      if (typeof v !== 'number' || v >= overflow || v <= -overflow) return undefined;
+      out[i] = v;
     }
-    for (const v of arr) {
-      if (Array.isArray(v)) {
-        walk(v, depth + 1);
-      } else {
-        if (leafDepth !== depth) {
-          if (leafDepth !== -1) throw invalid(field, `ragged nesting: scalars at depths ${leafDepth} and ${depth}`);
-          leafDepth = depth;
-        }
-        put(v);
-      }
+  } else {
+    const lo = range[0];
+    const hi = range[1];
+    for (let i = 0; i < count; i++) {
+      const v = data[i];
+      if (typeof v !== 'number' || !Number.isInteger(v) || v < lo || v > hi) return undefined;
+      out[i] = v;
     }
-  };
-  walk(data, 0);
-  if (n !== count) throw invalid(field, `${n} elements where the shape declares ${count}`);
+  }
   return out;
+}
+
+/** State of the general (nested or failing) walk of {@link jsonTensorValues}. */
+interface ValueWalk {
+  out: Float64Array | string[];
+  n: number;
+  count: number;
+  datatype: V2Datatype;
+  field: string;
+  range: readonly [number, number] | undefined;
+  overflow: number;
+  levelLength: number[];
+  leafDepth: number;
+}
+
+function walkValues(st: ValueWalk, arr: unknown[], depth: number): void {
+  const seen = st.levelLength[depth];
+  if (seen === undefined) st.levelLength[depth] = arr.length;
+  else if (seen !== arr.length) {
+    throw invalid(st.field, `ragged nesting: an array at depth ${depth} has ${arr.length} elements, another ${seen}`);
+  }
+  for (const v of arr) {
+    if (Array.isArray(v)) {
+      walkValues(st, v, depth + 1);
+    } else {
+      if (st.leafDepth !== depth) {
+        if (st.leafDepth !== -1)
+          throw invalid(st.field, `ragged nesting: scalars at depths ${st.leafDepth} and ${depth}`);
+        st.leafDepth = depth;
+      }
+      putValue(st, v);
+    }
+  }
+}
+
+function putValue(st: ValueWalk, v: unknown): void {
+  const { field, n, datatype } = st;
+  if (n >= st.count) throw invalid(field, `more elements than the shape's ${st.count}`);
+  if (datatype === 'BYTES') {
+    if (typeof v !== 'string') throw invalid(field, `element ${n} is ${describe(v)}, not a string (BYTES)`);
+    (st.out as string[])[st.n++] = v;
+    return;
+  }
+  let x: number;
+  if (datatype === 'BOOL') {
+    if (typeof v !== 'boolean') throw invalid(field, `element ${n} is ${describe(v)}, not true/false (BOOL)`);
+    x = v ? 1 : 0;
+  } else {
+    if (typeof v !== 'number') throw invalid(field, `element ${n} is ${describe(v)}, not a number (${datatype})`);
+    const range = st.range;
+    if (range !== undefined) {
+      if (!Number.isInteger(v)) throw invalid(field, `element ${n} is ${v}, not an integer (${datatype})`);
+      if (v < range[0] || v > range[1]) {
+        throw invalid(field, `element ${n} is ${v}, outside the ${datatype} range [${range[0]}, ${range[1]}]`);
+      }
+    } else if (v >= st.overflow || v <= -st.overflow) {
+      throw invalid(field, `element ${n} is ${v}, which overflows ${datatype}`);
+    }
+    x = v;
+  }
+  (st.out as Float64Array)[st.n++] = x;
 }
 
 function describe(v: unknown): string {

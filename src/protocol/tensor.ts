@@ -47,9 +47,13 @@ export const defaultDecodeLimits: Readonly<Required<DecodeLimits>> = Object.free
   maxJsonDepth: 64,
 } satisfies Required<DecodeLimits>);
 
+const resolvedLimits = new WeakSet<object>();
+
 /** Fills in and checks {@link DecodeLimits}. */
 export function resolveLimits(limits: DecodeLimits | undefined): Readonly<Required<DecodeLimits>> {
-  if (limits === undefined) return defaultDecodeLimits;
+  if (limits === undefined || limits === defaultDecodeLimits) return defaultDecodeLimits;
+  // Already checked (decodeCall resolves once and hands the result down): no second copy per body.
+  if (resolvedLimits.has(limits)) return limits as Readonly<Required<DecodeLimits>>;
   const r = {
     maxElements: limits.maxElements ?? defaultDecodeLimits.maxElements,
     maxDecompressedBytes: limits.maxDecompressedBytes ?? defaultDecodeLimits.maxDecompressedBytes,
@@ -62,6 +66,7 @@ export function resolveLimits(limits: DecodeLimits | undefined): Readonly<Requir
       });
     }
   }
+  resolvedLimits.add(r);
   return r;
 }
 
