@@ -20,8 +20,11 @@ if [ "${#missing[@]}" -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# `npm install` from the committed lock rather than `npm ci`: chdb lists per-platform optional packages
+# (@chdb/lib-darwin-*, -linux-arm64) that this registry does not carry, so npm records no lock entry for
+# them and `npm ci` then refuses the lock as out of sync. `npm install` honours the lock and skips them.
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-  npm ci --no-audit --no-fund
+  npm install --no-audit --no-fund
 fi
 
 npm run lint
