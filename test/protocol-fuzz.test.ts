@@ -15,18 +15,10 @@ import {
   gzip,
   type TensorSpec,
 } from './support/v2-encode.js';
+import { mulberry32 } from './support/seeded-prng.js';
 
-/** Mulberry32: a small seeded PRNG so a failure reproduces. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+// Seeded so a failure reproduces.
+const prng = mulberry32;
 
 const inputs: TensorSpec[] = [
   {
