@@ -65,8 +65,6 @@ function bodyHeaders(prefix: 'req' | 'res', b: CapturedBody): Record<string, str
  * `ce_*` headers). The value is `uint32BE(len(request)) ‖ request ‖ response`.
  */
 export function encodeCapture(call: CapturedCall): BusMessage {
-  const len = Buffer.allocUnsafe(4);
-  len.writeUInt32BE(call.request.body.length, 0);
   const headers: Record<string, string> = {
     ce_specversion: '1.0',
     ce_id: call.eventId,
@@ -88,11 +86,15 @@ export function encodeCapture(call: CapturedCall): BusMessage {
   };
   if (Object.keys(call.headers).length > 0) headers.ce_httpheaders = JSON.stringify(call.headers);
   if (call.error !== '') headers.ce_error = call.error;
-  return {
-    key: call.requestId,
-    value: Buffer.concat([len, call.request.body, call.response.body]),
-    headers,
-  };
+  // One unpooled allocation per record: the value owns its whole ArrayBuffer, so a publisher in another
+  // thread can take it by transfer instead of a copy (see KafkaWorkerBus).
+  const req = call.request.body;
+  const res = call.response.body;
+  const value = Buffer.allocUnsafeSlow(4 + req.length + res.length);
+  value.writeUInt32BE(req.length, 0);
+  req.copy(value, 4);
+  res.copy(value, 4 + req.length);
+  return { key: call.requestId, value, headers };
 }
 
 function need(h: Record<string, string>, name: string): string {

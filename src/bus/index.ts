@@ -12,3 +12,5 @@ export { InProcessBus } from './in-process.js';
 export type { InProcessBusOptions } from './in-process.js';
 export { KafkaBus } from './kafka.js';
 export type { KafkaBusOptions } from './kafka.js';
+export { KafkaWorkerBus } from './kafka-worker.js';
+export type { KafkaWorkerBusOptions } from './kafka-worker.js';

@@ -153,6 +153,15 @@ export class KafkaBus implements Bus {
     });
   }
 
+  /**
+   * The options this bus was built with, logger excepted (plain data): lets a publisher elsewhere (the
+   * sidecar's worker-thread publisher) reach the same cluster the same way.
+   */
+  settings(): Omit<KafkaBusOptions, 'logger'> {
+    const { logger: _logger, ...rest } = this.opts;
+    return { ...rest, brokers: [...rest.brokers], ...(rest.sasl ? { sasl: { ...rest.sasl } } : {}) };
+  }
+
   private getProducer(): Promise<Producer> {
     if (!this.producerReady) {
       const producer = this.kafka.producer({

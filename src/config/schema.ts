@@ -82,6 +82,12 @@ export const configSchema = z.strictObject({
       upstreamConnectTimeoutMs: z.number().int().positive().default(5_000),
       upstreamTimeoutMs: z.number().int().positive().default(60_000),
       shutdownDeadlineMs: z.number().int().positive().default(10_000),
+      /**
+       * With a Kafka bus, run the tee's producer in a worker thread so record encoding and checksums do
+       * not cost the event loop that serves requests (ingest still consumes with the normal Kafka bus).
+       * @default true
+       */
+      publishInWorker: z.boolean().default(true),
     })
     .prefault({}),
   ingest: z

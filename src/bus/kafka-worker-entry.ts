@@ -1,0 +1,53 @@
+// Worker-thread entry of KafkaWorkerBus: runs a KafkaBus producer and answers each posted batch with
+// the broker's ack or the error. Started by kafka-worker.ts; not imported anywhere else.
+import { parentPort, workerData } from 'node:worker_threads';
+import { ModelwatchError, errorMessage } from '../common/errors.js';
+import type { Logger } from '../common/logger.js';
+import { KafkaBus } from './kafka.js';
+import type { FromWorker, KafkaWorkerData, ToWorker } from './kafka-worker.js';
+import type { BusMessage } from './types.js';
+
+const port = parentPort;
+if (!port) throw new Error('kafka-worker-entry must run in a worker thread');
+
+function send(m: FromWorker): void {
+  port?.postMessage(m);
+}
+
+/** Forwards warnings and errors to the main thread's logger (fields made cloneable). */
+function forward(level: 'warn' | 'error') {
+  return (message: string, fields: Record<string, unknown> = {}): void => {
+    let safe: Record<string, unknown>;
+    try {
+      safe = structuredClone(fields);
+    } catch {
+      safe = Object.fromEntries(
+        Object.entries(fields).map(([k, v]) => [k, v instanceof Error ? v.message : typeof v === 'object' || typeof v === 'function' ? '[unserializable]' : v]),
+      );
+    }
+    send({ type: 'log', level, message, fields: safe });
+  };
+}
+
+const logger: Logger = { debug() {}, info() {}, warn: forward('warn'), error: forward('error') };
+const data = workerData as KafkaWorkerData;
+const bus = new KafkaBus({ ...data.options, logger });
+
+port.on('message', (m: ToWorker) => {
+  if (m.type === 'close') {
+    void bus.close().finally(() => {
+      send({ type: 'closed' });
+      port.close();
+    });
+    return;
+  }
+  const messages: BusMessage[] = new Array<BusMessage>(m.values.length);
+  for (let i = 0; i < m.values.length; i++) {
+    messages[i] = { key: m.keys[i] ?? null, value: Buffer.from(m.values[i] as ArrayBuffer), headers: m.headers[i] ?? {} };
+  }
+  bus.publish(messages, m.topic).then(
+    () => send({ type: 'ack', id: m.id }),
+    (err: unknown) =>
+      send({ type: 'nack', id: m.id, message: errorMessage(err), code: err instanceof ModelwatchError ? err.code : 'bus_unavailable' }),
+  );
+});

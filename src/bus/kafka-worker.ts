@@ -1,0 +1,282 @@
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { Worker } from 'node:worker_threads';
+import { ErrorCodes, ModelwatchError, errorMessage } from '../common/errors.js';
+import { silentLogger, type Logger } from '../common/logger.js';
+import type { KafkaBusOptions } from './kafka.js';
+import type { Bus, BusConsumer, BusMessage } from './types.js';
+
+/** Options of {@link KafkaWorkerBus}: those of the Kafka producer, plus the worker's own. */
+export interface KafkaWorkerBusOptions extends KafkaBusOptions {
+  /**
+   * Hand each message's value to the worker by transferring its `ArrayBuffer` (no copy) when the value
+   * owns its whole buffer; such a value is detached (empty) once `publish` returns. Values that share
+   * a buffer (pooled or sliced Buffers) are copied. `false` copies every value. @default true
+   */
+  transferValues?: boolean;
+  /**
+   * How long `publish` waits for the worker's answer beyond the producer's own `publishTimeoutMs`
+   * before it rejects (a stuck or dead worker). @default 2000
+   */
+  workerGraceMs?: number;
+  /** How long `close()` lets the producer disconnect before the worker is terminated. @default 5000 */
+  closeTimeoutMs?: number;
+  /**
+   * URL of the worker entry module. @default the `kafka-worker-entry` module next to this one (`.ts`
+   * under tsx, registered in the worker; `.js` when built)
+   */
+  workerUrl?: URL | undefined;
+}
+
+/** Messages from the main thread to the worker. */
+export type ToWorker =
+  | { type: 'publish'; id: number; topic: string; keys: (string | null)[]; headers: Record<string, string>[]; values: ArrayBuffer[] }
+  | { type: 'close' };
+
+/** Messages from the worker to the main thread. */
+export type FromWorker =
+  | { type: 'ack'; id: number }
+  | { type: 'nack'; id: number; message: string; code: string }
+  | { type: 'log'; level: 'warn' | 'error'; message: string; fields: Record<string, unknown> }
+  | { type: 'closed' };
+
+/** What the worker entry receives as `workerData`. */
+export interface KafkaWorkerData {
+  options: Omit<KafkaBusOptions, 'logger'>;
+}
+
+interface Pending {
+  resolve: () => void;
+  reject: (err: Error) => void;
+  timer: NodeJS.Timeout;
+}
+
+const defaults = {
+  transferValues: true,
+  workerGraceMs: 2_000,
+  closeTimeoutMs: 5_000,
+};
+
+/** The worker entry next to this module, and how to start it. */
+function defaultEntry(): { url: URL; tsx: boolean } {
+  const here = import.meta.url;
+  if (here.endsWith('.ts')) return { url: new URL('./kafka-worker-entry.ts', here), tsx: true };
+  return { url: new URL('./kafka-worker-entry.js', here), tsx: false };
+}
+
+/** URL of tsx's ESM `tsx/esm/api` entry (its export map's `import` condition; `require.resolve` gives the CJS one). */
+function tsxEsmApiUrl(): string {
+  const require = createRequire(import.meta.url);
+  const pkgPath = require.resolve('tsx/package.json');
+  const pkg = JSON.parse(readFileSync(pkgPath, 'utf8')) as { exports?: Record<string, { import?: { default?: string } | string }> };
+  const target = pkg.exports?.['./esm/api']?.import;
+  const rel = typeof target === 'string' ? target : target?.default;
+  if (rel === undefined) throw new Error('tsx does not export tsx/esm/api for import');
+  return pathToFileURL(join(dirname(pkgPath), rel)).href;
+}
+
+/**
+ * Starts the worker. A `.ts` entry (running from source under tsx or vitest) is loaded through a small
+ * bootstrap that registers tsx's ESM hooks inside the worker first: hooks registered in the parent do
+ * not reach a worker thread on Node 20.
+ */
+function spawnWorker(url: URL, workerData: KafkaWorkerData): Worker {
+  if (url.pathname.endsWith('.ts')) {
+    const tsxApi = tsxEsmApiUrl();
+    const boot = [
+      "const { workerData } = require('node:worker_threads');",
+      'import(workerData.tsxApi)',
+      '  .then((m) => { (m.register ?? m.default.register)(); return import(workerData.entry); })',
+      '  .catch((err) => { setImmediate(() => { throw err; }); });',
+    ].join('\n');
+    return new Worker(boot, { eval: true, execArgv: [], workerData: { ...workerData, tsxApi, entry: url.href } });
+  }
+  return new Worker(fileURLToPath(url), { workerData });
+}
+
+/**
+ * A publish-only {@link Bus} that runs the kafkajs producer in a `worker_threads` worker, so record
+ * encoding and CRC32C checksums cost the worker's event loop, not the one serving requests (the
+ * sidecar's tee; DESIGN §4 rule 1). `publish` posts the batch (values transferred, see
+ * {@link KafkaWorkerBusOptions.transferValues}) and resolves when the worker reports the broker's ack
+ * (`acks: -1`), or rejects on a producer error or after `publishTimeoutMs + workerGraceMs`. A worker
+ * that dies is replaced on the next publish. `consume` is not supported: consumers use {@link KafkaBus}.
+ */
+export class KafkaWorkerBus implements Bus {
+  readonly kind = 'kafka' as const;
+  readonly topic: string;
+  private readonly producerOptions: Omit<KafkaBusOptions, 'logger'>;
+  private readonly logger: Logger;
+  private readonly transferValues: boolean;
+  private readonly answerTimeoutMs: number;
+  private readonly closeTimeoutMs: number;
+  private readonly entry: { url: URL; tsx: boolean };
+  private worker: Worker | undefined;
+  private readonly pending = new Map<number, Pending>();
+  private nextId = 1;
+  private closed = false;
+  private closing: Promise<void> | undefined;
+
+  constructor(options: KafkaWorkerBusOptions) {
+    const { transferValues, workerGraceMs, closeTimeoutMs, workerUrl, logger, ...producer } = options;
+    if (producer.brokers.length === 0) throw new RangeError('KafkaWorkerBus needs at least one broker');
+    const grace = workerGraceMs ?? defaults.workerGraceMs;
+    const closeMs = closeTimeoutMs ?? defaults.closeTimeoutMs;
+    const publishMs = producer.publishTimeoutMs ?? 30_000;
+    for (const [k, v] of Object.entries({ workerGraceMs: grace, closeTimeoutMs: closeMs, publishTimeoutMs: publishMs })) {
+      if (!(Number.isFinite(v) && v > 0)) throw new RangeError(`KafkaWorkerBusOptions.${k} must be > 0, got ${v}`);
+    }
+    this.producerOptions = { ...producer, brokers: [...producer.brokers] };
+    this.topic = producer.topic ?? 'modelwatch.inference';
+    this.logger = logger ?? silentLogger;
+    this.transferValues = transferValues ?? defaults.transferValues;
+    this.answerTimeoutMs = publishMs + grace;
+    this.closeTimeoutMs = closeMs;
+    this.entry = workerUrl ? { url: workerUrl, tsx: workerUrl.pathname.endsWith('.ts') } : defaultEntry();
+  }
+
+  /** The running worker's thread id, or undefined when none runs (for tests and diagnostics). */
+  get workerThreadId(): number | undefined {
+    return this.worker?.threadId;
+  }
+
+  private getWorker(): Worker {
+    if (this.worker) return this.worker;
+    const w = spawnWorker(this.entry.url, { options: this.producerOptions });
+    w.unref();
+    w.on('message', (m: FromWorker) => this.onMessage(m));
+    w.on('error', (err: Error) => {
+      this.logger.warn('kafka publisher worker failed', { error: errorMessage(err) });
+      this.lost(w, `kafka publisher worker failed: ${errorMessage(err)}`);
+    });
+    w.on('exit', (code) => this.lost(w, `kafka publisher worker exited (code ${code})`));
+    this.worker = w;
+    return w;
+  }
+
+  /** The worker is gone: fail what it held; the next publish starts a new one. */
+  private lost(w: Worker, why: string): void {
+    if (this.worker !== w) return;
+    this.worker = undefined;
+    for (const [id, p] of this.pending) {
+      clearTimeout(p.timer);
+      this.pending.delete(id);
+      p.reject(new ModelwatchError(ErrorCodes.busUnavailable, why, { retryable: true }));
+    }
+  }
+
+  private onMessage(m: FromWorker): void {
+    if (m.type === 'log') {
+      this.logger[m.level](m.message, m.fields);
+      return;
+    }
+    if (m.type === 'closed') return;
+    const p = this.pending.get(m.id);
+    if (!p) return;
+    this.pending.delete(m.id);
+    clearTimeout(p.timer);
+    if (this.pending.size === 0) this.worker?.unref();
+    if (m.type === 'ack') p.resolve();
+    else p.reject(new ModelwatchError(ErrorCodes.busUnavailable, m.message, { retryable: true }));
+  }
+
+  /**
+   * Publishes through the worker; resolves on the broker's ack. With `transferValues`, each value that
+   * owns its whole `ArrayBuffer` is moved to the worker and is empty afterwards.
+   */
+  publish(messages: BusMessage[], topic: string = this.topic): Promise<void> {
+    if (this.closed) return Promise.reject(new ModelwatchError(ErrorCodes.busUnavailable, 'bus is closed'));
+    if (messages.length === 0) return Promise.resolve();
+    const keys: (string | null)[] = new Array<string | null>(messages.length);
+    const headers: Record<string, string>[] = new Array<Record<string, string>>(messages.length);
+    const values: ArrayBuffer[] = new Array<ArrayBuffer>(messages.length);
+    const transfer: ArrayBuffer[] = [];
+    for (let i = 0; i < messages.length; i++) {
+      const m = messages[i] as BusMessage;
+      keys[i] = m.key;
+      headers[i] = m.headers;
+      const v = m.value;
+      const ab = v.buffer;
+      if (this.transferValues && ab instanceof ArrayBuffer && v.byteOffset === 0 && v.byteLength === ab.byteLength && !transfer.includes(ab)) {
+        values[i] = ab;
+        transfer.push(ab);
+      } else {
+        values[i] = ab.slice(v.byteOffset, v.byteOffset + v.byteLength) as ArrayBuffer;
+        transfer.push(values[i] as ArrayBuffer);
+      }
+    }
+    let worker: Worker;
+    try {
+      worker = this.getWorker();
+    } catch (err) {
+      return Promise.reject(
+        new ModelwatchError(ErrorCodes.busUnavailable, `kafka publisher worker: ${errorMessage(err)}`, { retryable: true, cause: err }),
+      );
+    }
+    const id = this.nextId++;
+    return new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        if (!this.pending.delete(id)) return;
+        if (this.pending.size === 0) this.worker?.unref();
+        reject(
+          new ModelwatchError(ErrorCodes.busUnavailable, `kafka publish to ${topic} (worker) timed out after ${this.answerTimeoutMs} ms`, {
+            retryable: true,
+          }),
+        );
+      }, this.answerTimeoutMs);
+      timer.unref();
+      this.pending.set(id, { resolve, reject, timer });
+      // A publish in flight keeps the process alive, as the producer's sockets would on this thread.
+      worker.ref();
+      const msg: ToWorker = { type: 'publish', id, topic, keys, headers, values };
+      try {
+        worker.postMessage(msg, transfer);
+      } catch (err) {
+        this.pending.delete(id);
+        clearTimeout(timer);
+        reject(new ModelwatchError(ErrorCodes.busUnavailable, `kafka publisher worker: ${errorMessage(err)}`, { retryable: true, cause: err }));
+      }
+    });
+  }
+
+  /** Not supported: the worker only publishes. Consume with {@link KafkaBus}. */
+  consume(): Promise<BusConsumer> {
+    return Promise.reject(new ModelwatchError(ErrorCodes.internal, 'KafkaWorkerBus only publishes; consume with KafkaBus'));
+  }
+
+  /**
+   * Lets the worker disconnect its producer (up to `closeTimeoutMs`), then terminates it. Publishes
+   * still in flight are rejected. Idempotent.
+   */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      this.closed = true;
+      const w = this.worker;
+      if (!w) return;
+      w.ref();
+      let t: NodeJS.Timeout | undefined;
+      await Promise.race([
+        new Promise<void>((resolve) => {
+          w.on('message', (m: FromWorker) => {
+            if (m.type === 'closed') resolve();
+          });
+          w.once('exit', () => resolve());
+          try {
+            w.postMessage({ type: 'close' } satisfies ToWorker);
+          } catch {
+            resolve();
+          }
+        }),
+        new Promise<void>((resolve) => {
+          t = setTimeout(resolve, this.closeTimeoutMs);
+        }),
+      ]);
+      clearTimeout(t);
+      await w.terminate();
+      this.lost(w, 'bus is closed');
+    })();
+    return this.closing;
+  }
+}
