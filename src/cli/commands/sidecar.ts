@@ -1,8 +1,8 @@
 import { createLogger } from '../../common/logger.js';
-import { loadConfig } from '../../config/load.js';
 import { startGrpcProxy } from '../../sidecar/grpc-proxy.js';
 import { startSidecar } from '../../sidecar/sidecar.js';
-import { UsageError, parseFlags, type Command } from '../command.js';
+import { UsageError, type Command } from '../command.js';
+import { loadProxyConfig } from '../proxy-flags.js';
 import { serveRoles, type RoleSpec } from '../serve.js';
 
 const usage = `modelwatch sidecar --upstream URL [--listen HOST:PORT] [--grpc-upstream HOST:PORT --grpc-listen HOST:PORT] [--config FILE]
@@ -20,33 +20,8 @@ export const sidecarCommand: Command = {
   summary: 'run the V2 proxy that tees inference calls to the bus (REST, and gRPC when asked)',
   usage,
   async run(argv) {
-    const { help, values } = parseFlags(
-      argv,
-      {
-        config: { type: 'string' },
-        upstream: { type: 'string' },
-        listen: { type: 'string' },
-        'grpc-upstream': { type: 'string' },
-        'grpc-listen': { type: 'string' },
-      },
-      usage,
-    );
-    if (help) {
-      process.stdout.write(`usage: ${usage}\n`);
-      return 0;
-    }
-    if ((values['grpc-upstream'] === undefined) !== (values['grpc-listen'] === undefined)) {
-      throw new UsageError('--grpc-upstream and --grpc-listen go together', usage);
-    }
-    const config = loadConfig({
-      file: values.config,
-      overrides: {
-        'sidecar.upstream': values.upstream,
-        'sidecar.listen': values.listen,
-        'sidecar.grpcUpstream': values['grpc-upstream'],
-        'sidecar.grpcListen': values['grpc-listen'],
-      },
-    });
+    const config = loadProxyConfig(argv, usage, true);
+    if (config === undefined) return 0;
     if (config.sidecar.upstream === undefined) throw new UsageError('--upstream URL is required', usage);
     const logger = createLogger(config.logLevel);
     if (config.kafka.brokers.length === 0) {

@@ -1,5 +1,5 @@
-import { loadConfig } from '../../config/load.js';
-import { UsageError, parseFlags, type Command } from '../command.js';
+import type { Command } from '../command.js';
+import { loadProxyConfig } from '../proxy-flags.js';
 import { kserveIntake, roles } from '../roles.js';
 import { serveRoles, type RoleSpec } from '../serve.js';
 import { createLogger } from '../../common/logger.js';
@@ -15,31 +15,8 @@ export const upCommand: Command = {
   summary: 'run all roles in one process (sidecar when an upstream is given, ingest, detect, API)',
   usage,
   async run(argv) {
-    const { help, values } = parseFlags(
-      argv,
-      {
-        config: { type: 'string' },
-        upstream: { type: 'string' },
-        'grpc-upstream': { type: 'string' },
-        'grpc-listen': { type: 'string' },
-      },
-      usage,
-    );
-    if (help) {
-      process.stdout.write(`usage: ${usage}\n`);
-      return 0;
-    }
-    if ((values['grpc-upstream'] === undefined) !== (values['grpc-listen'] === undefined)) {
-      throw new UsageError('--grpc-upstream and --grpc-listen go together', usage);
-    }
-    const config = loadConfig({
-      file: values.config,
-      overrides: {
-        'sidecar.upstream': values.upstream,
-        'sidecar.grpcUpstream': values['grpc-upstream'],
-        'sidecar.grpcListen': values['grpc-listen'],
-      },
-    });
+    const config = loadProxyConfig(argv, usage, false);
+    if (config === undefined) return 0;
     const logger = createLogger(config.logLevel);
     // Stop order (DESIGN §4 rule 10): sidecar intake, ingest flush/commit, detect, api.
     const specs: RoleSpec[] = [];
