@@ -198,8 +198,10 @@ describe('upstream faults', () => {
     expect(ok.status).toBe(200);
   });
 
-  it('streams a 50 MB request through with a capped capture and bounded memory', async () => {
-    const size = 50 * 1024 * 1024;
+  // The issue asks for 50 MB; 200 MB makes the memory bound unambiguous on a noisy machine (RSS wobbles
+  // by a few MB, so a bound near 50 MB could not tell streaming from buffering).
+  it('streams a 200 MB request through with a capped capture and bounded memory', async () => {
+    const size = 200 * 1024 * 1024;
     const piece = Buffer.alloc(64 * 1024, 7);
     const hash = createHash('sha256');
     for (let o = 0; o < size; o += piece.length) hash.update(piece);
@@ -227,8 +229,8 @@ describe('upstream faults', () => {
     expect(res.statusCode).toBe(200);
     expect(answer.bytes).toBe(size);
     expect(answer.sha256).toBe(hash.digest('hex'));
-    // Neither the sidecar nor the upstream held the body: growth stays far below its 50 MB.
-    expect(peak - rss0).toBeLessThan(40);
+    // Neither the sidecar nor the upstream held the body: growth stays far below its 200 MB.
+    expect(peak - rss0).toBeLessThan(64);
     await waitFor(() => recorded.published.some((m) => m.key === 'big-1'), 5_000, 'big call teed');
     const cap = decodeCapture(recorded.published.find((m) => m.key === 'big-1')!);
     expect(cap.request.size).toBe(size);

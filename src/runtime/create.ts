@@ -30,7 +30,13 @@ export interface Runtime extends RuntimeContext {
 
 function createBus(config: Config, logger: Logger): Bus {
   if (config.kafka.brokers.length === 0) {
-    return new InProcessBus({ topic: config.kafka.topic, maxBufferedBytes: config.bus.maxBufferedBytes, logger });
+    // Hand ingest batches as large as it stores in one insert: fewer, larger inserts under backlog.
+    return new InProcessBus({
+      topic: config.kafka.topic,
+      maxBufferedBytes: config.bus.maxBufferedBytes,
+      maxBatchMessages: config.ingest.maxBatchRows,
+      logger,
+    });
   }
   const k = config.kafka;
   return new KafkaBus({
