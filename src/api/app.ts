@@ -7,6 +7,7 @@ import { ErrorCodes } from '../common/errors.js';
 import type { RuntimeContext } from '../runtime/context.js';
 import { ApiError, errorResponse, toErrorResponse } from './errors.js';
 import { routeMounters, type RouteMounter } from './routes/index.js';
+import { counterOn, histogramOn } from '../common/metrics.js';
 
 /** Options of {@link createApiApp}. */
 export interface ApiAppOptions {
@@ -23,23 +24,19 @@ interface HttpMetrics {
 
 function httpMetrics(registry: Registry): HttpMetrics {
   // One app per registry is the norm; reuse the metrics if another app was built on the same registry.
-  const requests =
-    (registry.getSingleMetric('modelwatch_api_requests_total') as Counter<'route' | 'method' | 'status'> | undefined) ??
-    new Counter({
-      name: 'modelwatch_api_requests_total',
-      help: 'API requests by matched route, method and status.',
-      labelNames: ['route', 'method', 'status'] as const,
-      registers: [registry],
-    });
-  const duration =
-    (registry.getSingleMetric('modelwatch_api_request_duration_seconds') as Histogram<'route' | 'method'> | undefined) ??
-    new Histogram({
-      name: 'modelwatch_api_request_duration_seconds',
-      help: 'API request duration in seconds by matched route and method.',
-      labelNames: ['route', 'method'] as const,
-      buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
-      registers: [registry],
-    });
+  const requests = counterOn<'route' | 'method' | 'status'>(registry, {
+    name: 'modelwatch_api_requests_total',
+    help: 'API requests by matched route, method and status.',
+    labelNames: ['route', 'method', 'status'] as const,
+    registers: [registry],
+  });
+  const duration = histogramOn<'route' | 'method'>(registry, {
+    name: 'modelwatch_api_request_duration_seconds',
+    help: 'API request duration in seconds by matched route and method.',
+    labelNames: ['route', 'method'] as const,
+    buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers: [registry],
+  });
   return { requests, duration };
 }
 
@@ -48,7 +45,9 @@ function metricsMiddleware(m: HttpMetrics): MiddlewareHandler {
     const start = process.hrtime.bigint();
     await next();
     // Label by the route template, never the raw path, so cardinality stays bounded.
-    const handler = matchedRoutes(c).filter((r) => r.method !== 'ALL').at(-1);
+    const handler = matchedRoutes(c)
+      .filter((r) => r.method !== 'ALL')
+      .at(-1);
     const route = handler?.path ?? 'unmatched';
     const method = handler === undefined ? 'other' : c.req.method;
     m.requests.inc({ route, method, status: String(c.res.status) });

@@ -1,4 +1,5 @@
 import { Counter, Gauge, type Registry } from 'prom-client';
+import { counterOn } from '../common/metrics.js';
 
 /** The ingest accounting metrics (DESIGN §4), registered on the process registry. */
 export interface IngestMetrics {
@@ -13,10 +14,7 @@ export interface IngestMetrics {
 }
 
 function counter<L extends string>(registry: Registry, name: string, help: string, labelNames: L[] = []): Counter<L> {
-  // Re-use an existing metric of the same name so a role restarted in-process (tests, `up`) does not throw.
-  const existing = registry.getSingleMetric(name);
-  if (existing instanceof Counter) return existing;
-  return new Counter({ name, help, labelNames, registers: [registry] });
+  return counterOn(registry, { name, help, labelNames });
 }
 
 /** Creates (or re-uses) the ingest metrics on `registry`. */

@@ -1,4 +1,4 @@
-import { Counter, Gauge } from 'prom-client';
+import { Gauge } from 'prom-client';
 import {
   encodeCapture,
   KafkaBus,
@@ -12,6 +12,7 @@ import {
 import { ErrorCodes, ModelwatchError, PairBuffer, errorMessage, newId, type Pair } from '../common/index.js';
 import type { RunningRole, RuntimeContext } from '../runtime/context.js';
 import { peekInferRequest, PROTOBUF_CONTENT_TYPE } from '../sidecar/index.js';
+import { counterOn } from '../common/metrics.js';
 
 /** Options of {@link startSeldonBridge}. Unset values come from `ctx.config.kafka` and `ctx.config.sidecar`. */
 export interface SeldonBridgeOptions {
@@ -113,22 +114,18 @@ export async function startSeldonBridge(ctx: RuntimeContext, options: SeldonBrid
   if (!(maxCaptureBytes >= 0)) throw new RangeError('maxCaptureBytes must be >= 0');
 
   const registers = [ctx.metrics];
-  const received =
-    (ctx.metrics.getSingleMetric('modelwatch_seldon_messages_total') as Counter<'side'> | undefined) ??
-    new Counter({
-      name: 'modelwatch_seldon_messages_total',
-      help: 'Messages consumed from Seldon model topics, by side (inputs, outputs).',
-      labelNames: ['side'],
-      registers,
-    });
-  const published =
-    (ctx.metrics.getSingleMetric('modelwatch_seldon_calls_total') as Counter<'pairing' | 'result'> | undefined) ??
-    new Counter({
-      name: 'modelwatch_seldon_calls_total',
-      help: 'Calls published from Seldon topics, by pairing (paired, or the orphan reason) and result (sent, failed).',
-      labelNames: ['pairing', 'result'],
-      registers,
-    });
+  const received = counterOn<'side'>(ctx.metrics, {
+    name: 'modelwatch_seldon_messages_total',
+    help: 'Messages consumed from Seldon model topics, by side (inputs, outputs).',
+    labelNames: ['side'],
+    registers,
+  });
+  const published = counterOn<'pairing' | 'result'>(ctx.metrics, {
+    name: 'modelwatch_seldon_calls_total',
+    help: 'Calls published from Seldon topics, by pairing (paired, or the orphan reason) and result (sent, failed).',
+    labelNames: ['pairing', 'result'],
+    registers,
+  });
 
   const body = (m: ConsumedMessage | undefined): CapturedBody => {
     const b = m?.value ?? Buffer.alloc(0);

@@ -7,6 +7,7 @@ import { ErrorCodes, ModelwatchError, errorMessage } from '../common/errors.js';
 import { newId } from '../common/ids.js';
 import type { RunningRole, RuntimeContext } from '../runtime/context.js';
 import { acquireTee } from './shared-tee.js';
+import { counterOn, histogramOn } from '../common/metrics.js';
 
 /** Fully qualified name of the V2 / Open Inference Protocol gRPC service. */
 export const GRPC_SERVICE = 'inference.GRPCInferenceService';
@@ -175,32 +176,25 @@ interface ProxyMetrics {
 function registerMetrics(ctx: RuntimeContext): ProxyMetrics {
   const registers = [ctx.metrics];
   return {
-    requests:
-      (ctx.metrics.getSingleMetric('modelwatch_grpc_proxy_requests_total') as Counter<'method' | 'code'> | undefined) ??
-      new Counter({
-        name: 'modelwatch_grpc_proxy_requests_total',
-        help: 'gRPC calls forwarded by the sidecar, by method and gRPC status code name.',
-        labelNames: ['method', 'code'],
-        registers,
-      }),
-    duration:
-      (ctx.metrics.getSingleMetric('modelwatch_grpc_proxy_request_duration_seconds') as
-        Histogram<'method'> | undefined) ??
-      new Histogram({
-        name: 'modelwatch_grpc_proxy_request_duration_seconds',
-        help: 'Time from receiving a unary gRPC call to answering it, including the upstream.',
-        labelNames: ['method'],
-        buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
-        registers,
-      }),
-    captures:
-      (ctx.metrics.getSingleMetric('modelwatch_grpc_proxy_captures_total') as Counter<'outcome'> | undefined) ??
-      new Counter({
-        name: 'modelwatch_grpc_proxy_captures_total',
-        help: 'ModelInfer calls handed to the tee (offered), refused by it (dropped) or not sampled.',
-        labelNames: ['outcome'],
-        registers,
-      }),
+    requests: counterOn<'method' | 'code'>(ctx.metrics, {
+      name: 'modelwatch_grpc_proxy_requests_total',
+      help: 'gRPC calls forwarded by the sidecar, by method and gRPC status code name.',
+      labelNames: ['method', 'code'],
+      registers,
+    }),
+    duration: histogramOn<'method'>(ctx.metrics, {
+      name: 'modelwatch_grpc_proxy_request_duration_seconds',
+      help: 'Time from receiving a unary gRPC call to answering it, including the upstream.',
+      labelNames: ['method'],
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers,
+    }),
+    captures: counterOn<'outcome'>(ctx.metrics, {
+      name: 'modelwatch_grpc_proxy_captures_total',
+      help: 'ModelInfer calls handed to the tee (offered), refused by it (dropped) or not sampled.',
+      labelNames: ['outcome'],
+      registers,
+    }),
   };
 }
 

@@ -1,11 +1,12 @@
 import { Hono, type Context } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
-import { Counter, Gauge } from 'prom-client';
+import { Gauge } from 'prom-client';
 import { encodeCapture, type CapturedBody, type CapturedCall } from '../bus/capture.js';
 import { ErrorCodes, errorMessage, type ErrorCode } from '../common/errors.js';
 import { newId } from '../common/ids.js';
 import { PairBuffer, type Pair } from '../common/index.js';
 import type { RuntimeContext } from '../runtime/context.js';
+import { counterOn } from '../common/metrics.js';
 
 /** CloudEvents `type` of a KServe InferenceLogger request event. */
 export const KSERVE_REQUEST_TYPE = 'org.kubeflow.serving.inference.request';
@@ -122,22 +123,18 @@ export function createKserveReceiver(ctx: RuntimeContext, options: KserveReceive
   if (!(maxCaptureBytes >= 0)) throw new RangeError('maxCaptureBytes must be >= 0');
 
   const registers = [ctx.metrics];
-  const eventsTotal =
-    (ctx.metrics.getSingleMetric('modelwatch_kserve_events_total') as Counter<'type' | 'outcome'> | undefined) ??
-    new Counter({
-      name: 'modelwatch_kserve_events_total',
-      help: 'KServe logger CloudEvents received, by type (request, response) and outcome (accepted, rejected).',
-      labelNames: ['type', 'outcome'],
-      registers,
-    });
-  const callsTotal =
-    (ctx.metrics.getSingleMetric('modelwatch_kserve_calls_total') as Counter<'pairing' | 'result'> | undefined) ??
-    new Counter({
-      name: 'modelwatch_kserve_calls_total',
-      help: 'Calls published from KServe events, by pairing (paired, or the orphan reason) and publish result.',
-      labelNames: ['pairing', 'result'],
-      registers,
-    });
+  const eventsTotal = counterOn<'type' | 'outcome'>(ctx.metrics, {
+    name: 'modelwatch_kserve_events_total',
+    help: 'KServe logger CloudEvents received, by type (request, response) and outcome (accepted, rejected).',
+    labelNames: ['type', 'outcome'],
+    registers,
+  });
+  const callsTotal = counterOn<'pairing' | 'result'>(ctx.metrics, {
+    name: 'modelwatch_kserve_calls_total',
+    help: 'Calls published from KServe events, by pairing (paired, or the orphan reason) and publish result.',
+    labelNames: ['pairing', 'result'],
+    registers,
+  });
   const allowHeaders = ctx.config.sidecar.captureHeaders.filter((h) => h !== 'authorization' && h !== 'cookie');
 
   const captured = (e: KserveEvent | undefined): CapturedBody => {
