@@ -650,7 +650,7 @@ export async function run(): Promise<void> {
     '- With the tee on, most of the extra CPU is kafkajs encoding and checksumming every record. `tee_on`',
     '  (and `tee_on_kafka_down`) run the producer in a worker thread (`sidecar.publishInWorker`, the',
     '  default); `tee_on_same_thread` runs it on the event loop that serves requests, as before. The whole',
-    '  process is pinned to one core, so the worker competes with the main thread for it: compare the',
+    '  process is pinned to one core, so the worker (10 nicer than the main thread) competes for it: compare the',
     '  main-thread column (work on the request path) with the process column (all threads). Under',
     '  overload the flusher holds back (`maxLoopUtilization`) and the byte-bounded buffer overflows as',
     '  `buffer_full` instead of slowing requests: drops are counted, requests do not fail.',

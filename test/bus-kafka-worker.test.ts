@@ -1,4 +1,4 @@
-import { readdirSync } from 'node:fs';
+import { readFileSync, readdirSync } from 'node:fs';
 import { Kafka, logLevel } from 'kafkajs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { KafkaWorkerBus, type BusMessage } from '../src/bus/index.js';
@@ -105,6 +105,13 @@ describe('KafkaWorkerBus on the librdkafka mock cluster', () => {
     await bus.publish([{ key: 'a', value: value(1, true), headers: {} }]);
     const threadId = bus.workerThreadId;
     expect(threadId).toBeGreaterThan(0);
+    // The worker thread (and only it) runs 10 nicer than the request thread.
+    const niceOf = (tid: string): number => {
+      const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
+      return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16]);
+    };
+    const base = niceOf(String(process.pid));
+    expect(readdirSync('/proc/self/task').filter((tid) => niceOf(tid) === Math.min(19, base + 10))).toHaveLength(1);
     await mock.down(1);
     const started = Date.now();
     await expect(bus.publish([{ key: 'b', value: value(2, true), headers: {} }])).rejects.toMatchObject({

@@ -1,5 +1,6 @@
 // Worker-thread entry of KafkaWorkerBus: runs a KafkaBus producer and answers each posted batch with
 // the broker's ack or the error. Started by kafka-worker.ts; not imported anywhere else.
+import { getPriority, setPriority } from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
 import { ModelwatchError, errorMessage } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
@@ -31,6 +32,14 @@ function forward(level: 'warn' | 'error') {
 
 const logger: Logger = { debug() {}, info() {}, warn: forward('warn'), error: forward('error') };
 const data = workerData as KafkaWorkerData;
+if (data.nice !== 0) {
+  // pid 0 is the calling thread on Linux: only this worker yields the core to the request thread.
+  try {
+    setPriority(0, Math.max(-20, Math.min(19, getPriority(0) + data.nice)));
+  } catch (err) {
+    logger.warn('kafka publisher worker could not set its priority', { nice: data.nice, error: errorMessage(err) });
+  }
+}
 const bus = new KafkaBus({ ...data.options, logger });
 
 port.on('message', (m: ToWorker) => {

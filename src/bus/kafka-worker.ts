@@ -24,6 +24,13 @@ export interface KafkaWorkerBusOptions extends KafkaBusOptions {
   /** How long `close()` lets the producer disconnect before the worker is terminated. @default 5000 */
   closeTimeoutMs?: number;
   /**
+   * How much nicer the worker thread is than the thread that started it (Linux: niceness is per
+   * thread; raising it needs no privilege). The request thread then wins a contended core and the
+   * worker takes what is left; records it cannot publish in time wait in the tee's bounded buffer
+   * (overflow is counted). 0 leaves it equal. @default 10
+   */
+  workerNice?: number;
+  /**
    * URL of the worker entry module. @default the `kafka-worker-entry` module next to this one (`.ts`
    * under tsx, registered in the worker; `.js` when built)
    */
@@ -45,6 +52,8 @@ export type FromWorker =
 /** What the worker entry receives as `workerData`. */
 export interface KafkaWorkerData {
   options: Omit<KafkaBusOptions, 'logger'>;
+  /** Niceness the worker adds to its own thread's (0: unchanged). */
+  nice: number;
 }
 
 interface Pending {
@@ -57,6 +66,7 @@ const defaults = {
   transferValues: true,
   workerGraceMs: 2_000,
   closeTimeoutMs: 5_000,
+  workerNice: 10,
 };
 
 /** The worker entry next to this module, and how to start it. */
@@ -112,6 +122,7 @@ export class KafkaWorkerBus implements Bus {
   private readonly transferValues: boolean;
   private readonly answerTimeoutMs: number;
   private readonly closeTimeoutMs: number;
+  private readonly nice: number;
   private readonly entry: { url: URL; tsx: boolean };
   private worker: Worker | undefined;
   private readonly pending = new Map<number, Pending>();
@@ -120,7 +131,7 @@ export class KafkaWorkerBus implements Bus {
   private closing: Promise<void> | undefined;
 
   constructor(options: KafkaWorkerBusOptions) {
-    const { transferValues, workerGraceMs, closeTimeoutMs, workerUrl, logger, ...producer } = options;
+    const { transferValues, workerGraceMs, closeTimeoutMs, workerNice, workerUrl, logger, ...producer } = options;
     if (producer.brokers.length === 0) throw new RangeError('KafkaWorkerBus needs at least one broker');
     const grace = workerGraceMs ?? defaults.workerGraceMs;
     const closeMs = closeTimeoutMs ?? defaults.closeTimeoutMs;
@@ -134,6 +145,10 @@ export class KafkaWorkerBus implements Bus {
     this.transferValues = transferValues ?? defaults.transferValues;
     this.answerTimeoutMs = publishMs + grace;
     this.closeTimeoutMs = closeMs;
+    this.nice = workerNice ?? defaults.workerNice;
+    if (!(Number.isInteger(this.nice) && this.nice >= -20 && this.nice <= 19)) {
+      throw new RangeError(`KafkaWorkerBusOptions.workerNice must be an integer in -20..19, got ${this.nice}`);
+    }
     this.entry = workerUrl ? { url: workerUrl, tsx: workerUrl.pathname.endsWith('.ts') } : defaultEntry();
   }
 
@@ -144,7 +159,7 @@ export class KafkaWorkerBus implements Bus {
 
   private getWorker(): Worker {
     if (this.worker) return this.worker;
-    const w = spawnWorker(this.entry.url, { options: this.producerOptions });
+    const w = spawnWorker(this.entry.url, { options: this.producerOptions, nice: this.nice });
     w.unref();
     w.on('message', (m: FromWorker) => this.onMessage(m));
     w.on('error', (err: Error) => {
