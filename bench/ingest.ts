@@ -4,7 +4,7 @@
 // 20 FP32 features. Then a 1M-record backlog through the byte-bounded bus with a producer that backs off
 // on `bus_full`, sampling RSS, to show memory stays bounded.
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Registry } from 'prom-client';
 import { encodeCapture, InProcessBus, type BusMessage, type CapturedCall } from '../src/bus/index.js';
@@ -128,7 +128,8 @@ async function runCase(store: ClickHouseStore, rowsPerRequest: number): Promise<
 
   // Whole ingest path.
   const config = configSchema.parse({ logLevel: 'silent' });
-  const bus = new InProcessBus({ maxBufferedBytes: config.bus.maxBufferedBytes });
+  // Same batch bound as the runtime's in-process bus (src/runtime/create.ts).
+  const bus = new InProcessBus({ maxBufferedBytes: config.bus.maxBufferedBytes, maxBatchMessages: config.ingest.maxBatchRows });
   const registry = new Registry();
   const role = await startIngest({ config, store, bus, logger: silentLogger, metrics: registry });
   await role.ready;
@@ -190,7 +191,8 @@ interface BacklogResult {
 
 async function runBacklog(store: ClickHouseStore): Promise<BacklogResult> {
   const config = configSchema.parse({ logLevel: 'silent' });
-  const bus = new InProcessBus({ maxBufferedBytes: config.bus.maxBufferedBytes });
+  // Same batch bound as the runtime's in-process bus (src/runtime/create.ts).
+  const bus = new InProcessBus({ maxBufferedBytes: config.bus.maxBufferedBytes, maxBatchMessages: config.ingest.maxBatchRows });
   const registry = new Registry();
   const role = await startIngest({ config, store, bus, logger: silentLogger, metrics: registry });
   await role.ready;
@@ -331,10 +333,10 @@ export async function run(): Promise<void> {
         '(the rest of RSS is native: the embedded ClickHouse engine). ' +
         `RSS after each tenth of the backlog: ${backlog.rss_by_tenth_mb.join(', ')} MB.`,
       '',
-      'One run on a shared 2-CPU machine with other jobs running (load average 7–15): ratios moved by up to ±0.3 between runs; ' +
+      `One run on a 2-CPU machine (1-minute load average at the end: ${loadavg()[0]?.toFixed(1)}); on a loaded machine ratios moved by up to ±0.3 between runs; ` +
         `in the 1-row case \`decodeCall\` of a call costs ${decode.decode_call_us} µs in this run ` +
         `(a bare \`JSON.parse\` of both bodies: ${decode.json_parse_us} µs); the rest is ClickHouse work: each call also stores a request row ` +
-        '(the raw insert stores prediction rows only), and each bus batch (at most 1000 records on the in-process bus) pays one event-id ' +
+        '(the raw insert stores prediction rows only), and each bus batch (at most `ingest.maxBatchRows` records on the in-process bus, as in `modelwatch up`) pays one event-id ' +
         'lookup query and its inserts, against the raw insert\'s 10000-row blocks.',
       '',
     ].join('\n');
