@@ -1,5 +1,5 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
-import { Hono, type MiddlewareHandler } from 'hono';
+import type { MiddlewareHandler } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { matchedRoutes } from 'hono/route';
 import { Counter, Histogram, type Registry } from 'prom-client';
@@ -7,6 +7,7 @@ import { ErrorCodes } from '../common/errors.js';
 import type { RuntimeContext } from '../runtime/context.js';
 import { ApiError, errorResponse, toErrorResponse } from './errors.js';
 import { routeMounters, type RouteMounter } from './routes/index.js';
+import { createOpenApiApp, type ApiApp } from './openapi.js';
 import { counterOn, histogramOn } from '../common/metrics.js';
 
 /** Options of {@link createApiApp}. */
@@ -89,15 +90,32 @@ function requireJson(): MiddlewareHandler {
   };
 }
 
+/** Reads a JSON body once (hono keeps it for the route's validator), so malformed JSON is a 400 naming `body`. */
+function parseJsonBody(): MiddlewareHandler {
+  return async (c, next) => {
+    if (c.req.method === 'POST' || c.req.method === 'PUT' || c.req.method === 'PATCH') {
+      try {
+        await c.req.json();
+      } catch (err) {
+        if (err instanceof ApiError) throw err;
+        throw new ApiError(400, ErrorCodes.badRequest, 'body: not valid JSON', { field: 'body', cause: err });
+      }
+    }
+    await next();
+  };
+}
+
 /**
- * Builds the API app (DESIGN §2): system routes, `/api/v1/*` with optional bearer auth, JSON-only bodies
- * capped at `config.api.maxBodyBytes`, HTTP metrics on `ctx.metrics`, and JSON errors everywhere.
+ * Builds the API app: system routes, `/api/v1/*` with optional bearer auth, JSON-only bodies
+ * capped at `config.api.maxBodyBytes`, HTTP metrics on `ctx.metrics`, and JSON errors everywhere. Routes declared
+ * with `app.openapi()` validate their inputs with their zod schemas (a failure is a 400 naming the field) and
+ * are listed in the OpenAPI document served at `/openapi.json`.
  */
-export function createApiApp(ctx: RuntimeContext, options: ApiAppOptions = {}): Hono {
+export function createApiApp(ctx: RuntimeContext, options: ApiAppOptions = {}): ApiApp {
   const opts = { ...defaults, ...options };
   const maxBody = ctx.config.api.maxBodyBytes;
   if (!(Number.isInteger(maxBody) && maxBody > 0)) throw new RangeError('api.maxBodyBytes must be a positive integer');
-  const app = new Hono();
+  const app = createOpenApiApp();
   app.use('*', metricsMiddleware(httpMetrics(ctx.metrics)));
   const token = ctx.config.api.token;
   if (token !== undefined && token !== '') app.use('/api/v1/*', bearerAuth(token));
@@ -109,6 +127,7 @@ export function createApiApp(ctx: RuntimeContext, options: ApiAppOptions = {}): 
       onError: (c) => errorResponse(c, 413, ErrorCodes.payloadTooLarge, `body: larger than ${maxBody} bytes`),
     }),
   );
+  app.use('/api/v1/*', parseJsonBody());
   for (const mount of opts.routes) mount(app, ctx);
   app.notFound((c) => errorResponse(c, 404, ErrorCodes.notFound, `no route for ${c.req.method} ${c.req.path}`));
   app.onError((err, c) => toErrorResponse(err, c, ctx.logger));

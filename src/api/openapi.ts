@@ -1,420 +1,145 @@
 /**
- * The OpenAPI 3.1 document of every route the API serves (DESIGN §2). One object, kept next to the
- * routes; `test/api-*.test.ts` checks that every route mounted on the app is listed here, so a route
- * added to `routes/index.ts` must be documented in the same change.
+ * OpenAPI plumbing shared by the route groups: the app type, the validation hook that turns a failed zod check
+ * into `400 {"error":{"code","message","field"}}`, the schemas several routes reuse, and the generator of the
+ * OpenAPI 3.1 document. Each route declares its request schemas once with `createRoute`; the same schemas
+ * validate requests and produce the document served at `GET /openapi.json`.
  */
+import { OpenAPIHono, z, type Hook, type OpenAPIHonoOptions } from '@hono/zod-openapi';
+import type { BlankEnv, BlankSchema } from 'hono/types';
+import type { ZodError } from 'zod';
+import { ErrorCodes } from '../common/errors.js';
+import { ApiError } from './errors.js';
 
-const errorResponse = (description: string) => ({
-  description,
-  content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } },
-});
+/** The API app: a hono app whose `openapi()` routes validate with, and are documented by, their zod schemas. */
+export type ApiApp = OpenAPIHono<BlankEnv, BlankSchema, '/'>;
 
-const json = (ref: string, description = 'OK') => ({
-  description,
-  content: { 'application/json': { schema: { $ref: `#/components/schemas/${ref}` } } },
-});
+/** Where a failed value came from (`json` is the request body). */
+type Target = Parameters<Hook<unknown, BlankEnv, string, unknown>>[0]['target'];
 
-const timeParam = (name: string, description: string) => ({
-  name,
-  in: 'query',
-  required: false,
-  description: `${description} ISO-8601 or epoch milliseconds.`,
-  schema: { oneOf: [{ type: 'string', format: 'date-time' }, { type: 'integer', minimum: 0 }] },
-});
+/**
+ * The 400 error for a failed zod check, naming the first bad field by its dotted path (`limit`, `labels.3.row`;
+ * an unknown key by its own path; `body` for the root of a body).
+ */
+export function validationError(error: ZodError, target: Target): ApiError {
+  const issue = error.issues[0];
+  let field = issue?.path.map(String).join('.') ?? '';
+  let message = issue?.message ?? 'invalid';
+  if (issue?.code === 'unrecognized_keys') {
+    const key = issue.keys[0] ?? '';
+    field = field ? `${field}.${key}` : key;
+    message = 'unknown field';
+  }
+  const name = field === '' ? (target === 'json' ? 'body' : target) : field;
+  return new ApiError(400, ErrorCodes.badRequest, `${name}: ${message}`, { field: name });
+}
 
-const modelName = { name: 'name', in: 'path', required: true, description: 'Model name.', schema: { type: 'string' } };
-const from = timeParam('from', 'Window start (inclusive). Default: `to` − 1 h.');
-const to = timeParam('to', 'Window end (exclusive). Default: now.');
-
-const protectedErrors = {
-  '400': errorResponse('Invalid parameter; the message names the field.'),
-  '401': errorResponse('Missing or wrong bearer token (only when a token is configured).'),
-  '503': errorResponse('Store unavailable.'),
+/** The `defaultHook` of the API app: every request validation failure becomes a thrown {@link validationError}. */
+export const validationHook: NonNullable<OpenAPIHonoOptions<BlankEnv>['defaultHook']> = (result) => {
+  if (!result.success) throw validationError(result.error, result.target);
 };
 
-const modelErrors = { ...protectedErrors, '404': errorResponse('Unknown model.') };
+/** A new, empty API app with {@link validationHook}. */
+export function createOpenApiApp(): ApiApp {
+  return new OpenAPIHono<BlankEnv, BlankSchema, '/'>({ defaultHook: validationHook });
+}
 
-const numberMap = { type: 'object', additionalProperties: { type: ['number', 'string', 'null'] } };
+/** `{"error":{"code","message","field"?}}`, the body of every error answer. */
+export const errorSchema = z
+  .object({
+    error: z.object({
+      code: z.string().openapi({ example: 'bad_request' }),
+      message: z.string().openapi({ example: 'limit: Too big: expected number to be <=10000' }),
+      field: z
+        .string()
+        .optional()
+        .openapi({ description: 'The offending input, when there is one.', example: 'limit' }),
+    }),
+  })
+  .openapi('Error');
 
-/** The OpenAPI 3.1 document served at `GET /openapi.json`. */
-export const openApiDocument = {
+const errorContent = { 'application/json': { schema: errorSchema } };
+
+/** An error response entry for a route's `responses`. */
+export function errorResponse(description: string): { description: string; content: typeof errorContent } {
+  return { description, content: errorContent };
+}
+
+/** Errors every `/api/v1/` route can answer. */
+export const protectedErrors = {
+  400: errorResponse('Invalid parameter or body; the message and `field` name the input.'),
+  401: errorResponse('Missing or wrong bearer token (only when a token is configured).'),
+  500: errorResponse('Server-side failure; details are logged, not returned.'),
+  503: errorResponse('Store unavailable.'),
+};
+
+/** Errors of every `/api/v1/models/{name}/…` route. */
+export const modelErrors = { ...protectedErrors, 404: errorResponse('Unknown model (no stored requests or rows).') };
+
+/** A JSON success response entry. */
+export function jsonResponse<S extends z.ZodType>(
+  schema: S,
+  description = 'OK',
+): {
+  description: string;
+  content: { 'application/json': { schema: S } };
+} {
+  return { description, content: { 'application/json': { schema } } };
+}
+
+/** `{name}` of the model routes. */
+export const modelNameParams = z.object({
+  name: z
+    .string()
+    .min(1)
+    .openapi({ param: { name: 'name', in: 'path' }, description: 'Model name.', example: 'iris' }),
+});
+
+/** An optional time query parameter (checked by the window resolver, which names it on error). */
+export function timeParam(description: string): z.ZodOptional<z.ZodString> {
+  return z
+    .string()
+    .optional()
+    .openapi({ description: `${description} ISO-8601 or epoch milliseconds.`, example: '2025-01-01T00:00:00Z' });
+}
+
+/** `from` / `to` of a window; at most `api.maxWindowMs` wide. */
+export const windowQueryShape = {
+  from: timeParam('Window start (inclusive). Default: `to` − 1 h.'),
+  to: timeParam('Window end (exclusive). Default: now.'),
+};
+
+/** `{from, to}` of an answer's window. */
+export const windowSchema = z
+  .object({ from: z.string().openapi({ format: 'date-time' }), to: z.string().openapi({ format: 'date-time' }) })
+  .openapi('Window');
+
+/** Title, version and description of the document. */
+const documentConfig = {
   openapi: '3.1.0',
   info: {
     title: 'modelwatch API',
     version: '0.1.0',
     description:
-      'Monitoring for served ML models. All bodies are JSON; errors are `{"error":{"code","message"}}`. ' +
+      'Monitoring for served ML models. Bodies are JSON; errors are `{"error":{"code","message"}}`. ' +
       'Times are ISO-8601 or epoch milliseconds on input and ISO-8601 on output.',
   },
-  components: {
-    securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } },
-    schemas: {
-      Error: {
-        type: 'object',
-        required: ['error'],
-        properties: {
-          error: {
-            type: 'object',
-            required: ['code', 'message'],
-            properties: {
-              code: { type: 'string' },
-              message: { type: 'string' },
-              field: { type: 'string', description: 'The offending input field, when there is one.' },
-            },
-          },
-        },
-      },
-      Model: {
-        type: 'object',
-        required: ['name', 'versions', 'first_seen', 'last_seen', 'requests', 'rows'],
-        properties: {
-          name: { type: 'string' },
-          versions: { type: 'array', items: { type: 'string' } },
-          first_seen: { type: 'string', format: 'date-time' },
-          last_seen: { type: 'string', format: 'date-time' },
-          requests: { type: 'integer', minimum: 0 },
-          rows: { type: 'integer', minimum: 0 },
-        },
-      },
-      ModelList: {
-        type: 'object',
-        required: ['models'],
-        properties: { models: { type: 'array', items: { $ref: '#/components/schemas/Model' } } },
-      },
-      Prediction: {
-        type: 'object',
-        required: ['request_id', 'row', 'ts', 'version', 'features', 'outputs', 'label'],
-        properties: {
-          request_id: { type: 'string' },
-          row: { type: 'integer', minimum: 0 },
-          ts: { type: 'string', format: 'date-time' },
-          version: { type: 'string' },
-          features: { ...numberMap, description: 'Numeric and categorical features by name; non-finite numbers are null.' },
-          outputs: { ...numberMap, description: 'Outputs by name; non-finite numbers are null.' },
-          label: { type: ['string', 'null'], description: 'Latest label posted for this row, or null.' },
-        },
-      },
-      PredictionList: {
-        type: 'object',
-        required: ['predictions'],
-        properties: { predictions: { type: 'array', items: { $ref: '#/components/schemas/Prediction' } } },
-      },
-      LabelsRequest: {
-        type: 'object',
-        required: ['labels'],
-        additionalProperties: false,
-        properties: {
-          labels: {
-            type: 'array',
-            minItems: 1,
-            items: {
-              type: 'object',
-              required: ['request_id', 'label'],
-              additionalProperties: false,
-              properties: {
-                request_id: { type: 'string', minLength: 1 },
-                row: { type: 'integer', minimum: 0, default: 0 },
-                label: { type: ['string', 'number', 'boolean'] },
-              },
-            },
-          },
-        },
-      },
-      LabelsAccepted: {
-        type: 'object',
-        required: ['accepted'],
-        properties: { accepted: { type: 'integer', minimum: 0 } },
-      },
-      DriftReport: {
-        type: 'object',
-        description: 'Same shape as `modelwatch report` (DESIGN §2).',
-        required: ['reference', 'current', 'features', 'dataset'],
-        properties: {
-          reference: { type: 'object', properties: { rows: { type: 'integer' } } },
-          current: { type: 'object', properties: { rows: { type: 'integer' } } },
-          features: {
-            type: 'array',
-            items: {
-              type: 'object',
-              required: ['name', 'kind', 'method', 'score', 'threshold', 'drifted'],
-              properties: {
-                name: { type: 'string' },
-                kind: { type: 'string', enum: ['numeric', 'categorical'] },
-                method: { type: 'string' },
-                score: { type: ['number', 'null'] },
-                threshold: { type: 'number' },
-                drifted: { type: 'boolean' },
-                stats: { type: 'object' },
-                quality: { type: 'object' },
-              },
-            },
-          },
-          dataset: {
-            type: 'object',
-            properties: {
-              features: { type: 'integer' },
-              drifted_features: { type: 'integer' },
-              share: { type: 'number' },
-              drifted: { type: 'boolean' },
-            },
-          },
-        },
-      },
-      Performance: {
-        type: 'object',
-        description: 'Measured metrics over labelled rows, label coverage, and the label-free (CBPE) estimate.',
-        properties: {
-          model: { type: 'string' },
-          window: { $ref: '#/components/schemas/Window' },
-          prediction: { type: ['object', 'null'], description: 'How the prediction is read from the outputs.' },
-          rows: { type: 'integer', minimum: 0 },
-          labelled_rows: { type: 'integer', minimum: 0 },
-          label_coverage: { type: ['number', 'null'] },
-          measured: { type: ['object', 'null'], description: 'Classification or regression metrics (scikit-learn definitions).' },
-          estimated: { type: ['object', 'null'], description: 'CBPE estimate; null for regression.' },
-        },
-      },
-      Window: {
-        type: 'object',
-        properties: { from: { type: 'string', format: 'date-time' }, to: { type: 'string', format: 'date-time' } },
-      },
-      Health: {
-        type: 'object',
-        description: 'One summary of a model over a window.',
-        properties: {
-          model: { type: 'string' },
-          window: { $ref: '#/components/schemas/Window' },
-          traffic: {
-            type: 'object',
-            properties: {
-              requests: { type: 'integer' },
-              rows: { type: 'integer' },
-              errors: { type: 'integer' },
-              error_rate: { type: 'number' },
-              latency_ms: {
-                type: 'object',
-                properties: {
-                  p50: { type: ['number', 'null'] },
-                  p95: { type: ['number', 'null'] },
-                  p99: { type: ['number', 'null'] },
-                },
-              },
-            },
-          },
-          drift: { type: ['object', 'null'], description: 'Dataset and per-feature drift.' },
-          drift_error: { type: 'string', description: 'Why drift was taken from the last stored run, when it was.' },
-          data_quality: { type: ['object', 'null'] },
-          performance: {
-            type: 'object',
-            properties: {
-              rows: { type: 'integer' },
-              labelled_rows: { type: 'integer' },
-              label_coverage: { type: ['number', 'null'] },
-              measured: { type: ['object', 'null'] },
-              estimated: { type: ['object', 'null'] },
-            },
-          },
-          alerts: { type: 'array', items: { type: 'object' } },
-        },
-      },
-    },
-  },
-  paths: {
-    '/healthz': {
-      get: {
-        summary: 'Liveness',
-        operationId: 'healthz',
-        responses: {
-          '200': {
-            description: 'Alive',
-            content: {
-              'application/json': {
-                schema: { type: 'object', properties: { status: { type: 'string', const: 'ok' } } },
-              },
-            },
-          },
-        },
-      },
-    },
-    '/readyz': {
-      get: {
-        summary: 'Readiness: store reachable and migrations applied',
-        operationId: 'readyz',
-        responses: {
-          '200': {
-            description: 'Ready',
-            content: {
-              'application/json': {
-                schema: { type: 'object', properties: { status: { type: 'string', const: 'ready' } } },
-              },
-            },
-          },
-          '503': errorResponse('Not ready'),
-        },
-      },
-    },
-    '/metrics': {
-      get: {
-        summary: 'Prometheus exposition of the service metrics',
-        operationId: 'metrics',
-        responses: {
-          '200': { description: 'Prometheus text format 0.0.4', content: { 'text/plain': { schema: { type: 'string' } } } },
-        },
-      },
-    },
-    '/openapi.json': {
-      get: {
-        summary: 'This document',
-        operationId: 'openapi',
-        responses: { '200': { description: 'OpenAPI 3.1', content: { 'application/json': { schema: { type: 'object' } } } } },
-      },
-    },
-    '/api/v1/models': {
-      get: {
-        summary: 'Models seen in stored traffic',
-        operationId: 'listModels',
-        security: [{ bearer: [] }],
-        responses: { '200': json('ModelList'), ...protectedErrors },
-      },
-    },
-    '/api/v1/models/{name}/predictions': {
-      get: {
-        summary: 'Stored prediction rows, newest first, with their labels',
-        operationId: 'listPredictions',
-        security: [{ bearer: [] }],
-        parameters: [
-          modelName,
-          from,
-          to,
-          {
-            name: 'limit',
-            in: 'query',
-            required: false,
-            schema: { type: 'integer', minimum: 1, maximum: 10000, default: 100 },
-          },
-          { name: 'version', in: 'query', required: false, schema: { type: 'string' } },
-        ],
-        responses: { '200': json('PredictionList'), ...modelErrors },
-      },
-    },
-    '/api/v1/models/{name}/health': {
-      get: {
-        summary: 'Traffic, drift, data quality, performance and active alerts in one summary',
-        operationId: 'modelHealth',
-        security: [{ bearer: [] }],
-        parameters: [modelName, from, to],
-        responses: { '200': json('Health'), ...modelErrors },
-      },
-    },
-    '/api/v1/models/{name}/drift': {
-      get: {
-        summary: 'Drift of the window against the reference window',
-        operationId: 'modelDrift',
-        security: [{ bearer: [] }],
-        parameters: [
-          modelName,
-          from,
-          to,
-          timeParam('reference_from', 'Reference window start.'),
-          timeParam('reference_to', 'Reference window end.'),
-          {
-            name: 'reference_id',
-            in: 'query',
-            required: false,
-            description: 'A stored reference id (instead of reference_from/reference_to). Default: the newest stored reference, else the first hour of traffic.',
-            schema: { type: 'string' },
-          },
-          {
-            name: 'segment_by',
-            in: 'query',
-            required: false,
-            description: 'Also report drift per segment: `version`, or `feature:<name>` for a categorical feature.',
-            schema: { type: 'string', pattern: '^(?:version|feature:.+)$' },
-          },
-        ],
-        responses: { '200': json('DriftReport'), ...modelErrors },
-      },
-    },
-    '/api/v1/models/{name}/performance': {
-      get: {
-        summary: 'Measured performance over labelled rows, label coverage, label-free estimate',
-        operationId: 'modelPerformance',
-        security: [{ bearer: [] }],
-        parameters: [modelName, from, to],
-        responses: { '200': json('Performance'), ...modelErrors },
-      },
-    },
-    '/ingest/kserve': {
-      post: {
-        summary: 'Receive a KServe InferenceLogger CloudEvent (HTTP binary mode)',
-        description:
-          'Request and response events of one call share `ce-id` and are paired, then stored like a sidecar capture. ' +
-          'The body is the raw V2 request or response body; its content type is kept as sent.',
-        operationId: 'kserveEvent',
-        parameters: [
-          {
-            name: 'ce-type',
-            in: 'header',
-            required: true,
-            schema: {
-              type: 'string',
-              enum: ['org.kubeflow.serving.inference.request', 'org.kubeflow.serving.inference.response'],
-            },
-          },
-          { name: 'ce-id', in: 'header', required: true, schema: { type: 'string' } },
-          { name: 'ce-specversion', in: 'header', required: true, schema: { type: 'string', const: '1.0' } },
-          { name: 'ce-time', in: 'header', required: false, schema: { type: 'string', format: 'date-time' } },
-          { name: 'ce-inferenceservicename', in: 'header', required: false, schema: { type: 'string' } },
-          { name: 'ce-namespace', in: 'header', required: false, schema: { type: 'string' } },
-          { name: 'ce-component', in: 'header', required: false, schema: { type: 'string' } },
-          { name: 'ce-endpoint', in: 'header', required: false, schema: { type: 'string' } },
-          {
-            name: 'ce-metadata',
-            in: 'header',
-            required: false,
-            description: 'JSON object of allow-listed request headers (`map[string][]string`).',
-            schema: { type: 'string' },
-          },
-        ],
-        requestBody: {
-          required: true,
-          content: { '*/*': { schema: { type: 'string', format: 'binary' } } },
-        },
-        responses: {
-          '202': {
-            description: 'Accepted',
-            content: {
-              'application/json': {
-                schema: {
-                  type: 'object',
-                  required: ['accepted', 'id'],
-                  properties: { accepted: { type: 'boolean', const: true }, id: { type: 'string' } },
-                },
-              },
-            },
-          },
-          '400': errorResponse('Missing or invalid CloudEvents attribute; the message names it.'),
-          '413': errorResponse('Event body too large.'),
-          '415': errorResponse('Structured-mode CloudEvent (send binary mode).'),
-        },
-      },
-    },
-    '/api/v1/labels': {
-      post: {
-        summary: 'Post ground-truth labels; joined to predictions by request id and row',
-        operationId: 'postLabels',
-        security: [{ bearer: [] }],
-        requestBody: {
-          required: true,
-          content: { 'application/json': { schema: { $ref: '#/components/schemas/LabelsRequest' } } },
-        },
-        responses: {
-          '202': json('LabelsAccepted', 'Accepted'),
-          ...protectedErrors,
-          '413': errorResponse('Body too large.'),
-          '415': errorResponse('Body is not JSON.'),
-        },
-      },
-    },
-  },
 } as const;
+
+const documents = new WeakMap<ApiApp, object>();
+
+/**
+ * The OpenAPI 3.1 document of every route registered on `app` (built once per app, after the routes are
+ * mounted: call it from a handler, not while mounting).
+ */
+export function openApiDocument(app: ApiApp): object {
+  let doc = documents.get(app);
+  if (doc === undefined) {
+    app.openAPIRegistry.registerComponent('securitySchemes', 'bearer', { type: 'http', scheme: 'bearer' });
+    doc = app.getOpenAPI31Document(documentConfig);
+    documents.set(app, doc);
+  }
+  return doc;
+}
+
+/** Security requirement of the `/api/v1/` routes. */
+export const bearerSecurity = [{ bearer: [] }];

@@ -19,6 +19,7 @@ export const EnvVars = {
   MODELWATCH_KAFKA_IDEMPOTENT: 'kafka.idempotent',
   MODELWATCH_API_LISTEN: 'api.listen',
   MODELWATCH_API_TOKEN: 'api.token',
+  MODELWATCH_API_MAX_WINDOW_MS: 'api.maxWindowMs',
   MODELWATCH_SIDECAR_LISTEN: 'sidecar.listen',
   MODELWATCH_UPSTREAM: 'sidecar.upstream',
   MODELWATCH_GRPC_UPSTREAM: 'sidecar.grpcUpstream',
@@ -64,6 +65,7 @@ function envValue(key: string, raw: string): unknown {
     case 'MODELWATCH_MAX_CAPTURE_BYTES':
     case 'MODELWATCH_DETECT_INTERVAL_MS':
     case 'MODELWATCH_DETECT_WINDOW_MS':
+    case 'MODELWATCH_API_MAX_WINDOW_MS':
       return parseNumber({ key, value: raw, min: 1, integer: true });
     case 'MODELWATCH_API_LISTEN':
     case 'MODELWATCH_SIDECAR_LISTEN':

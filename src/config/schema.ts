@@ -61,6 +61,8 @@ export const configSchema = z.strictObject({
       /** When set, `/api/v1/*` requires `Authorization: Bearer <token>`. */
       token: z.string().optional(),
       maxBodyBytes: z.number().int().positive().default(10 * 1024 * 1024),
+      /** Widest `from`..`to` window (and reference window) an API request may ask for; wider → 400. @default 7 days */
+      maxWindowMs: z.number().int().positive().default(7 * 24 * 3_600_000),
     })
     .prefault({}),
   sidecar: z

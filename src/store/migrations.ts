@@ -192,6 +192,51 @@ export const migrations: Migration[] = [
       ORDER BY (model, ts, series)`,
     ],
   },
+  {
+    version: 4,
+    name: 'model summary',
+    statements: [
+      // Per-model totals kept up to date by the two materialized views below, so listing models reads a few
+      // rows per model instead of scanning both traffic tables. Partial aggregates: read with min/max/sum and
+      // groupUniqArrayMerge. `origin` separates the one-off backfill ('backfill') from view-fed rows ('live').
+      `CREATE TABLE IF NOT EXISTS mw_model_summary (
+        model LowCardinality(String),
+        origin LowCardinality(String),
+        versions AggregateFunction(groupUniqArray, String),
+        first_ts SimpleAggregateFunction(min, DateTime64(3, 'UTC')),
+        last_ts SimpleAggregateFunction(max, DateTime64(3, 'UTC')),
+        requests SimpleAggregateFunction(sum, UInt64),
+        rows SimpleAggregateFunction(sum, UInt64)
+      ) ENGINE = AggregatingMergeTree
+      ORDER BY (model, origin)`,
+      // When the backfill boundary was drawn: written once (a re-run keeps the first value), before the views exist.
+      `CREATE TABLE IF NOT EXISTS mw_model_summary_cutoff ENGINE = MergeTree ORDER BY tuple() AS SELECT now64(3, 'UTC') AS cutoff`,
+      `CREATE MATERIALIZED VIEW IF NOT EXISTS mw_model_summary_requests_mv TO mw_model_summary AS
+       SELECT model, 'live' AS origin, groupUniqArrayState(toString(version)) AS versions,
+              min(ts) AS first_ts, max(ts) AS last_ts, count() AS requests, toUInt64(0) AS rows
+       FROM ${Tables.requests} GROUP BY model`,
+      `CREATE MATERIALIZED VIEW IF NOT EXISTS mw_model_summary_predictions_mv TO mw_model_summary AS
+       SELECT model, 'live' AS origin, groupUniqArrayState(toString(version)) AS versions,
+              min(ts) AS first_ts, max(ts) AS last_ts, toUInt64(0) AS requests, count() AS rows
+       FROM ${Tables.predictions} GROUP BY model`,
+      // Backfill what was stored before the views existed: rows inserted before the cutoff (the views see every
+      // insert after they were created, a moment later). Deleting an earlier backfill first makes a re-run after a
+      // crash count once. Rows a concurrent writer inserts between the cutoff and the views are left out.
+      `DELETE FROM mw_model_summary WHERE origin = 'backfill'`,
+      `INSERT INTO mw_model_summary
+       WITH (SELECT min(cutoff) FROM mw_model_summary_cutoff) AS cutoff
+       SELECT model, 'backfill' AS origin, groupUniqArrayState(v) AS versions, min(f) AS first_ts, max(l) AS last_ts,
+              sum(r) AS requests, sum(p) AS rows
+       FROM (
+         SELECT model, toString(version) AS v, ts AS f, ts AS l, toUInt64(1) AS r, toUInt64(0) AS p
+         FROM ${Tables.requests} WHERE inserted_at < cutoff
+         UNION ALL
+         SELECT model, toString(version) AS v, ts AS f, ts AS l, toUInt64(0) AS r, toUInt64(1) AS p
+         FROM ${Tables.predictions} WHERE inserted_at < cutoff
+       )
+       GROUP BY model`,
+    ],
+  },
 ];
 
 /**

@@ -1,8 +1,8 @@
-import type { Hono } from 'hono';
 import type { RuntimeContext } from '../../runtime/context.js';
-import { kserveRoutes } from '../../sidecar/index.js';
+import type { ApiApp } from '../openapi.js';
 import { driftRoutes } from './drift.js';
 import { healthRoutes } from './health.js';
+import { kserveIntakeRoutes } from './kserve.js';
 import { performanceRoutes } from './performance.js';
 import { labelRoutes } from './labels.js';
 import { modelRoutes } from './models.js';
@@ -10,19 +10,17 @@ import { systemRoutes } from './system.js';
 
 /**
  * Mounts one group of routes on the app. Routes under `/api/v1/` get bearer auth, body limits and
- * JSON errors from the app's middleware; a mounter only adds handlers.
+ * JSON errors from the app's middleware; a mounter only adds handlers, each with `app.openapi(createRoute(…))`
+ * so its request schemas both validate and document it.
  */
-export type RouteMounter = (app: Hono, ctx: RuntimeContext) => void;
+export type RouteMounter = (app: ApiApp, ctx: RuntimeContext) => void;
 
-/**
- * Every route group the API serves, in mount order. Append new groups here (one line each) and
- * document their paths in `../openapi.ts`.
- */
+/** Every route group the API serves, in mount order. Append new groups here (one line each). */
 export const routeMounters: RouteMounter[] = [
   systemRoutes,
   modelRoutes,
   labelRoutes,
-  kserveRoutes,
+  kserveIntakeRoutes,
   driftRoutes,
   performanceRoutes,
   healthRoutes,
