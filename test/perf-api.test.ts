@@ -148,8 +148,8 @@ describe('GET /api/v1/models/{name}/performance', () => {
 });
 
 describe('GET /api/v1/models/{name}/health', () => {
-  it('summarises traffic, drift, data quality, performance and alerts', async () => {
-    const res = await fetch(`${api.url}/api/v1/models/pm/health?${WINDOW}`);
+  it('recomputes traffic, drift, data quality, performance and alerts on request', async () => {
+    const res = await fetch(`${api.url}/api/v1/models/pm/health?${WINDOW}&recompute=true`);
     expect(res.status).toBe(200);
     const body = (await res.json()) as {
       traffic: { requests: number; rows: number; errors: number; error_rate: number; latency_ms: { p50: number; p95: number; p99: number } };
@@ -197,7 +197,7 @@ describe('GET /api/v1/models/{name}/health', () => {
         error: 'model crashed',
       },
     ]);
-    const live = (await (await fetch(`${api.url}/api/v1/models/failing/health`)).json()) as {
+    const live = (await (await fetch(`${api.url}/api/v1/models/failing/health?recompute=true`)).json()) as {
       drift: unknown;
       drift_error?: string;
       traffic: { errors: number; error_rate: number };
@@ -218,12 +218,68 @@ describe('GET /api/v1/models/{name}/health', () => {
           dataset: { features: 0, drifted_features: 0, share: 0, share_threshold: 0.5, drifted: false },
         }),
     });
-    const body = (await (await fetch(`${api.url}/api/v1/models/failing/health`)).json()) as {
+    const body = (await (await fetch(`${api.url}/api/v1/models/failing/health?recompute=true`)).json()) as {
       drift: { source: string; reference_id: string } | null;
       drift_error: string;
     };
     expect(body.drift).toMatchObject({ source: 'stored', reference_id: 'ref-1' });
     expect(body.drift_error).toMatch(/no stored traffic/);
+  });
+
+  it('answers from the newest stored detection run by default, computing nothing live', async () => {
+    type Health = {
+      traffic: { requests: number };
+      drift: { source: string; ts: string; dataset: { drifted: boolean }; features: Array<{ name: string; drifted: boolean; score: number | null }> } | null;
+      drift_error?: string;
+      data_quality: { quarantined: number; volume: Record<string, unknown>; features: Array<{ name: string; missing_current?: number }> } | null;
+      performance: {
+        source: string;
+        ts: string;
+        rows: number;
+        labelled_rows: number;
+        label_coverage: number;
+        measured: Record<string, unknown> | null;
+        estimated: Record<string, unknown> | null;
+      } | null;
+    };
+    const health = async (): Promise<Health> => {
+      const res = await fetch(`${api.url}/api/v1/models/pm/health?${WINDOW}`);
+      expect(res.status).toBe(200);
+      return (await res.json()) as Health;
+    };
+    // No detection run has been stored for pm: traffic is counted, the rest is null (not computed now).
+    const before = await health();
+    expect(before.traffic.requests).toBe(lastHourRequests);
+    expect(before).toMatchObject({ drift: null, data_quality: null, performance: null });
+    expect(before.drift_error).toBeUndefined();
+
+    const runAt = NOW + 500;
+    const run = await runDetectionOnce(apiTestContext(store), { model: 'pm', now: runAt });
+    expect(run.drift).not.toBeNull();
+    const after = await health();
+    expect(after.drift).toMatchObject({ source: 'stored', ts: new Date(runAt).toISOString(), dataset: { drifted: run.drift?.dataset.drifted } });
+    const byName = (a: { name: string }, b: { name: string }): number => a.name.localeCompare(b.name);
+    expect(after.drift?.features.map((f) => [f.name, f.drifted, f.score])).toEqual(
+      [...(run.drift?.features ?? [])].sort(byName).map((f) => [f.name, f.drifted, f.score]),
+    );
+    expect(after.drift?.features.find((f) => f.name === 'x_0')?.drifted).toBe(true);
+    expect(after.data_quality?.quarantined).toBe(0);
+    expect(after.data_quality?.features.map((f) => f.name)).toEqual(run.drift?.features.map((f) => f.name).sort());
+    expect(after.performance).toMatchObject({
+      source: 'stored',
+      ts: new Date(runAt).toISOString(),
+      rows: run.performance.rows,
+      labelled_rows: run.performance.labelled_rows,
+      label_coverage: run.performance.label_coverage,
+    });
+    const measured = run.performance.measured as unknown as Record<string, unknown>;
+    for (const metric of ['accuracy', 'roc_auc', 'log_loss', 'f1']) expect(after.performance?.measured?.[metric]).toBe(measured[metric]);
+    expect(after.performance?.measured?.confusion_matrix).toEqual(measured.confusion_matrix);
+    expect(after.performance?.estimated?.accuracy).toBe(run.performance.estimated?.accuracy);
+    // A window that ends before the run does not see it.
+    const earlier = new URLSearchParams({ from: String(NOW - 2 * HOUR), to: String(NOW - HOUR) }).toString();
+    const old = (await (await fetch(`${api.url}/api/v1/models/pm/health?${earlier}`)).json()) as Health;
+    expect(old).toMatchObject({ drift: null, performance: null });
   });
 
   it('404 JSON error for an unknown model', async () => {

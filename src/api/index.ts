@@ -6,8 +6,11 @@ export { ApiError, errorBody, statusForCode, toErrorResponse, validate } from '.
 export type { ApiErrorBody, ApiErrorOptions } from './errors.js';
 export { queryRows, modelExists, requireModel, isoTime } from './query.js';
 export type { QueryParams } from './query.js';
-export { openApiDocument } from './openapi.js';
+export { createOpenApiApp, openApiDocument, validationError, validationHook } from './openapi.js';
+export type { ApiApp } from './openapi.js';
+export { cappedWindow } from './window.js';
+export type { WindowFields } from './window.js';
 export { routeMounters } from './routes/index.js';
 export type { RouteMounter } from './routes/index.js';
-export { MAX_PREDICTIONS_LIMIT } from './routes/models.js';
+export { MAX_PREDICTIONS_LIMIT, MODEL_SUMMARY_TABLE } from './routes/models.js';
 export { labelsBodySchema, MAX_LABELS_PER_REQUEST } from './routes/labels.js';

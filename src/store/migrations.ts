@@ -199,6 +199,10 @@ export const migrations: Migration[] = [
       // Per-model totals kept up to date by the two materialized views below, so listing models reads a few
       // rows per model instead of scanning both traffic tables. Partial aggregates: read with min/max/sum and
       // groupUniqArrayMerge. `origin` separates the one-off backfill ('backfill') from view-fed rows ('live').
+      // Known limit: a re-sent insert that the source table drops by its dedup token still reaches the views
+      // (ClickHouse 26), so it is counted twice here; ingest's event-id lookup normally stops it before that.
+      // Deduplicating the summary table itself is not an option: identical partial rows from distinct inserts
+      // would be dropped, and with them the source insert.
       `CREATE TABLE IF NOT EXISTS mw_model_summary (
         model LowCardinality(String),
         origin LowCardinality(String),
