@@ -135,6 +135,8 @@ interface Held {
 }
 
 const CUDA_LIBRARY = 'libonnxruntime_providers_cuda.so';
+/** onnxruntime-node's messages when appending a provider fails (before the model is even parsed). */
+const PROVIDER_ERROR = /AppendExecutionProvider|Failed to get a WebGPU adapter/;
 
 /** Where onnxruntime-node keeps its native binding for this platform. */
 function bindingDir(): string {
@@ -344,7 +346,10 @@ export class ShadowPool {
       if (!w) return;
       slot.loads.delete(m.key);
       if (m.type === 'loaded') w.resolve(m);
-      else w.reject(new ModelwatchError(ErrorCodes.inputInvalid, `candidate model could not be loaded: ${m.message}`, { field: 'candidate' }));
+      else if (PROVIDER_ERROR.test(m.message)) {
+        // The last provider asked for could not be created: a host/config problem, not a bad model.
+        w.reject(new ModelwatchError(ErrorCodes.configInvalid, `execution provider unavailable: ${m.message}`, { field: 'executionProviders' }));
+      } else w.reject(new ModelwatchError(ErrorCodes.inputInvalid, `candidate model could not be loaded: ${m.message}`, { field: 'candidate' }));
       this.refresh(slot);
       return;
     }
