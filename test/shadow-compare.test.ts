@@ -20,12 +20,15 @@ function relClose(got: number, want: number, rel: number, label: string): void {
 }
 
 describe('McNemar exact test', () => {
-  it.each(stats.mcnemar.map((m) => [JSON.stringify(m.table), m] as const))('matches scipy.stats.binomtest for %s', (_name, m) => {
-    const r = mcnemarExact(m.b, m.c);
-    expect(r.b).toBe(m.b);
-    expect(r.c).toBe(m.c);
-    relClose(r.pValue, m.pvalue, 1e-9, `p-value of ${JSON.stringify(m.table)}`);
-  });
+  it.each(stats.mcnemar.map((m) => [JSON.stringify(m.table), m] as const))(
+    'matches scipy.stats.binomtest for %s',
+    (_name, m) => {
+      const r = mcnemarExact(m.b, m.c);
+      expect(r.b).toBe(m.b);
+      expect(r.c).toBe(m.c);
+      relClose(r.pValue, m.pvalue, 1e-9, `p-value of ${JSON.stringify(m.table)}`);
+    },
+  );
 
   it('derives the discordant pairs from paired correctness', () => {
     // truth 0/1; production right on rows 0-5, candidate right on rows 2-9 → b = 2, c = 4.
@@ -52,7 +55,12 @@ describe('paired bootstrap', () => {
   const b = stats.bootstrap;
 
   it('reproduces the NumPy percentile interval computed from the same resampling indices', () => {
-    const r = pairedBootstrap(b.truth, b.production, b.candidate, { metric: 'mae', resamples: b.resamples, seed: b.seed, confidence: b.confidence });
+    const r = pairedBootstrap(b.truth, b.production, b.candidate, {
+      metric: 'mae',
+      resamples: b.resamples,
+      seed: b.seed,
+      confidence: b.confidence,
+    });
     relClose(r.difference, b.estimate, 1e-12, 'estimate');
     relClose(r.low, b.low, 1e-9, 'low');
     relClose(r.high, b.high, 1e-9, 'high');
@@ -60,7 +68,11 @@ describe('paired bootstrap', () => {
   });
 
   it('does the same for RMSE (not a mean of per-row terms)', () => {
-    const r = pairedBootstrap(b.truth, b.production, b.candidate, { metric: 'rmse', resamples: b.resamples, seed: b.seed });
+    const r = pairedBootstrap(b.truth, b.production, b.candidate, {
+      metric: 'rmse',
+      resamples: b.resamples,
+      seed: b.seed,
+    });
     relClose(r.difference, stats.bootstrap_rmse.estimate, 1e-12, 'estimate');
     relClose(r.low, stats.bootstrap_rmse.low, 1e-9, 'low');
     relClose(r.high, stats.bootstrap_rmse.high, 1e-9, 'high');
@@ -177,7 +189,9 @@ describe('verdict', () => {
     expect(v.verdict).toBe('reject');
     expect(v.reasons[0]).toMatch(/significant accuracy drop/);
     const same = truth.map((t, i) => (i % 10 === 1 ? 1 - t : t));
-    expect(decideVerdict({ ...base, classification: classificationPerformance(truth, prod, same) }).verdict).toBe('promote');
+    expect(decideVerdict({ ...base, classification: classificationPerformance(truth, prod, same) }).verdict).toBe(
+      'promote',
+    );
   });
 
   it('rejects a regression metric whose bootstrap interval lies above zero', () => {
@@ -187,7 +201,9 @@ describe('verdict', () => {
     expect(v.verdict).toBe('reject');
     expect(v.reasons[0]).toMatch(/significantly worse MAE/);
     // Swapping the roles makes the candidate the better one.
-    expect(decideVerdict({ ...base, regression: pairedBootstrap(b.truth, b.candidate, b.production) }).verdict).toBe('promote');
+    expect(decideVerdict({ ...base, regression: pairedBootstrap(b.truth, b.candidate, b.production) }).verdict).toBe(
+      'promote',
+    );
   });
 
   it('checks optional score-difference and latency limits, and refuses bad thresholds', () => {

@@ -61,7 +61,13 @@ describe('demo weights', () => {
 });
 
 describe.each([
-  ['logistic regression', 'lr', () => buildLogisticRegression(fx.params.lr), () => buildLogisticRegression(fx.params.lr_perturbed), 2],
+  [
+    'logistic regression',
+    'lr',
+    () => buildLogisticRegression(fx.params.lr),
+    () => buildLogisticRegression(fx.params.lr_perturbed),
+    2,
+  ],
   ['MLP', 'mlp', () => buildMlp(fx.params.mlp), () => buildMlp(fx.params.mlp_perturbed), 3],
 ] as const)('%s', (_name, key, original, perturbed, classes) => {
   let production: ShadowRunResult;
@@ -75,7 +81,9 @@ describe.each([
     expect(labels(production)).toEqual(fx.outputs[key].labels);
     const p = probabilities(production);
     fx.outputs[key].probabilities_head.forEach((row, i) =>
-      row.forEach((v, j) => expect(Math.abs((p[i * classes + j] as number) - v), `row ${i} class ${j}`).toBeLessThan(1e-6)),
+      row.forEach((v, j) =>
+        expect(Math.abs((p[i * classes + j] as number) - v), `row ${i} class ${j}`).toBeLessThan(1e-6),
+      ),
     );
   });
 

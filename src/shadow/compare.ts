@@ -101,7 +101,11 @@ function classOrder(a: string, b: string): number {
 }
 
 /** Agreement rate, class-flip matrix and agreement per segment of two label vectors. */
-export function compareClassification(production: Labels, candidate: Labels, options: CompareClassificationOptions = {}): ClassificationComparison {
+export function compareClassification(
+  production: Labels,
+  candidate: Labels,
+  options: CompareClassificationOptions = {},
+): ClassificationComparison {
   sameLength(production, candidate, 'compareClassification');
   const n = production.length;
   const p = new Array<string>(n);
@@ -134,7 +138,8 @@ export function compareClassification(production: Labels, candidate: Labels, opt
   flips.sort((x, y) => y.count - x.count);
   const segments: Record<string, SegmentAgreement[]> = {};
   for (const [name, values] of Object.entries(options.segments ?? {})) {
-    if (values.length !== n) throw fail(`segment ${name} has ${values.length} values for ${n} rows`, `segments.${name}`);
+    if (values.length !== n)
+      throw fail(`segment ${name} has ${values.length} values for ${n} rows`, `segments.${name}`);
     const acc = new Map<string, { rows: number; agreements: number }>();
     for (let i = 0; i < n; i++) {
       const v = values[i];
@@ -189,7 +194,13 @@ export function compareScores(production: ArrayLike<number>, candidate: ArrayLik
     if (a === 0) excluded++;
     else rel[nr++] = d / Math.abs(a);
   }
-  return { rows: n, absolute: summarize(abs.subarray(0, na)), relative: summarize(rel.subarray(0, nr)), relativeExcluded: excluded, nonFinite };
+  return {
+    rows: n,
+    absolute: summarize(abs.subarray(0, na)),
+    relative: summarize(rel.subarray(0, nr)),
+    relativeExcluded: excluded,
+    nonFinite,
+  };
 }
 
 /** McNemar's exact test on the discordant pairs of a paired 2×2 table. */
@@ -250,7 +261,11 @@ export interface ClassificationPerformance {
 }
 
 /** Measured accuracy of both models against the true labels, and whether they differ significantly. */
-export function classificationPerformance(truth: Labels, production: Labels, candidate: Labels): ClassificationPerformance {
+export function classificationPerformance(
+  truth: Labels,
+  production: Labels,
+  candidate: Labels,
+): ClassificationPerformance {
   sameLength(production, candidate, 'classificationPerformance');
   sameLength(truth, production, 'classificationPerformance (labels)');
   let both = 0;
@@ -310,7 +325,12 @@ export interface PairedBootstrapResult {
   resamples: number;
 }
 
-const bootstrapDefaults = { metric: 'mae', resamples: 2000, confidence: 0.95, seed: 1 } satisfies Required<PairedBootstrapOptions>;
+const bootstrapDefaults = {
+  metric: 'mae',
+  resamples: 2000,
+  confidence: 0.95,
+  seed: 1,
+} satisfies Required<PairedBootstrapOptions>;
 
 /**
  * Paired bootstrap (rows resampled with replacement, the same rows for both models) of the
@@ -327,9 +347,12 @@ export function pairedBootstrap(
   const o = { ...bootstrapDefaults, ...options };
   sameLength(production, candidate, 'pairedBootstrap');
   sameLength(truth, production, 'pairedBootstrap (labels)');
-  if (!(RegressionMetrics as readonly string[]).includes(o.metric)) throw fail(`unknown regression metric ${o.metric}`, 'metric');
-  if (!(Number.isSafeInteger(o.resamples) && o.resamples >= 1)) throw fail(`resamples must be a positive integer, got ${o.resamples}`, 'resamples');
-  if (!(o.confidence > 0 && o.confidence < 1)) throw fail(`confidence must be in (0, 1), got ${o.confidence}`, 'confidence');
+  if (!(RegressionMetrics as readonly string[]).includes(o.metric))
+    throw fail(`unknown regression metric ${o.metric}`, 'metric');
+  if (!(Number.isSafeInteger(o.resamples) && o.resamples >= 1))
+    throw fail(`resamples must be a positive integer, got ${o.resamples}`, 'resamples');
+  if (!(o.confidence > 0 && o.confidence < 1))
+    throw fail(`confidence must be in (0, 1), got ${o.confidence}`, 'confidence');
   const n = truth.length;
   const squared = o.metric !== 'mae';
   const ep = new Float64Array(n);
@@ -348,7 +371,17 @@ export function pairedBootstrap(
   const prodMetric = finish(sp);
   const candMetric = finish(sc);
   if (n === 0) {
-    return { metric: o.metric, rows: 0, production: 0, candidate: 0, difference: 0, low: 0, high: 0, confidence: o.confidence, resamples: 0 };
+    return {
+      metric: o.metric,
+      rows: 0,
+      production: 0,
+      candidate: 0,
+      difference: 0,
+      low: 0,
+      high: 0,
+      confidence: o.confidence,
+      resamples: 0,
+    };
   }
   const rng = mulberry32(o.seed);
   const deltas = new Float64Array(o.resamples);
@@ -401,5 +434,12 @@ export function summarizeLatency(batches: readonly BatchTiming[], wallMs?: numbe
   const d = summarize(ms);
   const rows = batches.reduce((s, b) => s + b.rows, 0);
   const elapsed = wallMs ?? ms.reduce((s, v) => s + v, 0);
-  return { batches: batches.length, rows, p50Ms: d.p50, p99Ms: d.p99, maxMs: d.max, rowsPerSecond: elapsed > 0 ? rows / (elapsed / 1000) : 0 };
+  return {
+    batches: batches.length,
+    rows,
+    p50Ms: d.p50,
+    p99Ms: d.p99,
+    maxMs: d.max,
+    rowsPerSecond: elapsed > 0 ? rows / (elapsed / 1000) : 0,
+  };
 }

@@ -71,7 +71,8 @@ const INT64 = onnx.TensorProto.DataType.INT64;
 
 function checkFinite(values: readonly number[], what: string): void {
   for (const v of values) {
-    if (!Number.isFinite(v)) throw new ModelwatchError(ErrorCodes.configInvalid, `${what} must be finite numbers, got ${v}`, { field: what });
+    if (!Number.isFinite(v))
+      throw new ModelwatchError(ErrorCodes.configInvalid, `${what} must be finite numbers, got ${v}`, { field: what });
   }
 }
 
@@ -92,7 +93,12 @@ function valueInfo(name: string, elemType: number, dims: (number | string)[]): O
   };
 }
 
-function node(opType: string, inputs: string[], outputs: string[], attribute: Onnx.IAttributeProto[] = []): Onnx.INodeProto {
+function node(
+  opType: string,
+  inputs: string[],
+  outputs: string[],
+  attribute: Onnx.IAttributeProto[] = [],
+): Onnx.INodeProto {
   return { opType, input: inputs, output: outputs, name: `${opType}_${outputs[0] ?? ''}`, attribute };
 }
 
@@ -113,7 +119,12 @@ function encode(graph: Onnx.IGraphProto): Uint8Array {
 
 /** The output nodes shared by both models: arg-max label of the probabilities. */
 function labelNode(): Onnx.INodeProto {
-  return node('ArgMax', [ModelTensorNames.probabilities], [ModelTensorNames.label], [intAttr('axis', 1), intAttr('keepdims', 0)]);
+  return node(
+    'ArgMax',
+    [ModelTensorNames.probabilities],
+    [ModelTensorNames.label],
+    [intAttr('axis', 1), intAttr('keepdims', 0)],
+  );
 }
 
 /**
@@ -122,13 +133,20 @@ function labelNode(): Onnx.INodeProto {
  */
 export function buildLogisticRegression(params: LogisticRegressionParams, options: BuildModelOptions = {}): Uint8Array {
   const f = params.weights.length;
-  if (f < 1) throw new ModelwatchError(ErrorCodes.configInvalid, 'logistic regression needs at least one weight', { field: 'weights' });
+  if (f < 1)
+    throw new ModelwatchError(ErrorCodes.configInvalid, 'logistic regression needs at least one weight', {
+      field: 'weights',
+    });
   checkFinite(params.weights, 'weights');
   checkFinite([params.bias], 'bias');
   const { input, probabilities, label } = ModelTensorNames;
   return encode({
     name: options.graphName ?? 'modelwatch-logistic-regression',
-    initializer: [initializer('W', [f, 1], params.weights), initializer('B', [1], [params.bias]), initializer('one', [1], [1])],
+    initializer: [
+      initializer('W', [f, 1], params.weights),
+      initializer('B', [1], [params.bias]),
+      initializer('one', [1], [1]),
+    ],
     node: [
       node('MatMul', [input, 'W'], ['xw']),
       node('Add', ['xw', 'B'], ['logit']),
@@ -148,7 +166,8 @@ export function buildLogisticRegression(params: LogisticRegressionParams, option
  */
 export function buildMlp(params: MlpParams, options: BuildModelOptions = {}): Uint8Array {
   const { layers } = params;
-  if (layers.length < 1) throw new ModelwatchError(ErrorCodes.configInvalid, 'an MLP needs at least one layer', { field: 'layers' });
+  if (layers.length < 1)
+    throw new ModelwatchError(ErrorCodes.configInvalid, 'an MLP needs at least one layer', { field: 'layers' });
   const { input, probabilities } = ModelTensorNames;
   const initializers: Onnx.ITensorProto[] = [];
   const nodes: Onnx.INodeProto[] = [];
@@ -201,12 +220,17 @@ export function perturb<P extends LogisticRegressionParams | MlpParams>(params: 
   const scale = options.scale ?? 0.25;
   const seed = options.seed ?? 7;
   if (!(Number.isFinite(scale) && scale >= 0)) {
-    throw new ModelwatchError(ErrorCodes.configInvalid, `perturb scale must be a finite number >= 0, got ${scale}`, { field: 'scale' });
+    throw new ModelwatchError(ErrorCodes.configInvalid, `perturb scale must be a finite number >= 0, got ${scale}`, {
+      field: 'scale',
+    });
   }
   const rng = mulberry32(seed);
   const noise = (v: number): number => v + scale * (2 * rng() - 1);
   if (isMlp(params)) {
-    const layers = params.layers.map((l) => ({ weights: l.weights.map((row) => row.map(noise)), bias: l.bias.map(noise) }));
+    const layers = params.layers.map((l) => ({
+      weights: l.weights.map((row) => row.map(noise)),
+      bias: l.bias.map(noise),
+    }));
     return { ...params, layers };
   }
   const weights = params.weights.map(noise);

@@ -51,7 +51,9 @@ async function createSession(
     };
     try {
       const session =
-        typeof model === 'string' ? await ort.InferenceSession.create(model, options) : await ort.InferenceSession.create(model, options);
+        typeof model === 'string'
+          ? await ort.InferenceSession.create(model, options)
+          : await ort.InferenceSession.create(model, options);
       return { session, provider: rest[0] ?? 'cpu', fallbacks };
     } catch (err) {
       const first = rest[0];
@@ -100,7 +102,7 @@ async function run(m: Extract<ToPoolWorker, { type: 'run' }>): Promise<void> {
   try {
     const feeds: Record<string, ort.Tensor> = {};
     for (const f of m.feeds) {
-      feeds[f.name] = new ort.Tensor(f.ortType as ort.Tensor.Type, f.data as ort.Tensor.DataType, f.dims);
+      feeds[f.name] = new ort.Tensor(f.ortType as ort.Tensor.Type, f.data, f.dims);
     }
     const t0 = performance.now();
     const result = await session.run(feeds);
@@ -110,7 +112,7 @@ async function run(m: Extract<ToPoolWorker, { type: 'run' }>): Promise<void> {
     for (const name of session.outputNames) {
       const t = result[name];
       if (!t) continue;
-      const out = t.data as ShadowTensorData;
+      const out = t.data;
       const own = ownBuffer(out);
       if (own && !transfer.includes(own)) transfer.push(own);
       outputs.push({ name, ortType: t.type, dims: [...t.dims], data: out });

@@ -7,8 +7,23 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { ErrorCodes, ModelwatchError, errorMessage } from '../common/errors.js';
 import { silentLogger, type Logger } from '../common/logger.js';
-import type { FromPoolWorker, PoolWorkerData, ProviderFallback, ToPoolWorker, WorkerModelSource, WorkerSessionOptions } from './pool-protocol.js';
-import { mapInputs, resolveInputMap, v2DatatypeOfOrt, type OnnxFeed, type OnnxValueInfo, type ShadowTensor, type ShadowTensorData } from './tensors.js';
+import type {
+  FromPoolWorker,
+  PoolWorkerData,
+  ProviderFallback,
+  ToPoolWorker,
+  WorkerModelSource,
+  WorkerSessionOptions,
+} from './pool-protocol.js';
+import {
+  mapInputs,
+  resolveInputMap,
+  v2DatatypeOfOrt,
+  type OnnxFeed,
+  type OnnxValueInfo,
+  type ShadowTensor,
+  type ShadowTensorData,
+} from './tensors.js';
 
 /** Execution providers the pool knows how to request from onnxruntime-node on Linux. */
 export const ExecutionProviders = ['cuda', 'tensorrt', 'cpu'] as const;
@@ -156,7 +171,8 @@ export function resolveExecutionProviders(requested: 'auto' | readonly Execution
 } {
   if (requested !== 'auto') return { providers: [...requested], skipped: [] };
   const dir = bindingDir();
-  if (process.platform === 'linux' && existsSync(join(dir, CUDA_LIBRARY))) return { providers: ['cuda', 'cpu'], skipped: [] };
+  if (process.platform === 'linux' && existsSync(join(dir, CUDA_LIBRARY)))
+    return { providers: ['cuda', 'cpu'], skipped: [] };
   return {
     providers: ['cpu'],
     skipped: [{ provider: 'cuda', reason: `CUDA provider not installed (${CUDA_LIBRARY} not in ${dir})` }],
@@ -168,7 +184,10 @@ function explainFallback(f: ProviderFallback): ProviderFallback {
   if (f.provider !== 'cuda') return f;
   const dir = bindingDir();
   if (existsSync(join(dir, CUDA_LIBRARY))) return f;
-  return { provider: f.provider, reason: `${f.reason} (${CUDA_LIBRARY} is not installed in ${dir}; falling back to the next provider)` };
+  return {
+    provider: f.provider,
+    reason: `${f.reason} (${CUDA_LIBRARY} is not installed in ${dir}; falling back to the next provider)`,
+  };
 }
 
 /** The worker entry next to this module: `.ts` when running from source (tsx, vitest), `.js` when built. */
@@ -181,7 +200,9 @@ function defaultEntry(): URL {
 function tsxEsmApiUrl(): string {
   const require = createRequire(import.meta.url);
   const pkgPath = require.resolve('tsx/package.json');
-  const pkg = JSON.parse(readFileSync(pkgPath, 'utf8')) as { exports?: Record<string, { import?: { default?: string } | string }> };
+  const pkg = JSON.parse(readFileSync(pkgPath, 'utf8')) as {
+    exports?: Record<string, { import?: { default?: string } | string }>;
+  };
   const target = pkg.exports?.['./esm/api']?.import;
   const rel = typeof target === 'string' ? target : target?.default;
   if (rel === undefined) throw new Error('tsx does not export tsx/esm/api for import');
@@ -200,26 +221,38 @@ function spawnWorker(url: URL, workerData: PoolWorkerData): Worker {
       '  .then((m) => { (m.register ?? m.default.register)(); return import(workerData.entry); })',
       '  .catch((err) => { setImmediate(() => { throw err; }); });',
     ].join('\n');
-    return new Worker(boot, { eval: true, execArgv: [], workerData: { ...workerData, tsxApi: tsxEsmApiUrl(), entry: url.href } });
+    return new Worker(boot, {
+      eval: true,
+      execArgv: [],
+      workerData: { ...workerData, tsxApi: tsxEsmApiUrl(), entry: url.href },
+    });
   }
   return new Worker(fileURLToPath(url), { workerData });
 }
 
 function positiveInt(name: string, v: number, max = Number.MAX_SAFE_INTEGER): number {
   if (!(Number.isSafeInteger(v) && v >= 1 && v <= max)) {
-    throw new ModelwatchError(ErrorCodes.configInvalid, `ShadowPoolOptions.${name} must be an integer in 1..${max}, got ${v}`, { field: name });
+    throw new ModelwatchError(
+      ErrorCodes.configInvalid,
+      `ShadowPoolOptions.${name} must be an integer in 1..${max}, got ${v}`,
+      { field: name },
+    );
   }
   return v;
 }
 
 /** A compact buffer to transfer: the array's own when it owns all of it, else a copy. */
-function transferable(d: ShadowTensorData, allowMove: boolean): { data: ShadowTensorData; buffer: ArrayBuffer | undefined } {
+function transferable(
+  d: ShadowTensorData,
+  allowMove: boolean,
+): { data: ShadowTensorData; buffer: ArrayBuffer | undefined } {
   if (Array.isArray(d)) return { data: d, buffer: undefined };
   const b = d.buffer;
-  if (allowMove && b instanceof ArrayBuffer && d.byteOffset === 0 && d.byteLength === b.byteLength) return { data: d, buffer: b };
+  if (allowMove && b instanceof ArrayBuffer && d.byteOffset === 0 && d.byteLength === b.byteLength)
+    return { data: d, buffer: b };
   // A view into a larger (or shared) buffer would be cloned whole: send only its bytes.
   const copy = d.slice();
-  return { data: copy, buffer: copy.buffer as ArrayBuffer };
+  return { data: copy, buffer: copy.buffer };
 }
 
 let nextKey = 1;
@@ -335,7 +368,10 @@ export class ShadowPool {
     fresh.ready = Promise.all(held.map((h) => this.loadInto(fresh, h.model.key, h.source, h.providers))).then(
       () => undefined,
       (err: unknown) => {
-        this.logger.error('shadow pool could not reload models into a replacement worker', { worker: slot.index, error: errorMessage(err) });
+        this.logger.error('shadow pool could not reload models into a replacement worker', {
+          worker: slot.index,
+          error: errorMessage(err),
+        });
       },
     );
   }
@@ -348,8 +384,17 @@ export class ShadowPool {
       if (m.type === 'loaded') w.resolve(m);
       else if (PROVIDER_ERROR.test(m.message)) {
         // The last provider asked for could not be created: a host/config problem, not a bad model.
-        w.reject(new ModelwatchError(ErrorCodes.configInvalid, `execution provider unavailable: ${m.message}`, { field: 'executionProviders' }));
-      } else w.reject(new ModelwatchError(ErrorCodes.inputInvalid, `candidate model could not be loaded: ${m.message}`, { field: 'candidate' }));
+        w.reject(
+          new ModelwatchError(ErrorCodes.configInvalid, `execution provider unavailable: ${m.message}`, {
+            field: 'executionProviders',
+          }),
+        );
+      } else
+        w.reject(
+          new ModelwatchError(ErrorCodes.inputInvalid, `candidate model could not be loaded: ${m.message}`, {
+            field: 'candidate',
+          }),
+        );
       this.refresh(slot);
       return;
     }
@@ -367,7 +412,12 @@ export class ShadowPool {
     for (const o of m.outputs) {
       const datatype = v2DatatypeOfOrt(o.ortType);
       if (datatype === undefined) {
-        p.reject(new ModelwatchError(ErrorCodes.badRequest, `candidate output '${o.name}' has type ${o.ortType}, which has no V2 datatype`));
+        p.reject(
+          new ModelwatchError(
+            ErrorCodes.badRequest,
+            `candidate output '${o.name}' has type ${o.ortType}, which has no V2 datatype`,
+          ),
+        );
         return;
       }
       outputs.push({ name: o.name, datatype, shape: o.dims, data: o.data });
@@ -381,12 +431,23 @@ export class ShadowPool {
     else slot.worker.unref();
   }
 
-  private loadInto(slot: Slot, key: string, source: WorkerModelSource, providers: string[]): Promise<Extract<FromPoolWorker, { type: 'loaded' }>> {
+  private loadInto(
+    slot: Slot,
+    key: string,
+    source: WorkerModelSource,
+    providers: string[],
+  ): Promise<Extract<FromPoolWorker, { type: 'loaded' }>> {
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         if (slot.loads.delete(key)) {
           this.refresh(slot);
-          reject(new ModelwatchError(ErrorCodes.timeout, `loading candidate model took longer than ${this.loadTimeoutMs} ms`, { retryable: true }));
+          reject(
+            new ModelwatchError(
+              ErrorCodes.timeout,
+              `loading candidate model took longer than ${this.loadTimeoutMs} ms`,
+              { retryable: true },
+            ),
+          );
         }
       }, this.loadTimeoutMs);
       timer.unref();
@@ -426,7 +487,11 @@ export class ShadowPool {
       if (!this.held.has(key)) this.unloadEverywhere(key);
       throw failed.reason instanceof ModelwatchError
         ? failed.reason
-        : new ModelwatchError(ErrorCodes.inputInvalid, `candidate model could not be loaded: ${errorMessage(failed.reason)}`, { cause: failed.reason });
+        : new ModelwatchError(
+            ErrorCodes.inputInvalid,
+            `candidate model could not be loaded: ${errorMessage(failed.reason)}`,
+            { cause: failed.reason },
+          );
     }
     const loaded = settled.map((r) => (r as PromiseFulfilledResult<Extract<FromPoolWorker, { type: 'loaded' }>>).value);
     const first = loaded[0];
@@ -489,7 +554,11 @@ export class ShadowPool {
         if (!this.pending.delete(id)) return;
         slot.inflight--;
         this.refresh(slot);
-        reject(new ModelwatchError(ErrorCodes.timeout, `candidate model run took longer than ${this.runTimeoutMs} ms`, { retryable: true }));
+        reject(
+          new ModelwatchError(ErrorCodes.timeout, `candidate model run took longer than ${this.runTimeoutMs} ms`, {
+            retryable: true,
+          }),
+        );
       }, this.runTimeoutMs);
       timer.unref();
       this.pending.set(id, { resolve, reject, timer, t0: performance.now(), slot });

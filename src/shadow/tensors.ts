@@ -110,7 +110,10 @@ function mismatch(field: string, message: string): ModelwatchError {
  * every target must be an input of the model, and no two request tensors may feed the same input.
  * Returns the reverse map (ONNX input → V2 tensor).
  */
-export function resolveInputMap(inputs: readonly OnnxValueInfo[], inputMap: Readonly<Record<string, string>> = {}): Map<string, string> {
+export function resolveInputMap(
+  inputs: readonly OnnxValueInfo[],
+  inputMap: Readonly<Record<string, string>> = {},
+): Map<string, string> {
   const names = new Set(inputs.map((i) => i.name));
   const reverse = new Map<string, string>();
   for (const [v2Name, onnxName] of Object.entries(inputMap)) {
@@ -123,9 +126,13 @@ export function resolveInputMap(inputs: readonly OnnxValueInfo[], inputMap: Read
     }
     const prior = reverse.get(onnxName);
     if (prior !== undefined) {
-      throw new ModelwatchError(ErrorCodes.configInvalid, `input map: tensors '${prior}' and '${v2Name}' both map to model input '${onnxName}'`, {
-        field: `inputs.${v2Name}`,
-      });
+      throw new ModelwatchError(
+        ErrorCodes.configInvalid,
+        `input map: tensors '${prior}' and '${v2Name}' both map to model input '${onnxName}'`,
+        {
+          field: `inputs.${v2Name}`,
+        },
+      );
     }
     reverse.set(onnxName, v2Name);
   }
@@ -138,40 +145,63 @@ export function resolveInputMap(inputs: readonly OnnxValueInfo[], inputMap: Read
  * tensor, or a datatype, shape or element count that does not match the model's metadata, is a
  * `bad_request` {@link ModelwatchError} naming the tensor, what the model expects and what it received.
  */
-export function mapInputs(inputs: readonly OnnxValueInfo[], tensors: readonly ShadowTensor[], reverseMap: ReadonlyMap<string, string> = new Map()): OnnxFeed[] {
+export function mapInputs(
+  inputs: readonly OnnxValueInfo[],
+  tensors: readonly ShadowTensor[],
+  reverseMap: ReadonlyMap<string, string> = new Map(),
+): OnnxFeed[] {
   const byName = new Map<string, ShadowTensor>();
   for (const t of tensors) byName.set(t.name, t);
   const feeds: OnnxFeed[] = [];
   for (const input of inputs) {
     const source = reverseMap.get(input.name) ?? input.name;
     const expected = `${input.datatype ?? input.ortType ?? 'non-tensor'} ${formatShape(input.shape)}`;
-    const via = source === input.name ? `input '${input.name}'` : `tensor '${source}' (mapped to model input '${input.name}')`;
+    const via =
+      source === input.name ? `input '${input.name}'` : `tensor '${source}' (mapped to model input '${input.name}')`;
     const t = byName.get(source);
     if (t === undefined) {
       const received = tensors.length === 0 ? 'no tensors' : `tensors ${tensors.map(describe).join(', ')}`;
-      throw mismatch(`inputs.${source}`, `${via}: the model expects ${expected}; received ${received}, none named '${source}'`);
+      throw mismatch(
+        `inputs.${source}`,
+        `${via}: the model expects ${expected}; received ${received}, none named '${source}'`,
+      );
     }
     if (input.ortType === undefined || input.datatype === undefined) {
-      throw mismatch(`inputs.${source}`, `${via}: model input '${input.name}' is not a tensor of a V2 datatype (${input.ortType ?? 'non-tensor'})`);
+      throw mismatch(
+        `inputs.${source}`,
+        `${via}: model input '${input.name}' is not a tensor of a V2 datatype (${input.ortType ?? 'non-tensor'})`,
+      );
     }
     if (t.datatype !== input.datatype) {
-      throw mismatch(`inputs.${source}`, `${via}: datatype mismatch: the model expects ${input.datatype}, received ${t.datatype}`);
+      throw mismatch(
+        `inputs.${source}`,
+        `${via}: datatype mismatch: the model expects ${input.datatype}, received ${t.datatype}`,
+      );
     }
     const badShape =
       t.shape.length !== input.shape.length ||
       input.shape.some((d, i) => typeof d === 'number' && d !== t.shape[i]) ||
       t.shape.some((d) => !Number.isSafeInteger(d) || d < 0);
     if (badShape) {
-      throw mismatch(`inputs.${source}`, `${via}: shape mismatch: the model expects ${formatShape(input.shape)}, received ${formatShape(t.shape)}`);
+      throw mismatch(
+        `inputs.${source}`,
+        `${via}: shape mismatch: the model expects ${formatShape(input.shape)}, received ${formatShape(t.shape)}`,
+      );
     }
     const count = t.shape.reduce((a, b) => a * b, 1);
     const arrayName = DATATYPE_ARRAY[t.datatype];
     const actualArray = Array.isArray(t.data) ? 'Array' : t.data.constructor.name;
     if (actualArray !== arrayName) {
-      throw mismatch(`inputs.${source}`, `${via}: ${t.datatype} data must be a ${arrayName}, received a ${actualArray}`);
+      throw mismatch(
+        `inputs.${source}`,
+        `${via}: ${t.datatype} data must be a ${arrayName}, received a ${actualArray}`,
+      );
     }
     if (t.data.length !== count) {
-      throw mismatch(`inputs.${source}`, `${via}: shape ${formatShape(t.shape)} holds ${count} elements, received ${t.data.length}`);
+      throw mismatch(
+        `inputs.${source}`,
+        `${via}: shape ${formatShape(t.shape)} holds ${count} elements, received ${t.data.length}`,
+      );
     }
     feeds.push({ name: input.name, ortType: input.ortType, dims: [...t.shape], data: t.data });
   }

@@ -75,14 +75,20 @@ export function resolveVerdictThresholds(t: VerdictThresholds = {}): Readonly<Re
     maxLatencyP99Ms: t.maxLatencyP99Ms ?? defaultVerdictThresholds.maxLatencyP99Ms,
   };
   const bad = (field: string, why: string): never => {
-    throw new ModelwatchError(ErrorCodes.configInvalid, `shadow.verdict.${field} ${why}`, { field: `shadow.verdict.${field}` });
+    throw new ModelwatchError(ErrorCodes.configInvalid, `shadow.verdict.${field} ${why}`, {
+      field: `shadow.verdict.${field}`,
+    });
   };
-  if (!(Number.isSafeInteger(r.minRows) && r.minRows >= 1)) bad('minRows', `must be a positive integer, got ${r.minRows}`);
+  if (!(Number.isSafeInteger(r.minRows) && r.minRows >= 1))
+    bad('minRows', `must be a positive integer, got ${r.minRows}`);
   if (!(r.minAgreement >= 0 && r.minAgreement <= 1)) bad('minAgreement', `must be in [0, 1], got ${r.minAgreement}`);
   if (!(r.alpha > 0 && r.alpha < 1)) bad('alpha', `must be in (0, 1), got ${r.alpha}`);
-  if (!(r.maxSkippedFraction >= 0 && r.maxSkippedFraction <= 1)) bad('maxSkippedFraction', `must be in [0, 1], got ${r.maxSkippedFraction}`);
-  if (r.maxAbsDiffP95 !== undefined && !(r.maxAbsDiffP95 >= 0)) bad('maxAbsDiffP95', `must be >= 0, got ${r.maxAbsDiffP95}`);
-  if (r.maxLatencyP99Ms !== undefined && !(r.maxLatencyP99Ms > 0)) bad('maxLatencyP99Ms', `must be > 0, got ${r.maxLatencyP99Ms}`);
+  if (!(r.maxSkippedFraction >= 0 && r.maxSkippedFraction <= 1))
+    bad('maxSkippedFraction', `must be in [0, 1], got ${r.maxSkippedFraction}`);
+  if (r.maxAbsDiffP95 !== undefined && !(r.maxAbsDiffP95 >= 0))
+    bad('maxAbsDiffP95', `must be >= 0, got ${r.maxAbsDiffP95}`);
+  if (r.maxLatencyP99Ms !== undefined && !(r.maxLatencyP99Ms > 0))
+    bad('maxLatencyP99Ms', `must be > 0, got ${r.maxLatencyP99Ms}`);
   return r;
 }
 
@@ -105,11 +111,14 @@ export function decideVerdict(evidence: VerdictEvidence, thresholds: VerdictThre
   if (evidence.rows < t.minRows) hold.push(`only ${evidence.rows} rows compared (minimum ${t.minRows})`);
   else pass.push(`${evidence.rows} rows compared`);
   if (total > 0 && skipped / total > t.maxSkippedFraction) {
-    hold.push(`${skipped} of ${total} rows skipped (${fmt((100 * skipped) / total, 3)}% > ${fmt(100 * t.maxSkippedFraction, 3)}%)`);
+    hold.push(
+      `${skipped} of ${total} rows skipped (${fmt((100 * skipped) / total, 3)}% > ${fmt(100 * t.maxSkippedFraction, 3)}%)`,
+    );
   }
 
   if (evidence.agreement !== undefined) {
-    if (evidence.agreement < t.minAgreement) reject.push(`agreement ${fmt(evidence.agreement)} below ${t.minAgreement}`);
+    if (evidence.agreement < t.minAgreement)
+      reject.push(`agreement ${fmt(evidence.agreement)} below ${t.minAgreement}`);
     else pass.push(`agreement ${fmt(evidence.agreement)} at or above ${t.minAgreement}`);
   }
 
@@ -117,7 +126,8 @@ export function decideVerdict(evidence: VerdictEvidence, thresholds: VerdictThre
   if (cls && cls.rows > 0) {
     const { production, candidate, mcnemar } = cls;
     const acc = `accuracy ${fmt(production.accuracy)} → ${fmt(candidate.accuracy)} on ${cls.rows} labelled rows, McNemar exact p = ${fmt(mcnemar.pValue, 3)}`;
-    if (mcnemar.pValue < t.alpha && candidate.accuracy < production.accuracy) reject.push(`significant accuracy drop: ${acc}`);
+    if (mcnemar.pValue < t.alpha && candidate.accuracy < production.accuracy)
+      reject.push(`significant accuracy drop: ${acc}`);
     else if (mcnemar.pValue < t.alpha) pass.push(`significant accuracy gain: ${acc}`);
     else pass.push(`no significant accuracy change: ${acc}`);
   }
@@ -133,13 +143,15 @@ export function decideVerdict(evidence: VerdictEvidence, thresholds: VerdictThre
 
   const diff = evidence.differences;
   if (diff && t.maxAbsDiffP95 !== undefined) {
-    if (diff.absolute.p95 > t.maxAbsDiffP95) reject.push(`p95 absolute score difference ${fmt(diff.absolute.p95)} above ${t.maxAbsDiffP95}`);
+    if (diff.absolute.p95 > t.maxAbsDiffP95)
+      reject.push(`p95 absolute score difference ${fmt(diff.absolute.p95)} above ${t.maxAbsDiffP95}`);
     else pass.push(`p95 absolute score difference ${fmt(diff.absolute.p95)} within ${t.maxAbsDiffP95}`);
   }
 
   const lat = evidence.latency;
   if (lat && t.maxLatencyP99Ms !== undefined && lat.batches > 0) {
-    if (lat.p99Ms > t.maxLatencyP99Ms) reject.push(`candidate latency p99 ${fmt(lat.p99Ms)} ms above ${t.maxLatencyP99Ms} ms`);
+    if (lat.p99Ms > t.maxLatencyP99Ms)
+      reject.push(`candidate latency p99 ${fmt(lat.p99Ms)} ms above ${t.maxLatencyP99Ms} ms`);
     else pass.push(`candidate latency p99 ${fmt(lat.p99Ms)} ms within ${t.maxLatencyP99Ms} ms`);
   }
 
