@@ -25,6 +25,20 @@ function sourcesNewerThan(ms) {
   return false;
 }
 
+// `npx modelwatch` and `npm run` start this process through `sh -c`; a SIGTERM sent to npm's PID ends
+// npm and that shell but never reaches this process, which would keep serving and holding its ports and
+// the embedded store. So when npm started it, losing the parent counts as a SIGTERM (sent once: a second
+// one means "exit without flushing").
+if (process.env.npm_command !== undefined) {
+  const parent = process.ppid;
+  const watch = setInterval(() => {
+    if (process.ppid === parent) return;
+    clearInterval(watch);
+    process.kill(process.pid, 'SIGTERM');
+  }, 250);
+  watch.unref();
+}
+
 const checkout = existsSync(source);
 const buildUsable =
   existsSync(built) && (!checkout || (existsSync(stamp) && !sourcesNewerThan(statSync(stamp).mtimeMs)));
