@@ -10,9 +10,10 @@ import {
 } from '../src/drift/streaming/index.js';
 import { gaussian, mulberry32 } from './support/seeded-prng.js';
 
-// River is not installable here (no PyPI), so there are no value-for-value reference outputs: these tests check
-// the properties that matter — detection delay after a planted change and the false-alarm count on long
-// stationary series, measured over seeded streams.
+// Two kinds of checks. (1) Value for value: Page–Hinkley and CUSUM statistics on short series computed by
+// hand from the published definitions (arithmetic in the comments; every number is exact in binary).
+// (2) Properties over seeded streams: detection delay after a planted change and false alarms on long
+// stationary series.
 
 const SEEDS = Array.from({ length: 20 }, (_v, i) => i + 1);
 const STATIONARY = 10_000;
@@ -106,6 +107,135 @@ describe('false-alarm rates at other settings behave as the theory says', () => 
     expect(delays(() => new Cusum({ min_instances: 200, threshold: 12, mode: 'up' }), -3).delays.every((d) => d === -1)).toBe(true);
     expect(delays(() => new PageHinkley({ delta: 0.5, threshold: 25, mode: 'down' }), 3).delays.every((d) => d === -1)).toBe(true);
     expect(delays(() => new PageHinkley({ delta: 0.5, threshold: 25, mode: 'up' }), 3).delays.every((d) => d >= 0)).toBe(true);
+  });
+});
+
+describe('value for value on hand-computed series', () => {
+  // Page–Hinkley as in River's `drift.PageHinkley` (Mouss et al. 2004): x̄ₜ = running mean including xₜ,
+  //   S⁺ₜ = α·S⁺ₜ₋₁ + (xₜ − x̄ₜ) − δ,   S⁻ₜ = α·S⁻ₜ₋₁ + (xₜ − x̄ₜ) + δ   (S₀ = 0),
+  //   increase statistic Uₜ = S⁺ₜ − min_{s≤t} S⁺ₛ,  decrease statistic Dₜ = max_{s≤t} S⁻ₛ − S⁻ₜ,
+  //   change when (t ≥ min_instances and) Uₜ > λ (mode up) or Dₜ > λ (mode down).
+  const phSeries = [2, 4, 0, 10, 4, -8];
+
+  it('Page–Hinkley without forgetting (α = 1, δ = 0.5)', () => {
+    // t  x   x̄   x−x̄  S⁺                    min S⁺  U    S⁻                  max S⁻  D
+    // 1  2   2    0   0 + 0 − 0.5 = −0.5     −0.5    0    0 + 0 + 0.5 = 0.5    0.5     0
+    // 2  4   3    1   −0.5 + 1 − 0.5 = 0     −0.5    0.5  0.5 + 1 + 0.5 = 2    2       0
+    // 3  0   2   −2   0 − 2 − 0.5 = −2.5     −2.5    0    2 − 2 + 0.5 = 0.5    2       1.5
+    // 4  10  4    6   −2.5 + 6 − 0.5 = 3     −2.5    5.5  0.5 + 6 + 0.5 = 7    7       0
+    // 5  4   4    0   3 + 0 − 0.5 = 2.5      −2.5    5    7 + 0 + 0.5 = 7.5    7.5     0
+    // 6  −8  2   −10  2.5 − 10 − 0.5 = −8    −8      0    7.5 − 10 + 0.5 = −2  7.5     9.5
+    const expected = [
+      { increase: 0, decrease: 0 },
+      { increase: 0.5, decrease: 0 },
+      { increase: 0, decrease: 1.5 },
+      { increase: 5.5, decrease: 0 },
+      { increase: 5, decrease: 0 },
+      { increase: 0, decrease: 9.5 },
+    ];
+    const ph = new PageHinkley({ min_instances: 1, delta: 0.5, alpha: 1, threshold: 1e9 });
+    expect(ph.statistics).toEqual({ increase: 0, decrease: 0 });
+    phSeries.forEach((x, t) => {
+      expect(ph.update(x)).toBe(false);
+      expect(ph.statistics, `t = ${t + 1}`).toEqual(expected[t]);
+    });
+  });
+
+  it('Page–Hinkley with forgetting (α = 0.5, δ = 0.5)', () => {
+    // Same x − x̄ as above (0, 1, −2, 6, 0, −10):
+    // S⁺: 0.5·0 + 0 − 0.5 = −0.5; 0.5·(−0.5) + 1 − 0.5 = 0.25; 0.125 − 2 − 0.5 = −2.375;
+    //     −1.1875 + 6 − 0.5 = 4.3125; 2.15625 − 0.5 = 1.65625; 0.828125 − 10 − 0.5 = −9.671875
+    //   min S⁺: −0.5, −0.5, −2.375, −2.375, −2.375, −9.671875
+    //   U: 0, 0.75, 0, 6.6875, 4.03125, 0
+    // S⁻: 0 + 0 + 0.5 = 0.5; 0.25 + 1 + 0.5 = 1.75; 0.875 − 2 + 0.5 = −0.625;
+    //     −0.3125 + 6 + 0.5 = 6.1875; 3.09375 + 0.5 = 3.59375; 1.796875 − 10 + 0.5 = −7.703125
+    //   max S⁻: 0.5, 1.75, 1.75, 6.1875, 6.1875, 6.1875
+    //   D: 0, 0, 2.375, 0, 2.59375, 13.890625
+    const U = [0, 0.75, 0, 6.6875, 4.03125, 0];
+    const D = [0, 0, 2.375, 0, 2.59375, 13.890625];
+    const ph = new PageHinkley({ min_instances: 1, delta: 0.5, alpha: 0.5, threshold: 1e9 });
+    phSeries.forEach((x, t) => {
+      ph.update(x);
+      expect(ph.statistics, `t = ${t + 1}`).toEqual({ increase: U[t], decrease: D[t] });
+    });
+  });
+
+  it('Page–Hinkley reports at the first value whose statistic exceeds λ (strictly), per mode and min_instances', () => {
+    /** 1-based step of the first detection over the series (α = 1, δ = 0.5), or 0. */
+    const firstAlarm = (o: ConstructorParameters<typeof PageHinkley>[0]): number => {
+      const ph = new PageHinkley({ delta: 0.5, alpha: 1, ...o });
+      return phSeries.findIndex((x) => ph.update(x)) + 1;
+    };
+    // U = 0, 0.5, 0, 5.5, 5, 0 and D = 0, 0, 1.5, 0, 0, 9.5 (table above).
+    expect(firstAlarm({ min_instances: 1, threshold: 5 })).toBe(4); // U₄ = 5.5 > 5
+    expect(firstAlarm({ min_instances: 1, threshold: 5.5 })).toBe(6); // U₄ = 5.5 is not > 5.5; D₆ = 9.5
+    expect(firstAlarm({ min_instances: 1, threshold: 5, mode: 'down' })).toBe(6);
+    expect(firstAlarm({ min_instances: 1, threshold: 6, mode: 'up' })).toBe(0); // max U = 5.5
+    expect(firstAlarm({ min_instances: 5, threshold: 5, mode: 'up' })).toBe(0); // U₄ too early; U₅ = 5 not > 5
+    expect(firstAlarm({ min_instances: 5, threshold: 4.9, mode: 'up' })).toBe(5); // U₅ = 5 > 4.9
+  });
+
+  // Tabular CUSUM (Page 1954; Montgomery, Statistical Quality Control §9.1) with μ₀ and σ estimated over
+  // the first `min_instances` values (sample sd, n − 1), then frozen; K = k·σ, H = h·σ:
+  //   C⁺ₜ = max(0, C⁺ₜ₋₁ + (xₜ − μ₀) − K),   C⁻ₜ = max(0, C⁻ₜ₋₁ − (xₜ − μ₀) − K),   change when C > H.
+  // The last warm-up value is the first one the sums see (as River's CUSUM does).
+  // Warm-up 4, 0, 4, 0, 2: μ₀ = 10 / 5 = 2; Σ(x − μ₀)² = 4 + 4 + 4 + 4 + 0 = 16, σ² = 16 / 4 = 4, σ = 2.
+  // k = 0.5 → K = 1; h = 2.25 → H = 4.5.
+  const warmup = [4, 0, 4, 0, 2];
+  const cusumOptions = { min_instances: 5, slack: 0.5, threshold: 2.25 };
+
+  it('CUSUM, an upward run', () => {
+    // x   x−μ₀  C⁺                    C⁻
+    // 2    0    max(0, 0 + 0 − 1) = 0  max(0, 0 − 0 − 1) = 0
+    // 5    3    0 + 3 − 1 = 2          max(0, 0 − 3 − 1) = 0
+    // 1   −1    max(0, 2 − 1 − 1) = 0  max(0, 0 + 1 − 1) = 0
+    // 6    4    0 + 4 − 1 = 3          0
+    // 3    1    3 + 1 − 1 = 3          0
+    // 4    2    3 + 2 − 1 = 4          0     (4 ≤ 4.5: no change)
+    // 5    3    4 + 3 − 1 = 6          0     (6 > 4.5: change)
+    const after = [5, 1, 6, 3, 4, 5];
+    const up = [2, 0, 3, 3, 4, 6];
+    const c = new Cusum(cusumOptions);
+    for (const x of warmup.slice(0, 4)) {
+      expect(c.update(x)).toBe(false);
+      expect(c.statistics.reference).toBeNull();
+    }
+    expect(c.update(2)).toBe(false);
+    expect(c.statistics.reference).toBeCloseTo(2, 12);
+    expect(c.statistics.sigma).toBeCloseTo(2, 12);
+    expect(c.statistics.increase).toBe(0);
+    expect(c.statistics.decrease).toBe(0);
+    after.forEach((x, i) => {
+      expect(c.update(x), `x = ${x} (#${i})`).toBe(i === after.length - 1);
+      expect(c.statistics.increase).toBeCloseTo(up[i] as number, 12);
+      expect(c.statistics.decrease).toBe(0);
+    });
+  });
+
+  it('CUSUM, a downward run, and the modes', () => {
+    // x   x−μ₀  C⁺   C⁻
+    // 1   −1    0    max(0, 0 + 1 − 1) = 0
+    // −1  −3    0    0 + 3 − 1 = 2
+    // 0   −2    0    2 + 2 − 1 = 3
+    // −2  −4    0    3 + 4 − 1 = 6   (> 4.5: change)
+    const series = [...warmup, 1, -1, 0, -2];
+    const down = [0, 2, 3, 6];
+    const c = new Cusum(cusumOptions);
+    series.forEach((x, i) => {
+      expect(c.update(x)).toBe(i === series.length - 1);
+      if (i >= warmup.length) {
+        expect(c.statistics.increase).toBe(0);
+        expect(c.statistics.decrease).toBeCloseTo(down[i - warmup.length] as number, 12);
+      }
+    });
+    const firstAlarm = (xs: number[], mode: 'up' | 'down' | 'both'): number => {
+      const d = new Cusum({ ...cusumOptions, mode });
+      return xs.findIndex((x) => d.update(x)) + 1;
+    };
+    expect(firstAlarm(series, 'down')).toBe(9);
+    expect(firstAlarm(series, 'up')).toBe(0);
+    expect(firstAlarm([...warmup, 5, 1, 6, 3, 4, 5], 'down')).toBe(0);
+    expect(firstAlarm([...warmup, 5, 1, 6, 3, 4, 5], 'up')).toBe(11);
   });
 });
 
