@@ -15,7 +15,10 @@ import { gaussian, mulberry32 } from './support/seeded-prng.js';
 // (2) Properties over seeded streams: detection delay after a planted change and false alarms on long
 // stationary series.
 
-const SEEDS = Array.from({ length: 20 }, (_v, i) => i + 1);
+// Held-out seeds: the monitor parameters (DEFAULT_MONITOR_DETECTORS) and their stated bounds were chosen on
+// seeds 1–20 (stationary) and 10 001–10 020 (shifts); these tests replay none of those, so each bound is an
+// out-of-sample check of the documented claim, not a restatement of the runs it was read from.
+const SEEDS = Array.from({ length: 40 }, (_v, i) => 7_000_001 + i);
 const STATIONARY = 10_000;
 const CHANGE_AT = 1_000;
 
@@ -34,7 +37,7 @@ function delays(make: () => ChangeDetector, shift: number): { delays: number[]; 
   const out: number[] = [];
   let early = 0;
   for (const seed of SEEDS) {
-    const g = gaussian(mulberry32(10_000 + seed));
+    const g = gaussian(mulberry32(500_000 + seed));
     const d = make();
     let found = -1;
     for (let i = 0; i < CHANGE_AT + 2_000; i++) {
@@ -51,35 +54,78 @@ function delays(make: () => ChangeDetector, shift: number): { delays: number[]; 
 }
 
 const configured = {
-  page_hinkley: () => new PageHinkley({ delta: 0.5, threshold: 25 }),
-  adwin: () => new Adwin({ delta: 0.002, clock: 1, grace_period: 30 }),
-  cusum: () => new Cusum({ min_instances: 200, slack: 0.5, threshold: 12 }),
-};
-// Stated maximum delays (values after the change) over the 20 seeds.
-const maxDelay = {
-  page_hinkley: { 1: 80, 3: 15 },
-  adwin: { 1: 60, 3: 15 },
-  cusum: { 1: 60, 3: 10 },
+  page_hinkley: () => new PageHinkley(DEFAULT_MONITOR_DETECTORS.page_hinkley),
+  adwin: () => new Adwin(DEFAULT_MONITOR_DETECTORS.adwin),
+  cusum: () => new Cusum(DEFAULT_MONITOR_DETECTORS.cusum),
 };
 
-describe.each(Object.entries(configured))('%s at the monitor parameters', (name, make) => {
-  it('raises no alarm on 20 stationary series of 10 000 values', () => {
-    expect(falseAlarms(make)).toBe(0);
+// Stated behaviour at the monitor parameters. The bounds were read off a separate calibration run (200
+// stationary series of 10 000 values, seeds 3 000 001+, and 200 planted shifts, seeds 4 000 001+: false
+// alarms per value PH 2e-6, ADWIN 1e-6, CUSUM 1e-5; 1σ delay p95 75 / 50 / 40; 3σ delay p95 12 / 11 / 6)
+// with margins, and are checked here on other seeds. CUSUM's are also theory: Siegmund's approximation,
+// ARL = (e^{−2Δb} + 2Δb − 1) / 2Δ² with Δ = shift − k, b = h + 1.166 (σ known), gives ARL₀ ≈ 5·10⁵ per
+// side and a mean delay (ARL − 1, the alarm value counted as delay 0) of 23.3 at 1σ and 4.2 at 3σ.
+const stated = {
+  /** False alarms per value, at most. */
+  rate: { page_hinkley: 1e-5, adwin: 1e-5, cusum: 4e-5 },
+  /** 95% of series detect within this many values after the change. */
+  p95Delay: {
+    page_hinkley: { 1: 90, 3: 15 },
+    adwin: { 1: 70, 3: 15 },
+    cusum: { 1: 60, 3: 10 },
+  },
+};
+
+/** Smallest k with P(Poisson(mean) ≤ k) ≥ 0.999: more alarms than this refute "rate ≤ bound". */
+function poissonLimit(mean: number): number {
+  let k = 0;
+  let term = Math.exp(-mean);
+  let cdf = term;
+  while (cdf < 0.999) {
+    k++;
+    term *= mean / k;
+    cdf += term;
+  }
+  return k;
+}
+
+/** The value at quantile q (nearest rank) of finite delays; −1 (never detected) counts as infinite. */
+function quantile(values: number[], q: number): number {
+  const sorted = values.map((d) => (d < 0 ? Infinity : d)).sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)] as number;
+}
+
+describe.each(Object.entries(configured))('%s at the monitor parameters (held-out seeds)', (name, make) => {
+  const kind = name as keyof typeof configured;
+
+  it('false alarms on stationary series stay within the stated rate', () => {
+    const values = SEEDS.length * STATIONARY;
+    expect(falseAlarms(make)).toBeLessThanOrEqual(poissonLimit(stated.rate[kind] * values));
   });
 
-  it.each([1, 3] as const)('detects a %iσ mean shift within the stated delay, never before it', (shift) => {
+  it.each([1, 3] as const)('detects a %iσ mean shift: in every series, in 95 of 100 within the stated delay', (shift) => {
     const r = delays(make, shift);
-    const bound = maxDelay[name as keyof typeof maxDelay][shift];
-    expect(r.early).toBe(0);
-    for (const d of r.delays) {
-      expect(d).toBeGreaterThanOrEqual(0);
-      expect(d).toBeLessThanOrEqual(bound);
-    }
+    // Alarms before the change are false alarms: the same rate bound over the pre-change values.
+    expect(r.early).toBeLessThanOrEqual(poissonLimit(stated.rate[kind] * SEEDS.length * CHANGE_AT));
+    expect(r.delays.every((d) => d >= 0)).toBe(true);
+    expect(quantile(r.delays, 0.95)).toBeLessThanOrEqual(stated.p95Delay[kind][shift]);
   });
 
-  it('detects a downward shift too (mode both)', () => {
+  it('detects a downward 3σ shift too (mode both)', () => {
     const r = delays(make, -3);
-    expect(r.delays.every((d) => d >= 0 && d <= 15)).toBe(true);
+    expect(r.delays.every((d) => d >= 0)).toBe(true);
+    expect(quantile(r.delays, 0.95)).toBeLessThanOrEqual(stated.p95Delay[kind][3]);
+  });
+});
+
+describe('CUSUM at the monitor parameters agrees with Siegmund’s approximation', () => {
+  it.each([
+    [1, 23.3],
+    [3, 4.2],
+  ])('mean delay after a %iσ shift is %f values within a quarter', (shift, theory) => {
+    const r = delays(configured.cusum, shift);
+    const mean = r.delays.reduce((a, d) => a + d, 0) / r.delays.length;
+    expect(Math.abs(mean - theory) / theory).toBeLessThanOrEqual(0.25);
   });
 });
 
@@ -304,17 +350,22 @@ describe('SeriesMonitor (what the detect loop runs per metric series)', () => {
     expect(Math.min(...alarms.map((a) => a.index))).toBeGreaterThanOrEqual(300);
   });
 
-  it('is unit-free: no alarm on 20 × 10 000 stationary values of latency-like scale, finds a 3σ shift within 15', () => {
+  it('is unit-free: on latency-like values, false alarms within the stated rates and a 3σ shift found', () => {
+    let alarms = 0;
+    const found = new Map<string, number[]>();
     for (const seed of SEEDS) {
       const g = gaussian(mulberry32(seed));
       const m = new SeriesMonitor();
-      let alarms = 0;
       for (let i = 0; i < STATIONARY; i++) alarms += m.update(250 + 40 * g()).length;
-      expect(alarms).toBe(0);
       const seen = new Map<string, number>();
       for (let i = 0; i < 100; i++) for (const a of m.update(250 + 40 * (g() + 3))) if (!seen.has(a.detector)) seen.set(a.detector, i);
-      expect(seen.size).toBe(3);
-      for (const d of seen.values()) expect(d).toBeLessThanOrEqual(15);
+      for (const kind of ['page_hinkley', 'adwin', 'cusum']) found.set(kind, [...(found.get(kind) ?? []), seen.get(kind) ?? -1]);
+    }
+    const rate = stated.rate.page_hinkley + stated.rate.adwin + stated.rate.cusum;
+    expect(alarms).toBeLessThanOrEqual(poissonLimit(rate * SEEDS.length * STATIONARY));
+    for (const [kind, d] of found) {
+      expect(d.every((x) => x >= 0), kind).toBe(true);
+      expect(quantile(d, 0.95), kind).toBeLessThanOrEqual(15);
     }
   });
 
