@@ -103,13 +103,16 @@ describe.each(Object.entries(configured))('%s at the monitor parameters (held-ou
     expect(falseAlarms(make)).toBeLessThanOrEqual(poissonLimit(stated.rate[kind] * values));
   });
 
-  it.each([1, 3] as const)('detects a %iσ mean shift: in every series, in 95 of 100 within the stated delay', (shift) => {
-    const r = delays(make, shift);
-    // Alarms before the change are false alarms: the same rate bound over the pre-change values.
-    expect(r.early).toBeLessThanOrEqual(poissonLimit(stated.rate[kind] * SEEDS.length * CHANGE_AT));
-    expect(r.delays.every((d) => d >= 0)).toBe(true);
-    expect(quantile(r.delays, 0.95)).toBeLessThanOrEqual(stated.p95Delay[kind][shift]);
-  });
+  it.each([1, 3] as const)(
+    'detects a %iσ mean shift: in every series, in 95 of 100 within the stated delay',
+    (shift) => {
+      const r = delays(make, shift);
+      // Alarms before the change are false alarms: the same rate bound over the pre-change values.
+      expect(r.early).toBeLessThanOrEqual(poissonLimit(stated.rate[kind] * SEEDS.length * CHANGE_AT));
+      expect(r.delays.every((d) => d >= 0)).toBe(true);
+      expect(quantile(r.delays, 0.95)).toBeLessThanOrEqual(stated.p95Delay[kind][shift]);
+    },
+  );
 
   it('detects a downward 3σ shift too (mode both)', () => {
     const r = delays(make, -3);
@@ -150,9 +153,15 @@ describe('false-alarm rates at other settings behave as the theory says', () => 
   });
 
   it('one-sided modes ignore the other direction', () => {
-    expect(delays(() => new Cusum({ min_instances: 200, threshold: 12, mode: 'up' }), -3).delays.every((d) => d === -1)).toBe(true);
-    expect(delays(() => new PageHinkley({ delta: 0.5, threshold: 25, mode: 'down' }), 3).delays.every((d) => d === -1)).toBe(true);
-    expect(delays(() => new PageHinkley({ delta: 0.5, threshold: 25, mode: 'up' }), 3).delays.every((d) => d >= 0)).toBe(true);
+    expect(
+      delays(() => new Cusum({ min_instances: 200, threshold: 12, mode: 'up' }), -3).delays.every((d) => d === -1),
+    ).toBe(true);
+    expect(
+      delays(() => new PageHinkley({ delta: 0.5, threshold: 25, mode: 'down' }), 3).delays.every((d) => d === -1),
+    ).toBe(true);
+    expect(
+      delays(() => new PageHinkley({ delta: 0.5, threshold: 25, mode: 'up' }), 3).delays.every((d) => d >= 0),
+    ).toBe(true);
   });
 });
 
@@ -358,13 +367,18 @@ describe('SeriesMonitor (what the detect loop runs per metric series)', () => {
       const m = new SeriesMonitor();
       for (let i = 0; i < STATIONARY; i++) alarms += m.update(250 + 40 * g()).length;
       const seen = new Map<string, number>();
-      for (let i = 0; i < 100; i++) for (const a of m.update(250 + 40 * (g() + 3))) if (!seen.has(a.detector)) seen.set(a.detector, i);
-      for (const kind of ['page_hinkley', 'adwin', 'cusum']) found.set(kind, [...(found.get(kind) ?? []), seen.get(kind) ?? -1]);
+      for (let i = 0; i < 100; i++)
+        for (const a of m.update(250 + 40 * (g() + 3))) if (!seen.has(a.detector)) seen.set(a.detector, i);
+      for (const kind of ['page_hinkley', 'adwin', 'cusum'])
+        found.set(kind, [...(found.get(kind) ?? []), seen.get(kind) ?? -1]);
     }
     const rate = stated.rate.page_hinkley + stated.rate.adwin + stated.rate.cusum;
     expect(alarms).toBeLessThanOrEqual(poissonLimit(rate * SEEDS.length * STATIONARY));
     for (const [kind, d] of found) {
-      expect(d.every((x) => x >= 0), kind).toBe(true);
+      expect(
+        d.every((x) => x >= 0),
+        kind,
+      ).toBe(true);
       expect(quantile(d, 0.95), kind).toBeLessThanOrEqual(15);
     }
   });
