@@ -7,12 +7,18 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Registry } from 'prom-client';
-import { encodeCapture, InProcessBus, type BusMessage, type CapturedCall } from '../src/bus/index.js';
-import { isModelwatchError, silentLogger } from '../src/common/index.js';
-import { configSchema, defaultModelSchema } from '../src/config/index.js';
-import { startIngest } from '../src/ingest/index.js';
-import { decodeCall } from '../src/protocol/index.js';
-import { ClickHouseStore, createStoreClient, Tables, toChTime } from '../src/store/index.js';
+import type { BusMessage, CapturedCall, InProcessBus as InProcessBusType } from '../src/bus/index.js';
+import type { ClickHouseStore as ClickHouseStoreType } from '../src/store/index.js';
+import { shipped } from './shipped.js';
+
+// The code under test, compiled (dist/; see bench/shipped.ts).
+const { encodeCapture, InProcessBus } = await shipped<typeof import('../src/bus/index.js')>('bus/index.js');
+const { isModelwatchError, silentLogger } = await shipped<typeof import('../src/common/index.js')>('common/index.js');
+const { configSchema, defaultModelSchema } = await shipped<typeof import('../src/config/index.js')>('config/index.js');
+const { startIngest } = await shipped<typeof import('../src/ingest/index.js')>('ingest/index.js');
+const { decodeCall } = await shipped<typeof import('../src/protocol/index.js')>('protocol/index.js');
+const { ClickHouseStore, createStoreClient, Tables, toChTime } =
+  await shipped<typeof import('../src/store/index.js')>('store/index.js');
 
 const root = join(import.meta.dirname, '..');
 const FEATURES = 20;
@@ -43,9 +49,18 @@ function call(model: string, i: number, rows: number, t0: number): CapturedCall 
   for (let r = 0; r < rows; r++) for (let c = 0; c < FEATURES; c++) data[r * FEATURES + c] = value(i, r, c);
   const req = Buffer.from(JSON.stringify({ inputs: [{ name: 'x', shape: [rows, FEATURES], datatype: 'FP32', data }] }));
   const res = Buffer.from(
-    JSON.stringify({ model_name: model, outputs: [{ name: 'p', shape: [rows, 1], datatype: 'FP32', data: new Array<number>(rows).fill(0.5) }] }),
+    JSON.stringify({
+      model_name: model,
+      outputs: [{ name: 'p', shape: [rows, 1], datatype: 'FP32', data: new Array<number>(rows).fill(0.5) }],
+    }),
   );
-  const body = (b: Buffer): CapturedCall['request'] => ({ body: b, size: b.length, truncated: false, contentType: 'application/json', contentEncoding: '' });
+  const body = (b: Buffer): CapturedCall['request'] => ({
+    body: b,
+    size: b.length,
+    truncated: false,
+    contentType: 'application/json',
+    contentEncoding: '',
+  });
   return {
     eventId: `${model}-ev-${i}`,
     requestId: `${model}-req-${i}`,
@@ -86,9 +101,9 @@ function rawRows(model: string, i: number, rows: number, t0: number): object[] {
   return out;
 }
 
-async function publishAll(bus: InProcessBus, messages: BusMessage[], chunk = 256): Promise<number> {
+async function publishAll(bus: InProcessBusType, messages: BusMessage[], chunk = 256): Promise<number> {
   let fullWaits = 0;
-  for (let k = 0; k < messages.length; ) {
+  for (let k = 0; k < messages.length;) {
     const part = messages.slice(k, k + chunk);
     try {
       await bus.publish(part);
@@ -103,7 +118,7 @@ async function publishAll(bus: InProcessBus, messages: BusMessage[], chunk = 256
   return fullWaits;
 }
 
-async function countRows(store: ClickHouseStore, model: string): Promise<number> {
+async function countRows(store: ClickHouseStoreType, model: string): Promise<number> {
   const rs = await store.client.query({
     query: `SELECT count() AS n FROM ${Tables.predictions} WHERE model = {model:String}`,
     query_params: { model },
@@ -119,7 +134,7 @@ async function rowsInserted(registry: Registry): Promise<number> {
   return v?.values.reduce((a, x) => a + x.value, 0) ?? 0;
 }
 
-async function runCase(store: ClickHouseStore, rowsPerRequest: number): Promise<CaseResult> {
+async function runCase(store: ClickHouseStoreType, rowsPerRequest: number): Promise<CaseResult> {
   const requests = Math.max(1, Math.round(ROWS_PER_CASE / rowsPerRequest));
   const rows = requests * rowsPerRequest;
   const t0 = Date.UTC(2026, 0, 1) + rowsPerRequest * 10_000_000;
@@ -129,7 +144,10 @@ async function runCase(store: ClickHouseStore, rowsPerRequest: number): Promise<
   // Whole ingest path.
   const config = configSchema.parse({ logLevel: 'silent' });
   // Same batch bound as the runtime's in-process bus (src/runtime/create.ts).
-  const bus = new InProcessBus({ maxBufferedBytes: config.bus.maxBufferedBytes, maxBatchMessages: config.ingest.maxBatchRows });
+  const bus = new InProcessBus({
+    maxBufferedBytes: config.bus.maxBufferedBytes,
+    maxBatchMessages: config.ingest.maxBatchRows,
+  });
   const registry = new Registry();
   const role = await startIngest({ config, store, bus, logger: silentLogger, metrics: registry });
   await role.ready;
@@ -155,7 +173,8 @@ async function runCase(store: ClickHouseStore, rowsPerRequest: number): Promise<
     });
   }
   const rawS = (performance.now() - rawStarted) / 1000;
-  if ((await countRows(store, rawModel)) !== rows) throw new Error(`raw insert stored a wrong row count for ${rawModel}`);
+  if ((await countRows(store, rawModel)) !== rows)
+    throw new Error(`raw insert stored a wrong row count for ${rawModel}`);
 
   const result: CaseResult = {
     rows_per_request: rowsPerRequest,
@@ -189,10 +208,13 @@ interface BacklogResult {
   rss_by_tenth_mb: number[];
 }
 
-async function runBacklog(store: ClickHouseStore): Promise<BacklogResult> {
+async function runBacklog(store: ClickHouseStoreType): Promise<BacklogResult> {
   const config = configSchema.parse({ logLevel: 'silent' });
   // Same batch bound as the runtime's in-process bus (src/runtime/create.ts).
-  const bus = new InProcessBus({ maxBufferedBytes: config.bus.maxBufferedBytes, maxBatchMessages: config.ingest.maxBatchRows });
+  const bus = new InProcessBus({
+    maxBufferedBytes: config.bus.maxBufferedBytes,
+    maxBatchMessages: config.ingest.maxBatchRows,
+  });
   const registry = new Registry();
   const role = await startIngest({ config, store, bus, logger: silentLogger, metrics: registry });
   await role.ready;
@@ -224,13 +246,17 @@ async function runBacklog(store: ClickHouseStore): Promise<BacklogResult> {
     const part: BusMessage[] = [];
     for (let i = k; i < Math.min(BACKLOG_RECORDS, k + CHUNK); i++) {
       const tpl = templates[i % templates.length] as CapturedCall;
-      part.push(encodeCapture({ ...tpl, eventId: `${model}-ev-${i}`, requestId: `${model}-req-${i}`, startedAt: t0 + i }));
+      part.push(
+        encodeCapture({ ...tpl, eventId: `${model}-ev-${i}`, requestId: `${model}-req-${i}`, startedAt: t0 + i }),
+      );
     }
     fullWaits += await publishAll(bus, part, CHUNK);
     produced = k + part.length;
     if (produced % (BACKLOG_RECORDS / 10) === 0) {
       byTenth.push(mb(process.memoryUsage().rss));
-      console.error(`backlog: ${produced} produced, rss ${mb(process.memoryUsage().rss)} MB, heap ${mb(process.memoryUsage().heapUsed)} MB`);
+      console.error(
+        `backlog: ${produced} produced, rss ${mb(process.memoryUsage().rss)} MB, heap ${mb(process.memoryUsage().heapUsed)} MB`,
+      );
     }
   }
   while ((await rowsInserted(registry)) < BACKLOG_RECORDS) await new Promise((r) => setTimeout(r, 20));
@@ -324,7 +350,9 @@ export async function run(): Promise<void> {
       '',
       '| rows/request | rows | ingest rows/s | raw insert rows/s | ingest / raw (target ≥ 0.8) |',
       '|---:|---:|---:|---:|---:|',
-      ...cases.map((c) => `| ${c.rows_per_request} | ${c.rows} | ${c.ingest_rows_per_s} | ${c.raw_rows_per_s} | ${c.ratio} |`),
+      ...cases.map(
+        (c) => `| ${c.rows_per_request} | ${c.rows} | ${c.ingest_rows_per_s} | ${c.raw_rows_per_s} | ${c.ratio} |`,
+      ),
       '',
       `Backlog: ${backlog.records} one-row records through a bus bounded at ${backlog.bus_max_buffered_bytes / 1024 / 1024} MiB, ` +
         `producer backing off on \`bus_full\` (${backlog.producer_bus_full_waits} waits): ${backlog.seconds} s (${backlog.records_per_s} records/s); ` +
@@ -337,7 +365,7 @@ export async function run(): Promise<void> {
         `in the 1-row case \`decodeCall\` of a call costs ${decode.decode_call_us} µs in this run ` +
         `(a bare \`JSON.parse\` of both bodies: ${decode.json_parse_us} µs); the rest is ClickHouse work: each call also stores a request row ` +
         '(the raw insert stores prediction rows only), and each bus batch (at most `ingest.maxBatchRows` records on the in-process bus, as in `modelwatch up`) pays one event-id ' +
-        'lookup query and its inserts, against the raw insert\'s 10000-row blocks.',
+        "lookup query and its inserts, against the raw insert's 10000-row blocks.",
       '',
     ].join('\n');
     writeFileSync(join(root, 'bench', 'results', 'ingest.md'), md);

@@ -1,5 +1,6 @@
-// `npm run bench [-- name]`: runs bench/<name>.ts (each exports `run(): Promise<void>` and writes
-// bench/results/<name>.json and .md). With no name or `all`, runs every known bench in turn.
+// `npm run bench [-- name]` (which builds dist/ first): runs bench/<name>.ts (each exports `run(): Promise<void>`,
+// times the compiled dist/ through bench/shipped.ts and writes bench/results/<name>.json and .md). With no
+// name or `all`, runs every known bench in turn.
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';

@@ -14,15 +14,8 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { createClient } from '@clickhouse/client';
 import { Registry } from 'prom-client';
-// The child imports module files, not folder indexes, so the sidecar process loads what
-// `modelwatch sidecar` needs and nothing else (no embedded ClickHouse, no gRPC).
-import { InProcessBus } from '../src/bus/in-process.js';
-import { KafkaBus } from '../src/bus/kafka.js';
 import type { Bus } from '../src/bus/types.js';
-import { silentLogger } from '../src/common/logger.js';
-import { configSchema } from '../src/config/schema.js';
-import { startSidecar } from '../src/sidecar/sidecar.js';
-import { ClickHouseStore } from '../src/store/store.js';
+import { repoRoot, shipped } from './shipped.js';
 
 const root = join(import.meta.dirname, '..');
 const RATE = Number(process.env.SIDECAR_BENCH_RATE ?? 1000);
@@ -83,6 +76,15 @@ interface ChildOptions {
 }
 
 async function childSidecar(opts: ChildOptions): Promise<void> {
+  // The sidecar under test is the compiled dist/ (bench/shipped.ts). The child imports module files, not
+  // folder indexes, so it loads what `modelwatch sidecar` needs and nothing else (no embedded
+  // ClickHouse, no gRPC).
+  const { InProcessBus } = await shipped<typeof import('../src/bus/in-process.js')>('bus/in-process.js');
+  const { KafkaBus } = await shipped<typeof import('../src/bus/kafka.js')>('bus/kafka.js');
+  const { silentLogger } = await shipped<typeof import('../src/common/logger.js')>('common/logger.js');
+  const { configSchema } = await shipped<typeof import('../src/config/schema.js')>('config/schema.js');
+  const { startSidecar } = await shipped<typeof import('../src/sidecar/sidecar.js')>('sidecar/sidecar.js');
+  const { ClickHouseStore } = await shipped<typeof import('../src/store/store.js')>('store/store.js');
   const config = configSchema.parse({
     logLevel: 'silent',
     sidecar: { listen: '127.0.0.1:0', upstream: opts.upstream, publishInWorker: opts.publishInWorker },
@@ -90,7 +92,13 @@ async function childSidecar(opts: ChildOptions): Promise<void> {
   });
   const bus: Bus =
     opts.brokers.length > 0
-      ? new KafkaBus({ brokers: opts.brokers, topic: TOPIC, publishTimeoutMs: 5_000, connectionTimeoutMs: 1_000, requestTimeoutMs: 3_000 })
+      ? new KafkaBus({
+          brokers: opts.brokers,
+          topic: TOPIC,
+          publishTimeoutMs: 5_000,
+          connectionTimeoutMs: 1_000,
+          requestTimeoutMs: 3_000,
+        })
       : new InProcessBus();
   // The sidecar never touches the store; an HTTP client to nowhere opens no connection.
   const store = new ClickHouseStore({
@@ -123,15 +131,20 @@ interface Child {
 }
 
 /**
- * Bundles this file (with the sidecar sources, packages left external) into plain JavaScript, as a
- * build would ship it: the child then runs on bare `node`, without tsx's loader thread and helpers.
- * esbuild comes with tsx; without it the child runs through tsx.
+ * Bundles this harness file alone into plain JavaScript (esbuild comes with tsx; packages and dist/
+ * stay external), so the child runs on bare `node` without tsx's loader thread and helpers, and the
+ * sidecar code it runs is the compiled dist/ loaded at run time (including dist/bus/kafka-worker-entry.js
+ * for the worker-thread publisher). Without esbuild the harness runs through tsx; the sidecar code is
+ * still dist/.
  */
 async function buildChild(): Promise<string[]> {
   try {
     const esbuild = await import('esbuild');
-    const dir = join(root, 'node_modules', '.cache', 'modelwatch-bench');
-    mkdirSync(dir, { recursive: true });
+    // Inside node_modules, so the bundle's package imports resolve; one directory per run.
+    const cache = join(root, 'node_modules', '.cache');
+    mkdirSync(cache, { recursive: true });
+    const dir = mkdtempSync(join(cache, 'modelwatch-bench-sidecar-'));
+    process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
     const outfile = join(dir, 'sidecar-child.mjs');
     await esbuild.build({
       entryPoints: [import.meta.filename],
@@ -143,19 +156,6 @@ async function buildChild(): Promise<string[]> {
       outfile,
       logLevel: 'warning',
     });
-    // The Kafka publisher worker loads `kafka-worker-entry.js` next to the module that starts it (here,
-    // the bundle), as in a built dist/.
-    await esbuild.build({
-      entryPoints: [join(root, 'src', 'bus', 'kafka-worker-entry.ts')],
-      bundle: true,
-      platform: 'node',
-      format: 'esm',
-      target: 'node20',
-      packages: 'external',
-      outfile: join(dir, 'kafka-worker-entry.js'),
-      logLevel: 'warning',
-    });
-    writeFileSync(join(dir, 'package.json'), '{ "type": "module" }\n');
     return [outfile];
   } catch (err) {
     console.error(`sidecar bench: esbuild bundle failed (${String(err)}); running the child through tsx`);
@@ -179,7 +179,8 @@ async function spawnSidecar(opts: ChildOptions): Promise<Child> {
       '--child-sidecar',
       JSON.stringify(opts),
     ],
-    { stdio: ['pipe', 'pipe', 'inherit'], cwd: root },
+    // The bundle lives outside bench/: tell bench/shipped.ts where the repository (and dist/) is.
+    { stdio: ['pipe', 'pipe', 'inherit'], cwd: root, env: { ...process.env, MODELWATCH_BENCH_ROOT: repoRoot } },
   );
   const rl = createInterface({ input: child.stdout! });
   const waiting: ((v: Record<string, unknown>) => void)[] = [];
@@ -274,7 +275,9 @@ ${server(port)}
 }
 `;
   writeFileSync(join(dir, 'nginx.conf'), conf);
-  const child = spawn('taskset', ['-c', String(cpu), 'nginx', '-p', dir, '-c', join(dir, 'nginx.conf')], { stdio: 'inherit' });
+  const child = spawn('taskset', ['-c', String(cpu), 'nginx', '-p', dir, '-c', join(dir, 'nginx.conf')], {
+    stdio: 'inherit',
+  });
   // Wait until it accepts connections.
   for (let i = 0; i < 100; i++) {
     const ok = await new Promise<boolean>((resolve) => {
@@ -309,7 +312,11 @@ function requestBytes(port: number, body: Buffer): Buffer {
 function v2Body(bytes: number): Buffer {
   const row = [0.123456, -1.234567, 2.345678, 0.987654];
   const make = (n: number): Buffer =>
-    Buffer.from(JSON.stringify({ inputs: [{ name: 'input', shape: [n, 4], datatype: 'FP32', data: Array.from({ length: n }, () => row).flat() }] }));
+    Buffer.from(
+      JSON.stringify({
+        inputs: [{ name: 'input', shape: [n, 4], datatype: 'FP32', data: Array.from({ length: n }, () => row).flat() }],
+      }),
+    );
   let n = 1;
   while (make(n * 2).length <= bytes) n *= 2;
   let lo = n;
@@ -430,7 +437,15 @@ async function openLoop(port: number, body: Buffer, rate: number, seconds: numbe
   const q = (p: number): number => sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))] ?? NaN;
   const mean = sorted.reduce((a, b) => a + b, 0) / Math.max(1, sorted.length);
   const r3 = (x: number): number => Math.round(x * 1000) / 1000;
-  return { requests: recorded, errors: errors + (total - recorded), p50_ms: r3(q(0.5)), p90_ms: r3(q(0.9)), p99_ms: r3(q(0.99)), mean_ms: r3(mean), queued };
+  return {
+    requests: recorded,
+    errors: errors + (total - recorded),
+    p50_ms: r3(q(0.5)),
+    p90_ms: r3(q(0.9)),
+    p99_ms: r3(q(0.99)),
+    mean_ms: r3(mean),
+    queued,
+  };
 }
 
 function wrk(port: number, bodyFile: string, seconds: number): SaturationResult {
@@ -439,9 +454,23 @@ function wrk(port: number, bodyFile: string, seconds: number): SaturationResult 
     script,
     `local f = io.open("${bodyFile}", "rb")\nwrk.method = "POST"\nwrk.body = f:read("*a")\nf:close()\nwrk.headers["Content-Type"] = "application/json"\n`,
   );
-  const r = spawnSync('taskset', ['-c', '1', 'wrk', '-t1', `-c${CONNECTIONS}`, `-d${seconds}s`, '-s', script, `http://127.0.0.1:${port}${INFER_PATH}`], {
-    encoding: 'utf8',
-  });
+  const r = spawnSync(
+    'taskset',
+    [
+      '-c',
+      '1',
+      'wrk',
+      '-t1',
+      `-c${CONNECTIONS}`,
+      `-d${seconds}s`,
+      '-s',
+      script,
+      `http://127.0.0.1:${port}${INFER_PATH}`,
+    ],
+    {
+      encoding: 'utf8',
+    },
+  );
   rmSync(script, { force: true });
   const out = r.stdout ?? '';
   const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1] ?? NaN);
@@ -464,11 +493,18 @@ export async function run(): Promise<void> {
     if (spawnSync('which', [bin]).status !== 0) throw new Error(`sidecar bench needs ${bin} (Debian package)`);
   }
   const load0 = loadavg();
-  const upstream = await startNginx('upstream', 1, (port) => `  server {
+  const upstream = await startNginx(
+    'upstream',
+    1,
+    (port) => `  server {
     listen 127.0.0.1:${port};
     location / { default_type application/json; return 200 '${UPSTREAM_RESPONSE}'; }
-  }`);
-  const proxy = await startNginx('proxy', 0, (port) => `  upstream up { server 127.0.0.1:${upstream.port}; keepalive 64; }
+  }`,
+  );
+  const proxy = await startNginx(
+    'proxy',
+    0,
+    (port) => `  upstream up { server 127.0.0.1:${upstream.port}; keepalive 64; }
   server {
     listen 127.0.0.1:${port};
     location / {
@@ -477,7 +513,8 @@ export async function run(): Promise<void> {
       proxy_set_header Connection "";
       proxy_request_buffering off;
     }
-  }`);
+  }`,
+  );
   const { startKafkaMock } = await import('../test/support/kafka-mock.js');
   const kafka = await startKafkaMock({ topics: { [TOPIC]: 1 } });
   const upstreamUrl = `http://127.0.0.1:${upstream.port}`;
@@ -499,7 +536,8 @@ export async function run(): Promise<void> {
           const cpu = cpuSeconds(pid) - cpu0;
           const requests = Math.max(1, sat.req_per_s * SATURATION_S);
           sat.cpu_us_per_req = Math.round((cpu * 1e6) / requests);
-          if (child) sat.main_thread_cpu_us_per_req = Math.round(((mainThreadCpuSeconds(pid) - main0) * 1e6) / requests);
+          if (child)
+            sat.main_thread_cpu_us_per_req = Math.round(((mainThreadCpuSeconds(pid) - main0) * 1e6) / requests);
           res.saturation = sat;
         }
         if (child) {
@@ -547,7 +585,8 @@ export async function run(): Promise<void> {
 
   const load1 = loadavg();
   const targets = [1024, 64 * 1024].flatMap((size) => {
-    const get = (v: Variant): VariantResult | undefined => results.find((r) => r.variant === v && Math.abs(r.body_bytes - size) < size / 2);
+    const get = (v: Variant): VariantResult | undefined =>
+      results.find((r) => r.variant === v && Math.abs(r.body_bytes - size) < size / 2);
     const nginx = get('nginx');
     const off = get('tee_off');
     const on = get('tee_on');
@@ -587,7 +626,10 @@ export async function run(): Promise<void> {
         target: 'Kafka-down p99 ≤ 1.10× tee-off p99, zero errors',
         value: ratio(down?.latency.p99_ms, off?.latency.p99_ms),
         limit: 1.1,
-        met: ratio(down?.latency.p99_ms, off?.latency.p99_ms) <= 1.1 && down?.latency.errors === 0 && down?.saturation?.errors === 0,
+        met:
+          ratio(down?.latency.p99_ms, off?.latency.p99_ms) <= 1.1 &&
+          down?.latency.errors === 0 &&
+          down?.saturation?.errors === 0,
       },
       {
         size,
@@ -602,7 +644,11 @@ export async function run(): Promise<void> {
 
   const out = {
     generated_at: new Date().toISOString(),
-    machine: { cpus: 2, load_average_start: load0.map((x) => Math.round(x * 100) / 100), load_average_end: load1.map((x) => Math.round(x * 100) / 100) },
+    machine: {
+      cpus: 2,
+      load_average_start: load0.map((x) => Math.round(x * 100) / 100),
+      load_average_end: load1.map((x) => Math.round(x * 100) / 100),
+    },
     setup: {
       rate_req_per_s: RATE,
       connections: CONNECTIONS,
@@ -611,7 +657,8 @@ export async function run(): Promise<void> {
       upstream: 'nginx 1 worker, fixed V2 JSON response (return 200), CPU 1',
       proxy_cpu: 0,
       load_generator: 'open-loop raw keep-alive sockets (latency), wrk -t1 -c16 (saturation), CPU 1',
-      nginx_proxy: 'worker_processes 1, proxy_pass with upstream keepalive 64, proxy_http_version 1.1, proxy_request_buffering off',
+      nginx_proxy:
+        'worker_processes 1, proxy_pass with upstream keepalive 64, proxy_http_version 1.1, proxy_request_buffering off',
       kafka: 'librdkafka mock cluster, 1 broker; tee_on_kafka_down takes the broker down before the run',
     },
     results,
@@ -645,7 +692,7 @@ export async function run(): Promise<void> {
     '  CPU µs/request over p99 and saturation req/s.',
     '- DESIGN §5 measured, on an idle machine, nginx at 72–75k req/s and an undici `Pool.stream` proxy',
     '  at 16–17.5k req/s (≈0.23×): a single-threaded Node proxy stays below the 0.35× saturation target',
-    '  on one core; the sidecar\'s hot path (raw `node:http`, undici dispatch, no parsing, one Map lookup',
+    "  on one core; the sidecar's hot path (raw `node:http`, undici dispatch, no parsing, one Map lookup",
     '  per metric series) sits at that ceiling.',
     '- With the tee on, most of the extra CPU is kafkajs encoding and checksumming every record. `tee_on`',
     '  (and `tee_on_kafka_down`) run the producer in a worker thread (`sidecar.publishInWorker`, the',
@@ -655,7 +702,7 @@ export async function run(): Promise<void> {
     '  overload the flusher holds back (`maxLoopUtilization`) and the byte-bounded buffer overflows as',
     '  `buffer_full` instead of slowing requests: drops are counted, requests do not fail.',
     '- Peak RSS includes the tee buffer (`sidecar.maxTeeBufferBytes`, 64 MiB by default) and the Kafka',
-    '  producer\'s batches; lower the buffer bound to trade capture completeness under overload for memory.',
+    "  producer's batches; lower the buffer bound to trade capture completeness under overload for memory.",
     '',
     'Tee accounting per sidecar run (captured = sent + dropped + buffered):',
     '',

@@ -1,16 +1,64 @@
 #!/usr/bin/env node
-// Runs the TypeScript CLI through tsx so the package works from a clone without a build step;
-// a built `dist/` is used when present.
-import { existsSync } from 'node:fs';
+// Entry of the `modelwatch` binary. It runs the CLI inside this same process and spawns no child, so a
+// signal sent to this PID (SIGTERM from systemd, Docker, Kubernetes or `kill`) reaches the server's own
+// handlers, which stop every role and release the ports and the embedded store.
+//
+// An installed package (no src/) always runs the compiled dist/. In a development checkout, dist/ is
+// used only when it is complete and newer than every file under src/; otherwise the TypeScript sources
+// run through tsx (a development dependency), so a stale build is never run by mistake.
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { dirname, join } from 'node:path';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const built = join(root, 'dist', 'cli', 'main.js');
-if (existsSync(built)) {
+// Written last by `npm run build` (scripts/build.sh): its presence means the build finished.
+const stamp = join(root, 'dist', 'build-stamp');
+const source = join(root, 'src', 'cli', 'main.ts');
+
+/** True when some file under src/ changed after the build finished. */
+function sourcesNewerThan(ms) {
+  const dir = join(root, 'src');
+  for (const entry of readdirSync(dir, { recursive: true, withFileTypes: true })) {
+    if (entry.isFile() && statSync(join(entry.parentPath ?? entry.path, entry.name)).mtimeMs > ms) return true;
+  }
+  return false;
+}
+
+// `npx modelwatch` and `npm run` start this process through `sh -c`; a SIGTERM sent to npm's PID ends
+// npm and that shell but never reaches this process, which would keep serving and holding its ports and
+// the embedded store. So when npm started it, losing the parent counts as a SIGTERM (sent once: a second
+// one means "exit without flushing").
+if (process.env.npm_command !== undefined) {
+  const parent = process.ppid;
+  const watch = setInterval(() => {
+    if (process.ppid === parent) return;
+    clearInterval(watch);
+    process.kill(process.pid, 'SIGTERM');
+  }, 250);
+  watch.unref();
+}
+
+const checkout = existsSync(source);
+const buildUsable =
+  existsSync(built) && (!checkout || (existsSync(stamp) && !sourcesNewerThan(statSync(stamp).mtimeMs)));
+
+if (buildUsable) {
   await import(pathToFileURL(built).href);
-} else {
-  const { register } = await import('tsx/esm/api');
+} else if (checkout) {
+  let register;
+  try {
+    ({ register } = await import('tsx/esm/api'));
+  } catch {
+    process.stderr.write(
+      'modelwatch: dist/ is missing or older than src/, and tsx (a development dependency) is not installed.\n' +
+        'Run `npm run build` (or `npm install` with development dependencies) first.\n',
+    );
+    process.exit(1);
+  }
   register();
-  await import(pathToFileURL(join(root, 'src', 'cli', 'main.ts')).href);
+  await import(pathToFileURL(source).href);
+} else {
+  process.stderr.write('modelwatch: dist/cli/main.js is missing; this package was published without its build.\n');
+  process.exit(1);
 }

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The one test command (README.md, .ci/run): brings a bare Debian machine to a passing state, then runs
-# lint, type-check and the whole suite. Installs only what is absent, so repeated runs stay fast.
+# lint, the formatting check, the production build, type-check and the whole suite. Installs only what
+# is absent, so repeated runs stay fast.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,4 +29,7 @@ if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.j
 fi
 
 npm run lint
+npm run format:check
+# The build first: tests that spawn bin/modelwatch.js then run the compiled dist/ that ships.
+npm run build
 npm test

@@ -50,6 +50,14 @@ export class Cusum implements ChangeDetector {
     return this.count;
   }
 
+  /**
+   * The CUSUM sums after the last update (`increase` = S⁺, `decrease` = S⁻, in the series' units; a change
+   * when one exceeds `threshold` × `sigma`) and the reference frozen after the warm-up (null before).
+   */
+  get statistics(): { increase: number; decrease: number; reference: number | null; sigma: number } {
+    return { increase: this.sumIncrease, decrease: this.sumDecrease, reference: this.reference, sigma: this.sigma };
+  }
+
   params(): Record<string, number | string> {
     return { ...this.o };
   }

@@ -59,6 +59,15 @@ export class PageHinkley implements ChangeDetector {
     return this.count;
   }
 
+  /**
+   * The two test statistics after the last update: `increase` = S⁺ − min S⁺ (compared with `threshold` in
+   * mode up), `decrease` = max S⁻ − S⁻ (mode down); 0 before the first value.
+   */
+  get statistics(): { increase: number; decrease: number } {
+    if (this.count === 0) return { increase: 0, decrease: 0 };
+    return { increase: this.sumIncrease - this.minIncrease, decrease: this.maxDecrease - this.sumDecrease };
+  }
+
   params(): Record<string, number | string> {
     return { ...this.o };
   }
