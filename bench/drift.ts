@@ -7,7 +7,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createStoreClient } from '../src/store/client.js';
+import { createStore } from '../src/store/index.js';
 
 const root = join(import.meta.dirname, '..');
 const NUMERIC = Array.from({ length: 20 }, (_, i) => `f${i}`);
@@ -119,7 +119,8 @@ function compare(
 /** Runs the drift benchmark and writes bench/results/drift.json and drift.md. */
 export async function run(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'mw-bench-drift-'));
-  const { client } = createStoreClient({ url: 'chdb::memory:' });
+  // Fixture generation only: the report role's limits (an hour, 8 GiB) bound these statements.
+  const client = createStore({ url: 'chdb::memory:' }).with({ role: 'report' });
   const results: SizeResult[] = [];
   const node = process.execPath;
   const cli = join(root, 'bin', 'modelwatch.js');
@@ -152,19 +153,17 @@ export async function run(): Promise<void> {
       const files = { reference: join(sub, 'reference.parquet'), current: join(sub, 'current.parquet') };
       const t0 = performance.now();
       for (const [side, cur] of [['reference', 0], ['current', 1]] as const) {
-        await client.command({
-          query: `INSERT INTO FUNCTION file({p:String}, 'Parquet') SELECT ${columnsSql(cur)} FROM numbers({n:UInt64})`,
-          query_params: { p: files[side], n: rows },
-          clickhouse_settings: { engine_file_truncate_on_insert: 1 },
+        await client.command(`INSERT INTO FUNCTION file({p:String}, 'Parquet') SELECT ${columnsSql(cur)} FROM numbers({n:UInt64})`, {
+          params: { p: files[side], n: rows },
+          settings: { engine_file_truncate_on_insert: 1 },
         });
       }
       const genS = (performance.now() - t0) / 1000;
-      const rs = await client.query({
-        query: `SELECT sum(${CATEGORICAL.map((c) => `length(${c})`).join(' + ')}) AS s FROM file({p:String}, 'Parquet') UNION ALL SELECT sum(${CATEGORICAL.map((c) => `length(${c})`).join(' + ')}) FROM file({q:String}, 'Parquet')`,
-        query_params: { p: files.reference, q: files.current },
-        format: 'JSONEachRow',
-      });
-      const strBytes = (await rs.json<{ s: number }>()).reduce((a, r) => a + Number(r.s), 0);
+      const strRows = await client.query<{ s: number }>(
+        `SELECT sum(${CATEGORICAL.map((c) => `length(${c})`).join(' + ')}) AS s FROM file({p:String}, 'Parquet') UNION ALL SELECT sum(${CATEGORICAL.map((c) => `length(${c})`).join(' + ')}) FROM file({q:String}, 'Parquet')`,
+        { params: { p: files.reference, q: files.current } },
+      );
+      const strBytes = strRows.reduce((a, r) => a + Number(r.s), 0);
       const rawBytes = 2 * rows * NUMERIC.length * 8 + strBytes;
       const parquetBytes = Number(execFileSync('du', ['-cb', files.reference, files.current], { encoding: 'utf8' }).trim().split('\n').pop()!.split('\t')[0]);
       process.stderr.write(`drift bench: ${rows} rows generated in ${genS.toFixed(1)} s\n`);
@@ -199,10 +198,9 @@ export async function run(): Promise<void> {
       if (predicted <= SCIPY_MAX_PREDICTED_S) {
         for (const side of ['reference', 'current'] as const) {
           for (const c of [...NUMERIC, ...CATEGORICAL]) {
-            await client.command({
-              query: `INSERT INTO FUNCTION file({o:String}, 'Npy') SELECT ${c} FROM file({p:String}, 'Parquet')`,
-              query_params: { o: join(sub, `${side}_${c}.npy`), p: files[side] },
-              clickhouse_settings: { engine_file_truncate_on_insert: 1 },
+            await client.command(`INSERT INTO FUNCTION file({o:String}, 'Npy') SELECT ${c} FROM file({p:String}, 'Parquet')`, {
+              params: { o: join(sub, `${side}_${c}.npy`), p: files[side] },
+              settings: { engine_file_truncate_on_insert: 1 },
             });
           }
         }

@@ -12,7 +12,7 @@ import { isModelwatchError, silentLogger } from '../src/common/index.js';
 import { configSchema, defaultModelSchema } from '../src/config/index.js';
 import { startIngest } from '../src/ingest/index.js';
 import { decodeCall } from '../src/protocol/index.js';
-import { ClickHouseStore, createStoreClient, Tables, toChTime } from '../src/store/index.js';
+import { createStore, Tables, toChTime, type ClickHouseStore } from '../src/store/index.js';
 
 const root = join(import.meta.dirname, '..');
 const FEATURES = 20;
@@ -104,12 +104,9 @@ async function publishAll(bus: InProcessBus, messages: BusMessage[], chunk = 256
 }
 
 async function countRows(store: ClickHouseStore, model: string): Promise<number> {
-  const rs = await store.client.query({
-    query: `SELECT count() AS n FROM ${Tables.predictions} WHERE model = {model:String}`,
-    query_params: { model },
-    format: 'JSONEachRow',
+  const [row] = await store.query<{ n: number }>(`SELECT count() AS n FROM ${Tables.predictions} WHERE model = {model:String}`, {
+    params: { model },
   });
-  const [row] = await rs.json<{ n: number }>();
   return Number(row?.n ?? 0);
 }
 
@@ -146,13 +143,7 @@ async function runCase(store: ClickHouseStore, rowsPerRequest: number): Promise<
   for (let i = 0; i < requests; i++) built.push(...rawRows(rawModel, i, rowsPerRequest, t0));
   const rawStarted = performance.now();
   for (let k = 0; k < built.length; k += RAW_BLOCK_ROWS) {
-    await store.client.insert({
-      table: Tables.predictions,
-      values: built.slice(k, k + RAW_BLOCK_ROWS),
-      format: 'JSONEachRow',
-      // chdb applies settings as session SETs: clear the dedup token ingest's last insert left behind.
-      clickhouse_settings: { insert_deduplication_token: '' },
-    });
+    await store.insert(Tables.predictions, built.slice(k, k + RAW_BLOCK_ROWS), { role: 'ingest' });
   }
   const rawS = (performance.now() - rawStarted) / 1000;
   if ((await countRows(store, rawModel)) !== rows) throw new Error(`raw insert stored a wrong row count for ${rawModel}`);
@@ -295,7 +286,7 @@ function decodeCost(): DecodeCost {
 /** Runs the ingest benchmark and writes bench/results/ingest.json and ingest.md. */
 export async function run(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'mw-bench-ingest-'));
-  const store = new ClickHouseStore(createStoreClient({ url: `chdb:${dir}` }));
+  const store = createStore({ url: `chdb:${dir}` });
   try {
     await store.migrate();
     // Backlog first, so its RSS baseline is not inflated by the throughput cases' pre-built rows.

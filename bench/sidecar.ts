@@ -12,7 +12,6 @@ import { connect, type Socket } from 'node:net';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { createClient } from '@clickhouse/client';
 import { Registry } from 'prom-client';
 // The child imports module files, not folder indexes, so the sidecar process loads what
 // `modelwatch sidecar` needs and nothing else (no embedded ClickHouse, no gRPC).
@@ -22,7 +21,7 @@ import type { Bus } from '../src/bus/types.js';
 import { silentLogger } from '../src/common/logger.js';
 import { configSchema } from '../src/config/schema.js';
 import { startSidecar } from '../src/sidecar/sidecar.js';
-import { ClickHouseStore } from '../src/store/store.js';
+import { createStore } from '../src/store/open.js';
 
 const root = join(import.meta.dirname, '..');
 const RATE = Number(process.env.SIDECAR_BENCH_RATE ?? 1000);
@@ -93,12 +92,7 @@ async function childSidecar(opts: ChildOptions): Promise<void> {
       ? new KafkaBus({ brokers: opts.brokers, topic: TOPIC, publishTimeoutMs: 5_000, connectionTimeoutMs: 1_000, requestTimeoutMs: 3_000 })
       : new InProcessBus();
   // The sidecar never touches the store; an HTTP client to nowhere opens no connection.
-  const store = new ClickHouseStore({
-    client: createClient({ url: 'http://127.0.0.1:9' }),
-    kind: 'http',
-    database: 'default',
-    displayUrl: 'http://127.0.0.1:9',
-  });
+  const store = createStore({ url: 'http://127.0.0.1:9' });
   const sidecar = await startSidecar(
     { config, bus, store, logger: silentLogger, metrics: new Registry() },
     { tee: opts.tee },
