@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { assertFreshBuild, shipped } from './shipped.js';
 
 // Only to generate the data files; the measured code is the CLI child.
-const { createStoreClient } = await shipped<typeof import('../src/store/client.js')>('store/client.js');
+const { createStore } = await shipped<typeof import('../src/store/index.js')>('store/index.js');
 
 const root = join(import.meta.dirname, '..');
 const NUMERIC = Array.from({ length: 20 }, (_, i) => `f${i}`);
@@ -131,7 +131,8 @@ export async function run(): Promise<void> {
   // bin/modelwatch.js runs dist/ only when it is newer than src/: make sure the child times the build.
   assertFreshBuild();
   const dir = mkdtempSync(join(tmpdir(), 'mw-bench-drift-'));
-  const { client } = createStoreClient({ url: 'chdb::memory:' });
+  // Fixture generation only: the report role's limits (an hour, 8 GiB) bound these statements.
+  const client = createStore({ url: 'chdb::memory:' }).with({ role: 'report' });
   const results: SizeResult[] = [];
   const node = process.execPath;
   const cli = join(root, 'bin', 'modelwatch.js');
@@ -169,19 +170,17 @@ export async function run(): Promise<void> {
         ['reference', 0],
         ['current', 1],
       ] as const) {
-        await client.command({
-          query: `INSERT INTO FUNCTION file({p:String}, 'Parquet') SELECT ${columnsSql(cur)} FROM numbers({n:UInt64})`,
-          query_params: { p: files[side], n: rows },
-          clickhouse_settings: { engine_file_truncate_on_insert: 1 },
+        await client.command(`INSERT INTO FUNCTION file({p:String}, 'Parquet') SELECT ${columnsSql(cur)} FROM numbers({n:UInt64})`, {
+          params: { p: files[side], n: rows },
+          settings: { engine_file_truncate_on_insert: 1 },
         });
       }
       const genS = (performance.now() - t0) / 1000;
-      const rs = await client.query({
-        query: `SELECT sum(${CATEGORICAL.map((c) => `length(${c})`).join(' + ')}) AS s FROM file({p:String}, 'Parquet') UNION ALL SELECT sum(${CATEGORICAL.map((c) => `length(${c})`).join(' + ')}) FROM file({q:String}, 'Parquet')`,
-        query_params: { p: files.reference, q: files.current },
-        format: 'JSONEachRow',
-      });
-      const strBytes = (await rs.json<{ s: number }>()).reduce((a, r) => a + Number(r.s), 0);
+      const strRows = await client.query<{ s: number }>(
+        `SELECT sum(${CATEGORICAL.map((c) => `length(${c})`).join(' + ')}) AS s FROM file({p:String}, 'Parquet') UNION ALL SELECT sum(${CATEGORICAL.map((c) => `length(${c})`).join(' + ')}) FROM file({q:String}, 'Parquet')`,
+        { params: { p: files.reference, q: files.current } },
+      );
+      const strBytes = strRows.reduce((a, r) => a + Number(r.s), 0);
       const rawBytes = 2 * rows * NUMERIC.length * 8 + strBytes;
       const parquetBytes = Number(
         execFileSync('du', ['-cb', files.reference, files.current], { encoding: 'utf8' })
@@ -231,10 +230,9 @@ export async function run(): Promise<void> {
       if (predicted <= SCIPY_MAX_PREDICTED_S) {
         for (const side of ['reference', 'current'] as const) {
           for (const c of [...NUMERIC, ...CATEGORICAL]) {
-            await client.command({
-              query: `INSERT INTO FUNCTION file({o:String}, 'Npy') SELECT ${c} FROM file({p:String}, 'Parquet')`,
-              query_params: { o: join(sub, `${side}_${c}.npy`), p: files[side] },
-              clickhouse_settings: { engine_file_truncate_on_insert: 1 },
+            await client.command(`INSERT INTO FUNCTION file({o:String}, 'Npy') SELECT ${c} FROM file({p:String}, 'Parquet')`, {
+              params: { o: join(sub, `${side}_${c}.npy`), p: files[side] },
+              settings: { engine_file_truncate_on_insert: 1 },
             });
           }
         }

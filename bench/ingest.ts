@@ -17,7 +17,7 @@ const { isModelwatchError, silentLogger } = await shipped<typeof import('../src/
 const { configSchema, defaultModelSchema } = await shipped<typeof import('../src/config/index.js')>('config/index.js');
 const { startIngest } = await shipped<typeof import('../src/ingest/index.js')>('ingest/index.js');
 const { decodeCall } = await shipped<typeof import('../src/protocol/index.js')>('protocol/index.js');
-const { ClickHouseStore, createStoreClient, Tables, toChTime } =
+const { createStore, Tables, toChTime } =
   await shipped<typeof import('../src/store/index.js')>('store/index.js');
 
 const root = join(import.meta.dirname, '..');
@@ -119,12 +119,9 @@ async function publishAll(bus: InProcessBusType, messages: BusMessage[], chunk =
 }
 
 async function countRows(store: ClickHouseStoreType, model: string): Promise<number> {
-  const rs = await store.client.query({
-    query: `SELECT count() AS n FROM ${Tables.predictions} WHERE model = {model:String}`,
-    query_params: { model },
-    format: 'JSONEachRow',
+  const [row] = await store.query<{ n: number }>(`SELECT count() AS n FROM ${Tables.predictions} WHERE model = {model:String}`, {
+    params: { model },
   });
-  const [row] = await rs.json<{ n: number }>();
   return Number(row?.n ?? 0);
 }
 
@@ -164,13 +161,7 @@ async function runCase(store: ClickHouseStoreType, rowsPerRequest: number): Prom
   for (let i = 0; i < requests; i++) built.push(...rawRows(rawModel, i, rowsPerRequest, t0));
   const rawStarted = performance.now();
   for (let k = 0; k < built.length; k += RAW_BLOCK_ROWS) {
-    await store.client.insert({
-      table: Tables.predictions,
-      values: built.slice(k, k + RAW_BLOCK_ROWS),
-      format: 'JSONEachRow',
-      // chdb applies settings as session SETs: clear the dedup token ingest's last insert left behind.
-      clickhouse_settings: { insert_deduplication_token: '' },
-    });
+    await store.insert(Tables.predictions, built.slice(k, k + RAW_BLOCK_ROWS), { role: 'ingest' });
   }
   const rawS = (performance.now() - rawStarted) / 1000;
   if ((await countRows(store, rawModel)) !== rows)
@@ -321,7 +312,7 @@ function decodeCost(): DecodeCost {
 /** Runs the ingest benchmark and writes bench/results/ingest.json and ingest.md. */
 export async function run(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'mw-bench-ingest-'));
-  const store = new ClickHouseStore(createStoreClient({ url: `chdb:${dir}` }));
+  const store = createStore({ url: `chdb:${dir}` });
   try {
     await store.migrate();
     // Backlog first, so its RSS baseline is not inflated by the throughput cases' pre-built rows.

@@ -12,7 +12,6 @@ import { connect, type Socket } from 'node:net';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { createClient } from '@clickhouse/client';
 import { Registry } from 'prom-client';
 import type { Bus } from '../src/bus/types.js';
 import { repoRoot, shipped } from './shipped.js';
@@ -84,7 +83,7 @@ async function childSidecar(opts: ChildOptions): Promise<void> {
   const { silentLogger } = await shipped<typeof import('../src/common/logger.js')>('common/logger.js');
   const { configSchema } = await shipped<typeof import('../src/config/schema.js')>('config/schema.js');
   const { startSidecar } = await shipped<typeof import('../src/sidecar/sidecar.js')>('sidecar/sidecar.js');
-  const { ClickHouseStore } = await shipped<typeof import('../src/store/store.js')>('store/store.js');
+  const { createStore } = await shipped<typeof import('../src/store/open.js')>('store/open.js');
   const config = configSchema.parse({
     logLevel: 'silent',
     sidecar: { listen: '127.0.0.1:0', upstream: opts.upstream, publishInWorker: opts.publishInWorker },
@@ -101,12 +100,7 @@ async function childSidecar(opts: ChildOptions): Promise<void> {
         })
       : new InProcessBus();
   // The sidecar never touches the store; an HTTP client to nowhere opens no connection.
-  const store = new ClickHouseStore({
-    client: createClient({ url: 'http://127.0.0.1:9' }),
-    kind: 'http',
-    database: 'default',
-    displayUrl: 'http://127.0.0.1:9',
-  });
+  const store = createStore({ url: 'http://127.0.0.1:9' });
   const sidecar = await startSidecar(
     { config, bus, store, logger: silentLogger, metrics: new Registry() },
     { tee: opts.tee },

@@ -4,8 +4,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApiApp, MODEL_SUMMARY_TABLE } from '../src/api/index.js';
 import {
-  ClickHouseStore,
-  createStoreClient,
+  createStore,
+  type ClickHouseStore,
   migrate,
   migrations,
   type PredictionRow,
@@ -70,8 +70,7 @@ async function models(): Promise<Model[]> {
 }
 
 async function count(sql: string): Promise<number> {
-  const rs = await store.client.query({ query: sql, format: 'JSONEachRow' });
-  const [row] = await rs.json<{ n: number }>();
+  const [row] = await store.query<{ n: number }>(sql);
   return Number(row?.n ?? 0);
 }
 
@@ -79,10 +78,10 @@ const v4 = migrations.find((m) => m.version === 4);
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'mw-chdb-'));
-  store = new ClickHouseStore(createStoreClient({ url: `chdb:${dir}` }));
+  store = createStore({ url: `chdb:${dir}` });
   // A store from before the summary existed, with traffic in it.
   await migrate(
-    store.client,
+    store,
     migrations.filter((m) => m.version < 4),
   );
   await store.insertRequests([
@@ -101,7 +100,7 @@ afterAll(async () => {
 describe('model summary (migration 4)', () => {
   it('backfills traffic stored before the migration', async () => {
     expect(v4).toBeDefined();
-    expect(await migrate(store.client)).toEqual([4]);
+    expect(await migrate(store)).toEqual([4]);
     expect(await models()).toEqual([
       { name: 'old', versions: ['1', '2'], first_seen: iso(T0), last_seen: iso(T0 + 1000), requests: 2, rows: 2 },
       { name: 'quiet', versions: [], first_seen: iso(T0 + 5), last_seen: iso(T0 + 5), requests: 1, rows: 0 },
@@ -147,7 +146,7 @@ describe('model summary (migration 4)', () => {
     // Several partial rows per model are stored until ClickHouse merges them; the read merges them itself.
     expect(await count(`SELECT count() AS n FROM ${MODEL_SUMMARY_TABLE} WHERE model = 'old'`)).toBeGreaterThan(1);
     expect(await models()).toEqual(expected);
-    await store.client.command({ query: `OPTIMIZE TABLE ${MODEL_SUMMARY_TABLE} FINAL` });
+    await store.command(`OPTIMIZE TABLE ${MODEL_SUMMARY_TABLE} FINAL`);
     expect(await count(`SELECT count() AS n FROM ${MODEL_SUMMARY_TABLE} WHERE model = 'old'`)).toBe(2); // backfill + live
     expect(await models()).toEqual(expected);
     // The same as a full scan of both tables would say.
@@ -157,7 +156,7 @@ describe('model summary (migration 4)', () => {
 
   it('re-running the migration statements (a crash before it was recorded) counts the backfill once', async () => {
     const before = await models();
-    for (const statement of v4?.statements ?? []) await store.client.command({ query: statement });
+    for (const statement of v4?.statements ?? []) await store.command(statement);
     expect(await models()).toEqual(before);
   });
 });

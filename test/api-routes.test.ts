@@ -4,9 +4,10 @@ import { createApiApp, startApi } from '../src/api/index.js';
 import { loadConfig } from '../src/config/index.js';
 import type { RunningApi } from '../src/api/index.js';
 import { sleep } from '../src/common/index.js';
-import { ClickHouseStore, createStoreClient, type ClickHouseStore as Store, type PredictionRow, type RequestRow } from '../src/store/index.js';
+import { createStore, type ClickHouseStore as Store, type PredictionRow, type RequestRow } from '../src/store/index.js';
 import { apiTestContext } from './support/api.js';
 import { openTestStore } from './support/store.js';
+import { selectRows } from './support/store.js';
 
 let store: Store;
 let cleanup: () => Promise<void>;
@@ -102,7 +103,7 @@ describe('api: system routes', () => {
 
   it('answers 503 on readiness and queries when the store is down', async () => {
     // A real ClickHouse HTTP client pointed at a closed loopback port.
-    const down = new ClickHouseStore(createStoreClient({ url: 'http://127.0.0.1:1', requestTimeoutMs: 2000 }));
+    const down = createStore({ url: 'http://127.0.0.1:1', requestTimeoutMs: 2000 });
     const app = createApiApp(apiTestContext(down));
     const ready = await app.request('/readyz');
     expect(ready.status).toBe(503);
@@ -265,7 +266,7 @@ describe('api: labels', () => {
     expect(big.length).toBeGreaterThan(4096);
     expect(await post('/api/v1/labels', big)).toMatchObject({ status: 413, body: { error: { code: 'payload_too_large' } } });
     // Nothing of the refused body was stored.
-    const rs = await store.client.query({ query: `SELECT count() AS n FROM mw_labels WHERE startsWith(request_id, 'big-')`, format: 'JSONEachRow' });
+    const rs = selectRows(store, { query: `SELECT count() AS n FROM mw_labels WHERE startsWith(request_id, 'big-')`, format: 'JSONEachRow' });
     expect(await rs.json()).toEqual([{ n: 0 }]);
   });
 });

@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import type { ClickHouseStore } from '../src/store/index.js';
 import { openTestStore } from './support/store.js';
+import { selectRows } from './support/store.js';
 
 let store: ClickHouseStore;
 let cleanup: () => Promise<void>;
@@ -45,7 +46,7 @@ describe('deployment stack', () => {
       const dash = JSON.parse(readFileSync(`${dir}/${f}`, 'utf8')) as { panels: Panel[] };
       for (const p of dash.panels) {
         for (const t of p.targets) {
-          const rs = await store.client.query({ query: expandMacros(t.rawSql), format: 'JSONEachRow' });
+          const rs = selectRows(store, { query: expandMacros(t.rawSql), format: 'JSONEachRow' });
           expect(Array.isArray(await rs.json()), `${f}: ${p.title}`).toBe(true);
           queries++;
         }

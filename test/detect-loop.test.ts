@@ -11,6 +11,7 @@ import type { RuntimeContext } from '../src/runtime/context.js';
 import type { ClickHouseStore, PredictionRow, RequestRow } from '../src/store/index.js';
 import { gaussian, mulberry32 } from './support/seeded-prng.js';
 import { openTestStore } from './support/store.js';
+import { selectRows } from './support/store.js';
 
 const MIN = 60_000;
 const HOUR = 3_600_000;
@@ -90,7 +91,7 @@ describe('detect loop', () => {
   ];
   // The statistics engine for real, with the model's first hour as the reference.
   const drift: DriftDetectFn = (s, { model, from, to }) =>
-    computeDrift(s.client, {
+    computeDrift(s, {
       reference: trafficSample({ model, fromMs: T0, toMs: T0 + HOUR, features, paramPrefix: 'r_' }),
       current: trafficSample({ model, fromMs: from, toMs: to, features, paramPrefix: 'c_' }),
       features: storedFeatureSpecs(features),
@@ -123,7 +124,7 @@ describe('detect loop', () => {
     expect(run.series['feature_mean.x_0']).toBeGreaterThan(0.5);
 
     const q = async <T>(sql: string): Promise<T[]> =>
-      (await store.client.query({ query: sql, query_params: { run: run.run_id }, format: 'JSONEachRow' })).json<T>();
+      (selectRows(store, { query: sql, query_params: { run: run.run_id }, format: 'JSONEachRow' })).json<T>();
     const driftRows = await q<{
       feature: string;
       kind: string;
@@ -172,7 +173,7 @@ describe('detect loop', () => {
     const id = run.drift?.reference.id;
     expect(typeof id === 'string' && id.length > 0).toBe(true);
     const rows = await (
-      await store.client.query({
+      selectRows(store, {
         query: `SELECT DISTINCT reference_id FROM mw_drift_results WHERE run_id = {run:String}`,
         query_params: { run: run.run_id },
         format: 'JSONEachRow',
@@ -206,7 +207,7 @@ describe('detect loop', () => {
     expect(first).toBeGreaterThanOrEqual(jumpAt + 1);
     expect(first).toBeLessThanOrEqual(jumpAt + 3);
     const rows = await (
-      await store.client.query({
+      selectRows(store, {
         query: `SELECT series, detector, params, value FROM mw_change_points WHERE model = {m:String} AND series = 'traffic.latency_p95_ms'`,
         query_params: { m: model },
         format: 'JSONEachRow',

@@ -131,7 +131,7 @@ describe('detectDrift over stored traffic', () => {
       { name: 'country', kind: 'categorical' },
       { name: 'score', kind: 'numeric', output: true },
     ];
-    const direct = await computeDrift(store.client, {
+    const direct = await computeDrift(store, {
       reference: trafficSample({ model: 'm1', fromMs: T0, toMs: T0 + HOUR, features, paramPrefix: 'r_' }),
       current: trafficSample({ model: 'm1', fromMs: CUR_FROM, toMs: CUR_TO, features, paramPrefix: 'c_' }),
       features: storedFeatureSpecs(features),
@@ -139,7 +139,7 @@ describe('detectDrift over stored traffic', () => {
     expect(again.features).toEqual(direct.features);
     expect(again.dataset).toEqual(direct.dataset);
     // one numeric feature per comparison query gives the same numbers as one query for all
-    const split = await computeDrift(store.client, {
+    const split = await computeDrift(store, {
       reference: trafficSample({ model: 'm1', fromMs: T0, toMs: T0 + HOUR, features, paramPrefix: 'r_' }),
       current: trafficSample({ model: 'm1', fromMs: CUR_FROM, toMs: CUR_TO, features, paramPrefix: 'c_' }),
       features: storedFeatureSpecs(features),

@@ -192,7 +192,7 @@ describe('multi-feature oracle on stored traffic', () => {
   const features: StoredFeature[] = expected.features.map((f) => ({ name: f.name, kind: f.kind }));
 
   async function report(numericFeaturesPerPass: number): Promise<DriftReport> {
-    return computeDrift(store.client, {
+    return computeDrift(store, {
       reference: trafficSample({ model: MODEL, fromMs: T0, toMs: T0 + HOUR, features, paramPrefix: 'r_' }),
       current: trafficSample({ model: MODEL, fromMs: T0 + HOUR, toMs: T0 + 2 * HOUR, features, paramPrefix: 'c_' }),
       features: storedFeatureSpecs(features),

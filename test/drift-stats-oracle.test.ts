@@ -62,7 +62,7 @@ async function reportFor(c: OracleCase): Promise<DriftReport> {
   const cached = reports.get(c.name);
   if (cached) return cached;
   const features: StoredFeature[] = [{ name: 'x', kind: c.kind }];
-  const report = await computeDrift(store.client, {
+  const report = await computeDrift(store, {
     reference: trafficSample({ model: c.name, fromMs: T0, toMs: T0 + HOUR, features, paramPrefix: 'r_' }),
     current: trafficSample({ model: c.name, fromMs: T0 + HOUR, toMs: T0 + 2 * HOUR, features, paramPrefix: 'c_' }),
     features: storedFeatureSpecs(features),

@@ -16,6 +16,7 @@ import {
   type V2GrpcServer,
   type WireInferRequest,
 } from './support/v2-grpc-server.js';
+import { selectRows } from './support/store.js';
 
 const identity = (b: Buffer): Buffer => b;
 
@@ -122,7 +123,7 @@ describe('gRPC capture → ingest → ClickHouse', () => {
 
     await waitFor(
       async () => {
-        const rs = await store.client.query({
+        const rs = selectRows(store, {
           query: `SELECT count() AS n FROM ${Tables.requests}`,
           format: 'JSONEachRow',
         });
@@ -132,7 +133,7 @@ describe('gRPC capture → ingest → ClickHouse', () => {
       20_000,
       'requests stored',
     );
-    const rs = await store.client.query({
+    const rs = selectRows(store, {
       query: `SELECT request_id, model, version, status, source FROM ${Tables.requests} ORDER BY request_id`,
       format: 'JSONEachRow',
     });
@@ -150,7 +151,7 @@ describe('gRPC capture → ingest → ClickHouse', () => {
       ['g-typed', 'classifier', 200, 'grpc'],
     ]);
 
-    const ps = await store.client.query({
+    const ps = selectRows(store, {
       query: `SELECT request_id, row, features_num, features_cat, outputs_num, outputs_cat FROM ${Tables.predictions} ORDER BY request_id, row`,
       format: 'JSONEachRow',
     });

@@ -18,6 +18,7 @@ import {
 } from './support/ingest.js';
 import { startKafkaMock, type KafkaMock } from './support/kafka-mock.js';
 import { openTestStore } from './support/store.js';
+import { selectRows } from './support/store.js';
 
 let store: ClickHouseStore;
 let cleanup: () => Promise<void>;
@@ -35,9 +36,9 @@ afterAll(async () => {
 
 beforeEach(async () => {
   for (const t of [Tables.predictions, Tables.requests, Tables.quarantine, Tables.labels]) {
-    await store.client.command({ query: `TRUNCATE TABLE ${t}` });
+    await store.command(`TRUNCATE TABLE ${t}`);
     // ReplacingMergeTree would collapse duplicates on merge and hide them from the checker.
-    await store.client.command({ query: `SYSTEM STOP MERGES ${t}` });
+    await store.command(`SYSTEM STOP MERGES ${t}`);
   }
 });
 
@@ -88,7 +89,7 @@ async function runScenario(bus: Bus, producer: Bus): Promise<void> {
   expect(q.find((r) => r.event_id === 'ev-900')?.origin).toMatch(/^[\w.-]+\/\d+\/\d+$/);
   expect(Buffer.from(q.find((r) => r.event_id === 'ev-901')?.payload ?? '', 'base64').length).toBeGreaterThan(4);
   const bad = await (
-    await store.client.query({ query: `SELECT rows, error FROM ${Tables.requests} WHERE event_id = 'ev-901'`, format: 'JSONEachRow' })
+    selectRows(store, { query: `SELECT rows, error FROM ${Tables.requests} WHERE event_id = 'ev-901'`, format: 'JSONEachRow' })
   ).json<{ rows: number; error: string }>();
   expect(bad).toEqual([{ rows: 0, error: expect.stringContaining('decode_invalid') as string }]);
 

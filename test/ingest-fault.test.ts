@@ -8,6 +8,7 @@ import { Tables, type ClickHouseStore } from '../src/store/index.js';
 import { checkStored, counterValue, FlakyStore, makeCall, newRegistry, testConfig, waitFor } from './support/ingest.js';
 import { startKafkaMock, type KafkaMock } from './support/kafka-mock.js';
 import { openTestStore } from './support/store.js';
+import { selectRows } from './support/store.js';
 
 const TOPIC = 'fault.inference';
 const GROUP = 'fault-ingest';
@@ -23,7 +24,7 @@ beforeAll(async () => {
   ({ store, cleanup } = await openTestStore());
   for (const t of [Tables.predictions, Tables.requests]) {
     // Keep raw duplicates visible to the checker (ReplacingMergeTree would collapse them on merge).
-    await store.client.command({ query: `SYSTEM STOP MERGES ${t}` });
+    await store.command(`SYSTEM STOP MERGES ${t}`);
   }
   mock = await startKafkaMock({ brokers: 1, topics: { [TOPIC]: 2 } });
   admin = new Kafka({ brokers: mock.brokers, logLevel: logLevel.NOTHING, retry: { retries: 2 } }).admin();
@@ -42,7 +43,7 @@ async function committedOffsets(): Promise<Map<number, number>> {
 }
 
 async function storedEventIds(): Promise<Set<string>> {
-  const rs = await store.client.query({ query: `SELECT DISTINCT event_id FROM ${Tables.requests}`, format: 'JSONEachRow' });
+  const rs = selectRows(store, { query: `SELECT DISTINCT event_id FROM ${Tables.requests}`, format: 'JSONEachRow' });
   return new Set((await rs.json<{ event_id: string }>()).map((r) => r.event_id));
 }
 

@@ -5,6 +5,7 @@ import { ingestLabels, queryLabelledRows, startIngest } from '../src/ingest/inde
 import type { ClickHouseStore } from '../src/store/index.js';
 import { counterValue, makeCall, newRegistry, testConfig, waitFor } from './support/ingest.js';
 import { openTestStore } from './support/store.js';
+import { selectRows } from './support/store.js';
 
 let store: ClickHouseStore;
 let cleanup: () => Promise<void>;
@@ -76,7 +77,7 @@ describe('labels', () => {
     for (const [input, field] of cases) {
       await expect(ingestLabels(store, input)).rejects.toMatchObject({ code: 'bad_request', field });
     }
-    const rs = await store.client.query({ query: `SELECT count() AS n FROM mw_labels WHERE request_id IN ('a','b')`, format: 'JSONEachRow' });
+    const rs = selectRows(store, { query: `SELECT count() AS n FROM mw_labels WHERE request_id IN ('a','b')`, format: 'JSONEachRow' });
     expect(await rs.json()).toEqual([{ n: 0 }]);
   });
 });

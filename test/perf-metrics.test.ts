@@ -217,7 +217,7 @@ describe('performance through ClickHouse (chdb) vs scikit-learn', () => {
       labels.push({ request_id: `${c.name}-old`, row: 0, label: 'stale', received_at: '2026-11-01 12:00:00.000' });
     });
     await store.insertPredictions(predictions);
-    await store.client.insert({ table: 'mw_labels', values: labels, format: 'JSONEachRow' });
+    await store.insert('mw_labels', labels);
   });
 
   afterAll(async () => {

@@ -5,12 +5,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runFileReport } from '../src/drift/report/run.js';
-import { createStoreClient } from '../src/store/client.js';
-import type { ClickHouseClient } from '@clickhouse/client';
+import { createStore, type ClickHouseStore } from '../src/store/index.js';
 import { convertFixture, driftFixtureDir, expectAbs, expectRel, loadOracleCases, runCli } from './support/report-files.js';
 
 let dir: string;
-let client: ClickHouseClient;
+let client: ClickHouseStore;
 const fx = (name: string): string => join(driftFixtureDir, name);
 
 /** A small mixed table: ints, floats, strings, booleans, and integer codes that are really categories. */
@@ -32,7 +31,7 @@ beforeAll(async () => {
   writeFileSync(join(dir, 'header_only.csv'), 'n_int,n_float,country,flag,code\n');
   writeFileSync(join(dir, 'data.txt'), 'a,b\n1,2\n');
   writeFileSync(join(dir, 'broken.parquet'), 'this is not parquet');
-  client = createStoreClient({ url: 'chdb::memory:' }).client;
+  client = createStore({ url: 'chdb::memory:' });
   await convertFixture(client, fx('categorical_unseen_reference.csv'), 'categorical', join(dir, 'cat_ref.parquet'), 'Parquet');
   await convertFixture(client, fx('categorical_unseen_current.csv'), 'categorical', join(dir, 'cat_cur.jsonl'), 'JSONEachRow');
 });
@@ -123,7 +122,7 @@ describe('runFileReport column names', () => {
       [header.join(','), ...Array.from({ length: n }, (_, i) => [((i * 13) % 17) / 3 + shift, (i * 7) % 23, ['x', 'y', 'z'][(i + shift) % 3], (i % 11) * shift].join(','))].join('\n') + '\n';
     writeFileSync(join(dir, 'names_ref.csv'), make(300, 0));
     writeFileSync(join(dir, 'names_cur.csv'), make(250, 1));
-    const opts = { reference: join(dir, 'names_ref.csv'), current: join(dir, 'names_cur.csv'), client };
+    const opts = { reference: join(dir, 'names_ref.csv'), current: join(dir, 'names_cur.csv'), store: client };
     const all = await runFileReport(opts);
     expect(all.report.features.map((f) => [f.name, f.kind])).toEqual([
       ['c1', 'numeric'],
@@ -142,7 +141,7 @@ describe('runFileReport column names', () => {
 describe('runFileReport progress', () => {
   it('reports stages when the inputs are over progressMinBytes, and nothing below it', async () => {
     const lines: string[] = [];
-    const opts = { reference: join(dir, 'ref.csv'), current: join(dir, 'cur.csv'), client, progress: (l: string) => lines.push(l) };
+    const opts = { reference: join(dir, 'ref.csv'), current: join(dir, 'cur.csv'), store: client, progress: (l: string) => lines.push(l) };
     await runFileReport(opts);
     expect(lines).toEqual([]);
     await runFileReport({ ...opts, progressMinBytes: 1, format: 'html' });

@@ -5,18 +5,17 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { ClickHouseClient } from '@clickhouse/client';
-import { createStoreClient } from '../src/store/client.js';
+import { createStore, type ClickHouseStore } from '../src/store/index.js';
 import { runFileReport } from '../src/drift/report/run.js';
 import { convertFixture, driftFixtureDir, expectAbs, expectRel, loadOracleCases, type OracleCase } from './support/report-files.js';
 
 const cases = loadOracleCases();
 const formats = ['csv', 'tsv', 'parquet', 'jsonl'] as const;
-let client: ClickHouseClient;
+let client: ClickHouseStore;
 let dir: string;
 
 beforeAll(() => {
-  client = createStoreClient({ url: 'chdb::memory:' }).client;
+  client = createStore({ url: 'chdb::memory:' });
   dir = mkdtempSync(join(tmpdir(), 'mw-report-oracle-'));
 });
 
@@ -43,7 +42,7 @@ describe.each(formats)('modelwatch report on %s files matches the NumPy/SciPy or
       reference: await fixtureFile(c, 'reference', format),
       current: await fixtureFile(c, 'current', format),
       // A categorical fixture column is text in every format; numeric ones are inferred numeric.
-      client,
+      store: client,
     });
     expect(columns).toEqual([{ name: 'x', kind: c.kind }]);
     expect(report.reference.rows).toBe(c.reference_rows);

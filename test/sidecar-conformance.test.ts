@@ -13,6 +13,7 @@ import { waitFor } from './support/ingest.js';
 import { RecordingBus, call, sidecarConfig, sidecarContext, testAgent, type RawResponse } from './support/sidecar.js';
 import { openTestStore } from './support/store.js';
 import { classifierP1, decodeBinaryResponse, encodeBinaryRequest, startV2Server, type TestV2Server } from './support/v2-server.js';
+import { selectRows } from './support/store.js';
 
 interface Case {
   name: string;
@@ -199,14 +200,14 @@ describe('sidecar tee', () => {
     const inferCases = cases.map((c, i) => ({ c, i })).filter(({ c }) => c.infer);
     await waitFor(
       async () => {
-        const rs = await store.client.query({ query: `SELECT count() AS n FROM ${Tables.requests}`, format: 'JSONEachRow' });
+        const rs = selectRows(store, { query: `SELECT count() AS n FROM ${Tables.requests}`, format: 'JSONEachRow' });
         const [row] = await rs.json<{ n: string }>();
         return Number(row?.n) >= inferCases.length;
       },
       20_000,
       'requests stored',
     );
-    const rs = await store.client.query({
+    const rs = selectRows(store, {
       query: `SELECT request_id, model, version, status, rows FROM ${Tables.requests} ORDER BY request_id`,
       format: 'JSONEachRow',
     });
@@ -217,7 +218,7 @@ describe('sidecar tee', () => {
       expect(r!.model).toBe(c.infer!.model);
       expect(Number(r!.status)).toBe(c.status);
     }
-    const ps = await store.client.query({
+    const ps = selectRows(store, {
       query: `SELECT request_id, row, model, version, features_num, features_cat, outputs_num, outputs_cat FROM ${Tables.predictions} ORDER BY request_id, row`,
       format: 'JSONEachRow',
     });

@@ -23,6 +23,7 @@ import {
 } from './support/sidecar.js';
 import { openTestStore } from './support/store.js';
 import { startV2Server, type TestV2Server } from './support/v2-server.js';
+import { selectRows } from './support/store.js';
 
 const JSON_CT = { 'content-type': 'application/json' };
 const body = Buffer.from(JSON.stringify({ inputs: [{ name: 'input', shape: [1, 4], datatype: 'FP32', data: [1, 2, 3, 4] }] }));
@@ -271,7 +272,7 @@ describe('malformed client input', () => {
       expect(q.code).toBe('decode_invalid');
       await waitFor(
         async () => {
-          const rs = await store.client.query({
+          const rs = selectRows(store, {
             query: `SELECT request_id, status FROM ${Tables.requests} WHERE request_id IN ('bad-json', 'bad-hl')`,
             format: 'JSONEachRow',
           });

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Tables, appliedVersions, migrations, type ClickHouseStore } from '../src/store/index.js';
 import { openTestStore } from './support/store.js';
+import { selectRows } from './support/store.js';
 
 let store: ClickHouseStore;
 let cleanup: () => Promise<void>;
@@ -13,7 +14,7 @@ afterAll(async () => cleanup());
 describe('store', () => {
   it('applies migrations once and is idempotent', async () => {
     expect(await store.migrate()).toEqual([]);
-    expect(await appliedVersions(store.client)).toEqual(migrations.map((m) => m.version));
+    expect(await appliedVersions(store)).toEqual(migrations.map((m) => m.version));
   });
 
   it('round-trips non-finite floats and drops a re-sent insert with the same dedup token', async () => {
@@ -31,7 +32,7 @@ describe('store', () => {
     };
     await store.insertPredictions([row], { dedupToken: 't-0-0' });
     await store.insertPredictions([row], { dedupToken: 't-0-0' });
-    const rs = await store.client.query({
+    const rs = selectRows(store, {
       query: `SELECT count() AS n, countIf(isNaN(features_num['a'])) AS nan, countIf(isInfinite(features_num['b'])) AS inf,
               any(features_num['c']) AS c FROM ${Tables.predictions}`,
       format: 'JSONEachRow',

@@ -2,12 +2,16 @@ import type { Context } from 'hono';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import { HTTPException } from 'hono/http-exception';
 import type { z } from 'zod';
-import { ErrorCodes, ModelwatchError, isModelwatchError, type ErrorCode } from '../common/errors.js';
+import { ErrorCodes, ModelwatchError, errorMessage, isModelwatchError, type ErrorCode } from '../common/errors.js';
+import { newId } from '../common/ids.js';
 import type { Logger } from '../common/logger.js';
 
-/** JSON body of every API error (DESIGN §2). `field` names the offending input when there is one. */
+/**
+ * JSON body of every API error. `field` names the offending input when there is one; `correlation_id`
+ * (5xx only) names the server log entry that holds the full error.
+ */
 export interface ApiErrorBody {
-  error: { code: string; message: string; field?: string };
+  error: { code: string; message: string; field?: string; correlation_id?: string };
 }
 
 /** Options of {@link ApiError}. */
@@ -44,6 +48,17 @@ const statusByCode: Partial<Record<ErrorCode, ContentfulStatusCode>> = {
   [ErrorCodes.busUnavailable]: 503,
   [ErrorCodes.busFull]: 503,
   [ErrorCodes.timeout]: 504,
+  [ErrorCodes.cancelled]: 503,
+};
+
+/** What a client is told for a server-side failure; the details stay in the log. */
+const publicMessageByCode: Partial<Record<ErrorCode, string>> = {
+  [ErrorCodes.storeUnavailable]: 'store unavailable',
+  [ErrorCodes.storeError]: 'store query failed',
+  [ErrorCodes.timeout]: 'request timed out',
+  [ErrorCodes.cancelled]: 'request cancelled',
+  [ErrorCodes.busUnavailable]: 'bus unavailable',
+  [ErrorCodes.busFull]: 'bus full',
 };
 
 /** The HTTP status for an error code (500 for codes that are the server's fault). */
@@ -61,15 +76,39 @@ export function errorResponse(c: Context, status: ContentfulStatusCode, code: Er
   return c.json(errorBody(code, message), status);
 }
 
+/** The messages of an error and its causes, for the log. */
+function causeChain(err: unknown): string {
+  const parts: string[] = [];
+  let e: unknown = err;
+  for (let i = 0; i < 5 && e !== undefined && e !== null; i++) {
+    parts.push(errorMessage(e));
+    e = e instanceof Error ? e.cause : undefined;
+  }
+  return parts.join(' <- ');
+}
+
+/** Logs a server-side failure under a fresh correlation id and answers with that id and a generic message. */
+function serverError(c: Context, logger: Logger, status: ContentfulStatusCode, code: ErrorCode, message: string, err: unknown): Response {
+  const correlationId = newId();
+  logger.error('api request failed', { correlation_id: correlationId, path: c.req.path, status, code, error: causeChain(err) });
+  c.header('x-correlation-id', correlationId);
+  return c.json({ error: { code, message, correlation_id: correlationId } } satisfies ApiErrorBody, status);
+}
+
 /**
- * Turns any thrown value into the JSON error response. Known errors keep their message (they never
- * carry secrets); anything unexpected is logged and answered with a generic 500.
+ * Turns any thrown value into the JSON error response. Client errors (4xx) keep their message (they never
+ * carry secrets). Server errors (5xx) never carry ClickHouse or other internal text: the body holds a
+ * generic message and a correlation id, and the full error is logged under that id.
  */
 export function toErrorResponse(err: unknown, c: Context, logger: Logger): Response {
-  if (err instanceof ApiError) return c.json(errorBody(err.code, err.message, err.field), err.status);
+  if (err instanceof ApiError) {
+    // ApiError messages are written by the API itself; a 5xx one is still logged with its cause.
+    if (err.status >= 500) return serverError(c, logger, err.status, err.code, err.message, err);
+    return c.json(errorBody(err.code, err.message, err.field), err.status);
+  }
   if (isModelwatchError(err)) {
     const status = statusForCode(err.code);
-    if (status >= 500) logger.warn('api request failed', { path: c.req.path, code: err.code, error: err.message });
+    if (status >= 500) return serverError(c, logger, status, err.code, publicMessageByCode[err.code] ?? 'internal error', err);
     return c.json(errorBody(err.code, err.message, err.field), status);
   }
   if (err instanceof HTTPException) {
@@ -80,10 +119,10 @@ export function toErrorResponse(err: unknown, c: Context, logger: Logger): Respo
       : status === 413 ? ErrorCodes.payloadTooLarge
       : status < 500 ? ErrorCodes.badRequest
       : ErrorCodes.internal;
+    if (status >= 500) return serverError(c, logger, status, code, 'internal error', err);
     return c.json(errorBody(code, err.message || 'request failed'), status);
   }
-  logger.error('api internal error', { path: c.req.path, error: err instanceof Error ? err.message : String(err) });
-  return c.json(errorBody(ErrorCodes.internal, 'internal error'), 500);
+  return serverError(c, logger, 500, ErrorCodes.internal, 'internal error', err);
 }
 
 /**

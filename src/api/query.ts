@@ -1,5 +1,5 @@
-import type { ClickHouseSettings } from '@clickhouse/client';
-import { ErrorCodes, ModelwatchError, errorMessage } from '../common/errors.js';
+import { ErrorCodes, ModelwatchError } from '../common/errors.js';
+import type { StatementOptions, StoreSettings } from '../store/port.js';
 import type { Store } from '../store/store.js';
 import { Tables } from '../store/migrations.js';
 
@@ -7,35 +7,19 @@ import { Tables } from '../store/migrations.js';
 export type QueryParams = Record<string, unknown>;
 
 /**
- * Runs a read query with bound parameters and returns its rows. Connection failures become
- * `store_unavailable` (503), anything else `store_error` (500).
+ * Runs a read query of an API request with bound parameters and returns its rows. It runs with the `api`
+ * role's deadline and memory cap (`clickhouse.roles.api`) and is cancelled in ClickHouse past its deadline
+ * or when `options.signal` fires. Failures are classified by the store: `store_unavailable` (503),
+ * `timeout` (504), anything else `store_error` (500); their ClickHouse text is for logs, not for clients.
  */
-export async function queryRows<T>(
+export function queryRows<T>(
   store: Store,
   query: string,
   params: QueryParams = {},
-  settings: ClickHouseSettings = {},
+  settings: StoreSettings = {},
+  options: Omit<StatementOptions, 'params' | 'settings'> = {},
 ): Promise<T[]> {
-  try {
-    const rs = await store.client.query({
-      query,
-      query_params: params,
-      format: 'JSONEachRow',
-      ...(Object.keys(settings).length > 0 ? { clickhouse_settings: settings } : {}),
-    });
-    return await rs.json<T>();
-  } catch (err) {
-    if (err instanceof ModelwatchError) throw err;
-    const msg = errorMessage(err);
-    const transient = /ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|EHOSTUNREACH|socket hang up|Timeout|timed out|network|fetch failed/i.test(
-      msg,
-    );
-    throw new ModelwatchError(
-      transient ? ErrorCodes.storeUnavailable : ErrorCodes.storeError,
-      transient ? 'store unavailable' : `store query failed: ${msg}`,
-      { retryable: transient, cause: err },
-    );
-  }
+  return store.query<T>(query, { role: 'api', label: 'api query', ...options, params, settings });
 }
 
 /** True when the model has stored requests or prediction rows. */

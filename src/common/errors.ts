@@ -35,6 +35,8 @@ export const ErrorCodes = {
   notifyFailed: 'notify_failed',
   /** An operation exceeded its deadline. */
   timeout: 'timeout',
+  /** An operation was cancelled by its caller (abort signal, shutdown) or killed on the server. */
+  cancelled: 'cancelled',
   /** A programming error or an unexpected state. */
   internal: 'internal',
 } as const;

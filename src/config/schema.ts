@@ -1,6 +1,16 @@
 import { z } from 'zod';
 import { modelSchemaSchema } from './model-schema.js';
 import { LogLevels } from '../common/logger.js';
+import { DefaultRoleLimits, type RoleLimits } from '../store/port.js';
+
+function roleLimits(d: RoleLimits) {
+  return z
+    .strictObject({
+      timeoutMs: z.number().int().positive().default(d.timeoutMs),
+      maxMemoryBytes: z.number().int().nonnegative().default(d.maxMemoryBytes),
+    })
+    .prefault({});
+}
 
 const listen = z.string().regex(/^(?:\[[^\]]+\]|[^:]+):\d{1,5}$/, 'expected HOST:PORT');
 
@@ -26,6 +36,18 @@ export const configSchema = z.strictObject({
       username: z.string().optional(),
       password: z.string().optional(),
       requestTimeoutMs: z.number().int().positive().default(30_000),
+      /**
+       * Deadline and memory cap of every statement, per role: `max_execution_time` and `max_memory_usage`.
+       * A statement past its deadline is cancelled in ClickHouse. `maxMemoryBytes: 0` leaves the server's limit.
+       */
+      roles: z
+        .strictObject({
+          api: roleLimits(DefaultRoleLimits.api),
+          detect: roleLimits(DefaultRoleLimits.detect),
+          ingest: roleLimits(DefaultRoleLimits.ingest),
+          report: roleLimits(DefaultRoleLimits.report),
+        })
+        .prefault({}),
     })
     .prefault({}),
   kafka: z

@@ -1,5 +1,4 @@
-import type { ClickHouseClient } from '@clickhouse/client';
-import { ErrorCodes, ModelwatchError, errorMessage } from '../common/errors.js';
+import { ErrorCodes, ModelwatchError } from '../common/errors.js';
 import { parseTime } from '../common/time.js';
 import type { Config } from '../config/schema.js';
 import { Tables } from '../store/migrations.js';
@@ -78,20 +77,8 @@ export interface DriftDetection extends DriftReport {
   segments?: SegmentReport[];
 }
 
-function failure(op: string, err: unknown): ModelwatchError {
-  if (err instanceof ModelwatchError) return err;
-  const msg = errorMessage(err);
-  const transient = /ECONNREFUSED|ECONNRESET|ETIMEDOUT|socket hang up|Timeout|timed out/i.test(msg);
-  return new ModelwatchError(transient ? ErrorCodes.storeUnavailable : ErrorCodes.storeError, `${op}: ${msg}`, { retryable: transient, cause: err });
-}
-
-async function rows<T>(client: ClickHouseClient, query: string, params: Record<string, unknown>): Promise<T[]> {
-  try {
-    const rs = await client.query({ query, query_params: params, format: 'JSONEachRow' });
-    return await rs.json<T>();
-  } catch (err) {
-    throw failure('drift detection query', err);
-  }
+function rows<T>(store: Store, query: string, params: Record<string, unknown>): Promise<T[]> {
+  return store.query<T>(query, { label: 'drift detection query', params });
 }
 
 interface ResolvedReference {
@@ -164,7 +151,7 @@ function overridesFor(config: DetectDriftOptions['config'], model: string): Drif
 
 async function windowQuality(store: Store, model: string, fromMs: number, toMs: number, currentRows: number, ref: ResolvedReference, dropRatio: number): Promise<WindowQuality> {
   const q = await rows<{ code: string; n: number }>(
-    store.client,
+    store,
     `SELECT code, count() AS n FROM ${Tables.quarantine}
      WHERE model = {model:String}
        AND received_at >= fromUnixTimestamp64Milli({from:Int64}, 'UTC') AND received_at < fromUnixTimestamp64Milli({to:Int64}, 'UTC')
@@ -187,7 +174,7 @@ async function windowQuality(store: Store, model: string, fromMs: number, toMs: 
 async function segmentValues(store: Store, model: string, fromMs: number, toMs: number, by: SegmentBy, limit: number): Promise<string[]> {
   const expr = by === 'version' ? 'toString(version)' : 'features_cat[{sf:String}]';
   const r = await rows<{ v: string }>(
-    store.client,
+    store,
     `SELECT ${expr} AS v, count() AS n FROM ${Tables.predictions}
      WHERE model = {model:String}
        AND ts >= fromUnixTimestamp64Milli({from:Int64}, 'UTC') AND ts < fromUnixTimestamp64Milli({to:Int64}, 'UTC')
@@ -223,7 +210,7 @@ export async function detectDrift(store: Store, options: DetectDriftOptions): Pr
   };
   const current = (filter?: SampleFilter): Sample =>
     trafficSample({ model: o.model, fromMs, toMs, features: ref.features, paramPrefix: 'c_', filter });
-  const report = await computeDrift(store.client, { ...common, current: current(), referenceProfile: ref.profile });
+  const report = await computeDrift(store, { ...common, current: current(), referenceProfile: ref.profile });
   ref.info.rows = report.reference.rows;
   const quality = await windowQuality(store, o.model, fromMs, toMs, report.current.rows, ref, o.volumeDropRatio);
   const out: DriftDetection = {
@@ -242,7 +229,7 @@ export async function detectDrift(store: Store, options: DetectDriftOptions): Pr
     out.segments = [];
     for (const value of values) {
       const filter: SampleFilter = by === 'version' ? { version: value } : { feature: by.feature, value };
-      const seg = await computeDrift(store.client, { ...common, current: current(filter), referenceProfile: profile });
+      const seg = await computeDrift(store, { ...common, current: current(filter), referenceProfile: profile });
       out.segments.push({
         by: by === 'version' ? 'version' : 'feature',
         ...(by === 'version' ? {} : { feature: by.feature }),

@@ -1,5 +1,5 @@
 import { Counter, Histogram, type Registry } from 'prom-client';
-import { ErrorCodes, ModelwatchError, errorMessage } from '../common/errors.js';
+import { ErrorCodes, ModelwatchError, errorMessage, isModelwatchError } from '../common/errors.js';
 import { newId } from '../common/ids.js';
 import type { Logger } from '../common/logger.js';
 import type { RunningRole, RuntimeContext } from '../runtime/context.js';
@@ -18,7 +18,7 @@ import type { DriftReport, FeatureReport } from './stats/types.js';
  */
 export type DriftDetectFn = (
   store: Store,
-  options: { model: string; from: number; to: number },
+  options: { model: string; from: number; to: number; signal?: AbortSignal | undefined },
 ) => Promise<DriftReport | DriftDetection | null>;
 
 /** Options of {@link startDetector} and {@link runDetectionOnce}. */
@@ -27,7 +27,10 @@ export interface DetectorOptions {
   intervalMs?: number;
   /** Length of the window each run examines, ending at the run time. @default config.detect.windowMs (3 600 000) */
   windowMs?: number;
-  /** Deadline of one run (all models). @default config.detect.timeoutMs (120 000) */
+  /**
+   * Deadline of one run (all models). Past it the run's statements are cancelled in ClickHouse and the
+   * models not yet started wait for the next tick. @default config.detect.timeoutMs (120 000)
+   */
   timeoutMs?: number;
   /**
    * The drift engine. `null` disables drift (runs then store performance, series and change points only).
@@ -173,13 +176,8 @@ function metricsOf(registry: Registry): DetectorMetrics {
   };
 }
 
-async function insert(store: Store, table: string, values: object[]): Promise<void> {
-  if (values.length === 0) return;
-  try {
-    await store.client.insert({ table, values, format: 'JSONEachRow' });
-  } catch (err) {
-    throw new ModelwatchError(ErrorCodes.storeError, `insert into ${table}: ${errorMessage(err)}`, { cause: err });
-  }
+function insert(store: Store, table: string, values: object[]): Promise<void> {
+  return store.insert(table, values);
 }
 
 /** True for the drift engine's full detection (window quality included), false for a bare report. */
@@ -293,20 +291,15 @@ function performanceRows(
 /** Models to examine: configured ones, extra ones, and those with traffic in the window. */
 async function modelsToRun(ctx: RuntimeContext, o: ResolvedOptions, fromMs: number, toMs: number): Promise<string[]> {
   const names = new Set<string>([...Object.keys(ctx.config.models), ...o.models]);
-  try {
-    const rs = await ctx.store.client.query({
-      query: `SELECT DISTINCT model FROM ${Tables.predictions}
-              WHERE ts >= {from:DateTime64(3, 'UTC')} AND ts < {to:DateTime64(3, 'UTC')}
-              UNION DISTINCT
-              SELECT DISTINCT model FROM ${Tables.requests}
-              WHERE ts >= {from:DateTime64(3, 'UTC')} AND ts < {to:DateTime64(3, 'UTC')}`,
-      query_params: { from: toChTime(fromMs), to: toChTime(toMs) },
-      format: 'JSONEachRow',
-    });
-    for (const r of await rs.json<{ model: string }>()) if (r.model !== '') names.add(r.model);
-  } catch (err) {
-    throw new ModelwatchError(ErrorCodes.storeError, `models query: ${errorMessage(err)}`, { cause: err });
-  }
+  const rows = await ctx.store.query<{ model: string }>(
+    `SELECT DISTINCT model FROM ${Tables.predictions}
+     WHERE ts >= {from:DateTime64(3, 'UTC')} AND ts < {to:DateTime64(3, 'UTC')}
+     UNION DISTINCT
+     SELECT DISTINCT model FROM ${Tables.requests}
+     WHERE ts >= {from:DateTime64(3, 'UTC')} AND ts < {to:DateTime64(3, 'UTC')}`,
+    { label: 'models query', params: { from: toChTime(fromMs), to: toChTime(toMs) } },
+  );
+  for (const r of rows) if (r.model !== '') names.add(r.model);
   return [...names].sort();
 }
 
@@ -317,6 +310,8 @@ export interface RunOnceOptions extends DetectorOptions {
   now: number;
   /** Detector state carried between runs (a fresh one per call when omitted). */
   state?: DetectorState;
+  /** Cancels the run: its statements are killed in ClickHouse and it rejects (`cancelled` or `timeout`). */
+  signal?: AbortSignal | undefined;
 }
 
 /**
@@ -325,7 +320,9 @@ export interface RunOnceOptions extends DetectorOptions {
  * series (traffic over [now − intervalMs, now), feature means, drift scores) fed to the streaming detectors.
  * Every result is stored: `mw_drift_results`, `mw_performance_results`, `mw_metric_series`, `mw_change_points`.
  */
-export async function runDetectionOnce(ctx: RuntimeContext, options: RunOnceOptions): Promise<DetectionRun> {
+export async function runDetectionOnce(runtime: RuntimeContext, options: RunOnceOptions): Promise<DetectionRun> {
+  // Every statement of the run: the `detect` role's limits, the run's signal.
+  const ctx: RuntimeContext = { ...runtime, store: runtime.store.with({ role: 'detect', signal: options.signal }) };
   const o = resolveOptions(ctx, options);
   const { model, now } = options;
   const state = options.state ?? new DetectorState(o.monitor);
@@ -336,9 +333,10 @@ export async function runDetectionOnce(ctx: RuntimeContext, options: RunOnceOpti
   let driftError: string | null = null;
   if (o.detectDrift) {
     try {
-      drift = await o.detectDrift(ctx.store, { model, from: run.from, to: run.to });
+      drift = await o.detectDrift(ctx.store, { model, from: run.from, to: run.to, signal: options.signal });
     } catch (err) {
-      // Drift failing (e.g. no usable reference) must not stop performance and series from being recorded.
+      // A cancelled run stops here; anything else must not stop performance and series from being recorded.
+      if (options.signal?.aborted === true) throw err;
       driftError = errorMessage(err);
       ctx.logger.warn('drift detection failed', { model, error: driftError });
     }
@@ -415,24 +413,13 @@ export interface RunningDetector extends RunningRole {
   readonly state: DetectorState;
 }
 
-function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_resolve, reject) => {
-    timer = setTimeout(
-      () => reject(new ModelwatchError(ErrorCodes.timeout, `detection run exceeded ${ms} ms`, { retryable: true })),
-      ms,
-    );
-    timer.unref();
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
-
 /**
  * Starts the detect loop: every `intervalMs` (first run at once), for each model, {@link runDetectionOnce}.
- * Runs never overlap (a tick while one is in flight is skipped and counted), each run has a deadline
- * (`timeoutMs`; a run past it is reported and the next tick waits for it to settle, so runs still never overlap),
- * errors are logged and counted, never thrown out of the timer; timers are unref'ed. `stop()` stops the timer and
- * waits for the in-flight run.
+ * Runs never overlap (a tick while one is in flight is skipped and counted). Each run has a deadline
+ * (`timeoutMs`): every statement of the run carries it as `max_execution_time`, and when it passes the run's
+ * signal fires, so the statement in flight is killed in ClickHouse, the run settles and the loop moves on.
+ * Errors are logged and counted, never thrown out of the timer; timers are unref'ed. `stop()` stops the
+ * timer, cancels the in-flight run the same way and waits for it to settle.
  */
 export function startDetector(ctx: RuntimeContext, options: DetectorOptions = {}): Promise<RunningDetector> {
   const o = resolveOptions(ctx, options);
@@ -442,22 +429,31 @@ export function startDetector(ctx: RuntimeContext, options: DetectorOptions = {}
   let timer: NodeJS.Timeout | undefined;
   let stopped = false;
   let inFlight: Promise<DetectionRun[]> | null = null;
+  let cancelRun: AbortController | null = null;
 
-  const runAll = async (deadline: AbortSignal): Promise<DetectionRun[]> => {
+  const runAll = async (cancel: AbortController): Promise<DetectionRun[]> => {
+    const signal = cancel.signal;
     const now = o.clock();
     const endTimer = metrics.duration.startTimer();
     const runs: DetectionRun[] = [];
+    const deadline = Date.now() + o.timeoutMs;
+    const timer = setTimeout(() => cancel.abort(new ModelwatchError(ErrorCodes.timeout, `detection run exceeded ${o.timeoutMs} ms`)), o.timeoutMs);
+    timer.unref();
+    // The deadline also bounds each statement's max_execution_time, so the engine stops it on time by itself.
+    const runCtx: RuntimeContext = { ...ctx, store: ctx.store.with({ role: 'detect', signal, deadline }) };
     try {
-      const models = await modelsToRun(ctx, o, now - o.windowMs, now);
+      const models = await modelsToRun(runCtx, o, now - o.windowMs, now);
       for (const model of models) {
-        // Past the deadline, the models not yet started wait for the next tick.
-        if (stopped || deadline.aborted) break;
+        // Past the deadline (or once stopped), the models not yet started wait for the next tick.
+        if (stopped || signal.aborted) break;
         try {
-          runs.push(await runDetectionOnce(ctx, { ...o, detectDrift: o.detectDrift, model, now, state }));
+          runs.push(await runDetectionOnce(runCtx, { ...o, detectDrift: o.detectDrift, model, now, state, signal }));
           metrics.runs.inc({ model, outcome: 'ok' });
         } catch (err) {
-          metrics.runs.inc({ model, outcome: 'error' });
-          log.error('detection run failed', { model, error: errorMessage(err) });
+          const timedOut = signal.aborted || isModelwatchError(err, ErrorCodes.timeout);
+          metrics.runs.inc({ model, outcome: timedOut ? 'timeout' : 'error' });
+          if (timedOut) log.error('detection run timed out or cancelled', { model, timeoutMs: o.timeoutMs, error: errorMessage(err) });
+          else log.error('detection run failed', { model, error: errorMessage(err) });
         }
       }
       for (const r of runs) {
@@ -467,8 +463,10 @@ export function startDetector(ctx: RuntimeContext, options: DetectorOptions = {}
         }
       }
     } catch (err) {
+      if (signal.aborted) metrics.runs.inc({ model: '', outcome: 'timeout' });
       log.error('detection run failed', { error: errorMessage(err) });
     } finally {
+      clearTimeout(timer);
       endTimer();
     }
     return runs;
@@ -479,18 +477,15 @@ export function startDetector(ctx: RuntimeContext, options: DetectorOptions = {}
       metrics.skipped.inc();
       return inFlight;
     }
-    const deadline = new AbortController();
-    const current = runAll(deadline.signal);
+    const cancel = new AbortController();
+    cancelRun = cancel;
+    const current = runAll(cancel);
     inFlight = current;
     void current.finally(() => {
       if (inFlight === current) inFlight = null;
+      if (cancelRun === cancel) cancelRun = null;
     });
-    return withTimeout(current, o.timeoutMs).catch((err: unknown) => {
-      deadline.abort();
-      metrics.runs.inc({ model: '', outcome: 'timeout' });
-      log.error('detection run timed out', { error: errorMessage(err), timeoutMs: o.timeoutMs });
-      return [];
-    });
+    return current;
   };
 
   const schedule = (delayMs: number): void => {
@@ -510,6 +505,7 @@ export function startDetector(ctx: RuntimeContext, options: DetectorOptions = {}
     async stop(): Promise<void> {
       stopped = true;
       if (timer) clearTimeout(timer);
+      cancelRun?.abort(new ModelwatchError(ErrorCodes.cancelled, 'detector stopped'));
       if (inFlight) await inFlight.catch(() => undefined);
     },
   });

@@ -5,17 +5,24 @@ export { computeDrift, profileSample, BIN_QUANTILES, KS_EXACT_MAX_N, SMALL_REFER
 export type { ComputeDriftOptions } from './stats/engine.js';
 export { chiSquareSf, chiSquareTest, gammaQ, lnGamma, psi, jensenShannon, hellinger, benjaminiHochberg, PSI_FLOOR, kolmogorovSf, kolmogorovCdfPelzGood, ks2sampAsympPValue, smirnovSf } from './stats/math.js';
 export type { TestResult } from './stats/math.js';
+export { trafficSample, referenceRowsSample, storedColumn, storedFeatureSpecs, quoteIdent, quoteString } from './stats/sample.js';
+export type { StoredFeature, SampleFilter, TrafficSampleOptions } from './stats/sample.js';
+
+// File input (`modelwatch report` and file references)
 export {
-  trafficSample,
-  referenceRowsSample,
-  fileSample,
-  storedColumn,
-  storedFeatureSpecs,
-  quoteIdent,
-  quoteString,
   FileFormats,
-} from './stats/sample.js';
-export type { StoredFeature, SampleFilter, TrafficSampleOptions, FileFormat } from './stats/sample.js';
+  FileFormatByExtension,
+  inputFile,
+  fileColumns,
+  fileRowsSample,
+  fileSample,
+  refineTextColumns,
+  countFileRows,
+  structureOf,
+  fileReadError,
+  baseType,
+} from './files.js';
+export type { FileFormat, InputFile, FileColumn } from './files.js';
 export type {
   Sample,
   FeatureSpec,

@@ -1,18 +1,17 @@
-import type { ClickHouseClient } from '@clickhouse/client';
-import { ErrorCodes, ModelwatchError, errorMessage } from '../common/errors.js';
+import { ErrorCodes, ModelwatchError } from '../common/errors.js';
 import { newId } from '../common/ids.js';
 import { parseTime } from '../common/time.js';
 import type { FeatureKind } from '../config/model-schema.js';
+import type { SqlPort } from '../store/port.js';
 import { Tables } from '../store/migrations.js';
 import { toChTime, type Store } from '../store/store.js';
 import { profileSample } from './stats/engine.js';
+import { fileColumns, fileReadError, fileRowsSample, inputFile, type FileFormat } from './files.js';
 import {
-  fileSample,
   quoteIdent,
   quoteString,
   referenceRowsSample,
   storedFeatureSpecs,
-  type FileFormat,
   type StoredFeature,
 } from './stats/sample.js';
 import type { SampleProfile } from './stats/types.js';
@@ -33,7 +32,8 @@ export interface TrafficReferenceSource {
 export interface FileReferenceSource {
   model: string;
   file: string;
-  format: FileFormat;
+  /** ClickHouse input format. @default from the extension (`.csv`, `.tsv`, `.parquet`, `.jsonl`, `.ndjson`) */
+  format?: FileFormat | undefined;
   /** Columns to keep (all when omitted). */
   columns?: string[] | undefined;
   /** Columns to treat as categorical although numeric in the file. */
@@ -61,40 +61,26 @@ export interface ReferenceInfo {
   profile: SampleProfile;
 }
 
-function storeFailure(op: string, err: unknown): ModelwatchError {
-  if (err instanceof ModelwatchError) return err;
-  const msg = errorMessage(err);
-  const transient = /ECONNREFUSED|ECONNRESET|ETIMEDOUT|socket hang up|Timeout|timed out/i.test(msg);
-  return new ModelwatchError(transient ? ErrorCodes.storeUnavailable : ErrorCodes.storeError, `${op}: ${msg}`, {
-    retryable: transient,
-    cause: err,
-  });
+function rows<T>(store: SqlPort, query: string, params: Record<string, unknown>): Promise<T[]> {
+  return store.query<T>(query, { label: 'reference query', params });
 }
 
-async function rows<T>(client: ClickHouseClient, query: string, params: Record<string, unknown>): Promise<T[]> {
-  try {
-    const rs = await client.query({ query, query_params: params, format: 'JSONEachRow' });
-    return await rs.json<T>();
-  } catch (err) {
-    throw storeFailure('reference query', err);
-  }
-}
-
-async function command(client: ClickHouseClient, query: string, params: Record<string, unknown>): Promise<void> {
-  try {
-    await client.command({ query, query_params: params });
-  } catch (err) {
-    throw storeFailure('reference write', err);
-  }
+function command(store: SqlPort, query: string, params: Record<string, unknown>): Promise<void> {
+  return store.command(query, { label: 'reference write', params });
 }
 
 /**
  * The features and outputs present in a model's stored traffic in a window, sorted by name; the kind
  * follows the map a value was stored in (`features_num` → numeric, `features_cat` → categorical).
  */
-export async function discoverFeatures(store: Store, model: string, fromMs: number, toMs: number): Promise<StoredFeature[]> {
+export async function discoverFeatures(
+  store: Store,
+  model: string,
+  fromMs: number,
+  toMs: number,
+): Promise<StoredFeature[]> {
   const [r] = await rows<{ fn: string[]; fc: string[]; on: string[]; oc: string[] }>(
-    store.client,
+    store,
     `SELECT groupUniqArrayArray(mapKeys(features_num)) AS fn, groupUniqArrayArray(mapKeys(features_cat)) AS fc,
             groupUniqArrayArray(mapKeys(outputs_num)) AS on, groupUniqArrayArray(mapKeys(outputs_cat)) AS oc
      FROM ${Tables.predictions}
@@ -130,27 +116,27 @@ export function mergeFeatures(a: readonly StoredFeature[], b: readonly StoredFea
   );
 }
 
-const NUMERIC_TYPE = /^(?:Nullable\()?(?:U?Int\d+|Float\d+|Decimal.*|Bool)\)?$/;
-
-/** Column names and kinds of a file, from ClickHouse's schema inference (`DESCRIBE file(...)`). */
+/**
+ * Column names and kinds of a file, read through the drift engine's one file-input path (ClickHouse schema
+ * inference, CSV/TSV number columns refined, numeric types numeric, the rest categorical).
+ */
 export async function describeFile(
-  client: ClickHouseClient,
+  store: SqlPort,
   file: string,
-  format: FileFormat,
+  format?: FileFormat,
   categorical: readonly string[] = [],
 ): Promise<StoredFeature[]> {
-  const sample = fileSample(file, format);
-  const cols = await rows<{ name: string; type: string }>(client, `DESCRIBE (${sample.sql})`, sample.params).catch((err: unknown) => {
-    throw new ModelwatchError(ErrorCodes.inputInvalid, `file ${file}: ${errorMessage(err)}`, { field: 'file', cause: err });
-  });
-  return cols.map((c) => ({
-    name: c.name,
-    kind: !categorical.includes(c.name) && NUMERIC_TYPE.test(c.type) ? 'numeric' : 'categorical',
-  }));
+  const cols = await fileColumns(store, inputFile(file, 'file', format), 'file', categorical);
+  return cols.map((c) => ({ name: c.name, kind: c.kind }));
 }
 
 /** Fills `bins` (counts per numeric bin over the profile's edges) in a reference profile: one pass. */
-async function addBinCounts(client: ClickHouseClient, referenceId: string, features: StoredFeature[], profile: SampleProfile): Promise<void> {
+async function addBinCounts(
+  store: SqlPort,
+  referenceId: string,
+  features: StoredFeature[],
+  profile: SampleProfile,
+): Promise<void> {
   const sample = referenceRowsSample(referenceId, features, 'r_');
   const specs = storedFeatureSpecs(features);
   const aggs: string[] = [];
@@ -164,7 +150,7 @@ async function addBinCounts(client: ClickHouseClient, referenceId: string, featu
     );
   });
   if (aggs.length === 0) return;
-  const [r] = await rows<Record<string, number[]>>(client, `SELECT ${aggs.join(', ')} FROM (${sample.sql})`, params);
+  const [r] = await rows<Record<string, number[]>>(store, `SELECT ${aggs.join(', ')} FROM (${sample.sql})`, params);
   profile.features.forEach((p, i) => {
     const b = r?.[`__mw_b${i}`];
     if (Array.isArray(b)) p.bins = b.map(Number);
@@ -178,19 +164,22 @@ async function addBinCounts(client: ClickHouseClient, referenceId: string, featu
  * makes one pass over the current window plus the stored rows.
  */
 export async function createReference(store: Store, source: ReferenceSource): Promise<ReferenceInfo> {
-  const client = store.client;
   const id = newId();
   let features: StoredFeature[];
   let fromMs: number | null = null;
   let toMs: number | null = null;
   if ('file' in source) {
-    const described = await describeFile(client, source.file, source.format, source.categorical ?? []);
+    const file = inputFile(source.file, 'file', source.format);
+    const columns = await fileColumns(store, file, 'file', source.categorical ?? []);
+    const described: StoredFeature[] = columns.map((c) => ({ name: c.name, kind: c.kind }));
     features = source.columns === undefined ? described : described.filter((f) => source.columns?.includes(f.name));
     const missing = (source.columns ?? []).filter((c) => !described.some((f) => f.name === c));
     if (missing.length > 0) {
-      throw new ModelwatchError(ErrorCodes.inputInvalid, `file ${source.file}: no column ${missing.join(', ')}`, { field: 'columns' });
+      throw new ModelwatchError(ErrorCodes.inputInvalid, `file ${source.file}: no column ${missing.join(', ')}`, {
+        field: 'columns',
+      });
     }
-    const sample = fileSample(source.file, source.format);
+    const sample = fileRowsSample(file, columns, 'f');
     const num = features.filter((f) => f.kind === 'numeric');
     const cat = features.filter((f) => f.kind === 'categorical');
     const mapOf = (list: StoredFeature[], type: 'Float64' | 'String'): string =>
@@ -200,20 +189,25 @@ export async function createReference(store: Store, source: ReferenceSource): Pr
             .map((f) => `${quoteString(f.name)}, CAST(${quoteIdent(f.name)} AS Nullable(${type}))`)
             .join(', ')})), 'Map(String, ${type})')`;
     await command(
-      client,
+      store,
       `INSERT INTO ${Tables.referenceRows} (reference_id, row, features_num, features_cat, outputs_num, outputs_cat)
        SELECT {id:String}, rowNumberInAllBlocks(), ${mapOf(num, 'Float64')}, ${mapOf(cat, 'String')},
               CAST(map(), 'Map(String, Float64)'), CAST(map(), 'Map(String, String)')
        FROM (${sample.sql})`,
       { ...sample.params, id },
-    );
+    ).catch((err: unknown) => {
+      throw fileReadError(file, 'file', err);
+    });
   } else {
     fromMs = parseTime(source.from, 'reference.from');
     toMs = parseTime(source.to, 'reference.to');
-    if (fromMs >= toMs) throw new ModelwatchError(ErrorCodes.badRequest, 'reference.from: must be before reference.to', { field: 'reference.from' });
+    if (fromMs >= toMs)
+      throw new ModelwatchError(ErrorCodes.badRequest, 'reference.from: must be before reference.to', {
+        field: 'reference.from',
+      });
     features = await discoverFeatures(store, source.model, fromMs, toMs);
     await command(
-      client,
+      store,
       `INSERT INTO ${Tables.referenceRows} (reference_id, row, features_num, features_cat, outputs_num, outputs_cat)
        SELECT {id:String}, rowNumberInAllBlocks(), features_num, features_cat, outputs_num, outputs_cat
        FROM ${Tables.predictions} FINAL
@@ -222,8 +216,8 @@ export async function createReference(store: Store, source: ReferenceSource): Pr
       { id, model: source.model, from: Math.floor(fromMs), to: Math.floor(toMs) },
     );
   }
-  const profile = await profileSample(client, referenceRowsSample(id, features, 'r_'), storedFeatureSpecs(features));
-  await addBinCounts(client, id, features, profile);
+  const profile = await profileSample(store, referenceRowsSample(id, features, 'r_'), storedFeatureSpecs(features));
+  await addBinCounts(store, id, features, profile);
   const info: ReferenceInfo = {
     id,
     model: source.model,
@@ -236,27 +230,23 @@ export async function createReference(store: Store, source: ReferenceSource): Pr
     features,
     profile,
   };
-  try {
-    await client.insert({
-      table: Tables.references,
-      format: 'JSONEachRow',
-      values: [
-        {
-          id,
-          model: info.model,
-          source: info.source,
-          window_from: fromMs === null ? null : toChTime(fromMs),
-          window_to: toMs === null ? null : toChTime(toMs),
-          file: info.file ?? '',
-          created_at: toChTime(Date.parse(info.created_at)),
-          rows: info.rows,
-          profile: JSON.stringify({ features, profile }),
-        },
-      ],
-    });
-  } catch (err) {
-    throw storeFailure('store reference', err);
-  }
+  await store.insert(
+    Tables.references,
+    [
+      {
+        id,
+        model: info.model,
+        source: info.source,
+        window_from: fromMs === null ? null : toChTime(fromMs),
+        window_to: toMs === null ? null : toChTime(toMs),
+        file: info.file ?? '',
+        created_at: toChTime(Date.parse(info.created_at)),
+        rows: info.rows,
+        profile: JSON.stringify({ features, profile }),
+      },
+    ],
+    { label: 'store reference' },
+  );
   return info;
 }
 
@@ -279,7 +269,7 @@ export type ReferenceQuery = { id: string } | { model: string };
 export async function getReference(store: Store, query: ReferenceQuery): Promise<ReferenceInfo | null> {
   const where = 'id' in query ? 'id = {id:String}' : 'model = {model:String}';
   const [r] = await rows<ReferenceDbRow>(
-    store.client,
+    store,
     `SELECT id, model, source, toUnixTimestamp64Milli(window_from) AS from_ms, toUnixTimestamp64Milli(window_to) AS to_ms,
             file, toUnixTimestamp64Milli(created_at) AS created_ms, rows, profile
      FROM ${Tables.references} FINAL WHERE ${where}
@@ -307,9 +297,12 @@ export async function getReference(store: Store, query: ReferenceQuery): Promise
  * The model's earliest traffic is the best guess of "how it was meant to look" when nobody named a
  * reference; users replace it with `createReference` on a window or file they trust. Null without traffic.
  */
-export async function defaultReferenceWindow(store: Store, model: string): Promise<{ fromMs: number; toMs: number } | null> {
+export async function defaultReferenceWindow(
+  store: Store,
+  model: string,
+): Promise<{ fromMs: number; toMs: number } | null> {
   const [r] = await rows<{ first_ms: number | null; n: number }>(
-    store.client,
+    store,
     `SELECT toUnixTimestamp64Milli(min(ts)) AS first_ms, count() AS n FROM ${Tables.predictions} WHERE model = {model:String}`,
     { model },
   );

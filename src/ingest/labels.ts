@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { ErrorCodes, ModelwatchError, errorMessage } from '../common/errors.js';
+import { ErrorCodes, ModelwatchError } from '../common/errors.js';
 import { Tables } from '../store/migrations.js';
 import type { LabelRow, PredictionRow } from '../store/rows.js';
 import type { Store } from '../store/store.js';
@@ -82,19 +82,13 @@ export function labelledRowsSql(options: { labelledOnly?: boolean } = {}): strin
 export async function queryLabelledRows(store: Store, query: LabelledRowsQuery): Promise<LabelledRow[]> {
   const limit = query.limit ?? 1000;
   if (!(Number.isInteger(limit) && limit > 0)) throw new RangeError('limit must be a positive integer');
-  try {
-    const rs = await store.client.query({
-      query: labelledRowsSql({ labelledOnly: query.labelledOnly ?? false }),
-      query_params: { model: query.model, from: query.fromMs, to: query.toMs, version: query.version ?? '', limit },
-      format: 'JSONEachRow',
-    });
-    const rows = await rs.json<Omit<LabelledRow, 'ts'> & { ts_ms: number | string }>();
-    return rows.map(({ ts_ms, ...r }) => ({ ...r, ts: Number(ts_ms), row: Number(r.row) }));
-  } catch (err) {
-    throw new ModelwatchError(ErrorCodes.storeUnavailable, `labelled rows query: ${errorMessage(err)}`, {
-      retryable: true,
-      cause: err,
-    });
-  }
+  const rows = await store.query<Omit<LabelledRow, 'ts'> & { ts_ms: number | string }>(
+    labelledRowsSql({ labelledOnly: query.labelledOnly ?? false }),
+    {
+      label: 'labelled rows query',
+      params: { model: query.model, from: query.fromMs, to: query.toMs, version: query.version ?? '', limit },
+    },
+  );
+  return rows.map(({ ts_ms, ...r }) => ({ ...r, ts: Number(ts_ms), row: Number(r.row) }));
 }
 

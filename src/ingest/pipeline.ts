@@ -37,6 +37,12 @@ export interface IngestPipelineOptions {
    * @default ''
    */
   tokenPrefix?: string;
+  /**
+   * Look up the event ids of each chunk before inserting it (drops producer retries that reached the bus
+   * twice). Without it, a batch the bus re-delivers is still stored once, by the insert deduplication token.
+   * @default true
+   */
+  eventIdLookup?: boolean;
   logger?: Logger;
 }
 
@@ -49,6 +55,7 @@ const defaults = {
   models: {},
   decode: decodeCall,
   tokenPrefix: '',
+  eventIdLookup: true,
   logger: silentLogger,
 } satisfies Required<IngestPipelineOptions>;
 
@@ -91,22 +98,14 @@ export async function storedEventIds(store: Store, calls: CallRecords[]): Promis
   const where = `model IN {models:Array(String)}
       AND ts BETWEEN fromUnixTimestamp64Milli({from:Int64}, 'UTC') AND fromUnixTimestamp64Milli({to:Int64}, 'UTC')
       AND event_id IN {ids:Array(String)}`;
-  try {
-    const rs = await store.client.query({
-      query: `SELECT DISTINCT 'requests' AS t, event_id FROM ${Tables.requests} WHERE ${where}
-        UNION ALL
-        SELECT DISTINCT 'predictions' AS t, event_id FROM ${Tables.predictions} WHERE ${where}`,
-      query_params: { models: [...models], from, to, ids: calls.map((c) => c.request.event_id) },
-      format: 'JSONEachRow',
-    });
-    for (const r of await rs.json<{ t: 'requests' | 'predictions'; event_id: string }>()) out[r.t].add(r.event_id);
-    return out;
-  } catch (err) {
-    throw new ModelwatchError(ErrorCodes.storeUnavailable, `dedupe lookup: ${errorMessage(err)}`, {
-      retryable: true,
-      cause: err,
-    });
-  }
+  const rows = await store.query<{ t: 'requests' | 'predictions'; event_id: string }>(
+    `SELECT DISTINCT 'requests' AS t, event_id FROM ${Tables.requests} WHERE ${where}
+      UNION ALL
+      SELECT DISTINCT 'predictions' AS t, event_id FROM ${Tables.predictions} WHERE ${where}`,
+    { role: 'ingest', label: 'dedupe lookup', params: { models: [...models], from, to, ids: calls.map((c) => c.request.event_id) } },
+  );
+  for (const r of rows) out[r.t].add(r.event_id);
+  return out;
 }
 
 /**
@@ -117,12 +116,14 @@ export async function storedEventIds(store: Store, calls: CallRecords[]): Promis
  */
 export class IngestPipeline {
   private readonly opts: Required<IngestPipelineOptions>;
+  private readonly store: Store;
 
   constructor(
-    private readonly store: Store,
+    store: Store,
     private readonly metrics: IngestMetrics,
     options: IngestPipelineOptions = {},
   ) {
+    this.store = store.with({ role: 'ingest' });
     this.opts = { ...defaults, ...options };
     const o = this.opts;
     for (const [k, v] of Object.entries({
@@ -181,7 +182,7 @@ export class IngestPipeline {
     // dropped by ClickHouse itself (insert_deduplication_token); event_id lookups cover producer retries.
     const dedupToken = `${this.opts.tokenPrefix}${batch.topic}-${batch.partition}-${chunk.first}-${chunk.last}`;
     const result = await this.withRetry(batch, async () => {
-      const stored = await storedEventIds(this.store, chunk.calls);
+      const stored = this.opts.eventIdLookup ? await storedEventIds(this.store, chunk.calls) : { requests: new Set<string>(), predictions: new Set<string>() };
       const storedRequests = stored.requests;
       const storedPredictions = stored.predictions;
       const fresh = chunk.calls.filter((c) => !storedRequests.has(c.request.event_id));

@@ -17,13 +17,21 @@ export interface StoreClientOptions {
   username?: string | undefined;
   /** Server password (HTTP only). Never logged. */
   password?: string | undefined;
-  /** Per-request timeout. @default 30000 */
+  /**
+   * Socket timeout of the client. Statements have their own deadlines (role limits), which the store keeps
+   * below this one. @default 30000
+   */
   requestTimeoutMs?: number;
 }
 
-/** A ClickHouse client plus what kind of engine it talks to. */
+/** A ClickHouse client plus what kind of engine it talks to (internal to `src/store`). */
 export interface StoreClient {
   client: ClickHouseClient;
+  /**
+   * A second client on the same engine, for `KILL QUERY` while the first is busy. chdb runs statements
+   * with bound parameters one at a time per process, so the kill must not queue behind the statement it kills.
+   */
+  sideClient: () => ClickHouseClient;
   /** `chdb` (in-process) or `http` (server). */
   kind: 'chdb' | 'http';
   database: string;
@@ -43,18 +51,16 @@ export function createStoreClient(options: StoreClientOptions): StoreClient {
     const rawPath = options.url.slice('chdb:'.length);
     const path = rawPath === '' || rawPath === ':memory:' ? ':memory:' : resolve(rawPath);
     if (path !== ':memory:') mkdirSync(path, { recursive: true });
-    // chdb types its connection against @clickhouse/client-common while the client bundles its own copy of
-    // the same interface; the shapes are identical at runtime (chdb's documented recipe).
-    const connection = createChdbConnection({ path }) as unknown as NonNullable<
-      Parameters<typeof createClient>[0]
-    >['connection'];
-    const client = createClient({
-      connection,
-      database,
-      request_timeout: timeout,
-      clickhouse_settings: sharedSettings,
-    });
-    return { client, kind: 'chdb', database, displayUrl: `chdb:${path}` };
+    const make = (): ClickHouseClient =>
+      createClient({
+        // chdb types its connection against @clickhouse/client-common while the client bundles its own copy of
+        // the same interface; the shapes are identical at runtime (chdb's documented recipe).
+        connection: createChdbConnection({ path }) as unknown as NonNullable<Parameters<typeof createClient>[0]>['connection'],
+        database,
+        request_timeout: timeout,
+        clickhouse_settings: sharedSettings,
+      });
+    return { client: make(), sideClient: make, kind: 'chdb', database, displayUrl: `chdb:${path}` };
   }
   let url: URL;
   try {
@@ -82,5 +88,5 @@ export function createStoreClient(options: StoreClientOptions): StoreClient {
     ...(username !== undefined ? { username } : {}),
     ...(password !== undefined ? { password } : {}),
   });
-  return { client, kind: 'http', database, displayUrl: url.toString() };
+  return { client, sideClient: () => client, kind: 'http', database, displayUrl: url.toString() };
 }

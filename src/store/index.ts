@@ -2,7 +2,19 @@ export { createStoreClient } from './client.js';
 export type { StoreClient, StoreClientOptions } from './client.js';
 export { migrate, appliedVersions, migrations, Tables } from './migrations.js';
 export type { Migration } from './migrations.js';
-export { ClickHouseStore, toChTime } from './store.js';
-export type { Store, InsertOptions } from './store.js';
+export { ClickHouseStore, toChTime, queryMarker } from './store.js';
+export type { Store, ClickHouseStoreOptions } from './store.js';
+export { StoreRoles, DefaultRoleLimits, resolveRoleLimits } from './port.js';
+export type { SqlPort, StatementOptions, InsertOptions, StoreRole, RoleLimits, StoreSettings } from './port.js';
+export {
+  classifyStoreError,
+  storeErrorCodes,
+  StoreError,
+  ClickHouseCodes,
+  NetworkErrorCodes,
+  ChdbErrorCodes,
+} from './errors.js';
+export type { StoreFailureClass, StoreFailureContext } from './errors.js';
 export type { PredictionRow, RequestRow, LabelRow, QuarantineRow } from './rows.js';
-export { openStore } from './open.js';
+export { openStore, createStore } from './open.js';
+export type { CreateStoreOptions } from './open.js';

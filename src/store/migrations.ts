@@ -1,4 +1,4 @@
-import type { ClickHouseClient } from '@clickhouse/client';
+import type { SqlPort } from './port.js';
 
 /** One schema change. Statements must be idempotent (`IF NOT EXISTS`) so a crash mid-way is safe to re-run. */
 export interface Migration {
@@ -247,33 +247,28 @@ export const migrations: Migration[] = [
  * Applies every migration not yet recorded, in order. Safe to call concurrently from several processes
  * against a server: statements are idempotent and the version row is only written after them.
  */
-export async function migrate(client: ClickHouseClient, list: Migration[] = migrations): Promise<number[]> {
-  await client.command({
-    query: `CREATE TABLE IF NOT EXISTS ${Tables.migrations} (
+export async function migrate(port: SqlPort, list: Migration[] = migrations): Promise<number[]> {
+  const store = port.with({ label: 'migrate' });
+  await store.command(
+    `CREATE TABLE IF NOT EXISTS ${Tables.migrations} (
       version UInt32, name String, applied_at DateTime64(3, 'UTC') DEFAULT now64(3)
     ) ENGINE = ReplacingMergeTree ORDER BY version`,
-  });
-  const applied = new Set(await appliedVersions(client));
+  );
+  const applied = new Set(await appliedVersions(store));
   const done: number[] = [];
   for (const m of [...list].sort((a, b) => a.version - b.version)) {
     if (applied.has(m.version)) continue;
-    for (const statement of m.statements) await client.command({ query: statement });
-    await client.insert({
-      table: Tables.migrations,
-      values: [{ version: m.version, name: m.name }],
-      format: 'JSONEachRow',
-    });
+    for (const statement of m.statements) await store.command(statement);
+    await store.insert(Tables.migrations, [{ version: m.version, name: m.name }]);
     done.push(m.version);
   }
   return done;
 }
 
 /** Versions recorded as applied. */
-export async function appliedVersions(client: ClickHouseClient): Promise<number[]> {
-  const rs = await client.query({
-    query: `SELECT DISTINCT version FROM ${Tables.migrations} ORDER BY version`,
-    format: 'JSONEachRow',
+export async function appliedVersions(port: SqlPort): Promise<number[]> {
+  const rows = await port.query<{ version: number }>(`SELECT DISTINCT version FROM ${Tables.migrations} ORDER BY version`, {
+    label: 'applied migrations',
   });
-  const rows = await rs.json<{ version: number }>();
   return rows.map((r) => Number(r.version));
 }

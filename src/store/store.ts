@@ -1,26 +1,28 @@
+import { randomUUID } from 'node:crypto';
 import type { ClickHouseClient } from '@clickhouse/client';
-import { ErrorCodes, ModelwatchError, errorMessage } from '../common/errors.js';
-import { Tables, migrate } from './migrations.js';
+import { ErrorCodes, ModelwatchError } from '../common/errors.js';
+import { classifyStoreError } from './errors.js';
+import { Tables, appliedVersions, migrate } from './migrations.js';
+import {
+  resolveRoleLimits,
+  type InsertOptions,
+  type RoleLimits,
+  type SqlPort,
+  type StatementOptions,
+  type StoreRole,
+  type StoreSettings,
+} from './port.js';
 import type { LabelRow, PredictionRow, QuarantineRow, RequestRow } from './rows.js';
 import type { StoreClient } from './client.js';
 
-/** Options of an insert. */
-export interface InsertOptions {
-  /**
-   * ClickHouse `insert_deduplication_token`: a re-sent insert with the same token is dropped by the
-   * server (needs `non_replicated_deduplication_window` on the table, set by the migrations).
-   */
-  dedupToken?: string;
-}
+export type { InsertOptions } from './port.js';
 
-/** The storage port used by ingest, the API and detectors. */
-export interface Store {
-  /** The underlying client, for query modules (drift, API) that write their own SQL. */
-  readonly client: ClickHouseClient;
-  readonly kind: 'chdb' | 'http';
+/** The storage port used by ingest, the API and detectors: typed inserts of the core tables plus {@link SqlPort}. */
+export interface Store extends SqlPort {
+  with(defaults: StatementOptions): Store;
   insertPredictions(rows: PredictionRow[], options?: InsertOptions): Promise<void>;
   insertRequests(rows: RequestRow[], options?: InsertOptions): Promise<void>;
-  insertLabels(rows: LabelRow[]): Promise<void>;
+  insertLabels(rows: LabelRow[], options?: InsertOptions): Promise<void>;
   insertQuarantine(rows: QuarantineRow[], options?: InsertOptions): Promise<void>;
   /** Which of `eventIds` are already stored (request records), for idempotent ingest. */
   existingEventIds(eventIds: string[]): Promise<Set<string>>;
@@ -28,6 +30,8 @@ export interface Store {
   ping(): Promise<boolean>;
   /** Applies pending migrations; returns the versions applied now. */
   migrate(): Promise<number[]>;
+  /** Versions recorded as applied. */
+  appliedVersions(): Promise<number[]>;
   close(): Promise<void>;
 }
 
@@ -52,43 +56,221 @@ function encodeFloatMap(map: Record<string, number>): Record<string, number | st
   return out ?? map;
 }
 
-function storeError(op: string, err: unknown): ModelwatchError {
-  if (err instanceof ModelwatchError) return err;
-  const msg = errorMessage(err);
-  // Connection-level failures are transient; SQL/data errors from the server are not.
-  const transient = /ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|socket hang up|Timeout|timed out|network|fetch failed/i.test(msg);
-  return new ModelwatchError(transient ? ErrorCodes.storeUnavailable : ErrorCodes.storeError, `${op}: ${msg}`, {
-    retryable: transient,
-    cause: err,
-  });
+/** Options of {@link ClickHouseStore}. */
+export interface ClickHouseStoreOptions {
+  /** Deadline and memory cap per role. @default `DefaultRoleLimits` */
+  limits?: Partial<Record<StoreRole, RoleLimits>> | undefined;
 }
 
-/** {@link Store} on ClickHouse (server or chdb) through `@clickhouse/client`. */
-export class ClickHouseStore implements Store {
-  readonly client: ClickHouseClient;
-  readonly kind: 'chdb' | 'http';
+/** After its deadline, how long the engine gets to stop a statement itself before the store kills it. */
+const KILL_GRACE_MS = 1_000;
+/** Deadline of the `KILL QUERY` statement itself. */
+const KILL_TIMEOUT_MS = 5_000;
+const QUERY_ID = /^[A-Za-z0-9_.:-]{1,128}$/;
 
-  constructor(sc: StoreClient) {
-    this.client = sc.client;
+/** What one statement's call into the client gets. */
+interface CallParams {
+  query_id: string;
+  abort_signal: AbortSignal;
+  clickhouse_settings: StoreSettings;
+}
+
+/** State shared by a store and its {@link ClickHouseStore.with} views. */
+interface Shared {
+  client: ClickHouseClient;
+  sideClient: () => ClickHouseClient;
+  side: ClickHouseClient | undefined;
+  kind: 'chdb' | 'http';
+  limits: Record<StoreRole, RoleLimits>;
+}
+
+function mergeDefaults(a: StatementOptions, b: StatementOptions): StatementOptions {
+  const out: StatementOptions = { ...a, ...b };
+  if (a.signal !== undefined && b.signal !== undefined && a.signal !== b.signal)
+    out.signal = AbortSignal.any([a.signal, b.signal]);
+  else out.signal = b.signal ?? a.signal;
+  if (a.deadline !== undefined && b.deadline !== undefined) out.deadline = Math.min(a.deadline, b.deadline);
+  if (a.settings !== undefined || b.settings !== undefined) out.settings = { ...a.settings, ...b.settings };
+  return out;
+}
+
+/** The `log_comment` that marks a statement, so it can be found in `system.processes` (chdb has no query ids of its own). */
+export function queryMarker(queryId: string): string {
+  return `modelwatch:${queryId}`;
+}
+
+/**
+ * {@link Store} on ClickHouse (server or chdb) through `@clickhouse/client`. Every statement gets
+ * `max_execution_time` (its deadline), `max_memory_usage`, a query id and an abort signal; when the
+ * caller's signal fires, or the engine has not stopped {@link KILL_GRACE_MS} after the deadline, the call
+ * rejects and the statement is killed on the server (`KILL QUERY`).
+ */
+export class ClickHouseStore implements Store {
+  readonly kind: 'chdb' | 'http';
+  private readonly shared: Shared;
+  private readonly defaults: StatementOptions;
+
+  constructor(sc: StoreClient, options: ClickHouseStoreOptions = {}) {
+    this.shared = {
+      client: sc.client,
+      sideClient: sc.sideClient,
+      side: undefined,
+      kind: sc.kind,
+      limits: resolveRoleLimits(options.limits),
+    };
     this.kind = sc.kind;
+    this.defaults = {};
   }
 
-  private async insert(table: string, values: object[], options?: InsertOptions): Promise<void> {
-    if (values.length === 0) return;
+  with(defaults: StatementOptions): ClickHouseStore {
+    const view = Object.create(ClickHouseStore.prototype) as ClickHouseStore;
+    Object.assign(view, { kind: this.kind, shared: this.shared, defaults: mergeDefaults(this.defaults, defaults) });
+    return view;
+  }
+
+  /** The limits a role's statements run with. */
+  limitsOf(role: StoreRole): RoleLimits {
+    return this.shared.limits[role];
+  }
+
+  private async run<T>(
+    label: string,
+    options: StatementOptions,
+    fn: (client: ClickHouseClient, p: CallParams) => Promise<T>,
+  ): Promise<T> {
+    const o = mergeDefaults(this.defaults, options);
+    const op = o.label ?? label;
+    const limits = this.shared.limits[o.role ?? 'api'];
+    const queryId = o.queryId ?? randomUUID();
+    if (!QUERY_ID.test(queryId)) throw new ModelwatchError(ErrorCodes.internal, `${op}: bad query id`);
+    let budget = o.timeoutMs ?? limits.timeoutMs;
+    if (o.deadline !== undefined) budget = Math.min(budget, o.deadline - Date.now());
+    if (o.signal?.aborted === true)
+      throw classifyStoreError(new Error('aborted before start'), { op, queryId, aborted: 'signal' });
+    if (!(budget > 0))
+      throw classifyStoreError(new Error('no time left before start'), { op, queryId, aborted: 'deadline' });
+    const settings: StoreSettings = {
+      ...o.settings,
+      // Seconds with ms precision; the engine stops the statement itself (TIMEOUT_EXCEEDED) when it passes.
+      max_execution_time: Math.ceil(budget) / 1000,
+      max_memory_usage: o.maxMemoryBytes ?? limits.maxMemoryBytes,
+      log_comment: queryMarker(queryId),
+    };
+    const ac = new AbortController();
+    let aborted: 'deadline' | 'signal' | undefined;
+    const timer = setTimeout(() => {
+      aborted ??= 'deadline';
+      ac.abort();
+    }, budget + KILL_GRACE_MS);
+    timer.unref();
+    const onAbort = (): void => {
+      aborted ??= 'signal';
+      ac.abort();
+    };
+    o.signal?.addEventListener('abort', onAbort, { once: true });
     try {
-      await this.client.insert({
-        table,
-        values,
-        format: 'JSONEachRow',
-        // Always set the token, '' meaning none: chdb's connection applies settings as session-wide `SET`,
-        // so a token left from an earlier insert would otherwise stick and silently drop later inserts.
-        clickhouse_settings: {
-          insert_deduplication_token: options?.dedupToken !== undefined ? `${table}:${options.dedupToken}` : '',
-        },
+      return await fn(this.shared.client, {
+        query_id: queryId,
+        abort_signal: ac.signal,
+        clickhouse_settings: settings,
       });
     } catch (err) {
-      throw storeError(`insert into ${table}`, err);
+      if (aborted !== undefined) await this.kill(queryId);
+      else if (this.kind === 'chdb') await this.release();
+      throw classifyStoreError(err, { op, queryId, aborted });
+    } finally {
+      clearTimeout(timer);
+      o.signal?.removeEventListener('abort', onAbort);
     }
+  }
+
+  /**
+   * Kills a statement on the server. A server knows our query id; chdb has none of its own, so there the
+   * statement is found by its `log_comment` marker, on a second connection, with the marker inlined (chdb
+   * runs statements with bound parameters one at a time, so a bound `KILL` would wait for its victim).
+   */
+  private async kill(queryId: string): Promise<void> {
+    const settings = { max_execution_time: KILL_TIMEOUT_MS / 1000, log_comment: 'modelwatch:kill' };
+    try {
+      if (this.kind === 'http') {
+        await this.shared.client.command({
+          query: 'KILL QUERY WHERE query_id = {id:String} ASYNC',
+          query_params: { id: queryId },
+          clickhouse_settings: settings,
+        });
+        return;
+      }
+      this.shared.side ??= this.shared.sideClient();
+      // queryId matched QUERY_ID: no quote or backslash can reach the literal.
+      await this.shared.side.command({
+        query: `KILL QUERY WHERE Settings['log_comment'] = '${queryMarker(queryId)}' ASYNC`,
+        clickhouse_settings: settings,
+      });
+      await this.release();
+    } catch {
+      // Best effort: the statement's own max_execution_time still stops it.
+    }
+  }
+
+  /**
+   * chdb keeps a connection's last statement in `system.processes` until the connection runs the next
+   * one; a trivial statement releases a failed or killed one (a statement without bound parameters does
+   * not queue behind others).
+   */
+  private async release(): Promise<void> {
+    try {
+      await this.shared.client.command({
+        query: 'SELECT 1',
+        clickhouse_settings: { log_comment: 'modelwatch:release' },
+      });
+    } catch {
+      // Nothing to release on a closed engine.
+    }
+  }
+
+  query<T = Record<string, unknown>>(sql: string, options: StatementOptions = {}): Promise<T[]> {
+    return this.run('query', options, async (client, p) => {
+      const rs = await client.query({
+        query: sql,
+        format: 'JSONEachRow',
+        ...(options.params !== undefined || this.defaults.params !== undefined
+          ? { query_params: { ...this.defaults.params, ...options.params } }
+          : {}),
+        ...p,
+      });
+      return rs.json<T>();
+    });
+  }
+
+  command(sql: string, options: StatementOptions = {}): Promise<void> {
+    return this.run('command', options, async (client, p) => {
+      await client.command({
+        query: sql,
+        ...(options.params !== undefined || this.defaults.params !== undefined
+          ? { query_params: { ...this.defaults.params, ...options.params } }
+          : {}),
+        ...p,
+      });
+    });
+  }
+
+  async insert(table: string, values: readonly object[], options: InsertOptions = {}): Promise<void> {
+    if (values.length === 0) return;
+    const { dedupToken, ...rest } = options;
+    await this.run(`insert into ${table}`, rest, async (client, p) => {
+      await client.insert({
+        table,
+        values: values as object[],
+        format: 'JSONEachRow',
+        ...p,
+        clickhouse_settings: {
+          ...p.clickhouse_settings,
+          // Always set the token, '' meaning none: chdb's connection applies settings as session-wide `SET`,
+          // so a token left from an earlier insert would otherwise stick and silently drop later inserts.
+          insert_deduplication_token: dedupToken !== undefined ? `${table}:${dedupToken}` : '',
+        },
+      });
+    });
   }
 
   insertPredictions(rows: PredictionRow[], options?: InsertOptions): Promise<void> {
@@ -119,8 +301,8 @@ export class ClickHouseStore implements Store {
     );
   }
 
-  insertLabels(rows: LabelRow[]): Promise<void> {
-    return this.insert(Tables.labels, rows);
+  insertLabels(rows: LabelRow[], options?: InsertOptions): Promise<void> {
+    return this.insert(Tables.labels, rows, options);
   }
 
   insertQuarantine(rows: QuarantineRow[], options?: InsertOptions): Promise<void> {
@@ -129,37 +311,34 @@ export class ClickHouseStore implements Store {
 
   async existingEventIds(eventIds: string[]): Promise<Set<string>> {
     if (eventIds.length === 0) return new Set();
-    try {
-      const rs = await this.client.query({
-        query: `SELECT DISTINCT event_id FROM ${Tables.requests} WHERE event_id IN {ids:Array(String)}`,
-        query_params: { ids: eventIds },
-        format: 'JSONEachRow',
-      });
-      const rows = await rs.json<{ event_id: string }>();
-      return new Set(rows.map((r) => r.event_id));
-    } catch (err) {
-      throw storeError('dedupe lookup', err);
-    }
+    const rows = await this.query<{ event_id: string }>(
+      `SELECT DISTINCT event_id FROM ${Tables.requests} WHERE event_id IN {ids:Array(String)}`,
+      { params: { ids: eventIds }, label: 'dedupe lookup' },
+    );
+    return new Set(rows.map((r) => r.event_id));
   }
 
   async ping(): Promise<boolean> {
     try {
-      const r = await this.client.ping();
-      return r.success;
+      await this.query('SELECT 1', { label: 'ping', timeoutMs: 5_000 });
+      return true;
     } catch {
       return false;
     }
   }
 
-  async migrate(): Promise<number[]> {
-    try {
-      return await migrate(this.client);
-    } catch (err) {
-      throw storeError('migrate', err);
-    }
+  migrate(): Promise<number[]> {
+    return migrate(this);
+  }
+
+  appliedVersions(): Promise<number[]> {
+    return appliedVersions(this);
   }
 
   async close(): Promise<void> {
-    await this.client.close();
+    const { client, side } = this.shared;
+    this.shared.side = undefined;
+    if (side !== undefined && side !== client) await side.close();
+    await client.close();
   }
 }

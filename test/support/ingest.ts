@@ -6,15 +6,16 @@ import { ErrorCodes, ModelwatchError } from '../../src/common/index.js';
 import { configSchema, type Config, type ConfigInput } from '../../src/config/index.js';
 import {
   Tables,
-  type ClickHouseStore,
   type InsertOptions,
   type LabelRow,
   type PredictionRow,
   type QuarantineRow,
   type RequestRow,
+  type StatementOptions,
   type Store,
 } from '../../src/store/index.js';
 import { encodeJsonRequest, encodeJsonResponse } from './v2-encode.js';
+import { selectRows } from './store.js';
 
 /** A validated config with test-friendly ingest numbers. */
 export function testConfig(input: ConfigInput = {}): Config {
@@ -96,7 +97,7 @@ export interface StoredReport {
  */
 export async function checkStored(store: Store, expected: Expected): Promise<StoredReport> {
   const q = async <T>(query: string): Promise<T[]> =>
-    (await store.client.query({ query, format: 'JSONEachRow' })).json<T>();
+    (selectRows(store, { query, format: 'JSONEachRow' })).json<T>();
   const preds = await q<{ event_id: string; row: number; n: number }>(
     `SELECT event_id, row, count() AS n FROM ${Tables.predictions} GROUP BY event_id, row`,
   );
@@ -127,7 +128,7 @@ export async function checkStored(store: Store, expected: Expected): Promise<Sto
 
 /** Rows of the quarantine table. */
 export async function quarantined(store: Store): Promise<QuarantineRow[]> {
-  const rs = await store.client.query({ query: `SELECT * FROM ${Tables.quarantine} ORDER BY origin`, format: 'JSONEachRow' });
+  const rs = selectRows(store, { query: `SELECT * FROM ${Tables.quarantine} ORDER BY origin`, format: 'JSONEachRow' });
   return rs.json<QuarantineRow>();
 }
 
@@ -151,43 +152,56 @@ export async function counterValue(registry: Registry, name: string, labels: Rec
 }
 
 /**
- * The real store with one-shot fault injection: the first `failInserts` insert calls (any table)
- * throw a retryable `store_unavailable` before reaching ClickHouse.
+ * The real store with one-shot fault injection: the first `failInserts` typed insert calls (any table)
+ * throw a retryable `store_unavailable` before reaching ClickHouse. Views made with `with()` share the
+ * injection state.
  */
 export class FlakyStore implements Store {
-  readonly client: ClickHouseStore['client'];
-  readonly kind: ClickHouseStore['kind'];
+  readonly kind: Store['kind'];
   failures = 0;
   /** Called after each successful insert (tests sample committed offsets here). */
   onInserted: ((table: string) => void) | undefined;
 
   constructor(
-    private readonly inner: ClickHouseStore,
+    private readonly inner: Store,
     public failInserts: number,
+    private readonly root?: FlakyStore,
   ) {
-    this.client = inner.client;
     this.kind = inner.kind;
   }
 
   private async gate<T>(table: string, run: () => Promise<T>): Promise<T> {
-    if (this.failInserts > 0) {
-      this.failInserts--;
-      this.failures++;
+    const r = this.root ?? this;
+    if (r.failInserts > 0) {
+      r.failInserts--;
+      r.failures++;
       throw new ModelwatchError(ErrorCodes.storeUnavailable, `injected: insert into ${table} refused`, { retryable: true });
     }
-    const r = await run();
-    this.onInserted?.(table);
-    return r;
+    const out = await run();
+    r.onInserted?.(table);
+    return out;
   }
 
+  with(defaults: StatementOptions): FlakyStore {
+    return new FlakyStore(this.inner.with(defaults), 0, this.root ?? this);
+  }
+  query<T = Record<string, unknown>>(sql: string, options?: StatementOptions): Promise<T[]> {
+    return this.inner.query<T>(sql, options);
+  }
+  insert(table: string, rows: readonly object[], options?: InsertOptions): Promise<void> {
+    return this.inner.insert(table, rows, options);
+  }
+  command(sql: string, options?: StatementOptions): Promise<void> {
+    return this.inner.command(sql, options);
+  }
   insertPredictions(rows: PredictionRow[], o?: InsertOptions): Promise<void> {
     return this.gate(Tables.predictions, () => this.inner.insertPredictions(rows, o));
   }
   insertRequests(rows: RequestRow[], o?: InsertOptions): Promise<void> {
     return this.gate(Tables.requests, () => this.inner.insertRequests(rows, o));
   }
-  insertLabels(rows: LabelRow[]): Promise<void> {
-    return this.gate(Tables.labels, () => this.inner.insertLabels(rows));
+  insertLabels(rows: LabelRow[], o?: InsertOptions): Promise<void> {
+    return this.gate(Tables.labels, () => this.inner.insertLabels(rows, o));
   }
   insertQuarantine(rows: QuarantineRow[], o?: InsertOptions): Promise<void> {
     return this.gate(Tables.quarantine, () => this.inner.insertQuarantine(rows, o));
@@ -200,6 +214,9 @@ export class FlakyStore implements Store {
   }
   migrate(): Promise<number[]> {
     return this.inner.migrate();
+  }
+  appliedVersions(): Promise<number[]> {
+    return this.inner.appliedVersions();
   }
   close(): Promise<void> {
     return this.inner.close();

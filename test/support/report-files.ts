@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawn } from 'node:child_process';
-import type { ClickHouseClient } from '@clickhouse/client';
+import type { SqlPort } from '../../src/store/index.js';
 import { expect } from 'vitest';
 
 /** Folder of the drift oracle fixtures (CSV samples + expected.json from make_fixtures.py). */
@@ -51,17 +51,19 @@ export function fixtureType(kind: OracleCase['kind']): string {
  * NaN and ±Inf as they are where the format can hold them.
  */
 export async function convertFixture(
-  client: ClickHouseClient,
+  store: SqlPort,
   csvPath: string,
   kind: OracleCase['kind'],
   outPath: string,
   format: 'Parquet' | 'JSONEachRow' | 'TSVWithNames',
 ): Promise<void> {
-  await client.command({
-    query: `INSERT INTO FUNCTION file({out:String}, {fmt:String}) SELECT x FROM file({src:String}, 'CSVWithNames', {structure:String})`,
-    query_params: { out: outPath, fmt: format, src: csvPath, structure: `x ${fixtureType(kind)}` },
-    clickhouse_settings: { engine_file_truncate_on_insert: 1, output_format_json_quote_denormals: 0 },
-  });
+  await store.command(
+    `INSERT INTO FUNCTION file({out:String}, {fmt:String}) SELECT x FROM file({src:String}, 'CSVWithNames', {structure:String})`,
+    {
+      params: { out: outPath, fmt: format, src: csvPath, structure: `x ${fixtureType(kind)}` },
+      settings: { engine_file_truncate_on_insert: 1, output_format_json_quote_denormals: 0 },
+    },
+  );
 }
 
 /** |actual − expected| ≤ rel·|expected| (plus a tiny absolute floor for values at 0). */

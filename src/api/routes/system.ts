@@ -50,7 +50,7 @@ export function systemRoutes(app: ApiApp, ctx: RuntimeContext): void {
     if (!(await ctx.store.ping())) throw new ApiError(503, ErrorCodes.storeUnavailable, 'store unavailable');
     let applied: number[];
     try {
-      applied = await appliedVersions(ctx.store.client);
+      applied = await appliedVersions(ctx.store.with({ role: 'api', timeoutMs: 5_000 }));
     } catch (err) {
       throw new ApiError(503, ErrorCodes.storeUnavailable, 'store unavailable', { cause: err });
     }

@@ -1,4 +1,3 @@
-import { ErrorCodes, ModelwatchError, errorMessage } from '../../common/errors.js';
 import { Tables } from '../../store/migrations.js';
 import { toChTime, type Store } from '../../store/store.js';
 
@@ -20,30 +19,24 @@ const WINDOW = `model = {model:String} AND ts >= {from:DateTime64(3, 'UTC')} AND
 
 /** Traffic summary of `model` over [fromMs, toMs). */
 export async function queryTraffic(store: Store, model: string, fromMs: number, toMs: number): Promise<TrafficSummary> {
-  try {
-    const rs = await store.client.query({
-      query: `SELECT
-          (SELECT count() FROM ${Tables.requests} WHERE ${WINDOW}) AS requests,
-          (SELECT countIf(status >= 400 OR error != '') FROM ${Tables.requests} WHERE ${WINDOW}) AS errors,
-          (SELECT quantilesExactInclusive(0.5, 0.95, 0.99)(latency_ms) FROM ${Tables.requests} WHERE ${WINDOW}) AS q,
-          (SELECT count() FROM ${Tables.predictions} WHERE ${WINDOW}) AS rows`,
-      query_params: { model, from: toChTime(fromMs), to: toChTime(toMs) },
-      format: 'JSONEachRow',
-    });
-    const [r] = await rs.json<{ requests: string; errors: string; q: number[]; rows: string }>();
-    const requests = Number(r?.requests ?? 0);
-    const errors = Number(r?.errors ?? 0);
-    const q = requests > 0 ? (r?.q ?? []) : [];
-    return {
-      requests,
-      rows: Number(r?.rows ?? 0),
-      errors,
-      error_rate: requests > 0 ? errors / requests : null,
-      latency_ms: { p50: q[0] ?? null, p95: q[1] ?? null, p99: q[2] ?? null },
-    };
-  } catch (err) {
-    throw new ModelwatchError(ErrorCodes.storeError, `traffic query: ${errorMessage(err)}`, { cause: err });
-  }
+  const [r] = await store.query<{ requests: string; errors: string; q: number[]; rows: string }>(
+    `SELECT
+        (SELECT count() FROM ${Tables.requests} WHERE ${WINDOW}) AS requests,
+        (SELECT countIf(status >= 400 OR error != '') FROM ${Tables.requests} WHERE ${WINDOW}) AS errors,
+        (SELECT quantilesExactInclusive(0.5, 0.95, 0.99)(latency_ms) FROM ${Tables.requests} WHERE ${WINDOW}) AS q,
+        (SELECT count() FROM ${Tables.predictions} WHERE ${WINDOW}) AS rows`,
+    { label: 'traffic query', params: { model, from: toChTime(fromMs), to: toChTime(toMs) } },
+  );
+  const requests = Number(r?.requests ?? 0);
+  const errors = Number(r?.errors ?? 0);
+  const q = requests > 0 ? (r?.q ?? []) : [];
+  return {
+    requests,
+    rows: Number(r?.rows ?? 0),
+    errors,
+    error_rate: requests > 0 ? errors / requests : null,
+    latency_ms: { p50: q[0] ?? null, p95: q[1] ?? null, p99: q[2] ?? null },
+  };
 }
 
 /** Mean of each numeric feature of `model` over [fromMs, toMs) (finite values only), at most `limit` features by name. */
@@ -54,17 +47,11 @@ export async function queryFeatureMeans(
   toMs: number,
   limit = 100,
 ): Promise<Array<{ feature: string; mean: number; n: number }>> {
-  try {
-    const rs = await store.client.query({
-      query: `SELECT k AS feature, avg(v) AS mean, count() AS n FROM ${Tables.predictions}
-        ARRAY JOIN mapKeys(features_num) AS k, mapValues(features_num) AS v
-        WHERE ${WINDOW} AND isFinite(v) GROUP BY k ORDER BY k LIMIT {limit:UInt32}`,
-      query_params: { model, from: toChTime(fromMs), to: toChTime(toMs), limit },
-      format: 'JSONEachRow',
-    });
-    const rows = await rs.json<{ feature: string; mean: number; n: string }>();
-    return rows.map((r) => ({ feature: r.feature, mean: Number(r.mean), n: Number(r.n) }));
-  } catch (err) {
-    throw new ModelwatchError(ErrorCodes.storeError, `feature means query: ${errorMessage(err)}`, { cause: err });
-  }
+  const rows = await store.query<{ feature: string; mean: number; n: string }>(
+    `SELECT k AS feature, avg(v) AS mean, count() AS n FROM ${Tables.predictions}
+      ARRAY JOIN mapKeys(features_num) AS k, mapValues(features_num) AS v
+      WHERE ${WINDOW} AND isFinite(v) GROUP BY k ORDER BY k LIMIT {limit:UInt32}`,
+    { label: 'feature means query', params: { model, from: toChTime(fromMs), to: toChTime(toMs), limit } },
+  );
+  return rows.map((r) => ({ feature: r.feature, mean: Number(r.mean), n: Number(r.n) }));
 }

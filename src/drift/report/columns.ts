@@ -1,8 +1,8 @@
 import { ErrorCodes, ModelwatchError } from '../../common/errors.js';
-import type { FileColumn } from './files.js';
+import { isNumericType, type ColumnKind, type FileColumn } from '../files.js';
 
-/** How a column is compared: as numbers or as categories. */
-export type ColumnKind = 'numeric' | 'categorical';
+export { baseType, isNumericType } from '../files.js';
+export type { ColumnKind } from '../files.js';
 
 /** A column selected for the report with its kind. */
 export interface ReportColumn {
@@ -18,23 +18,6 @@ export interface ResolveColumnsOptions {
   categorical?: readonly string[];
   /** Only these columns, in this order. @default all columns of the reference file */
   columns?: readonly string[] | undefined;
-}
-
-/** Strips `Nullable(...)` and `LowCardinality(...)` wrappers from a ClickHouse type name. */
-export function baseType(type: string): string {
-  let t = type.trim();
-  for (;;) {
-    const m = /^(?:Nullable|LowCardinality)\((.*)\)$/.exec(t);
-    if (m?.[1] === undefined) return t;
-    t = m[1].trim();
-  }
-}
-
-/** True for ClickHouse integer, float and decimal types (after unwrapping Nullable/LowCardinality). */
-export function isNumericType(type: string): boolean {
-  return /^(?:U?Int(?:8|16|32|64|128|256)|Float(?:32|64)|BFloat16|Decimal(?:32|64|128|256)?(?:\(.*\))?)$/.test(
-    baseType(type),
-  );
 }
 
 /**
@@ -95,9 +78,4 @@ export function resolveColumns(
     const numeric = !forced.has(name) && r !== undefined && c !== undefined && isNumericType(r.type) && isNumericType(c.type);
     return { name, kind: numeric ? 'numeric' : 'categorical' };
   });
-}
-
-/** Quotes a ClickHouse identifier with backticks, escaping backslashes and backticks. */
-export function quoteIdentifier(name: string): string {
-  return '`' + name.replace(/\\/g, '\\\\').replace(/`/g, '\\`') + '`';
 }

@@ -1,8 +1,8 @@
 import { basename } from 'node:path';
-import type { ClickHouseClient } from '@clickhouse/client';
-import { createStoreClient } from '../../store/client.js';
+import type { SqlPort } from '../../store/port.js';
+import { createStore } from '../../store/open.js';
 import { resolveColumns, type ReportColumn } from './columns.js';
-import { countFileRows, describeFile, fileReadError, fileSample, inputFile, refineTextColumns, sampleColumn, type InputFile } from './files.js';
+import { countFileRows, describeFile, fileReadError, fileSample, inputFile, refineTextColumns, sampleColumn, type InputFile } from '../files.js';
 import { histogramFromDistribution, type FeatureHistogram } from './histograms.js';
 import { renderHtmlReport } from './html.js';
 import { computeDrift } from '../stats/engine.js';
@@ -25,11 +25,12 @@ export interface FileReportOptions {
   /** Combined input size from which `progress` is called. @default 67108864 (64 MiB) */
   progressMinBytes?: number;
   /**
-   * ClickHouse client to run on; when absent an in-memory chdb engine is opened and closed. chdb allows
-   * one engine per process, so pass the process's client when one is already open.
-   * @default an in-memory chdb client
+   * Store to run on; when absent an in-memory chdb engine is opened and closed. chdb allows one engine per
+   * process, so pass the process's store when one is already open. Statements run with the `report`
+   * role's deadline and memory cap.
+   * @default an in-memory chdb store
    */
-  client?: ClickHouseClient | undefined;
+  store?: SqlPort | undefined;
 }
 
 /** What {@link runFileReport} returns. */
@@ -50,7 +51,7 @@ const defaults = {
   columns: undefined,
   progress: () => {},
   progressMinBytes: 64 * 2 ** 20,
-  client: undefined,
+  store: undefined,
 } satisfies { [K in Exclude<keyof FileReportOptions, 'reference' | 'current'>]-?: FileReportOptions[K] };
 
 function mb(bytes: number): string {
@@ -76,17 +77,17 @@ export async function runFileReport(options: FileReportOptions): Promise<FileRep
     if (loud) o.progress(`${line} (${((performance.now() - started) / 1000).toFixed(1)} s)`);
   };
   progress(`reading ${reference.path} (${mb(reference.bytes)}) and ${current.path} (${mb(current.bytes)})`);
-  const owned = o.client === undefined ? createStoreClient({ url: 'chdb::memory:' }).client : undefined;
-  const client = o.client ?? owned!;
+  const owned = o.store === undefined ? createStore({ url: 'chdb::memory:' }) : undefined;
+  const store = (o.store ?? owned!).with({ role: 'report' });
   try {
-    const refCols = await refineTextColumns(client, reference, await describeFile(client, reference, 'reference'), 'reference');
-    const curCols = await refineTextColumns(client, current, await describeFile(client, current, 'current'), 'current');
+    const refCols = await refineTextColumns(store, reference, await describeFile(store, reference, 'reference'), 'reference');
+    const curCols = await refineTextColumns(store, current, await describeFile(store, current, 'current'), 'current');
     const columns = resolveColumns(refCols, curCols, { categorical: o.categorical, columns: o.columns });
-    const refRows = await countFileRows(client, reference, refCols, 'reference');
-    const curRows = await countFileRows(client, current, curCols, 'current');
+    const refRows = await countFileRows(store, reference, refCols, 'reference');
+    const curRows = await countFileRows(store, current, curCols, 'current');
     progress(`${refRows} reference rows, ${curRows} current rows, ${columns.length} columns; computing statistics`);
     const report = await withFiles([reference, current], async () =>
-      computeDrift(client, {
+      computeDrift(store, {
         reference: fileSample(reference, refCols, columns, 'mw_ref'),
         current: fileSample(current, curCols, columns, 'mw_cur'),
         features: columns.map((c, i) => ({ name: c.name, kind: c.kind, column: sampleColumn(i) })),

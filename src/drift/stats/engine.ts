@@ -1,5 +1,5 @@
-import type { ClickHouseClient } from '@clickhouse/client';
-import { ErrorCodes, ModelwatchError, errorMessage } from '../../common/errors.js';
+import { ErrorCodes, ModelwatchError } from '../../common/errors.js';
+import type { SqlPort } from '../../store/port.js';
 import type { DriftMethod } from '../../config/schema.js';
 import { benjaminiHochberg, chiSquareTest, hellinger, jensenShannon, ks2sampAsympPValue, psi } from './math.js';
 import { quoteIdent } from './sample.js';
@@ -133,19 +133,9 @@ function typedColumns(features: readonly FeatureSpec[], only?: ReadonlySet<numbe
     .join(', ');
 }
 
-async function run(client: ClickHouseClient, query: string, params: Record<string, unknown>, settings: Record<string, string | number>): Promise<Row> {
-  try {
-    const rs = await client.query({ query, query_params: params, format: 'JSONEachRow', clickhouse_settings: settings });
-    const rows = await rs.json<Row>();
-    return rows[0] ?? {};
-  } catch (err) {
-    const msg = errorMessage(err);
-    const transient = /ECONNREFUSED|ECONNRESET|ETIMEDOUT|socket hang up|Timeout|timed out/i.test(msg);
-    throw new ModelwatchError(transient ? ErrorCodes.storeUnavailable : ErrorCodes.storeError, `drift query: ${msg}`, {
-      retryable: transient,
-      cause: err,
-    });
-  }
+async function run(store: SqlPort, query: string, params: Record<string, unknown>, settings: Record<string, string | number>): Promise<Row> {
+  const rows = await store.query<Row>(query, { label: 'drift query', params, settings });
+  return rows[0] ?? {};
 }
 
 /**
@@ -154,7 +144,7 @@ async function run(client: ClickHouseClient, query: string, params: Record<strin
  * std, min, max, distinct values up to 6, and category counts.
  */
 export async function profileSample(
-  client: ClickHouseClient,
+  store: SqlPort,
   sample: Sample,
   features: readonly FeatureSpec[],
   full = true,
@@ -188,7 +178,7 @@ export async function profileSample(
     }
   });
   const pass = (aggs: string[], only: ReadonlySet<number> | undefined): Promise<Row> =>
-    run(client, `SELECT count() AS rows${aggs.map((a) => `,\n  ${a}`).join('')}\nFROM (SELECT ${typedColumns(features, only)} FROM (${sample.sql}))`, sample.params, settings);
+    run(store, `SELECT count() AS rows${aggs.map((a) => `,\n  ${a}`).join('')}\nFROM (SELECT ${typedColumns(features, only)} FROM (${sample.sql}))`, sample.params, settings);
   // With full profiles, numeric and categorical aggregates go in separate queries: mixed in one they ran
   // ~30× slower on chdb 26.7 (1M rows, 4 numeric + 5 categorical: 31 s together).
   const row: Row =
@@ -241,7 +231,7 @@ function lit(v: number): string {
 
 /** The comparison pass over the union of both samples: KS, Wasserstein, bin and category counts. */
 async function comparisonPass(
-  client: ClickHouseClient,
+  store: SqlPort,
   o: ComputeDriftOptions,
   plans: Plan[],
   settings: Record<string, string | number>,
@@ -325,7 +315,7 @@ FROM (
     )
   )
 )`;
-  return run(client, query, { ...mergeParams([o.reference, o.current]), ...params }, settings);
+  return run(store, query, { ...mergeParams([o.reference, o.current]), ...params }, settings);
 }
 
 function chooseMethod(
@@ -400,7 +390,7 @@ function alignCounts(ref: Map<string, number>, cur: Map<string, number>, numeric
  * features: a profile of the reference (skipped when `referenceProfile` is given), a count pass over the
  * current sample (it decides the KS method), and one comparison pass over both. JS only sees per-bin vectors.
  */
-export async function computeDrift(client: ClickHouseClient, options: ComputeDriftOptions): Promise<DriftReport> {
+export async function computeDrift(store: SqlPort, options: ComputeDriftOptions): Promise<DriftReport> {
   const o = { ...defaults, ...options };
   if (!(o.datasetShare >= 0 && o.datasetShare <= 1)) {
     throw new ModelwatchError(ErrorCodes.configInvalid, 'datasetShare: must be within 0..1', { field: 'detect.datasetShare' });
@@ -408,8 +398,8 @@ export async function computeDrift(client: ClickHouseClient, options: ComputeDri
   if (!Number.isInteger(o.numericFeaturesPerPass) || o.numericFeaturesPerPass < 1) {
     throw new ModelwatchError(ErrorCodes.configInvalid, 'numericFeaturesPerPass: must be a positive integer', { field: 'numericFeaturesPerPass' });
   }
-  const refProfile = o.referenceProfile ?? (await profileSample(client, o.reference, o.features, true, o.settings));
-  const curProfile = await profileSample(client, o.current, o.features, false, o.settings);
+  const refProfile = o.referenceProfile ?? (await profileSample(store, o.reference, o.features, true, o.settings));
+  const curProfile = await profileSample(store, o.current, o.features, false, o.settings);
   const byName = new Map(refProfile.features.map((p) => [p.column, p]));
   const plans: Plan[] = o.features.map((spec, i) => {
     const ref = byName.get(spec.column) ?? { name: spec.name, kind: spec.kind, column: spec.column, n: 0, missing: refProfile.rows, non_finite: 0 };
@@ -444,7 +434,7 @@ export async function computeDrift(client: ClickHouseClient, options: ComputeDri
   if (current.size > 0) groups.push(current);
   if (categorical.size > 0) groups.push(categorical);
   const row: Row = {};
-  for (const g of groups) Object.assign(row, await comparisonPass(client, o, plans, o.settings, g));
+  for (const g of groups) Object.assign(row, await comparisonPass(store, o, plans, o.settings, g));
 
   const features: FeatureReport[] = plans.map((p, i) => {
     const { spec, ref, cur } = p;

@@ -1,4 +1,3 @@
-import { ErrorCodes, ModelwatchError } from '../../common/errors.js';
 import type { FeatureKind } from '../../config/model-schema.js';
 import { Tables } from '../../store/migrations.js';
 import type { FeatureSpec, Sample } from './types.js';
@@ -96,20 +95,4 @@ export function referenceRowsSample(referenceId: string, features: readonly Stor
   const params: Record<string, unknown> = { [`${p}rid`]: referenceId };
   const cols = mapColumns(features, p, params);
   return { sql: `SELECT ${cols}\nFROM ${Tables.referenceRows}\nWHERE reference_id = {${p}rid:String}`, params };
-}
-
-/** ClickHouse input formats accepted for files. */
-export const FileFormats = ['CSVWithNames', 'TSVWithNames', 'Parquet', 'JSONEachRow', 'CSV', 'TSV', 'JSONLines', 'NDJSON'] as const;
-/** One of {@link FileFormats}. */
-export type FileFormat = (typeof FileFormats)[number];
-
-/**
- * A local file read through ClickHouse's `file()` table function (chdb reads local paths; a server reads
- * from its `user_files_path`). Columns keep the file's names.
- */
-export function fileSample(path: string, format: FileFormat): Sample {
-  if (!(FileFormats as readonly string[]).includes(format)) {
-    throw new ModelwatchError(ErrorCodes.inputInvalid, `format: unsupported file format ${format}`, { field: 'format' });
-  }
-  return { sql: `SELECT * FROM file(${quoteString(path)}, ${quoteString(format)})`, params: {} };
 }

@@ -1,11 +1,16 @@
 import { statSync } from 'node:fs';
 import { extname, resolve } from 'node:path';
-import type { ClickHouseClient } from '@clickhouse/client';
-import { ErrorCodes, ModelwatchError, errorMessage } from '../../common/errors.js';
-import { baseType, quoteIdentifier, type ReportColumn } from './columns.js';
-import type { Sample } from '../stats/types.js';
+/**
+ * The one file-input path of the drift engine: `modelwatch report` and file references both check, type
+ * and read their files here (ClickHouse `file()` with bound path, format and structure).
+ */
+import { ErrorCodes, ModelwatchError, errorMessage } from '../common/errors.js';
+import type { SqlPort } from '../store/port.js';
+import { storeErrorCodes } from '../store/errors.js';
+import { quoteIdent } from './stats/sample.js';
+import type { Sample } from './stats/types.js';
 
-/** ClickHouse input formats `modelwatch report` reads, keyed by file extension. */
+/** ClickHouse input formats read from files, keyed by file extension. */
 export const FileFormatByExtension = {
   '.csv': 'CSVWithNames',
   '.tsv': 'TSVWithNames',
@@ -14,14 +19,36 @@ export const FileFormatByExtension = {
   '.ndjson': 'JSONEachRow',
 } as const;
 
-/** A ClickHouse input format name `modelwatch report` accepts. */
-export type FileFormat = (typeof FileFormatByExtension)[keyof typeof FileFormatByExtension];
+/** ClickHouse input formats accepted for files (by extension, or named explicitly). */
+export const FileFormats = ['CSVWithNames', 'TSVWithNames', 'Parquet', 'JSONEachRow', 'CSV', 'TSV', 'JSONLines', 'NDJSON'] as const;
+/** One of {@link FileFormats}. */
+export type FileFormat = (typeof FileFormats)[number];
+
+/** A column of a file or a report, with the kind its statistics use. */
+export type ColumnKind = 'numeric' | 'categorical';
+
+/** Strips `Nullable(...)` and `LowCardinality(...)` wrappers from a ClickHouse type name. */
+export function baseType(type: string): string {
+  let t = type.trim();
+  for (;;) {
+    const m = /^(?:Nullable|LowCardinality)\((.*)\)$/.exec(t);
+    if (m?.[1] === undefined) return t;
+    t = m[1].trim();
+  }
+}
+
+/** True for ClickHouse integer, float and decimal types (after unwrapping Nullable/LowCardinality). */
+export function isNumericType(type: string): boolean {
+  return /^(?:U?Int(?:8|16|32|64|128|256)|Float(?:32|64)|BFloat16|Decimal(?:32|64|128|256)?(?:\(.*\))?)$/.test(
+    baseType(type),
+  );
+}
 
 /** One input file: absolute path, ClickHouse format and size on disk. */
 export interface InputFile {
   /** Absolute path. */
   path: string;
-  /** ClickHouse input format, from the extension. */
+  /** ClickHouse input format, from the extension unless named. */
   format: FileFormat;
   /** Size in bytes. */
   bytes: number;
@@ -36,13 +63,17 @@ export interface FileColumn {
 }
 
 /**
- * Checks that `path` exists, is a non-empty regular file with a supported extension, and returns its
- * format. `role` (`reference` / `current`) is used in messages.
+ * Checks that `path` exists and is a non-empty regular file, and returns it with its format: `format` when
+ * given, else from the extension. `role` (`reference` / `current` / `file`) is the error's field and names
+ * the file in messages.
  */
-export function inputFile(path: string, role: string): InputFile {
+export function inputFile(path: string, role: string, format?: FileFormat): InputFile {
   const abs = resolve(path);
   const ext = extname(abs).toLowerCase();
-  const format = (FileFormatByExtension as Record<string, FileFormat | undefined>)[ext];
+  if (format !== undefined && !(FileFormats as readonly string[]).includes(format)) {
+    throw new ModelwatchError(ErrorCodes.inputInvalid, `format: unsupported file format ${String(format)}`, { field: 'format' });
+  }
+  format ??= (FileFormatByExtension as Record<string, FileFormat | undefined>)[ext];
   if (format === undefined) {
     throw new ModelwatchError(
       ErrorCodes.inputInvalid,
@@ -69,17 +100,9 @@ export function inputFile(path: string, role: string): InputFile {
   return { path: abs, format, bytes };
 }
 
-/** ClickHouse error type names that mean "the file holds no data rows". */
-const emptyDataErrors = new Set(['EMPTY_DATA_PASSED']);
+/** ClickHouse exception codes that mean "the file holds no data rows" (92 EMPTY_DATA_PASSED). */
+const emptyDataCodes = new Set([92]);
 
-/** The ClickHouse error type (e.g. `INCORRECT_DATA`) of a client error, when there is one. */
-function clickHouseErrorType(err: unknown): string | undefined {
-  if (typeof err === 'object' && err !== null && 'type' in err) {
-    const t = err.type;
-    return typeof t === 'string' ? t : undefined;
-  }
-  return undefined;
-}
 
 /** First line of a ClickHouse message, without its trailing location noise. */
 function shortMessage(err: unknown): string {
@@ -97,8 +120,8 @@ export function fileReadError(file: InputFile, role: string, err: unknown): Mode
     // The drift engine wraps ClickHouse errors; judge and report the underlying one.
     if (err.cause !== undefined) err = err.cause;
   }
-  const type = clickHouseErrorType(err);
-  if (type !== undefined && emptyDataErrors.has(type)) {
+  const code = storeErrorCodes(err).clickhouseCode;
+  if (code !== undefined && emptyDataCodes.has(code)) {
     return new ModelwatchError(ErrorCodes.inputInvalid, `${role} file ${file.path}: empty file (0 rows)`, {
       field: role,
       cause: err,
@@ -118,15 +141,13 @@ export function fileReadError(file: InputFile, role: string, err: unknown): Mode
 const inferenceSettings = { input_format_try_infer_exponent_floats: 1 } as const;
 
 /** Columns of `file` by ClickHouse schema inference (`DESCRIBE file(path, format)`). */
-export async function describeFile(client: ClickHouseClient, file: InputFile, role: string): Promise<FileColumn[]> {
+export async function describeFile(store: SqlPort, file: InputFile, role: string): Promise<FileColumn[]> {
   try {
-    const rs = await client.query({
-      query: 'DESCRIBE TABLE file({path:String}, {format:String})',
-      query_params: { path: file.path, format: file.format },
-      format: 'JSONEachRow',
-      clickhouse_settings: inferenceSettings,
+    const rows = await store.query<{ name: string; type: string }>('DESCRIBE TABLE file({path:String}, {format:String})', {
+      label: 'describe file',
+      params: { path: file.path, format: file.format },
+      settings: inferenceSettings,
     });
-    const rows = await rs.json<{ name: string; type: string }>();
     return rows.map((r) => ({ name: r.name, type: r.type }));
   } catch (err) {
     throw fileReadError(file, role, err);
@@ -140,7 +161,7 @@ export async function describeFile(client: ClickHouseClient, file: InputFile, ro
  * file checks all String columns at once. JSON and Parquet keep their own types.
  */
 export async function refineTextColumns(
-  client: ClickHouseClient,
+  store: SqlPort,
   file: InputFile,
   columns: readonly FileColumn[],
   role: string,
@@ -150,19 +171,18 @@ export async function refineTextColumns(
   if (candidates.length === 0) return [...columns];
   const checks = candidates
     .map(({ c }, k) => {
-      const q = quoteIdentifier(c.name);
+      const q = quoteIdent(c.name);
       const value = `nullIf(trimBoth(${q}), '')`;
       return `countIf(${value} IS NOT NULL AND toFloat64OrNull(assumeNotNull(${value})) IS NULL) AS bad${k}, countIf(${value} IS NOT NULL) AS n${k}`;
     })
     .join(', ');
   let row: Record<string, number | string>;
   try {
-    const rs = await client.query({
-      query: `SELECT ${checks} FROM file({path:String}, {format:String}, {structure:String})`,
-      query_params: { path: file.path, format: file.format, structure: structureOf(columns) },
-      format: 'JSONEachRow',
-    });
-    row = (await rs.json<Record<string, number | string>>())[0] ?? {};
+    const rows = await store.query<Record<string, number | string>>(
+      `SELECT ${checks} FROM file({path:String}, {format:String}, {structure:String})`,
+      { label: 'check file columns', params: { path: file.path, format: file.format, structure: structureOf(columns) } },
+    );
+    row = rows[0] ?? {};
   } catch (err) {
     throw fileReadError(file, role, err);
   }
@@ -175,19 +195,17 @@ export async function refineTextColumns(
 
 /** Number of data rows in `file`; 0 rows is an error (`empty file`). */
 export async function countFileRows(
-  client: ClickHouseClient,
+  store: SqlPort,
   file: InputFile,
   fileColumns: readonly FileColumn[],
   role: string,
 ): Promise<number> {
   let rows: number;
   try {
-    const rs = await client.query({
-      query: 'SELECT count() AS n FROM file({path:String}, {format:String}, {structure:String})',
-      query_params: { path: file.path, format: file.format, structure: structureOf(fileColumns) },
-      format: 'JSONEachRow',
-    });
-    const out = await rs.json<{ n: number | string }>();
+    const out = await store.query<{ n: number | string }>(
+      'SELECT count() AS n FROM file({path:String}, {format:String}, {structure:String})',
+      { label: 'count file rows', params: { path: file.path, format: file.format, structure: structureOf(fileColumns) } },
+    );
     rows = Number(out[0]?.n ?? 0);
   } catch (err) {
     throw fileReadError(file, role, err);
@@ -200,7 +218,7 @@ export async function countFileRows(
 
 /** The `file()` structure argument (`name Type, ...`) for `columns`, so later reads skip schema inference. */
 export function structureOf(columns: readonly FileColumn[]): string {
-  return columns.map((c) => `${quoteIdentifier(c.name)} ${c.type}`).join(', ');
+  return columns.map((c) => `${quoteIdent(c.name)} ${c.type}`).join(', ');
 }
 
 /**
@@ -221,14 +239,14 @@ export function sampleColumn(index: number): string {
 export function fileSample(
   file: InputFile,
   fileColumns: readonly FileColumn[],
-  columns: readonly ReportColumn[],
+  columns: ReadonlyArray<{ name: string; kind: ColumnKind }>,
   prefix: string,
 ): Sample {
   if (!/^[a-z][a-z0-9_]*$/.test(prefix)) throw new RangeError(`bad parameter prefix '${prefix}'`);
   const select = columns
     .map((c, i) => {
       const type = c.kind === 'numeric' ? 'Nullable(Float64)' : 'Nullable(String)';
-      return `CAST(${quoteIdentifier(c.name)} AS ${type}) AS ${sampleColumn(i)}`;
+      return `CAST(${quoteIdent(c.name)} AS ${type}) AS ${sampleColumn(i)}`;
     })
     .join(', ');
   return {
@@ -238,5 +256,30 @@ export function fileSample(
       [`${prefix}_format`]: file.format,
       [`${prefix}_structure`]: structureOf(fileColumns),
     },
+  };
+}
+
+/**
+ * Reads a file's columns and their kinds in one way for every caller: ClickHouse schema inference
+ * ({@link describeFile}), CSV/TSV text columns that hold only numbers refined to numbers
+ * ({@link refineTextColumns}), then numeric ClickHouse types are `numeric` and everything else (String, Bool,
+ * dates, ...) `categorical`, unless named in `categorical`.
+ */
+export async function fileColumns(
+  store: SqlPort,
+  file: InputFile,
+  role: string,
+  categorical: readonly string[] = [],
+): Promise<Array<FileColumn & { kind: ColumnKind }>> {
+  const cols = await refineTextColumns(store, file, await describeFile(store, file, role), role);
+  return cols.map((c) => ({ ...c, kind: !categorical.includes(c.name) && isNumericType(c.type) ? 'numeric' : 'categorical' }));
+}
+
+/** All rows of a file under their own column names, typed by `columns` (from {@link fileColumns}); parameters named `<prefix>_*`. */
+export function fileRowsSample(file: InputFile, columns: readonly FileColumn[], prefix: string): Sample {
+  if (!/^[a-z][a-z0-9_]*$/.test(prefix)) throw new RangeError(`bad parameter prefix '${prefix}'`);
+  return {
+    sql: `SELECT * FROM file({${prefix}_path:String}, {${prefix}_format:String}, {${prefix}_structure:String})`,
+    params: { [`${prefix}_path`]: file.path, [`${prefix}_format`]: file.format, [`${prefix}_structure`]: structureOf(columns) },
   };
 }

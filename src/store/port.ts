@@ -1,0 +1,78 @@
+/** The part of modelwatch a store statement works for; each has its own deadline and memory cap. */
+export const StoreRoles = ['api', 'detect', 'ingest', 'report'] as const;
+/** One of {@link StoreRoles}. */
+export type StoreRole = (typeof StoreRoles)[number];
+
+/** Bounds of every statement of one role (`clickhouse.roles.<role>` in the config). */
+export interface RoleLimits {
+  /** Deadline of one statement, ms (sent as `max_execution_time`; past it the statement is cancelled). */
+  timeoutMs: number;
+  /** `max_memory_usage` of one statement, bytes; 0 leaves the server's own limit. */
+  maxMemoryBytes: number;
+}
+
+/** Defaults of {@link RoleLimits} per role (the config schema uses the same numbers). */
+export const DefaultRoleLimits: Readonly<Record<StoreRole, RoleLimits>> = {
+  api: { timeoutMs: 30_000, maxMemoryBytes: 2 * 2 ** 30 },
+  detect: { timeoutMs: 120_000, maxMemoryBytes: 4 * 2 ** 30 },
+  ingest: { timeoutMs: 30_000, maxMemoryBytes: 2 * 2 ** 30 },
+  report: { timeoutMs: 3_600_000, maxMemoryBytes: 8 * 2 ** 30 },
+};
+
+/** ClickHouse settings of one statement (`SETTINGS` / HTTP parameters). */
+export type StoreSettings = Record<string, string | number | boolean>;
+
+/** Options of every statement ({@link SqlPort.query}, {@link SqlPort.insert}, {@link SqlPort.command}). */
+export interface StatementOptions {
+  /** Values of `{name:Type}` placeholders, bound by ClickHouse (never concatenated into the SQL). */
+  params?: Record<string, unknown> | undefined;
+  /** Extra ClickHouse settings. The deadline, memory cap and query id marker are set by the store. */
+  settings?: StoreSettings | undefined;
+  /** Query id (letters, digits, `_.:-`). @default a random UUID */
+  queryId?: string | undefined;
+  /** Whose limits apply. @default 'api' (or what {@link SqlPort.with} bound) */
+  role?: StoreRole | undefined;
+  /** Deadline of this statement, ms from now. @default the role's `timeoutMs` */
+  timeoutMs?: number | undefined;
+  /** Absolute deadline, epoch ms (e.g. a detection run's); the statement's deadline never passes it. */
+  deadline?: number | undefined;
+  /** `max_memory_usage`, bytes. @default the role's `maxMemoryBytes` */
+  maxMemoryBytes?: number | undefined;
+  /** Aborting it cancels the statement: the call rejects (`cancelled`) and the query is killed on the server. */
+  signal?: AbortSignal | undefined;
+  /** What the statement does, for error messages. @default 'query' / 'insert into <table>' / 'command' */
+  label?: string | undefined;
+}
+
+/** Options of {@link SqlPort.insert}. */
+export interface InsertOptions extends Omit<StatementOptions, 'params'> {
+  /**
+   * ClickHouse `insert_deduplication_token`: a re-sent insert with the same token is dropped by the
+   * server (needs `non_replicated_deduplication_window` on the table, set by the migrations).
+   */
+  dedupToken?: string | undefined;
+}
+
+/**
+ * Statements against ClickHouse: what every module that writes its own SQL (drift, API, ingest) goes
+ * through. Rows are JSON objects (`JSONEachRow`): 64-bit integers as JSON numbers, NaN/Infinity as text.
+ * Every statement carries a deadline, a memory cap and a query id; failures are `ModelwatchError`s
+ * classified by ClickHouse error code (`store_error`, `store_unavailable`, `timeout`, `cancelled`).
+ */
+export interface SqlPort {
+  /** `chdb` (embedded) or `http` (server). */
+  readonly kind: 'chdb' | 'http';
+  /** Runs a read statement and returns its rows. */
+  query<T = Record<string, unknown>>(sql: string, options?: StatementOptions): Promise<T[]>;
+  /** Inserts rows into `table` (JSONEachRow); no-op for none. */
+  insert(table: string, rows: readonly object[], options?: InsertOptions): Promise<void>;
+  /** Runs a statement without result rows (DDL, `INSERT … SELECT`, `SYSTEM`, …). */
+  command(sql: string, options?: StatementOptions): Promise<void>;
+  /** The same store with default options for every statement (role, signal, deadline); later options win. */
+  with(defaults: StatementOptions): SqlPort;
+}
+
+/** Every role's limits: the given ones over {@link DefaultRoleLimits}. */
+export function resolveRoleLimits(limits: Partial<Record<StoreRole, RoleLimits>> = {}): Record<StoreRole, RoleLimits> {
+  return { ...DefaultRoleLimits, ...limits };
+}
