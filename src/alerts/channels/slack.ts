@@ -167,7 +167,9 @@ export class SlackNotifier implements Notifier {
         method: init?.method ?? 'POST',
         headers: init?.headers ?? {},
         body: typeof init?.body === 'string' ? init.body : null,
-        redirect: 'error',
+        // 'manual' hands the 3xx back as a response: the client reports it as an HTTP error, which
+        // classifyStatus makes final ('error' would surface as a retryable network failure).
+        redirect: 'manual',
         signal: context.signal,
         dispatcher: this.dispatcher,
       });
