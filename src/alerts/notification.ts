@@ -104,9 +104,8 @@ export interface BuildGroupInput {
 
 /** Builds a {@link NotificationGroup}: status, common labels/annotations and truncation from the alerts. */
 export function buildNotificationGroup(input: BuildGroupInput): NotificationGroup {
-  const all = [...input.alerts].sort((a, b) =>
-    a.status === b.status ? a.fingerprint.localeCompare(b.fingerprint) : a.status === 'firing' ? -1 : 1,
-  );
+  // Firing first, otherwise in the order given (a stable sort): the evaluator decides what leads.
+  const all = [...input.alerts].sort((a, b) => (a.status === b.status ? 0 : a.status === 'firing' ? -1 : 1));
   const max = input.maxAlerts ?? 0;
   const alerts = max > 0 ? all.slice(0, max) : all;
   return {
