@@ -275,17 +275,21 @@ export class NotificationDelivery {
       const [job] = lane.queue.splice(i, 1) as [Job];
       lane.queuedBytes -= job.bytes;
       lane.inFlight.add(job.group.groupKey);
-      const run = this.deliver(lane, job).finally(() => {
-        lane.inFlight.delete(job.group.groupKey);
-        lane.running.delete(run);
-        this.depth?.set({ receiver: lane.receiver.name }, lane.queue.length);
-        this.pump(lane);
-        if (this.isIdle()) {
-          const waiters = this.idleWaiters;
-          this.idleWaiters = [];
-          for (const w of waiters) w();
-        }
-      });
+      // Start on the next turn of the event loop: enqueue() stays O(1) for the evaluator, and no
+      // channel code (rendering, DNS, connect) runs on its stack.
+      const run = new Promise<void>((resolve) => setImmediate(resolve))
+        .then(() => this.deliver(lane, job))
+        .finally(() => {
+          lane.inFlight.delete(job.group.groupKey);
+          lane.running.delete(run);
+          this.depth?.set({ receiver: lane.receiver.name }, lane.queue.length);
+          this.pump(lane);
+          if (this.isIdle()) {
+            const waiters = this.idleWaiters;
+            this.idleWaiters = [];
+            for (const w of waiters) w();
+          }
+        });
       lane.running.add(run);
     }
     this.depth?.set({ receiver: lane.receiver.name }, lane.queue.length);
