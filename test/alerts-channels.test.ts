@@ -145,6 +145,7 @@ describe('email', () => {
       ],
     });
     expect(await n.send(group, ctx())).toMatchObject({ ok: true, status: 250 });
+    await smtp.settled();
     expect(smtp.messages).toHaveLength(1);
     const mail = smtp.messages[0]!;
     expect(mail.subject).toBe('[FIRING:2] model fraud: dataset_drift, feature_drift');
@@ -159,6 +160,7 @@ describe('email', () => {
 
     const resolved = await n.send(driftGroup('fraud', 'resolved'), ctx());
     expect(resolved.ok).toBe(true);
+    await smtp.settled();
     expect(smtp.messages[1]!.subject).toBe('[RESOLVED] model fraud: dataset_drift');
   });
 
@@ -181,7 +183,8 @@ describe('email', () => {
     const res = await n.send(driftGroup('fraud', 'firing'), ctx());
     expect(res).toMatchObject({ ok: false, retryable: false });
     expect(res.error).toMatch(/refused/);
-    expect(smtp.messages).toHaveLength(0);
+    await smtp.settled();
+    expect(smtp.raw).toHaveLength(0);
   });
 });
 

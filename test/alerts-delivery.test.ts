@@ -92,7 +92,10 @@ describe('delivery to real receivers', () => {
     });
     cleanup.push(() => built.close());
     expect(built.receivers.map((r) => r.name)).toEqual(['slack', 'email', 'grafana', 'webhook', 'alertmanager', 'log']);
-    const { d, log, metrics } = delivery(built.receivers, { attemptTimeoutMs: 1000 });
+    // The machine running the tests may be loaded: healthy channels get a generous attempt timeout,
+    // the hung Alertmanager a short one (three attempts of it still outlast every healthy delivery).
+    const receivers = built.receivers.map((r) => ({ ...r, attemptTimeoutMs: r.name === 'alertmanager' ? 1000 : 5000 }));
+    const { d, log, metrics } = delivery(receivers);
 
     const t0 = performance.now();
     const accepted = d.enqueue(driftGroup('fraud', 'firing'));
@@ -102,7 +105,9 @@ describe('delivery to real receivers', () => {
     expect(await d.idle(20_000)).toBe(true);
 
     const sent = (name: string) => log.for(name).filter((e) => e.status === 'sent');
-    for (const name of ['slack', 'email', 'grafana', 'webhook', 'log']) expect(sent(name)).toHaveLength(1);
+    for (const name of ['slack', 'email', 'grafana', 'webhook', 'log']) {
+      expect(sent(name), `${name}: ${JSON.stringify(log.entries)}`).toHaveLength(1);
+    }
     expect(sent('email')[0]).toMatchObject({ attempt: 1, httpStatus: 250 });
     expect(sent('slack')[0]).toMatchObject({
       attempt: 2,
@@ -118,6 +123,7 @@ describe('delivery to real receivers', () => {
     expect(slack.requests.filter((r) => r.answered === 200)).toHaveLength(1);
     expect(hook.requests.map((r) => r.answered)).toEqual([500, 200]);
     expect(grafana.requests).toHaveLength(1);
+    await smtp.settled();
     expect(smtp.messages).toHaveLength(1);
     expect(smtp.messages[0]!.subject).toBe('[FIRING:1] model fraud: dataset_drift');
 
@@ -130,11 +136,10 @@ describe('delivery to real receivers', () => {
     const amLog = log.for('alertmanager');
     expect(amLog).toHaveLength(1);
     expect(amLog[0]).toMatchObject({ status: 'failed', attempt: 3, httpStatus: null, acknowledgedAt: null });
-    expect(amLog[0]!.error).toMatch(/timed out/);
+    expect(amLog[0]!.error).toBe('attempt timed out after 1000 ms');
     // ...while the healthy channels were acknowledged long before it gave up.
     const amDone = amLog[0]!.recordedAt;
     for (const name of ['email', 'grafana', 'webhook']) {
-      expect(sent(name)[0]!.recordedAt - t0).toBeLessThan(1000);
       expect(sent(name)[0]!.recordedAt).toBeLessThan(amDone);
     }
     expect(amDone - t0).toBeGreaterThanOrEqual(3 * 1000);
@@ -240,5 +245,29 @@ describe('delivery to real receivers', () => {
     expect(small.enqueue(driftGroup('big', 'firing'))).toEqual([]);
     expect(small.stats()['webhook-1']!.dropped).toBe(1);
     await small.close(0);
+  });
+});
+
+describe('shutdown', () => {
+  it('close() drains what it can, then aborts a hung attempt without logging it as failed', async () => {
+    const hung = await http(['hang']);
+    const ok = await http();
+    const built = createReceivers({
+      webhookUrls: [`${hung.url}/h`, `${ok.url}/o`],
+      outboundAllow: ['127.0.0.1'],
+      logger: captureLogger(),
+    });
+    cleanup.push(() => built.close());
+    const { d, log, logger } = delivery(
+      built.receivers.filter((r) => r.name !== 'log'),
+      { attemptTimeoutMs: 10_000 },
+    );
+    d.enqueue(driftGroup('fraud', 'firing'));
+    const t0 = performance.now();
+    await d.close(300);
+    expect(performance.now() - t0).toBeLessThan(2000);
+    expect(log.entries.map((e) => `${e.receiver}:${e.status}`)).toEqual(['webhook-2:sent']);
+    expect(logger.lines.some((l) => l.includes('left unsent at shutdown') && l.includes('webhook-1'))).toBe(true);
+    expect(d.enqueue(driftGroup('fraud', 'resolved'))).toEqual([]);
   });
 });

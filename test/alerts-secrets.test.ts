@@ -74,15 +74,18 @@ describe('secrets never leak', () => {
       () => refused.close(),
     );
 
+    // Only the hanging webhook gets a short attempt timeout; the others must reach their error replies.
+    const withTimeouts = (rs: typeof allowed.receivers) =>
+      rs.map((r) => ({ ...r, attemptTimeoutMs: r.name === 'webhook-1' ? 300 : 5000 }));
     const runs = [
       {
-        receivers: allowed.receivers,
+        receivers: withTimeouts(allowed.receivers),
         log: new MemoryNotificationLog(),
         logger: captureLogger(),
         metrics: new Registry(),
       },
       {
-        receivers: refused.receivers,
+        receivers: withTimeouts(refused.receivers),
         log: new MemoryNotificationLog(),
         logger: captureLogger(),
         metrics: new Registry(),

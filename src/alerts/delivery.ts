@@ -12,6 +12,8 @@ export interface Receiver {
   /** `slack`, `email`, `webhook-1`…: never a URL. */
   name: string;
   notifier: Notifier;
+  /** This receiver's attempt timeout (SMTP dialogues take longer than a webhook POST). @default the delivery's attemptTimeoutMs */
+  attemptTimeoutMs?: number;
 }
 
 /** Options of {@link NotificationDelivery}. */
@@ -347,6 +349,15 @@ export class NotificationDelivery {
         break;
       }
     }
+    if (this.closing.signal.aborted) {
+      // Not logged as failed: with no notification-log row it is sent again after the restart.
+      this.o.logger.warn('alert notification left unsent at shutdown', {
+        receiver: name,
+        groupKey: group.groupKey,
+        attempt,
+      });
+      return;
+    }
     lane.stats.failed++;
     this.counter?.inc({ receiver: name, outcome: 'failed' });
     this.o.logger.error('alert notification failed', {
@@ -364,12 +375,13 @@ export class NotificationDelivery {
     const ac = new AbortController();
     const onClose = (): void => ac.abort(this.closing.signal.reason);
     this.closing.signal.addEventListener('abort', onClose, { once: true });
+    const timeoutMs = receiver.attemptTimeoutMs ?? this.o.attemptTimeoutMs;
     let timer: NodeJS.Timeout | undefined;
     const timedOut = new Promise<NotifyResult>((resolve) => {
       timer = setTimeout(() => {
         ac.abort(new ModelwatchError(ErrorCodes.timeout, 'notification attempt timed out'));
-        resolve({ ok: false, retryable: true, error: `attempt timed out after ${this.o.attemptTimeoutMs} ms` });
-      }, this.o.attemptTimeoutMs);
+        resolve({ ok: false, retryable: true, error: `attempt timed out after ${timeoutMs} ms` });
+      }, timeoutMs);
     });
     const sent = receiver.notifier.send(group, { signal: ac.signal, attempt }).catch((err: unknown): NotifyResult => ({
       ok: false,

@@ -94,6 +94,8 @@ export interface SmtpReceiver {
   raw: string[];
   /** Failed AUTH attempts. */
   authFailures: number;
+  /** Resolves once every received message is parsed into `messages`. */
+  settled(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -102,9 +104,12 @@ export async function startSmtpReceiver(user: string, pass: string): Promise<Smt
   const messages: ParsedMail[] = [];
   const raw: string[] = [];
   const state = { authFailures: 0 };
+  const parsing: Promise<void>[] = [];
   const server = new SMTPServer({
     secure: false,
     disabledCommands: ['STARTTLS'],
+    // smtp-server looks up the client's reverse DNS before its greeting; slow in sandboxes, useless on loopback.
+    disableReverseLookup: true,
     allowInsecureAuth: true,
     authOptional: false,
     logger: false,
@@ -119,12 +124,9 @@ export async function startSmtpReceiver(user: string, pass: string): Promise<Smt
       stream.on('end', () => {
         const text = Buffer.concat(chunks).toString('utf8');
         raw.push(text);
-        simpleParser(text)
-          .then((mail) => {
-            messages.push(mail);
-            cb();
-          })
-          .catch((err: Error) => cb(err));
+        // Acknowledge first, as a real server queues the message; parsing follows (see settled()).
+        cb();
+        parsing.push(simpleParser(text).then((mail) => void messages.push(mail)));
       });
     },
   });
@@ -137,6 +139,9 @@ export async function startSmtpReceiver(user: string, pass: string): Promise<Smt
     raw,
     get authFailures() {
       return state.authFailures;
+    },
+    settled: async () => {
+      await Promise.all(parsing);
     },
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
   };
