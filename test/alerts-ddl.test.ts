@@ -1,0 +1,77 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  MW_ALERT_ANNOTATIONS_DDL,
+  MW_NOTIFICATIONS_DDL,
+  MW_NOTIFICATIONS_TABLE,
+  notificationLogRow,
+} from '../src/alerts/index.js';
+import type { ClickHouseStore } from '../src/store/index.js';
+import { openTestStore } from './support/store.js';
+
+let store: ClickHouseStore;
+let cleanup: () => Promise<void>;
+beforeAll(async () => {
+  ({ store, cleanup } = await openTestStore());
+});
+afterAll(async () => cleanup());
+
+describe('alerts DDL on embedded ClickHouse', () => {
+  it('mw_notifications is created idempotently and takes notification log rows', async () => {
+    await store.client.command({ query: MW_NOTIFICATIONS_DDL });
+    await store.client.command({ query: MW_NOTIFICATIONS_DDL });
+    await store.client.command({ query: MW_ALERT_ANNOTATIONS_DDL });
+    const ack = new Date('2024-05-01T10:00:01.250Z');
+    await store.client.insert({
+      table: MW_NOTIFICATIONS_TABLE,
+      format: 'JSONEachRow',
+      values: [
+        notificationLogRow(
+          {
+            receiver: 'slack',
+            groupKey: '{}:{model="fraud"}',
+            attempt: 2,
+            status: 'sent',
+            httpStatus: 200,
+            error: null,
+            acknowledgedAt: ack,
+            groupStatus: 'firing',
+            alertsHash: 'abc',
+            firing: 1,
+            resolved: 0,
+          },
+          ack,
+        ),
+        notificationLogRow({
+          receiver: 'alertmanager',
+          groupKey: '{}:{model="fraud"}',
+          attempt: 3,
+          status: 'failed',
+          httpStatus: null,
+          error: 'attempt timed out after 400 ms',
+          acknowledgedAt: null,
+          groupStatus: 'firing',
+          alertsHash: 'abc',
+          firing: 1,
+          resolved: 0,
+        }),
+      ],
+    });
+    const rs = await store.client.query({
+      query: `SELECT receiver, attempt, status, http_status, error, toUnixTimestamp64Milli(acknowledged_at) AS ack_ms
+              FROM ${MW_NOTIFICATIONS_TABLE} ORDER BY receiver`,
+      format: 'JSONEachRow',
+    });
+    const rows = await rs.json<Record<string, unknown>>();
+    expect(rows).toEqual([
+      {
+        receiver: 'alertmanager',
+        attempt: 3,
+        status: 'failed',
+        http_status: null,
+        error: 'attempt timed out after 400 ms',
+        ack_ms: null,
+      },
+      { receiver: 'slack', attempt: 2, status: 'sent', http_status: 200, error: null, ack_ms: ack.getTime() },
+    ]);
+  });
+});
