@@ -17,51 +17,45 @@ afterAll(async () => cleanup());
 
 describe('alerts DDL on embedded ClickHouse', () => {
   it('mw_notifications is created idempotently and takes notification log rows', async () => {
-    await store.client.command({ query: MW_NOTIFICATIONS_DDL });
-    await store.client.command({ query: MW_NOTIFICATIONS_DDL });
-    await store.client.command({ query: MW_ALERT_ANNOTATIONS_DDL });
+    await store.command(MW_NOTIFICATIONS_DDL);
+    await store.command(MW_NOTIFICATIONS_DDL);
+    await store.command(MW_ALERT_ANNOTATIONS_DDL);
     const ack = new Date('2024-05-01T10:00:01.250Z');
-    await store.client.insert({
-      table: MW_NOTIFICATIONS_TABLE,
-      format: 'JSONEachRow',
-      values: [
-        notificationLogRow(
-          {
-            receiver: 'slack',
-            groupKey: '{}:{model="fraud"}',
-            attempt: 2,
-            status: 'sent',
-            httpStatus: 200,
-            error: null,
-            acknowledgedAt: ack,
-            groupStatus: 'firing',
-            alertsHash: 'abc',
-            firing: 1,
-            resolved: 0,
-          },
-          ack,
-        ),
-        notificationLogRow({
-          receiver: 'alertmanager',
+    await store.insert(MW_NOTIFICATIONS_TABLE, [
+      notificationLogRow(
+        {
+          receiver: 'slack',
           groupKey: '{}:{model="fraud"}',
-          attempt: 3,
-          status: 'failed',
-          httpStatus: null,
-          error: 'attempt timed out after 400 ms',
-          acknowledgedAt: null,
+          attempt: 2,
+          status: 'sent',
+          httpStatus: 200,
+          error: null,
+          acknowledgedAt: ack,
           groupStatus: 'firing',
           alertsHash: 'abc',
           firing: 1,
           resolved: 0,
-        }),
-      ],
-    });
-    const rs = await store.client.query({
-      query: `SELECT receiver, attempt, status, http_status, error, toUnixTimestamp64Milli(acknowledged_at) AS ack_ms
+        },
+        ack,
+      ),
+      notificationLogRow({
+        receiver: 'alertmanager',
+        groupKey: '{}:{model="fraud"}',
+        attempt: 3,
+        status: 'failed',
+        httpStatus: null,
+        error: 'attempt timed out after 400 ms',
+        acknowledgedAt: null,
+        groupStatus: 'firing',
+        alertsHash: 'abc',
+        firing: 1,
+        resolved: 0,
+      }),
+    ]);
+    const rows = await store.query<Record<string, unknown>>(
+      `SELECT receiver, attempt, status, http_status, error, toUnixTimestamp64Milli(acknowledged_at) AS ack_ms
               FROM ${MW_NOTIFICATIONS_TABLE} ORDER BY receiver`,
-      format: 'JSONEachRow',
-    });
-    const rows = await rs.json<Record<string, unknown>>();
+    );
     expect(rows).toEqual([
       {
         receiver: 'alertmanager',
