@@ -6,7 +6,8 @@ import { decodeCapture, InProcessBus, type BusConsumer, type CapturedCall } from
 import { silentLogger } from '../src/common/logger.js';
 import { configSchema, type ConfigInput } from '../src/config/schema.js';
 import type { RuntimeContext } from '../src/runtime/context.js';
-import { grpcStatusToHttp, peekInferRequest, startGrpcProxy } from '../src/sidecar/grpc-proxy.js';
+import { grpcStatusToHttp, startGrpcProxy } from '../src/sidecar/grpc-proxy.js';
+import { peekInferRequest } from '../src/protocol/index.js';
 import { acquireTee } from '../src/sidecar/shared-tee.js';
 import type { Store } from '../src/store/store.js';
 import {

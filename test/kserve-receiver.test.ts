@@ -17,8 +17,8 @@ import {
   KSERVE_RESPONSE_TYPE,
   type KserveReceiver,
   type KserveReceiverOptions,
-} from '../src/sidecar/kserve-receiver.js';
-import { kserveReceiverOf } from '../src/sidecar/index.js';
+} from '../src/ingest/kserve-receiver.js';
+import { kserveReceiverOf } from '../src/ingest/index.js';
 import type { Store } from '../src/store/store.js';
 
 interface Harness {

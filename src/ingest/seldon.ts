@@ -1,17 +1,9 @@
 import { Gauge } from 'prom-client';
-import {
-  encodeCapture,
-  KafkaBus,
-  type BusConsumer,
-  type BusMessage,
-  type CapturedBody,
-  type CapturedCall,
-  type ConsumedBatch,
-  type ConsumedMessage,
-} from '../bus/index.js';
+import { KafkaBus, type BusConsumer, type BusMessage, type ConsumedBatch, type ConsumedMessage } from '../bus/index.js';
+import { encodeCapture, PROTOBUF_CONTENT_TYPE, type CapturedBody, type CapturedCall } from '../protocol/capture.js';
+import { peekInferRequest } from '../protocol/infer-peek.js';
 import { ErrorCodes, ModelwatchError, PairBuffer, errorMessage, newId, type Pair } from '../common/index.js';
 import type { RunningRole, RuntimeContext } from '../runtime/context.js';
-import { peekInferRequest, PROTOBUF_CONTENT_TYPE } from '../sidecar/index.js';
 import { counterOn } from '../common/metrics.js';
 
 /** Options of {@link startSeldonBridge}. Unset values come from `ctx.config.kafka` and `ctx.config.sidecar`. */

@@ -1,8 +1,8 @@
 import { performance } from 'node:perf_hooks';
 import * as grpc from '@grpc/grpc-js';
-import protobuf from 'protobufjs';
 import { Counter, Histogram } from 'prom-client';
-import type { CapturedBody, CapturedCall } from '../bus/capture.js';
+import { PROTOBUF_CONTENT_TYPE, type CapturedBody, type CapturedCall } from '../protocol/capture.js';
+import { peekInferRequest } from '../protocol/infer-peek.js';
 import { ErrorCodes, ModelwatchError, errorMessage } from '../common/errors.js';
 import { newId } from '../common/ids.js';
 import type { RunningRole, RuntimeContext } from '../runtime/context.js';
@@ -15,8 +15,6 @@ export const GRPC_SERVICE = 'inference.GRPCInferenceService';
 /** Capture route of a teed `ModelInfer` call. */
 export const GRPC_INFER_ROUTE = `${GRPC_SERVICE}/ModelInfer`;
 
-/** Content type recorded for captured protobuf messages (the message bytes, without gRPC framing). */
-export const PROTOBUF_CONTENT_TYPE = 'application/x-protobuf';
 
 /**
  * RPCs the proxy forwards. The six of the canonical OIP proto, plus Triton's superset (same service
@@ -118,31 +116,6 @@ export function grpcStatusToHttp(code: grpc.status): number {
     default:
       return 500;
   }
-}
-
-/** The `model_name`, `model_version` and `id` of a serialized ModelInferRequest, read without decoding tensors. */
-export function peekInferRequest(bytes: Buffer): { model: string; version: string; id: string } {
-  const out = { model: '', version: '', id: '' };
-  try {
-    const r = protobuf.Reader.create(bytes);
-    while (r.pos < r.len) {
-      const tag = r.uint32();
-      const field = tag >>> 3;
-      const wire = tag & 7;
-      if (wire === 2 && field >= 1 && field <= 3) {
-        const s = r.string();
-        if (field === 1) out.model = s;
-        else if (field === 2) out.version = s;
-        else out.id = s;
-      } else {
-        // Tensors (fields 5, 7) are length-delimited: skipping them is O(1).
-        r.skipType(wire);
-      }
-    }
-  } catch {
-    // A malformed message is forwarded untouched; the upstream answers it and ingest quarantines it.
-  }
-  return out;
 }
 
 function capture(bytes: Buffer | undefined, cap: number): CapturedBody {

@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Dispatcher } from 'undici';
-import type { CapturedCall } from '../bus/capture.js';
+import type { CapturedCall } from '../protocol/capture.js';
 import { newId } from '../common/ids.js';
 import { connectionTokens, dropPairs, HOP_BY_HOP, NEVER_CAPTURED } from './headers.js';
 import type { SidecarMetrics, UpstreamErrorReason } from './metrics.js';

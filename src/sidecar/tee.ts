@@ -1,6 +1,6 @@
 import { performance, type EventLoopUtilization } from 'node:perf_hooks';
 import { Counter, Gauge, type Registry } from 'prom-client';
-import { encodeCapture, type CapturedCall } from '../bus/capture.js';
+import { encodeCapture, type CapturedCall } from '../protocol/capture.js';
 import { messageBytes, type Bus, type BusMessage } from '../bus/types.js';
 import { errorMessage } from '../common/errors.js';
 import { silentLogger, type Logger } from '../common/logger.js';

@@ -1,6 +1,6 @@
 import type { Hono } from 'hono';
 import type { RuntimeContext } from '../../runtime/context.js';
-import { kserveRoutes } from '../../sidecar/index.js';
+import { kserveRoutes } from '../../ingest/index.js';
 import { driftRoutes } from './drift.js';
 import { healthRoutes } from './health.js';
 import { performanceRoutes } from './performance.js';

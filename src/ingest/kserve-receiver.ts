@@ -1,7 +1,7 @@
 import { Hono, type Context } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { Gauge } from 'prom-client';
-import { encodeCapture, type CapturedBody, type CapturedCall } from '../bus/capture.js';
+import { encodeCapture, type CapturedBody, type CapturedCall } from '../protocol/capture.js';
 import { ErrorCodes, errorMessage, type ErrorCode } from '../common/errors.js';
 import { newId } from '../common/ids.js';
 import { PairBuffer, type Pair } from '../common/index.js';
