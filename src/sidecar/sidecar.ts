@@ -180,6 +180,7 @@ export async function startSidecar(
     samplingFor: (model) => rates.get(model) ?? defaultRate,
     maxCaptureBytes: sc.maxCaptureBytes,
     captureHeaders: new Set(sc.captureHeaders.map((h) => h.toLowerCase())),
+    captureQueryParams: new Set(sc.captureQueryParams),
     headersTimeoutMs: sc.upstreamTimeoutMs,
     bodyTimeoutMs: sc.upstreamTimeoutMs,
     serveMetrics,
