@@ -1,3 +1,6 @@
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { serveRoles, type RoleSpec } from '../src/cli/index.js';
@@ -88,12 +91,20 @@ describe('serveRoles', () => {
     };
   }
 
-  const options = (out: Writable) => ({ out, signals: [signal], runtime: { store, logger: silentLogger, defaultMetrics: false } });
+  const options = (out: Writable) => ({
+    out,
+    signals: [signal],
+    runtime: { store, logger: silentLogger, defaultMetrics: false },
+  });
 
   it('starts roles in reverse, prints their URLs, and stops them in order on a signal', async () => {
     const events: string[] = [];
     const { out, text } = sink();
-    const done = serveRoles(loadConfig({ env: {} }), [role('intake', events), role('ingest', events), role('api', events)], options(out));
+    const done = serveRoles(
+      loadConfig({ env: {} }),
+      [role('intake', events), role('ingest', events), role('api', events)],
+      options(out),
+    );
     while (!text().includes('intake:')) await sleep(5);
     expect(text()).toBe('intake: http://intake.test\ningest: http://ingest.test\napi: http://api.test\n');
     process.emit(signal);
@@ -107,7 +118,11 @@ describe('serveRoles', () => {
     const { out, text } = sink();
     let release!: () => void;
     const gate = new Promise<void>((resolve) => (release = resolve));
-    const done = serveRoles(loadConfig({ env: {} }), [role('intake', events), role('api', events, { startDelay: gate })], options(out));
+    const done = serveRoles(
+      loadConfig({ env: {} }),
+      [role('intake', events), role('api', events, { startDelay: gate })],
+      options(out),
+    );
     while (!events.includes('start api')) await sleep(5);
     process.emit(signal);
     release();
@@ -120,10 +135,48 @@ describe('serveRoles', () => {
     const events: string[] = [];
     const { out } = sink();
     await expect(
-      serveRoles(loadConfig({ env: {} }), [role('intake', events, { fail: true }), role('ingest', events), role('api', events)], options(out)),
+      serveRoles(
+        loadConfig({ env: {} }),
+        [role('intake', events, { fail: true }), role('ingest', events), role('api', events)],
+        options(out),
+      ),
     ).rejects.toThrow('intake failed');
     expect(events).toEqual(['start api', 'start ingest', 'start intake', 'stop ingest', 'stop api']);
     expect(process.listenerCount(signal)).toBe(0);
     expect(await store.ping()).toBe(true);
+  });
+
+  it('never opens the store when no role uses it (the sidecar alone)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'mw-nostore-'));
+    const path = join(dir, 'chdb');
+    const config = loadConfig({ env: { MODELWATCH_CLICKHOUSE_URL: `chdb:${path}` } });
+    const { out } = sink();
+    let storeError: unknown;
+    const done = serveRoles(
+      config,
+      [
+        {
+          name: 'sidecar',
+          usesStore: false,
+          start: (ctx) => {
+            try {
+              void ctx.store.ping();
+            } catch (err) {
+              storeError = err;
+            }
+            return Promise.resolve({ name: 'sidecar', urls: ['http://sidecar.test'], stop: () => Promise.resolve() });
+          },
+        },
+      ],
+      { out, signals: [signal], runtime: { logger: silentLogger, defaultMetrics: false } },
+    );
+    await sleep(20);
+    process.emit(signal);
+    expect(await done).toBe(0);
+    // Not opened, not migrated: the embedded store's directory was never created.
+    expect(existsSync(path)).toBe(false);
+    expect(storeError).toMatchObject({ code: 'internal' });
+    expect(String((storeError as Error).message)).toContain('store.ping');
+    rmSync(dir, { recursive: true, force: true });
   });
 });

@@ -6,7 +6,8 @@ import { decodeCapture, InProcessBus, type BusConsumer, type CapturedCall } from
 import { silentLogger } from '../src/common/logger.js';
 import { configSchema, type ConfigInput } from '../src/config/schema.js';
 import type { RuntimeContext } from '../src/runtime/context.js';
-import { grpcStatusToHttp, peekInferRequest, startGrpcProxy } from '../src/sidecar/grpc-proxy.js';
+import { grpcStatusToHttp, startGrpcProxy } from '../src/sidecar/grpc-proxy.js';
+import { peekInferRequest } from '../src/protocol/index.js';
 import { acquireTee } from '../src/sidecar/shared-tee.js';
 import type { Store } from '../src/store/store.js';
 import {
@@ -466,6 +467,41 @@ describe('gRPC proxy', () => {
       await capped.stop();
       await dead.stop();
       await cons.stop();
+    }
+  });
+
+  it('limits message size explicitly: 64 MiB by default, configurable, larger refused with RESOURCE_EXHAUSTED', async () => {
+    expect(configSchema.parse({}).sidecar.grpcMaxMessageBytes).toBe(64 * 1024 * 1024);
+    const limit = 64 * 1024;
+    const sctx = testContext(new InProcessBus(), {
+      sidecar: { grpcUpstream: upstream.address, grpcListen: '127.0.0.1:0', grpcMaxMessageBytes: limit },
+    });
+    const small = await startGrpcProxy(sctx);
+    const c = new grpc.Client(small.address, grpc.credentials.createInsecure());
+    const request = (n: number): Buffer =>
+      encodeInferRequest({
+        model_name: 'classifier',
+        inputs: [{ name: 'input', datatype: 'FP32', shape: [n, 4] }],
+        raw_input_contents: [f32(Array.from({ length: n * 4 }, (_, i) => i % 7))],
+      });
+    try {
+      const under = request(1_000); // 16 KB of tensor
+      expect(under.length).toBeLessThan(limit);
+      expect((await rawCall(c, 'ModelInfer', under)).code).toBe(grpc.status.OK);
+      const over = request(5_000); // 80 KB of tensor
+      expect(over.length).toBeGreaterThan(limit);
+      const before = upstream.inferCalls;
+      const refused = await rawCall(c, 'ModelInfer', over);
+      expect(refused.code).toBe(grpc.status.RESOURCE_EXHAUSTED);
+      // Refused at the proxy: the upstream never saw it.
+      expect(upstream.inferCalls).toBe(before);
+      // The default limit (64 MiB) carries a message above grpc-js's own 4 MiB default.
+      const big = request(300_000); // 4.8 MB
+      const viaDefault = await rawCall(viaProxy, 'ModelInfer', big);
+      expect(viaDefault.code).toBe(grpc.status.OK);
+    } finally {
+      c.close();
+      await small.stop();
     }
   });
 });

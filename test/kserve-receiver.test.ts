@@ -5,7 +5,17 @@ import { Hono } from 'hono';
 import { Registry } from 'prom-client';
 import { startApi } from '../src/api/index.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { decodeCapture, InProcessBus, type BusConsumer, type CapturedCall } from '../src/bus/index.js';
+import {
+  decodeCapture,
+  encodeCapture,
+  InProcessBus,
+  KafkaBus,
+  type Bus,
+  type BusConsumer,
+  type CapturedCall,
+} from '../src/bus/index.js';
+import { counterValue, makeCall } from './support/ingest.js';
+import { startKafkaMock } from './support/kafka-mock.js';
 import { silentLogger } from '../src/common/logger.js';
 import { defaultModelSchema } from '../src/config/model-schema.js';
 import { configSchema } from '../src/config/schema.js';
@@ -17,21 +27,21 @@ import {
   KSERVE_RESPONSE_TYPE,
   type KserveReceiver,
   type KserveReceiverOptions,
-} from '../src/sidecar/kserve-receiver.js';
-import { kserveReceiverOf } from '../src/sidecar/index.js';
+} from '../src/ingest/kserve-receiver.js';
+import { kserveReceiverOf } from '../src/ingest/index.js';
 import type { Store } from '../src/store/store.js';
 
 interface Harness {
   url: string;
   receiver: KserveReceiver;
+  metrics: Registry;
   captures: CapturedCall[];
   waitFor(n: number, timeoutMs?: number): Promise<CapturedCall[]>;
   close(): Promise<void>;
 }
 
 /** A real HTTP server on loopback with the receiver mounted where the API mounts it. */
-async function harness(options: KserveReceiverOptions = {}): Promise<Harness> {
-  const bus = new InProcessBus();
+async function harness(options: KserveReceiverOptions = {}, bus: Bus = new InProcessBus()): Promise<Harness> {
   const ctx: RuntimeContext = {
     config: configSchema.parse({}),
     // The receiver never touches the store.
@@ -55,6 +65,7 @@ async function harness(options: KserveReceiverOptions = {}): Promise<Harness> {
   return {
     url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/ingest/kserve`,
     receiver,
+    metrics: ctx.metrics,
     captures,
     async waitFor(n, timeoutMs = 5000) {
       const deadline = Date.now() + timeoutMs;
@@ -223,14 +234,14 @@ describe('KServe receiver limits and orphans', () => {
   });
 
   it('flushes an orphan request after the TTL with status 0 and "response missing", and a lone response too', async () => {
-    const h = await harness({ pairTtlMs: 150, sweepIntervalMs: 20 });
+    const h = await harness({ pairTtlMs: 600, sweepIntervalMs: 20 });
     try {
       const t0 = Date.now();
       await post(h.url, headers(KSERVE_REQUEST_TYPE, 'orphan-req', '2026-11-22T01:00:00Z'), v2Request);
       await post(h.url, headers(KSERVE_RESPONSE_TYPE, 'orphan-res', '2026-11-22T01:00:00Z'), v2Response);
       expect(h.receiver.pending).toBe(2);
       const calls = await h.waitFor(2);
-      expect(Date.now() - t0).toBeGreaterThanOrEqual(140);
+      expect(Date.now() - t0).toBeGreaterThanOrEqual(590);
       const byId = new Map(calls.map((c) => [c.requestId, c]));
       expect(byId.get('orphan-req')).toMatchObject({ status: 0, error: 'response missing' });
       expect(byId.get('orphan-req')!.response.size).toBe(0);
@@ -286,6 +297,149 @@ describe('KServe receiver limits and orphans', () => {
     } finally {
       await h.close();
     }
+  });
+});
+
+describe('KServe receiver bounds and access', () => {
+  const body = (n: number): string =>
+    JSON.stringify({ inputs: [{ name: 'x', shape: [n], datatype: 'UINT8', data: Array(n).fill(7) }] });
+
+  it('holds waiting halves bounded in bytes: the oldest go out unpaired (counted as shed), none is lost', async () => {
+    const bound = 16 * 1024;
+    const h = await harness({ maxPendingBytes: bound, pairTtlMs: 60_000 });
+    try {
+      const ids: string[] = [];
+      for (let i = 0; i < 60; i++) {
+        const id = `bytes-${i}`;
+        ids.push(id);
+        const r = await post(h.url, headers(KSERVE_REQUEST_TYPE, id, '2026-11-22T01:00:00Z'), body(400));
+        expect(r.status).toBe(202);
+        expect(h.receiver.pendingBytes).toBeLessThanOrEqual(bound);
+      }
+      const overflowed = await counterValue(h.metrics, 'modelwatch_kserve_shed_total', { reason: 'overflow' });
+      expect(overflowed).toBeGreaterThan(30);
+      expect(h.receiver.pending).toBe(60 - overflowed);
+      // Responses come later: the oldest requests already went out alone, so theirs go out alone too.
+      for (const id of ids) {
+        expect((await post(h.url, headers(KSERVE_RESPONSE_TYPE, id, '2026-11-22T01:00:01Z'), v2Response)).status).toBe(
+          202,
+        );
+        expect(h.receiver.pendingBytes).toBeLessThanOrEqual(bound);
+      }
+      await h.receiver.stop();
+      const calls = await h.waitFor(60 + overflowed);
+      // Every accepted event reached the bus exactly once, paired or not.
+      const requests = calls.filter((c) => c.request.size > 0).map((c) => c.requestId);
+      const responses = calls.filter((c) => c.response.size > 0).map((c) => c.requestId);
+      expect(requests.sort()).toEqual([...ids].sort());
+      expect(responses.sort()).toEqual([...ids].sort());
+      expect(calls.filter((c) => c.error === 'response missing')).toHaveLength(calls.length - 60);
+    } finally {
+      await h.close();
+    }
+  });
+
+  it('keeps only maxCaptureBytes of a large event in memory, and records its full size', async () => {
+    const h = await harness({ maxCaptureBytes: 1024 });
+    try {
+      const big = body(200_000);
+      expect((await post(h.url, headers(KSERVE_REQUEST_TYPE, 'cap-1', '2026-11-22T01:00:00Z'), big)).status).toBe(202);
+      expect(h.receiver.pendingBytes).toBeLessThan(1024 + 1024);
+      await h.close();
+      const [c] = await h.waitFor(1);
+      expect(c!.request).toMatchObject({ size: Buffer.byteLength(big), truncated: true });
+      expect(c!.request.body.equals(Buffer.from(big).subarray(0, 1024))).toBe(true);
+    } finally {
+      await h.close();
+    }
+  });
+
+  it('refuses new events with 503 while the bus holds the bound unacknowledged; every 202 still arrives', async () => {
+    const kafka = await startKafkaMock({ topics: { 'kserve.slow': 1 } });
+    const bus = new KafkaBus({ brokers: kafka.brokers, topic: 'kserve.slow', groupId: 'kserve-slow' });
+    const bound = 8 * 1024;
+    const h = await harness({ maxPendingBytes: bound, pairTtlMs: 60_000 }, bus);
+    try {
+      await bus.publish([encodeCapture(makeCall(0))]); // connect and learn metadata before the delay
+      await kafka.rtt(1, 1_500);
+      const accepted: string[] = [];
+      let refused = 0;
+      for (let i = 0; i < 40; i++) {
+        const id = `slow-${i}`;
+        // Each pair is published at once; with the broker slow, unacknowledged bytes pile up.
+        const a = await post(h.url, headers(KSERVE_REQUEST_TYPE, id, '2026-11-22T01:00:00Z'), body(300));
+        if (a.status === 503) {
+          refused++;
+          continue;
+        }
+        expect(a.status).toBe(202);
+        const b = await post(h.url, headers(KSERVE_RESPONSE_TYPE, id, '2026-11-22T01:00:01Z'), v2Response);
+        expect([202, 503]).toContain(b.status);
+        if (b.status === 503) refused++;
+        accepted.push(id);
+      }
+      expect(refused).toBeGreaterThan(0);
+      expect(await counterValue(h.metrics, 'modelwatch_kserve_shed_total', { reason: 'busy' })).toBe(refused);
+      // Unacknowledged bytes stayed near the bound (one pair may start publishing just under it).
+      expect(h.receiver.publishingBytes).toBeLessThan(bound + 4 * 1024);
+      await kafka.rtt(1, 0);
+      await h.receiver.stop();
+      // The harness consumes the same topic: every accepted event arrives (the warm-up call too).
+      const deadline = Date.now() + 20_000;
+      const got = (): Set<string> => new Set(h.captures.map((c) => c.requestId).filter((id) => id.startsWith('slow-')));
+      while (got().size < accepted.length && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      expect(got()).toEqual(new Set(accepted));
+    } finally {
+      await h.close();
+      await bus.close();
+      await kafka.stop();
+    }
+  }, 60_000);
+
+  it('requires the shared token when kserve.token is set (Bearer or x-modelwatch-token)', async () => {
+    const h = await harness({ token: 'kserve-s3cret' });
+    try {
+      const hd = headers(KSERVE_REQUEST_TYPE, 'tok-1', '2026-11-22T01:00:00Z');
+      const none = await post(h.url, hd, v2Request);
+      expect(none.status).toBe(401);
+      expect(none.json).toMatchObject({ error: { code: 'unauthorized' } });
+      expect((await post(h.url, { ...hd, authorization: 'Bearer wrong' }, v2Request)).status).toBe(401);
+      expect((await post(h.url, { ...hd, authorization: 'Bearer kserve-s3cret' }, v2Request)).status).toBe(202);
+      expect(
+        (await post(h.url, { ...hd, 'ce-id': 'tok-2', 'x-modelwatch-token': 'kserve-s3cret' }, v2Request)).status,
+      ).toBe(202);
+      expect(h.receiver.pending).toBe(2);
+    } finally {
+      await h.close();
+    }
+  });
+
+  it('admits only kserve.allow addresses, and rejects a bad entry at start-up', async () => {
+    const denied = await harness({ allow: ['10.0.0.0/8', '192.168.1.7'] });
+    const admitted = await harness({ allow: ['10.0.0.0/8', '127.0.0.0/8'] });
+    try {
+      const hd = headers(KSERVE_REQUEST_TYPE, 'ip-1', '2026-11-22T01:00:00Z');
+      const r = await post(denied.url, hd, v2Request);
+      expect(r.status).toBe(403);
+      expect(denied.receiver.pending).toBe(0);
+      expect((await post(admitted.url, hd, v2Request)).status).toBe(202);
+      expect(admitted.receiver.pending).toBe(1);
+    } finally {
+      await denied.close();
+      await admitted.close();
+    }
+    const ctx = {
+      config: configSchema.parse({}),
+      bus: new InProcessBus(),
+      logger: silentLogger,
+      metrics: new Registry(),
+    };
+    expect(() => createKserveReceiver(ctx as unknown as RuntimeContext, { allow: ['10.0.0.0/40'] })).toThrow(
+      /kserve.allow/,
+    );
+    expect(() => createKserveReceiver(ctx as unknown as RuntimeContext, { allow: ['not-an-ip'] })).toThrow(
+      /kserve.allow/,
+    );
   });
 });
 

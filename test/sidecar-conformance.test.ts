@@ -42,7 +42,9 @@ const binReq = encodeBinaryRequest([{ name: 'input', datatype: 'FP32', shape: [3
 const binReqBinOut = encodeBinaryRequest([{ name: 'input', datatype: 'FP32', shape: [3, 4], data: rowsA.flat() }], {
   binaryOutput: true,
 });
-const binBytes = encodeBinaryRequest([{ name: 'text', datatype: 'BYTES', shape: [4], data: texts }], { binaryOutput: true });
+const binBytes = encodeBinaryRequest([{ name: 'text', datatype: 'BYTES', shape: [4], data: texts }], {
+  binaryOutput: true,
+});
 const binHeader = (hl: number): Record<string, string> => ({
   'content-type': 'application/octet-stream',
   'inference-header-content-length': String(hl),
@@ -57,32 +59,181 @@ const cases: Case[] = [
   { name: 'model ready', method: 'GET', path: '/v2/models/classifier/ready', status: 200 },
   { name: 'versioned model ready', method: 'GET', path: '/v2/models/strings/versions/1/ready', status: 200 },
   { name: 'unknown model metadata 404', method: 'GET', path: '/v2/models/nope', status: 404 },
-  { name: 'infer JSON flat', method: 'POST', path: '/v2/models/classifier/infer', headers: JSON_CT, body: flatReq, status: 200, infer: { model: 'classifier', version: '' } },
-  { name: 'infer JSON nested, versioned', method: 'POST', path: '/v2/models/classifier/versions/2/infer', headers: JSON_CT, body: nestedReq, status: 200, infer: { model: 'classifier', version: '2' } },
-  { name: 'infer BYTES JSON (multi-byte UTF-8)', method: 'POST', path: '/v2/models/strings/infer', headers: JSON_CT, body: bytesReq, status: 200, infer: { model: 'strings', version: '' } },
-  { name: 'infer binary request, JSON response', method: 'POST', path: '/v2/models/classifier/versions/1/infer', headers: binHeader(binReq.headerLength), body: binReq.body, status: 200, infer: { model: 'classifier', version: '1' } },
-  { name: 'infer binary request and response', method: 'POST', path: '/v2/models/classifier/infer', headers: binHeader(binReqBinOut.headerLength), body: binReqBinOut.body, status: 200, infer: { model: 'classifier', version: '' } },
-  { name: 'infer BYTES binary both ways', method: 'POST', path: '/v2/models/strings/versions/1/infer', headers: binHeader(binBytes.headerLength), body: binBytes.body, status: 200, infer: { model: 'strings', version: '1' } },
-  { name: 'infer gzip request body', method: 'POST', path: '/v2/models/classifier/infer', headers: { ...JSON_CT, 'content-encoding': 'gzip' }, body: gzipSync(flatReq), status: 200, infer: { model: 'classifier', version: '' } },
-  { name: 'infer deflate request body', method: 'POST', path: '/v2/models/strings/infer', headers: { ...JSON_CT, 'content-encoding': 'deflate' }, body: deflateSync(bytesReq), status: 200, infer: { model: 'strings', version: '' } },
-  { name: 'infer gzip response body', method: 'POST', path: '/v2/models/classifier/infer', headers: { ...JSON_CT, 'x-test-gzip-response': '1' }, body: flatReq, status: 200, infer: { model: 'classifier', version: '' } },
-  { name: 'infer query string kept', method: 'POST', path: '/v2/models/classifier/infer?trace=1&x=%20y', headers: JSON_CT, body: flatReq, status: 200, infer: { model: 'classifier', version: '' } },
-  { name: 'infer bad JSON 400', method: 'POST', path: '/v2/models/classifier/infer', headers: JSON_CT, body: Buffer.from('{"inputs": [', 'utf8'), status: 400, infer: { model: 'classifier', version: '' } },
-  { name: 'infer header length past the end 400', method: 'POST', path: '/v2/models/classifier/infer', headers: binHeader(binReq.body.length + 50), body: binReq.body, status: 400, infer: { model: 'classifier', version: '' } },
-  { name: 'infer wrong shape 400', method: 'POST', path: '/v2/models/classifier/infer', headers: JSON_CT, body: json({ inputs: [{ name: 'input', shape: [2, 4], datatype: 'FP32', data: [1, 2, 3] }] }), status: 400, infer: { model: 'classifier', version: '' } },
-  { name: 'infer unknown model 404', method: 'POST', path: '/v2/models/nope/infer', headers: JSON_CT, body: flatReq, status: 404, infer: { model: 'nope', version: '' } },
-  { name: 'infer upstream 503', method: 'POST', path: '/v2/models/classifier/infer', headers: { ...JSON_CT, 'x-test-fail': '503' }, body: flatReq, status: 503, infer: { model: 'classifier', version: '' } },
-  { name: 'infer upstream 500', method: 'POST', path: '/v2/models/strings/infer', headers: { ...JSON_CT, 'x-test-fail': '500' }, body: bytesReq, status: 500, infer: { model: 'strings', version: '' } },
+  {
+    name: 'infer JSON flat',
+    method: 'POST',
+    path: '/v2/models/classifier/infer',
+    headers: JSON_CT,
+    body: flatReq,
+    status: 200,
+    infer: { model: 'classifier', version: '' },
+  },
+  {
+    name: 'infer JSON nested, versioned',
+    method: 'POST',
+    path: '/v2/models/classifier/versions/2/infer',
+    headers: JSON_CT,
+    body: nestedReq,
+    status: 200,
+    infer: { model: 'classifier', version: '2' },
+  },
+  {
+    name: 'infer BYTES JSON (multi-byte UTF-8)',
+    method: 'POST',
+    path: '/v2/models/strings/infer',
+    headers: JSON_CT,
+    body: bytesReq,
+    status: 200,
+    infer: { model: 'strings', version: '' },
+  },
+  {
+    name: 'infer binary request, JSON response',
+    method: 'POST',
+    path: '/v2/models/classifier/versions/1/infer',
+    headers: binHeader(binReq.headerLength),
+    body: binReq.body,
+    status: 200,
+    infer: { model: 'classifier', version: '1' },
+  },
+  {
+    name: 'infer binary request and response',
+    method: 'POST',
+    path: '/v2/models/classifier/infer',
+    headers: binHeader(binReqBinOut.headerLength),
+    body: binReqBinOut.body,
+    status: 200,
+    infer: { model: 'classifier', version: '' },
+  },
+  {
+    name: 'infer BYTES binary both ways',
+    method: 'POST',
+    path: '/v2/models/strings/versions/1/infer',
+    headers: binHeader(binBytes.headerLength),
+    body: binBytes.body,
+    status: 200,
+    infer: { model: 'strings', version: '1' },
+  },
+  {
+    name: 'infer gzip request body',
+    method: 'POST',
+    path: '/v2/models/classifier/infer',
+    headers: { ...JSON_CT, 'content-encoding': 'gzip' },
+    body: gzipSync(flatReq),
+    status: 200,
+    infer: { model: 'classifier', version: '' },
+  },
+  {
+    name: 'infer deflate request body',
+    method: 'POST',
+    path: '/v2/models/strings/infer',
+    headers: { ...JSON_CT, 'content-encoding': 'deflate' },
+    body: deflateSync(bytesReq),
+    status: 200,
+    infer: { model: 'strings', version: '' },
+  },
+  {
+    name: 'infer gzip response body',
+    method: 'POST',
+    path: '/v2/models/classifier/infer',
+    headers: { ...JSON_CT, 'x-test-gzip-response': '1' },
+    body: flatReq,
+    status: 200,
+    infer: { model: 'classifier', version: '' },
+  },
+  {
+    name: 'infer query string kept',
+    method: 'POST',
+    path: '/v2/models/classifier/infer?trace=1&x=%20y',
+    headers: JSON_CT,
+    body: flatReq,
+    status: 200,
+    infer: { model: 'classifier', version: '' },
+  },
+  {
+    name: 'infer bad JSON 400',
+    method: 'POST',
+    path: '/v2/models/classifier/infer',
+    headers: JSON_CT,
+    body: Buffer.from('{"inputs": [', 'utf8'),
+    status: 400,
+    infer: { model: 'classifier', version: '' },
+  },
+  {
+    name: 'infer header length past the end 400',
+    method: 'POST',
+    path: '/v2/models/classifier/infer',
+    headers: binHeader(binReq.body.length + 50),
+    body: binReq.body,
+    status: 400,
+    infer: { model: 'classifier', version: '' },
+  },
+  {
+    name: 'infer wrong shape 400',
+    method: 'POST',
+    path: '/v2/models/classifier/infer',
+    headers: JSON_CT,
+    body: json({ inputs: [{ name: 'input', shape: [2, 4], datatype: 'FP32', data: [1, 2, 3] }] }),
+    status: 400,
+    infer: { model: 'classifier', version: '' },
+  },
+  {
+    name: 'infer unknown model 404',
+    method: 'POST',
+    path: '/v2/models/nope/infer',
+    headers: JSON_CT,
+    body: flatReq,
+    status: 404,
+    infer: { model: 'nope', version: '' },
+  },
+  {
+    name: 'infer upstream 503',
+    method: 'POST',
+    path: '/v2/models/classifier/infer',
+    headers: { ...JSON_CT, 'x-test-fail': '503' },
+    body: flatReq,
+    status: 503,
+    infer: { model: 'classifier', version: '' },
+  },
+  {
+    name: 'infer upstream 500',
+    method: 'POST',
+    path: '/v2/models/strings/infer',
+    headers: { ...JSON_CT, 'x-test-fail': '500' },
+    body: bytesReq,
+    status: 500,
+    infer: { model: 'strings', version: '' },
+  },
   { name: 'unknown route 404', method: 'GET', path: '/no/such/route?q=1', status: 404 },
   { name: 'HEAD', method: 'HEAD', path: '/test/echo', status: 200 },
   { name: 'DELETE', method: 'DELETE', path: '/test/echo', headers: { 'x-custom': 'del' }, status: 200 },
-  { name: 'PUT with body', method: 'PUT', path: '/test/echo', headers: { 'content-type': 'text/plain', 'x-custom': 'put' }, body: Buffer.from('put body ✓', 'utf8'), status: 200 },
-  { name: 'PATCH with body', method: 'PATCH', path: '/test/echo?a=1&b=two', headers: JSON_CT, body: json({ patch: true }), status: 200 },
+  {
+    name: 'PUT with body',
+    method: 'PUT',
+    path: '/test/echo',
+    headers: { 'content-type': 'text/plain', 'x-custom': 'put' },
+    body: Buffer.from('put body ✓', 'utf8'),
+    status: 200,
+  },
+  {
+    name: 'PATCH with body',
+    method: 'PATCH',
+    path: '/test/echo?a=1&b=two',
+    headers: JSON_CT,
+    body: json({ patch: true }),
+    status: 200,
+  },
   { name: 'OPTIONS', method: 'OPTIONS', path: '/test/echo', status: 200 },
   { name: 'multiple set-cookie and custom headers', method: 'GET', path: '/test/cookies', status: 200 },
   { name: 'chunked response', method: 'GET', path: '/test/chunked', status: 200 },
   { name: 'GET on infer route 405', method: 'GET', path: '/v2/models/classifier/infer', status: 405 },
-  { name: 'SSE generate_stream', method: 'POST', path: '/v2/models/classifier/generate_stream', headers: { ...JSON_CT, 'x-test-interval-ms': '5' }, body: json({ text_input: 'hi' }), status: 200 },
+  {
+    name: 'SSE generate_stream',
+    method: 'POST',
+    path: '/v2/models/classifier/generate_stream',
+    headers: { ...JSON_CT, 'x-test-interval-ms': '5' },
+    body: json({ text_input: 'hi' }),
+    status: 200,
+  },
 ];
 
 // Headers whose value must be identical through the sidecar (Date and connection management differ by nature).
@@ -113,7 +264,11 @@ beforeAll(async () => {
   ingest = await startIngest(ctx);
   await ingest.ready;
   for (const [i, c] of cases.entries()) {
-    const init = { method: c.method, headers: { ...c.headers, 'x-request-id': `case-${i}` }, ...(c.body ? { body: c.body } : {}) };
+    const init = {
+      method: c.method,
+      headers: { ...c.headers, 'x-request-id': `case-${i}` },
+      ...(c.body ? { body: c.body } : {}),
+    };
     const direct = await call(upstream.url, c.path, init);
     const proxied = await call(sidecar.url, c.path, init);
     results.set(c.name, { direct, proxied });
@@ -172,7 +327,8 @@ describe('sidecar tee', () => {
       expect(cap!.version).toBe(c.infer.version);
       expect(cap!.status).toBe(c.status);
       expect(cap!.method).toBe('POST');
-      expect(cap!.route).toBe(c.path);
+      // The captured route keeps no query parameters unless allow-listed (sidecar.captureQueryParams).
+      expect(cap!.route).toBe(c.path.split('?')[0]);
       expect(cap!.source).toBe('rest');
       expect(cap!.error).toBe('');
       expect(cap!.request.body.equals(c.body!)).toBe(true);
@@ -211,7 +367,11 @@ describe('sidecar tee', () => {
       query: `SELECT request_id, model, version, status, rows FROM ${Tables.requests} ORDER BY request_id`,
       format: 'JSONEachRow',
     });
-    const reqs = new Map((await rs.json<{ request_id: string; model: string; version: string; status: number; rows: string }>()).map((r) => [r.request_id, r]));
+    const reqs = new Map(
+      (await rs.json<{ request_id: string; model: string; version: string; status: number; rows: string }>()).map(
+        (r) => [r.request_id, r],
+      ),
+    );
     for (const { c, i } of inferCases) {
       const r = reqs.get(`case-${i}`);
       expect(r, c.name).toBeDefined();
@@ -270,7 +430,11 @@ describe('sidecar tee', () => {
 
 describe('sidecar request ids, streaming and metrics', () => {
   it('mints a UUIDv7 request id when none is given, returns it and captures under it', async () => {
-    const res = await call(sidecar.url, '/v2/models/classifier/infer', { method: 'POST', headers: JSON_CT, body: flatReq });
+    const res = await call(sidecar.url, '/v2/models/classifier/infer', {
+      method: 'POST',
+      headers: JSON_CT,
+      body: flatReq,
+    });
     const id = res.headers['x-request-id'] as string;
     expect(id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
     await waitFor(() => recorded.published.some((m) => m.key === id), 5_000, 'capture');
@@ -342,7 +506,9 @@ describe('sidecar request ids, streaming and metrics', () => {
     const text = res.body.toString('utf8');
     expect(text).toMatch(/modelwatch_sidecar_requests_total\{model="classifier",version="2",status="200"\} [1-9]/);
     expect(text).toMatch(/modelwatch_sidecar_request_failures_total\{model="classifier",version="",status="503"\} 1/);
-    expect(text).toMatch(/modelwatch_sidecar_request_duration_seconds_bucket\{le="\+Inf",model="classifier",version="1"\} [1-9]/);
+    expect(text).toMatch(
+      /modelwatch_sidecar_request_duration_seconds_bucket\{le="\+Inf",model="classifier",version="1"\} [1-9]/,
+    );
     expect(text).toMatch(/modelwatch_sidecar_response_bytes_total\{model="strings",version="1"\} [1-9]/);
     const s = sidecar.tee.stats();
     expect(text).toMatch(/modelwatch_tee_captured_total [1-9]/);

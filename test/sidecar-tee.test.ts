@@ -2,12 +2,22 @@
 // publish bounded by a timeout, `captured = sent + dropped + buffered` at every step, sampling per model.
 import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { InProcessBus, encodeCapture, messageBytes, type BusMessage } from '../src/bus/index.js';
-import { Tee, startSidecar, type TeeStats } from '../src/sidecar/index.js';
+import { InProcessBus, KafkaBus, encodeCapture, messageBytes, type BusMessage } from '../src/bus/index.js';
+import { modelLabelsOn } from '../src/common/metrics.js';
+import { SidecarMetrics, Tee, startSidecar, type TeeStats } from '../src/sidecar/index.js';
 import type { ClickHouseStore } from '../src/store/index.js';
 import { makeCall, waitFor } from './support/ingest.js';
-import { RecordingBus, StallableBus, call, runConcurrent, sidecarConfig, sidecarContext, testAgent } from './support/sidecar.js';
+import {
+  RecordingBus,
+  StallableBus,
+  call,
+  runConcurrent,
+  sidecarConfig,
+  sidecarContext,
+  testAgent,
+} from './support/sidecar.js';
 import { openTestStore } from './support/store.js';
+import { startKafkaMock } from './support/kafka-mock.js';
 import { startV2Server, type TestV2Server } from './support/v2-server.js';
 
 const exact = (s: TeeStats): void => {
@@ -38,7 +48,12 @@ describe('Tee', () => {
     const accepted = Array.from({ length: 10 }, (_, i) => tee.offer(makeCall(i)));
     expect(accepted.filter(Boolean)).toHaveLength(3);
     let s = tee.stats();
-    expect(s).toMatchObject({ captured: 10, sent: 0, buffered: 3, droppedBy: { buffer_full: 7, publish_failed: 0, shutdown: 0 } });
+    expect(s).toMatchObject({
+      captured: 10,
+      sent: 0,
+      buffered: 3,
+      droppedBy: { buffer_full: 7, publish_failed: 0, shutdown: 0 },
+    });
     expect(s.bufferedBytes).toBeLessThanOrEqual(one * 3 + one / 2);
     exact(s);
     await tee.flush();
@@ -63,25 +78,71 @@ describe('Tee', () => {
     await tee.close(100);
   });
 
-  it('times out a hung publish, so a stuck broker never pins the buffer; offers never wait', async () => {
-    const inner = new RecordingBus(new InProcessBus());
-    const bus = new StallableBus(inner);
-    bus.stall();
-    const tee = new Tee(bus, { flushIntervalMs: 5, publishTimeoutMs: 200 });
-    tee.start();
-    const t0 = performance.now();
-    for (let i = 0; i < 1_000; i++) tee.offer(makeCall(i));
-    // 1,000 hand-offs (each an encode and a push) stay far below any request latency.
-    expect(performance.now() - t0).toBeLessThan(2_000);
-    exact(tee.stats());
-    await waitFor(() => tee.stats().buffered === 0, 5_000, 'hung batches timed out');
-    expect(tee.stats()).toMatchObject({ captured: 1_000, sent: 0, droppedBy: { publish_failed: 1_000 } });
-    bus.release();
-    tee.offer(makeCall(1_001));
-    await waitFor(() => tee.stats().sent === 1, 5_000, 'publish after release');
-    exact(tee.stats());
-    await tee.close(1_000);
-  });
+  it('counts a publish that outlives its timeout once, when the broker answers late, with its bytes inside the bound', async () => {
+    // A real broker (librdkafka mock cluster) that answers every request 700 ms late, against a tee
+    // that stops waiting after 150 ms: the late acknowledgement must count each record once, as sent.
+    const kafka = await startKafkaMock({ topics: { 'tee.late': 1 } });
+    const bus = new KafkaBus({ brokers: kafka.brokers, topic: 'tee.late', groupId: 'tee-late' });
+    try {
+      await bus.publish([encodeCapture(makeCall(-1))]); // connect and learn metadata before the delay
+      await kafka.rtt(1, 700);
+      // Ids 10..39 encode to the same size.
+      const one = messageBytes(encodeCapture(makeCall(10)));
+      expect(messageBytes(encodeCapture(makeCall(39)))).toBe(one);
+      const bound = one * 25;
+      const registry = new Registry();
+      const tee = new Tee(bus, {
+        flushIntervalMs: 5,
+        publishTimeoutMs: 150,
+        maxBatchMessages: 10,
+        maxBufferBytes: bound,
+        registry,
+      });
+      tee.start();
+      const t0 = performance.now();
+      for (let i = 10; i < 30; i++) tee.offer(makeCall(i));
+      expect(performance.now() - t0).toBeLessThan(500); // offers never wait for the bus
+      await waitFor(() => tee.stats().publishTimeouts >= 1, 5_000, 'a publish outlived its timeout');
+      let s = tee.stats();
+      exact(s);
+      // Timed out, not dropped: still in flight and still holding its bytes inside the bound.
+      expect(s.droppedBy.publish_failed).toBe(0);
+      expect(s.inFlight).toBeGreaterThanOrEqual(10);
+      expect(s.bufferedBytes).toBeGreaterThanOrEqual(one * 10);
+      // So the bound still holds: with 20 records held, only 5 more fit.
+      const extra = Array.from({ length: 10 }, (_, i) => tee.offer(makeCall(30 + i)));
+      expect(extra.filter(Boolean)).toHaveLength(5);
+      s = tee.stats();
+      expect(s.droppedBy.buffer_full).toBe(5);
+      expect(s.bufferedBytes).toBeLessThanOrEqual(bound);
+      exact(s);
+      await waitFor(() => tee.stats().buffered === 0, 15_000, 'the late broker answered every publish');
+      s = tee.stats();
+      exact(s);
+      expect(s).toMatchObject({ captured: 30, sent: 25, dropped: 5, inFlight: 0, droppedBy: { publish_failed: 0 } });
+      const text = await registry.metrics();
+      expect(text).toContain('modelwatch_tee_sent_total 25');
+      expect(text).toContain('modelwatch_tee_inflight_records 0');
+      expect(text).toMatch(/modelwatch_tee_publish_timeouts_total [1-9]/);
+      // The broker holds exactly the 25 records counted as sent (plus the warm-up one): none twice.
+      await kafka.rtt(1, 0);
+      const keys: string[] = [];
+      const consumer = await bus.consume({
+        handler: (batch) => {
+          keys.push(...batch.messages.map((m) => m.key ?? ''));
+          return Promise.resolve();
+        },
+      });
+      await waitFor(() => keys.length >= 26, 15_000, 'all records consumed');
+      await consumer.stop();
+      expect(keys).toHaveLength(26);
+      expect(new Set(keys).size).toBe(26);
+      await tee.close(1_000);
+    } finally {
+      await bus.close();
+      await kafka.stop();
+    }
+  }, 60_000);
 
   it('flushes on close within the deadline and drops the rest as shutdown', async () => {
     const bus = new StallableBus(new InProcessBus());
@@ -142,6 +203,72 @@ describe('Tee', () => {
     await tee.close(10);
   });
 
+  it('lets two tees and two sidecars share one registry: counters add up, gauges sum, nothing throws', async () => {
+    const registry = new Registry();
+    const a = new Tee(new InProcessBus(), { registry, flushIntervalMs: 10_000 });
+    const b = new Tee(new InProcessBus(), { registry, flushIntervalMs: 10_000 });
+    a.offer(makeCall(1));
+    b.offer(makeCall(2));
+    b.offer(makeCall(3));
+    let text = await registry.metrics();
+    expect(text).toContain('modelwatch_tee_captured_total 3');
+    expect(text).toContain('modelwatch_tee_buffered_records 3');
+    await a.close(1_000);
+    text = await registry.metrics();
+    expect(text).toContain('modelwatch_tee_sent_total 1');
+    expect(text).toContain('modelwatch_tee_buffered_records 2'); // the closed tee no longer reports
+    await b.close(1_000);
+    expect(await registry.metrics()).toContain('modelwatch_tee_sent_total 3');
+
+    // Two sidecars (two runtime contexts) on one registry: before, the second threw "already registered".
+    const config = sidecarConfig({ sidecar: { upstream: upstream.url } });
+    const ctx1 = { ...sidecarContext(config, new InProcessBus(), store), metrics: registry };
+    const ctx2 = { ...sidecarContext(config, new InProcessBus(), store), metrics: registry };
+    const s1 = await startSidecar(ctx1);
+    const s2 = await startSidecar(ctx2);
+    try {
+      const body = Buffer.from(
+        JSON.stringify({ inputs: [{ name: 'input', shape: [1, 4], datatype: 'FP32', data: [1, 2, 3, 4] }] }),
+      );
+      expect(
+        (
+          await call(s1.url, '/v2/models/classifier/infer', {
+            method: 'POST',
+            headers: { 'content-type': 'application/json' },
+            body,
+          })
+        ).status,
+      ).toBe(200);
+      expect(
+        (
+          await call(s2.url, '/v2/models/classifier/infer', {
+            method: 'POST',
+            headers: { 'content-type': 'application/json' },
+            body,
+          })
+        ).status,
+      ).toBe(200);
+      expect(await registry.metrics()).toContain(
+        'modelwatch_sidecar_requests_total{model="classifier",version="",status="200"} 2',
+      );
+    } finally {
+      await s1.stop();
+      await s2.stop();
+    }
+  });
+
+  it('bounds model and version label values: beyond metrics.maxModels names count under "other"', async () => {
+    const registry = new Registry();
+    const metrics = new SidecarMetrics(registry, modelLabelsOn(registry, { maxModels: 3, maxVersions: 2 }));
+    for (let i = 0; i < 50; i++) metrics.observe(`model-${i}`, `v${i % 5}`, 200, 0.001, 10, 10);
+    metrics.observe('', '', 404, 0.001, 0, 0); // non-model routes keep their empty labels
+    const json = await registry.getSingleMetric('modelwatch_sidecar_requests_total')!.get();
+    const series = json.values.map((v) => `${String(v.labels.model)}/${String(v.labels.version)}=${v.value}`).sort();
+    expect(series).toEqual(['/=1', 'model-0/v0=1', 'model-1/v1=1', 'model-2/other=1', 'other/other=47']);
+    // The total is kept: nothing is lost by bounding, only named less precisely.
+    expect(json.values.reduce((n, v) => n + v.value, 0)).toBe(51);
+  });
+
   it('rejects bad options at construction', () => {
     expect(() => new Tee(new InProcessBus(), { maxBufferBytes: 0 })).toThrow(/maxBufferBytes/);
     expect(() => new Tee(new InProcessBus(), { publishTimeoutMs: Number.NaN })).toThrow(/publishTimeoutMs/);
@@ -158,13 +285,29 @@ describe('sidecar sampling and a hung bus', () => {
     });
     const sc = await startSidecar(sidecarContext(config, bus, store));
     try {
-      const cls = Buffer.from(JSON.stringify({ inputs: [{ name: 'input', shape: [1, 4], datatype: 'FP32', data: [1, 2, 3, 4] }] }));
-      const str = Buffer.from(JSON.stringify({ inputs: [{ name: 'text', shape: [1], datatype: 'BYTES', data: ['x'] }] }));
+      const cls = Buffer.from(
+        JSON.stringify({ inputs: [{ name: 'input', shape: [1, 4], datatype: 'FP32', data: [1, 2, 3, 4] }] }),
+      );
+      const str = Buffer.from(
+        JSON.stringify({ inputs: [{ name: 'text', shape: [1], datatype: 'BYTES', data: ['x'] }] }),
+      );
       const other = 400;
-      await runConcurrent(100, 8, async () => (await call(sc.url, '/v2/models/classifier/infer', { method: 'POST', body: cls })).status);
-      await runConcurrent(100, 8, async () => (await call(sc.url, '/v2/models/strings/infer', { method: 'POST', body: str })).status);
+      await runConcurrent(
+        100,
+        8,
+        async () => (await call(sc.url, '/v2/models/classifier/infer', { method: 'POST', body: cls })).status,
+      );
+      await runConcurrent(
+        100,
+        8,
+        async () => (await call(sc.url, '/v2/models/strings/infer', { method: 'POST', body: str })).status,
+      );
       // A model with no rate of its own uses the sidecar's 0.5 (the upstream answers 404; still an inference call).
-      await runConcurrent(other, 8, async () => (await call(sc.url, '/v2/models/other/infer', { method: 'POST', body: cls })).status);
+      await runConcurrent(
+        other,
+        8,
+        async () => (await call(sc.url, '/v2/models/other/infer', { method: 'POST', body: cls })).status,
+      );
       await waitFor(() => sc.tee.stats().buffered === 0, 5_000, 'tee drained');
       const s = sc.tee.stats();
       exact(s);
@@ -188,8 +331,14 @@ describe('sidecar sampling and a hung bus', () => {
     // The publish timeout is far beyond the test: if any request waited on the bus, it would never finish.
     const sc = await startSidecar(sidecarContext(config, bus, store), { teePublishTimeoutMs: 600_000 });
     try {
-      const body = Buffer.from(JSON.stringify({ inputs: [{ name: 'input', shape: [1, 4], datatype: 'FP32', data: [1, 2, 3, 4] }] }));
-      const statuses = await runConcurrent(500, 8, async () => (await call(sc.url, '/v2/models/classifier/infer', { method: 'POST', body })).status);
+      const body = Buffer.from(
+        JSON.stringify({ inputs: [{ name: 'input', shape: [1, 4], datatype: 'FP32', data: [1, 2, 3, 4] }] }),
+      );
+      const statuses = await runConcurrent(
+        500,
+        8,
+        async () => (await call(sc.url, '/v2/models/classifier/infer', { method: 'POST', body })).status,
+      );
       expect(statuses.every((s) => s === 200)).toBe(true);
       const s = sc.tee.stats();
       expect(s.captured).toBe(500);

@@ -4,7 +4,7 @@ import { createAdaptorServer } from '@hono/node-server';
 import { ErrorCodes, ModelwatchError, errorMessage } from '../common/errors.js';
 import { parseListen } from '../config/parse.js';
 import type { RunningRole, RuntimeContext } from '../runtime/context.js';
-import { kserveReceiverOf } from '../sidecar/index.js';
+import { kserveReceiverOf } from '../ingest/index.js';
 import { createApiApp } from './app.js';
 
 /** A started API server. */

@@ -1,13 +1,22 @@
 export { messageBytes } from './types.js';
-export type { Bus, BusMessage, BusConsumer, BatchHandler, ConsumeOptions, ConsumedBatch, ConsumedMessage } from './types.js';
+export type {
+  Bus,
+  BusMessage,
+  BusConsumer,
+  BatchHandler,
+  ConsumeOptions,
+  ConsumedBatch,
+  ConsumedMessage,
+} from './types.js';
+// The capture format belongs to the protocol; re-exported for producers and consumers that only see the bus.
 export {
   encodeCapture,
   decodeCapture,
   CaptureSources,
   CAPTURE_CONTENT_TYPE,
   CAPTURE_EVENT_TYPE,
-} from './capture.js';
-export type { CapturedCall, CapturedBody, CaptureSource } from './capture.js';
+} from '../protocol/capture.js';
+export type { CapturedCall, CapturedBody, CaptureSource, CaptureRecord } from '../protocol/capture.js';
 export { InProcessBus } from './in-process.js';
 export type { InProcessBusOptions } from './in-process.js';
 export { KafkaBus } from './kafka.js';

@@ -1,8 +1,8 @@
 import { startApi } from '../api/server.js';
 import { startDetector } from '../drift/index.js';
-import { startIngest, startSeldonBridge } from '../ingest/index.js';
+import { kserveReceiverOf, startIngest, startSeldonBridge } from '../ingest/index.js';
 import type { RunningRole, RuntimeContext } from '../runtime/context.js';
-import { kserveReceiverOf, startGrpcProxy, startSidecar } from '../sidecar/index.js';
+import { startGrpcProxy, startSidecar } from '../sidecar/index.js';
 
 /** Starts one role on a runtime context. */
 export type RoleStart = (ctx: RuntimeContext) => Promise<RunningRole>;

@@ -7,6 +7,8 @@ import { createRuntime, type CreateRuntimeOptions } from '../runtime/create.js';
 export interface RoleSpec {
   name: string;
   start: (ctx: RuntimeContext) => Promise<RunningRole>;
+  /** Whether the role reads or writes the store. When no role does, the store is never opened. @default true */
+  usesStore?: boolean;
 }
 
 /** Options of {@link serveRoles}. */
@@ -65,7 +67,8 @@ export async function serveRoles(config: Config, roles: RoleSpec[], options: Ser
     return [s, h] as const;
   });
   try {
-    const runtime = await createRuntime(config, opts.runtime);
+    const withStore = roles.some((r) => r.usesStore ?? true);
+    const runtime = await createRuntime(config, { withStore, ...opts.runtime });
     const started: RunningRole[] = [];
     try {
       for (const spec of [...roles].reverse()) {

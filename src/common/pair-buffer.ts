@@ -6,6 +6,13 @@ export interface PairBufferOptions<Req, Res> {
   maxPending?: number;
   /** How often expired halves are swept, ms. @default 1000 */
   sweepIntervalMs?: number;
+  /**
+   * Most bytes held by waiting halves (as measured by `sizeOf`); beyond it the oldest are flushed as
+   * orphans (`overflow`) until the newest fits. @default Infinity
+   */
+  maxPendingBytes?: number;
+  /** Bytes one half holds, for `maxPendingBytes`. @default () => 0 */
+  sizeOf?: (half: Req | Res) => number;
   /** Called with each pair, complete or not (`request` or `response` undefined for orphans). Must not throw. */
   onPair: (pair: Pair<Req, Res>) => void;
 }
@@ -23,11 +30,12 @@ interface Pending<Req, Res> {
   request: Req | undefined;
   response: Res | undefined;
   expiresAt: number;
+  bytes: number;
 }
 
 /**
  * Pairs request and response halves that arrive separately and in any order (KServe logger
- * CloudEvents, Seldon input/output topics), by a correlation key. Bounded in entries, with a TTL:
+ * CloudEvents, Seldon input/output topics), by a correlation key. Bounded in entries and in bytes, with a TTL:
  * nothing is held forever and nothing is dropped silently — a half that never meets its other half is
  * still handed to `onPair`.
  */
@@ -35,6 +43,9 @@ export class PairBuffer<Req, Res> {
   private readonly pending = new Map<string, Pending<Req, Res>>();
   private readonly ttlMs: number;
   private readonly maxPending: number;
+  private readonly maxPendingBytes: number;
+  private readonly sizeOf: (half: Req | Res) => number;
+  private heldBytes = 0;
   private readonly onPair: (pair: Pair<Req, Res>) => void;
   private readonly timer: NodeJS.Timeout;
 
@@ -45,6 +56,9 @@ export class PairBuffer<Req, Res> {
     if (!(this.ttlMs > 0)) throw new RangeError('ttlMs must be > 0');
     if (!(this.maxPending > 0)) throw new RangeError('maxPending must be > 0');
     if (!(sweepIntervalMs > 0)) throw new RangeError('sweepIntervalMs must be > 0');
+    this.maxPendingBytes = options.maxPendingBytes ?? Infinity;
+    if (!(this.maxPendingBytes > 0)) throw new RangeError('maxPendingBytes must be > 0');
+    this.sizeOf = options.sizeOf ?? (() => 0);
     this.onPair = options.onPair;
     this.timer = setInterval(() => this.sweep(), sweepIntervalMs);
     this.timer.unref();
@@ -53,6 +67,16 @@ export class PairBuffer<Req, Res> {
   /** Halves waiting for their other half. */
   get size(): number {
     return this.pending.size;
+  }
+
+  /** Bytes held by the waiting halves (as measured by `sizeOf`). */
+  get bytes(): number {
+    return this.heldBytes;
+  }
+
+  private take(key: string, p: Pending<Req, Res>): void {
+    this.pending.delete(key);
+    this.heldBytes -= p.bytes;
   }
 
   /** Adds a request half. */
@@ -68,29 +92,38 @@ export class PairBuffer<Req, Res> {
   private add(key: string, side: 'request' | 'response', value: Req | Res): void {
     const p = this.pending.get(key);
     if (p !== undefined && p[side] === undefined) {
-      this.pending.delete(key);
+      this.take(key, p);
       if (side === 'request') this.onPair({ key, request: value as Req, response: p.response, orphanReason: '' });
       else this.onPair({ key, request: p.request, response: value as Res, orphanReason: '' });
       return;
     }
     if (p !== undefined) {
       // The same half twice (a retry, or a reused id): the first one is flushed so neither is lost.
-      this.pending.delete(key);
+      this.take(key, p);
       this.onPair({ key, request: p.request, response: p.response, orphanReason: 'duplicate' });
     }
-    if (this.pending.size >= this.maxPending) {
-      // Map iteration order is insertion order: the first entry is the oldest.
+    const bytes = this.sizeOf(value);
+    // Map iteration order is insertion order: the first entry is the oldest.
+    while (
+      this.pending.size > 0 &&
+      (this.pending.size >= this.maxPending || this.heldBytes + bytes > this.maxPendingBytes)
+    ) {
       const first = this.pending.entries().next();
-      if (first.done !== true) {
-        const [oldKey, old] = first.value;
-        this.pending.delete(oldKey);
-        this.onPair({ key: oldKey, request: old.request, response: old.response, orphanReason: 'overflow' });
-      }
+      if (first.done === true) break;
+      const [oldKey, old] = first.value;
+      this.take(oldKey, old);
+      this.onPair({ key: oldKey, request: old.request, response: old.response, orphanReason: 'overflow' });
     }
-    const entry: Pending<Req, Res> = { request: undefined, response: undefined, expiresAt: Date.now() + this.ttlMs };
+    const entry: Pending<Req, Res> = {
+      request: undefined,
+      response: undefined,
+      expiresAt: Date.now() + this.ttlMs,
+      bytes,
+    };
     if (side === 'request') entry.request = value as Req;
     else entry.response = value as Res;
     this.pending.set(key, entry);
+    this.heldBytes += bytes;
   }
 
   /**
@@ -101,7 +134,7 @@ export class PairBuffer<Req, Res> {
     const p = this.pending.get(key);
     if (p === undefined || p[side] !== value) return false;
     p[side] = undefined;
-    if (p.request === undefined && p.response === undefined) this.pending.delete(key);
+    if (p.request === undefined && p.response === undefined) this.take(key, p);
     return true;
   }
 
@@ -110,7 +143,7 @@ export class PairBuffer<Req, Res> {
     for (const [key, p] of this.pending) {
       // Insertion order is expiry order (constant TTL), so the first live entry ends the sweep.
       if (p.expiresAt > now) break;
-      this.pending.delete(key);
+      this.take(key, p);
       this.onPair({ key, request: p.request, response: p.response, orphanReason: 'ttl' });
     }
   }
@@ -122,5 +155,6 @@ export class PairBuffer<Req, Res> {
       this.onPair({ key, request: p.request, response: p.response, orphanReason: 'close' });
     }
     this.pending.clear();
+    this.heldBytes = 0;
   }
 }

@@ -36,6 +36,8 @@ export const EnvVars = {
   MODELWATCH_GRAFANA_TOKEN: 'alerts.grafanaToken',
   MODELWATCH_WEBHOOK_URLS: 'alerts.webhookUrls',
   MODELWATCH_OUTBOUND_ALLOW: 'alerts.outboundAllow',
+  MODELWATCH_KSERVE_TOKEN: 'kserve.token',
+  MODELWATCH_KSERVE_ALLOW: 'kserve.allow',
 } as const;
 
 type Env = Record<string, string | undefined>;
@@ -57,6 +59,7 @@ function envValue(key: string, raw: string): unknown {
     case 'MODELWATCH_ALERT_EMAIL_TO':
     case 'MODELWATCH_WEBHOOK_URLS':
     case 'MODELWATCH_OUTBOUND_ALLOW':
+    case 'MODELWATCH_KSERVE_ALLOW':
       return parseList(raw);
     case 'MODELWATCH_KAFKA_IDEMPOTENT':
       return parseBoolean({ key, value: raw });

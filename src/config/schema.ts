@@ -112,6 +112,33 @@ export const configSchema = z.strictObject({
        * @default true
        */
       publishInWorker: z.boolean().default(true),
+      /** Largest gRPC message the proxy receives or sends, either way, in bytes (Triton's default). */
+      grpcMaxMessageBytes: z.number().int().positive().default(64 * 1024 * 1024),
+      /**
+       * Query parameters kept in the captured route (`?name=value`); every other one is dropped before
+       * the capture leaves the sidecar, so secrets such as `?api_key=` never reach the bus or the store.
+       */
+      captureQueryParams: z.array(z.string()).default([]),
+    })
+    .prefault({}),
+  /** The KServe InferenceLogger receiver at `POST /ingest/kserve`. */
+  kserve: z
+    .strictObject({
+      /** When set, events must carry `Authorization: Bearer <token>` (or `x-modelwatch-token: <token>`). */
+      token: z.string().min(1).optional(),
+      /** When non-empty, only these client IPs or CIDRs may post events. */
+      allow: z.array(z.string()).default([]),
+      /** Bound of the bytes held for events waiting for their other half or for the bus. */
+      maxPendingBytes: z.number().int().positive().default(64 * 1024 * 1024),
+    })
+    .prefault({}),
+  /** Prometheus metrics. */
+  metrics: z
+    .strictObject({
+      /** Distinct model names kept as `model` label values; later ones count under `model="other"`. */
+      maxModels: z.number().int().min(1).default(100),
+      /** Distinct version names kept as `version` label values; later ones count under `version="other"`. */
+      maxVersions: z.number().int().min(1).default(100),
     })
     .prefault({}),
   ingest: z

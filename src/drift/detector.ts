@@ -1,4 +1,5 @@
-import { Counter, Histogram, type Registry } from 'prom-client';
+import type { Counter, Histogram, Registry } from 'prom-client';
+import { counterOn, histogramOn, modelLabelsOn } from '../common/metrics.js';
 import { ErrorCodes, ModelwatchError, errorMessage, isModelwatchError } from '../common/errors.js';
 import { newId } from '../common/ids.js';
 import type { Logger } from '../common/logger.js';
@@ -128,51 +129,33 @@ interface DetectorMetrics {
   duration: Histogram;
   changePoints: Counter<'model' | 'detector'>;
   skipped: Counter;
+  /** The `model` label value of a model name: bounded by `metrics.maxModels` (beyond it `other`). */
+  model: (name: string) => string;
 }
 
 function metricsOf(registry: Registry): DetectorMetrics {
   // get-or-create: several detectors (tests, `up` restarts) may share one registry.
-  const get = <T>(name: string, make: () => T): T => (registry.getSingleMetric(name) as T | undefined) ?? make();
   return {
-    runs: get(
-      'modelwatch_detect_runs_total',
-      () =>
-        new Counter({
-          name: 'modelwatch_detect_runs_total',
-          help: 'Detection runs per model by outcome (ok, error, timeout).',
-          labelNames: ['model', 'outcome'] as const,
-          registers: [registry],
-        }),
-    ),
-    duration: get(
-      'modelwatch_detect_run_duration_seconds',
-      () =>
-        new Histogram({
-          name: 'modelwatch_detect_run_duration_seconds',
-          help: 'Duration of one detection run over all models.',
-          buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120],
-          registers: [registry],
-        }),
-    ),
-    changePoints: get(
-      'modelwatch_detect_change_points_total',
-      () =>
-        new Counter({
-          name: 'modelwatch_detect_change_points_total',
-          help: 'Change points raised by streaming detectors.',
-          labelNames: ['model', 'detector'] as const,
-          registers: [registry],
-        }),
-    ),
-    skipped: get(
-      'modelwatch_detect_runs_skipped_total',
-      () =>
-        new Counter({
-          name: 'modelwatch_detect_runs_skipped_total',
-          help: 'Ticks skipped because the previous run was still in flight.',
-          registers: [registry],
-        }),
-    ),
+    runs: counterOn<'model' | 'outcome'>(registry, {
+      name: 'modelwatch_detect_runs_total',
+      help: 'Detection runs per model by outcome (ok, error, timeout).',
+      labelNames: ['model', 'outcome'] as const,
+    }),
+    duration: histogramOn(registry, {
+      name: 'modelwatch_detect_run_duration_seconds',
+      help: 'Duration of one detection run over all models.',
+      buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120],
+    }),
+    changePoints: counterOn<'model' | 'detector'>(registry, {
+      name: 'modelwatch_detect_change_points_total',
+      help: 'Change points raised by streaming detectors.',
+      labelNames: ['model', 'detector'] as const,
+    }),
+    skipped: counterOn(registry, {
+      name: 'modelwatch_detect_runs_skipped_total',
+      help: 'Ticks skipped because the previous run was still in flight.',
+    }),
+    model: (name) => modelLabelsOn(registry).of(name, '')[0],
   };
 }
 
@@ -448,17 +431,17 @@ export function startDetector(ctx: RuntimeContext, options: DetectorOptions = {}
         if (stopped || signal.aborted) break;
         try {
           runs.push(await runDetectionOnce(runCtx, { ...o, detectDrift: o.detectDrift, model, now, state, signal }));
-          metrics.runs.inc({ model, outcome: 'ok' });
+          metrics.runs.inc({ model: metrics.model(model), outcome: 'ok' });
         } catch (err) {
           const timedOut = signal.aborted || isModelwatchError(err, ErrorCodes.timeout);
-          metrics.runs.inc({ model, outcome: timedOut ? 'timeout' : 'error' });
+          metrics.runs.inc({ model: metrics.model(model), outcome: timedOut ? 'timeout' : 'error' });
           if (timedOut) log.error('detection run timed out or cancelled', { model, timeoutMs: o.timeoutMs, error: errorMessage(err) });
           else log.error('detection run failed', { model, error: errorMessage(err) });
         }
       }
       for (const r of runs) {
         for (const c of r.change_points) {
-          metrics.changePoints.inc({ model: r.model, detector: c.detector });
+          metrics.changePoints.inc({ model: metrics.model(r.model), detector: c.detector });
           log.info('change point', { model: r.model, series: c.series, detector: c.detector, value: c.value });
         }
       }

@@ -10,3 +10,11 @@ export { ingestLabels, queryLabelledRows, labelledRowsSql, labelInputSchema, lab
 export type { LabelInput, LabelledRowsQuery, LabelledRow } from './labels.js';
 export { startSeldonBridge } from './seldon.js';
 export type { SeldonBridge, SeldonBridgeOptions } from './seldon.js';
+export {
+  createKserveReceiver,
+  kserveRoutes,
+  kserveReceiverOf,
+  KSERVE_REQUEST_TYPE,
+  KSERVE_RESPONSE_TYPE,
+} from './kserve-receiver.js';
+export type { KserveReceiver, KserveReceiverOptions } from './kserve-receiver.js';

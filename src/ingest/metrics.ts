@@ -1,5 +1,5 @@
-import { Counter, Gauge, type Registry } from 'prom-client';
-import { counterOn } from '../common/metrics.js';
+import type { Counter, Registry } from 'prom-client';
+import { counterOn, summedGaugeOn } from '../common/metrics.js';
 
 /** The ingest accounting metrics (DESIGN §4), registered on the process registry. */
 export interface IngestMetrics {
@@ -20,18 +20,19 @@ function counter<L extends string>(registry: Registry, name: string, help: strin
 /** Creates (or re-uses) the ingest metrics on `registry`. */
 export function createIngestMetrics(registry: Registry): IngestMetrics {
   const backlog = new Map<string, number>();
-  if (!registry.getSingleMetric('modelwatch_ingest_lag_records')) {
-    new Gauge({
+  // Summed over every pipeline on the registry (get-or-create, like the counters).
+  summedGaugeOn(
+    registry,
+    {
       name: 'modelwatch_ingest_lag_records',
       help: 'Records not yet ingested: Kafka high watermark minus committed offset (sampled per batch), or the in-process queue length.',
-      registers: [registry],
-      collect() {
-        let n = 0;
-        for (const v of backlog.values()) n += v;
-        this.set(n);
-      },
-    });
-  }
+    },
+    () => {
+      let n = 0;
+      for (const v of backlog.values()) n += v;
+      return n;
+    },
+  );
   return {
     recordsConsumed: counter(registry, 'modelwatch_ingest_records_consumed_total', 'Bus records handed to ingest (redeliveries included).'),
     rowsInserted: counter(registry, 'modelwatch_ingest_rows_inserted_total', 'Prediction rows inserted into the store.'),

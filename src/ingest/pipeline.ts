@@ -1,4 +1,4 @@
-import { decodeCapture, type CapturedCall } from '../bus/capture.js';
+import { decodeCapture, type CapturedCall } from '../protocol/capture.js';
 import type { ConsumedBatch } from '../bus/types.js';
 import { ErrorCodes, ModelwatchError, errorMessage } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';

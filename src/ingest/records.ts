@@ -1,4 +1,4 @@
-import type { CapturedCall } from '../bus/capture.js';
+import type { CapturedCall } from '../protocol/capture.js';
 import type { ConsumedMessage } from '../bus/types.js';
 import { ErrorCodes, ModelwatchError, errorMessage } from '../common/errors.js';
 import type { PredictionRow, QuarantineRow, RequestRow } from '../store/rows.js';

@@ -1,18 +1,9 @@
-import { Gauge } from 'prom-client';
-import {
-  encodeCapture,
-  KafkaBus,
-  type BusConsumer,
-  type BusMessage,
-  type CapturedBody,
-  type CapturedCall,
-  type ConsumedBatch,
-  type ConsumedMessage,
-} from '../bus/index.js';
+import { KafkaBus, type BusConsumer, type BusMessage, type ConsumedBatch, type ConsumedMessage } from '../bus/index.js';
+import { encodeCapture, PROTOBUF_CONTENT_TYPE, type CapturedBody, type CapturedCall } from '../protocol/capture.js';
+import { peekInferRequest } from '../protocol/infer-peek.js';
 import { ErrorCodes, ModelwatchError, PairBuffer, errorMessage, newId, type Pair } from '../common/index.js';
 import type { RunningRole, RuntimeContext } from '../runtime/context.js';
-import { peekInferRequest, PROTOBUF_CONTENT_TYPE } from '../sidecar/index.js';
-import { counterOn } from '../common/metrics.js';
+import { counterOn, summedGaugeOn } from '../common/metrics.js';
 
 /** Options of {@link startSeldonBridge}. Unset values come from `ctx.config.kafka` and `ctx.config.sidecar`. */
 export interface SeldonBridgeOptions {
@@ -220,16 +211,11 @@ export async function startSeldonBridge(ctx: RuntimeContext, options: SeldonBrid
     sweepIntervalMs: options.sweepIntervalMs ?? defaults.sweepIntervalMs,
     onPair,
   });
-  if (ctx.metrics.getSingleMetric('modelwatch_seldon_pending_messages') === undefined) {
-    new Gauge({
-      name: 'modelwatch_seldon_pending_messages',
-      help: 'Seldon messages waiting for their other half.',
-      registers,
-      collect() {
-        this.set(pairs.size);
-      },
-    });
-  }
+  const pendingGauge = summedGaugeOn(
+    ctx.metrics,
+    { name: 'modelwatch_seldon_pending_messages', help: 'Seldon messages waiting for their other half.' },
+    () => pairs.size,
+  );
 
   const handler =
     (topicPrefix: string, side: 'inputs' | 'outputs') =>
@@ -308,6 +294,7 @@ export async function startSeldonBridge(ctx: RuntimeContext, options: SeldonBrid
   } catch (err) {
     await Promise.allSettled(consumers.map((c) => c.stop()));
     pairs.close();
+    pendingGauge.release();
     await kafka.close();
     throw err;
   }
@@ -326,6 +313,7 @@ export async function startSeldonBridge(ctx: RuntimeContext, options: SeldonBrid
         await Promise.allSettled(consumers.map((c) => c.stop()));
         pairs.close();
         await Promise.all([...inflight]);
+        pendingGauge.release();
         await kafka.close();
         ctx.logger.info('seldon bridge stopped');
       })();

@@ -1,4 +1,4 @@
-import type { CapturedBody, CapturedCall } from '../bus/capture.js';
+import type { CapturedBody, CapturedCall } from './capture.js';
 import type { ModelSchema } from '../config/model-schema.js';
 import { decompressBody } from './content-encoding.js';
 import { flattenTensors, type FlatRow } from './flatten.js';

@@ -12,6 +12,17 @@
  *
  * @module
  */
+export {
+  encodeCapture,
+  decodeCapture,
+  CaptureSources,
+  CAPTURE_CONTENT_TYPE,
+  CAPTURE_EVENT_TYPE,
+  PROTOBUF_CONTENT_TYPE,
+} from './capture.js';
+export type { CapturedCall, CapturedBody, CaptureSource, CaptureRecord } from './capture.js';
+export { peekInferRequest } from './infer-peek.js';
+export type { InferRequestIds } from './infer-peek.js';
 export { decodeCall, decodeRestBody, isProtobufCall } from './decode-call.js';
 export type { DecodeCallOptions, DecodedCall } from './decode-call.js';
 export { flattenTensors } from './flatten.js';

@@ -3,7 +3,7 @@ import { InProcessBus } from '../bus/in-process.js';
 import { KafkaBus } from '../bus/kafka.js';
 import type { Bus } from '../bus/types.js';
 import { createLogger, type Logger } from '../common/logger.js';
-import { errorMessage } from '../common/errors.js';
+import { ErrorCodes, ModelwatchError, errorMessage } from '../common/errors.js';
 import type { Config } from '../config/schema.js';
 import { openStore } from '../store/open.js';
 import type { Store } from '../store/store.js';
@@ -20,6 +20,28 @@ export interface CreateRuntimeOptions {
   defaultMetrics?: boolean;
   /** An already opened store (tests share one chdb engine per process). @default openStore(config) */
   store?: Store;
+  /**
+   * Whether the roles of this process use the store. When false (the sidecar alone), the store is
+   * neither opened nor migrated and `ctx.store` throws `internal` on any use. @default true
+   */
+  withStore?: boolean;
+}
+
+/**
+ * The `ctx.store` of a runtime built without a store: any property read throws, so a role that
+ * unexpectedly needs storage fails loudly at its first use instead of opening (or migrating) one.
+ */
+function absentStore(): Store {
+  return new Proxy({} as Store, {
+    get(_target, property) {
+      // Promise resolution probes `then`; answering undefined keeps `await ctx.store` harmless.
+      if (property === 'then') return undefined;
+      throw new ModelwatchError(
+        ErrorCodes.internal,
+        `this process runs roles that do not use the store (store.${String(property)} was used)`,
+      );
+    },
+  });
 }
 
 /** A {@link RuntimeContext} that owns its store and bus. */
@@ -56,14 +78,16 @@ function createBus(config: Config, logger: Logger): Bus {
 
 /**
  * Builds the process's runtime: logger, a fresh Prometheus registry (never the global one), the store
- * (migrations applied) and the bus (in-process when `kafka.brokers` is empty, else Kafka).
+ * (migrations applied; skipped with `withStore: false`) and the bus (in-process when `kafka.brokers`
+ * is empty, else Kafka).
  */
 export async function createRuntime(config: Config, options: CreateRuntimeOptions = {}): Promise<Runtime> {
   const logger = options.logger ?? createLogger(config.logLevel);
   const metrics = options.metrics ?? new Registry();
   if (options.defaultMetrics ?? true) registerDefaultMetrics(metrics);
-  const ownsStore = options.store === undefined;
-  const store = options.store ?? (await openStore(config));
+  const withStore = options.withStore ?? true;
+  const ownsStore = options.store === undefined && withStore;
+  const store = options.store ?? (withStore ? await openStore(config) : absentStore());
   let bus: Bus;
   try {
     bus = createBus(config, logger);

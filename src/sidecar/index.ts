@@ -12,18 +12,8 @@ export { HOP_BY_HOP, NEVER_CAPTURED } from './headers.js';
 export {
   startGrpcProxy,
   grpcStatusToHttp,
-  peekInferRequest,
   GRPC_SERVICE,
   GRPC_INFER_ROUTE,
   GRPC_PROXIED_METHODS,
-  PROTOBUF_CONTENT_TYPE,
 } from './grpc-proxy.js';
 export type { GrpcProxyOptions, CaptureSink } from './grpc-proxy.js';
-export {
-  createKserveReceiver,
-  kserveRoutes,
-  kserveReceiverOf,
-  KSERVE_REQUEST_TYPE,
-  KSERVE_RESPONSE_TYPE,
-} from './kserve-receiver.js';
-export type { KserveReceiver, KserveReceiverOptions } from './kserve-receiver.js';

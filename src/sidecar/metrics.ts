@@ -1,4 +1,5 @@
-import { Counter, Histogram, type Registry } from 'prom-client';
+import type { Counter, Histogram, Registry } from 'prom-client';
+import { counterOn, histogramOn, modelLabelsOn, type ModelLabels } from '../common/metrics.js';
 
 /** Upstream error kinds counted by `modelwatch_sidecar_upstream_errors_total{reason}`. */
 export const UpstreamErrorReasons = ['connect', 'timeout', 'reset', 'other'] as const;
@@ -18,7 +19,11 @@ interface ModelChildren {
 
 /**
  * The sidecar's request metrics (Triton-style labels `model`, `version`; `model=""` for non-model
- * routes). Label children are cached so the hot path does one `Map` lookup per series.
+ * routes). Model and version names come from request paths, so they pass through the registry's
+ * {@link ModelLabels} bound: beyond `metrics.maxModels` new names count under `model="other"`.
+ * Label children are cached per bounded label pair, so the hot path does one `Map` lookup per series
+ * and the cache is as bounded as the series. Get-or-create on the registry: several sidecars on one
+ * registry share the series.
  */
 export class SidecarMetrics {
   private readonly requests: Counter<'model' | 'version' | 'status'>;
@@ -30,48 +35,50 @@ export class SidecarMetrics {
   private readonly clientAborts: Counter;
   private readonly byStatus = new Map<string, Children>();
   private readonly byModel = new Map<string, ModelChildren>();
+  private readonly labels: ModelLabels;
 
-  constructor(registry: Registry) {
+  constructor(registry: Registry, labels: ModelLabels = modelLabelsOn(registry)) {
+    this.labels = labels;
     const registers = [registry];
-    this.requests = new Counter({
+    this.requests = counterOn(registry, {
       name: 'modelwatch_sidecar_requests_total',
       help: 'Requests proxied by the sidecar, by model, version and response status.',
       labelNames: ['model', 'version', 'status'],
       registers,
     });
-    this.failures = new Counter({
+    this.failures = counterOn(registry, {
       name: 'modelwatch_sidecar_request_failures_total',
       help: 'Requests answered with status >= 400 (upstream or sidecar), by model, version and status.',
       labelNames: ['model', 'version', 'status'],
       registers,
     });
-    this.duration = new Histogram({
+    this.duration = histogramOn(registry, {
       name: 'modelwatch_sidecar_request_duration_seconds',
       help: 'Time from request arrival to the end of the response, by model and version.',
       labelNames: ['model', 'version'],
       buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
       registers,
     });
-    this.bytesIn = new Counter({
+    this.bytesIn = counterOn(registry, {
       name: 'modelwatch_sidecar_request_bytes_total',
       help: 'Request body bytes received from clients (declared Content-Length, or counted when captured).',
       labelNames: ['model', 'version'],
       registers,
     });
-    this.bytesOut = new Counter({
+    this.bytesOut = counterOn(registry, {
       name: 'modelwatch_sidecar_response_bytes_total',
       help: 'Response body bytes sent to clients.',
       labelNames: ['model', 'version'],
       registers,
     });
-    this.upstreamErrors = new Counter({
+    this.upstreamErrors = counterOn(registry, {
       name: 'modelwatch_sidecar_upstream_errors_total',
       help: 'Upstream connection failures, by reason (connect, timeout, reset, other).',
       labelNames: ['reason'],
       registers,
     });
     for (const r of UpstreamErrorReasons) this.upstreamErrors.labels(r).inc(0);
-    this.clientAborts = new Counter({
+    this.clientAborts = counterOn(registry, {
       name: 'modelwatch_sidecar_client_aborts_total',
       help: 'Requests whose client went away before the response was complete.',
       registers,
@@ -79,7 +86,15 @@ export class SidecarMetrics {
   }
 
   /** Records one finished request. */
-  observe(model: string, version: string, status: number, seconds: number, bytesIn: number, bytesOut: number): void {
+  observe(
+    rawModel: string,
+    rawVersion: string,
+    status: number,
+    seconds: number,
+    bytesIn: number,
+    bytesOut: number,
+  ): void {
+    const [model, version] = rawModel === '' ? ['', ''] : this.labels.of(rawModel, rawVersion);
     const mk = version === '' ? model : `${model}\u0000${version}`;
     let m = this.byModel.get(mk);
     if (m === undefined) {

@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Dispatcher } from 'undici';
-import type { CapturedCall } from '../bus/capture.js';
+import type { CapturedCall } from '../protocol/capture.js';
 import { newId } from '../common/ids.js';
 import { connectionTokens, dropPairs, HOP_BY_HOP, NEVER_CAPTURED } from './headers.js';
 import type { SidecarMetrics, UpstreamErrorReason } from './metrics.js';
@@ -21,6 +21,8 @@ export interface ProxyDeps {
   maxCaptureBytes: number;
   /** Lower-case request header names copied into captures (never the {@link NEVER_CAPTURED} ones). */
   captureHeaders: ReadonlySet<string>;
+  /** Query parameter names kept in the captured route; every other one is dropped. */
+  captureQueryParams: ReadonlySet<string>;
   headersTimeoutMs: number;
   bodyTimeoutMs: number;
   /** Answers `GET /metrics` on the sidecar itself; `undefined` forwards it like any path. */
@@ -28,6 +30,32 @@ export interface ProxyDeps {
   /** Called when a request starts and when it is finished (in-flight accounting for shutdown). */
   onStart: () => void;
   onFinish: () => void;
+}
+
+/**
+ * The route as captured: the request path with only the allow-listed query parameters (in their
+ * original order and encoding), so a secret passed as `?api_key=` never reaches the bus, the store, a
+ * log or a metric. The upstream still receives the full URL.
+ */
+export function captureRoute(url: string, keep: ReadonlySet<string>): string {
+  const q = url.indexOf('?');
+  if (q === -1) return url;
+  const path = url.slice(0, q);
+  if (keep.size === 0) return path;
+  const kept: string[] = [];
+  for (const pair of url.slice(q + 1).split('&')) {
+    if (pair === '') continue;
+    const eq = pair.indexOf('=');
+    const rawName = eq === -1 ? pair : pair.slice(0, eq);
+    let name: string;
+    try {
+      name = decodeURIComponent(rawName.replace(/\+/g, ' '));
+    } catch {
+      continue;
+    }
+    if (keep.has(name)) kept.push(pair);
+  }
+  return kept.length === 0 ? path : `${path}?${kept.join('&')}`;
 }
 
 /** A capped copy of a body, taken on the side while the body streams through. */
@@ -253,7 +281,10 @@ class ProxyCall implements Dispatcher.DispatchHandler {
   private respondError(kind: { status: number; code: string; reason: UpstreamErrorReason }, err: Error): void {
     if (this.done) return;
     if (this.res.headersSent || this.res.destroyed) {
-      this.finish(this.clientGone ? 499 : kind.status, this.clientGone ? 'client_aborted' : `${kind.reason}: ${err.message}`);
+      this.finish(
+        this.clientGone ? 499 : kind.status,
+        this.clientGone ? 'client_aborted' : `${kind.reason}: ${err.message}`,
+      );
       return;
     }
     const body = JSON.stringify({ error: { code: kind.code, message: `upstream: ${err.message}` } });
@@ -287,7 +318,7 @@ class ProxyCall implements Dispatcher.DispatchHandler {
       source: 'rest',
       model: this.model,
       version: this.version,
-      route: this.req.url ?? '',
+      route: captureRoute(this.req.url ?? '', deps.captureQueryParams),
       method: this.req.method ?? 'POST',
       status,
       startedAt: this.startedAt,

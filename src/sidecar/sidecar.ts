@@ -2,6 +2,7 @@ import { createServer, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Pool } from 'undici';
 import { ErrorCodes, ModelwatchError, errorMessage } from '../common/errors.js';
+import { modelLabelsOn } from '../common/metrics.js';
 import type { RunningRole, RuntimeContext } from '../runtime/context.js';
 import { SidecarMetrics } from './metrics.js';
 import { createProxyHandler } from './proxy.js';
@@ -70,7 +71,9 @@ function checkPositive(opts: Record<string, unknown>, keys: string[]): void {
   for (const k of keys) {
     const v = opts[k];
     if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) {
-      throw new ModelwatchError(ErrorCodes.configInvalid, `sidecar option ${k} must be a positive number`, { field: k });
+      throw new ModelwatchError(ErrorCodes.configInvalid, `sidecar option ${k} must be a positive number`, {
+        field: k,
+      });
     }
   }
 }
@@ -82,13 +85,20 @@ function checkPositive(opts: Record<string, unknown>, keys: string[]): void {
  * `stop()` stops accepting, lets in-flight requests finish, flushes the tee within
  * `config.sidecar.shutdownDeadlineMs`, then closes the pool.
  */
-export async function startSidecar(ctx: RuntimeContext, options: Partial<SidecarOptions> = {}): Promise<RunningSidecar> {
+export async function startSidecar(
+  ctx: RuntimeContext,
+  options: Partial<SidecarOptions> = {},
+): Promise<RunningSidecar> {
   const sc = ctx.config.sidecar;
   const upstream = options.upstream ?? sc.upstream;
   if (upstream === undefined || upstream === '') {
-    throw new ModelwatchError(ErrorCodes.configInvalid, 'the sidecar needs an upstream URL (--upstream or MODELWATCH_UPSTREAM)', {
-      field: 'sidecar.upstream',
-    });
+    throw new ModelwatchError(
+      ErrorCodes.configInvalid,
+      'the sidecar needs an upstream URL (--upstream or MODELWATCH_UPSTREAM)',
+      {
+        field: 'sidecar.upstream',
+      },
+    );
   }
   let upstreamUrl: URL;
   try {
@@ -100,12 +110,23 @@ export async function startSidecar(ctx: RuntimeContext, options: Partial<Sidecar
     });
   }
   if (upstreamUrl.protocol !== 'http:' && upstreamUrl.protocol !== 'https:') {
-    throw new ModelwatchError(ErrorCodes.configInvalid, `sidecar upstream must be http(s), got ${upstreamUrl.protocol}`, {
-      field: 'sidecar.upstream',
-    });
+    throw new ModelwatchError(
+      ErrorCodes.configInvalid,
+      `sidecar upstream must be http(s), got ${upstreamUrl.protocol}`,
+      {
+        field: 'sidecar.upstream',
+      },
+    );
   }
   const opts = { ...defaults, ...options, upstream, listen: options.listen ?? sc.listen };
-  checkPositive(opts, ['connections', 'upstreamKeepAliveMs', 'clientKeepAliveMs', 'teeFlushIntervalMs', 'teeMaxBatchMessages', 'teePublishTimeoutMs']);
+  checkPositive(opts, [
+    'connections',
+    'upstreamKeepAliveMs',
+    'clientKeepAliveMs',
+    'teeFlushIntervalMs',
+    'teeMaxBatchMessages',
+    'teePublishTimeoutMs',
+  ]);
   const { host, port } = splitListen(opts.listen);
   const basePath = upstreamUrl.pathname.replace(/\/+$/, '');
 
@@ -121,7 +142,7 @@ export async function startSidecar(ctx: RuntimeContext, options: Partial<Sidecar
   // A pool error outside a request (e.g. a socket failing while idle) must not crash the process.
   pool.on('connectionError', () => undefined);
 
-  const metrics = new SidecarMetrics(ctx.metrics);
+  const metrics = new SidecarMetrics(ctx.metrics, modelLabelsOn(ctx.metrics, ctx.config.metrics));
   const lease = acquireTee(ctx, {
     maxBufferBytes: sc.maxTeeBufferBytes,
     flushIntervalMs: opts.teeFlushIntervalMs,
@@ -159,6 +180,7 @@ export async function startSidecar(ctx: RuntimeContext, options: Partial<Sidecar
     samplingFor: (model) => rates.get(model) ?? defaultRate,
     maxCaptureBytes: sc.maxCaptureBytes,
     captureHeaders: new Set(sc.captureHeaders.map((h) => h.toLowerCase())),
+    captureQueryParams: new Set(sc.captureQueryParams),
     headersTimeoutMs: sc.upstreamTimeoutMs,
     bodyTimeoutMs: sc.upstreamTimeoutMs,
     serveMetrics,
@@ -174,7 +196,8 @@ export async function startSidecar(ctx: RuntimeContext, options: Partial<Sidecar
   const server: Server = createServer({ keepAliveTimeout: opts.clientKeepAliveMs }, handler);
   // A malformed request line or header never reaches the handler: answer 400 and close, as Node does by default.
   server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
-    if (socket.writable && err.code !== 'ECONNRESET') socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
+    if (socket.writable && err.code !== 'ECONNRESET')
+      socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
     else socket.destroy();
   });
   try {

@@ -1,9 +1,10 @@
 import { performance, type EventLoopUtilization } from 'node:perf_hooks';
-import { Counter, Gauge, type Registry } from 'prom-client';
-import { encodeCapture, type CapturedCall } from '../bus/capture.js';
+import type { Counter, Registry } from 'prom-client';
+import { encodeCapture, type CapturedCall } from '../protocol/capture.js';
 import { messageBytes, type Bus, type BusMessage } from '../bus/types.js';
 import { errorMessage } from '../common/errors.js';
 import { silentLogger, type Logger } from '../common/logger.js';
+import { counterOn, summedGaugeOn, type GaugeReader } from '../common/metrics.js';
 
 /** Reasons a captured record is dropped instead of sent. */
 export const TeeDropReasons = ['buffer_full', 'publish_failed', 'shutdown'] as const;
@@ -27,21 +28,17 @@ export interface TeeOptions {
    * inference. 1 disables the check. Explicit `flush()` and `close()` ignore it. @default 0.9
    */
   maxLoopUtilization?: number;
-  /** A publish that has not settled after this long counts as failed; its records are dropped. @default 5000 */
+  /**
+   * A publish that has not settled after this long stops holding up the flusher, which moves on to
+   * the next batch. Its records stay counted as in flight, and their bytes inside `maxBufferBytes`,
+   * until the bus answers: sent if it then acknowledges, dropped (`publish_failed`) if it rejects.
+   * @default 5000
+   */
   publishTimeoutMs?: number;
   /** Registry for the `modelwatch_tee_*` metrics; none when omitted. */
   registry?: Registry | undefined;
   logger?: Logger;
 }
-
-const TeeMetricNames = [
-  'modelwatch_tee_captured_total',
-  'modelwatch_tee_sent_total',
-  'modelwatch_tee_dropped_total',
-  'modelwatch_tee_sampled_out_total',
-  'modelwatch_tee_buffered_records',
-  'modelwatch_tee_buffered_bytes',
-] as const;
 
 const defaults = {
   maxBufferBytes: 64 * 1024 * 1024,
@@ -67,6 +64,10 @@ export interface TeeStats {
   buffered: number;
   /** Encoded bytes waiting or in flight. */
   bufferedBytes: number;
+  /** Of `buffered`, records handed to the bus whose publish has not settled yet (timed out or not). */
+  inFlight: number;
+  /** Publishes that outlived `publishTimeoutMs` (their records were counted once, when the bus answered). */
+  publishTimeouts: number;
   /** Inference calls not captured because of sampling (not part of `captured`). */
   sampledOut: number;
 }
@@ -79,8 +80,10 @@ interface Entry {
 /**
  * The hand-off between the request path and the bus (DESIGN §4 rule 1). `offer` is O(1) and never
  * waits: the record goes into a queue bounded in bytes, or is dropped and counted. A background
- * flusher publishes batches, one at a time, each bounded by a timeout so a hung broker cannot pin the
- * buffer. Every record is accounted for: `captured = sent + dropped + buffered`.
+ * flusher publishes batches, one at a time; a publish that outlives its timeout no longer holds up
+ * the flusher, but its records stay in flight (and their bytes inside the bound) until the bus
+ * answers, so a record is never both dropped and delivered. Every record is accounted for, once:
+ * `captured = sent + dropped + buffered`, where `buffered` includes what is in flight.
  */
 export class Tee {
   private readonly opts: Omit<Required<TeeOptions>, 'registry'> & Pick<TeeOptions, 'registry'>;
@@ -93,6 +96,7 @@ export class Tee {
   private sent = 0;
   private readonly droppedBy: Record<TeeDropReason, number> = { buffer_full: 0, publish_failed: 0, shutdown: 0 };
   private sampledOut = 0;
+  private publishTimeouts = 0;
   private timer: NodeJS.Timeout | undefined;
   private flushing: Promise<void> | undefined;
   private closed = false;
@@ -103,58 +107,75 @@ export class Tee {
   private readonly mSent: Counter | undefined;
   private readonly mDropped: Counter<'reason'> | undefined;
   private readonly mSampled: Counter | undefined;
+  private readonly mTimeouts: Counter | undefined;
+  private gauges: GaugeReader[] = [];
 
   constructor(
     private readonly bus: Bus,
     options: TeeOptions = {},
   ) {
     this.opts = { ...defaults, ...options };
-    for (const k of ['maxBufferBytes', 'flushIntervalMs', 'maxBatchMessages', 'maxBatchBytes', 'publishTimeoutMs'] as const) {
+    for (const k of [
+      'maxBufferBytes',
+      'flushIntervalMs',
+      'maxBatchMessages',
+      'maxBatchBytes',
+      'publishTimeoutMs',
+    ] as const) {
       const v = this.opts[k];
       if (!(Number.isFinite(v) && v > 0)) throw new RangeError(`TeeOptions.${k} must be a positive number, got ${v}`);
     }
     const u = this.opts.maxLoopUtilization;
     if (!(u > 0 && u <= 1)) throw new RangeError(`TeeOptions.maxLoopUtilization must be in (0, 1], got ${u}`);
-    const registers: Registry[] = this.opts.registry ? [this.opts.registry] : [];
-    if (this.opts.registry) {
-      // A tee re-created on the same registry (a role restarted in-process) takes over the names;
-      // Prometheus treats the restarted counters as a counter reset.
-      for (const name of TeeMetricNames) this.opts.registry.removeSingleMetric(name);
-    }
-    if (registers.length > 0) {
-      this.mCaptured = new Counter({ name: 'modelwatch_tee_captured_total', help: 'Inference calls captured by the tee.', registers });
-      this.mSent = new Counter({ name: 'modelwatch_tee_sent_total', help: 'Captured records acknowledged by the bus.', registers });
-      this.mDropped = new Counter({
+    const registry = this.opts.registry;
+    if (registry !== undefined) {
+      // Get-or-create: several tees on one registry (two sidecars, a role restarted in-process) add
+      // to the same counters, and the gauges report their sum.
+      this.mCaptured = counterOn(registry, {
+        name: 'modelwatch_tee_captured_total',
+        help: 'Inference calls captured by the tee.',
+      });
+      this.mSent = counterOn(registry, {
+        name: 'modelwatch_tee_sent_total',
+        help: 'Captured records acknowledged by the bus.',
+      });
+      this.mDropped = counterOn<'reason'>(registry, {
         name: 'modelwatch_tee_dropped_total',
         help: 'Captured records dropped, by reason (buffer_full, publish_failed, shutdown).',
         labelNames: ['reason'],
-        registers,
       });
       for (const r of TeeDropReasons) this.mDropped.labels(r).inc(0);
-      this.mSampled = new Counter({
+      this.mSampled = counterOn(registry, {
         name: 'modelwatch_tee_sampled_out_total',
         help: 'Inference calls not captured because of sampling (not drops).',
-        registers,
       });
-      // Gauges read the live values at scrape time.
-      // eslint-disable-next-line @typescript-eslint/no-this-alias -- prom-client binds `this` to the gauge in collect()
-      const self = this;
-      new Gauge({
-        name: 'modelwatch_tee_buffered_records',
-        help: 'Captured records waiting for or in flight to the bus.',
-        registers,
-        collect() {
-          this.set(self.queue.length - self.head + self.inFlight);
-        },
+      this.mTimeouts = counterOn(registry, {
+        name: 'modelwatch_tee_publish_timeouts_total',
+        help: 'Publishes that outlived the publish timeout; their records stay in flight until the bus answers.',
       });
-      new Gauge({
-        name: 'modelwatch_tee_buffered_bytes',
-        help: 'Encoded bytes of captured records waiting for or in flight to the bus.',
-        registers,
-        collect() {
-          this.set(self.queuedBytes + self.inFlightBytes);
-        },
-      });
+      this.gauges = [
+        summedGaugeOn(
+          registry,
+          { name: 'modelwatch_tee_buffered_records', help: 'Captured records waiting for or in flight to the bus.' },
+          () => this.queue.length - this.head + this.inFlight,
+        ),
+        summedGaugeOn(
+          registry,
+          {
+            name: 'modelwatch_tee_buffered_bytes',
+            help: 'Encoded bytes of captured records waiting for or in flight to the bus.',
+          },
+          () => this.queuedBytes + this.inFlightBytes,
+        ),
+        summedGaugeOn(
+          registry,
+          {
+            name: 'modelwatch_tee_inflight_records',
+            help: 'Captured records handed to the bus whose publish has not settled (included in buffered).',
+          },
+          () => this.inFlight,
+        ),
+      ];
     }
   }
 
@@ -212,6 +233,8 @@ export class Tee {
       droppedBy: { ...d },
       buffered: this.queue.length - this.head + this.inFlight,
       bufferedBytes: this.queuedBytes + this.inFlightBytes,
+      inFlight: this.inFlight,
+      publishTimeouts: this.publishTimeouts,
       sampledOut: this.sampledOut,
     };
   }
@@ -234,7 +257,8 @@ export class Tee {
 
   /**
    * Stops the flusher, publishes what is buffered until `deadlineMs` passes, then drops the rest as
-   * `shutdown`. Later offers are dropped as `shutdown`.
+   * `shutdown`. Later offers are dropped as `shutdown`. Publishes still in flight are counted when
+   * the bus answers them (closing the bus makes it answer).
    */
   async close(deadlineMs: number): Promise<void> {
     if (this.timer) clearInterval(this.timer);
@@ -260,6 +284,13 @@ export class Tee {
     this.queue.length = 0;
     this.head = 0;
     this.queuedBytes = 0;
+    this.releaseGaugesWhenSettled();
+  }
+
+  private releaseGaugesWhenSettled(): void {
+    if (!this.closed || this.inFlight > 0) return;
+    for (const g of this.gauges) g.release();
+    this.gauges = [];
   }
 
   private overloaded(): boolean {
@@ -309,6 +340,20 @@ export class Tee {
     return { messages, bytes };
   }
 
+  /** Accounts one batch exactly once, when its publish settles (however late). */
+  private settle(records: number, bytes: number, ok: boolean, error: unknown): void {
+    this.inFlight -= records;
+    this.inFlightBytes -= bytes;
+    if (ok) {
+      this.sent += records;
+      this.mSent?.inc(records);
+    } else {
+      this.opts.logger.warn('tee publish failed; dropping batch', { records, error: errorMessage(error) });
+      this.drop('publish_failed', records);
+    }
+    this.releaseGaugesWhenSettled();
+  }
+
   private async drain(background: boolean): Promise<void> {
     while (this.queue.length - this.head > 0) {
       // The background flusher yields to request work between batches when the loop is saturated.
@@ -317,34 +362,43 @@ export class Tee {
       this.queuedBytes -= bytes;
       this.inFlight += messages.length;
       this.inFlightBytes += bytes;
-      let ok = false;
-      let timer: NodeJS.Timeout | undefined;
+      let publish: Promise<void>;
       try {
-        await Promise.race([
-          this.bus.publish(messages),
-          new Promise<never>((_, reject) => {
-            timer = setTimeout(
-              () => reject(new Error(`bus publish did not settle within ${this.opts.publishTimeoutMs} ms`)),
-              this.opts.publishTimeoutMs,
-            );
-            timer.unref();
-          }),
-        ]);
-        ok = true;
+        publish = this.bus.publish(messages);
       } catch (err) {
-        this.opts.logger.warn('tee publish failed; dropping batch', { records: messages.length, error: errorMessage(err) });
-      } finally {
-        clearTimeout(timer);
+        publish = Promise.reject(err instanceof Error ? err : new Error(String(err)));
       }
-      this.inFlight -= messages.length;
-      this.inFlightBytes -= bytes;
-      if (ok) {
-        this.sent += messages.length;
-        this.mSent?.inc(messages.length);
-      } else {
-        this.drop('publish_failed', messages.length);
+      const settled = publish.then(
+        () => {
+          this.settle(messages.length, bytes, true, undefined);
+          return true;
+        },
+        (err: unknown) => {
+          this.settle(messages.length, bytes, false, err);
+          return false;
+        },
+      );
+      let timer: NodeJS.Timeout | undefined;
+      const outcome = await Promise.race([
+        settled,
+        new Promise<'timeout'>((resolve) => {
+          timer = setTimeout(() => resolve('timeout'), this.opts.publishTimeoutMs);
+          timer.unref();
+        }),
+      ]);
+      clearTimeout(timer);
+      if (outcome === 'timeout') {
+        // The bus may still deliver this batch: it stays in flight (bytes held inside the bound) and
+        // is counted when the bus answers. The flusher stops waiting so a later batch can go out.
+        this.publishTimeouts++;
+        this.mTimeouts?.inc();
+        this.opts.logger.warn('tee publish outlived its timeout; records stay in flight until the bus answers', {
+          records: messages.length,
+          timeoutMs: this.opts.publishTimeoutMs,
+        });
         return;
       }
+      if (!outcome) return;
     }
   }
 }

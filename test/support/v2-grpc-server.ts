@@ -233,7 +233,8 @@ export interface V2GrpcServer {
  */
 export async function startV2GrpcServer(): Promise<V2GrpcServer> {
   const Service = v2ServiceConstructor();
-  const server = new grpc.Server();
+  // Triton's receive limit, so messages above grpc-js's 4 MiB default reach the model.
+  const server = new grpc.Server({ 'grpc.max_receive_message_length': 64 * 1024 * 1024 });
   let inferCalls = 0;
   let cancelled = 0;
 

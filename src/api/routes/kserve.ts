@@ -1,6 +1,6 @@
 import { createRoute, z } from '@hono/zod-openapi';
 import type { RuntimeContext } from '../../runtime/context.js';
-import { kserveRoutes } from '../../sidecar/index.js';
+import { kserveRoutes } from '../../ingest/index.js';
 import { errorResponse, jsonResponse, type ApiApp } from '../openapi.js';
 
 const header = (description: string, required = false): z.ZodType =>

@@ -25,12 +25,17 @@ export const sidecarCommand: Command = {
     if (config.sidecar.upstream === undefined) throw new UsageError('--upstream URL is required', usage);
     const logger = createLogger(config.logLevel);
     if (config.kafka.brokers.length === 0) {
-      logger.warn('no Kafka brokers configured: captures stay in the in-process bus, which nothing consumes in this process; set MODELWATCH_KAFKA_BROKERS');
+      logger.warn(
+        'no Kafka brokers configured: captures stay in the in-process bus, which nothing consumes in this process; set MODELWATCH_KAFKA_BROKERS',
+      );
     }
     // Stop order: the gRPC proxy, then the REST sidecar (whose stop flushes the tee).
     const specs: RoleSpec[] = [];
-    if (config.sidecar.grpcUpstream !== undefined) specs.push({ name: 'grpc', start: (ctx) => startGrpcProxy(ctx) });
-    specs.push({ name: 'sidecar', start: (ctx) => startSidecar(ctx) });
+    // Neither proxy touches the store: it is not opened (nor migrated) by this command.
+    if (config.sidecar.grpcUpstream !== undefined) {
+      specs.push({ name: 'grpc', start: (ctx) => startGrpcProxy(ctx), usesStore: false });
+    }
+    specs.push({ name: 'sidecar', start: (ctx) => startSidecar(ctx), usesStore: false });
     return serveRoles(config, specs, { runtime: { logger } });
   },
 };

@@ -1,12 +1,14 @@
-import { Hono, type Context } from 'hono';
+import { createHash, timingSafeEqual } from 'node:crypto';
+import { BlockList, isIP } from 'node:net';
+import { getConnInfo } from '@hono/node-server/conninfo';
+import { Hono, type Context, type MiddlewareHandler } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
-import { Gauge } from 'prom-client';
-import { encodeCapture, type CapturedBody, type CapturedCall } from '../bus/capture.js';
-import { ErrorCodes, errorMessage, type ErrorCode } from '../common/errors.js';
+import { encodeCapture, type CapturedBody, type CapturedCall } from '../protocol/capture.js';
+import { ErrorCodes, ModelwatchError, errorMessage, type ErrorCode } from '../common/errors.js';
 import { newId } from '../common/ids.js';
 import { PairBuffer, type Pair } from '../common/index.js';
 import type { RuntimeContext } from '../runtime/context.js';
-import { counterOn } from '../common/metrics.js';
+import { counterOn, summedGaugeOn } from '../common/metrics.js';
 
 /** CloudEvents `type` of a KServe InferenceLogger request event. */
 export const KSERVE_REQUEST_TYPE = 'org.kubeflow.serving.inference.request';
@@ -23,8 +25,81 @@ export interface KserveReceiverOptions {
   sweepIntervalMs?: number;
   /** Largest event body accepted (413 beyond it). @default ctx.config.api.maxBodyBytes */
   maxBodyBytes?: number;
-  /** Cap of each captured body; beyond it the capture is marked truncated. @default ctx.config.sidecar.maxCaptureBytes */
+  /**
+   * Cap of each captured body, applied while the event is read (only the first `maxCaptureBytes` are
+   * kept in memory); beyond it the capture is marked truncated. @default ctx.config.sidecar.maxCaptureBytes
+   */
   maxCaptureBytes?: number;
+  /**
+   * Bound of the bytes held for events waiting for their other half; beyond it the oldest are
+   * published unpaired (`overflow`). The same bound applies to bytes handed to the bus and not yet
+   * acknowledged: beyond it new events are refused with 503 (`busy`). @default ctx.config.kserve.maxPendingBytes
+   */
+  maxPendingBytes?: number;
+  /** Shared token events must carry (`Authorization: Bearer` or `x-modelwatch-token`). @default ctx.config.kserve.token */
+  token?: string | undefined;
+  /** Client IPs or CIDRs allowed to post; empty allows any. @default ctx.config.kserve.allow */
+  allow?: string[];
+}
+
+/** Why the receiver shed work, counted by `modelwatch_kserve_shed_total{reason}`. */
+export const KserveShedReasons = ['overflow', 'busy'] as const;
+
+/** Memory an event holds besides its body (attributes, metadata, bookkeeping), for the byte bound. */
+const EVENT_OVERHEAD_BYTES = 512;
+
+/** A {@link BlockList} of `allow` (IPs and CIDRs); throws `config_invalid` naming a bad entry. */
+function allowList(allow: string[]): BlockList | undefined {
+  if (allow.length === 0) return undefined;
+  const list = new BlockList();
+  for (const raw of allow) {
+    const entry = raw.trim();
+    const [addr = '', prefix] = entry.split('/');
+    const family = isIP(addr);
+    const bits = prefix === undefined ? undefined : Number(prefix);
+    const max = family === 6 ? 128 : 32;
+    if (family === 0 || (bits !== undefined && !(Number.isInteger(bits) && bits >= 0 && bits <= max))) {
+      throw new ModelwatchError(ErrorCodes.configInvalid, `kserve.allow entry ${raw} is not an IP address or CIDR`, {
+        field: 'kserve.allow',
+      });
+    }
+    const type = family === 6 ? 'ipv6' : 'ipv4';
+    if (bits === undefined) list.addAddress(addr, type);
+    else list.addSubnet(addr, bits, type);
+  }
+  return list;
+}
+
+/** Whether `address` (as the socket reports it; IPv4-mapped IPv6 included) is on `list`. */
+function allowed(list: BlockList, address: string | undefined): boolean {
+  if (address === undefined) return false;
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
+  if (mapped) return list.check(mapped[1] as string, 'ipv4') || list.check(address, 'ipv6');
+  return list.check(address, isIP(address) === 6 ? 'ipv6' : 'ipv4');
+}
+
+function digest(s: string): Buffer {
+  return createHash('sha256').update(s).digest();
+}
+
+/** Reads a request body, keeping only its first `cap` bytes; returns them and the full size. */
+async function readCapped(c: Context, cap: number): Promise<{ body: Buffer; size: number }> {
+  const stream = c.req.raw.body;
+  if (stream === null) return { body: Buffer.alloc(0), size: 0 };
+  const chunks: Buffer[] = [];
+  let kept = 0;
+  let size = 0;
+  for await (const chunk of stream) {
+    const b = chunk as Uint8Array;
+    size += b.length;
+    if (kept < cap) {
+      const take = Math.min(cap - kept, b.length);
+      // Copy what is kept, so the capture does not pin the transport's (possibly larger) buffer.
+      chunks.push(Buffer.from(b.subarray(0, take)));
+      kept += take;
+    }
+  }
+  return { body: chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, kept), size };
 }
 
 const defaults = {
@@ -39,6 +114,10 @@ export interface KserveReceiver {
   app: Hono;
   /** Events waiting for their other half. */
   readonly pending: number;
+  /** Bytes held by events waiting for their other half (bounded by `maxPendingBytes`). */
+  readonly pendingBytes: number;
+  /** Bytes handed to the bus and not yet acknowledged. */
+  readonly publishingBytes: number;
   /** Emits every half whose TTL has passed now (the timer does this every `sweepIntervalMs`). */
   sweep(): void;
   /** Stops pairing, emits everything still waiting, and waits for the bus to accept it. */
@@ -55,12 +134,15 @@ interface KserveEvent {
   endpoint: string;
   contentType: string;
   metadata: Record<string, string>;
+  /** The first `maxCaptureBytes` of the data. */
   body: Buffer;
+  /** Full size of the data on the wire. */
+  size: number;
 }
 
 class EventError extends Error {
   constructor(
-    readonly status: 400 | 413 | 415,
+    readonly status: 400 | 401 | 403 | 413 | 415 | 503,
     readonly code: ErrorCode,
     message: string,
     readonly field: string,
@@ -112,6 +194,11 @@ function emptyBody(): CapturedBody {
  * never comes is still published after the TTL, with status 0 and error `response missing` (KServe
  * logs no response for non-200 answers); a response without request is published with error
  * `request missing`. Bad events get a 4xx JSON error naming the problem; accepted ones 202.
+ *
+ * Bounded: bodies are cut to `maxCaptureBytes` as they are read; waiting halves hold at most
+ * `maxPendingBytes` (the oldest are published unpaired beyond it, counted as shed `overflow`); while
+ * the bus has `maxPendingBytes` unacknowledged, new events get 503 with `Retry-After` (shed `busy`).
+ * An accepted (202) event is always published. With `token` or `allow` set, other clients get 401/403.
  */
 export function createKserveReceiver(ctx: RuntimeContext, options: KserveReceiverOptions = {}): KserveReceiver {
   const pairTtlMs = options.pairTtlMs ?? defaults.pairTtlMs;
@@ -119,8 +206,13 @@ export function createKserveReceiver(ctx: RuntimeContext, options: KserveReceive
   const sweepIntervalMs = options.sweepIntervalMs ?? defaults.sweepIntervalMs;
   const maxBodyBytes = options.maxBodyBytes ?? ctx.config.api.maxBodyBytes;
   const maxCaptureBytes = options.maxCaptureBytes ?? ctx.config.sidecar.maxCaptureBytes;
+  const maxPendingBytes = options.maxPendingBytes ?? ctx.config.kserve.maxPendingBytes;
+  const token = 'token' in options ? options.token : ctx.config.kserve.token;
+  const allow = allowList(options.allow ?? ctx.config.kserve.allow);
   if (!(maxBodyBytes > 0)) throw new RangeError('maxBodyBytes must be > 0');
   if (!(maxCaptureBytes >= 0)) throw new RangeError('maxCaptureBytes must be >= 0');
+  if (!(maxPendingBytes > 0)) throw new RangeError('maxPendingBytes must be > 0');
+  if (token === '') throw new RangeError('token must not be empty');
 
   const registers = [ctx.metrics];
   const eventsTotal = counterOn<'type' | 'outcome'>(ctx.metrics, {
@@ -135,22 +227,31 @@ export function createKserveReceiver(ctx: RuntimeContext, options: KserveReceive
     labelNames: ['pairing', 'result'],
     registers,
   });
+  const shedTotal = counterOn<'reason'>(ctx.metrics, {
+    name: 'modelwatch_kserve_shed_total',
+    help: 'KServe work shed to stay inside kserve.maxPendingBytes: overflow (a waiting half published unpaired early), busy (an event refused with 503).',
+    labelNames: ['reason'],
+    registers,
+  });
+  for (const r of KserveShedReasons) shedTotal.inc({ reason: r }, 0);
   const allowHeaders = ctx.config.sidecar.captureHeaders.filter((h) => h !== 'authorization' && h !== 'cookie');
 
   const captured = (e: KserveEvent | undefined): CapturedBody => {
     if (e === undefined) return emptyBody();
-    const truncated = e.body.length > maxCaptureBytes;
     return {
-      body: truncated ? e.body.subarray(0, maxCaptureBytes) : e.body,
-      size: e.body.length,
-      truncated,
+      body: e.body,
+      size: e.size,
+      truncated: e.size > e.body.length,
       contentType: e.contentType,
       contentEncoding: '',
     };
   };
+  const eventBytes = (e: KserveEvent): number => e.body.length + EVENT_OVERHEAD_BYTES;
 
   const inflight = new Set<Promise<void>>();
+  let publishingBytes = 0;
   const publish = (pair: Pair<KserveEvent, KserveEvent>): void => {
+    if (pair.orphanReason === 'overflow') shedTotal.inc({ reason: 'overflow' });
     const req = pair.request;
     const res = pair.response;
     const first = (req ?? res)!;
@@ -177,8 +278,11 @@ export function createKserveReceiver(ctx: RuntimeContext, options: KserveReceive
       headers,
       error: req === undefined ? 'request missing' : res === undefined ? 'response missing' : '',
     };
+    const message = encodeCapture(call);
+    const held = message.value.length + EVENT_OVERHEAD_BYTES;
+    publishingBytes += held;
     const p = ctx.bus
-      .publish([encodeCapture(call)])
+      .publish([message])
       .then(() => {
         callsTotal.inc({ pairing, result: 'sent' });
       })
@@ -186,36 +290,78 @@ export function createKserveReceiver(ctx: RuntimeContext, options: KserveReceive
         callsTotal.inc({ pairing, result: 'failed' });
         ctx.logger.warn('kserve capture publish failed', { requestId: call.requestId, error: errorMessage(err) });
       })
-      .finally(() => inflight.delete(p));
+      .finally(() => {
+        publishingBytes -= held;
+        inflight.delete(p);
+      });
     inflight.add(p);
   };
 
   const pairs = new PairBuffer<KserveEvent, KserveEvent>({
     ttlMs: pairTtlMs,
     maxPending,
+    maxPendingBytes,
+    sizeOf: eventBytes,
     sweepIntervalMs,
     onPair: publish,
   });
-  // One gauge per registry, reading the first receiver built on it (one receiver per process is the norm).
-  if (ctx.metrics.getSingleMetric('modelwatch_kserve_pending_events') === undefined) {
-    new Gauge({
-      name: 'modelwatch_kserve_pending_events',
-      help: 'KServe logger events waiting for their other half.',
-      registers,
-      collect() {
-        this.set(pairs.size);
+  const gauges = [
+    summedGaugeOn(
+      ctx.metrics,
+      { name: 'modelwatch_kserve_pending_events', help: 'KServe logger events waiting for their other half.' },
+      () => pairs.size,
+    ),
+    summedGaugeOn(
+      ctx.metrics,
+      {
+        name: 'modelwatch_kserve_held_bytes',
+        help: 'Bytes the KServe receiver holds: events waiting for their other half plus captures not yet acknowledged by the bus.',
       },
-    });
-  }
+      () => pairs.bytes + publishingBytes,
+    ),
+  ];
 
   const fail = (c: Context, err: EventError, type: string): Response => {
     eventsTotal.inc({ type, outcome: 'rejected' });
     return c.json({ error: { code: err.code, message: err.message, field: err.field } }, err.status);
   };
 
+  const guard: MiddlewareHandler = async (c, next) => {
+    if (allow !== undefined) {
+      let address: string | undefined;
+      try {
+        address = getConnInfo(c).remote.address;
+      } catch {
+        address = undefined;
+      }
+      if (!allowed(allow, address)) {
+        return fail(
+          c,
+          new EventError(403, ErrorCodes.unauthorized, 'client address is not in kserve.allow', 'address'),
+          'unknown',
+        );
+      }
+    }
+    if (token !== undefined) {
+      const bearer = /^Bearer\s+(.+)$/i.exec(c.req.header('authorization') ?? '');
+      const given = bearer?.[1]?.trim() ?? c.req.header('x-modelwatch-token') ?? '';
+      // Fixed-length digests compared in constant time: neither content nor length leaks through timing.
+      if (given === '' || !timingSafeEqual(digest(given), digest(token))) {
+        c.header('www-authenticate', 'Bearer realm="modelwatch-kserve"');
+        return fail(
+          c,
+          new EventError(401, ErrorCodes.unauthorized, 'missing or invalid kserve token', 'authorization'),
+          'unknown',
+        );
+      }
+    }
+    await next();
+  };
+
   const app = new Hono();
   app.post(
     '/',
+    guard,
     bodyLimit({
       maxSize: maxBodyBytes,
       onError: (c) =>
@@ -270,6 +416,14 @@ export function createKserveReceiver(ctx: RuntimeContext, options: KserveReceive
             throw new EventError(400, ErrorCodes.badRequest, `ce-time ${rawTime} is not an RFC 3339 time`, 'ce-time');
           }
         }
+        if (publishingBytes >= maxPendingBytes) {
+          // The bus is not keeping up: refuse rather than hold more. KServe's logger (or any client)
+          // may retry; nothing already accepted is dropped.
+          shedTotal.inc({ reason: 'busy' });
+          c.header('retry-after', '1');
+          throw new EventError(503, ErrorCodes.busFull, 'the bus is not keeping up; retry later', 'body');
+        }
+        const data = await readCapped(c, maxCaptureBytes);
         const event: KserveEvent = {
           id,
           time,
@@ -279,7 +433,8 @@ export function createKserveReceiver(ctx: RuntimeContext, options: KserveReceive
           endpoint: attr(c, 'ce-endpoint') ?? '',
           contentType,
           metadata: parseMetadata(attr(c, 'ce-metadata')),
-          body: Buffer.from(await c.req.arrayBuffer()),
+          body: data.body,
+          size: data.size,
         };
         if (type === 'request') pairs.request(id, event);
         else pairs.response(id, event);
@@ -298,11 +453,18 @@ export function createKserveReceiver(ctx: RuntimeContext, options: KserveReceive
     get pending() {
       return pairs.size;
     },
+    get pendingBytes() {
+      return pairs.bytes;
+    },
+    get publishingBytes() {
+      return publishingBytes;
+    },
     sweep: () => pairs.sweep(),
     stop() {
       stopped ??= (async () => {
         pairs.close();
         await Promise.all([...inflight]);
+        for (const g of gauges) g.release();
       })();
       return stopped;
     },

@@ -1,5 +1,16 @@
 import { ErrorCodes, ModelwatchError } from '../common/errors.js';
-import type { BusMessage } from './types.js';
+
+/**
+ * A capture as a record: the shape every bus carries (Kafka record key, value and string headers).
+ * Structurally the same as the bus's `BusMessage`, defined here so the capture format depends on no
+ * transport.
+ */
+export interface CaptureRecord {
+  /** The request id, so a producer retry lands on the same partition. */
+  key: string | null;
+  value: Buffer;
+  headers: Record<string, string>;
+}
 
 /** Where a capture came from. */
 export const CaptureSources = ['rest', 'grpc', 'kserve', 'seldon'] as const;
@@ -44,6 +55,9 @@ export interface CapturedCall {
   error: string;
 }
 
+/** Content type recorded for captured protobuf messages (the message bytes, without gRPC framing). */
+export const PROTOBUF_CONTENT_TYPE = 'application/x-protobuf';
+
 /** The media type of a capture envelope (docs/record-format.md). */
 export const CAPTURE_CONTENT_TYPE = 'application/vnd.modelwatch.capture.v1';
 /** CloudEvents `type` of a capture. */
@@ -64,7 +78,7 @@ function bodyHeaders(prefix: 'req' | 'res', b: CapturedBody): Record<string, str
  * Encodes a call as a Kafka record in CloudEvents binary mode (Kafka protocol binding: attributes as
  * `ce_*` headers). The value is `uint32BE(len(request)) ‖ request ‖ response`.
  */
-export function encodeCapture(call: CapturedCall): BusMessage {
+export function encodeCapture(call: CapturedCall): CaptureRecord {
   const headers: Record<string, string> = {
     ce_specversion: '1.0',
     ce_id: call.eventId,
@@ -130,7 +144,7 @@ function readBody(h: Record<string, string>, prefix: 'req' | 'res', body: Buffer
 }
 
 /** Decodes a capture envelope; throws `decode_invalid` naming the bad header or field. */
-export function decodeCapture(message: BusMessage): CapturedCall {
+export function decodeCapture(message: CaptureRecord): CapturedCall {
   const h = message.headers;
   const type = need(h, 'ce_type');
   if (type !== CAPTURE_EVENT_TYPE) {
