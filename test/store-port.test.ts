@@ -160,7 +160,10 @@ describe('store port: insert deduplication token is the mechanism', () => {
   });
 
   it('stores a redelivered batch once with the event-id lookup disabled', async () => {
-    for (const t of [Tables.predictions, Tables.requests]) await store.command(`SYSTEM STOP MERGES ${t}`);
+    for (const t of [Tables.predictions, Tables.requests]) {
+      await store.command(`TRUNCATE TABLE ${t}`);
+      await store.command(`SYSTEM STOP MERGES ${t}`);
+    }
     const calls = Array.from({ length: 5 }, (_, i) => makeCall(7000 + i, 2));
     const batch = (topic: string): ConsumedBatch => ({
       topic,
