@@ -420,7 +420,11 @@ export function startDetector(ctx: RuntimeContext, options: DetectorOptions = {}
     const endTimer = metrics.duration.startTimer();
     const runs: DetectionRun[] = [];
     const deadline = Date.now() + o.timeoutMs;
-    const timer = setTimeout(() => cancel.abort(new ModelwatchError(ErrorCodes.timeout, `detection run exceeded ${o.timeoutMs} ms`)), o.timeoutMs);
+    const timer = setTimeout(() => {
+      metrics.runs.inc({ model: '', outcome: 'timeout' });
+      log.error('detection run timed out', { timeoutMs: o.timeoutMs });
+      cancel.abort(new ModelwatchError(ErrorCodes.timeout, `detection run exceeded ${o.timeoutMs} ms`));
+    }, o.timeoutMs);
     timer.unref();
     // The deadline also bounds each statement's max_execution_time, so the engine stops it on time by itself.
     const runCtx: RuntimeContext = { ...ctx, store: ctx.store.with({ role: 'detect', signal, deadline }) };
@@ -435,7 +439,7 @@ export function startDetector(ctx: RuntimeContext, options: DetectorOptions = {}
         } catch (err) {
           const timedOut = signal.aborted || isModelwatchError(err, ErrorCodes.timeout);
           metrics.runs.inc({ model: metrics.model(model), outcome: timedOut ? 'timeout' : 'error' });
-          if (timedOut) log.error('detection run timed out or cancelled', { model, timeoutMs: o.timeoutMs, error: errorMessage(err) });
+          if (timedOut) log.warn('detection run cut by its deadline or stop', { model, timeoutMs: o.timeoutMs, error: errorMessage(err) });
           else log.error('detection run failed', { model, error: errorMessage(err) });
         }
       }
@@ -446,7 +450,6 @@ export function startDetector(ctx: RuntimeContext, options: DetectorOptions = {}
         }
       }
     } catch (err) {
-      if (signal.aborted) metrics.runs.inc({ model: '', outcome: 'timeout' });
       log.error('detection run failed', { error: errorMessage(err) });
     } finally {
       clearTimeout(timer);
@@ -468,7 +471,10 @@ export function startDetector(ctx: RuntimeContext, options: DetectorOptions = {}
       if (inFlight === current) inFlight = null;
       if (cancelRun === cancel) cancelRun = null;
     });
-    return current;
+    // Past the deadline the caller gets [] at once; the run itself stays in flight until it has settled
+    // (its statements were cancelled; code that ignores the signal is waited for), so runs never overlap.
+    const cut = new Promise<DetectionRun[]>((resolve) => cancel.signal.addEventListener('abort', () => resolve([]), { once: true }));
+    return Promise.race([current, cut]);
   };
 
   const schedule = (delayMs: number): void => {

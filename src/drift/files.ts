@@ -100,8 +100,8 @@ export function inputFile(path: string, role: string, format?: FileFormat): Inpu
   return { path: abs, format, bytes };
 }
 
-/** ClickHouse exception codes that mean "the file holds no data rows" (92 EMPTY_DATA_PASSED). */
-const emptyDataCodes = new Set([92]);
+/** ClickHouse exception types that mean "the file holds no data rows" (schema inference reports it under code 636). */
+const emptyDataTypes = new Set(['EMPTY_DATA_PASSED']);
 
 
 /** First line of a ClickHouse message, without its trailing location noise. */
@@ -120,8 +120,8 @@ export function fileReadError(file: InputFile, role: string, err: unknown): Mode
     // The drift engine wraps ClickHouse errors; judge and report the underlying one.
     if (err.cause !== undefined) err = err.cause;
   }
-  const code = storeErrorCodes(err).clickhouseCode;
-  if (code !== undefined && emptyDataCodes.has(code)) {
+  const type = storeErrorCodes(err).clickhouseType;
+  if (type !== undefined && emptyDataTypes.has(type)) {
     return new ModelwatchError(ErrorCodes.inputInvalid, `${role} file ${file.path}: empty file (0 rows)`, {
       field: role,
       cause: err,

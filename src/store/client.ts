@@ -5,7 +5,7 @@ import { createChdbConnection } from 'chdb/connection';
 import { ErrorCodes, ModelwatchError } from '../common/errors.js';
 
 // Same JSON number shapes from chdb and a server: 64-bit integers as JSON numbers (counts fit in 2^53).
-const sharedSettings = { output_format_json_quote_64bit_integers: 0 } as const;
+const jsonSettings = { output_format_json_quote_64bit_integers: 0 } as const;
 
 /** Options of {@link createStoreClient}. */
 export interface StoreClientOptions {
@@ -47,6 +47,13 @@ export interface StoreClient {
 export function createStoreClient(options: StoreClientOptions): StoreClient {
   const database = options.database ?? 'default';
   const timeout = options.requestTimeoutMs ?? 30_000;
+  // Statements may run for minutes: progress headers keep idle load balancers from cutting the socket, at
+  // most ~40 of them per statement (Node's header size limit). chdb drops these HTTP-only settings.
+  const sharedSettings = {
+    ...jsonSettings,
+    send_progress_in_http_headers: 1,
+    http_headers_progress_interval_ms: String(Math.max(25_000, Math.ceil(timeout / 40))),
+  } as const;
   if (options.url.startsWith('chdb:')) {
     const rawPath = options.url.slice('chdb:'.length);
     const path = rawPath === '' || rawPath === ':memory:' ? ':memory:' : resolve(rawPath);
@@ -55,7 +62,9 @@ export function createStoreClient(options: StoreClientOptions): StoreClient {
       createClient({
         // chdb types its connection against @clickhouse/client-common while the client bundles its own copy of
         // the same interface; the shapes are identical at runtime (chdb's documented recipe).
-        connection: createChdbConnection({ path }) as unknown as NonNullable<Parameters<typeof createClient>[0]>['connection'],
+        connection: createChdbConnection({ path }) as unknown as NonNullable<
+          Parameters<typeof createClient>[0]
+        >['connection'],
         database,
         request_timeout: timeout,
         clickhouse_settings: sharedSettings,

@@ -101,12 +101,33 @@ export class StoreError extends ModelwatchError {
   }
 }
 
-/** The codes found on an error and its `cause` chain: the first ClickHouse code, the first system code. */
-export function storeErrorCodes(err: unknown): { clickhouseCode?: number; systemCode?: string; abort?: boolean } {
-  const out: { clickhouseCode?: number; systemCode?: string; abort?: boolean } = {};
+/** Codes found on an error and its `cause` chain by {@link storeErrorCodes}. */
+export interface StoreErrorCodes {
+  /** The first ClickHouse exception code. */
+  clickhouseCode?: number;
+  /** The first ClickHouse exception type name the client parsed (e.g. `EMPTY_DATA_PASSED`). */
+  clickhouseType?: string;
+  /** The first Node.js or chdb error code. */
+  systemCode?: string;
+  /** An `AbortError` was on the chain. */
+  abort?: boolean;
+}
+
+/** The codes found on an error and its `cause` chain (a {@link StoreError}'s own fields included). */
+export function storeErrorCodes(err: unknown): StoreErrorCodes {
+  const out: StoreErrorCodes = {};
   let e: unknown = err;
   for (let depth = 0; depth < 8 && typeof e === 'object' && e !== null; depth++) {
-    const o = e as { code?: unknown; clickhouseCode?: unknown; name?: unknown; cause?: unknown; errno?: unknown };
+    if (e instanceof ModelwatchError) {
+      // Our own `code` is a modelwatch code, not the engine's; a StoreError carries the engine's separately.
+      if (e instanceof StoreError && out.clickhouseCode === undefined && e.clickhouseCode !== undefined)
+        out.clickhouseCode = e.clickhouseCode;
+      e = e.cause;
+      continue;
+    }
+    const o = e as { code?: unknown; clickhouseCode?: unknown; name?: unknown; cause?: unknown; type?: unknown };
+    if (out.clickhouseType === undefined && typeof o.type === 'string' && /^[A-Z_]+$/.test(o.type))
+      out.clickhouseType = o.type;
     // chdb errors: `clickhouseCode` (number) beside their own `code` ('CHDB_QUERY', ...).
     if (out.clickhouseCode === undefined && typeof o.clickhouseCode === 'number') out.clickhouseCode = o.clickhouseCode;
     // @clickhouse/client's ClickHouseError: `code` is the exception number as text ('159').

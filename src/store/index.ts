@@ -1,5 +1,3 @@
-export { createStoreClient } from './client.js';
-export type { StoreClient, StoreClientOptions } from './client.js';
 export { migrate, appliedVersions, migrations, Tables } from './migrations.js';
 export type { Migration } from './migrations.js';
 export { ClickHouseStore, toChTime, queryMarker } from './store.js';

@@ -27,9 +27,12 @@ export async function openTestStore(
  * A read statement in the shape tests wrote before the store port (`{ query, query_params }` then
  * `.json()`), run through the port's {@link SqlPort.query}.
  */
-export function selectRows(store: SqlPort, q: { query: string; query_params?: Record<string, unknown>; format?: 'JSONEachRow' }): {
+export function selectRows(
+  store: SqlPort,
+  q: { query: string; query_params?: Record<string, unknown>; format?: 'JSONEachRow' },
+): {
   json: <T = unknown>() => Promise<T[]>;
 } {
   const rows = store.query(q.query, { params: q.query_params });
-  return { json: <T,>() => rows as Promise<T[]> };
+  return { json: <T>() => rows as Promise<T[]> };
 }

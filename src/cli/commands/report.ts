@@ -2,14 +2,16 @@ import { writeFileSync } from 'node:fs';
 import { errorMessage, isModelwatchError } from '../../common/errors.js';
 import { UsageError, parseFlags, type Command } from '../command.js';
 import { runFileReport } from '../../drift/report/run.js';
+import { loadConfig } from '../../config/load.js';
 
-const usage = `modelwatch report --reference FILE --current FILE [--format json|html] [--out FILE] [--categorical a,b] [--columns a,b,c]
+const usage = `modelwatch report --reference FILE --current FILE [--format json|html] [--out FILE] [--categorical a,b] [--columns a,b,c] [--config FILE]
   --reference FILE     baseline data: .csv .tsv .parquet .jsonl .ndjson (read through ClickHouse file formats)
   --current FILE       data to compare with it (same formats)
   --format json|html   the DESIGN §2 drift report as JSON, or one self-contained HTML page (default json)
   --out FILE           write the report to FILE instead of stdout
   --categorical a,b    treat these columns as categorical whatever their inferred type
   --columns a,b,c      compare only these columns
+  --config FILE        config file (default: $MODELWATCH_CONFIG); only clickhouse.roles.report is used
 Exit status 0 when the report was made, drift or not; 2 on an error (one line on stderr).`;
 
 function list(value: string | undefined): string[] | undefined {
@@ -34,6 +36,7 @@ export const reportCommand: Command = {
         out: { type: 'string' },
         categorical: { type: 'string' },
         columns: { type: 'string' },
+        config: { type: 'string' },
       },
       usage,
     );
@@ -47,7 +50,10 @@ export const reportCommand: Command = {
     const format = values.format ?? 'json';
     if (format !== 'json' && format !== 'html') throw new UsageError(`--format must be json or html, got '${format}'`, usage);
     try {
+      // Deadline and memory cap of each statement (`clickhouse.roles.report`).
+      const limits = loadConfig({ file: values.config }).clickhouse.roles.report;
       const result = await runFileReport({
+        limits,
         reference: values.reference,
         current: values.current,
         format,

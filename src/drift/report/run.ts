@@ -1,5 +1,5 @@
 import { basename } from 'node:path';
-import type { SqlPort } from '../../store/port.js';
+import type { RoleLimits, SqlPort } from '../../store/port.js';
 import { createStore } from '../../store/open.js';
 import { resolveColumns, type ReportColumn } from './columns.js';
 import { countFileRows, describeFile, fileReadError, fileSample, inputFile, refineTextColumns, sampleColumn, type InputFile } from '../files.js';
@@ -31,6 +31,8 @@ export interface FileReportOptions {
    * @default an in-memory chdb store
    */
   store?: SqlPort | undefined;
+  /** Deadline and memory cap of each statement. @default `DefaultRoleLimits.report` (1 h, 8 GiB) */
+  limits?: RoleLimits | undefined;
 }
 
 /** What {@link runFileReport} returns. */
@@ -52,6 +54,7 @@ const defaults = {
   progress: () => {},
   progressMinBytes: 64 * 2 ** 20,
   store: undefined,
+  limits: undefined,
 } satisfies { [K in Exclude<keyof FileReportOptions, 'reference' | 'current'>]-?: FileReportOptions[K] };
 
 function mb(bytes: number): string {
@@ -78,7 +81,10 @@ export async function runFileReport(options: FileReportOptions): Promise<FileRep
   };
   progress(`reading ${reference.path} (${mb(reference.bytes)}) and ${current.path} (${mb(current.bytes)})`);
   const owned = o.store === undefined ? createStore({ url: 'chdb::memory:' }) : undefined;
-  const store = (o.store ?? owned!).with({ role: 'report' });
+  const store = (o.store ?? owned!).with({
+    role: 'report',
+    ...(o.limits !== undefined ? { timeoutMs: o.limits.timeoutMs, maxMemoryBytes: o.limits.maxMemoryBytes } : {}),
+  });
   try {
     const refCols = await refineTextColumns(store, reference, await describeFile(store, reference, 'reference'), 'reference');
     const curCols = await refineTextColumns(store, current, await describeFile(store, current, 'current'), 'current');
