@@ -1,10 +1,10 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { createApiApp, MAX_PREDICTIONS_LIMIT, type ApiApp } from '../src/api/index.js';
-import { ClickHouseStore, createStoreClient } from '../src/store/index.js';
+import { createStore } from '../src/store/index.js';
 import { apiTestContext } from './support/api.js';
 
 // No query runs here: a real client pointed at a closed loopback port is enough to build the app.
-const store = new ClickHouseStore(createStoreClient({ url: 'http://127.0.0.1:1', requestTimeoutMs: 1000 }));
+const store = createStore({ url: 'http://127.0.0.1:1', requestTimeoutMs: 1000 });
 afterAll(() => store.close());
 
 interface Operation {
