@@ -143,9 +143,7 @@ interface PageCanvas {
 }
 declare const document: {
   body: PageNode;
-  createElement(
-    tag: 'canvas',
-  ): PageCanvas & {
+  createElement(tag: 'canvas'): PageCanvas & {
     getContext(
       kind: '2d',
       options: { willReadFrequently: boolean },
@@ -359,7 +357,9 @@ describe('web UI in Chromium', () => {
     await expectPanel('#alerts', 'GET /api/v1/alerts');
     // Pinning a reference by selecting a range on the traffic chart (when the server serves it).
     if (documented.has('POST /api/v1/models/{name}/references')) {
-      const box = (await page.locator('#traffic-chart .u-over').boundingBox())!;
+      const over = page.locator('#traffic-chart .u-over');
+      await over.scrollIntoViewIfNeeded();
+      const box = (await over.boundingBox())!;
       await page.mouse.move(box.x + box.width * 0.1, box.y + box.height / 2);
       await page.mouse.down();
       await page.mouse.move(box.x + box.width * 0.3, box.y + box.height / 2, { steps: 5 });

@@ -174,7 +174,7 @@ function silenceState(s, now) {
 
 /** `/ui/silences`: the list (expire each) and the form to create one. */
 export async function silencesView(root, signal) {
-  const list = panel('Silences', { id: 'silences' });
+  const list = panel('Silences', { id: 'silences', class: 'wide' });
   const form = panel('New silence', { id: 'silence-form' });
   replace(root, h('h1', {}, 'Silences'), h('div', { class: 'panels' }, form.el, list.el));
   if (!(await has('GET', '/api/v1/silences'))) {
