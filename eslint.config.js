@@ -14,4 +14,6 @@ export default tseslint.config(
       'no-restricted-syntax': ['error', { selector: 'ExportAllDeclaration', message: 'Name exports one by one (no export *).' }],
     },
   },
+  // The web UI's browser modules are plain JavaScript served as they are: linted without type information.
+  { files: ['src/ui/assets/**/*.js'], extends: [tseslint.configs.disableTypeChecked] },
 );

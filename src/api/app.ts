@@ -9,6 +9,7 @@ import { ApiError, errorResponse, toErrorResponse } from './errors.js';
 import { routeMounters, type RouteMounter } from './routes/index.js';
 import { createOpenApiApp, type ApiApp } from './openapi.js';
 import { counterOn, histogramOn } from '../common/metrics.js';
+import { uiMiddleware } from '../ui/index.js';
 
 /** Options of {@link createApiApp}. */
 export interface ApiAppOptions {
@@ -117,6 +118,8 @@ export function createApiApp(ctx: RuntimeContext, options: ApiAppOptions = {}): 
   if (!(Number.isInteger(maxBody) && maxBody > 0)) throw new RangeError('api.maxBodyBytes must be a positive integer');
   const app = createOpenApiApp();
   app.use('*', metricsMiddleware(httpMetrics(ctx.metrics)));
+  // The web UI (`/`, `/ui/*`): static GETs outside /api/v1 and the token; middleware, so not an API operation.
+  app.use('*', uiMiddleware());
   const token = ctx.config.api.token;
   if (token !== undefined && token !== '') app.use('/api/v1/*', bearerAuth(token));
   app.use('/api/v1/*', requireJson());
