@@ -26,7 +26,11 @@ interface Result {
 
 function run(args: string[], cwd = dir): Promise<Result> {
   const clean = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('MODELWATCH_')));
-  const p = spawn(process.execPath, args, { cwd, env: { ...clean, MODELWATCH_LOG_LEVEL: 'warn' }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const p = spawn(process.execPath, args, {
+    cwd,
+    env: { ...clean, MODELWATCH_LOG_LEVEL: 'warn' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let stdout = '';
   let stderr = '';
   p.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -47,7 +51,10 @@ const cli = (...args: string[]): Promise<Result> => run([bin, 'reference', ...ar
 
 async function drift(): Promise<DriftDetection> {
   // From the repository, where `--import tsx` resolves.
-  const r = await run(['--import', 'tsx', child, 'drift', chdb, 'm', String(CUR), String(CUR + HOUR), String(CUR + 2 * HOUR)], repoRoot);
+  const r = await run(
+    ['--import', 'tsx', child, 'drift', chdb, 'm', String(CUR), String(CUR + HOUR), String(CUR + 2 * HOUR)],
+    repoRoot,
+  );
   expect(r.code, r.stderr).toBe(0);
   return JSON.parse(r.stdout) as DriftDetection;
 }
@@ -72,12 +79,26 @@ describe('modelwatch reference', () => {
 
     const file = await cli('create', '--model', 'm', '--file', join(referenceFixtureDir, 'cli_ref.csv'));
     expect(file.code, file.stderr).toBe(0);
-    const fileRef = JSON.parse(file.stdout) as { id: string; active: boolean; source: string; methods: Array<{ name: string; method: string }> };
+    const fileRef = JSON.parse(file.stdout) as {
+      id: string;
+      active: boolean;
+      source: string;
+      methods: Array<{ name: string; method: string }>;
+    };
     expect(fileRef).toMatchObject({ active: true, source: 'file' });
     expect(fileRef.methods.map((m) => m.method).sort()).toEqual(['chi_square', 'ks']);
     expectScipy(await drift(), 'cli');
 
-    const win = await cli('create', '--model', 'm', '--from', new Date(T0 + HOUR).toISOString(), '--to', String(T0 + HOUR + 400_000), '--no-activate');
+    const win = await cli(
+      'create',
+      '--model',
+      'm',
+      '--from',
+      new Date(T0 + HOUR).toISOString(),
+      '--to',
+      String(T0 + HOUR + 400_000),
+      '--no-activate',
+    );
     expect(win.code, win.stderr).toBe(0);
     const winRef = JSON.parse(win.stdout) as { id: string; active: boolean; rows: number };
     expect(winRef).toMatchObject({ active: false, rows: 400 });

@@ -16,7 +16,13 @@ import {
 } from '../src/drift/index.js';
 import type { ClickHouseStore } from '../src/store/index.js';
 import { apiTestContext } from './support/api.js';
-import { fixtureRows, referenceExpectations, referenceFixtureDir, trafficRows, type ExpectedFeature } from './support/reference-fixtures.js';
+import {
+  fixtureRows,
+  referenceExpectations,
+  referenceFixtureDir,
+  trafficRows,
+  type ExpectedFeature,
+} from './support/reference-fixtures.js';
 import { openTestStore } from './support/store.js';
 
 const SEC = 1_000;
@@ -51,11 +57,17 @@ function expectScipy(d: DriftDetection, which: keyof typeof expected.references)
   const e = expected.references[which];
   expect(d.reference.rows).toBe(e.rows);
   expect(d.current.rows).toBe(expected.current_rows);
-  const check = (f: FeatureReport, x: ExpectedFeature, stat: { statistic: number; p_value: number } | undefined): void => {
+  const check = (
+    f: FeatureReport,
+    x: ExpectedFeature,
+    stat: { statistic: number; p_value: number } | undefined,
+  ): void => {
     expect(f.method).toBe(x.method);
     expect(f.threshold).toBe(x.threshold);
     expect(stat?.statistic).toBeCloseTo(x.statistic, 12);
-    expect(Math.abs((stat?.p_value ?? NaN) - x.p_value)).toBeLessThanOrEqual(1e-9 * Math.max(x.p_value, 1e-300) + 1e-15);
+    expect(Math.abs((stat?.p_value ?? NaN) - x.p_value)).toBeLessThanOrEqual(
+      1e-9 * Math.max(x.p_value, 1e-300) + 1e-15,
+    );
     expect(f.score).toBe(stat?.p_value);
     expect(f.drifted).toBe(x.drifted);
   };
@@ -86,9 +98,14 @@ describe('default reference', () => {
 
   it('reports no reference (not "no drift") until its row count is reached', async () => {
     const now = T0 + 300 * SEC;
-    await expect(detectDrift(store, { model, from: T0, to: now, config: config(), now })).rejects.toBeInstanceOf(NoReferenceError);
+    await expect(detectDrift(store, { model, from: T0, to: now, config: config(), now })).rejects.toBeInstanceOf(
+      NoReferenceError,
+    );
     const outcome = await tryDetectDrift(store, { model, from: T0, to: now, config: config(), now });
-    expect(outcome).toMatchObject({ status: 'no_reference', progress: { status: 'pending', rows: 300, rowsNeeded: 500, completesBy: T0 + HOUR } });
+    expect(outcome).toMatchObject({
+      status: 'no_reference',
+      progress: { status: 'pending', rows: 300, rowsNeeded: 500, completesBy: T0 + HOUR },
+    });
     expect(await getReference(store, { model })).toBeNull();
   });
 
@@ -100,7 +117,11 @@ describe('default reference', () => {
     expect(res.status).toBe(409);
     expect(((await res.json()) as { error: { code: string } }).error.code).toBe('no_reference');
     const list = (await (await fetch(`${api.url}/api/v1/models/fresh/references`)).json()) as Record<string, unknown>;
-    expect(list).toMatchObject({ active: null, references: [], default_reference: { status: 'pending', rows: 10, rows_needed: 500 } });
+    expect(list).toMatchObject({
+      active: null,
+      references: [],
+      default_reference: { status: 'pending', rows: 10, rows_needed: 500 },
+    });
   });
 
   it('completes at its row count, is frozen, and the window under test starts after it', async () => {
@@ -119,7 +140,13 @@ describe('default reference', () => {
       ['x', 'ks', 0.05],
     ]);
     // Frozen: more traffic later does not change it.
-    const later = await detectDrift(store, { model, from: CUR, to: CUR + 500 * SEC, config: config(), now: CUR + HOUR });
+    const later = await detectDrift(store, {
+      model,
+      from: CUR,
+      to: CUR + 500 * SEC,
+      config: config(),
+      now: CUR + HOUR,
+    });
     expect(later.reference.id).toBe(ref!.id);
     expectScipy(later, 'default');
   });
@@ -141,7 +168,10 @@ describe('default reference', () => {
       { name: 'x', kind: 'numeric' as const, method: 'ks' as const, threshold: 0.05 },
       { name: 'c', kind: 'categorical' as const, method: 'chi_square' as const, threshold: 0.05 },
     ];
-    expect(mergeOverrides(undefined, recorded)?.features).toEqual({ x: { method: 'ks', threshold: 0.05 }, c: { method: 'chi_square', threshold: 0.05 } });
+    expect(mergeOverrides(undefined, recorded)?.features).toEqual({
+      x: { method: 'ks', threshold: 0.05 },
+      c: { method: 'chi_square', threshold: 0.05 },
+    });
     const merged = mergeOverrides({ default: { threshold: 0.01 }, features: { c: { method: 'psi' } } }, recorded);
     expect(merged?.features).toEqual({ x: { method: 'ks', threshold: 0.01 }, c: { method: 'psi' } });
   });
@@ -155,9 +185,14 @@ describe('pinning through the API', () => {
     await insert(model, 'traffic_shift', shiftStart, SEC);
     await insert(model, 'current', CUR, SEC);
   });
-  const run = (): Promise<DriftDetection> => detectDrift(store, { model, from: CUR, to: CUR + HOUR, config: config(), now: CUR + 2 * HOUR });
+  const run = (): Promise<DriftDetection> =>
+    detectDrift(store, { model, from: CUR, to: CUR + HOUR, config: config(), now: CUR + 2 * HOUR });
   const post = (body: unknown): Promise<Response> =>
-    fetch(`${api.url}/api/v1/models/${model}/references`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    fetch(`${api.url}/api/v1/models/${model}/references`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+    });
 
   it('a pinned traffic window becomes the next comparison', async () => {
     const before = await run();
@@ -165,7 +200,13 @@ describe('pinning through the API', () => {
     expectScipy(before, 'default');
     const res = await post({ from: new Date(shiftStart).toISOString(), to: shiftStart + 400 * SEC });
     expect(res.status).toBe(201);
-    const created = (await res.json()) as { id: string; active: boolean; kind: string; rows: number; methods: unknown[] };
+    const created = (await res.json()) as {
+      id: string;
+      active: boolean;
+      kind: string;
+      rows: number;
+      methods: unknown[];
+    };
     expect(created).toMatchObject({ active: true, kind: 'pinned', rows: 400 });
     const after = await run();
     expect(after.reference.id).toBe(created.id);
@@ -241,7 +282,9 @@ describe('pinning through the config', () => {
     const run = (c: Pick<Config, 'detect' | 'models'>): Promise<DriftDetection> =>
       detectDrift(store, { model, from: CUR, to: CUR + HOUR, config: c, now: CUR + 2 * HOUR });
     expectScipy(await run(config()), 'default');
-    const withRef = config({ models: { [model]: { reference: { file: join(referenceFixtureDir, 'config_ref.tsv') } } } });
+    const withRef = config({
+      models: { [model]: { reference: { file: join(referenceFixtureDir, 'config_ref.tsv') } } },
+    });
     const d = await run(withRef);
     expect(d.reference).toMatchObject({ kind: 'pinned', source: 'file' });
     expectScipy(d, 'config');
@@ -255,14 +298,20 @@ describe('pinning through the config', () => {
   });
 
   it('a configured window that has not ended waits', async () => {
-    const outcome = await applyConfiguredReference(store, model, { from: CUR, to: CUR + 10 * HOUR }, { now: CUR + HOUR });
+    const outcome = await applyConfiguredReference(
+      store,
+      model,
+      { from: CUR, to: CUR + 10 * HOUR },
+      { now: CUR + HOUR },
+    );
     expect(outcome.status).toBe('pending');
   });
 });
 
 describe('volume against the reference rate', () => {
   const model = 'vol';
-  const rows = (n: number): Array<{ x: number; c: string }> => fixtureRows('traffic_base').concat(fixtureRows('current')).slice(0, n);
+  const rows = (n: number): Array<{ x: number; c: string }> =>
+    fixtureRows('traffic_base').concat(fixtureRows('current')).slice(0, n);
 
   beforeAll(async () => {
     // A fresh model at a steady 1 row/s: 500 rows complete the reference at T0 + 499 s, then 700 more.

@@ -14,7 +14,13 @@ import {
   type ReferenceInfo,
 } from './reference.js';
 import { computeDrift } from './stats/engine.js';
-import { referenceRowsSample, storedFeatureSpecs, trafficSample, type SampleFilter, type StoredFeature } from './stats/sample.js';
+import {
+  referenceRowsSample,
+  storedFeatureSpecs,
+  trafficSample,
+  type SampleFilter,
+  type StoredFeature,
+} from './stats/sample.js';
 import type { DriftOverride, DriftOverrides, DriftReport, Sample, SampleProfile } from './stats/types.js';
 
 /** How to split the current window into segments. */
@@ -123,19 +129,28 @@ async function baseReference(store: Store, o: DetectDriftOptions, now: number): 
   const choice = o.reference;
   if (choice !== undefined && 'id' in choice) {
     const ref = await getReference(store, { id: choice.id });
-    if (ref === null) throw new ModelwatchError(ErrorCodes.notFound, `reference not found: ${choice.id}`, { field: 'reference' });
+    if (ref === null)
+      throw new ModelwatchError(ErrorCodes.notFound, `reference not found: ${choice.id}`, { field: 'reference' });
     return { stored: ref };
   }
   if (choice !== undefined) {
     const fromMs = parseTime(choice.from, 'reference_from');
     const toMs = parseTime(choice.to, 'reference_to');
-    if (fromMs >= toMs) throw new ModelwatchError(ErrorCodes.badRequest, 'reference_from: must be before reference_to', { field: 'reference_from' });
+    if (fromMs >= toMs)
+      throw new ModelwatchError(ErrorCodes.badRequest, 'reference_from: must be before reference_to', {
+        field: 'reference_from',
+      });
     return { window: { fromMs, toMs } };
   }
   return { stored: await resolveModelReference(store, o.model, { config: o.config, now }) };
 }
 
-async function windowRate(store: Store, model: string, fromMs: number, toMs: number): Promise<{ rows: number; spanMs: number } | null> {
+async function windowRate(
+  store: Store,
+  model: string,
+  fromMs: number,
+  toMs: number,
+): Promise<{ rows: number; spanMs: number } | null> {
   const [r] = await rows<{ n: number; first_ms: number | null; last_ms: number | null }>(
     store,
     `SELECT count() AS n, toUnixTimestamp64Milli(min(ts)) AS first_ms, toUnixTimestamp64Milli(max(ts)) AS last_ms
@@ -150,7 +165,12 @@ async function windowRate(store: Store, model: string, fromMs: number, toMs: num
   return spanMs > 0 ? { rows: Number(r.n), spanMs } : null;
 }
 
-async function resolveReference(store: Store, model: string, base: BaseReference, currentFeatures: StoredFeature[]): Promise<ResolvedReference> {
+async function resolveReference(
+  store: Store,
+  model: string,
+  base: BaseReference,
+  currentFeatures: StoredFeature[],
+): Promise<ResolvedReference> {
   const ref = base.stored;
   if (ref !== undefined) {
     const features = mergeFeatures(ref.features, currentFeatures);
@@ -198,7 +218,10 @@ function reorderProfile(profile: SampleProfile, features: StoredFeature[]): Samp
  * The drift overrides of a run: per feature, the method and threshold fixed in the reference, under the
  * model's configured overrides (a configured feature override, else the configured default, wins key by key).
  */
-export function mergeOverrides(configured: DriftOverrides | undefined, recorded: readonly FeatureMethod[]): DriftOverrides | undefined {
+export function mergeOverrides(
+  configured: DriftOverrides | undefined,
+  recorded: readonly FeatureMethod[],
+): DriftOverrides | undefined {
   const byName = new Map<string, DriftOverride | null>();
   for (const m of recorded) {
     const prev = byName.get(m.name);
@@ -211,7 +234,8 @@ export function mergeOverrides(configured: DriftOverrides | undefined, recorded:
     if (fixed === null) continue;
     const c = configured?.features?.[name] ?? configured?.default;
     if (c === undefined) features[name] = fixed;
-    else if (c.method === undefined) features[name] = { method: fixed.method, threshold: c.threshold ?? fixed.threshold };
+    else if (c.method === undefined)
+      features[name] = { method: fixed.method, threshold: c.threshold ?? fixed.threshold };
     else features[name] = c;
   }
   if (configured === undefined && Object.keys(features).length === 0) return undefined;
@@ -251,11 +275,23 @@ async function windowQuality(
   return {
     quarantined,
     quarantined_by_code: byCode,
-    volume: { current_rows: currentRows, expected_rows: expected, ratio, drop: judged && ratio !== null && ratio < o.volumeDropRatio },
+    volume: {
+      current_rows: currentRows,
+      expected_rows: expected,
+      ratio,
+      drop: judged && ratio !== null && ratio < o.volumeDropRatio,
+    },
   };
 }
 
-async function segmentValues(store: Store, model: string, fromMs: number, toMs: number, by: SegmentBy, limit: number): Promise<string[]> {
+async function segmentValues(
+  store: Store,
+  model: string,
+  fromMs: number,
+  toMs: number,
+  by: SegmentBy,
+  limit: number,
+): Promise<string[]> {
   const expr = by === 'version' ? 'toString(version)' : 'features_cat[{sf:String}]';
   const r = await rows<{ v: string }>(
     store,
@@ -276,7 +312,9 @@ async function segmentValues(store: Store, model: string, fromMs: number, toMs: 
 export async function detectDrift(store: Store, options: DetectDriftOptions): Promise<DriftDetection> {
   const o = { ...defaults, ...options };
   if (!Number.isInteger(o.maxSegments) || o.maxSegments < 1) {
-    throw new ModelwatchError(ErrorCodes.configInvalid, 'maxSegments: must be a positive integer', { field: 'maxSegments' });
+    throw new ModelwatchError(ErrorCodes.configInvalid, 'maxSegments: must be a positive integer', {
+      field: 'maxSegments',
+    });
   }
   const now = o.now ?? Date.now();
   let fromMs = parseTime(o.from, 'from');
@@ -284,7 +322,8 @@ export async function detectDrift(store: Store, options: DetectDriftOptions): Pr
   if (fromMs > toMs) throw new ModelwatchError(ErrorCodes.badRequest, 'from: must not be after to', { field: 'from' });
   const base = await baseReference(store, o, now);
   // The window under test never overlaps the default reference: it starts after the reference's end.
-  if (base.stored?.kind === 'default' && base.stored.to !== null) fromMs = Math.min(toMs, Math.max(fromMs, Date.parse(base.stored.to)));
+  if (base.stored?.kind === 'default' && base.stored.to !== null)
+    fromMs = Math.min(toMs, Math.max(fromMs, Date.parse(base.stored.to)));
   const currentFeatures = await discoverFeatures(store, o.model, fromMs, toMs);
   const ref = await resolveReference(store, o.model, base, currentFeatures);
   const specs = storedFeatureSpecs(ref.features);
@@ -328,7 +367,6 @@ export async function detectDrift(store: Store, options: DetectDriftOptions): Pr
   return out;
 }
 
-
 /** What {@link tryDetectDrift} found: a detection, or no reference to compare with yet. */
 export type DriftOutcome =
   | { status: 'ok'; detection: DriftDetection }
@@ -342,7 +380,8 @@ export async function tryDetectDrift(store: Store, options: DetectDriftOptions):
   try {
     return { status: 'ok', detection: await detectDrift(store, options) };
   } catch (err) {
-    if (err instanceof NoReferenceError) return { status: 'no_reference', message: err.message, progress: err.progress };
+    if (err instanceof NoReferenceError)
+      return { status: 'no_reference', message: err.message, progress: err.progress };
     throw err;
   }
 }

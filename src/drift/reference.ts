@@ -212,7 +212,12 @@ async function addBinCounts(
  * The method and threshold the drift engine's automatic choice picks per feature for a reference, read from the
  * engine itself: a comparison of the reference with an empty sample only runs the choice (no comparison pass).
  */
-async function chooseMethods(store: SqlPort, referenceId: string, features: StoredFeature[], profile: SampleProfile): Promise<FeatureMethod[]> {
+async function chooseMethods(
+  store: SqlPort,
+  referenceId: string,
+  features: StoredFeature[],
+  profile: SampleProfile,
+): Promise<FeatureMethod[]> {
   const sample = referenceRowsSample(referenceId, features, 'r_');
   const report = await computeDrift(store, {
     reference: sample,
@@ -236,7 +241,11 @@ async function chooseMethods(store: SqlPort, referenceId: string, features: Stor
  * min/max) and, per feature, the method and threshold the automatic choice picks (fixed for the life of
  * the reference) to `mw_references`. A traffic reference holds the model's successful rows of the window.
  */
-export async function createReference(store: Store, source: ReferenceSource, options: CreateReferenceOptions = {}): Promise<ReferenceInfo> {
+export async function createReference(
+  store: Store,
+  source: ReferenceSource,
+  options: CreateReferenceOptions = {},
+): Promise<ReferenceInfo> {
   const id = newId();
   let features: StoredFeature[];
   let fromMs: number | null = null;
@@ -250,9 +259,13 @@ export async function createReference(store: Store, source: ReferenceSource, opt
     features = source.columns === undefined ? described : described.filter((f) => source.columns?.includes(f.name));
     const missing = (source.columns ?? []).filter((c) => !described.some((f) => f.name === c));
     if (missing.length > 0) {
-      throw new ModelwatchError(ErrorCodes.inputInvalid, `file ${source.label ?? source.file}: no column ${missing.join(', ')}`, {
-        field: 'columns',
-      });
+      throw new ModelwatchError(
+        ErrorCodes.inputInvalid,
+        `file ${source.label ?? source.file}: no column ${missing.join(', ')}`,
+        {
+          field: 'columns',
+        },
+      );
     }
     const sample = fileRowsSample(file, columns, 'f');
     const num = features.filter((f) => f.kind === 'numeric');
@@ -280,7 +293,12 @@ export async function createReference(store: Store, source: ReferenceSource, opt
       throw new ModelwatchError(ErrorCodes.badRequest, 'reference.from: must be before reference.to', {
         field: 'reference.from',
       });
-    const params = { id, model: source.model, from: Math.floor(fromMs), to: Math.floor(Math.min(toMs, options.now ?? toMs)) };
+    const params = {
+      id,
+      model: source.model,
+      from: Math.floor(fromMs),
+      to: Math.floor(Math.min(toMs, options.now ?? toMs)),
+    };
     const where = `model = {model:String}
          AND ts >= fromUnixTimestamp64Milli({from:Int64}, 'UTC') AND ts < fromUnixTimestamp64Milli({to:Int64}, 'UTC')
          AND ${successfulRowsSql()}`;
@@ -556,7 +574,11 @@ export class NoReferenceError extends ModelwatchError {
 // One default-reference freeze at a time per store and model (the API and the detect loop may race).
 const freezing = new WeakMap<object, Map<string, Promise<ReferenceInfo | null>>>();
 
-function singleFlight(store: Store, key: string, make: () => Promise<ReferenceInfo | null>): Promise<ReferenceInfo | null> {
+function singleFlight(
+  store: Store,
+  key: string,
+  make: () => Promise<ReferenceInfo | null>,
+): Promise<ReferenceInfo | null> {
   let byKey = freezing.get(store);
   if (byKey === undefined) {
     byKey = new Map();
@@ -582,7 +604,11 @@ export interface ResolveReferenceOptions {
  * made active the first time it is seen), else the active one, else its default reference, frozen here the
  * first time it is complete. Throws {@link NoReferenceError} while the default one is not complete.
  */
-export async function resolveModelReference(store: Store, model: string, options: ResolveReferenceOptions): Promise<ReferenceInfo> {
+export async function resolveModelReference(
+  store: Store,
+  model: string,
+  options: ResolveReferenceOptions,
+): Promise<ReferenceInfo> {
   const configured = options.config.models[model]?.reference;
   if (configured !== undefined) await applyConfiguredReference(store, model, configured, { now: options.now });
   const activeId = await activeReferenceId(store, model);

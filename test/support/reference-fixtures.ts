@@ -19,7 +19,10 @@ export interface ExpectedFeature {
 export interface ReferenceExpectations {
   default_rows: number;
   current_rows: number;
-  references: Record<'default' | 'window' | 'upload' | 'cli' | 'config', { rows: number; x: ExpectedFeature; c: ExpectedFeature }>;
+  references: Record<
+    'default' | 'window' | 'upload' | 'cli' | 'config',
+    { rows: number; x: ExpectedFeature; c: ExpectedFeature }
+  >;
 }
 
 /** Reads `expected.json`. */
@@ -29,7 +32,10 @@ export function referenceExpectations(): ReferenceExpectations {
 
 /** Rows `{x, c}` of a fixture CSV (`traffic_base`, `traffic_shift`, `current`, …). */
 export function fixtureRows(name: string): Array<{ x: number; c: string }> {
-  const lines = readFileSync(join(referenceFixtureDir, `${name}.csv`), 'utf8').trim().split('\n').slice(1);
+  const lines = readFileSync(join(referenceFixtureDir, `${name}.csv`), 'utf8')
+    .trim()
+    .split('\n')
+    .slice(1);
   return lines.map((l) => {
     const [x, c] = l.split(',');
     return { x: Number(x), c: c ?? '' };

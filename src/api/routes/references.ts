@@ -31,8 +31,13 @@ export const UploadFormats = {
 
 const uploadSchema = z
   .strictObject({
-    format: z.enum(['csv', 'tsv', 'parquet', 'jsonl']).openapi({ description: 'File format (CSV and TSV with a header row).' }),
-    data: z.string().min(1).openapi({ description: 'The file content: text, or base64 with `encoding: base64` (Parquet).' }),
+    format: z
+      .enum(['csv', 'tsv', 'parquet', 'jsonl'])
+      .openapi({ description: 'File format (CSV and TSV with a header row).' }),
+    data: z
+      .string()
+      .min(1)
+      .openapi({ description: 'The file content: text, or base64 with `encoding: base64` (Parquet).' }),
     encoding: z.enum(['utf8', 'base64']).default('utf8'),
     name: z
       .string()
@@ -47,15 +52,19 @@ const uploadSchema = z
 const createBodySchema = z
   .union([
     z.strictObject({
-      from: z.union([z.string(), z.number()]).openapi({ description: 'Window start (inclusive): ISO-8601 or epoch ms.' }),
-      to: z.union([z.string(), z.number()]).openapi({ description: 'Window end (exclusive); must not be in the future.' }),
+      from: z
+        .union([z.string(), z.number()])
+        .openapi({ description: 'Window start (inclusive): ISO-8601 or epoch ms.' }),
+      to: z
+        .union([z.string(), z.number()])
+        .openapi({ description: 'Window end (exclusive); must not be in the future.' }),
       activate: z.boolean().default(true),
     }),
     z.strictObject({ upload: uploadSchema, activate: z.boolean().default(true) }),
   ])
   .openapi('ReferenceCreate', {
     description:
-      'A window of the model\'s stored successful traffic (`from`, `to`), or a file (`upload`), within `api.maxBodyBytes`. `activate` (default true) makes it the reference detection uses.',
+      "A window of the model's stored successful traffic (`from`, `to`), or a file (`upload`), within `api.maxBodyBytes`. `activate` (default true) makes it the reference detection uses.",
     example: { from: '2026-01-01T00:00:00Z', to: '2026-01-01T06:00:00Z' },
   });
 
@@ -73,7 +82,8 @@ const referenceSchema = z
     model: z.string(),
     source: z.enum(['traffic', 'file']),
     kind: z.enum(['default', 'pinned', 'legacy']).openapi({
-      description: '`default`: frozen from the first successful traffic; `pinned`: chosen through the API, CLI or config.',
+      description:
+        '`default`: frozen from the first successful traffic; `pinned`: chosen through the API, CLI or config.',
     }),
     from: z.string().nullable(),
     to: z.string().nullable(),
@@ -82,9 +92,12 @@ const referenceSchema = z
     file: z.string().nullable(),
     created_at: z.string(),
     rows: z.number().int(),
-    features: z.array(z.object({ name: z.string(), kind: z.enum(['numeric', 'categorical']), output: z.boolean().optional() })),
+    features: z.array(
+      z.object({ name: z.string(), kind: z.enum(['numeric', 'categorical']), output: z.boolean().optional() }),
+    ),
     methods: z.array(methodSchema).openapi({
-      description: 'Per feature, the method and threshold fixed at creation; detection keeps them (config overrides win).',
+      description:
+        'Per feature, the method and threshold fixed at creation; detection keeps them (config overrides win).',
     }),
     active: z.boolean(),
   })
@@ -93,7 +106,10 @@ const referenceSchema = z
 const listSchema = z
   .object({
     model: z.string(),
-    active: z.string().nullable().openapi({ description: 'Id of the reference detection uses now; null before there is one.' }),
+    active: z
+      .string()
+      .nullable()
+      .openapi({ description: 'Id of the reference detection uses now; null before there is one.' }),
     default_reference: z
       .object({
         status: z.enum(['complete', 'pending']),
@@ -144,7 +160,9 @@ const activateRouteDef = createRoute({
     params: modelNameParams,
     body: {
       required: true,
-      content: { 'application/json': { schema: z.strictObject({ id: z.string().min(1) }).openapi('ReferenceActivate') } },
+      content: {
+        'application/json': { schema: z.strictObject({ id: z.string().min(1) }).openapi('ReferenceActivate') },
+      },
     },
   },
   responses: { 200: jsonResponse(referenceSchema), ...modelErrors },
@@ -192,10 +210,18 @@ export function referenceRoutes(app: ApiApp, ctx: RuntimeContext): void {
       }
     } else {
       const now = Date.now();
-      const { fromMs, toMs } = cappedWindow(String(body.from), String(body.to), ctx.config.api.maxWindowMs, { from: 'from', to: 'to' }, now);
+      const { fromMs, toMs } = cappedWindow(
+        String(body.from),
+        String(body.to),
+        ctx.config.api.maxWindowMs,
+        { from: 'from', to: 'to' },
+        now,
+      );
       if (fromMs >= toMs) throw new ApiError(400, ErrorCodes.badRequest, 'from: must be before to', { field: 'from' });
       if (toMs > now + FUTURE_GRACE_MS) {
-        throw new ApiError(400, ErrorCodes.badRequest, 'to: the window must have ended (to is in the future)', { field: 'to' });
+        throw new ApiError(400, ErrorCodes.badRequest, 'to: the window must have ended (to is in the future)', {
+          field: 'to',
+        });
       }
       await requireModel(ctx.store, name);
       ref = await createReference(ctx.store, { model: name, from: fromMs, to: toMs }, { activate: body.activate, now });

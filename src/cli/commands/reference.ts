@@ -80,7 +80,8 @@ export const referenceCommand: Command = {
     if (sub === 'create') {
       const window = values.from !== undefined || values.to !== undefined;
       if (window === (values.file !== undefined)) throw new UsageError('give either --from and --to, or --file', usage);
-      if (window && (values.from === undefined || values.to === undefined)) throw new UsageError('--from and --to go together', usage);
+      if (window && (values.from === undefined || values.to === undefined))
+        throw new UsageError('--from and --to go together', usage);
     }
     if (sub === 'activate' && values.id === undefined) throw new UsageError('--id is required', usage);
     try {
@@ -94,7 +95,11 @@ export const referenceCommand: Command = {
         const activate = values['no-activate'] !== true;
         const ref =
           values.file !== undefined
-            ? await createReference(store, { model, file: values.file, format: format as FileFormat | undefined }, { activate })
+            ? await createReference(
+                store,
+                { model, file: values.file, format: format as FileFormat | undefined },
+                { activate },
+              )
             : await createReference(
                 store,
                 { model, from: parseTime(values.from ?? '', 'from'), to: parseTime(values.to ?? '', 'to') },
