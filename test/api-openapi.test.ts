@@ -61,12 +61,15 @@ describe('OpenAPI document', () => {
       'get /api/v1/models/{name}/health',
       'get /api/v1/models/{name}/performance',
       'get /api/v1/models/{name}/predictions',
+      'get /api/v1/models/{name}/references',
       'get /healthz',
       'get /metrics',
       'get /openapi.json',
       'get /readyz',
       'post /api/v1/labels',
+      'post /api/v1/models/{name}/references',
       'post /ingest/kserve',
+      'put /api/v1/models/{name}/references/active',
     ]);
   });
 

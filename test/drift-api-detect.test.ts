@@ -118,8 +118,9 @@ describe('detectDrift over stored traffic', () => {
     expect(first.dataset).toMatchObject({ features: 2, drifted_features: 1, share: 0.5, drifted: true });
     expect(first.quality.quarantined).toBe(3);
     expect(first.quality.quarantined_by_code).toEqual({ bad_request: 2, decode_invalid: 1 });
-    // 600 rows in ~1h01m against 1500/h
-    expect(first.quality.volume.ratio).toBeCloseTo(600 / (1500 * (61 / 60)), 9);
+    // 600 rows in the elapsed hour of the window against the reference's real rate: 1500 rows from its first
+    // row to its last (T0 + floor(1499 h / 1500)).
+    expect(first.quality.volume.ratio).toBeCloseTo(600 / ((1500 / Math.floor((1499 * HOUR) / 1500)) * HOUR), 9);
     expect(first.quality.volume.drop).toBe(true);
   });
 

@@ -43,6 +43,7 @@ const statusByCode: Partial<Record<ErrorCode, ContentfulStatusCode>> = {
   [ErrorCodes.inputInvalid]: 400,
   [ErrorCodes.unauthorized]: 401,
   [ErrorCodes.notFound]: 404,
+  [ErrorCodes.noReference]: 409,
   [ErrorCodes.payloadTooLarge]: 413,
   [ErrorCodes.storeUnavailable]: 503,
   [ErrorCodes.busUnavailable]: 503,

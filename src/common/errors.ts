@@ -13,6 +13,8 @@ export const ErrorCodes = {
   unauthorized: 'unauthorized',
   /** The named resource does not exist. */
   notFound: 'not_found',
+  /** Drift has nothing to compare with yet: no pinned reference and the default one is not complete. */
+  noReference: 'no_reference',
   /** The request body is larger than allowed. */
   payloadTooLarge: 'payload_too_large',
   /** ClickHouse could not be reached or rejected a statement. */

@@ -28,6 +28,8 @@ export const EnvVars = {
   MODELWATCH_MAX_CAPTURE_BYTES: 'sidecar.maxCaptureBytes',
   MODELWATCH_DETECT_INTERVAL_MS: 'detect.intervalMs',
   MODELWATCH_DETECT_WINDOW_MS: 'detect.windowMs',
+  MODELWATCH_REFERENCE_ROWS: 'detect.reference.rows',
+  MODELWATCH_REFERENCE_SPAN_MS: 'detect.reference.spanMs',
   MODELWATCH_SLACK_WEBHOOK_URL: 'alerts.slackWebhookUrl',
   MODELWATCH_SMTP_URL: 'alerts.smtpUrl',
   MODELWATCH_ALERT_EMAIL_TO: 'alerts.emailTo',
@@ -69,6 +71,8 @@ function envValue(key: string, raw: string): unknown {
     case 'MODELWATCH_DETECT_INTERVAL_MS':
     case 'MODELWATCH_DETECT_WINDOW_MS':
     case 'MODELWATCH_API_MAX_WINDOW_MS':
+    case 'MODELWATCH_REFERENCE_ROWS':
+    case 'MODELWATCH_REFERENCE_SPAN_MS':
       return parseNumber({ key, value: raw, min: 1, integer: true });
     case 'MODELWATCH_API_LISTEN':
     case 'MODELWATCH_SIDECAR_LISTEN':

@@ -25,6 +25,27 @@ export const driftOverrideSchema = z.strictObject({
   threshold: z.number().optional(),
 });
 
+/** `models.<m>.reference`: a window of the model's stored traffic, or a file (CSV, TSV, Parquet, JSONL). */
+export const referenceConfigSchema = z.union([
+  z.strictObject({
+    /** ISO-8601 or epoch ms, inclusive. */
+    from: z.union([z.string().min(1), z.number()]),
+    /** ISO-8601 or epoch ms, exclusive. */
+    to: z.union([z.string().min(1), z.number()]),
+  }),
+  z.strictObject({
+    file: z.string().min(1),
+    /** ClickHouse input format; from the extension when omitted. */
+    format: z.enum(['CSVWithNames', 'TSVWithNames', 'Parquet', 'JSONEachRow']).optional(),
+    /** Columns to keep (all when omitted). */
+    columns: z.array(z.string()).optional(),
+    /** Columns to treat as categorical although numeric. */
+    categorical: z.array(z.string()).optional(),
+  }),
+]);
+/** A configured reference. */
+export type ReferenceConfig = z.output<typeof referenceConfigSchema>;
+
 /** The whole configuration file (YAML or JSON). Every section and key has a default. */
 export const configSchema = z.strictObject({
   logLevel: z.enum(LogLevels).default('info'),
@@ -159,6 +180,16 @@ export const configSchema = z.strictObject({
       /** Benjamini–Hochberg control across features for p-value methods. */
       fdr: z.boolean().default(false),
       timeoutMs: z.number().int().positive().default(120_000),
+      /**
+       * The default reference of a model without a pinned one: its first `rows` successful rows or its first
+       * `spanMs` of successful traffic, whichever completes first; frozen once complete.
+       */
+      reference: z
+        .strictObject({
+          rows: z.number().int().positive().default(5_000),
+          spanMs: z.number().int().positive().default(3_600_000),
+        })
+        .prefault({}),
     })
     .prefault({}),
   alerts: z
@@ -186,6 +217,8 @@ export const configSchema = z.strictObject({
             features: z.record(z.string(), driftOverrideSchema).default({}),
           })
           .optional(),
+        /** The model's reference, applied (created and made active) once per distinct value. */
+        reference: referenceConfigSchema.optional(),
       }),
     )
     .default({}),

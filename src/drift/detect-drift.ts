@@ -3,10 +3,25 @@ import { parseTime } from '../common/time.js';
 import type { Config } from '../config/schema.js';
 import { Tables } from '../store/migrations.js';
 import type { Store } from '../store/store.js';
-import { createReference, defaultReferenceWindow, discoverFeatures, getReference, mergeFeatures, type ReferenceInfo } from './reference.js';
+import {
+  NoReferenceError,
+  discoverFeatures,
+  getReference,
+  mergeFeatures,
+  resolveModelReference,
+  successfulRowsSql,
+  type FeatureMethod,
+  type ReferenceInfo,
+} from './reference.js';
 import { computeDrift } from './stats/engine.js';
-import { referenceRowsSample, storedFeatureSpecs, trafficSample, type SampleFilter, type StoredFeature } from './stats/sample.js';
-import type { DriftOverrides, DriftReport, Sample, SampleProfile } from './stats/types.js';
+import {
+  referenceRowsSample,
+  storedFeatureSpecs,
+  trafficSample,
+  type SampleFilter,
+  type StoredFeature,
+} from './stats/sample.js';
+import type { DriftOverride, DriftOverrides, DriftReport, Sample, SampleProfile } from './stats/types.js';
 
 /** How to split the current window into segments. */
 export type SegmentBy = 'version' | { feature: string };
@@ -26,11 +41,13 @@ export interface DetectDriftOptions {
   /** Current window end, exclusive. */
   to: string | number;
   /**
-   * The reference. Default: the model's newest stored reference; without one, the first hour of its
-   * traffic (stored as the model's reference once that hour is complete).
+   * The reference. Default: the model's configured or active reference; without one, its default reference
+   * (first `detect.reference.rows` successful rows or `detect.reference.spanMs`, whichever completes first),
+   * frozen once complete. The window under test then starts after it. Until it is complete, detection throws
+   * {@link NoReferenceError} (code `no_reference`).
    */
   reference?: ReferenceChoice | undefined;
-  /** `detect` (dataset share, FDR) and `models` (per-model drift overrides) sections. */
+  /** `detect` (dataset share, FDR, default reference size) and `models` (per-model overrides, reference) sections. */
   config: Pick<Config, 'detect' | 'models'>;
   /** Also report drift per model version or per value of a categorical feature. */
   segmentBy?: SegmentBy | undefined;
@@ -38,16 +55,24 @@ export interface DetectDriftOptions {
   maxSegments?: number;
   /** Volume drop when current rows per hour fall below this share of the reference rate. @default 0.5 */
   volumeDropRatio?: number;
+  /** No volume verdict when the reference rate predicts fewer rows than this for the window. @default 20 */
+  volumeMinExpectedRows?: number;
   /** Clock, epoch ms (tests). @default Date.now() */
   now?: number;
 }
 
-const defaults = { maxSegments: 20, volumeDropRatio: 0.5 } satisfies Pick<Required<DetectDriftOptions>, 'maxSegments' | 'volumeDropRatio'>;
+const defaults = { maxSegments: 20, volumeDropRatio: 0.5, volumeMinExpectedRows: 20 } satisfies Pick<
+  Required<DetectDriftOptions>,
+  'maxSegments' | 'volumeDropRatio' | 'volumeMinExpectedRows'
+>;
 
 /** Rows per window against the reference rate. */
 export interface VolumeCheck {
   current_rows: number;
-  /** Reference rows per hour × current window hours; null when the reference has no time window. */
+  /**
+   * The reference's real rate (rows over the time from its first to its last row) × the elapsed part of the
+   * window; null when the reference has no time span (files, a single instant).
+   */
   expected_rows: number | null;
   ratio: number | null;
   drop: boolean;
@@ -86,55 +111,101 @@ interface ResolvedReference {
   features: StoredFeature[];
   profile?: SampleProfile;
   info: Record<string, unknown>;
-  /** Reference time span for the volume rate, ms; null for files. */
-  spanMs: number | null;
+  /** Real span of the reference (first to last row), ms, and its rows; null for files. */
+  rate: { rows: number; spanMs: number } | null;
+  /** Methods fixed at the reference's creation. */
+  methods: FeatureMethod[];
+  /** The window under test starts here at the earliest (the end of a default reference). */
+  notBeforeMs: number | null;
 }
 
-async function resolveReference(store: Store, o: DetectDriftOptions, currentFeatures: StoredFeature[], now: number): Promise<ResolvedReference> {
-  const stored = (ref: ReferenceInfo): ResolvedReference => {
+/** The reference before the current window's features are merged in. */
+interface BaseReference {
+  stored?: ReferenceInfo;
+  window?: { fromMs: number; toMs: number };
+}
+
+async function baseReference(store: Store, o: DetectDriftOptions, now: number): Promise<BaseReference> {
+  const choice = o.reference;
+  if (choice !== undefined && 'id' in choice) {
+    const ref = await getReference(store, { id: choice.id });
+    if (ref === null)
+      throw new ModelwatchError(ErrorCodes.notFound, `reference not found: ${choice.id}`, { field: 'reference' });
+    return { stored: ref };
+  }
+  if (choice !== undefined) {
+    const fromMs = parseTime(choice.from, 'reference_from');
+    const toMs = parseTime(choice.to, 'reference_to');
+    if (fromMs >= toMs)
+      throw new ModelwatchError(ErrorCodes.badRequest, 'reference_from: must be before reference_to', {
+        field: 'reference_from',
+      });
+    return { window: { fromMs, toMs } };
+  }
+  return { stored: await resolveModelReference(store, o.model, { config: o.config, now }) };
+}
+
+async function windowRate(
+  store: Store,
+  model: string,
+  fromMs: number,
+  toMs: number,
+): Promise<{ rows: number; spanMs: number } | null> {
+  const [r] = await rows<{ n: number; first_ms: number | null; last_ms: number | null }>(
+    store,
+    `SELECT count() AS n, toUnixTimestamp64Milli(min(ts)) AS first_ms, toUnixTimestamp64Milli(max(ts)) AS last_ms
+     FROM ${Tables.predictions} FINAL
+     WHERE model = {model:String}
+       AND ts >= fromUnixTimestamp64Milli({from:Int64}, 'UTC') AND ts < fromUnixTimestamp64Milli({to:Int64}, 'UTC')
+       AND ${successfulRowsSql()}`,
+    { model, from: Math.floor(fromMs), to: Math.floor(toMs) },
+  );
+  if (r === undefined || Number(r.n) === 0 || r.first_ms === null || r.last_ms === null) return null;
+  const spanMs = Number(r.last_ms) - Number(r.first_ms);
+  return spanMs > 0 ? { rows: Number(r.n), spanMs } : null;
+}
+
+async function resolveReference(
+  store: Store,
+  model: string,
+  base: BaseReference,
+  currentFeatures: StoredFeature[],
+): Promise<ResolvedReference> {
+  const ref = base.stored;
+  if (ref !== undefined) {
     const features = mergeFeatures(ref.features, currentFeatures);
     const sameFeatures = features.length === ref.features.length;
+    const first = ref.first_row_at === null ? null : Date.parse(ref.first_row_at);
+    const last = ref.last_row_at === null ? null : Date.parse(ref.last_row_at);
     return {
       sample: referenceRowsSample(ref.id, features, 'r_'),
       features,
       // The stored profile covers the stored features; with extra current-only features, re-profile.
       ...(sameFeatures ? { profile: reorderProfile(ref.profile, features) } : {}),
-      info: { id: ref.id, source: ref.source, from: ref.from, to: ref.to, ...(ref.file !== null ? { file: ref.file } : {}) },
-      spanMs: ref.from !== null && ref.to !== null ? Date.parse(ref.to) - Date.parse(ref.from) : null,
+      info: {
+        id: ref.id,
+        source: ref.source,
+        kind: ref.kind,
+        from: ref.from,
+        to: ref.to,
+        ...(ref.file !== null ? { file: ref.file } : {}),
+      },
+      rate: first !== null && last !== null && last > first ? { rows: ref.rows, spanMs: last - first } : null,
+      methods: ref.methods,
+      notBeforeMs: ref.kind === 'default' && ref.to !== null ? Date.parse(ref.to) : null,
     };
+  }
+  const { fromMs, toMs } = base.window ?? { fromMs: 0, toMs: 0 };
+  const refFeatures = await discoverFeatures(store, model, fromMs, toMs);
+  const features = mergeFeatures(refFeatures, currentFeatures);
+  return {
+    sample: trafficSample({ model, fromMs, toMs, features, paramPrefix: 'r_' }),
+    features,
+    info: { source: 'traffic', from: new Date(fromMs).toISOString(), to: new Date(toMs).toISOString() },
+    rate: await windowRate(store, model, fromMs, toMs),
+    methods: [],
+    notBeforeMs: null,
   };
-  const window = async (fromMs: number, toMs: number, source: string): Promise<ResolvedReference> => {
-    const refFeatures = await discoverFeatures(store, o.model, fromMs, toMs);
-    const features = mergeFeatures(refFeatures, currentFeatures);
-    return {
-      sample: trafficSample({ model: o.model, fromMs, toMs, features, paramPrefix: 'r_' }),
-      features,
-      info: { source, from: new Date(fromMs).toISOString(), to: new Date(toMs).toISOString() },
-      spanMs: toMs - fromMs,
-    };
-  };
-  const choice = o.reference;
-  if (choice !== undefined && 'id' in choice) {
-    const ref = await getReference(store, { id: choice.id });
-    if (ref === null) throw new ModelwatchError(ErrorCodes.notFound, `reference not found: ${choice.id}`, { field: 'reference' });
-    return stored(ref);
-  }
-  if (choice !== undefined) {
-    const fromMs = parseTime(choice.from, 'reference_from');
-    const toMs = parseTime(choice.to, 'reference_to');
-    if (fromMs >= toMs) throw new ModelwatchError(ErrorCodes.badRequest, 'reference_from: must be before reference_to', { field: 'reference_from' });
-    return window(fromMs, toMs, 'traffic');
-  }
-  const latest = await getReference(store, { model: o.model });
-  if (latest !== null) return stored(latest);
-  const first = await defaultReferenceWindow(store, o.model);
-  if (first === null) throw new ModelwatchError(ErrorCodes.notFound, `model has no stored traffic: ${o.model}`, { field: 'name' });
-  // Store the default only once its hour is over, so a reference is never frozen from a partial hour.
-  if (now >= first.toMs) {
-    const ref = await createReference(store, { model: o.model, from: first.fromMs, to: first.toMs });
-    return stored(ref);
-  }
-  return window(first.fromMs, Math.min(first.toMs, now + 1), 'traffic_first_hour');
 }
 
 function reorderProfile(profile: SampleProfile, features: StoredFeature[]): SampleProfile {
@@ -143,13 +214,49 @@ function reorderProfile(profile: SampleProfile, features: StoredFeature[]): Samp
   return { rows: profile.rows, features: specs.flatMap((s) => byColumn.get(s.column) ?? []) };
 }
 
+/**
+ * The drift overrides of a run: per feature, the method and threshold fixed in the reference, under the
+ * model's configured overrides (a configured feature override, else the configured default, wins key by key).
+ */
+export function mergeOverrides(
+  configured: DriftOverrides | undefined,
+  recorded: readonly FeatureMethod[],
+): DriftOverrides | undefined {
+  const byName = new Map<string, DriftOverride | null>();
+  for (const m of recorded) {
+    const prev = byName.get(m.name);
+    // An input and an output of one name with different methods: leave that name to the automatic choice.
+    if (prev === undefined) byName.set(m.name, { method: m.method, threshold: m.threshold });
+    else if (prev !== null && (prev.method !== m.method || prev.threshold !== m.threshold)) byName.set(m.name, null);
+  }
+  const features: Record<string, DriftOverride> = { ...(configured?.features ?? {}) };
+  for (const [name, fixed] of byName) {
+    if (fixed === null) continue;
+    const c = configured?.features?.[name] ?? configured?.default;
+    if (c === undefined) features[name] = fixed;
+    else if (c.method === undefined)
+      features[name] = { method: fixed.method, threshold: c.threshold ?? fixed.threshold };
+    else features[name] = c;
+  }
+  if (configured === undefined && Object.keys(features).length === 0) return undefined;
+  return { default: configured?.default, features };
+}
+
 function overridesFor(config: DetectDriftOptions['config'], model: string): DriftOverrides | undefined {
   const d = config.models[model]?.drift;
   if (d === undefined) return undefined;
   return { default: d.default, features: d.features };
 }
 
-async function windowQuality(store: Store, model: string, fromMs: number, toMs: number, currentRows: number, ref: ResolvedReference, dropRatio: number): Promise<WindowQuality> {
+async function windowQuality(
+  store: Store,
+  model: string,
+  window: { fromMs: number; toMs: number; now: number },
+  currentRows: number,
+  ref: ResolvedReference,
+  o: { volumeDropRatio: number; volumeMinExpectedRows: number },
+): Promise<WindowQuality> {
+  const { fromMs, toMs, now } = window;
   const q = await rows<{ code: string; n: number }>(
     store,
     `SELECT code, count() AS n FROM ${Tables.quarantine}
@@ -160,18 +267,31 @@ async function windowQuality(store: Store, model: string, fromMs: number, toMs: 
   );
   const byCode = Object.fromEntries(q.map((r) => [r.code, Number(r.n)]));
   const quarantined = q.reduce((s, r) => s + Number(r.n), 0);
-  const refRows = Number((ref.info.rows as number | undefined) ?? 0);
-  let expected: number | null = null;
-  if (ref.spanMs !== null && ref.spanMs > 0) expected = (refRows / ref.spanMs) * (toMs - fromMs);
+  // The reference's real rate (rows over first..last row) times the part of the window that has elapsed.
+  const elapsed = Math.max(0, Math.min(toMs, now) - fromMs);
+  const expected = ref.rate === null ? null : (ref.rate.rows / ref.rate.spanMs) * elapsed;
   const ratio = expected !== null && expected > 0 ? currentRows / expected : null;
+  const judged = expected !== null && expected >= o.volumeMinExpectedRows;
   return {
     quarantined,
     quarantined_by_code: byCode,
-    volume: { current_rows: currentRows, expected_rows: expected, ratio, drop: ratio !== null && ratio < dropRatio },
+    volume: {
+      current_rows: currentRows,
+      expected_rows: expected,
+      ratio,
+      drop: judged && ratio !== null && ratio < o.volumeDropRatio,
+    },
   };
 }
 
-async function segmentValues(store: Store, model: string, fromMs: number, toMs: number, by: SegmentBy, limit: number): Promise<string[]> {
+async function segmentValues(
+  store: Store,
+  model: string,
+  fromMs: number,
+  toMs: number,
+  by: SegmentBy,
+  limit: number,
+): Promise<string[]> {
   const expr = by === 'version' ? 'toString(version)' : 'features_cat[{sf:String}]';
   const r = await rows<{ v: string }>(
     store,
@@ -192,19 +312,25 @@ async function segmentValues(store: Store, model: string, fromMs: number, toMs: 
 export async function detectDrift(store: Store, options: DetectDriftOptions): Promise<DriftDetection> {
   const o = { ...defaults, ...options };
   if (!Number.isInteger(o.maxSegments) || o.maxSegments < 1) {
-    throw new ModelwatchError(ErrorCodes.configInvalid, 'maxSegments: must be a positive integer', { field: 'maxSegments' });
+    throw new ModelwatchError(ErrorCodes.configInvalid, 'maxSegments: must be a positive integer', {
+      field: 'maxSegments',
+    });
   }
   const now = o.now ?? Date.now();
-  const fromMs = parseTime(o.from, 'from');
+  let fromMs = parseTime(o.from, 'from');
   const toMs = parseTime(o.to, 'to');
   if (fromMs > toMs) throw new ModelwatchError(ErrorCodes.badRequest, 'from: must not be after to', { field: 'from' });
+  const base = await baseReference(store, o, now);
+  // The window under test never overlaps the default reference: it starts after the reference's end.
+  if (base.stored?.kind === 'default' && base.stored.to !== null)
+    fromMs = Math.min(toMs, Math.max(fromMs, Date.parse(base.stored.to)));
   const currentFeatures = await discoverFeatures(store, o.model, fromMs, toMs);
-  const ref = await resolveReference(store, o, currentFeatures, now);
+  const ref = await resolveReference(store, o.model, base, currentFeatures);
   const specs = storedFeatureSpecs(ref.features);
   const common = {
     reference: ref.sample,
     features: specs,
-    overrides: overridesFor(o.config, o.model),
+    overrides: mergeOverrides(overridesFor(o.config, o.model), ref.methods),
     datasetShare: o.config.detect.datasetShare,
     fdr: o.config.detect.fdr,
   };
@@ -212,7 +338,7 @@ export async function detectDrift(store: Store, options: DetectDriftOptions): Pr
     trafficSample({ model: o.model, fromMs, toMs, features: ref.features, paramPrefix: 'c_', filter });
   const report = await computeDrift(store, { ...common, current: current(), referenceProfile: ref.profile });
   ref.info.rows = report.reference.rows;
-  const quality = await windowQuality(store, o.model, fromMs, toMs, report.current.rows, ref, o.volumeDropRatio);
+  const quality = await windowQuality(store, o.model, { fromMs, toMs, now }, report.current.rows, ref, o);
   const out: DriftDetection = {
     ...report,
     reference: { ...ref.info, rows: report.reference.rows },
@@ -241,3 +367,21 @@ export async function detectDrift(store: Store, options: DetectDriftOptions): Pr
   return out;
 }
 
+/** What {@link tryDetectDrift} found: a detection, or no reference to compare with yet. */
+export type DriftOutcome =
+  | { status: 'ok'; detection: DriftDetection }
+  | { status: 'no_reference'; message: string; progress: NoReferenceError['progress'] };
+
+/**
+ * {@link detectDrift} that returns `{status: 'no_reference'}` instead of throwing while a model's default
+ * reference is not complete (no drift verdict, not "no drift"); other failures still throw.
+ */
+export async function tryDetectDrift(store: Store, options: DetectDriftOptions): Promise<DriftOutcome> {
+  try {
+    return { status: 'ok', detection: await detectDrift(store, options) };
+  } catch (err) {
+    if (err instanceof NoReferenceError)
+      return { status: 'no_reference', message: err.message, progress: err.progress };
+    throw err;
+  }
+}

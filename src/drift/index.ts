@@ -42,18 +42,43 @@ export type {
 export {
   createReference,
   getReference,
-  defaultReferenceWindow,
+  listReferences,
+  activeReferenceId,
+  activateReference,
+  defaultReferenceState,
+  resolveModelReference,
+  applyConfiguredReference,
+  applyConfiguredReferences,
+  configKeyOf,
+  successfulRowsSql,
+  NoReferenceError,
   discoverFeatures,
   describeFile,
   mergeFeatures,
   DEFAULT_REFERENCE_SPAN_MS,
+  DEFAULT_REFERENCE_ROWS,
 } from './reference.js';
-export type { ReferenceInfo, ReferenceSource, TrafficReferenceSource, FileReferenceSource, ReferenceQuery } from './reference.js';
+export type {
+  ReferenceInfo,
+  ReferenceSource,
+  TrafficReferenceSource,
+  FileReferenceSource,
+  ReferenceQuery,
+  ReferenceKind,
+  FeatureMethod,
+  CreateReferenceOptions,
+  ListedReference,
+  DefaultReferenceLimits,
+  DefaultReferenceState,
+  ResolveReferenceOptions,
+  ConfiguredReferenceOutcome,
+} from './reference.js';
 
 // Detection over stored traffic
-export { detectDrift } from './detect-drift.js';
+export { detectDrift, tryDetectDrift, mergeOverrides } from './detect-drift.js';
 export type {
   DetectDriftOptions,
+  DriftOutcome,
   DriftDetection,
   ReferenceChoice,
   SegmentBy,

@@ -20,6 +20,7 @@ export const Tables = {
   performanceResults: 'mw_performance_results',
   metricSeries: 'mw_metric_series',
   changePoints: 'mw_change_points',
+  referenceActive: 'mw_reference_active',
 } as const;
 
 // non_replicated_deduplication_window makes `insert_deduplication_token` effective on plain MergeTree
@@ -239,6 +240,29 @@ export const migrations: Migration[] = [
          FROM ${Tables.predictions} WHERE inserted_at < cutoff
        )
        GROUP BY model`,
+    ],
+  },
+  {
+    version: 6,
+    name: 'reference lifecycle',
+    statements: [
+      // kind: 'default' (frozen from a model's first successful traffic), 'pinned' (chosen by a user: API, CLI,
+      // config) or 'legacy' (stored before v6; the newest one stays the model's reference until one is pinned).
+      `ALTER TABLE ${Tables.references} ADD COLUMN IF NOT EXISTS kind LowCardinality(String) DEFAULT 'legacy'`,
+      // Time of the reference's first and last row (traffic references): its real span, for the volume rate.
+      `ALTER TABLE ${Tables.references} ADD COLUMN IF NOT EXISTS first_row_at Nullable(DateTime64(3, 'UTC'))`,
+      `ALTER TABLE ${Tables.references} ADD COLUMN IF NOT EXISTS last_row_at Nullable(DateTime64(3, 'UTC'))`,
+      // Per feature, the method and threshold the automatic choice picked at creation (JSON array).
+      `ALTER TABLE ${Tables.references} ADD COLUMN IF NOT EXISTS methods String DEFAULT ''`,
+      // Digest of the `models.<m>.reference` config entry a reference was made from ('' otherwise).
+      `ALTER TABLE ${Tables.references} ADD COLUMN IF NOT EXISTS config_key String DEFAULT ''`,
+      // The reference a user made active per model: the newest row per model wins.
+      `CREATE TABLE IF NOT EXISTS ${Tables.referenceActive} (
+        model String,
+        reference_id String,
+        activated_at DateTime64(3, 'UTC') DEFAULT now64(3)
+      ) ENGINE = ReplacingMergeTree(activated_at)
+      ORDER BY model`,
     ],
   },
 ];
