@@ -13,6 +13,7 @@ export const EnvVars = {
   MODELWATCH_CLICKHOUSE_USER: 'clickhouse.username',
   MODELWATCH_CLICKHOUSE_PASSWORD: 'clickhouse.password',
   MODELWATCH_CLICKHOUSE_DATABASE: 'clickhouse.database',
+  MODELWATCH_CLICKHOUSE_CLUSTER: 'clickhouse.cluster',
   MODELWATCH_KAFKA_BROKERS: 'kafka.brokers',
   MODELWATCH_KAFKA_TOPIC: 'kafka.topic',
   MODELWATCH_KAFKA_GROUP: 'kafka.groupId',
