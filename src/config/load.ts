@@ -22,6 +22,7 @@ export const EnvVars = {
   MODELWATCH_API_TOKEN: 'api.token',
   MODELWATCH_API_MAX_WINDOW_MS: 'api.maxWindowMs',
   MODELWATCH_SIDECAR_LISTEN: 'sidecar.listen',
+  MODELWATCH_METRICS_LISTEN: 'metrics.listen',
   MODELWATCH_UPSTREAM: 'sidecar.upstream',
   MODELWATCH_GRPC_UPSTREAM: 'sidecar.grpcUpstream',
   MODELWATCH_GRPC_LISTEN: 'sidecar.grpcListen',
@@ -73,6 +74,7 @@ function envValue(key: string, raw: string): unknown {
       return parseNumber({ key, value: raw, min: 1, integer: true });
     case 'MODELWATCH_API_LISTEN':
     case 'MODELWATCH_SIDECAR_LISTEN':
+    case 'MODELWATCH_METRICS_LISTEN':
       parseListen({ key, value: raw });
       return raw.trim();
     default:

@@ -140,6 +140,8 @@ export const configSchema = z.strictObject({
   /** Prometheus metrics. */
   metrics: z
     .strictObject({
+      /** `HOST:PORT` of a listener serving only `GET /metrics` and `/healthz` (for ingest and detect). Unset: none. */
+      listen: listen.optional(),
       /** Distinct model names kept as `model` label values; later ones count under `model="other"`. */
       maxModels: z.number().int().min(1).default(100),
       /** Distinct version names kept as `version` label values; later ones count under `version="other"`. */
