@@ -2,6 +2,7 @@ import { errorMessage } from '../common/errors.js';
 import type { Config } from '../config/schema.js';
 import type { RunningRole, RuntimeContext } from '../runtime/context.js';
 import { createRuntime, type CreateRuntimeOptions } from '../runtime/create.js';
+import { startMetricsListener } from '../runtime/metrics-listener.js';
 
 /** A role to run: its name and how to start it. */
 export interface RoleSpec {
@@ -71,6 +72,8 @@ export async function serveRoles(config: Config, roles: RoleSpec[], options: Ser
     const runtime = await createRuntime(config, { withStore, ...opts.runtime });
     const started: RunningRole[] = [];
     try {
+      // `metrics.listen`: /metrics for roles without a listener of their own; stopped last.
+      if (config.metrics.listen !== undefined) started.push(await startMetricsListener(runtime, config.metrics.listen));
       for (const spec of [...roles].reverse()) {
         if (received !== undefined) break;
         const role = await spec.start(runtime);

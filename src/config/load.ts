@@ -13,6 +13,7 @@ export const EnvVars = {
   MODELWATCH_CLICKHOUSE_USER: 'clickhouse.username',
   MODELWATCH_CLICKHOUSE_PASSWORD: 'clickhouse.password',
   MODELWATCH_CLICKHOUSE_DATABASE: 'clickhouse.database',
+  MODELWATCH_CLICKHOUSE_CLUSTER: 'clickhouse.cluster',
   MODELWATCH_KAFKA_BROKERS: 'kafka.brokers',
   MODELWATCH_KAFKA_TOPIC: 'kafka.topic',
   MODELWATCH_KAFKA_GROUP: 'kafka.groupId',
@@ -21,6 +22,7 @@ export const EnvVars = {
   MODELWATCH_API_TOKEN: 'api.token',
   MODELWATCH_API_MAX_WINDOW_MS: 'api.maxWindowMs',
   MODELWATCH_SIDECAR_LISTEN: 'sidecar.listen',
+  MODELWATCH_METRICS_LISTEN: 'metrics.listen',
   MODELWATCH_UPSTREAM: 'sidecar.upstream',
   MODELWATCH_GRPC_UPSTREAM: 'sidecar.grpcUpstream',
   MODELWATCH_GRPC_LISTEN: 'sidecar.grpcListen',
@@ -76,6 +78,7 @@ function envValue(key: string, raw: string): unknown {
       return parseNumber({ key, value: raw, min: 1, integer: true });
     case 'MODELWATCH_API_LISTEN':
     case 'MODELWATCH_SIDECAR_LISTEN':
+    case 'MODELWATCH_METRICS_LISTEN':
       parseListen({ key, value: raw });
       return raw.trim();
     default:

@@ -58,6 +58,11 @@ export const configSchema = z.strictObject({
       password: z.string().optional(),
       requestTimeoutMs: z.number().int().positive().default(30_000),
       /**
+       * Cluster mode: the `remote_servers` cluster name. Migrations then create `ReplicatedMergeTree` `*_local`
+       * tables and same-named `Distributed` tables `ON CLUSTER` (docs/scaling.md). Unset: one server.
+       */
+      cluster: z.string().regex(/^[A-Za-z_][A-Za-z0-9_-]*$/).optional(),
+      /**
        * Deadline and memory cap of every statement, per role: `max_execution_time` and `max_memory_usage`.
        * A statement past its deadline is cancelled in ClickHouse. `maxMemoryBytes: 0` leaves the server's limit.
        */
@@ -156,6 +161,8 @@ export const configSchema = z.strictObject({
   /** Prometheus metrics. */
   metrics: z
     .strictObject({
+      /** `HOST:PORT` of a listener serving only `GET /metrics` and `/healthz` (for ingest and detect). Unset: none. */
+      listen: listen.optional(),
       /** Distinct model names kept as `model` label values; later ones count under `model="other"`. */
       maxModels: z.number().int().min(1).default(100),
       /** Distinct version names kept as `version` label values; later ones count under `version="other"`. */

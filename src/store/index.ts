@@ -1,5 +1,6 @@
 export { migrate, appliedVersions, migrations, Tables } from './migrations.js';
-export type { Migration } from './migrations.js';
+export type { Migration, MigrateOptions } from './migrations.js';
+export { clusterStatements, shardingKey, CLUSTER_NAME, LOCAL_SUFFIX } from './cluster.js';
 export { ClickHouseStore, toChTime, queryMarker } from './store.js';
 export type { Store, ClickHouseStoreOptions } from './store.js';
 export { StoreRoles, DefaultRoleLimits, resolveRoleLimits } from './port.js';

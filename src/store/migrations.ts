@@ -1,3 +1,4 @@
+import { clusterStatements } from './cluster.js';
 import type { SqlPort } from './port.js';
 
 /** One schema change. Statements must be idempotent (`IF NOT EXISTS`) so a crash mid-way is safe to re-run. */
@@ -267,13 +268,27 @@ export const migrations: Migration[] = [
   },
 ];
 
+/** Options of {@link migrate}. */
+export interface MigrateOptions {
+  /** `clickhouse.cluster`: create replicated local tables and distributed tables `ON CLUSTER` (src/store/cluster.ts). */
+  cluster?: string | undefined;
+}
+
 /**
  * Applies every migration not yet recorded, in order. Safe to call concurrently from several processes
  * against a server: statements are idempotent and the version row is only written after them.
  */
-export async function migrate(port: SqlPort, list: Migration[] = migrations): Promise<number[]> {
+export async function migrate(
+  port: SqlPort,
+  list: Migration[] = migrations,
+  options: MigrateOptions = {},
+): Promise<number[]> {
   const store = port.with({ label: 'migrate' });
-  await store.command(
+  const { cluster } = options;
+  const run = async (statement: string): Promise<void> => {
+    for (const s of cluster === undefined ? [statement] : clusterStatements(statement, cluster)) await store.command(s);
+  };
+  await run(
     `CREATE TABLE IF NOT EXISTS ${Tables.migrations} (
       version UInt32, name String, applied_at DateTime64(3, 'UTC') DEFAULT now64(3)
     ) ENGINE = ReplacingMergeTree ORDER BY version`,
@@ -282,7 +297,7 @@ export async function migrate(port: SqlPort, list: Migration[] = migrations): Pr
   const done: number[] = [];
   for (const m of [...list].sort((a, b) => a.version - b.version)) {
     if (applied.has(m.version)) continue;
-    for (const statement of m.statements) await store.command(statement);
+    for (const statement of m.statements) await run(statement);
     await store.insert(Tables.migrations, [{ version: m.version, name: m.name }]);
     done.push(m.version);
   }

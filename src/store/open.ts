@@ -1,5 +1,6 @@
 import type { Config } from '../config/schema.js';
 import { createStoreClient } from './client.js';
+import { migrate, migrations } from './migrations.js';
 import { StoreRoles, resolveRoleLimits, type RoleLimits, type StoreRole } from './port.js';
 import { ClickHouseStore } from './store.js';
 
@@ -46,6 +47,6 @@ export async function openStore(config: Pick<Config, 'clickhouse'>): Promise<Cli
     requestTimeoutMs: c.requestTimeoutMs,
     limits: c.roles,
   });
-  await store.migrate();
+  await migrate(store, migrations, { cluster: c.cluster });
   return store;
 }
