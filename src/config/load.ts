@@ -36,6 +36,9 @@ export const EnvVars = {
   MODELWATCH_GRAFANA_TOKEN: 'alerts.grafanaToken',
   MODELWATCH_WEBHOOK_URLS: 'alerts.webhookUrls',
   MODELWATCH_OUTBOUND_ALLOW: 'alerts.outboundAllow',
+  MODELWATCH_PAYLOAD_DAYS: 'retention.payloadDays',
+  MODELWATCH_SHADOW_MODEL_DIR: 'shadow.modelDir',
+  MODELWATCH_SHADOW_EXECUTION_PROVIDERS: 'shadow.executionProviders',
 } as const;
 
 type Env = Record<string, string | undefined>;
@@ -58,6 +61,8 @@ function envValue(key: string, raw: string): unknown {
     case 'MODELWATCH_WEBHOOK_URLS':
     case 'MODELWATCH_OUTBOUND_ALLOW':
       return parseList(raw);
+    case 'MODELWATCH_SHADOW_EXECUTION_PROVIDERS':
+      return raw.trim() === 'auto' ? 'auto' : parseList(raw);
     case 'MODELWATCH_KAFKA_IDEMPOTENT':
       return parseBoolean({ key, value: raw });
     case 'MODELWATCH_SAMPLING':
@@ -66,6 +71,7 @@ function envValue(key: string, raw: string): unknown {
     case 'MODELWATCH_DETECT_INTERVAL_MS':
     case 'MODELWATCH_DETECT_WINDOW_MS':
     case 'MODELWATCH_API_MAX_WINDOW_MS':
+    case 'MODELWATCH_PAYLOAD_DAYS':
       return parseNumber({ key, value: raw, min: 1, integer: true });
     case 'MODELWATCH_API_LISTEN':
     case 'MODELWATCH_SIDECAR_LISTEN':

@@ -148,6 +148,47 @@ export const configSchema = z.strictObject({
       evaluateIntervalMs: z.number().int().positive().default(15_000),
     })
     .prefault({}),
+  // --- shadow runner (issue 10) ---
+  /** How long stored inputs are kept. */
+  retention: z
+    .strictObject({
+      /** Days a captured request body stays in `mw_payloads` for replay (per-row TTL). @default 7 */
+      payloadDays: z.number().int().positive().default(7),
+    })
+    .prefault({}),
+  shadow: z
+    .strictObject({
+      /** Folder the API may load candidates from (a candidate given to the API is a file name inside it). */
+      modelDir: z.string().default('./.modelwatch/models'),
+      /** `auto` (CUDA when installed, else CPU) or providers in order of preference. */
+      executionProviders: z.union([z.literal('auto'), z.array(z.enum(['cuda', 'tensorrt', 'cpu'])).min(1)]).default('auto'),
+      /** ONNX Runtime intra-op threads per session. */
+      intraOpNumThreads: z.number().int().positive().default(1),
+      /** Worker threads, each with one session per candidate. Default: min(4, cores − 1). */
+      sessions: z.number().int().positive().max(64).optional(),
+      /** Rows per candidate batch in replay. */
+      batchRows: z.number().int().positive().default(1024),
+      /** Largest candidate uploaded through the API (base64-decoded bytes). */
+      maxUploadBytes: z.number().int().positive().default(64 * 1024 * 1024),
+      /** Verdict thresholds (see docs/shadow.md). */
+      verdict: z
+        .strictObject({
+          minRows: z.number().int().positive().optional(),
+          minAgreement: z.number().min(0).max(1).optional(),
+          alpha: z.number().gt(0).lt(1).optional(),
+          maxSkippedFraction: z.number().min(0).max(1).optional(),
+          maxAbsDiffP95: z.number().nonnegative().optional(),
+          maxLatencyP99Ms: z.number().positive().optional(),
+        })
+        .prefault({}),
+      /** Candidates scored on live traffic by the `shadow` role (started by `modelwatch up` when non-empty). */
+      candidates: z.array(z.strictObject({ model: z.string().min(1), file: z.string().min(1) })).default([]),
+      /** Live shadow: length of one series interval. */
+      intervalMs: z.number().int().positive().default(60_000),
+      /** Live shadow: Kafka consumer group (its own, so ingest's offsets are untouched). */
+      groupId: z.string().min(1).default('modelwatch-shadow'),
+    })
+    .prefault({}),
   /** Per-model schema, sampling and drift overrides, keyed by model name. */
   models: z
     .record(
@@ -159,6 +200,10 @@ export const configSchema = z.strictObject({
             features: z.record(z.string(), driftOverrideSchema).default({}),
           })
           .optional(),
+        /** Store each call's request body in `mw_payloads` for faithful replay. */
+        payloads: z.boolean().default(true),
+        /** Shadow: request tensor name → candidate ONNX input name. */
+        shadow: z.strictObject({ inputs: z.record(z.string(), z.string()).default({}) }).optional(),
       }),
     )
     .default({}),
