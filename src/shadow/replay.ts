@@ -578,6 +578,7 @@ async function replayWith(deps: ReplayDeps, store: Store, cand: ShadowModel, o: 
     metrics?.skipped.inc({ model, reason }, rows);
   };
 
+  const retentionMs = deps.config.retention.payloadDays * DAY_MS;
   let cursor = { t: -1, id: '' };
   let budget = o.limit;
   while (budget > 0) {
@@ -639,7 +640,8 @@ async function replayWith(deps: ReplayDeps, store: Store, cand: ShadowModel, o: 
       let tensors: ShadowTensor[] | undefined;
       let source: Prepared['source'] = 'payload';
       let reason: SkipReason | undefined;
-      if (p === undefined) reason = 'missing';
+      // A row deleted by its TTL looks like one never stored: older than the retention means expired.
+      if (p === undefined) reason = call.t + retentionMs <= Date.now() ? 'expired' : 'missing';
       else if (num(p.expired) === 1) reason = 'expired';
       else if (p.truncated) reason = 'truncated';
       else {
