@@ -61,11 +61,14 @@ describe('OpenAPI document', () => {
       'get /api/v1/models/{name}/health',
       'get /api/v1/models/{name}/performance',
       'get /api/v1/models/{name}/predictions',
+      'get /api/v1/shadow/runs',
+      'get /api/v1/shadow/runs/{id}',
       'get /healthz',
       'get /metrics',
       'get /openapi.json',
       'get /readyz',
       'post /api/v1/labels',
+      'post /api/v1/shadow/runs',
       'post /ingest/kserve',
     ]);
   });

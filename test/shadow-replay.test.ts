@@ -2,11 +2,7 @@
 // chdb → runReplay on the shadow pool. Identical candidates agree 100% with zero differences; perturbed
 // ones disagree at exactly the rate NumPy computed (fixtures); expired payloads fall back to the stored
 // feature rows, or are skipped and counted when the schema no longer maps them.
-import * as ort from 'onnxruntime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { encodeCapture, type CapturedCall, type ConsumedBatch } from '../src/bus/index.js';
-import { createIngestMetrics } from '../src/ingest/metrics.js';
-import { IngestPipeline } from '../src/ingest/pipeline.js';
 import {
   ShadowPool,
   buildLogisticRegression,
@@ -19,7 +15,7 @@ import type { ClickHouseStore } from '../src/store/index.js';
 import { modelsFixture } from './fixtures/shadow/load.js';
 import { counterValue, newRegistry, testConfig } from './support/ingest.js';
 import { openTestStore } from './support/store.js';
-import { capturedBody, encodeJsonRequest, encodeJsonResponse } from './support/v2-encode.js';
+import { CALL_SIZES, ingestCalls, productionCalls } from './support/shadow.js';
 
 const fx = modelsFixture();
 const rows = fx.inputs.rows;
@@ -29,7 +25,7 @@ const models = {
   mlp: buildMlp(fx.params.mlp),
   mlp_perturbed: buildMlp(fx.params.mlp_perturbed),
 };
-const SIZES = [1, 3, 8, 5, 2];
+const SIZES = CALL_SIZES;
 const DAY = 86_400_000;
 const LABELLED = 400;
 
@@ -38,9 +34,7 @@ let cleanup: () => Promise<void>;
 let pool: ShadowPool;
 const registry = newRegistry();
 const metrics = createShadowMetrics(registry);
-let offset = 0;
 
-/** Production: the real model answering each call (bare onnxruntime-node). */
 async function produce(
   model: string,
   bytes: Uint8Array,
@@ -48,59 +42,8 @@ async function produce(
   schemaModels: Record<string, unknown> = {},
   payloadDays = 7,
 ): Promise<string[]> {
-  const session = await ort.InferenceSession.create(bytes);
-  const calls: CapturedCall[] = [];
-  const labels: string[] = [];
-  for (let i = 0, k = 0; i < rows.length; k++) {
-    const n = Math.min(SIZES[k % SIZES.length] as number, rows.length - i);
-    const chunk = rows.slice(i, i + n);
-    const x = Float32Array.from(chunk.flat());
-    const out = await session.run({ input: new ort.Tensor('float32', x, [n, 4]) });
-    const probs = Array.from(out.probabilities?.data as Float32Array, Number);
-    const label = Array.from(out.label?.data as BigInt64Array, Number);
-    labels.push(...label.map(String));
-    const width = probs.length / n;
-    const req = encodeJsonRequest([{ name: 'input', datatype: 'FP32', shape: [n, 4], data: chunk.flat() }]);
-    const res = encodeJsonResponse(
-      [
-        { name: 'probabilities', datatype: 'FP32', shape: [n, width], data: probs },
-        { name: 'label', datatype: 'INT64', shape: [n], data: label },
-      ],
-      { model_name: model },
-    );
-    calls.push({
-      eventId: `${model}-ev-${k}`,
-      requestId: `${model}-req-${k}`,
-      source: 'rest',
-      model,
-      version: k % 2 === 0 ? 'v1' : 'v2',
-      route: `/v2/models/${model}/infer`,
-      method: 'POST',
-      status: 200,
-      startedAt: t0 + k * 1000,
-      latencyMs: 2 + (k % 7),
-      request: capturedBody(req),
-      response: capturedBody(res),
-      headers: {},
-      error: '',
-    });
-    i += n;
-  }
-  await session.release();
-  const pipeline = new IngestPipeline(store, createIngestMetrics(newRegistry()), {
-    models: schemaModels as never,
-    payloads: { days: payloadDays },
-  });
-  for (let i = 0; i < calls.length; i += 100) {
-    const batch: ConsumedBatch = {
-      topic: 't',
-      partition: 0,
-      messages: calls.slice(i, i + 100).map((c) => ({ ...encodeCapture(c), offset: String(offset++), timestamp: Date.now() })),
-      heartbeat: () => Promise.resolve(),
-      isRunning: () => true,
-    };
-    await pipeline.handleBatch(batch);
-  }
+  const { calls, labels } = await productionCalls(model, bytes, rows, t0);
+  await ingestCalls(store, calls, { models: schemaModels as never, payloads: { days: payloadDays } });
   return labels;
 }
 

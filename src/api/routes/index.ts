@@ -7,6 +7,7 @@ import { performanceRoutes } from './performance.js';
 import { labelRoutes } from './labels.js';
 import { modelRoutes } from './models.js';
 import { systemRoutes } from './system.js';
+import { shadowRoutes } from './shadow.js';
 
 /**
  * Mounts one group of routes on the app. Routes under `/api/v1/` get bearer auth, body limits and
@@ -24,4 +25,5 @@ export const routeMounters: RouteMounter[] = [
   driftRoutes,
   performanceRoutes,
   healthRoutes,
+  shadowRoutes,
 ];
