@@ -95,11 +95,17 @@ describe('shadow API', () => {
     const { runs } = (await list.json()) as { runs: { id: string; result: unknown }[] };
     expect(runs.map((r) => r.id)).toContain(id);
     expect(runs[0]?.result).toBeNull();
-    expect(((await (await app.request('/api/v1/shadow/runs?model=other')).json()) as { runs: unknown[] }).runs).toEqual([]);
+    expect(((await (await app.request('/api/v1/shadow/runs?model=other')).json()) as { runs: unknown[] }).runs).toEqual(
+      [],
+    );
   });
 
   it('an uploaded candidate within the size limit is accepted; a larger one is 413', async () => {
-    const ok = await post({ model: 'lr', candidate_base64: Buffer.from(lr).toString('base64'), candidate_name: 'up.onnx' });
+    const ok = await post({
+      model: 'lr',
+      candidate_base64: Buffer.from(lr).toString('base64'),
+      candidate_name: 'up.onnx',
+    });
     expect(ok.status).toBe(202);
     const run = await waitDone(((await ok.json()) as { id: string }).id);
     expect(run.status).toBe('done');
@@ -109,7 +115,15 @@ describe('shadow API', () => {
   });
 
   it('refuses paths: ../x.onnx, absolute paths, separators, a symlink out of modelDir; unknown names are 404', async () => {
-    for (const candidate of ['../x.onnx', '../outside.onnx', join(root, 'outside.onnx'), '/etc/passwd', 'sub/lr.onnx', '..\\lr.onnx', 'lr.txt']) {
+    for (const candidate of [
+      '../x.onnx',
+      '../outside.onnx',
+      join(root, 'outside.onnx'),
+      '/etc/passwd',
+      'sub/lr.onnx',
+      '..\\lr.onnx',
+      'lr.txt',
+    ]) {
       const res = await post({ model: 'lr', candidate });
       expect(res.status, candidate).toBe(400);
       const body = (await res.json()) as { error: { code: string; field: string } };

@@ -23,7 +23,12 @@ beforeAll(async () => {
   writeFileSync(config, [`clickhouse:`, `  url: chdb:${join(dir, 'chdb')}`, `shadow:`, `  sessions: 1`, ''].join('\n'));
   const store = createStore({ url: `chdb:${join(dir, 'chdb')}` });
   await store.migrate();
-  const { calls } = await productionCalls('lr', buildLogisticRegression(fx.params.lr), fx.inputs.rows, Date.now() - 3_600_000);
+  const { calls } = await productionCalls(
+    'lr',
+    buildLogisticRegression(fx.params.lr),
+    fx.inputs.rows,
+    Date.now() - 3_600_000,
+  );
   await ingestCalls(store, calls);
   await store.close();
 }, 120_000);
@@ -54,7 +59,20 @@ describe('modelwatch shadow', () => {
     const r = await run(['--model', 'lr', '--candidate', 'lr-perturbed.onnx', '--format', 'json']);
     expect(r.code, r.stderr).toBe(0);
     const j = JSON.parse(r.stdout) as Record<string, unknown>;
-    for (const k of ['run_id', 'model', 'candidate', 'execution_provider', 'rows', 'skipped', 'agreement', 'differences', 'performance', 'latency_ms', 'verdict', 'reasons'])
+    for (const k of [
+      'run_id',
+      'model',
+      'candidate',
+      'execution_provider',
+      'rows',
+      'skipped',
+      'agreement',
+      'differences',
+      'performance',
+      'latency_ms',
+      'verdict',
+      'reasons',
+    ])
       expect(j, k).toHaveProperty(k);
     expect(j.rows).toBe(fx.inputs.rows.length);
     expect(j.skipped).toBe(0);
@@ -65,7 +83,16 @@ describe('modelwatch shadow', () => {
   }, 120_000);
 
   it('prints a table with --limit and a time range', async () => {
-    const r = await run(['--model', 'lr', '--candidate', 'lr.onnx', '--limit', '300', '--from', new Date(Date.now() - 86_400_000).toISOString()]);
+    const r = await run([
+      '--model',
+      'lr',
+      '--candidate',
+      'lr.onnx',
+      '--limit',
+      '300',
+      '--from',
+      new Date(Date.now() - 86_400_000).toISOString(),
+    ]);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/^rows\s+300 compared, 0 skipped/m);
     expect(r.stdout).toMatch(/^agreement\s+1$/m);

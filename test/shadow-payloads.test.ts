@@ -32,7 +32,10 @@ beforeAll(async () => {
 afterAll(async () => cleanup());
 
 let offset = 0;
-async function ingest(calls: CapturedCall[], options: ConstructorParameters<typeof IngestPipeline>[2] = {}): Promise<void> {
+async function ingest(
+  calls: CapturedCall[],
+  options: ConstructorParameters<typeof IngestPipeline>[2] = {},
+): Promise<void> {
   const pipeline = new IngestPipeline(store, createIngestMetrics(newRegistry()), options);
   const batch: ConsumedBatch = {
     topic: 't',
@@ -133,7 +136,9 @@ describe('payloads stored at ingest replay bit for bit', () => {
       { name: 'f32', datatype: 'FP32', shape: [3, 2], data: floats },
     ]);
     const a = capturedCall(capturedBody(raw, { contentType: 'application/grpc' }), Buffer.alloc(0), { source: 'grpc' });
-    const b = capturedCall(capturedBody(typed, { contentType: 'application/grpc' }), Buffer.alloc(0), { source: 'grpc' });
+    const b = capturedCall(capturedBody(typed, { contentType: 'application/grpc' }), Buffer.alloc(0), {
+      source: 'grpc',
+    });
     await ingest([a, b]);
     for (const id of [a.eventId, b.eventId]) {
       const t = await replayTensors(id);

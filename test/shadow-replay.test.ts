@@ -3,12 +3,7 @@
 // ones disagree at exactly the rate NumPy computed (fixtures); expired payloads fall back to the stored
 // feature rows, or are skipped and counted when the schema no longer maps them.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  ShadowPool,
-  buildLogisticRegression,
-  buildMlp,
-  mcnemarExact,
-} from '../src/shadow/index.js';
+import { ShadowPool, buildLogisticRegression, buildMlp, mcnemarExact } from '../src/shadow/index.js';
 import { runReplay, type ShadowReport } from '../src/shadow/replay.js';
 import { createShadowMetrics, listRuns, readRun } from '../src/shadow/results.js';
 import type { ClickHouseStore } from '../src/store/index.js';
@@ -59,7 +54,10 @@ beforeAll(async () => {
   await produce('mlp', models.mlp, now - 3_600_000);
   // Payloads kept one day, captured two days ago: expired.
   await produce('lr-old', models.lr, now - 2 * DAY, {}, 1);
-  const renamed = { features: [0, 1, 2, 3].map((j) => ({ name: `f${j}`, tensor: 'input', index: j })), categorical: [] };
+  const renamed = {
+    features: [0, 1, 2, 3].map((j) => ({ name: `f${j}`, tensor: 'input', index: j })),
+    categorical: [],
+  };
   await produce('lr-renamed', models.lr, now - 2 * DAY, { 'lr-renamed': renamed }, 1);
   // Ground truth on the first calls of lr: production's own labels (so production is right on them).
   const truth: { request_id: string; row: number; label: string }[] = [];
@@ -167,7 +165,10 @@ describe('replay', () => {
   });
 
   it('expired payloads the schema no longer maps are skipped and counted', async () => {
-    const before = await counterValue(registry, 'modelwatch_shadow_skipped_rows_total', { model: 'lr-renamed', reason: 'expired' });
+    const before = await counterValue(registry, 'modelwatch_shadow_skipped_rows_total', {
+      model: 'lr-renamed',
+      reason: 'expired',
+    });
     // TTL merges may already have deleted the rows: a call older than retention.payloadDays counts as expired.
     const oneDay = testConfig({ shadow: { verdict: { minRows: 100 } }, retention: { payloadDays: 1 } });
     const report = await runReplay(
@@ -178,14 +179,20 @@ describe('replay', () => {
     expect(report.skipped).toBe(rows.length);
     expect(report.skipped_by_reason.expired).toBe(rows.length);
     expect(report.verdict).toBe('hold');
-    const after = await counterValue(registry, 'modelwatch_shadow_skipped_rows_total', { model: 'lr-renamed', reason: 'expired' });
+    const after = await counterValue(registry, 'modelwatch_shadow_skipped_rows_total', {
+      model: 'lr-renamed',
+      reason: 'expired',
+    });
     expect(after - before).toBe(rows.length);
     // With the schema that maps them, the same rows are rebuilt.
     const mapped = testConfig({
       shadow: { verdict: { minRows: 100 } },
       models: { 'lr-renamed': { features: [0, 1, 2, 3].map((j) => ({ name: `f${j}`, tensor: 'input', index: j })) } },
     });
-    const again = await runReplay({ ...deps(), config: mapped }, { model: 'lr-renamed', candidate: { bytes: models.lr, name: 'lr' } });
+    const again = await runReplay(
+      { ...deps(), config: mapped },
+      { model: 'lr-renamed', candidate: { bytes: models.lr, name: 'lr' } },
+    );
     expect(again.inputs.features).toBe(rows.length);
     expect(again.agreement).toBe(1);
   });

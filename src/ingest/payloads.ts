@@ -59,7 +59,12 @@ export function decodePayloadBody(storage: string, body: string): Buffer {
  * The payload row of a call, or undefined when its model's switch is off. A truncated capture is kept as
  * a marker row with an empty body (replay counts it and falls back to the stored features).
  */
-export function payloadRowOf(call: CapturedCall, model: string, version: string, options: PayloadOptions = {}): PayloadRow | undefined {
+export function payloadRowOf(
+  call: CapturedCall,
+  model: string,
+  version: string,
+  options: PayloadOptions = {},
+): PayloadRow | undefined {
   if (options.disabled?.has(model) === true) return undefined;
   const req = call.request;
   const stored = req.truncated ? { storage: 'text' as const, body: '' } : encodePayloadBody(req.body);
@@ -83,7 +88,11 @@ export function payloadRowOf(call: CapturedCall, model: string, version: string,
 }
 
 /** Inserts payload rows (the ingest pipeline calls it with the rows of the calls it stores). */
-export async function insertPayloads(store: SqlPort, rows: readonly PayloadRow[], options: InsertOptions = {}): Promise<void> {
+export async function insertPayloads(
+  store: SqlPort,
+  rows: readonly PayloadRow[],
+  options: InsertOptions = {},
+): Promise<void> {
   if (rows.length === 0) return;
   await store.insert(ShadowTables.payloads, rows, options);
 }

@@ -266,7 +266,12 @@ export function rebuildFromFeatures(
         values[r * names.length + j] = v;
       }
     }
-    out.push({ name: tensor, datatype: input.datatype, shape: [rows.length, ...dims], data: typedFromNumbers(input.datatype, values) });
+    out.push({
+      name: tensor,
+      datatype: input.datatype,
+      shape: [rows.length, ...dims],
+      data: typedFromNumbers(input.datatype, values),
+    });
   }
   return out;
 }
@@ -286,7 +291,7 @@ function concatData(parts: readonly ShadowTensorData[]): ShadowTensorData {
   const out = new Ctor(total);
   let o = 0;
   for (const p of parts as Exclude<ShadowTensorData, string[]>[]) {
-    (out as unknown as { set(a: ArrayLike<unknown>, o: number): void }).set(p as ArrayLike<unknown>, o);
+    (out as unknown as { set(a: ArrayLike<unknown>, o: number): void }).set(p, o);
     o += p.length;
   }
   return out;

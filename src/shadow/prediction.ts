@@ -19,13 +19,19 @@ const tensorOf = (key: string): string => key.replace(/_\d+$/, '');
  * module's rule applies; without it, the numeric output tensor with the most columns (≥ 2) is read as
  * class probabilities (e.g. `probabilities` over an arg-max `label`), else the performance default.
  */
-export function predictionSpecOf(schema: ModelSchema | undefined, keys: { num: string[]; cat: string[] }): PredictionSpec | null {
+export function predictionSpecOf(
+  schema: ModelSchema | undefined,
+  keys: { num: string[]; cat: string[] },
+): PredictionSpec | null {
   if (schema?.prediction !== undefined || schema?.task === 'regression') return resolvePredictionSpec(schema, keys);
   const width = new Map<string, number>();
   for (const k of keys.num) width.set(tensorOf(k), (width.get(tensorOf(k)) ?? 0) + 1);
   const best = [...width].filter(([, w]) => w >= 2).sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1))[0];
   if (best === undefined) return resolvePredictionSpec(schema, keys);
-  return resolvePredictionSpec({ features: [], categorical: [], ...schema, prediction: { tensor: best[0], kind: 'probabilities' } }, keys);
+  return resolvePredictionSpec(
+    { features: [], categorical: [], ...schema, prediction: { tensor: best[0], kind: 'probabilities' } },
+    keys,
+  );
 }
 
 /** The prediction columns' values of a row (NaN where missing). */

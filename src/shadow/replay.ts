@@ -30,12 +30,26 @@ import {
   type PairedBootstrapResult,
   type ScoreDifferences,
 } from './compare.js';
-import { batchRows, batchSignature, concatBatch, payloadTensors, rebuildFromFeatures, type FeatureRow } from './inputs.js';
+import {
+  batchRows,
+  batchSignature,
+  concatBatch,
+  payloadTensors,
+  rebuildFromFeatures,
+  type FeatureRow,
+} from './inputs.js';
 import type { ShadowModel, ShadowPool } from './pool.js';
-import { flattenOutputs, labelOf, predictionSpecOf, probabilitiesOf, scoresOf, type PredictionSpec } from './prediction.js';
+import {
+  flattenOutputs,
+  labelOf,
+  predictionSpecOf,
+  probabilitiesOf,
+  scoresOf,
+  type PredictionSpec,
+} from './prediction.js';
 import { insertOutputs, writeRun, type ShadowMetrics, type ShadowOutputRow, type ShadowRunRecord } from './results.js';
 import type { ShadowTensor } from './tensors.js';
-import { decideVerdict, type Verdict, type VerdictThresholds } from './verdict.js';
+import { decideVerdict, type Verdict } from './verdict.js';
 
 /** Why a stored call could not be scored. */
 export const SkipReasons = ['expired', 'truncated', 'missing', 'undecodable', 'no_output', 'failed'] as const;
@@ -285,7 +299,9 @@ export async function runReplay(deps: ReplayDeps, options: ReplayOptions): Promi
   const batchSize = options.batchRows ?? config.shadow.batchRows;
   if (!(toMs > fromMs)) throw new ModelwatchError(ErrorCodes.badRequest, 'from must be before to', { field: 'from' });
   if (!(Number.isSafeInteger(limit) && limit >= 1))
-    throw new ModelwatchError(ErrorCodes.badRequest, `limit must be a positive integer, got ${limit}`, { field: 'limit' });
+    throw new ModelwatchError(ErrorCodes.badRequest, `limit must be a positive integer, got ${limit}`, {
+      field: 'limit',
+    });
   if (!(sample > 0 && sample <= 1))
     throw new ModelwatchError(ErrorCodes.badRequest, `sample must be in (0, 1], got ${sample}`, { field: 'sample' });
   const { model } = options;
@@ -355,7 +371,8 @@ export async function runReplay(deps: ReplayDeps, options: ReplayOptions): Promi
       result: JSON.stringify(full),
     });
     metrics?.runs.inc({ model, verdict: full.verdict });
-    if (full.agreement !== null) metrics?.agreement.set({ model, candidate: candidateName, mode: 'replay' }, full.agreement);
+    if (full.agreement !== null)
+      metrics?.agreement.set({ model, candidate: candidateName, mode: 'replay' }, full.agreement);
     metrics?.executionProvider.set({ model, candidate: candidateName, execution_provider: full.execution_provider }, 1);
     return full;
   } catch (err) {
@@ -392,7 +409,10 @@ interface Internal {
   logger: Logger;
 }
 
-type PartialReport = Omit<ShadowReport, 'candidate' | 'candidate_sha256' | 'execution_provider' | 'execution_fallbacks' | 'duration_ms'>;
+type PartialReport = Omit<
+  ShadowReport,
+  'candidate' | 'candidate_sha256' | 'execution_provider' | 'execution_fallbacks' | 'duration_ms'
+>;
 
 async function replayWith(deps: ReplayDeps, store: Store, cand: ShadowModel, o: Internal): Promise<PartialReport> {
   const { pool, metrics } = deps;
@@ -499,7 +519,13 @@ async function replayWith(deps: ReplayDeps, store: Store, cand: ShadowModel, o: 
             const t = Number(truth);
             const pv = scoresOf(spec, prod)[0];
             const cv = scoresOf(spec, c)[0];
-            if (Number.isFinite(t) && pv !== undefined && cv !== undefined && Number.isFinite(pv) && Number.isFinite(cv)) {
+            if (
+              Number.isFinite(t) &&
+              pv !== undefined &&
+              cv !== undefined &&
+              Number.isFinite(pv) &&
+              Number.isFinite(cv)
+            ) {
               truthNum.push(t);
               regProd.push(pv);
               regCand.push(cv);
@@ -721,7 +747,12 @@ async function replayWith(deps: ReplayDeps, store: Store, cand: ShadowModel, o: 
     const est = (probs: number[][]): EstimatedMetrics | null => {
       try {
         return finishCbpe(
-          cbpeAggregates({ task: spec?.task as 'binary' | 'multiclass', classes: spec?.classes ?? [], positive: spec?.positive ?? '1', probabilities: probs }),
+          cbpeAggregates({
+            task: spec?.task as 'binary' | 'multiclass',
+            classes: spec?.classes ?? [],
+            positive: spec?.positive ?? '1',
+            probabilities: probs,
+          }),
         );
       } catch {
         return null;
@@ -740,7 +771,7 @@ async function replayWith(deps: ReplayDeps, store: Store, cand: ShadowModel, o: 
       regression: measured?.regression,
       latency,
     },
-    deps.config.shadow.verdict as VerdictThresholds,
+    deps.config.shadow.verdict,
   );
   if (spec === null) reasons.push('no prediction column could be read from the stored outputs');
   return {
@@ -777,5 +808,5 @@ function sumSkips(s: Record<SkipReason, number>): number {
 
 function sliceRows(t: ShadowTensor, rows: number): ShadowTensor {
   const per = t.shape.slice(1).reduce((a, b) => a * b, 1);
-  return { ...t, shape: [rows, ...t.shape.slice(1)], data: t.data.slice(0, rows * per) as ShadowTensor['data'] };
+  return { ...t, shape: [rows, ...t.shape.slice(1)], data: t.data.slice(0, rows * per) };
 }

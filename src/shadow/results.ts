@@ -109,7 +109,8 @@ export interface ShadowOutputRow {
 
 function finiteMap(m: Record<string, number>): Record<string, number | string> {
   const out: Record<string, number | string> = {};
-  for (const [k, v] of Object.entries(m)) out[k] = Number.isFinite(v) ? v : Number.isNaN(v) ? 'nan' : v > 0 ? 'inf' : '-inf';
+  for (const [k, v] of Object.entries(m))
+    out[k] = Number.isFinite(v) ? v : Number.isNaN(v) ? 'nan' : v > 0 ? 'inf' : '-inf';
   return out;
 }
 

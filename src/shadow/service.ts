@@ -14,7 +14,9 @@ import { runReplay, type ReplayProgress, type ShadowReport } from './replay.js';
 import { createShadowMetrics, listRuns, readRun, type ShadowMetrics, type ShadowRunRecord } from './results.js';
 
 /** The pool options of a config's `shadow` section. */
-export function poolOptionsOf(ctx: Pick<RuntimeContext, 'config' | 'logger'>): ConstructorParameters<typeof ShadowPool>[0] {
+export function poolOptionsOf(
+  ctx: Pick<RuntimeContext, 'config' | 'logger'>,
+): ConstructorParameters<typeof ShadowPool>[0] {
   const s = ctx.config.shadow;
   return {
     executionProviders: s.executionProviders,
@@ -35,8 +37,17 @@ function refused(message: string): ModelwatchError {
  * (no separators, no `..`, not absolute), whose real path (symlinks resolved) stays inside `modelDir`.
  */
 export async function resolveCandidateName(modelDir: string, name: string): Promise<string> {
-  if (isAbsolute(name) || name.includes('/') || name.includes('\\') || name.includes('\0') || !NAME.test(name) || name !== basename(name)) {
-    throw refused(`candidate must be the file name of a .onnx model inside shadow.modelDir (got ${JSON.stringify(name)})`);
+  if (
+    isAbsolute(name) ||
+    name.includes('/') ||
+    name.includes('\\') ||
+    name.includes('\0') ||
+    !NAME.test(name) ||
+    name !== basename(name)
+  ) {
+    throw refused(
+      `candidate must be the file name of a .onnx model inside shadow.modelDir (got ${JSON.stringify(name)})`,
+    );
   }
   const dir = resolve(modelDir);
   const path = join(dir, name);
@@ -46,7 +57,9 @@ export async function resolveCandidateName(modelDir: string, name: string): Prom
     realDir = realpathSync(dir);
     real = realpathSync(path);
   } catch {
-    throw new ModelwatchError(ErrorCodes.notFound, `candidate ${name} not found in shadow.modelDir`, { field: 'candidate' });
+    throw new ModelwatchError(ErrorCodes.notFound, `candidate ${name} not found in shadow.modelDir`, {
+      field: 'candidate',
+    });
   }
   const rel = relative(realDir, real);
   if (rel === '' || rel.startsWith(`..${sep}`) || rel === '..' || isAbsolute(rel)) {
@@ -128,7 +141,9 @@ export class ShadowService {
     if (req.upload !== undefined) {
       const max = this.ctx.config.shadow.maxUploadBytes;
       if (req.upload.bytes.byteLength > max) {
-        throw new ModelwatchError(ErrorCodes.payloadTooLarge, `uploaded candidate is larger than ${max} bytes`, { field: 'candidate_base64' });
+        throw new ModelwatchError(ErrorCodes.payloadTooLarge, `uploaded candidate is larger than ${max} bytes`, {
+          field: 'candidate_base64',
+        });
       }
       return req.upload;
     }
@@ -143,7 +158,13 @@ export class ShadowService {
     const id = newId();
     const progress: ReplayProgress = { rows: 0, skipped: 0, fraction: 0 };
     const done = runReplay(
-      { store: this.ctx.store, config: this.ctx.config, pool: this.poolOf(), metrics: this.metrics, logger: this.ctx.logger },
+      {
+        store: this.ctx.store,
+        config: this.ctx.config,
+        pool: this.poolOf(),
+        metrics: this.metrics,
+        logger: this.ctx.logger,
+      },
       {
         model: req.model,
         candidate,

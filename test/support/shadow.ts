@@ -61,13 +61,19 @@ export async function productionCalls(
 let offset = 0;
 
 /** Stores calls through the real ingest pipeline (batches of 100). */
-export async function ingestCalls(store: Store, calls: CapturedCall[], options: IngestPipelineOptions = {}): Promise<void> {
+export async function ingestCalls(
+  store: Store,
+  calls: CapturedCall[],
+  options: IngestPipelineOptions = {},
+): Promise<void> {
   const pipeline = new IngestPipeline(store, createIngestMetrics(newRegistry()), options);
   for (let i = 0; i < calls.length; i += 100) {
     const batch: ConsumedBatch = {
       topic: 'shadow-test',
       partition: 0,
-      messages: calls.slice(i, i + 100).map((c) => ({ ...encodeCapture(c), offset: String(offset++), timestamp: Date.now() })),
+      messages: calls
+        .slice(i, i + 100)
+        .map((c) => ({ ...encodeCapture(c), offset: String(offset++), timestamp: Date.now() })),
       heartbeat: () => Promise.resolve(),
       isRunning: () => true,
     };

@@ -18,7 +18,12 @@ const runBodySchema = z
       .min(1)
       .optional()
       .openapi({ description: 'The candidate model uploaded as base64 (at most shadow.maxUploadBytes decoded).' }),
-    candidate_name: z.string().min(1).max(200).optional().openapi({ description: 'Display name of an uploaded candidate.' }),
+    candidate_name: z
+      .string()
+      .min(1)
+      .max(200)
+      .optional()
+      .openapi({ description: 'Display name of an uploaded candidate.' }),
     from: z.string().datetime({ offset: true }).optional(),
     to: z.string().datetime({ offset: true }).optional(),
     limit: z.number().int().positive().optional(),
@@ -45,7 +50,9 @@ const runViewSchema = z
     result: z
       .record(z.string(), z.unknown())
       .nullable()
-      .openapi({ description: 'The full comparison report once done (same JSON as `modelwatch shadow --format json`).' }),
+      .openapi({
+        description: 'The full comparison report once done (same JSON as `modelwatch shadow --format json`).',
+      }),
   })
   .openapi('ShadowRun');
 
@@ -57,7 +64,10 @@ const startRoute = createRoute({
   security: bearerSecurity,
   request: { body: { required: true, content: { 'application/json': { schema: runBodySchema } } } },
   responses: {
-    202: jsonResponse(z.object({ id: z.string() }).openapi('ShadowRunStarted'), 'Run started; poll GET /api/v1/shadow/runs/{id}'),
+    202: jsonResponse(
+      z.object({ id: z.string() }).openapi('ShadowRunStarted'),
+      'Run started; poll GET /api/v1/shadow/runs/{id}',
+    ),
     ...protectedErrors,
     404: errorResponse('Candidate not found in shadow.modelDir.'),
     413: errorResponse('Body or uploaded candidate too large.'),
@@ -70,7 +80,14 @@ const getRoute = createRoute({
   summary: 'A shadow run: progress while running, the comparison and verdict once done',
   operationId: 'getShadowRun',
   security: bearerSecurity,
-  request: { params: z.object({ id: z.string().min(1).openapi({ param: { name: 'id', in: 'path' } }) }) },
+  request: {
+    params: z.object({
+      id: z
+        .string()
+        .min(1)
+        .openapi({ param: { name: 'id', in: 'path' } }),
+    }),
+  },
   responses: { 200: jsonResponse(runViewSchema), ...protectedErrors, 404: errorResponse('Unknown run.') },
 });
 
@@ -81,7 +98,10 @@ const listRoute = createRoute({
   operationId: 'listShadowRuns',
   security: bearerSecurity,
   request: { query: z.object({ model: z.string().min(1).optional() }) },
-  responses: { 200: jsonResponse(z.object({ runs: z.array(runViewSchema) }).openapi('ShadowRuns')), ...protectedErrors },
+  responses: {
+    200: jsonResponse(z.object({ runs: z.array(runViewSchema) }).openapi('ShadowRuns')),
+    ...protectedErrors,
+  },
 });
 
 function ms(s: string | undefined, field: string): number | undefined {
@@ -97,7 +117,9 @@ export function shadowRoutes(app: ApiApp, ctx: RuntimeContext): void {
   app.openapi(startRoute, async (c) => {
     const b = c.req.valid('json');
     if ((b.candidate === undefined) === (b.candidate_base64 === undefined)) {
-      throw new ApiError(400, ErrorCodes.badRequest, 'give exactly one of candidate and candidate_base64', { field: 'candidate' });
+      throw new ApiError(400, ErrorCodes.badRequest, 'give exactly one of candidate and candidate_base64', {
+        field: 'candidate',
+      });
     }
     const upload =
       b.candidate_base64 === undefined

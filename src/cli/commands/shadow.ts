@@ -34,7 +34,8 @@ function positive(v: string | undefined, flag: string, integer: boolean): number
   return n;
 }
 
-const f = (v: number | null | undefined, d = 4): string => (v === null || v === undefined ? '-' : Number(v.toPrecision(d)).toString());
+const f = (v: number | null | undefined, d = 4): string =>
+  v === null || v === undefined ? '-' : Number(v.toPrecision(d)).toString();
 
 /** The comparison as a human-readable table. */
 export function formatShadowTable(r: ShadowReport): string {
@@ -43,23 +44,59 @@ export function formatShadowTable(r: ShadowReport): string {
   kv('run', r.run_id);
   kv('model', r.model);
   kv('candidate', `${r.candidate} (sha256 ${r.candidate_sha256.slice(0, 12)})`);
-  kv('execution provider', r.execution_provider + (r.execution_fallbacks.length > 0 ? ` (fell back: ${r.execution_fallbacks.map((x) => x.provider).join(', ')})` : ''));
+  kv(
+    'execution provider',
+    r.execution_provider +
+      (r.execution_fallbacks.length > 0
+        ? ` (fell back: ${r.execution_fallbacks.map((x) => x.provider).join(', ')})`
+        : ''),
+  );
   kv('window', `${r.window.from} → ${r.window.to}`);
-  kv('rows', `${r.rows} compared, ${r.skipped} skipped (${Object.entries(r.skipped_by_reason).filter(([, n]) => n > 0).map(([k, n]) => `${k} ${n}`).join(', ') || 'none'})`);
+  kv(
+    'rows',
+    `${r.rows} compared, ${r.skipped} skipped (${
+      Object.entries(r.skipped_by_reason)
+        .filter(([, n]) => n > 0)
+        .map(([k, n]) => `${k} ${n}`)
+        .join(', ') || 'none'
+    })`,
+  );
   kv('inputs', `payload ${r.inputs.payload}, rebuilt from features ${r.inputs.features}`);
   if (r.agreement !== null) kv('agreement', f(r.agreement, 6));
   if (r.classification && r.classification.flips.length > 0)
-    kv('top flips', r.classification.flips.slice(0, 5).map((x) => `${x.from}→${x.to} ${x.count}`).join(', '));
-  if (r.differences) kv('|diff| p50/p95/max', `${f(r.differences.absolute.p50)} / ${f(r.differences.absolute.p95)} / ${f(r.differences.absolute.max)}`);
+    kv(
+      'top flips',
+      r.classification.flips
+        .slice(0, 5)
+        .map((x) => `${x.from}→${x.to} ${x.count}`)
+        .join(', '),
+    );
+  if (r.differences)
+    kv(
+      '|diff| p50/p95/max',
+      `${f(r.differences.absolute.p50)} / ${f(r.differences.absolute.p95)} / ${f(r.differences.absolute.max)}`,
+    );
   for (const d of r.output_drift) kv(`drift ${d.column}`, `KS ${f(d.ks)} (p ${f(d.p_value, 3)}), PSI ${f(d.psi)}`);
   const m = r.performance.measured;
-  if (m?.classification) kv('accuracy prod → cand', `${f(m.classification.production.accuracy)} → ${f(m.classification.candidate.accuracy)} (McNemar p ${f(m.classification.mcnemar.pValue, 3)}, ${m.classification.rows} labelled)`);
-  if (m?.regression) kv(`${m.regression.metric} prod → cand`, `${f(m.regression.production)} → ${f(m.regression.candidate)} (CI ${f(m.regression.low)}..${f(m.regression.high)})`);
+  if (m?.classification)
+    kv(
+      'accuracy prod → cand',
+      `${f(m.classification.production.accuracy)} → ${f(m.classification.candidate.accuracy)} (McNemar p ${f(m.classification.mcnemar.pValue, 3)}, ${m.classification.rows} labelled)`,
+    );
+  if (m?.regression)
+    kv(
+      `${m.regression.metric} prod → cand`,
+      `${f(m.regression.production)} → ${f(m.regression.candidate)} (CI ${f(m.regression.low)}..${f(m.regression.high)})`,
+    );
   const e = r.performance.estimated;
-  if (e?.candidate) kv('estimated accuracy', `prod ${f(e.production?.accuracy)} → cand ${f(e.candidate.accuracy)} (CBPE)`);
+  if (e?.candidate)
+    kv('estimated accuracy', `prod ${f(e.production?.accuracy)} → cand ${f(e.candidate.accuracy)} (CBPE)`);
   const c = r.latency_ms.candidate;
   kv('candidate latency', `p50 ${f(c.p50Ms)} ms, p99 ${f(c.p99Ms)} ms per batch; ${f(c.rowsPerSecond)} rows/s`);
-  kv('production latency', `p50 ${f(r.latency_ms.production.p50)} ms, p99 ${f(r.latency_ms.production.p99)} ms per call`);
+  kv(
+    'production latency',
+    `p50 ${f(r.latency_ms.production.p50)} ms, p99 ${f(r.latency_ms.production.p99)} ms per call`,
+  );
   kv('verdict', r.verdict.toUpperCase());
   for (const reason of r.reasons) lines.push(`  - ${reason}`);
   return `${lines.join('\n')}\n`;
@@ -114,7 +151,9 @@ export const shadowCommand: Command = {
           onProgress: (p) => {
             if (Date.now() - lastLine < 1000 && p.fraction < 1) return;
             lastLine = Date.now();
-            process.stderr.write(`shadow: ${(100 * p.fraction).toFixed(0)}% of calls read, ${p.rows} rows compared, ${p.skipped} skipped\n`);
+            process.stderr.write(
+              `shadow: ${(100 * p.fraction).toFixed(0)}% of calls read, ${p.rows} rows compared, ${p.skipped} skipped\n`,
+            );
           },
         },
       );
