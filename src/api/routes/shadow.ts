@@ -47,12 +47,9 @@ const runViewSchema = z
     verdict: z.enum(['promote', 'hold', 'reject']).nullable(),
     reasons: z.array(z.string()),
     error: z.string().nullable(),
-    result: z
-      .record(z.string(), z.unknown())
-      .nullable()
-      .openapi({
-        description: 'The full comparison report once done (same JSON as `modelwatch shadow --format json`).',
-      }),
+    result: z.record(z.string(), z.unknown()).nullable().openapi({
+      description: 'The full comparison report once done (same JSON as `modelwatch shadow --format json`).',
+    }),
   })
   .openapi('ShadowRun');
 
