@@ -42,6 +42,9 @@ export const EnvVars = {
   MODELWATCH_OUTBOUND_ALLOW: 'alerts.outboundAllow',
   MODELWATCH_KSERVE_TOKEN: 'kserve.token',
   MODELWATCH_KSERVE_ALLOW: 'kserve.allow',
+  MODELWATCH_PAYLOAD_DAYS: 'retention.payloadDays',
+  MODELWATCH_SHADOW_MODEL_DIR: 'shadow.modelDir',
+  MODELWATCH_SHADOW_EXECUTION_PROVIDERS: 'shadow.executionProviders',
 } as const;
 
 type Env = Record<string, string | undefined>;
@@ -65,6 +68,8 @@ function envValue(key: string, raw: string): unknown {
     case 'MODELWATCH_OUTBOUND_ALLOW':
     case 'MODELWATCH_KSERVE_ALLOW':
       return parseList(raw);
+    case 'MODELWATCH_SHADOW_EXECUTION_PROVIDERS':
+      return raw.trim() === 'auto' ? 'auto' : parseList(raw);
     case 'MODELWATCH_KAFKA_IDEMPOTENT':
       return parseBoolean({ key, value: raw });
     case 'MODELWATCH_SAMPLING':
@@ -75,6 +80,7 @@ function envValue(key: string, raw: string): unknown {
     case 'MODELWATCH_API_MAX_WINDOW_MS':
     case 'MODELWATCH_REFERENCE_ROWS':
     case 'MODELWATCH_REFERENCE_SPAN_MS':
+    case 'MODELWATCH_PAYLOAD_DAYS':
       return parseNumber({ key, value: raw, min: 1, integer: true });
     case 'MODELWATCH_API_LISTEN':
     case 'MODELWATCH_SIDECAR_LISTEN':

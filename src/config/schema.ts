@@ -53,7 +53,10 @@ export const configSchema = z.strictObject({
   clickhouse: z
     .strictObject({
       url: z.string().default('chdb:./.modelwatch/chdb'),
-      database: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/).default('default'),
+      database: z
+        .string()
+        .regex(/^[A-Za-z_][A-Za-z0-9_]*$/)
+        .default('default'),
       username: z.string().optional(),
       password: z.string().optional(),
       requestTimeoutMs: z.number().int().positive().default(30_000),
@@ -100,7 +103,11 @@ export const configSchema = z.strictObject({
   bus: z
     .strictObject({
       /** Bound of the in-process bus, in bytes. */
-      maxBufferedBytes: z.number().int().positive().default(64 * 1024 * 1024),
+      maxBufferedBytes: z
+        .number()
+        .int()
+        .positive()
+        .default(64 * 1024 * 1024),
     })
     .prefault({}),
   api: z
@@ -108,9 +115,17 @@ export const configSchema = z.strictObject({
       listen: listen.default('127.0.0.1:9400'),
       /** When set, `/api/v1/*` requires `Authorization: Bearer <token>`. */
       token: z.string().optional(),
-      maxBodyBytes: z.number().int().positive().default(10 * 1024 * 1024),
+      maxBodyBytes: z
+        .number()
+        .int()
+        .positive()
+        .default(10 * 1024 * 1024),
       /** Widest `from`..`to` window (and reference window) an API request may ask for; wider → 400. @default 7 days */
-      maxWindowMs: z.number().int().positive().default(7 * 24 * 3_600_000),
+      maxWindowMs: z
+        .number()
+        .int()
+        .positive()
+        .default(7 * 24 * 3_600_000),
     })
     .prefault({}),
   sidecar: z
@@ -120,9 +135,17 @@ export const configSchema = z.strictObject({
       grpcUpstream: z.string().optional(),
       grpcListen: z.string().optional(),
       /** Cap of each captured body; beyond it the capture is marked truncated. */
-      maxCaptureBytes: z.number().int().positive().default(1024 * 1024),
+      maxCaptureBytes: z
+        .number()
+        .int()
+        .positive()
+        .default(1024 * 1024),
       /** Bound of the tee buffer in bytes; overflow drops and counts. */
-      maxTeeBufferBytes: z.number().int().positive().default(64 * 1024 * 1024),
+      maxTeeBufferBytes: z
+        .number()
+        .int()
+        .positive()
+        .default(64 * 1024 * 1024),
       /** Default capture sampling rate 0..1 (per-model rates live in `models.<name>.sampling`). */
       sampling: z.number().min(0).max(1).default(1),
       /** Request/response headers copied into the capture (lower-case). Authorization and cookies never are. */
@@ -172,7 +195,11 @@ export const configSchema = z.strictObject({
   ingest: z
     .strictObject({
       maxBatchRows: z.number().int().positive().default(10_000),
-      maxBatchBytes: z.number().int().positive().default(16 * 1024 * 1024),
+      maxBatchBytes: z
+        .number()
+        .int()
+        .positive()
+        .default(16 * 1024 * 1024),
       flushIntervalMs: z.number().int().positive().default(1_000),
       retryInitialMs: z.number().int().positive().default(200),
       retryMaxMs: z.number().int().positive().default(10_000),
@@ -213,6 +240,53 @@ export const configSchema = z.strictObject({
       evaluateIntervalMs: z.number().int().positive().default(15_000),
     })
     .prefault({}),
+  // --- shadow runner (issue 10) ---
+  /** How long stored inputs are kept. */
+  retention: z
+    .strictObject({
+      /** Days a captured request body stays in `mw_payloads` for replay (per-row TTL). @default 7 */
+      payloadDays: z.number().int().positive().default(7),
+    })
+    .prefault({}),
+  shadow: z
+    .strictObject({
+      /** Folder the API may load candidates from (a candidate given to the API is a file name inside it). */
+      modelDir: z.string().default('./.modelwatch/models'),
+      /** `auto` (CUDA when installed, else CPU) or providers in order of preference. */
+      executionProviders: z
+        .union([z.literal('auto'), z.array(z.enum(['cuda', 'tensorrt', 'cpu'])).min(1)])
+        .default('auto'),
+      /** ONNX Runtime intra-op threads per session. */
+      intraOpNumThreads: z.number().int().positive().default(1),
+      /** Worker threads, each with one session per candidate. Default: min(4, cores − 1). */
+      sessions: z.number().int().positive().max(64).optional(),
+      /** Rows per candidate batch in replay. */
+      batchRows: z.number().int().positive().default(1024),
+      /** Largest candidate uploaded through the API (base64-decoded bytes). */
+      maxUploadBytes: z
+        .number()
+        .int()
+        .positive()
+        .default(64 * 1024 * 1024),
+      /** Verdict thresholds (see docs/shadow.md). */
+      verdict: z
+        .strictObject({
+          minRows: z.number().int().positive().optional(),
+          minAgreement: z.number().min(0).max(1).optional(),
+          alpha: z.number().gt(0).lt(1).optional(),
+          maxSkippedFraction: z.number().min(0).max(1).optional(),
+          maxAbsDiffP95: z.number().nonnegative().optional(),
+          maxLatencyP99Ms: z.number().positive().optional(),
+        })
+        .prefault({}),
+      /** Candidates scored on live traffic by the `shadow` role (started by `modelwatch up` when non-empty). */
+      candidates: z.array(z.strictObject({ model: z.string().min(1), file: z.string().min(1) })).default([]),
+      /** Live shadow: length of one series interval. */
+      intervalMs: z.number().int().positive().default(60_000),
+      /** Live shadow: Kafka consumer group (its own, so ingest's offsets are untouched). */
+      groupId: z.string().min(1).default('modelwatch-shadow'),
+    })
+    .prefault({}),
   /** Per-model schema, sampling and drift overrides, keyed by model name. */
   models: z
     .record(
@@ -226,6 +300,10 @@ export const configSchema = z.strictObject({
           .optional(),
         /** The model's reference, applied (created and made active) once per distinct value. */
         reference: referenceConfigSchema.optional(),
+        /** Store each call's request body in `mw_payloads` for faithful replay. */
+        payloads: z.boolean().default(true),
+        /** Shadow: request tensor name → candidate ONNX input name. */
+        shadow: z.strictObject({ inputs: z.record(z.string(), z.string()).default({}) }).optional(),
       }),
     )
     .default({}),

@@ -11,6 +11,7 @@ import type { QuarantineRow } from '../store/rows.js';
 import type { Store } from '../store/store.js';
 import type { IngestMetrics } from './metrics.js';
 import { buildCallRecords, envelopeQuarantine, type CallRecords } from './records.js';
+import { insertPayloads, payloadRowOf, payloadsDisabled, type PayloadOptions, type PayloadRow } from './payloads.js';
 
 /** Decodes one call with its model's schema (default: `decodeCall` from `src/protocol`). */
 export type DecodeFn = (call: CapturedCall, schema: ModelSchema) => DecodedCall;
@@ -43,6 +44,8 @@ export interface IngestPipelineOptions {
    * @default true
    */
   eventIdLookup?: boolean;
+  /** Store request bodies in `mw_payloads` for shadow replay; `false` disables. @default {days: 7, models with `payloads: false` skipped} */
+  payloads?: PayloadOptions | false;
   logger?: Logger;
 }
 
@@ -56,6 +59,7 @@ const defaults = {
   decode: decodeCall,
   tokenPrefix: '',
   eventIdLookup: true,
+  payloads: {},
   logger: silentLogger,
 } satisfies Required<IngestPipelineOptions>;
 
@@ -65,12 +69,13 @@ interface Chunk {
   last: string;
   calls: CallRecords[];
   envelopeQuarantine: QuarantineRow[];
+  payloads: Map<string, PayloadRow>;
   rows: number;
   bytes: number;
 }
 
 function newChunk(): Chunk {
-  return { first: undefined, last: '', calls: [], envelopeQuarantine: [], rows: 0, bytes: 0 };
+  return { first: undefined, last: '', calls: [], envelopeQuarantine: [], payloads: new Map(), rows: 0, bytes: 0 };
 }
 
 /** Event ids of a chunk already stored, per table. */
@@ -126,6 +131,7 @@ export class IngestPipeline {
     this.store = store.with({ role: 'ingest' });
     this.opts = { ...defaults, ...options };
     const o = this.opts;
+    if (o.payloads !== false) o.payloads = { disabled: payloadsDisabled(o.models), ...o.payloads };
     for (const [k, v] of Object.entries({
       maxBatchRows: o.maxBatchRows,
       maxBatchBytes: o.maxBatchBytes,
@@ -165,6 +171,8 @@ export class IngestPipeline {
       seen.add(call.eventId);
       const rec = buildCallRecords(call, origin, m.value, decode);
       chunk.calls.push(rec);
+      const payload = this.opts.payloads === false ? undefined : payloadRowOf(call, rec.request.model, rec.request.version, this.opts.payloads);
+      if (payload) chunk.payloads.set(call.eventId, payload);
       chunk.rows += rec.predictions.length;
       if (chunk.rows >= this.opts.maxBatchRows || chunk.bytes >= this.opts.maxBatchBytes) {
         await this.write(batch, chunk);
@@ -190,6 +198,7 @@ export class IngestPipeline {
       const bodyQuarantine = fresh.flatMap((c) => (c.quarantine ? [c.quarantine] : []));
       // Predictions first, requests last: a request row marks its call as completely stored.
       await this.store.insertPredictions(predictions, { dedupToken });
+      await insertPayloads(this.store, fresh.flatMap((c) => chunk.payloads.get(c.request.event_id) ?? []), { dedupToken });
       await this.store.insertQuarantine([...chunk.envelopeQuarantine, ...bodyQuarantine], { dedupToken });
       await this.store.insertRequests(
         fresh.map((c) => c.request),

@@ -33,6 +33,7 @@ export async function startIngest(ctx: RuntimeContext, options: IngestOptions = 
     retryInitialMs: config.ingest.retryInitialMs,
     retryMaxMs: config.ingest.retryMaxMs,
     models: config.models,
+    payloads: { days: config.retention.payloadDays },
     ...(options.decode ? { decode: options.decode } : {}),
     // In-process offsets restart at 0 each run: scope dedup tokens to this run so they never collide.
     tokenPrefix: ctx.bus.kind === 'inprocess' ? `inprocess-${newId()}:` : '',

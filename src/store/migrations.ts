@@ -24,6 +24,13 @@ export const Tables = {
   referenceActive: 'mw_reference_active',
 } as const;
 
+/** Tables of the shadow runner (migration v8). */
+export const ShadowTables = {
+  payloads: 'mw_payloads',
+  runs: 'mw_shadow_runs',
+  outputs: 'mw_shadow_outputs',
+} as const;
+
 // non_replicated_deduplication_window makes `insert_deduplication_token` effective on plain MergeTree
 // (ClickHouse docs: "Deduplication for non-replicated tables"); ingest derives the token from the
 // Kafka offset range, so a re-delivered batch is dropped by the server.
@@ -266,6 +273,75 @@ export const migrations: Migration[] = [
       ORDER BY model`,
     ],
   },
+  {
+    version: 8,
+    name: 'shadow runner: payloads, runs, per-row candidate outputs',
+    statements: [
+      // The captured request body of each call, as received (content type, encoding, binary header length),
+      // for faithful replay. `storage` says how `body` holds the bytes: 'text' (valid UTF-8, verbatim) or
+      // 'base64'. `expires_at` = ts + retention.payloadDays at ingest: a per-row TTL, and replay treats a
+      // row past it as expired even before the merge that deletes it.
+      `CREATE TABLE IF NOT EXISTS ${ShadowTables.payloads} (
+        model LowCardinality(String),
+        version LowCardinality(String),
+        ts DateTime64(3, 'UTC'),
+        event_id String,
+        request_id String,
+        source LowCardinality(String),
+        content_type LowCardinality(String),
+        content_encoding LowCardinality(String),
+        header_length Int64,
+        size UInt64,
+        truncated Bool,
+        storage LowCardinality(String),
+        body String CODEC(ZSTD(3)),
+        expires_at DateTime('UTC'),
+        inserted_at DateTime64(3, 'UTC') DEFAULT now64(3)
+      ) ENGINE = ReplacingMergeTree(inserted_at)
+      ORDER BY (model, ts, event_id)
+      TTL expires_at
+      SETTINGS ${DEDUP}`,
+      // One row per state of a replay run (running → done|failed); the newest row wins.
+      `CREATE TABLE IF NOT EXISTS ${ShadowTables.runs} (
+        run_id String,
+        model LowCardinality(String),
+        candidate String,
+        candidate_sha256 String,
+        execution_provider LowCardinality(String),
+        status LowCardinality(String),
+        progress Float64,
+        window_from DateTime64(3, 'UTC'),
+        window_to DateTime64(3, 'UTC'),
+        created_at DateTime64(3, 'UTC'),
+        updated_at DateTime64(3, 'UTC'),
+        rows UInt64,
+        skipped UInt64,
+        agreement Nullable(Float64),
+        verdict LowCardinality(String),
+        reasons Array(String),
+        error String,
+        result String
+      ) ENGINE = ReplacingMergeTree(updated_at)
+      ORDER BY (model, run_id)`,
+      // The candidate's answer for every replayed row, next to production's, for drill-down.
+      `CREATE TABLE IF NOT EXISTS ${ShadowTables.outputs} (
+        run_id String,
+        model LowCardinality(String),
+        ts DateTime64(3, 'UTC'),
+        event_id String,
+        request_id String,
+        row UInt32,
+        input_source LowCardinality(String),
+        outputs_num Map(String, Float64),
+        outputs_cat Map(String, String),
+        production_label String,
+        candidate_label String,
+        agree Nullable(Bool),
+        abs_diff Nullable(Float64)
+      ) ENGINE = MergeTree
+      ORDER BY (run_id, ts, event_id, row)`,
+    ],
+  },
 ];
 
 /** Options of {@link migrate}. */
@@ -306,8 +382,11 @@ export async function migrate(
 
 /** Versions recorded as applied. */
 export async function appliedVersions(port: SqlPort): Promise<number[]> {
-  const rows = await port.query<{ version: number }>(`SELECT DISTINCT version FROM ${Tables.migrations} ORDER BY version`, {
-    label: 'applied migrations',
-  });
+  const rows = await port.query<{ version: number }>(
+    `SELECT DISTINCT version FROM ${Tables.migrations} ORDER BY version`,
+    {
+      label: 'applied migrations',
+    },
+  );
   return rows.map((r) => Number(r.version));
 }

@@ -8,6 +8,7 @@ import { labelRoutes } from './labels.js';
 import { modelRoutes } from './models.js';
 import { systemRoutes } from './system.js';
 import { referenceRoutes } from './references.js';
+import { shadowRoutes } from './shadow.js';
 
 /**
  * Mounts one group of routes on the app. Routes under `/api/v1/` get bearer auth, body limits and
@@ -26,4 +27,5 @@ export const routeMounters: RouteMounter[] = [
   performanceRoutes,
   healthRoutes,
   referenceRoutes,
+  shadowRoutes,
 ];

@@ -6,6 +6,7 @@ import { reportCommand } from './report.js';
 import { sidecarCommand } from './sidecar.js';
 import { detectCommand } from './detect.js';
 import { referenceCommand } from './reference.js';
+import { shadowCommand } from './shadow.js';
 
 /**
  * Every `modelwatch` command by name, in help order. Add a command with one line here.
@@ -18,4 +19,5 @@ export const commands: Record<string, Command> = {
   report: reportCommand,
   detect: detectCommand,
   reference: referenceCommand,
+  shadow: shadowCommand,
 };
