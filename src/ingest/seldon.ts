@@ -26,6 +26,11 @@ export interface SeldonBridgeOptions {
   maxCaptureBytes?: number;
   /** How often the consumers' low-water marks are committed, ms. @default 1000 */
   commitIntervalMs?: number;
+  /**
+   * Consumer session timeout, ms: how long after a crash the group waits before another bridge takes
+   * the partitions over. Heartbeats go at a third of it (at most every 3 s). @default 30000
+   */
+  sessionTimeoutMs?: number;
 }
 
 const defaults = {
@@ -33,6 +38,7 @@ const defaults = {
   maxPending: 10_000,
   sweepIntervalMs: 1_000,
   commitIntervalMs: 1_000,
+  sessionTimeoutMs: 30_000,
 } satisfies Partial<Required<SeldonBridgeOptions>>;
 
 /** The running Seldon bridge. */
@@ -108,6 +114,7 @@ export async function startSeldonBridge(ctx: RuntimeContext, options: SeldonBrid
   const brokers = options.brokers ?? k.brokers;
   const groupId = options.groupId ?? `${k.groupId}-seldon`;
   const pairTtlMs = options.pairTtlMs ?? defaults.pairTtlMs;
+  const sessionTimeoutMs = options.sessionTimeoutMs ?? defaults.sessionTimeoutMs;
   const maxCaptureBytes = options.maxCaptureBytes ?? ctx.config.sidecar.maxCaptureBytes;
   if (prefixes.length === 0) {
     throw new ModelwatchError(ErrorCodes.configInvalid, 'no Seldon topics configured', { field: 'kafka.seldonTopics' });
@@ -326,6 +333,8 @@ export async function startSeldonBridge(ctx: RuntimeContext, options: SeldonBrid
     groupId,
     ssl: k.ssl,
     sasl: k.sasl,
+    sessionTimeoutMs,
+    heartbeatIntervalMs: Math.min(3_000, Math.floor(sessionTimeoutMs / 3)),
     logger: ctx.logger,
   });
   const consumers = new Map<string, ManualCommitConsumer>();
