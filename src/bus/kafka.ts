@@ -83,9 +83,11 @@ function kafkaLogCreator(logger: Logger): NonNullable<KafkaConfig['logCreator']>
 export interface ManualCommitConsumer extends BusConsumer {
   /**
    * Commits, per partition of the consumer's topic, `offset` = the next record a restarted consumer of
-   * the group reads. Rejects when the commit failed; does nothing once the consumer is stopping.
+   * the group reads. Only partitions assigned to this member at its last group join are committed (after
+   * a rebalance another member owns the rest); resolves with what was committed. Rejects when the commit
+   * failed; commits nothing once the consumer is stopping.
    */
-  commit(offsets: { partition: number; offset: string }[]): Promise<void>;
+  commit(offsets: { partition: number; offset: string }[]): Promise<{ partition: number; offset: string }[]>;
   /**
    * Stops fetching and waits for the batch in flight, but stays in the group so that
    * {@link ManualCommitConsumer.commit} still works; `stop()` then leaves. Idempotent.
@@ -253,7 +255,9 @@ export class KafkaBus implements Bus {
     });
     this.consumers.add(consumer);
     let ready = false;
+    let assigned = new Set<number>();
     consumer.on(consumer.events.GROUP_JOIN, (e) => {
+      assigned = new Set(e.payload.memberAssignment[topic] ?? []);
       log.info('kafka consumer joined group', { groupId, memberId: e.payload.memberId, topic });
       if (!ready) {
         ready = true;
@@ -322,8 +326,10 @@ export class KafkaBus implements Bus {
         this.consumers.delete(consumer);
       },
       commit: async (offsets) => {
-        if (offsets.length === 0) return;
-        await consumer.commitOffsets(offsets.map((o) => ({ topic, partition: o.partition, offset: o.offset })));
+        const mine = offsets.filter((o) => assigned.has(o.partition));
+        if (mine.length === 0) return [];
+        await consumer.commitOffsets(mine.map((o) => ({ topic, partition: o.partition, offset: o.offset })));
+        return mine;
       },
       drain: () => {
         draining ??= (async () => {

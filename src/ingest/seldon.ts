@@ -346,8 +346,7 @@ export async function startSeldonBridge(ctx: RuntimeContext, options: SeldonBrid
       const due = ledger.due(topic);
       if (consumer === undefined || due.length === 0) continue;
       try {
-        await consumer.commit(due);
-        for (const d of due) ledger.committed(topic, d.partition, d.offset);
+        for (const d of await consumer.commit(due)) ledger.committed(topic, d.partition, d.offset);
       } catch (err) {
         ctx.logger.warn('seldon offset commit failed; retried on the next round', { topic, error: errorMessage(err) });
       }
