@@ -3,6 +3,7 @@ import {
   Partitioners,
   logLevel as KafkaLogLevel,
   type Consumer,
+  type EachBatchPayload,
   type IHeaders,
   type KafkaConfig,
   type LogEntry,
@@ -76,6 +77,22 @@ function kafkaLogCreator(logger: Logger): NonNullable<KafkaConfig['logCreator']>
       else if (level === KafkaLogLevel.INFO) logger.debug(message, fields);
       else logger.debug(message, fields);
     };
+}
+
+/** A Kafka consumer whose group offsets move only when {@link ManualCommitConsumer.commit} is called. */
+export interface ManualCommitConsumer extends BusConsumer {
+  /**
+   * Commits, per partition of the consumer's topic, `offset` = the next record a restarted consumer of
+   * the group reads. Only partitions assigned to this member at its last group join are committed (after
+   * a rebalance another member owns the rest); resolves with what was committed. Rejects when the commit
+   * failed; commits nothing once the consumer is stopping.
+   */
+  commit(offsets: { partition: number; offset: string }[]): Promise<{ partition: number; offset: string }[]>;
+  /**
+   * Stops fetching and waits for the batch in flight, but stays in the group so that
+   * {@link ManualCommitConsumer.commit} still works; `stop()` then leaves. Idempotent.
+   */
+  drain(): Promise<void>;
 }
 
 function headerText(v: IHeaders[string]): string | undefined {
@@ -210,6 +227,21 @@ export class KafkaBus implements Bus {
   }
 
   async consume(options: ConsumeOptions): Promise<BusConsumer> {
+    const c = await this.startConsumer(options, true);
+    return { stop: () => c.stop() };
+  }
+
+  /**
+   * Like {@link KafkaBus.consume}, but a resolved handler only moves the consumer's fetch position on:
+   * the group's committed offsets move only through {@link ManualCommitConsumer.commit}. For a consumer
+   * that keeps records in memory past their batch (the Seldon bridge's unpaired halves) and must not
+   * commit past them. A throwing handler gets its batch again, as with `consume`.
+   */
+  consumeWithManualCommit(options: ConsumeOptions): Promise<ManualCommitConsumer> {
+    return this.startConsumer(options, false);
+  }
+
+  private async startConsumer(options: ConsumeOptions, autoCommit: boolean): Promise<ManualCommitConsumer> {
     if (this.closed) throw new ModelwatchError(ErrorCodes.busUnavailable, 'bus is closed');
     const topic = options.topic ?? this.topic;
     const groupId = options.groupId ?? this.opts.groupId;
@@ -223,7 +255,9 @@ export class KafkaBus implements Bus {
     });
     this.consumers.add(consumer);
     let ready = false;
+    let assigned = new Set<number>();
     consumer.on(consumer.events.GROUP_JOIN, (e) => {
+      assigned = new Set(e.payload.memberAssignment[topic] ?? []);
       log.info('kafka consumer joined group', { groupId, memberId: e.payload.memberId, topic });
       if (!ready) {
         ready = true;
@@ -233,35 +267,48 @@ export class KafkaBus implements Bus {
     consumer.on(consumer.events.CRASH, (e) => {
       log.warn('kafka consumer crashed', { groupId, error: errorMessage(e.payload.error), restart: e.payload.restart });
     });
+    const handle = async (payload: EachBatchPayload): Promise<void> => {
+      const { batch } = payload;
+      const messages: ConsumedMessage[] = batch.messages.map((m) => ({
+        key: m.key === null ? null : m.key.toString('utf8'),
+        value: m.value ?? Buffer.alloc(0),
+        headers: toHeaders(m.headers),
+        offset: m.offset,
+        timestamp: Number(m.timestamp),
+      }));
+      const last = batch.lastOffset();
+      await options.handler({
+        topic: batch.topic,
+        partition: batch.partition,
+        messages,
+        backlog: Math.max(0, Number(BigInt(batch.highWatermark) - BigInt(last) - 1n)),
+        heartbeat: () => payload.heartbeat(),
+        isRunning: () => payload.isRunning() && !payload.isStale(),
+      });
+      // Only now are the batch's effects durable: mark and commit (kafkajs commits resolved offsets + 1).
+      // Without autoCommit the mark only moves the next fetch on; the owner commits.
+      payload.resolveOffset(last);
+      if (autoCommit) await payload.commitOffsetsIfNecessary();
+      await payload.heartbeat();
+    };
+    let inBatch: Promise<void> = Promise.resolve();
+    let draining: Promise<void> | undefined;
     try {
       await withDeadline(consumer.connect(), this.opts.publishTimeoutMs, 'kafka consumer connect');
       await consumer.subscribe({ topics: [topic], fromBeginning: true });
       await consumer.run({
-        autoCommit: true,
+        autoCommit,
         eachBatchAutoResolve: false,
         eachBatch: async (payload) => {
           const { batch } = payload;
-          if (batch.messages.length === 0) return;
-          const messages: ConsumedMessage[] = batch.messages.map((m) => ({
-            key: m.key === null ? null : m.key.toString('utf8'),
-            value: m.value ?? Buffer.alloc(0),
-            headers: toHeaders(m.headers),
-            offset: m.offset,
-            timestamp: Number(m.timestamp),
-          }));
-          const last = batch.lastOffset();
-          await options.handler({
-            topic: batch.topic,
-            partition: batch.partition,
-            messages,
-            backlog: Math.max(0, Number(BigInt(batch.highWatermark) - BigInt(last) - 1n)),
-            heartbeat: () => payload.heartbeat(),
-            isRunning: () => payload.isRunning() && !payload.isStale(),
-          });
-          // Only now are the batch's effects durable: mark and commit (kafkajs commits resolved offsets + 1).
-          payload.resolveOffset(last);
-          await payload.commitOffsetsIfNecessary();
-          await payload.heartbeat();
+          if (batch.messages.length === 0 || draining !== undefined) return;
+          let done!: () => void;
+          inBatch = new Promise<void>((resolve) => (done = resolve));
+          try {
+            await handle(payload);
+          } finally {
+            done();
+          }
         },
       });
     } catch (err) {
@@ -277,6 +324,19 @@ export class KafkaBus implements Bus {
         // disconnect() stops fetching and waits for the in-flight batch (and its commit) to finish.
         await consumer.disconnect();
         this.consumers.delete(consumer);
+      },
+      commit: async (offsets) => {
+        const mine = offsets.filter((o) => assigned.has(o.partition));
+        if (mine.length === 0) return [];
+        await consumer.commitOffsets(mine.map((o) => ({ topic, partition: o.partition, offset: o.offset })));
+        return mine;
+      },
+      drain: () => {
+        draining ??= (async () => {
+          consumer.pause([{ topic }]);
+          await inBatch;
+        })();
+        return draining;
       },
     };
   }

@@ -9,7 +9,7 @@ export type RoleStart = (ctx: RuntimeContext) => Promise<RunningRole>;
 
 /**
  * Ingest, plus the Seldon Core 2 bridge when `kafka.seldonTopics` is set: the bridge is intake for
- * the same bus, so it starts first and stops first (pending pairs are published before ingest drains).
+ * the same bus, so it starts first and stops first (its published calls reach the bus before ingest drains).
  */
 async function startIngestWithBridges(ctx: RuntimeContext): Promise<RunningRole> {
   const seldon = ctx.config.kafka.seldonTopics.length > 0 ? await startSeldonBridge(ctx) : undefined;

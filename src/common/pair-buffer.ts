@@ -148,10 +148,14 @@ export class PairBuffer<Req, Res> {
     }
   }
 
-  /** Stops the timer and flushes everything still waiting. */
-  close(): void {
+  /**
+   * Stops the timer and flushes everything still waiting (`close` orphans). With `flush: false` the
+   * waiting halves are dropped without `onPair`: for an owner that can read them again (the Seldon
+   * bridge, which never committed their Kafka offsets).
+   */
+  close(options: { flush?: boolean } = {}): void {
     clearInterval(this.timer);
-    for (const [key, p] of this.pending) {
+    for (const [key, p] of options.flush === false ? [] : this.pending) {
       this.onPair({ key, request: p.request, response: p.response, orphanReason: 'close' });
     }
     this.pending.clear();

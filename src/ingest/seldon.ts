@@ -1,9 +1,12 @@
-import { KafkaBus, type BusConsumer, type BusMessage, type ConsumedBatch, type ConsumedMessage } from '../bus/index.js';
+import { v5 as uuidv5 } from 'uuid';
+import { KafkaBus, type BusMessage, type ConsumedBatch, type ConsumedMessage } from '../bus/index.js';
+import type { ManualCommitConsumer } from '../bus/kafka.js';
 import { encodeCapture, PROTOBUF_CONTENT_TYPE, type CapturedBody, type CapturedCall } from '../protocol/capture.js';
 import { peekInferRequest } from '../protocol/infer-peek.js';
-import { ErrorCodes, ModelwatchError, PairBuffer, errorMessage, newId, type Pair } from '../common/index.js';
+import { ErrorCodes, ModelwatchError, PairBuffer, errorMessage, type Pair } from '../common/index.js';
 import type { RunningRole, RuntimeContext } from '../runtime/context.js';
 import { counterOn, summedGaugeOn } from '../common/metrics.js';
+import { OffsetLedger, type RecordPosition } from './seldon-offsets.js';
 
 /** Options of {@link startSeldonBridge}. Unset values come from `ctx.config.kafka` and `ctx.config.sidecar`. */
 export interface SeldonBridgeOptions {
@@ -21,12 +24,21 @@ export interface SeldonBridgeOptions {
   sweepIntervalMs?: number;
   /** Cap of each captured body. @default ctx.config.sidecar.maxCaptureBytes */
   maxCaptureBytes?: number;
+  /** How often the consumers' low-water marks are committed, ms. @default 1000 */
+  commitIntervalMs?: number;
+  /**
+   * Consumer session timeout, ms: how long after a crash the group waits before another bridge takes
+   * the partitions over. Heartbeats go at a third of it (at most every 3 s). @default 30000
+   */
+  sessionTimeoutMs?: number;
 }
 
 const defaults = {
   pairTtlMs: 30_000,
   maxPending: 10_000,
   sweepIntervalMs: 1_000,
+  commitIntervalMs: 1_000,
+  sessionTimeoutMs: 30_000,
 } satisfies Partial<Required<SeldonBridgeOptions>>;
 
 /** The running Seldon bridge. */
@@ -46,6 +58,20 @@ interface Half {
   topicPrefix: string;
   model: string;
   message: ConsumedMessage;
+  /** Where the record sits on Seldon's Kafka: the source of the capture's event id and of its commit. */
+  pos: RecordPosition;
+}
+
+/** Namespace of the name-based (v5) UUIDs that are Seldon captures' event ids. */
+const EVENT_ID_NAMESPACE = '6b0b7f0e-3c52-4a8e-9f57-5e1d0c3a9d21';
+
+/**
+ * The event id of the capture a half starts (the request's, or the response's when it came alone): a
+ * function of the record's topic, partition and offset, so a half read again after a crash yields the
+ * same id and ingest's event-id dedupe drops the second copy.
+ */
+export function seldonEventId(pos: RecordPosition): string {
+  return uuidv5(`${pos.topic}/${pos.partition}/${pos.offset}`, EVENT_ID_NAMESPACE);
 }
 
 /** The model named by `<prefix>.<namespace>.model.<name>` (validated at start-up). */
@@ -72,10 +98,15 @@ function requestIdOf(m: ConsumedMessage): string {
  * `<prefix>.outputs` for each configured prefix (values are V2 protobuf `ModelInferRequest` /
  * `ModelInferResponse`), pairs them by the `x-request-id` header (bounded, with a TTL; either side
  * may come first), and publishes one `CapturedCall` (`source: 'seldon'`, bodies = the protobuf
- * bytes) per pair on `ctx.bus`; ingest decodes them with the gRPC codec. A pair completed inside a
- * consumed batch is on the modelwatch bus before that batch's offsets are committed. A half still
- * waiting when its TTL passes is published alone (an input without output: status 0, error
- * `response missing`). Halves waiting in memory are lost if the process dies before the TTL.
+ * bytes) per pair on `ctx.bus`; ingest decodes them with the gRPC codec. A half still waiting when
+ * its TTL passes is published alone (an input without output: status 0, error `response missing`).
+ *
+ * Nothing is lost on a crash: each partition's committed offset stays at its oldest half not yet on
+ * the bus (a low-water mark; fetching goes on past it), and a paired input is released only once its
+ * output's offset is committed, so a restart reads again every half that was waiting, never an output
+ * without its input. Halves read twice become captures with the same event id ({@link seldonEventId}),
+ * which ingest stores once. `stop()` commits the low-water marks and leaves waiting halves to the next
+ * start instead of publishing them unpaired.
  */
 export async function startSeldonBridge(ctx: RuntimeContext, options: SeldonBridgeOptions = {}): Promise<SeldonBridge> {
   const k = ctx.config.kafka;
@@ -83,6 +114,7 @@ export async function startSeldonBridge(ctx: RuntimeContext, options: SeldonBrid
   const brokers = options.brokers ?? k.brokers;
   const groupId = options.groupId ?? `${k.groupId}-seldon`;
   const pairTtlMs = options.pairTtlMs ?? defaults.pairTtlMs;
+  const sessionTimeoutMs = options.sessionTimeoutMs ?? defaults.sessionTimeoutMs;
   const maxCaptureBytes = options.maxCaptureBytes ?? ctx.config.sidecar.maxCaptureBytes;
   if (prefixes.length === 0) {
     throw new ModelwatchError(ErrorCodes.configInvalid, 'no Seldon topics configured', { field: 'kafka.seldonTopics' });
@@ -155,7 +187,7 @@ export async function startSeldonBridge(ctx: RuntimeContext, options: SeldonBrid
     }
     const startedAt = req?.message.timestamp ?? res!.message.timestamp;
     return {
-      eventId: newId(),
+      eventId: seldonEventId(first.pos),
       requestId: pair.key.slice(pair.key.indexOf('|') + 1),
       source: 'seldon',
       model: first.model,
@@ -173,8 +205,25 @@ export async function startSeldonBridge(ctx: RuntimeContext, options: SeldonBrid
     };
   };
 
-  // While a batch is being handled, completed pairs are collected and published before it commits;
-  // pairs flushed by the TTL timer are published on their own.
+  const ledger = new OffsetLedger();
+  let stopped = false;
+  /** A pair is on the bus: its halves no longer hold their partitions' commits (an input waits for its output's). */
+  const release = (pair: Pair<Half, Half>): void => {
+    if (pair.response !== undefined) ledger.release(pair.response.pos);
+    if (pair.request !== undefined) {
+      if (pair.response !== undefined) ledger.releaseAfterCommit(pair.request.pos, pair.response.pos);
+      else ledger.release(pair.request.pos);
+    }
+  };
+  /** Puts the halves of a pair that could not be published back to wait (they stay held). */
+  const restore = (pair: Pair<Half, Half>, except: Set<Half> = new Set()): void => {
+    if (stopped) return;
+    if (pair.request !== undefined && !except.has(pair.request)) pairs.request(pair.key, pair.request);
+    if (pair.response !== undefined && !except.has(pair.response)) pairs.response(pair.key, pair.response);
+  };
+
+  // While a batch is being handled, completed pairs are collected and published with it; pairs flushed
+  // by the TTL timer are published on their own (and wait again if that fails).
   let collecting: { messages: BusMessage[]; pairings: string[]; pairs: Pair<Half, Half>[] } | undefined;
   const inflight = new Set<Promise<void>>();
   const emit = (pair: Pair<Half, Half>, pairing: string): void => {
@@ -182,8 +231,10 @@ export async function startSeldonBridge(ctx: RuntimeContext, options: SeldonBrid
     try {
       message = encodeCapture(toCall(pair));
     } catch (err) {
+      // Cannot happen for well-formed halves; never block the partition's commit on it.
       published.inc({ pairing, result: 'failed' });
       ctx.logger.warn('seldon capture could not be built', { key: pair.key, error: errorMessage(err) });
+      release(pair);
       return;
     }
     if (collecting) {
@@ -196,10 +247,15 @@ export async function startSeldonBridge(ctx: RuntimeContext, options: SeldonBrid
       .publish([message])
       .then(() => {
         published.inc({ pairing, result: 'sent' });
+        release(pair);
       })
       .catch((err: unknown) => {
         published.inc({ pairing, result: 'failed' });
-        ctx.logger.warn('seldon capture publish failed', { key: pair.key, error: errorMessage(err) });
+        ctx.logger.warn('seldon capture publish failed; its halves wait again', {
+          key: pair.key,
+          error: errorMessage(err),
+        });
+        restore(pair);
       })
       .finally(() => inflight.delete(p));
     inflight.add(p);
@@ -224,14 +280,20 @@ export async function startSeldonBridge(ctx: RuntimeContext, options: SeldonBrid
       const out = { messages: [] as BusMessage[], pairings: [] as string[], pairs: [] as Pair<Half, Half>[] };
       collecting = out;
       const added: { key: string; half: Half }[] = [];
+      const mine = new Set<Half>();
       try {
         for (const message of batch.messages) {
+          const pos: RecordPosition = { topic: batch.topic, partition: batch.partition, offset: message.offset };
+          // Read again after a rebalance (the fetch restarts at the committed offset) while still in hand.
+          if (ledger.isHeld(pos)) continue;
           received.inc({ side });
+          ledger.hold(pos);
+          const half: Half = { topicPrefix, model, message, pos };
+          mine.add(half);
           const id = requestIdOf(message);
-          const half: Half = { topicPrefix, model, message };
           if (id === '') {
             // Without any id the message cannot be paired; publish it alone rather than drop it.
-            const key = `${topicPrefix}|${newId()}`;
+            const key = `${topicPrefix}|${pos.topic}/${pos.partition}/${pos.offset}`;
             const alone =
               side === 'inputs' ? { request: half, response: undefined } : { request: undefined, response: half };
             emit({ key, ...alone, orphanReason: 'ttl' }, 'no_id');
@@ -245,24 +307,24 @@ export async function startSeldonBridge(ctx: RuntimeContext, options: SeldonBrid
       } finally {
         collecting = undefined;
       }
-      if (out.messages.length === 0) return;
-      try {
-        await ctx.bus.publish(out.messages);
-      } catch (err) {
-        out.pairings.forEach((pairing) => published.inc({ pairing, result: 'failed' }));
-        // Throwing leaves the batch uncommitted and Kafka delivers it again. The other halves of the
-        // pairs it completed came from batches already committed: put them back so the redelivered
-        // halves pair with them again.
-        // Halves of this batch still waiting are taken back too, or their redelivery would count as duplicates.
-        for (const { key, half } of added) pairs.withdraw(key, side === 'inputs' ? 'request' : 'response', half);
-        for (const pair of out.pairs) {
-          if (pair.orphanReason !== '') continue;
-          if (side === 'inputs' && pair.response !== undefined) pairs.response(pair.key, pair.response);
-          if (side === 'outputs' && pair.request !== undefined) pairs.request(pair.key, pair.request);
+      if (out.messages.length > 0) {
+        try {
+          await ctx.bus.publish(out.messages);
+        } catch (err) {
+          out.pairings.forEach((pairing) => published.inc({ pairing, result: 'failed' }));
+          // Throwing leaves the fetch position where it was and Kafka delivers the batch again: its halves
+          // are taken back (still waiting or not) so the redelivery is not a duplicate, and halves of
+          // earlier batches that it paired or flushed wait again, so the redelivered halves pair with them.
+          for (const { key, half } of added) pairs.withdraw(key, side === 'inputs' ? 'request' : 'response', half);
+          for (const half of mine) ledger.release(half.pos);
+          for (const pair of out.pairs) restore(pair, mine);
+          throw err;
         }
-        throw err;
+        out.pairings.forEach((pairing) => published.inc({ pairing, result: 'sent' }));
+        out.pairs.forEach(release);
       }
-      out.pairings.forEach((pairing) => published.inc({ pairing, result: 'sent' }));
+      const last = batch.messages[batch.messages.length - 1];
+      if (last !== undefined) ledger.handled(batch.topic, batch.partition, last.offset);
     };
 
   const kafka = new KafkaBus({
@@ -271,9 +333,27 @@ export async function startSeldonBridge(ctx: RuntimeContext, options: SeldonBrid
     groupId,
     ssl: k.ssl,
     sasl: k.sasl,
+    sessionTimeoutMs,
+    heartbeatIntervalMs: Math.min(3_000, Math.floor(sessionTimeoutMs / 3)),
     logger: ctx.logger,
   });
-  const consumers: BusConsumer[] = [];
+  const consumers = new Map<string, ManualCommitConsumer>();
+  // Outputs first: committing an output releases the input paired with it for the inputs' commit.
+  const topics = (['outputs', 'inputs'] as const).flatMap((side) => prefixes.map((p) => `${p}.${side}`));
+  const commitDue = async (): Promise<void> => {
+    for (const topic of topics) {
+      const consumer = consumers.get(topic);
+      const due = ledger.due(topic);
+      if (consumer === undefined || due.length === 0) continue;
+      try {
+        for (const d of await consumer.commit(due)) ledger.committed(topic, d.partition, d.offset);
+      } catch (err) {
+        ctx.logger.warn('seldon offset commit failed; retried on the next round', { topic, error: errorMessage(err) });
+      }
+    }
+  };
+  let committing: Promise<void> = Promise.resolve();
+  const commitRound = (): Promise<void> => (committing = committing.then(commitDue));
   const joined: Promise<void>[] = [];
   try {
     for (const prefix of prefixes) {
@@ -281,8 +361,9 @@ export async function startSeldonBridge(ctx: RuntimeContext, options: SeldonBrid
         const topic = `${prefix}.${side}`;
         let markReady!: () => void;
         joined.push(new Promise<void>((resolve) => (markReady = resolve)));
-        consumers.push(
-          await kafka.consume({
+        consumers.set(
+          topic,
+          await kafka.consumeWithManualCommit({
             topic,
             groupId: `${groupId}.${topic}`,
             handler: handler(prefix, side),
@@ -292,12 +373,14 @@ export async function startSeldonBridge(ctx: RuntimeContext, options: SeldonBrid
       }
     }
   } catch (err) {
-    await Promise.allSettled(consumers.map((c) => c.stop()));
-    pairs.close();
+    await Promise.allSettled([...consumers.values()].map((c) => c.stop()));
+    pairs.close({ flush: false });
     pendingGauge.release();
     await kafka.close();
     throw err;
   }
+  const commitTimer = setInterval(() => void commitRound(), options.commitIntervalMs ?? defaults.commitIntervalMs);
+  commitTimer.unref();
   ctx.logger.info('seldon bridge started', { topics: prefixes });
 
   let stopping: Promise<void> | undefined;
@@ -310,12 +393,20 @@ export async function startSeldonBridge(ctx: RuntimeContext, options: SeldonBrid
     },
     stop() {
       stopping ??= (async () => {
-        await Promise.allSettled(consumers.map((c) => c.stop()));
-        pairs.close();
+        clearInterval(commitTimer);
+        await Promise.allSettled([...consumers.values()].map((c) => c.drain()));
+        // Waiting halves are not published unpaired: their offsets stay uncommitted and the next start
+        // reads them again, when their other half may come.
+        stopped = true;
+        pairs.close({ flush: false });
         await Promise.all([...inflight]);
+        // Twice: the outputs' commit releases the inputs paired with them.
+        await commitRound();
+        await commitRound();
+        await Promise.allSettled([...consumers.values()].map((c) => c.stop()));
         pendingGauge.release();
         await kafka.close();
-        ctx.logger.info('seldon bridge stopped');
+        ctx.logger.info('seldon bridge stopped', { uncommitted: ledger.heldCount });
       })();
       return stopping;
     },
