@@ -157,7 +157,7 @@ describe('api: models and predictions', () => {
     expect(r.body).toEqual({
       models: [
         { name: 'iris', versions: ['1', '2'], first_seen: iso(T0), last_seen: iso(T0 + 2000), requests: 3, rows: 4 },
-        { name: 'reqonly', versions: [], first_seen: iso(T0 + 500), last_seen: iso(T0 + 500), requests: 1, rows: 0 },
+        // 'reqonly' has one failed (500) request and never answered: failed calls alone make no model.
       ],
     });
   });

@@ -22,11 +22,11 @@ export function queryRows<T>(
   return store.query<T>(query, { role: 'api', label: 'api query', ...options, params, settings });
 }
 
-/** True when the model has stored requests or prediction rows. */
+/** True when the model answered a stored request (2xx) or has prediction rows; failed calls alone do not make a model. */
 export async function modelExists(store: Store, model: string): Promise<boolean> {
   const rows = await queryRows<{ n: number }>(
     store,
-    `SELECT (SELECT count() FROM (SELECT 1 FROM ${Tables.requests} WHERE model = {model:String} LIMIT 1))
+    `SELECT (SELECT count() FROM (SELECT 1 FROM ${Tables.requests} WHERE model = {model:String} AND status >= 200 AND status < 300 LIMIT 1))
           + (SELECT count() FROM (SELECT 1 FROM ${Tables.predictions} WHERE model = {model:String} LIMIT 1)) AS n`,
     { model },
   );

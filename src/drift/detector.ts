@@ -279,7 +279,7 @@ async function modelsToRun(ctx: RuntimeContext, o: ResolvedOptions, fromMs: numb
      WHERE ts >= {from:DateTime64(3, 'UTC')} AND ts < {to:DateTime64(3, 'UTC')}
      UNION DISTINCT
      SELECT DISTINCT model FROM ${Tables.requests}
-     WHERE ts >= {from:DateTime64(3, 'UTC')} AND ts < {to:DateTime64(3, 'UTC')}`,
+     WHERE ts >= {from:DateTime64(3, 'UTC')} AND ts < {to:DateTime64(3, 'UTC')} AND status >= 200 AND status < 300`,
     { label: 'models query', params: { from: toChTime(fromMs), to: toChTime(toMs) } },
   );
   for (const r of rows) if (r.model !== '') names.add(r.model);

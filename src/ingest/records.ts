@@ -53,8 +53,19 @@ function failedCallText(call: CapturedCall): string {
 }
 
 /**
+ * True for a call the model answered with a 2xx status; only these become prediction rows (and only their
+ * bodies decode into rows at all). A 2xx call whose client went away mid-response keeps its status and its
+ * error text, and still counts when its bodies decode completely.
+ */
+export function isSuccessfulCall(call: Pick<CapturedCall, 'status'>): boolean {
+  return call.status >= 200 && call.status < 300;
+}
+
+/**
  * Turns a decoded envelope into its request row, prediction rows and, when the body did not decode,
- * a quarantine row. `decode` is `decodeCall` bound to the model's schema.
+ * a quarantine row. `decode` is `decodeCall` bound to the model's schema. A failed call (non-2xx status,
+ * including transport errors) yields its request row only, with the status and the error text: whatever its bodies
+ * hold, it is not a prediction, so it never feeds drift or performance and never makes a model exist.
  */
 export function buildCallRecords(
   call: CapturedCall,
@@ -71,7 +82,7 @@ export function buildCallRecords(
   }
   const model = call.model !== '' ? call.model : (decoded?.model ?? '');
   const version = call.version !== '' ? call.version : (decoded?.version ?? '');
-  const predictions: PredictionRow[] = (decoded?.rows ?? []).map((r, row) => ({
+  const predictions: PredictionRow[] = (isSuccessfulCall(call) ? (decoded?.rows ?? []) : []).map((r, row) => ({
     model,
     version,
     ts: call.startedAt,
@@ -88,9 +99,9 @@ export function buildCallRecords(
   if (decodeError !== undefined) {
     const text = `${codeOf(decodeError).code}: ${errorMessage(decodeError)}`;
     if (error === '') error = text;
-    // A failed call (transport error, 4xx/5xx) or a capture cut at the cap is expected not to decode;
+    // A failed call (transport error, non-2xx) or a capture cut at the cap is expected not to decode;
     // only a complete 2xx call that does not decode is a bad record worth keeping for inspection.
-    const expected = call.error !== '' || call.status >= 400 || call.request.truncated || call.response.truncated;
+    const expected = call.error !== '' || !isSuccessfulCall(call) || call.request.truncated || call.response.truncated;
     if (!expected) {
       quarantine = {
         event_id: call.eventId,

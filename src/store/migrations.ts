@@ -22,6 +22,8 @@ export const Tables = {
   metricSeries: 'mw_metric_series',
   changePoints: 'mw_change_points',
   referenceActive: 'mw_reference_active',
+  /** Models that answered at least one call (2xx), with their 2xx request count (migration 9). */
+  answeredModels: 'mw_answered_models',
 } as const;
 
 /** Tables of the shadow runner (migration v8). */
@@ -340,6 +342,34 @@ export const migrations: Migration[] = [
         abs_diff Nullable(Float64)
       ) ENGINE = MergeTree
       ORDER BY (run_id, ts, event_id, row)`,
+    ],
+  },
+  {
+    version: 9,
+    name: 'models that answered',
+    statements: [
+      // A model exists once it answered a call (2xx) or has prediction rows: traffic to a name the server does
+      // not know (404) is still stored and counted as requests, but must not create a model. One row per model
+      // (after merges) with its 2xx request count, fed by a view; the model list and existence checks read it
+      // next to mw_model_summary. A separate table leaves the v4 summary (and its re-runnable backfill) as is.
+      `CREATE TABLE IF NOT EXISTS ${Tables.answeredModels} (
+        model LowCardinality(String),
+        origin LowCardinality(String),
+        first_ts SimpleAggregateFunction(min, DateTime64(3, 'UTC')),
+        ok_requests SimpleAggregateFunction(sum, UInt64)
+      ) ENGINE = AggregatingMergeTree
+      ORDER BY (model, origin)`,
+      `CREATE TABLE IF NOT EXISTS mw_answered_models_cutoff ENGINE = MergeTree ORDER BY tuple() AS SELECT now64(3, 'UTC') AS cutoff`,
+      `CREATE MATERIALIZED VIEW IF NOT EXISTS mw_answered_models_mv TO ${Tables.answeredModels} AS
+       SELECT model, 'live' AS origin, min(ts) AS first_ts, count() AS ok_requests
+       FROM ${Tables.requests} WHERE status >= 200 AND status < 300 GROUP BY model`,
+      // Backfill as in v4: 2xx requests inserted before the cutoff, once (a re-run replaces it).
+      `DELETE FROM ${Tables.answeredModels} WHERE origin = 'backfill'`,
+      `INSERT INTO ${Tables.answeredModels} (model, origin, first_ts, ok_requests)
+       WITH (SELECT min(cutoff) FROM mw_answered_models_cutoff) AS cutoff
+       SELECT model, 'backfill' AS origin, min(ts) AS first_ts, count() AS ok_requests
+       FROM ${Tables.requests} WHERE status >= 200 AND status < 300 AND inserted_at < cutoff
+       GROUP BY model`,
     ],
   },
 ];

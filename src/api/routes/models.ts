@@ -115,13 +115,16 @@ function finiteOrNull(map: Record<string, number | string | null>): Record<strin
  */
 export function modelRoutes(app: ApiApp, ctx: RuntimeContext): void {
   app.openapi(listModelsRoute, async (c) => {
+    // A model exists once it answered a call (2xx) or has prediction rows: 404s to an unknown name do not count.
     const rows = await queryRows<ModelRow>(
       ctx.store,
       `SELECT model AS name, arraySort(arrayFilter(v -> v != '', groupUniqArrayMerge(versions))) AS version_list,
               toUnixTimestamp64Milli(min(first_ts)) AS first_ms, toUnixTimestamp64Milli(max(last_ts)) AS last_ms,
               sum(requests) AS total_requests, sum(rows) AS total_rows
        FROM ${MODEL_SUMMARY_TABLE}
-       GROUP BY model ORDER BY model`,
+       GROUP BY model
+       HAVING sum(rows) > 0 OR model IN (SELECT model FROM ${Tables.answeredModels})
+       ORDER BY model`,
     );
     return c.json(
       {

@@ -69,7 +69,10 @@ const defaults = {
   distributions: true,
   settings: {},
   numericFeaturesPerPass: 4,
-} satisfies Omit<Required<ComputeDriftOptions>, 'reference' | 'current' | 'features' | 'referenceProfile' | 'overrides'>;
+} satisfies Omit<
+  Required<ComputeDriftOptions>,
+  'reference' | 'current' | 'features' | 'referenceProfile' | 'overrides'
+>;
 
 type Row = Record<string, unknown>;
 
@@ -103,6 +106,27 @@ function ksResult(v: unknown): { statistic: number; p_value: number } {
   return { statistic: Number.NaN, p_value: Number.NaN };
 }
 
+/**
+ * KS D and p-value of one numeric feature. D = h / (n·m) from the integer `h` = max |R·m − C·n| (exact:
+ * 0 for identical samples, 1 for disjoint ones, as SciPy's `ks_2samp`, which rounds D to that lattice
+ * before its exact p-value). The exact p-value comes from ClickHouse's aggregate, which snaps its own D to
+ * the same lattice; with h = 0 it is 1 by definition (SciPy returns 1.0 there). ClickHouse's 'asymp' p
+ * uses the limiting Kolmogorov law while SciPy uses kstwo.sf(D, round(nm/(n+m))), which differs by up to
+ * ~2e-3 near n·m/(n+m) ≈ 5000, so the asymptotic p is computed here from the exact D.
+ */
+function ksStatistics(
+  p: { ref: { n: number }; cur: { n: number }; ksMethod: 'exact' | 'asymp' },
+  dnm: unknown,
+  aggregate: unknown,
+): { statistic: number; p_value: number } {
+  const nm = p.ref.n * p.cur.n;
+  const h = num(dnm);
+  const statistic = Number.isFinite(h) && nm > 0 ? Math.min(1, Math.max(0, h) / nm) : Number.NaN;
+  if (statistic === 0) return { statistic, p_value: 1 };
+  if (p.ksMethod === 'asymp') return { statistic, p_value: ks2sampAsympPValue(statistic, p.ref.n, p.cur.n) };
+  return { statistic, p_value: ksResult(aggregate).p_value };
+}
+
 function mergeParams(samples: Sample[]): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const s of samples) {
@@ -133,7 +157,12 @@ function typedColumns(features: readonly FeatureSpec[], only?: ReadonlySet<numbe
     .join(', ');
 }
 
-async function run(store: SqlPort, query: string, params: Record<string, unknown>, settings: Record<string, string | number>): Promise<Row> {
+async function run(
+  store: SqlPort,
+  query: string,
+  params: Record<string, unknown>,
+  settings: Record<string, string | number>,
+): Promise<Row> {
   const rows = await store.query<Row>(query, { label: 'drift query', params, settings });
   return rows[0] ?? {};
 }
@@ -159,7 +188,11 @@ export async function profileSample(
     const c = `__mw_c${i}`;
     if (f.kind === 'numeric') {
       numIdx.add(i);
-      numAggs.push(`countIf(isNaN(${c})) AS a${i}_missing`, `countIf(isInfinite(${c})) AS a${i}_nonfinite`, `countIf(isFinite(${c})) AS a${i}_n`);
+      numAggs.push(
+        `countIf(isNaN(${c})) AS a${i}_missing`,
+        `countIf(isInfinite(${c})) AS a${i}_nonfinite`,
+        `countIf(isFinite(${c})) AS a${i}_n`,
+      );
       if (full) {
         const ok = `isFinite(${c})`;
         numAggs.push(
@@ -178,7 +211,12 @@ export async function profileSample(
     }
   });
   const pass = (aggs: string[], only: ReadonlySet<number> | undefined): Promise<Row> =>
-    run(store, `SELECT count() AS rows${aggs.map((a) => `,\n  ${a}`).join('')}\nFROM (SELECT ${typedColumns(features, only)} FROM (${sample.sql}))`, sample.params, settings);
+    run(
+      store,
+      `SELECT count() AS rows${aggs.map((a) => `,\n  ${a}`).join('')}\nFROM (SELECT ${typedColumns(features, only)} FROM (${sample.sql}))`,
+      sample.params,
+      settings,
+    );
   // With full profiles, numeric and categorical aggregates go in separate queries: mixed in one they ran
   // ~30× slower on chdb 26.7 (1M rows, 4 numeric + 5 categorical: 31 s together).
   const row: Row =
@@ -208,7 +246,16 @@ export async function profileSample(
         // A constant column has std 0 exactly; the streaming estimate may leave rounding noise.
         const std = min === max ? 0 : num(row[`a${i}_std`]);
         // uniqUpTo(N) returns N + 1 when there are more than N distinct values.
-        return { ...base, quantiles: q, edges, mean: num(row[`a${i}_mean`]), std, min, max, distinct: num(row[`a${i}_distinct`]) };
+        return {
+          ...base,
+          quantiles: q,
+          edges,
+          mean: num(row[`a${i}_mean`]),
+          std,
+          min,
+          max,
+          distinct: num(row[`a${i}_distinct`]),
+        };
       }
       return { ...base, categories: Object.fromEntries(countMap(row[`a${i}_cats`])) };
     }),
@@ -247,8 +294,9 @@ async function comparisonPass(
     if (p.spec.kind === 'numeric') {
       const ok = `isFinite(${c})`;
       const edges = p.ref.edges ?? [];
-      // Exact KS p-values come from ClickHouse (equal to SciPy's exact method). For large samples the
-      // aggregate would hold a second copy of every value, so D is taken from the sorted arrays below.
+      // Exact KS p-values come from ClickHouse (equal to SciPy's exact method). Its D is not used: it carries
+      // floating-point residue (2.2e-308 for identical samples, 1 + 7e-16 for disjoint ones), so D is taken
+      // from integer counts below. For large samples the aggregate would hold a second copy of every value.
       if (p.ksMethod === 'exact') {
         inner.push(`kolmogorovSmirnovTestIf('two-sided', 'exact')(${c}, __mw_side, ${ok}) AS b${i}_ks`);
         outer.push(`b${i}_ks`);
@@ -281,11 +329,17 @@ async function comparisonPass(
         `arrayCumSum(arrayMap(s -> toUInt64(s = 0), arraySort((s, x) -> x, d${i}, v${i}))) AS cr${i}`,
       );
       const ecdfArgs = `arrayPopBack(sv${i}), arrayPopFront(sv${i}), arrayPopBack(cr${i}), arrayPopBack(arrayEnumerate(sv${i}))`;
-      outer.push(`arraySum(arrayMap((v, nv, r, j) -> abs(r / ${n} - (j - r) / ${m}) * (nv - v), ${ecdfArgs})) AS b${i}_w`);
-      if (p.ksMethod === 'asymp') {
-        // D = max |F_ref − F_cur| at the end of each run of equal values (SciPy: searchsorted 'right').
-        outer.push(`arrayMax(arrayMap((v, nv, r, j) -> if(nv > v, abs(r / ${n} - (j - r) / ${m}), 0), ${ecdfArgs})) AS b${i}_d`);
-      }
+      outer.push(
+        `arraySum(arrayMap((v, nv, r, j) -> abs(r / ${n} - (j - r) / ${m}) * (nv - v), ${ecdfArgs})) AS b${i}_w`,
+      );
+      // D·n·m = max |R_j·m − C_j·n| at the end of each run of equal values (SciPy: searchsorted 'right'), in
+      // Int64 so D = h / (n·m) is exact: 0 for identical samples, 1 for disjoint ones. The last position
+      // (R = n, C = m) contributes 0 and is left out like in the Wasserstein sum.
+      const ni = `toInt64(${p.ref.n})`;
+      const mi = `toInt64(${p.cur.n})`;
+      outer.push(
+        `arrayMax(arrayMap((v, nv, r, j) -> if(nv > v, abs(toInt64(r) * ${mi} - (toInt64(j) - toInt64(r)) * ${ni}), toInt64(0)), ${ecdfArgs})) AS b${i}_dnm`,
+      );
       if (p.lowCardinality) {
         inner.push(
           `sumMapIf([${c}], [toUInt64(1)], ${ok} AND __mw_side = 0) AS b${i}_vr`,
@@ -335,9 +389,13 @@ function chooseMethod(
   const o = overrides?.features?.[spec.name] ?? overrides?.default;
   const method = o?.method ?? auto;
   if (spec.kind === 'categorical' && (method === 'ks' || method === 'wasserstein_norm')) {
-    throw new ModelwatchError(ErrorCodes.configInvalid, `drift method ${method} does not apply to categorical feature ${spec.name}`, {
-      field: `drift.features.${spec.name}.method`,
-    });
+    throw new ModelwatchError(
+      ErrorCodes.configInvalid,
+      `drift method ${method} does not apply to categorical feature ${spec.name}`,
+      {
+        field: `drift.features.${spec.name}.method`,
+      },
+    );
   }
   const threshold = o?.threshold ?? (o?.method !== undefined ? DefaultThresholds[method] : DefaultThresholds[auto]);
   return { method, threshold };
@@ -377,7 +435,11 @@ function binsFromBelow(below: number[], total: number, k: number): number[] {
   return out;
 }
 
-function alignCounts(ref: Map<string, number>, cur: Map<string, number>, numericKeys: boolean): { keys: string[]; r: number[]; c: number[] } {
+function alignCounts(
+  ref: Map<string, number>,
+  cur: Map<string, number>,
+  numericKeys: boolean,
+): { keys: string[]; r: number[]; c: number[] } {
   const keys = [...new Set([...ref.keys(), ...cur.keys()])];
   keys.sort(numericKeys ? (a, b) => Number(a) - Number(b) : undefined);
   return { keys, r: keys.map((k) => ref.get(k) ?? 0), c: keys.map((k) => cur.get(k) ?? 0) };
@@ -393,17 +455,35 @@ function alignCounts(ref: Map<string, number>, cur: Map<string, number>, numeric
 export async function computeDrift(store: SqlPort, options: ComputeDriftOptions): Promise<DriftReport> {
   const o = { ...defaults, ...options };
   if (!(o.datasetShare >= 0 && o.datasetShare <= 1)) {
-    throw new ModelwatchError(ErrorCodes.configInvalid, 'datasetShare: must be within 0..1', { field: 'detect.datasetShare' });
+    throw new ModelwatchError(ErrorCodes.configInvalid, 'datasetShare: must be within 0..1', {
+      field: 'detect.datasetShare',
+    });
   }
   if (!Number.isInteger(o.numericFeaturesPerPass) || o.numericFeaturesPerPass < 1) {
-    throw new ModelwatchError(ErrorCodes.configInvalid, 'numericFeaturesPerPass: must be a positive integer', { field: 'numericFeaturesPerPass' });
+    throw new ModelwatchError(ErrorCodes.configInvalid, 'numericFeaturesPerPass: must be a positive integer', {
+      field: 'numericFeaturesPerPass',
+    });
   }
   const refProfile = o.referenceProfile ?? (await profileSample(store, o.reference, o.features, true, o.settings));
   const curProfile = await profileSample(store, o.current, o.features, false, o.settings);
   const byName = new Map(refProfile.features.map((p) => [p.column, p]));
   const plans: Plan[] = o.features.map((spec, i) => {
-    const ref = byName.get(spec.column) ?? { name: spec.name, kind: spec.kind, column: spec.column, n: 0, missing: refProfile.rows, non_finite: 0 };
-    const cur = curProfile.features[i] ?? { name: spec.name, kind: spec.kind, column: spec.column, n: 0, missing: 0, non_finite: 0 };
+    const ref = byName.get(spec.column) ?? {
+      name: spec.name,
+      kind: spec.kind,
+      column: spec.column,
+      n: 0,
+      missing: refProfile.rows,
+      non_finite: 0,
+    };
+    const cur = curProfile.features[i] ?? {
+      name: spec.name,
+      kind: spec.kind,
+      column: spec.column,
+      n: 0,
+      missing: 0,
+      non_finite: 0,
+    };
     return {
       spec,
       ref,
@@ -449,13 +529,7 @@ export async function computeDrift(store: SqlPort, options: ComputeDriftOptions)
     };
     let distribution: FeatureReport['distribution'];
     if (p.comparable && spec.kind === 'numeric') {
-      // ClickHouse's 'asymp' p uses the limiting Kolmogorov law; SciPy uses kstwo.sf(D, round(nm/(n+m))),
-      // which differs from it by up to ~2e-3 near n·m/(n+m) ≈ 5000, so the asymptotic p is computed here.
-      const ks =
-        p.ksMethod === 'exact'
-          ? ksResult(row[`b${i}_ks`])
-          : { statistic: num(row[`b${i}_d`]), p_value: ks2sampAsympPValue(num(row[`b${i}_d`]), ref.n, cur.n) };
-      stats.ks = { ...ks, method: p.ksMethod };
+      stats.ks = { ...ksStatistics(p, row[`b${i}_dnm`], row[`b${i}_ks`]), method: p.ksMethod };
       const w = num(row[`b${i}_w`]);
       stats.wasserstein = w;
       stats.wasserstein_norm = w / (ref.std !== undefined && ref.std !== 0 ? ref.std : 1);
@@ -508,7 +582,9 @@ export async function computeDrift(store: SqlPort, options: ComputeDriftOptions)
   });
 
   if (o.fdr) {
-    const idx = features.map((f, i) => (P_VALUE_METHODS.has(f.method) && f.score !== null ? i : -1)).filter((i) => i >= 0);
+    const idx = features
+      .map((f, i) => (P_VALUE_METHODS.has(f.method) && f.score !== null ? i : -1))
+      .filter((i) => i >= 0);
     const adjusted = benjaminiHochberg(idx.map((i) => features[i]?.score ?? 1));
     idx.forEach((fi, j) => {
       const f = features[fi];
