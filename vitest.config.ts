@@ -8,7 +8,7 @@ export default defineConfig({
     fileParallelism: true,
     maxWorkers: 2,
     include: ['test/**/*.test.ts'],
-    testTimeout: 60_000,
-    hookTimeout: 120_000,
+    testTimeout: 180_000,
+    hookTimeout: 300_000,
   },
 });
