@@ -121,7 +121,13 @@ describe('GET /api/v1/models/{name}/performance', () => {
     expect(body.labelled_rows).toBe(lastHour.actual.length);
     close(body.label_coverage, lastHour.actual.length / lastHourRequests);
     const expected = finishClassification(
-      classificationAggregates({ task: 'binary', classes: ['0', '1'], positive: '1', actual: lastHour.actual, probabilities: lastHour.probs }),
+      classificationAggregates({
+        task: 'binary',
+        classes: ['0', '1'],
+        positive: '1',
+        actual: lastHour.actual,
+        probabilities: lastHour.probs,
+      }),
     );
     close(body.measured.accuracy, expected.accuracy ?? NaN);
     close(body.measured.roc_auc, expected.roc_auc ?? NaN);
@@ -152,10 +158,24 @@ describe('GET /api/v1/models/{name}/health', () => {
     const res = await fetch(`${api.url}/api/v1/models/pm/health?${WINDOW}&recompute=true`);
     expect(res.status).toBe(200);
     const body = (await res.json()) as {
-      traffic: { requests: number; rows: number; errors: number; error_rate: number; latency_ms: { p50: number; p95: number; p99: number } };
-      drift: { source: string; dataset: { drifted: boolean }; features: Array<{ name: string; drifted: boolean }> } | null;
+      traffic: {
+        requests: number;
+        rows: number;
+        errors: number;
+        error_rate: number;
+        latency_ms: { p50: number; p95: number; p99: number };
+      };
+      drift: {
+        source: string;
+        dataset: { drifted: boolean };
+        features: Array<{ name: string; drifted: boolean }>;
+      } | null;
       data_quality: { quarantined: number; features: Array<{ name: string }> } | null;
-      performance: { label_coverage: number; measured: { accuracy: number } | null; estimated: { accuracy: number } | null };
+      performance: {
+        label_coverage: number;
+        measured: { accuracy: number } | null;
+        estimated: { accuracy: number } | null;
+      };
       alerts: unknown[];
     };
     expect(body.traffic.requests).toBe(lastHourRequests);
@@ -229,9 +249,18 @@ describe('GET /api/v1/models/{name}/health', () => {
   it('answers from the newest stored detection run by default, computing nothing live', async () => {
     type Health = {
       traffic: { requests: number };
-      drift: { source: string; ts: string; dataset: { drifted: boolean }; features: Array<{ name: string; drifted: boolean; score: number | null }> } | null;
+      drift: {
+        source: string;
+        ts: string;
+        dataset: { drifted: boolean };
+        features: Array<{ name: string; drifted: boolean; score: number | null }>;
+      } | null;
       drift_error?: string;
-      data_quality: { quarantined: number; volume: Record<string, unknown>; features: Array<{ name: string; missing_current?: number }> } | null;
+      data_quality: {
+        quarantined: number;
+        volume: Record<string, unknown>;
+        features: Array<{ name: string; missing_current?: number }>;
+      } | null;
       performance: {
         source: string;
         ts: string;
@@ -257,7 +286,11 @@ describe('GET /api/v1/models/{name}/health', () => {
     const run = await runDetectionOnce(apiTestContext(store), { model: 'pm', now: runAt });
     expect(run.drift).not.toBeNull();
     const after = await health();
-    expect(after.drift).toMatchObject({ source: 'stored', ts: new Date(runAt).toISOString(), dataset: { drifted: run.drift?.dataset.drifted } });
+    expect(after.drift).toMatchObject({
+      source: 'stored',
+      ts: new Date(runAt).toISOString(),
+      dataset: { drifted: run.drift?.dataset.drifted },
+    });
     const byName = (a: { name: string }, b: { name: string }): number => a.name.localeCompare(b.name);
     expect(after.drift?.features.map((f) => [f.name, f.drifted, f.score])).toEqual(
       [...(run.drift?.features ?? [])].sort(byName).map((f) => [f.name, f.drifted, f.score]),
@@ -265,6 +298,7 @@ describe('GET /api/v1/models/{name}/health', () => {
     expect(after.drift?.features.find((f) => f.name === 'x_0')?.drifted).toBe(true);
     expect(after.data_quality?.quarantined).toBe(0);
     expect(after.data_quality?.features.map((f) => f.name)).toEqual(run.drift?.features.map((f) => f.name).sort());
+    if (run.performance === null) throw new Error('the run computed no performance');
     expect(after.performance).toMatchObject({
       source: 'stored',
       ts: new Date(runAt).toISOString(),
@@ -273,7 +307,8 @@ describe('GET /api/v1/models/{name}/health', () => {
       label_coverage: run.performance.label_coverage,
     });
     const measured = run.performance.measured as unknown as Record<string, unknown>;
-    for (const metric of ['accuracy', 'roc_auc', 'log_loss', 'f1']) expect(after.performance?.measured?.[metric]).toBe(measured[metric]);
+    for (const metric of ['accuracy', 'roc_auc', 'log_loss', 'f1'])
+      expect(after.performance?.measured?.[metric]).toBe(measured[metric]);
     expect(after.performance?.measured?.confusion_matrix).toEqual(measured.confusion_matrix);
     expect(after.performance?.estimated?.accuracy).toBe(run.performance.estimated?.accuracy);
     // A window that ends before the run does not see it.

@@ -28,6 +28,8 @@ export const EnvVars = {
   MODELWATCH_MAX_CAPTURE_BYTES: 'sidecar.maxCaptureBytes',
   MODELWATCH_DETECT_INTERVAL_MS: 'detect.intervalMs',
   MODELWATCH_DETECT_WINDOW_MS: 'detect.windowMs',
+  MODELWATCH_DETECT_WARMUP: 'detect.warmup',
+  MODELWATCH_METRICS_MAX_FEATURES: 'metrics.maxFeatures',
   MODELWATCH_SLACK_WEBHOOK_URL: 'alerts.slackWebhookUrl',
   MODELWATCH_SMTP_URL: 'alerts.smtpUrl',
   MODELWATCH_ALERT_EMAIL_TO: 'alerts.emailTo',
@@ -67,6 +69,9 @@ function envValue(key: string, raw: string): unknown {
     case 'MODELWATCH_DETECT_WINDOW_MS':
     case 'MODELWATCH_API_MAX_WINDOW_MS':
       return parseNumber({ key, value: raw, min: 1, integer: true });
+    case 'MODELWATCH_DETECT_WARMUP':
+    case 'MODELWATCH_METRICS_MAX_FEATURES':
+      return parseNumber({ key, value: raw, min: 0, integer: true });
     case 'MODELWATCH_API_LISTEN':
     case 'MODELWATCH_SIDECAR_LISTEN':
       parseListen({ key, value: raw });

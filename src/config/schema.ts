@@ -32,7 +32,10 @@ export const configSchema = z.strictObject({
   clickhouse: z
     .strictObject({
       url: z.string().default('chdb:./.modelwatch/chdb'),
-      database: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/).default('default'),
+      database: z
+        .string()
+        .regex(/^[A-Za-z_][A-Za-z0-9_]*$/)
+        .default('default'),
       username: z.string().optional(),
       password: z.string().optional(),
       requestTimeoutMs: z.number().int().positive().default(30_000),
@@ -74,7 +77,11 @@ export const configSchema = z.strictObject({
   bus: z
     .strictObject({
       /** Bound of the in-process bus, in bytes. */
-      maxBufferedBytes: z.number().int().positive().default(64 * 1024 * 1024),
+      maxBufferedBytes: z
+        .number()
+        .int()
+        .positive()
+        .default(64 * 1024 * 1024),
     })
     .prefault({}),
   api: z
@@ -82,9 +89,17 @@ export const configSchema = z.strictObject({
       listen: listen.default('127.0.0.1:9400'),
       /** When set, `/api/v1/*` requires `Authorization: Bearer <token>`. */
       token: z.string().optional(),
-      maxBodyBytes: z.number().int().positive().default(10 * 1024 * 1024),
+      maxBodyBytes: z
+        .number()
+        .int()
+        .positive()
+        .default(10 * 1024 * 1024),
       /** Widest `from`..`to` window (and reference window) an API request may ask for; wider → 400. @default 7 days */
-      maxWindowMs: z.number().int().positive().default(7 * 24 * 3_600_000),
+      maxWindowMs: z
+        .number()
+        .int()
+        .positive()
+        .default(7 * 24 * 3_600_000),
     })
     .prefault({}),
   sidecar: z
@@ -94,9 +109,17 @@ export const configSchema = z.strictObject({
       grpcUpstream: z.string().optional(),
       grpcListen: z.string().optional(),
       /** Cap of each captured body; beyond it the capture is marked truncated. */
-      maxCaptureBytes: z.number().int().positive().default(1024 * 1024),
+      maxCaptureBytes: z
+        .number()
+        .int()
+        .positive()
+        .default(1024 * 1024),
       /** Bound of the tee buffer in bytes; overflow drops and counts. */
-      maxTeeBufferBytes: z.number().int().positive().default(64 * 1024 * 1024),
+      maxTeeBufferBytes: z
+        .number()
+        .int()
+        .positive()
+        .default(64 * 1024 * 1024),
       /** Default capture sampling rate 0..1 (per-model rates live in `models.<name>.sampling`). */
       sampling: z.number().min(0).max(1).default(1),
       /** Request/response headers copied into the capture (lower-case). Authorization and cookies never are. */
@@ -117,7 +140,11 @@ export const configSchema = z.strictObject({
   ingest: z
     .strictObject({
       maxBatchRows: z.number().int().positive().default(10_000),
-      maxBatchBytes: z.number().int().positive().default(16 * 1024 * 1024),
+      maxBatchBytes: z
+        .number()
+        .int()
+        .positive()
+        .default(16 * 1024 * 1024),
       flushIntervalMs: z.number().int().positive().default(1_000),
       retryInitialMs: z.number().int().positive().default(200),
       retryMaxMs: z.number().int().positive().default(10_000),
@@ -132,6 +159,26 @@ export const configSchema = z.strictObject({
       /** Benjamini–Hochberg control across features for p-value methods. */
       fdr: z.boolean().default(false),
       timeoutMs: z.number().int().positive().default(120_000),
+      // --- detect runs and streaming detectors (issue 8, runs) ---
+      /** Values a metric series is standardised over before its change detectors see it (0: raw values). */
+      warmup: z.number().int().nonnegative().default(100),
+      /** Values each change detector needs before it may alarm (its own warm-up). */
+      minInstances: z
+        .strictObject({
+          pageHinkley: z.number().int().positive().default(30),
+          adwin: z.number().int().nonnegative().default(30),
+          cusum: z.number().int().positive().default(200),
+        })
+        .prefault({}),
+      /** At start, stored series values replayed through fresh detectors, newest per series. */
+      replayMaxValues: z.number().int().nonnegative().default(10_000),
+    })
+    .prefault({}),
+  /** Prometheus label bounds of the detect gauges (issue 8, runs). */
+  metrics: z
+    .strictObject({
+      /** Features per model exported as `modelwatch_feature_drift_score`, the most drifted first. */
+      maxFeatures: z.number().int().nonnegative().default(20),
     })
     .prefault({}),
   alerts: z
@@ -157,6 +204,15 @@ export const configSchema = z.strictObject({
           .strictObject({
             default: driftOverrideSchema.optional(),
             features: z.record(z.string(), driftOverrideSchema).default({}),
+          })
+          .optional(),
+        /** Also store drift per model version and/or per value of these categorical features (issue 8, runs). */
+        segments: z
+          .strictObject({
+            version: z.boolean().default(false),
+            features: z.array(z.string().min(1)).default([]),
+            /** Most segments per split, largest first. */
+            max: z.number().int().positive().default(20),
           })
           .optional(),
       }),

@@ -3,9 +3,22 @@ import { parseTime } from '../common/time.js';
 import type { Config } from '../config/schema.js';
 import { Tables } from '../store/migrations.js';
 import type { Store } from '../store/store.js';
-import { createReference, defaultReferenceWindow, discoverFeatures, getReference, mergeFeatures, type ReferenceInfo } from './reference.js';
+import {
+  createReference,
+  defaultReferenceWindow,
+  discoverFeatures,
+  getReference,
+  mergeFeatures,
+  type ReferenceInfo,
+} from './reference.js';
 import { computeDrift } from './stats/engine.js';
-import { referenceRowsSample, storedFeatureSpecs, trafficSample, type SampleFilter, type StoredFeature } from './stats/sample.js';
+import {
+  referenceRowsSample,
+  storedFeatureSpecs,
+  trafficSample,
+  type SampleFilter,
+  type StoredFeature,
+} from './stats/sample.js';
 import type { DriftOverrides, DriftReport, Sample, SampleProfile } from './stats/types.js';
 
 /** How to split the current window into segments. */
@@ -42,7 +55,10 @@ export interface DetectDriftOptions {
   now?: number;
 }
 
-const defaults = { maxSegments: 20, volumeDropRatio: 0.5 } satisfies Pick<Required<DetectDriftOptions>, 'maxSegments' | 'volumeDropRatio'>;
+const defaults = { maxSegments: 20, volumeDropRatio: 0.5 } satisfies Pick<
+  Required<DetectDriftOptions>,
+  'maxSegments' | 'volumeDropRatio'
+>;
 
 /** Rows per window against the reference rate. */
 export interface VolumeCheck {
@@ -90,7 +106,12 @@ interface ResolvedReference {
   spanMs: number | null;
 }
 
-async function resolveReference(store: Store, o: DetectDriftOptions, currentFeatures: StoredFeature[], now: number): Promise<ResolvedReference> {
+async function resolveReference(
+  store: Store,
+  o: DetectDriftOptions,
+  currentFeatures: StoredFeature[],
+  now: number,
+): Promise<ResolvedReference> {
   const stored = (ref: ReferenceInfo): ResolvedReference => {
     const features = mergeFeatures(ref.features, currentFeatures);
     const sameFeatures = features.length === ref.features.length;
@@ -99,7 +120,13 @@ async function resolveReference(store: Store, o: DetectDriftOptions, currentFeat
       features,
       // The stored profile covers the stored features; with extra current-only features, re-profile.
       ...(sameFeatures ? { profile: reorderProfile(ref.profile, features) } : {}),
-      info: { id: ref.id, source: ref.source, from: ref.from, to: ref.to, ...(ref.file !== null ? { file: ref.file } : {}) },
+      info: {
+        id: ref.id,
+        source: ref.source,
+        from: ref.from,
+        to: ref.to,
+        ...(ref.file !== null ? { file: ref.file } : {}),
+      },
       spanMs: ref.from !== null && ref.to !== null ? Date.parse(ref.to) - Date.parse(ref.from) : null,
     };
   };
@@ -116,19 +143,24 @@ async function resolveReference(store: Store, o: DetectDriftOptions, currentFeat
   const choice = o.reference;
   if (choice !== undefined && 'id' in choice) {
     const ref = await getReference(store, { id: choice.id });
-    if (ref === null) throw new ModelwatchError(ErrorCodes.notFound, `reference not found: ${choice.id}`, { field: 'reference' });
+    if (ref === null)
+      throw new ModelwatchError(ErrorCodes.notFound, `reference not found: ${choice.id}`, { field: 'reference' });
     return stored(ref);
   }
   if (choice !== undefined) {
     const fromMs = parseTime(choice.from, 'reference_from');
     const toMs = parseTime(choice.to, 'reference_to');
-    if (fromMs >= toMs) throw new ModelwatchError(ErrorCodes.badRequest, 'reference_from: must be before reference_to', { field: 'reference_from' });
+    if (fromMs >= toMs)
+      throw new ModelwatchError(ErrorCodes.badRequest, 'reference_from: must be before reference_to', {
+        field: 'reference_from',
+      });
     return window(fromMs, toMs, 'traffic');
   }
   const latest = await getReference(store, { model: o.model });
   if (latest !== null) return stored(latest);
   const first = await defaultReferenceWindow(store, o.model);
-  if (first === null) throw new ModelwatchError(ErrorCodes.notFound, `model has no stored traffic: ${o.model}`, { field: 'name' });
+  if (first === null)
+    throw new ModelwatchError(ErrorCodes.notFound, `model has no stored traffic: ${o.model}`, { field: 'name' });
   // Store the default only once its hour is over, so a reference is never frozen from a partial hour.
   if (now >= first.toMs) {
     const ref = await createReference(store, { model: o.model, from: first.fromMs, to: first.toMs });
@@ -149,7 +181,15 @@ function overridesFor(config: DetectDriftOptions['config'], model: string): Drif
   return { default: d.default, features: d.features };
 }
 
-async function windowQuality(store: Store, model: string, fromMs: number, toMs: number, currentRows: number, ref: ResolvedReference, dropRatio: number): Promise<WindowQuality> {
+async function windowQuality(
+  store: Store,
+  model: string,
+  fromMs: number,
+  toMs: number,
+  currentRows: number,
+  ref: ResolvedReference,
+  dropRatio: number,
+): Promise<WindowQuality> {
   const q = await rows<{ code: string; n: number }>(
     store,
     `SELECT code, count() AS n FROM ${Tables.quarantine}
@@ -171,7 +211,14 @@ async function windowQuality(store: Store, model: string, fromMs: number, toMs: 
   };
 }
 
-async function segmentValues(store: Store, model: string, fromMs: number, toMs: number, by: SegmentBy, limit: number): Promise<string[]> {
+async function segmentValues(
+  store: Store,
+  model: string,
+  fromMs: number,
+  toMs: number,
+  by: SegmentBy,
+  limit: number,
+): Promise<string[]> {
   const expr = by === 'version' ? 'toString(version)' : 'features_cat[{sf:String}]';
   const r = await rows<{ v: string }>(
     store,
@@ -192,7 +239,9 @@ async function segmentValues(store: Store, model: string, fromMs: number, toMs: 
 export async function detectDrift(store: Store, options: DetectDriftOptions): Promise<DriftDetection> {
   const o = { ...defaults, ...options };
   if (!Number.isInteger(o.maxSegments) || o.maxSegments < 1) {
-    throw new ModelwatchError(ErrorCodes.configInvalid, 'maxSegments: must be a positive integer', { field: 'maxSegments' });
+    throw new ModelwatchError(ErrorCodes.configInvalid, 'maxSegments: must be a positive integer', {
+      field: 'maxSegments',
+    });
   }
   const now = o.now ?? Date.now();
   const fromMs = parseTime(o.from, 'from');
@@ -240,4 +289,3 @@ export async function detectDrift(store: Store, options: DetectDriftOptions): Pr
   }
   return out;
 }
-
