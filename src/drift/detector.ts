@@ -194,8 +194,8 @@ export function driftOutcome(result: { report: DriftReport | DriftDetection | nu
   error: string;
 } {
   if ('report' in result) {
-    const r = result.report as (DriftReport & { status?: unknown }) | null;
-    if (r === null || r.status === 'no_reference') return { status: 'no_reference', report: null, error: '' };
+    const r = result.report;
+    if (r === null || (r as { status?: unknown }).status === 'no_reference') return { status: 'no_reference', report: null, error: '' };
     return { status: 'ok', report: r, error: '' };
   }
   const err = result.error;
@@ -371,9 +371,12 @@ export interface RunOnceOptions extends DetectorOptions {
   metrics?: DetectMetrics;
 }
 
-function abortError(signal: AbortSignal): unknown {
-  return signal.reason ?? new ModelwatchError(ErrorCodes.cancelled, 'detection run cancelled');
+function abortError(signal: AbortSignal): Error {
+  const r: unknown = signal.reason;
+  return r instanceof Error ? r : new ModelwatchError(ErrorCodes.cancelled, 'detection run cancelled', { cause: r });
 }
+
+const asError = (e: unknown): Error => (e instanceof Error ? e : new Error(errorMessage(e)));
 
 /** Settles with `work`, or rejects as soon as `signal` fires (the work is left to settle by itself). */
 function raceAbort<T>(work: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
@@ -389,7 +392,7 @@ function raceAbort<T>(work: Promise<T>, signal: AbortSignal | undefined): Promis
       },
       (e: unknown) => {
         signal.removeEventListener('abort', onAbort);
-        reject(e);
+        reject(asError(e));
       },
     );
   });
