@@ -195,7 +195,8 @@ export function driftOutcome(result: { report: DriftReport | DriftDetection | nu
 } {
   if ('report' in result) {
     const r = result.report;
-    if (r === null || (r as { status?: unknown }).status === 'no_reference') return { status: 'no_reference', report: null, error: '' };
+    if (r === null || (r as { status?: unknown }).status === 'no_reference')
+      return { status: 'no_reference', report: null, error: '' };
     return { status: 'ok', report: r, error: '' };
   }
   const err = result.error;
@@ -803,7 +804,7 @@ export async function startDetector(ctx: RuntimeContext, options: DetectorOption
       });
     busy = current;
     // Callers get the runs done so far once the work settles or the deadline passes, whichever is first.
-    answer = raceAbort(work, cancel.signal).then(
+    answer = raceAbort(current, cancel.signal).then(
       () => runs,
       () => [...runs],
     );

@@ -304,14 +304,31 @@ async function storedLastRun(store: Store, model: string, fromMs: number, toMs: 
 }
 
 /** The newest stored change points of `model` within [fromMs, toMs), at most 20. */
-async function storedChangePoints(store: Store, model: string, fromMs: number, toMs: number): Promise<HealthChangePoint[]> {
-  const rows = await queryRows<{ ts_ms: number | string; series: string; feature: string; detector: string; value: number }>(
+async function storedChangePoints(
+  store: Store,
+  model: string,
+  fromMs: number,
+  toMs: number,
+): Promise<HealthChangePoint[]> {
+  const rows = await queryRows<{
+    ts_ms: number | string;
+    series: string;
+    feature: string;
+    detector: string;
+    value: number;
+  }>(
     store,
     `SELECT toUnixTimestamp64Milli(ts) AS ts_ms, series, feature, detector, value
      FROM ${Tables.changePoints} WHERE ${IN_WINDOW} ORDER BY ts DESC, series, feature, detector LIMIT 20`,
     { model, from: toChTime(fromMs), to: toChTime(toMs) },
   );
-  return rows.map((r) => ({ ts: isoTime(Number(r.ts_ms)), series: r.series, feature: r.feature, detector: r.detector, value: Number(r.value) }));
+  return rows.map((r) => ({
+    ts: isoTime(Number(r.ts_ms)),
+    series: r.series,
+    feature: r.feature,
+    detector: r.detector,
+    value: Number(r.value),
+  }));
 }
 
 function liveDrift(report: DriftDetection): HealthDrift {

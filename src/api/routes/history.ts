@@ -45,7 +45,9 @@ const driftPointSchema = z
     window_from: time,
     window_to: time,
     reference_id: z.string().nullable(),
-    segment: z.string().openapi({ description: "'' for the whole window, else `version:<v>` or `feature:<name>=<value>`." }),
+    segment: z
+      .string()
+      .openapi({ description: "'' for the whole window, else `version:<v>` or `feature:<name>=<value>`." }),
     feature: z.string().openapi({ description: "Feature name; '' for the dataset verdict (kind `dataset`)." }),
     kind: z.string().openapi({ description: '`numeric`, `categorical` or `dataset`.' }),
     output: z.boolean(),
@@ -133,12 +135,18 @@ const performanceHistoryRoute = createRoute({
     params: modelNameParams,
     query: z.object({
       ...windowQueryShape,
-      metric: z.string().optional().openapi({ description: 'Only this metric (e.g. `accuracy`, `f1`, `mae`, `label_coverage`).' }),
+      metric: z
+        .string()
+        .optional()
+        .openapi({ description: 'Only this metric (e.g. `accuracy`, `f1`, `mae`, `label_coverage`).' }),
       source: z.enum(['measured', 'estimated', 'labels']).optional().openapi({ description: 'Only this source.' }),
       limit: limitParam,
     }),
   },
-  responses: { 200: jsonResponse(historyAnswer('points', performancePointSchema, 'PerformanceHistory')), ...modelErrors },
+  responses: {
+    200: jsonResponse(historyAnswer('points', performancePointSchema, 'PerformanceHistory')),
+    ...modelErrors,
+  },
 });
 
 const changePointsRoute = createRoute({
@@ -205,7 +213,8 @@ function capped<T>(rows: T[], limit: number): { rows: T[]; truncated: boolean } 
  * time (default the last hour, at most `api.maxWindowMs`) and answers oldest first, at most `limit` items.
  */
 export function historyRoutes(app: ApiApp, ctx: RuntimeContext): void {
-  const window = (q: { from?: string | undefined; to?: string | undefined }) => cappedWindow(q.from, q.to, ctx.config.api.maxWindowMs);
+  const window = (q: { from?: string | undefined; to?: string | undefined }) =>
+    cappedWindow(q.from, q.to, ctx.config.api.maxWindowMs);
 
   app.openapi(driftHistoryRoute, async (c) => {
     const { name } = c.req.valid('param');
@@ -240,7 +249,14 @@ export function historyRoutes(app: ApiApp, ctx: RuntimeContext): void {
          ${q.feature === undefined ? '' : 'AND feature = {feature:String}'}
        ORDER BY ts, run_id, segment, kind = 'dataset' DESC, feature
        LIMIT {limit:UInt32}`,
-      { model: name, from: toChTime(fromMs), to: toChTime(toMs), segment, feature: q.feature ?? '', limit: q.limit + 1 },
+      {
+        model: name,
+        from: toChTime(fromMs),
+        to: toChTime(toMs),
+        segment,
+        feature: q.feature ?? '',
+        limit: q.limit + 1,
+      },
     );
     const { rows: page, truncated } = capped(rows, q.limit);
     return c.json(
@@ -276,7 +292,14 @@ export function historyRoutes(app: ApiApp, ctx: RuntimeContext): void {
     const { fromMs, toMs } = window(q);
     await requireModel(ctx.store, name);
     const rows = await queryRows<
-      Timed & { run_id: string; source: string; metric: string; value: number | null; rows: number | string; labelled_rows: number | string }
+      Timed & {
+        run_id: string;
+        source: string;
+        metric: string;
+        value: number | null;
+        rows: number | string;
+        labelled_rows: number | string;
+      }
     >(
       ctx.store,
       `SELECT run_id, ${TIMES}, source, metric, value, rows, labelled_rows
@@ -286,7 +309,14 @@ export function historyRoutes(app: ApiApp, ctx: RuntimeContext): void {
          ${q.source === undefined ? '' : 'AND source = {source:String}'}
        ORDER BY ts, run_id, source, metric
        LIMIT {limit:UInt32}`,
-      { model: name, from: toChTime(fromMs), to: toChTime(toMs), metric: q.metric ?? '', source: q.source ?? '', limit: q.limit + 1 },
+      {
+        model: name,
+        from: toChTime(fromMs),
+        to: toChTime(toMs),
+        metric: q.metric ?? '',
+        source: q.source ?? '',
+        limit: q.limit + 1,
+      },
     );
     const { rows: page, truncated } = capped(rows, q.limit);
     return c.json(
@@ -386,7 +416,9 @@ export function historyRoutes(app: ApiApp, ctx: RuntimeContext): void {
           ...times(r),
           interval_ms: Number(r.interval_ms),
           reference_id: r.reference_id === '' ? null : r.reference_id,
-          status: (RunStatuses as readonly string[]).includes(r.status) ? (r.status as (typeof RunStatuses)[number]) : 'failed',
+          status: (RunStatuses as readonly string[]).includes(r.status)
+            ? (r.status as (typeof RunStatuses)[number])
+            : 'failed',
           error: r.error,
           duration_ms: Number(r.duration_ms),
           rows: Number(r.rows),
