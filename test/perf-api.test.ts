@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startApi, type RunningApi } from '../src/api/index.js';
 import { classificationAggregates, finishClassification, runDetectionOnce } from '../src/drift/index.js';
-import type { ClickHouseStore, PredictionRow, RequestRow } from '../src/store/index.js';
+import { toChTime, type ClickHouseStore, type PredictionRow, type RequestRow } from '../src/store/index.js';
 import { apiTestContext } from './support/api.js';
 import { gaussian, mulberry32 } from './support/seeded-prng.js';
 import { openTestStore } from './support/store.js';
@@ -226,18 +226,33 @@ describe('GET /api/v1/models/{name}/health', () => {
     expect(live.drift_error).toMatch(/no stored traffic/);
     expect(live.traffic).toMatchObject({ errors: 1, error_rate: 1 });
 
-    const ctx = apiTestContext(store);
-    await runDetectionOnce(ctx, {
-      model: 'failing',
-      now: NOW - 60_000,
-      detectDrift: () =>
-        Promise.resolve({
-          reference: { rows: 10, id: 'ref-1' },
-          current: { rows: 1 },
-          features: [],
-          dataset: { features: 0, drifted_features: 0, share: 0, share_threshold: 0.5, drifted: false },
-        }),
-    });
+    // A stored dataset verdict from an earlier detect run (the model has no rows now, so a run today is no_data).
+    const at = toChTime(NOW - 60_000);
+    await store.insert('mw_drift_results', [
+      {
+        run_id: 'run-1',
+        model: 'failing',
+        ts: at,
+        window_from: toChTime(NOW - 60_000 - HOUR),
+        window_to: at,
+        reference_id: 'ref-1',
+        segment: '',
+        feature: '',
+        kind: 'dataset',
+        output: false,
+        method: 'share',
+        parameters: '{}',
+        n_ref: 10,
+        n_cur: 1,
+        statistic: 0,
+        p_value: null,
+        score: 0,
+        threshold: 0.5,
+        drifted: false,
+        stats: '{}',
+        quality: '{}',
+      },
+    ]);
     const body = (await (await fetch(`${api.url}/api/v1/models/failing/health?recompute=true`)).json()) as {
       drift: { source: string; reference_id: string } | null;
       drift_error: string;

@@ -687,6 +687,13 @@ async function runBody(
     ctx.logger.error('detection run failed', { model, error: out.error });
   }
   out.duration_ms = performance.now() - started;
+  ctx.logger.debug('detect run', {
+    model,
+    run_id: run.run_id,
+    status: out.status,
+    window: out.window,
+    duration_ms: out.duration_ms,
+  });
   options.metrics?.run(model, out.status, out.duration_ms, now);
   if (out.drift) options.metrics?.drift(model, out.drift);
   if (out.performance) options.metrics?.performance(model, out.performance);
