@@ -1,6 +1,9 @@
+import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ErrorCodes, ModelwatchError } from '../src/common/errors.js';
 import { DetectorState, driftOutcome, intervalEnd, runDetectionOnce, startDetector } from '../src/drift/detector.js';
+import { DetectMetrics } from '../src/drift/detect-metrics.js';
+import type { DriftReport } from '../src/drift/stats/types.js';
 import { DEFAULT_MONITOR_DETECTORS } from '../src/drift/streaming/monitor.js';
 import type { RuntimeContext } from '../src/runtime/context.js';
 import type { ClickHouseStore, PredictionRow, RequestRow } from '../src/store/index.js';
@@ -203,3 +206,39 @@ function loopStateOptions(): ConstructorParameters<typeof DetectorState>[0] {
     cusum: { ...DEFAULT_MONITOR_DETECTORS.cusum, min_instances: 8 },
   };
 }
+
+describe('detect gauges', () => {
+  const report = (scores: Record<string, number>): DriftReport => ({
+    reference: { rows: 100 },
+    current: { rows: 100 },
+    features: Object.entries(scores).map(([name, score]) => ({
+      name,
+      kind: 'numeric',
+      method: 'ks',
+      score,
+      threshold: 0.05,
+      drifted: score < 0.05,
+      stats: {},
+      quality: { missing_reference: 0, missing_current: 0, missing_rate_current: 0 },
+    })),
+    dataset: { features: 3, drifted_features: 0, share: 0, share_threshold: 0.5, drifted: false },
+  });
+
+  it('keeps only the most drifted features, removes those that left the top, and caps models', async () => {
+    const registry = new Registry();
+    const m = new DetectMetrics(registry, { maxFeatures: 2, maxModels: 1 });
+    m.drift('a', report({ f1: 0.001, f2: 0.5, f3: 0.02 }));
+    const names = async (): Promise<string[]> =>
+      ((await registry.getSingleMetric('modelwatch_feature_drift_score')?.get())?.values ?? [])
+        .map((v) => String(v.labels.feature))
+        .sort();
+    expect(await names()).toEqual(['f1', 'f3']); // smallest p-values: most drifted
+    m.drift('a', report({ f1: 0.9, f2: 1e-9, f3: 0.01 }));
+    expect(await names()).toEqual(['f2', 'f3']);
+    m.run('b', 'ok', 5, T0);
+    m.drift('b', report({ f1: 1e-12 }));
+    const text = await registry.metrics();
+    expect(text).toContain('modelwatch_detect_runs_total{model="other",status="ok"} 1');
+    expect(text).not.toContain('model="b"');
+  });
+});
