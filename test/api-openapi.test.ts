@@ -57,9 +57,13 @@ describe('OpenAPI document', () => {
     // The routes this release serves, so a group dropped from both sides is noticed too.
     expect([...served(app)].sort()).toEqual([
       'get /api/v1/models',
+      'get /api/v1/models/{name}/change-points',
+      'get /api/v1/models/{name}/detect-runs',
       'get /api/v1/models/{name}/drift',
+      'get /api/v1/models/{name}/drift/history',
       'get /api/v1/models/{name}/health',
       'get /api/v1/models/{name}/performance',
+      'get /api/v1/models/{name}/performance/history',
       'get /api/v1/models/{name}/predictions',
       'get /api/v1/models/{name}/references',
       'get /api/v1/shadow/runs',

@@ -41,7 +41,14 @@ describe('detect loop', () => {
   const g = gaussian(rnd);
 
   /** Inserts `n` calls of one row each for `model` in [start, start + spanMs). */
-  async function traffic(model: string, start: number, spanMs: number, n: number, shift: number, latency: number): Promise<void> {
+  async function traffic(
+    model: string,
+    start: number,
+    spanMs: number,
+    n: number,
+    shift: number,
+    latency: number,
+  ): Promise<void> {
     const preds: PredictionRow[] = [];
     const reqs: RequestRow[] = [];
     const labels: Array<{ request_id: string; row: number; label: string }> = [];
@@ -118,13 +125,17 @@ describe('detect loop', () => {
     const run = await runDetectionOnce(ctx, { model: 'm1', now: T0 + 2 * HOUR, detectDrift: drift });
     expect(run.drift_error).toBeNull();
     expect(run.drift?.dataset.drifted_features).toBe(1);
+    expect(run.status).toBe('ok');
+    if (run.performance === null) throw new Error('the run computed no performance');
     expect(run.performance.rows).toBe(600);
     expect(run.performance.labelled_rows).toBe(300);
-    expect(run.traffic.requests).toBe(10); // last interval (1 minute) of 600 calls spread over an hour
-    expect(run.series['feature_mean.x_0']).toBeGreaterThan(0.5);
+    expect(run.traffic?.requests).toBe(10); // last interval (1 minute) of 600 calls spread over an hour
+    const point = (series: string, feature = ''): number | undefined =>
+      run.series.find((p) => p.series === series && p.feature === feature)?.value;
+    expect(point('feature_mean', 'x_0')).toBeGreaterThan(0.5);
 
     const q = async <T>(sql: string): Promise<T[]> =>
-      (selectRows(store, { query: sql, query_params: { run: run.run_id }, format: 'JSONEachRow' })).json<T>();
+      selectRows(store, { query: sql, query_params: { run: run.run_id }, format: 'JSONEachRow' }).json<T>();
     const driftRows = await q<{
       feature: string;
       kind: string;
@@ -156,14 +167,18 @@ describe('detect loop', () => {
     const get = (source: string, metric: string): number | null | undefined =>
       perf.find((r) => r.source === source && r.metric === metric)?.value;
     expect(get('labels', 'label_coverage')).toBe(0.5);
-    expect(get('measured', 'accuracy')).toBe(run.performance.measured && 'accuracy' in run.performance.measured ? run.performance.measured.accuracy : NaN);
+    const measured = run.performance.measured;
+    expect(get('measured', 'accuracy')).toBe(measured && 'accuracy' in measured ? measured.accuracy : NaN);
     expect(get('estimated', 'accuracy')).toBeCloseTo(run.performance.estimated?.accuracy ?? NaN, 12);
     expect(perf.some((r) => r.metric === 'confusion_matrix')).toBe(true);
 
-    const series = await q<{ series: string; value: number }>(`SELECT series, value FROM mw_metric_series WHERE run_id = {run:String}`);
-    expect(Object.fromEntries(series.map((s) => [s.series, s.value]))).toEqual(run.series);
-    expect(run.series['traffic.error_rate']).toBeDefined();
-    expect(run.series['drift.score.x_0']).toBeDefined();
+    const series = await q<{ series: string; feature: string; value: number }>(
+      `SELECT series, feature, value FROM mw_metric_series WHERE run_id = {run:String} ORDER BY series, feature`,
+    );
+    const key = (p: { series: string; feature: string }): string => `${p.series}/${p.feature}`;
+    expect(new Map(series.map((s) => [key(s), s.value]))).toEqual(new Map(run.series.map((p) => [key(p), p.value])));
+    expect(point('traffic.error_rate')).toBeDefined();
+    expect(point('drift.score', 'x_0')).toBeDefined();
   });
 
   it('uses the drift engine with the stored reference by default', async () => {
@@ -172,13 +187,11 @@ describe('detect loop', () => {
     expect(run.drift?.dataset.drifted).toBe(true);
     const id = run.drift?.reference.id;
     expect(typeof id === 'string' && id.length > 0).toBe(true);
-    const rows = await (
-      selectRows(store, {
-        query: `SELECT DISTINCT reference_id FROM mw_drift_results WHERE run_id = {run:String}`,
-        query_params: { run: run.run_id },
-        format: 'JSONEachRow',
-      })
-    ).json<{ reference_id: string }>();
+    const rows = await selectRows(store, {
+      query: `SELECT DISTINCT reference_id FROM mw_drift_results WHERE run_id = {run:String}`,
+      query_params: { run: run.run_id },
+      format: 'JSONEachRow',
+    }).json<{ reference_id: string }>();
     expect(rows).toEqual([{ reference_id: id }]);
   });
 
@@ -197,7 +210,14 @@ describe('detect loop', () => {
     });
     const found: Array<{ tick: number; series: string; detector: string }> = [];
     for (let t = 1; t <= ticks; t++) {
-      const run = await runDetectionOnce(ctx, { model, now: start + t * MIN, state, windowMs: HOUR, intervalMs: MIN, detectDrift: null });
+      const run = await runDetectionOnce(ctx, {
+        model,
+        now: start + t * MIN,
+        state,
+        windowMs: HOUR,
+        intervalMs: MIN,
+        detectDrift: null,
+      });
       for (const c of run.change_points) found.push({ tick: t, series: c.series, detector: c.detector });
     }
     const latency = found.filter((f) => f.series === 'traffic.latency_p95_ms');
@@ -206,13 +226,11 @@ describe('detect loop', () => {
     const first = Math.min(...latency.map((f) => f.tick));
     expect(first).toBeGreaterThanOrEqual(jumpAt + 1);
     expect(first).toBeLessThanOrEqual(jumpAt + 3);
-    const rows = await (
-      selectRows(store, {
-        query: `SELECT series, detector, params, value FROM mw_change_points WHERE model = {m:String} AND series = 'traffic.latency_p95_ms'`,
-        query_params: { m: model },
-        format: 'JSONEachRow',
-      })
-    ).json<{ series: string; detector: string; params: string; value: number }>();
+    const rows = await selectRows(store, {
+      query: `SELECT series, detector, params, value FROM mw_change_points WHERE model = {m:String} AND series = 'traffic.latency_p95_ms'`,
+      query_params: { m: model },
+      format: 'JSONEachRow',
+    }).json<{ series: string; detector: string; params: string; value: number }>();
     expect(rows.length).toBe(latency.length);
     expect(rows[0]?.value).toBeGreaterThan(40);
     const params = JSON.parse(rows[0]?.params ?? '{}') as Record<string, unknown>;
@@ -227,11 +245,13 @@ describe('detect loop', () => {
     });
     expect(run.drift).toBeNull();
     expect(run.drift_error).toBe('no reference yet');
-    expect(run.performance.rows).toBe(600);
+    expect(run.status).toBe('failed');
+    expect(run.error).toBe('no reference yet');
+    expect(run.performance?.rows).toBe(600);
     expect(logs.some((l) => l.level === 'warn' && l.msg === 'drift detection failed')).toBe(true);
   });
 
-  it('startDetector: runs at once, never overlaps, times out (cancelling the run), stops after the in-flight run', async () => {
+  it('startDetector: runs at once, never overlaps, times out, stops after the in-flight run', async () => {
     let active = 0;
     let maxActive = 0;
     let calls = 0;
@@ -248,7 +268,14 @@ describe('detect loop', () => {
     const registry = new Registry();
     const det = await startDetector(
       { ...ctx, metrics: registry },
-      { intervalMs: 10, timeoutMs: 200, detectDrift: slowDrift, clock: () => T0 + 2 * HOUR, models: ['m1', 'zz-after-deadline'] },
+      // An interval no earlier test has run (the loop rebuilds its state from the stored series and skips those).
+      {
+        intervalMs: 10,
+        timeoutMs: 200,
+        detectDrift: slowDrift,
+        clock: () => T0 + 2 * HOUR + 30 * MIN,
+        models: ['m1', 'zz-after-deadline'],
+      },
     );
     // The first run started at once and is stuck in the gate; later ticks are skipped, not overlapped.
     const timedOut = await det.runNow();
@@ -259,10 +286,10 @@ describe('detect loop', () => {
     const skipped = metrics.find((m) => m.name === 'modelwatch_detect_runs_skipped_total');
     expect(skipped?.values[0]?.value).toBeGreaterThan(0);
     const runs = metrics.find((m) => m.name === 'modelwatch_detect_runs_total');
-    expect(runs?.values.some((v) => v.labels.outcome === 'timeout')).toBe(true);
+    expect(runs?.values.some((v) => v.labels.status === 'timed_out' && v.labels.model === 'm1')).toBe(true);
     expect(logs.some((l) => l.msg === 'detection run timed out')).toBe(true);
 
-    // stop() waits for the in-flight run to settle (this drift engine ignores the run's signal).
+    // stop() waits for the in-flight run to finish.
     let stopped = false;
     const stopping = det.stop().then(() => (stopped = true));
     await new Promise((r) => setTimeout(r, 50));
@@ -275,10 +302,15 @@ describe('detect loop', () => {
     const callsAtStop = calls;
     await new Promise((r) => setTimeout(r, 100));
     expect(calls).toBe(callsAtStop);
-    // Released after the deadline, 'm1' could not finish: its statements were cancelled, nothing counted ok.
+    // The stuck run was given up at its deadline: recorded timed_out, and its late work wrote nothing.
     const after = await registry.getMetricsAsJSON();
-    const outcomes = after.find((m) => m.name === 'modelwatch_detect_runs_total')?.values.filter((v) => v.labels.model === 'm1');
-    expect(outcomes?.map((v) => v.labels.outcome)).toEqual(['timeout']);
+    expect(after.find((m) => m.name === 'modelwatch_detect_runs_total')?.values.map((v) => v.labels.status)).toEqual([
+      'timed_out',
+    ]);
+    const recorded = await selectRows(store, {
+      query: `SELECT status, error FROM mw_detect_runs WHERE model = 'm1' AND status = 'timed_out'`,
+    }).json<{ status: string; error: string }>();
+    expect(recorded).toEqual([{ status: 'timed_out', error: 'detection run exceeded 200 ms' }]);
   });
 
   it('startDetector: a run that throws is logged and counted, the loop goes on', async () => {
@@ -290,7 +322,7 @@ describe('detect loop', () => {
         intervalMs: 20,
         clock: () => {
           n++;
-          return T0 + 2 * HOUR;
+          return T0 + 2 * HOUR + 40 * MIN;
         },
         models: ['m1'],
         // A schema whose prediction tensor does not exist still runs; a broken store would be an error:

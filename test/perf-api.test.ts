@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startApi, type RunningApi } from '../src/api/index.js';
 import { classificationAggregates, finishClassification, runDetectionOnce } from '../src/drift/index.js';
-import type { ClickHouseStore, PredictionRow, RequestRow } from '../src/store/index.js';
+import { toChTime, type ClickHouseStore, type PredictionRow, type RequestRow } from '../src/store/index.js';
 import { apiTestContext } from './support/api.js';
 import { gaussian, mulberry32 } from './support/seeded-prng.js';
 import { openTestStore } from './support/store.js';
@@ -121,7 +121,13 @@ describe('GET /api/v1/models/{name}/performance', () => {
     expect(body.labelled_rows).toBe(lastHour.actual.length);
     close(body.label_coverage, lastHour.actual.length / lastHourRequests);
     const expected = finishClassification(
-      classificationAggregates({ task: 'binary', classes: ['0', '1'], positive: '1', actual: lastHour.actual, probabilities: lastHour.probs }),
+      classificationAggregates({
+        task: 'binary',
+        classes: ['0', '1'],
+        positive: '1',
+        actual: lastHour.actual,
+        probabilities: lastHour.probs,
+      }),
     );
     close(body.measured.accuracy, expected.accuracy ?? NaN);
     close(body.measured.roc_auc, expected.roc_auc ?? NaN);
@@ -152,10 +158,24 @@ describe('GET /api/v1/models/{name}/health', () => {
     const res = await fetch(`${api.url}/api/v1/models/pm/health?${WINDOW}&recompute=true`);
     expect(res.status).toBe(200);
     const body = (await res.json()) as {
-      traffic: { requests: number; rows: number; errors: number; error_rate: number; latency_ms: { p50: number; p95: number; p99: number } };
-      drift: { source: string; dataset: { drifted: boolean }; features: Array<{ name: string; drifted: boolean }> } | null;
+      traffic: {
+        requests: number;
+        rows: number;
+        errors: number;
+        error_rate: number;
+        latency_ms: { p50: number; p95: number; p99: number };
+      };
+      drift: {
+        source: string;
+        dataset: { drifted: boolean };
+        features: Array<{ name: string; drifted: boolean }>;
+      } | null;
       data_quality: { quarantined: number; features: Array<{ name: string }> } | null;
-      performance: { label_coverage: number; measured: { accuracy: number } | null; estimated: { accuracy: number } | null };
+      performance: {
+        label_coverage: number;
+        measured: { accuracy: number } | null;
+        estimated: { accuracy: number } | null;
+      };
       alerts: unknown[];
     };
     expect(body.traffic.requests).toBe(lastHourRequests);
@@ -206,18 +226,33 @@ describe('GET /api/v1/models/{name}/health', () => {
     expect(live.drift_error).toMatch(/no stored traffic/);
     expect(live.traffic).toMatchObject({ errors: 1, error_rate: 1 });
 
-    const ctx = apiTestContext(store);
-    await runDetectionOnce(ctx, {
-      model: 'failing',
-      now: NOW - 60_000,
-      detectDrift: () =>
-        Promise.resolve({
-          reference: { rows: 10, id: 'ref-1' },
-          current: { rows: 1 },
-          features: [],
-          dataset: { features: 0, drifted_features: 0, share: 0, share_threshold: 0.5, drifted: false },
-        }),
-    });
+    // A stored dataset verdict from an earlier detect run (the model has no rows now, so a run today is no_data).
+    const at = toChTime(NOW - 60_000);
+    await store.insert('mw_drift_results', [
+      {
+        run_id: 'run-1',
+        model: 'failing',
+        ts: at,
+        window_from: toChTime(NOW - 60_000 - HOUR),
+        window_to: at,
+        reference_id: 'ref-1',
+        segment: '',
+        feature: '',
+        kind: 'dataset',
+        output: false,
+        method: 'share',
+        parameters: '{}',
+        n_ref: 10,
+        n_cur: 1,
+        statistic: 0,
+        p_value: null,
+        score: 0,
+        threshold: 0.5,
+        drifted: false,
+        stats: '{}',
+        quality: '{}',
+      },
+    ]);
     const body = (await (await fetch(`${api.url}/api/v1/models/failing/health?recompute=true`)).json()) as {
       drift: { source: string; reference_id: string } | null;
       drift_error: string;
@@ -229,9 +264,18 @@ describe('GET /api/v1/models/{name}/health', () => {
   it('answers from the newest stored detection run by default, computing nothing live', async () => {
     type Health = {
       traffic: { requests: number };
-      drift: { source: string; ts: string; dataset: { drifted: boolean }; features: Array<{ name: string; drifted: boolean; score: number | null }> } | null;
+      drift: {
+        source: string;
+        ts: string;
+        dataset: { drifted: boolean };
+        features: Array<{ name: string; drifted: boolean; score: number | null }>;
+      } | null;
       drift_error?: string;
-      data_quality: { quarantined: number; volume: Record<string, unknown>; features: Array<{ name: string; missing_current?: number }> } | null;
+      data_quality: {
+        quarantined: number;
+        volume: Record<string, unknown>;
+        features: Array<{ name: string; missing_current?: number }>;
+      } | null;
       performance: {
         source: string;
         ts: string;
@@ -257,7 +301,11 @@ describe('GET /api/v1/models/{name}/health', () => {
     const run = await runDetectionOnce(apiTestContext(store), { model: 'pm', now: runAt });
     expect(run.drift).not.toBeNull();
     const after = await health();
-    expect(after.drift).toMatchObject({ source: 'stored', ts: new Date(runAt).toISOString(), dataset: { drifted: run.drift?.dataset.drifted } });
+    expect(after.drift).toMatchObject({
+      source: 'stored',
+      ts: new Date(runAt).toISOString(),
+      dataset: { drifted: run.drift?.dataset.drifted },
+    });
     const byName = (a: { name: string }, b: { name: string }): number => a.name.localeCompare(b.name);
     expect(after.drift?.features.map((f) => [f.name, f.drifted, f.score])).toEqual(
       [...(run.drift?.features ?? [])].sort(byName).map((f) => [f.name, f.drifted, f.score]),
@@ -265,6 +313,7 @@ describe('GET /api/v1/models/{name}/health', () => {
     expect(after.drift?.features.find((f) => f.name === 'x_0')?.drifted).toBe(true);
     expect(after.data_quality?.quarantined).toBe(0);
     expect(after.data_quality?.features.map((f) => f.name)).toEqual(run.drift?.features.map((f) => f.name).sort());
+    if (run.performance === null) throw new Error('the run computed no performance');
     expect(after.performance).toMatchObject({
       source: 'stored',
       ts: new Date(runAt).toISOString(),
@@ -273,7 +322,8 @@ describe('GET /api/v1/models/{name}/health', () => {
       label_coverage: run.performance.label_coverage,
     });
     const measured = run.performance.measured as unknown as Record<string, unknown>;
-    for (const metric of ['accuracy', 'roc_auc', 'log_loss', 'f1']) expect(after.performance?.measured?.[metric]).toBe(measured[metric]);
+    for (const metric of ['accuracy', 'roc_auc', 'log_loss', 'f1'])
+      expect(after.performance?.measured?.[metric]).toBe(measured[metric]);
     expect(after.performance?.measured?.confusion_matrix).toEqual(measured.confusion_matrix);
     expect(after.performance?.estimated?.accuracy).toBe(run.performance.estimated?.accuracy);
     // A window that ends before the run does not see it.

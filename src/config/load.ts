@@ -32,6 +32,8 @@ export const EnvVars = {
   MODELWATCH_DETECT_WINDOW_MS: 'detect.windowMs',
   MODELWATCH_REFERENCE_ROWS: 'detect.reference.rows',
   MODELWATCH_REFERENCE_SPAN_MS: 'detect.reference.spanMs',
+  MODELWATCH_DETECT_WARMUP: 'detect.warmup',
+  MODELWATCH_METRICS_MAX_FEATURES: 'metrics.maxFeatures',
   MODELWATCH_SLACK_WEBHOOK_URL: 'alerts.slackWebhookUrl',
   MODELWATCH_SMTP_URL: 'alerts.smtpUrl',
   MODELWATCH_ALERT_EMAIL_TO: 'alerts.emailTo',
@@ -82,6 +84,9 @@ function envValue(key: string, raw: string): unknown {
     case 'MODELWATCH_REFERENCE_SPAN_MS':
     case 'MODELWATCH_PAYLOAD_DAYS':
       return parseNumber({ key, value: raw, min: 1, integer: true });
+    case 'MODELWATCH_DETECT_WARMUP':
+    case 'MODELWATCH_METRICS_MAX_FEATURES':
+      return parseNumber({ key, value: raw, min: 0, integer: true });
     case 'MODELWATCH_API_LISTEN':
     case 'MODELWATCH_SIDECAR_LISTEN':
     case 'MODELWATCH_METRICS_LISTEN':

@@ -190,6 +190,8 @@ export const configSchema = z.strictObject({
       maxModels: z.number().int().min(1).default(100),
       /** Distinct version names kept as `version` label values; later ones count under `version="other"`. */
       maxVersions: z.number().int().min(1).default(100),
+      /** Features per model exported as `modelwatch_feature_drift_score`, the most drifted first. */
+      maxFeatures: z.number().int().nonnegative().default(20),
     })
     .prefault({}),
   ingest: z
@@ -224,6 +226,19 @@ export const configSchema = z.strictObject({
           spanMs: z.number().int().positive().default(3_600_000),
         })
         .prefault({}),
+      // --- detect runs and streaming detectors (issue 8, runs) ---
+      /** Values a metric series is standardised over before its change detectors see it (0: raw values). */
+      warmup: z.number().int().nonnegative().default(100),
+      /** Values each change detector needs before it may alarm (its own warm-up). */
+      minInstances: z
+        .strictObject({
+          pageHinkley: z.number().int().positive().default(30),
+          adwin: z.number().int().nonnegative().default(30),
+          cusum: z.number().int().positive().default(200),
+        })
+        .prefault({}),
+      /** At start, stored series values replayed through fresh detectors, newest per series. */
+      replayMaxValues: z.number().int().nonnegative().default(10_000),
     })
     .prefault({}),
   alerts: z
@@ -304,6 +319,15 @@ export const configSchema = z.strictObject({
         payloads: z.boolean().default(true),
         /** Shadow: request tensor name → candidate ONNX input name. */
         shadow: z.strictObject({ inputs: z.record(z.string(), z.string()).default({}) }).optional(),
+        /** Also store drift per model version and/or per value of these categorical features (issue 8, runs). */
+        segments: z
+          .strictObject({
+            version: z.boolean().default(false),
+            features: z.array(z.string().min(1)).default([]),
+            /** Most segments per split, largest first. */
+            max: z.number().int().positive().default(20),
+          })
+          .optional(),
       }),
     )
     .default({}),

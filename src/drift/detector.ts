@@ -1,55 +1,77 @@
-import type { Counter, Histogram, Registry } from 'prom-client';
-import { counterOn, histogramOn, modelLabelsOn } from '../common/metrics.js';
 import { ErrorCodes, ModelwatchError, errorMessage, isModelwatchError } from '../common/errors.js';
 import { newId } from '../common/ids.js';
 import type { Logger } from '../common/logger.js';
 import type { RunningRole, RuntimeContext } from '../runtime/context.js';
 import { Tables } from '../store/migrations.js';
 import { toChTime, type Store } from '../store/store.js';
-import { detectDrift, type DriftDetection } from './detect-drift.js';
+import { DetectMetrics, type RunStatus } from './detect-metrics.js';
+import { intervalSeries, isDetection, windowSeries, type SeriesPoint } from './detect-series.js';
+import { DetectorState } from './detect-state.js';
+import { detectDrift, type DriftDetection, type SegmentBy, type SegmentReport } from './detect-drift.js';
 import { computePerformance, type PerformanceReport } from './performance/query.js';
 import { queryFeatureMeans, queryTraffic, type TrafficSummary } from './performance/traffic.js';
 import type { ClassificationMetrics, EstimatedMetrics, RegressionMetrics } from './performance/types.js';
-import { SeriesMonitor, type ChangeAlarm, type SeriesMonitorOptions } from './streaming/monitor.js';
+import { DEFAULT_MONITOR_DETECTORS, type ChangeAlarm, type SeriesMonitorOptions } from './streaming/monitor.js';
 import type { DriftReport, FeatureReport } from './stats/types.js';
 
+export { DetectorState } from './detect-state.js';
+export type { RunStatus } from './detect-metrics.js';
+export type { SeriesPoint } from './detect-series.js';
+
 /**
- * Computes drift of `model` over [from, to) against its reference; null when the model has no reference yet.
- * The detect loop calls the drift engine's `detectDrift` through this port.
+ * Computes drift of `model` over [from, to) against its reference (and per segment with `segmentBy`); null when
+ * the model has no reference yet. The detect loop calls the drift engine's `detectDrift` through this port.
  */
 export type DriftDetectFn = (
   store: Store,
-  options: { model: string; from: number; to: number; signal?: AbortSignal | undefined },
+  options: {
+    model: string;
+    from: number;
+    to: number;
+    signal?: AbortSignal | undefined;
+    segmentBy?: SegmentBy | undefined;
+  },
 ) => Promise<DriftReport | DriftDetection | null>;
 
 /** Options of {@link startDetector} and {@link runDetectionOnce}. */
 export interface DetectorOptions {
-  /** Time between runs. @default config.detect.intervalMs (60 000) */
+  /**
+   * Time between runs, and the length of the interval each run's streaming series cover. Run times are aligned
+   * down to a multiple of it (epoch ms), so intervals never overlap. @default config.detect.intervalMs (60 000)
+   */
   intervalMs?: number;
-  /** Length of the window each run examines, ending at the run time. @default config.detect.windowMs (3 600 000) */
+  /** Length of the drift and performance window, ending at the run's interval end. @default config.detect.windowMs (3 600 000) */
   windowMs?: number;
   /**
-   * Deadline of one run (all models). Past it the run's statements are cancelled in ClickHouse and the
-   * models not yet started wait for the next tick. @default config.detect.timeoutMs (120 000)
+   * Deadline of one run (all models). Past it the run's statements are cancelled in ClickHouse, the model in
+   * flight is recorded `timed_out` and the models not yet started wait for the next tick. @default config.detect.timeoutMs (120 000)
    */
   timeoutMs?: number;
   /**
    * The drift engine. `null` disables drift (runs then store performance, series and change points only).
-   * @default {@link detectDrift} with the runtime's config (reference: the model's stored one, else its first hour)
+   * @default {@link detectDrift} with the runtime's config
    */
   detectDrift?: DriftDetectFn | null;
-  /** Detectors per metric series. @default {} (the {@link SeriesMonitor} defaults) */
+  /**
+   * Detectors per metric series. @default from config.detect: `warmup`, and `minInstances` for Page–Hinkley,
+   * ADWIN (its grace period) and CUSUM, over {@link DEFAULT_MONITOR_DETECTORS}
+   */
   monitor?: SeriesMonitorOptions;
   /** Numeric features whose per-interval mean is watched, first by name. @default 50 */
   maxFeatureSeries?: number;
   /** Models to run besides those configured and those with traffic in the window. @default [] */
   models?: string[];
+  /** Newest stored values per series replayed into the detectors at start. @default config.detect.replayMaxValues */
+  replayMaxValues?: number;
+  /** Features per model on `modelwatch_feature_drift_score`. @default config.metrics.maxFeatures (20) */
+  maxFeatureGauges?: number;
+  /** Models with their own metric label value. @default config.metrics.maxModels when set, else 100 */
+  maxModelLabels?: number;
   /** Clock, epoch ms. @default Date.now */
   clock?: () => number;
 }
 
 const defaultsFixed = {
-  monitor: {},
   maxFeatureSeries: 50,
   models: [],
   clock: Date.now,
@@ -57,30 +79,76 @@ const defaultsFixed = {
 
 type ResolvedOptions = Required<Omit<DetectorOptions, 'detectDrift'>> & { detectDrift: DriftDetectFn | null };
 
+/** The model-label cap: `config.metrics.maxModels` when another part of the config defines it. */
+function configuredMaxModels(config: RuntimeContext['config']): number {
+  const m = (config as { metrics?: { maxModels?: unknown } }).metrics?.maxModels;
+  return typeof m === 'number' && Number.isInteger(m) && m > 0 ? m : 100;
+}
+
+function monitorFromConfig(d: RuntimeContext['config']['detect']): SeriesMonitorOptions {
+  return {
+    warmup: d.warmup,
+    page_hinkley: { ...DEFAULT_MONITOR_DETECTORS.page_hinkley, min_instances: d.minInstances.pageHinkley },
+    adwin: { ...DEFAULT_MONITOR_DETECTORS.adwin, grace_period: d.minInstances.adwin },
+    cusum: { ...DEFAULT_MONITOR_DETECTORS.cusum, min_instances: d.minInstances.cusum },
+  };
+}
+
 function resolveOptions(ctx: RuntimeContext, options: DetectorOptions): ResolvedOptions {
   const o: ResolvedOptions = {
     intervalMs: ctx.config.detect.intervalMs,
     windowMs: ctx.config.detect.windowMs,
     timeoutMs: ctx.config.detect.timeoutMs,
+    monitor: monitorFromConfig(ctx.config.detect),
+    replayMaxValues: ctx.config.detect.replayMaxValues,
+    maxFeatureGauges: ctx.config.metrics.maxFeatures,
+    maxModelLabels: configuredMaxModels(ctx.config),
     ...defaultsFixed,
     ...options,
     detectDrift:
       options.detectDrift === undefined
-        ? (store, { model, from, to }) => detectDrift(store, { model, from, to, config: ctx.config, now: to })
+        ? (store, { model, from, to, segmentBy }) => {
+            const maxSegments = ctx.config.models[model]?.segments?.max;
+            return detectDrift(store, {
+              model,
+              from,
+              to,
+              config: ctx.config,
+              now: to,
+              segmentBy,
+              ...(maxSegments !== undefined ? { maxSegments } : {}),
+            });
+          }
         : options.detectDrift,
   };
-  for (const key of ['intervalMs', 'windowMs', 'timeoutMs', 'maxFeatureSeries'] as const) {
+  for (const key of ['intervalMs', 'windowMs', 'timeoutMs', 'maxFeatureSeries', 'maxModelLabels'] as const) {
     if (!Number.isInteger(o[key]) || o[key] <= 0) {
-      throw new ModelwatchError(ErrorCodes.configInvalid, `detector ${key}: must be a positive integer`, { field: key });
+      throw new ModelwatchError(ErrorCodes.configInvalid, `detector ${key}: must be a positive integer`, {
+        field: key,
+      });
+    }
+  }
+  for (const key of ['replayMaxValues', 'maxFeatureGauges'] as const) {
+    if (!Number.isInteger(o[key]) || o[key] < 0) {
+      throw new ModelwatchError(ErrorCodes.configInvalid, `detector ${key}: must be a non-negative integer`, {
+        field: key,
+      });
     }
   }
   return o;
+}
+
+/** End of the interval a run at `nowMs` covers: `nowMs` aligned down to a multiple of `intervalMs`. */
+export function intervalEnd(nowMs: number, intervalMs: number): number {
+  return Math.floor(nowMs / intervalMs) * intervalMs;
 }
 
 /** A change point raised by a streaming detector on one metric series. */
 export interface ChangePoint extends ChangeAlarm {
   model: string;
   series: string;
+  /** Feature of a per-feature series, '' otherwise. */
+  feature: string;
   ts: string;
 }
 
@@ -88,88 +156,59 @@ export interface ChangePoint extends ChangeAlarm {
 export interface DetectionRun {
   run_id: string;
   model: string;
+  /** When the run ran. */
   ts: string;
+  /** The drift and performance window: [interval end − windowMs, interval end). */
   window: { from: string; to: string };
+  /** Length of the interval the run's streaming series cover: [window.to − interval_ms, window.to). */
+  interval_ms: number;
+  status: RunStatus;
+  /** Why the run failed, timed out or has no reference ('' otherwise). */
+  error: string;
+  reference_id: string;
+  /** Prediction rows in the window. */
+  rows: number;
+  duration_ms: number;
   /** Drift against the reference; null without a drift engine or a reference; `drift_error` says why it failed. */
   drift: DriftReport | null;
   drift_error: string | null;
-  performance: PerformanceReport;
-  /** Traffic over the last interval (the detectors' sampling period). */
-  traffic: TrafficSummary;
-  /** The metric values fed to the streaming detectors in this run, by series name. */
-  series: Record<string, number>;
+  /** Stored drift segments (`version:<v>` or `feature:<name>=<value>`). */
+  segments: string[];
+  /** Null when the window is empty or the run failed before it. */
+  performance: PerformanceReport | null;
+  /** Traffic over the interval (the detectors' sampling period); null when the interval was already fed. */
+  traffic: TrafficSummary | null;
+  /** The series values stored by this run (empty when its interval was already fed by an earlier run). */
+  series: SeriesPoint[];
   change_points: ChangePoint[];
 }
 
-/** Streaming-detector state kept across runs (per model, per series). Lost on restart; detectors re-warm. */
-export class DetectorState {
-  private readonly monitors = new Map<string, SeriesMonitor>();
-
-  constructor(private readonly options: SeriesMonitorOptions = {}) {}
-
-  /** Feeds one value of `model`'s `series`; returns the alarms. */
-  feed(model: string, series: string, value: number): ChangeAlarm[] {
-    const key = JSON.stringify([model, series]);
-    let m = this.monitors.get(key);
-    if (!m) {
-      m = new SeriesMonitor(this.options);
-      this.monitors.set(key, m);
-    }
-    return m.update(value);
+/**
+ * How a drift engine's answer maps to a run status: a report → `ok`; `null`, a `no_reference` error or a
+ * `not_found` error (no reference, no traffic to take one from) → `no_reference`; a cancellation → rethrown;
+ * anything else → `failed`. The one place to adapt when the engine signals "no reference yet" differently.
+ */
+export function driftOutcome(result: { report: DriftReport | DriftDetection | null } | { error: unknown }): {
+  status: 'ok' | 'no_reference' | 'failed';
+  report: DriftReport | null;
+  error: string;
+} {
+  if ('report' in result) {
+    const r = result.report;
+    if (r === null || (r as { status?: unknown }).status === 'no_reference')
+      return { status: 'no_reference', report: null, error: '' };
+    return { status: 'ok', report: r, error: '' };
   }
-
-  /** Number of series watched. */
-  get size(): number {
-    return this.monitors.size;
+  const err = result.error;
+  const code = (err as { code?: unknown } | null)?.code;
+  if (code === 'no_reference' || isModelwatchError(err, ErrorCodes.notFound)) {
+    return { status: 'no_reference', report: null, error: errorMessage(err) };
   }
+  return { status: 'failed', report: null, error: errorMessage(err) };
 }
 
-interface DetectorMetrics {
-  runs: Counter<'model' | 'outcome'>;
-  duration: Histogram;
-  changePoints: Counter<'model' | 'detector'>;
-  skipped: Counter;
-  /** The `model` label value of a model name: bounded by `metrics.maxModels` (beyond it `other`). */
-  model: (name: string) => string;
-}
-
-function metricsOf(registry: Registry): DetectorMetrics {
-  // get-or-create: several detectors (tests, `up` restarts) may share one registry.
-  return {
-    runs: counterOn<'model' | 'outcome'>(registry, {
-      name: 'modelwatch_detect_runs_total',
-      help: 'Detection runs per model by outcome (ok, error, timeout).',
-      labelNames: ['model', 'outcome'] as const,
-    }),
-    duration: histogramOn(registry, {
-      name: 'modelwatch_detect_run_duration_seconds',
-      help: 'Duration of one detection run over all models.',
-      buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120],
-    }),
-    changePoints: counterOn<'model' | 'detector'>(registry, {
-      name: 'modelwatch_detect_change_points_total',
-      help: 'Change points raised by streaming detectors.',
-      labelNames: ['model', 'detector'] as const,
-    }),
-    skipped: counterOn(registry, {
-      name: 'modelwatch_detect_runs_skipped_total',
-      help: 'Ticks skipped because the previous run was still in flight.',
-    }),
-    model: (name) => modelLabelsOn(registry).of(name, '')[0],
-  };
-}
-
-function insert(store: Store, table: string, values: object[]): Promise<void> {
-  return store.insert(table, values);
-}
-
-/** True for the drift engine's full detection (window quality included), false for a bare report. */
-function isDetection(r: DriftReport | DriftDetection): r is DriftDetection {
-  const q = (r as Partial<DriftDetection>).quality;
-  return typeof q === 'object' && q !== null && 'volume' in q;
-}
-
-const finite = (v: number | null | undefined): number | null => (typeof v === 'number' && Number.isFinite(v) ? v : null);
+const finite = (v: number | null | undefined): number | null =>
+  typeof v === 'number' && Number.isFinite(v) ? v : null;
 
 /** statistic / p-value of the method that decided a feature's verdict. */
 function methodStatistic(f: FeatureReport): { statistic: number | null; p_value: number | null } {
@@ -180,16 +219,26 @@ function methodStatistic(f: FeatureReport): { statistic: number | null; p_value:
   return { statistic: finite(f.score), p_value: null };
 }
 
-function driftRows(run: { run_id: string; model: string; ts: number; from: number; to: number }, report: DriftReport, fdr: boolean): object[] {
-  const refId = typeof report.reference.id === 'string' ? report.reference.id : '';
-  const segment = typeof report.current.segment === 'string' ? report.current.segment : '';
+interface RunKey {
+  run_id: string;
+  model: string;
+  ts: number;
+  from: number;
+  to: number;
+}
+
+function referenceIdOf(report: DriftReport): string {
+  return typeof report.reference.id === 'string' ? report.reference.id : '';
+}
+
+function driftRows(run: RunKey, report: DriftReport, fdr: boolean, segment: string): object[] {
   const base = {
     run_id: run.run_id,
     model: run.model,
     ts: toChTime(run.ts),
     window_from: toChTime(run.from),
     window_to: toChTime(run.to),
-    reference_id: refId,
+    reference_id: referenceIdOf(report),
     segment,
   };
   const rows: object[] = report.features.map((f) => {
@@ -237,10 +286,7 @@ function driftRows(run: { run_id: string; model: string; ts: number; from: numbe
   return rows;
 }
 
-function performanceRows(
-  run: { run_id: string; model: string; ts: number; from: number; to: number },
-  report: PerformanceReport,
-): object[] {
+function performanceRows(run: RunKey, report: PerformanceReport): object[] {
   const base = {
     run_id: run.run_id,
     model: run.model,
@@ -256,19 +302,44 @@ function performanceRows(
   ];
   const scalars = (source: string, m: ClassificationMetrics | RegressionMetrics | EstimatedMetrics): void => {
     for (const [metric, value] of Object.entries(m)) {
-      if (typeof value === 'number' && metric !== 'rows') rows.push({ ...base, source, metric, value: finite(value), details: '{}' });
+      if (typeof value === 'number' && metric !== 'rows')
+        rows.push({ ...base, source, metric, value: finite(value), details: '{}' });
       else if (value === null) rows.push({ ...base, source, metric, value: null, details: '{}' });
     }
     if ('confusion_matrix' in m) {
-      rows.push({ ...base, source, metric: 'confusion_matrix', value: null, details: JSON.stringify(m.confusion_matrix) });
+      rows.push({
+        ...base,
+        source,
+        metric: 'confusion_matrix',
+        value: null,
+        details: JSON.stringify(m.confusion_matrix),
+      });
     }
     if ('expected_confusion' in m && m.expected_confusion) {
-      rows.push({ ...base, source, metric: 'expected_confusion', value: null, details: JSON.stringify(m.expected_confusion) });
+      rows.push({
+        ...base,
+        source,
+        metric: 'expected_confusion',
+        value: null,
+        details: JSON.stringify(m.expected_confusion),
+      });
     }
   };
   if (report.measured) scalars('measured', report.measured);
   if (report.estimated) scalars('estimated', report.estimated);
   return rows;
+}
+
+/** Segment key stored in `mw_drift_results.segment`: `version:<v>` or `feature:<name>=<value>`. */
+export function segmentKey(s: Pick<SegmentReport, 'by' | 'feature' | 'value'>): string {
+  return s.by === 'version' ? `version:${s.value}` : `feature:${s.feature ?? ''}=${s.value}`;
+}
+
+/** The splits configured for a model (`models.<m>.segments`). */
+function segmentSplits(ctx: RuntimeContext, model: string): SegmentBy[] {
+  const s = ctx.config.models[model]?.segments;
+  if (!s) return [];
+  return [...(s.version ? (['version'] as const) : []), ...s.features.map((feature) => ({ feature }))];
 }
 
 /** Models to examine: configured ones, extra ones, and those with traffic in the window. */
@@ -279,7 +350,10 @@ async function modelsToRun(ctx: RuntimeContext, o: ResolvedOptions, fromMs: numb
      WHERE ts >= {from:DateTime64(3, 'UTC')} AND ts < {to:DateTime64(3, 'UTC')}
      UNION DISTINCT
      SELECT DISTINCT model FROM ${Tables.requests}
-     WHERE ts >= {from:DateTime64(3, 'UTC')} AND ts < {to:DateTime64(3, 'UTC')} AND status >= 200 AND status < 300`,
+     WHERE ts >= {from:DateTime64(3, 'UTC')} AND ts < {to:DateTime64(3, 'UTC')}
+       -- Calls to a name the server never answered (404s) create no model; a model that did answer keeps
+       -- being examined while it only fails, so its error rate is still measured.
+       AND model IN (SELECT model FROM ${Tables.answeredModels})`,
     { label: 'models query', params: { from: toChTime(fromMs), to: toChTime(toMs) } },
   );
   for (const r of rows) if (r.model !== '') names.add(r.model);
@@ -289,204 +363,478 @@ async function modelsToRun(ctx: RuntimeContext, o: ResolvedOptions, fromMs: numb
 /** Options of one {@link runDetectionOnce} call. */
 export interface RunOnceOptions extends DetectorOptions {
   model: string;
-  /** The run time, epoch ms: the window ends here. */
+  /** The run time, epoch ms: the window ends at its interval end ({@link intervalEnd}). */
   now: number;
   /** Detector state carried between runs (a fresh one per call when omitted). */
   state?: DetectorState;
   /** Cancels the run: its statements are killed in ClickHouse and it rejects (`cancelled` or `timeout`). */
   signal?: AbortSignal | undefined;
+  /** Absolute deadline of the run's statements, epoch ms. */
+  deadline?: number | undefined;
+  /** Metrics to update (the loop's); none when omitted. */
+  metrics?: DetectMetrics;
+}
+
+function abortError(signal: AbortSignal): Error {
+  const r: unknown = signal.reason;
+  return r instanceof Error ? r : new ModelwatchError(ErrorCodes.cancelled, 'detection run cancelled', { cause: r });
+}
+
+const asError = (e: unknown): Error => (e instanceof Error ? e : new Error(errorMessage(e)));
+
+/** Settles with `work`, or rejects as soon as `signal` fires (the work is left to settle by itself). */
+function raceAbort<T>(work: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (!signal) return work;
+  if (signal.aborted) return Promise.reject(abortError(signal));
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => reject(abortError(signal));
+    signal.addEventListener('abort', onAbort, { once: true });
+    work.then(
+      (v) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(v);
+      },
+      (e: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(asError(e));
+      },
+    );
+  });
+}
+
+/** Compares a run's verdicts with the model's previous ones; logs one `info` line when any changed. */
+function logVerdictChange(log: Logger, state: DetectorState, run: RunKey, report: DriftReport): void {
+  const prev = state.verdict(run.model);
+  const changed = report.features.filter((f) => (prev?.features.get(f.name) ?? false) !== f.drifted);
+  const wasDrifted = prev?.dataset ?? false;
+  if (changed.length > 0 || wasDrifted !== report.dataset.drifted) {
+    log.info('drift verdict changed', {
+      model: run.model,
+      run_id: run.run_id,
+      window: { from: new Date(run.from).toISOString(), to: new Date(run.to).toISOString() },
+      reference_id: referenceIdOf(report),
+      dataset: { drifted: report.dataset.drifted, was: wasDrifted, share: report.dataset.share },
+      features: changed.map((f) => ({
+        name: f.name,
+        drifted: f.drifted,
+        was: !f.drifted,
+        method: f.method,
+        score: f.score,
+        threshold: f.threshold,
+      })),
+    });
+  }
+  state.setVerdict(run.model, {
+    dataset: report.dataset.drifted,
+    features: new Map(report.features.map((f) => [f.name, f.drifted])),
+  });
 }
 
 /**
- * One detection run for one model at time `now`: drift over [now − windowMs, now) against the reference (when
- * a drift engine is given), measured and estimated performance over the same window, and the per-interval
- * series (traffic over [now − intervalMs, now), feature means, drift scores) fed to the streaming detectors.
- * Every result is stored: `mw_drift_results`, `mw_performance_results`, `mw_metric_series`, `mw_change_points`.
+ * One detection run for one model at time `now`. Its interval is [end − intervalMs, end) with `end` = `now`
+ * aligned down to `intervalMs`; its window is [end − windowMs, end). It stores:
+ * - a row in `mw_detect_runs` with its status: `no_data` when the window has no rows, `no_reference` when the
+ *   drift engine has no reference yet, `failed` / `timed_out` with the error, else `ok`;
+ * - drift against the reference (and per configured segment) in `mw_drift_results`, performance in
+ *   `mw_performance_results`;
+ * - series in `mw_metric_series`, each with its window and the interval: traffic, feature means and quarantine
+ *   rate over the interval; drift share and scores, data-quality rates, volume ratio, performance and label
+ *   coverage over the window. Series over the interval (and window series too when windowMs ≤ intervalMs, so
+ *   they do not overlap) are fed to the streaming detectors, once per interval: a run whose interval was
+ *   already fed for this model stores no series. Alarms go to `mw_change_points`.
+ * A cancelled or timed-out run is recorded `timed_out` and rejects; any other failure is recorded `failed` and
+ * returned.
  */
-export async function runDetectionOnce(runtime: RuntimeContext, options: RunOnceOptions): Promise<DetectionRun> {
-  // Every statement of the run: the `detect` role's limits, the run's signal.
-  const ctx: RuntimeContext = { ...runtime, store: runtime.store.with({ role: 'detect', signal: options.signal }) };
+export function runDetectionOnce(runtime: RuntimeContext, options: RunOnceOptions): Promise<DetectionRun> {
+  return startRun(runtime, options).result;
+}
+
+/**
+ * {@link runDetectionOnce}, plus `settled`: when the run's work has really stopped. After a cancellation the
+ * result rejects at once while work that ignores the signal may still be settling (it writes nothing more).
+ */
+function startRun(
+  runtime: RuntimeContext,
+  options: RunOnceOptions,
+): { result: Promise<DetectionRun>; settled: Promise<void> } {
+  let settle: (work: Promise<void>) => void = () => undefined;
+  // Resolves once the body's work settles (resolving with a promise adopts it; failures are the result's).
+  const settled = new Promise<void>((resolve) => {
+    settle = (work) => resolve(work.catch(() => undefined));
+  });
+  const result = runBody(runtime, options, settle);
+  // A run that fails before its body starts (bad options) has nothing left to settle.
+  result.catch(() => undefined).finally(() => settle(Promise.resolve()));
+  return { result, settled };
+}
+
+async function runBody(
+  runtime: RuntimeContext,
+  options: RunOnceOptions,
+  settle: (work: Promise<void>) => void,
+): Promise<DetectionRun> {
+  const started = performance.now();
+  const { signal } = options;
+  // Every statement of the run: the `detect` role's limits, the run's signal and deadline.
+  const ctx: RuntimeContext = {
+    ...runtime,
+    store: runtime.store.with({
+      role: 'detect',
+      signal,
+      ...(options.deadline !== undefined ? { deadline: options.deadline } : {}),
+    }),
+  };
   const o = resolveOptions(ctx, options);
   const { model, now } = options;
   const state = options.state ?? new DetectorState(o.monitor);
-  const run = { run_id: newId(), model, ts: now, from: now - o.windowMs, to: now };
-  const schema = ctx.config.models[model];
-
-  let drift: DriftReport | null = null;
-  let driftError: string | null = null;
-  if (o.detectDrift) {
-    try {
-      drift = await o.detectDrift(ctx.store, { model, from: run.from, to: run.to, signal: options.signal });
-    } catch (err) {
-      // A cancelled run stops here; anything else must not stop performance and series from being recorded.
-      if (options.signal?.aborted === true) throw err;
-      driftError = errorMessage(err);
-      ctx.logger.warn('drift detection failed', { model, error: driftError });
-    }
-  }
-  const performance = await computePerformance(ctx.store, {
-    model,
-    fromMs: run.from,
-    toMs: run.to,
-    ...(schema ? { schema } : {}),
-  });
-  const sliceFrom = now - Math.min(o.intervalMs, o.windowMs);
-  const traffic = await queryTraffic(ctx.store, model, sliceFrom, now);
-  const means = await queryFeatureMeans(ctx.store, model, sliceFrom, now, o.maxFeatureSeries);
-
-  const series: Record<string, number> = { 'traffic.requests': traffic.requests, 'traffic.rows': traffic.rows };
-  if (traffic.error_rate !== null) series['traffic.error_rate'] = traffic.error_rate;
-  if (traffic.latency_ms.p95 !== null) series['traffic.latency_p95_ms'] = traffic.latency_ms.p95;
-  for (const m of means) series[`feature_mean.${m.feature}`] = m.mean;
-  if (drift) {
-    series['drift.share'] = drift.dataset.share;
-    const ratio = isDetection(drift) ? drift.quality.volume.ratio : null;
-    if (ratio !== null) series['quality.volume_ratio'] = ratio;
-    for (const f of drift.features) if (f.score !== null && Number.isFinite(f.score)) series[`drift.score.${f.name}`] = f.score;
-  }
-  const est = performance.estimated?.accuracy;
-  if (est !== null && est !== undefined) series['performance.estimated_accuracy'] = est;
-
-  const changePoints: ChangePoint[] = [];
-  for (const [name, value] of Object.entries(series)) {
-    for (const alarm of state.feed(model, name, value)) {
-      changePoints.push({ ...alarm, model, series: name, ts: new Date(now).toISOString() });
-    }
-  }
-
-  await insert(ctx.store, Tables.performanceResults, performanceRows(run, performance));
-  if (drift) await insert(ctx.store, Tables.driftResults, driftRows(run, drift, ctx.config.detect.fdr));
-  await insert(
-    ctx.store,
-    Tables.metricSeries,
-    Object.entries(series).map(([name, value]) => ({ run_id: run.run_id, model, ts: toChTime(now), series: name, value })),
-  );
-  await insert(
-    ctx.store,
-    Tables.changePoints,
-    changePoints.map((c) => ({
-      run_id: run.run_id,
-      model,
-      ts: toChTime(now),
-      series: c.series,
-      detector: c.detector,
-      params: JSON.stringify(c.params),
-      value: c.value,
-      series_index: c.index,
-    })),
-  );
-  return {
+  const end = intervalEnd(now, o.intervalMs);
+  const run: RunKey = { run_id: newId(), model, ts: now, from: end - o.windowMs, to: end };
+  const out: DetectionRun = {
     run_id: run.run_id,
     model,
     ts: new Date(now).toISOString(),
     window: { from: new Date(run.from).toISOString(), to: new Date(run.to).toISOString() },
-    drift,
-    drift_error: driftError,
-    performance,
-    traffic,
-    series,
-    change_points: changePoints,
+    interval_ms: o.intervalMs,
+    status: 'ok',
+    error: '',
+    reference_id: '',
+    rows: 0,
+    duration_ms: 0,
+    drift: null,
+    drift_error: null,
+    segments: [],
+    performance: null,
+    traffic: null,
+    series: [],
+    change_points: [],
   };
+  // Past a cancellation the body writes nothing more (it may still be settling after the run was given up).
+  const check = (): void => {
+    if (signal?.aborted === true) throw abortError(signal);
+  };
+  const record = (store: Store): Promise<void> =>
+    store.insert(
+      Tables.detectRuns,
+      [
+        {
+          run_id: run.run_id,
+          model,
+          ts: toChTime(now),
+          window_from: toChTime(run.from),
+          window_to: toChTime(run.to),
+          interval_ms: o.intervalMs,
+          reference_id: out.reference_id,
+          status: out.status,
+          error: out.error,
+          duration_ms: out.duration_ms,
+          rows: out.rows,
+        },
+      ],
+      { label: 'detect run record' },
+    );
+
+  const body = async (): Promise<void> => {
+    const [count] = await ctx.store.query<{ n: string | number }>(
+      `SELECT count() AS n FROM ${Tables.predictions}
+       WHERE model = {model:String} AND ts >= {from:DateTime64(3, 'UTC')} AND ts < {to:DateTime64(3, 'UTC')}`,
+      { label: 'window rows query', params: { model, from: toChTime(run.from), to: toChTime(run.to) } },
+    );
+    out.rows = Number(count?.n ?? 0);
+    if (out.rows === 0) out.status = 'no_data';
+    const segmentReports: SegmentReport[] = [];
+    if (out.rows > 0 && o.detectDrift) {
+      const splits = segmentSplits(ctx, model);
+      let outcome: ReturnType<typeof driftOutcome>;
+      try {
+        const report = await o.detectDrift(ctx.store, {
+          model,
+          from: run.from,
+          to: run.to,
+          signal,
+          segmentBy: splits[0],
+        });
+        outcome = driftOutcome({ report });
+        if (report && isDetection(report)) segmentReports.push(...(report.segments ?? []));
+      } catch (err) {
+        check();
+        outcome = driftOutcome({ error: err });
+      }
+      check();
+      // Further splits: the engine reports one split per call.
+      if (outcome.report) {
+        for (const segmentBy of splits.slice(1)) {
+          const r = await o.detectDrift(ctx.store, { model, from: run.from, to: run.to, signal, segmentBy });
+          check();
+          if (r && isDetection(r)) segmentReports.push(...(r.segments ?? []));
+        }
+      }
+      out.status = outcome.status;
+      out.error = outcome.error;
+      out.drift = outcome.report;
+      out.drift_error = outcome.error === '' ? null : outcome.error;
+      if (out.drift) out.reference_id = referenceIdOf(out.drift);
+      if (outcome.status === 'failed') ctx.logger.warn('drift detection failed', { model, error: outcome.error });
+    }
+    if (out.rows > 0) {
+      const schema = ctx.config.models[model];
+      out.performance = await computePerformance(ctx.store, {
+        model,
+        fromMs: run.from,
+        toMs: run.to,
+        ...(schema ? { schema } : {}),
+      });
+      check();
+    }
+
+    // Series: once per interval.
+    const feedInterval = (state.lastIntervalEnd(model) ?? -Infinity) < end;
+    const points: SeriesPoint[] = [];
+    const fed: SeriesPoint[] = [];
+    if (feedInterval) {
+      const slice = { fromMs: end - Math.min(o.intervalMs, o.windowMs), toMs: end };
+      out.traffic = await queryTraffic(ctx.store, model, slice.fromMs, slice.toMs);
+      const means = await queryFeatureMeans(ctx.store, model, slice.fromMs, slice.toMs, o.maxFeatureSeries);
+      const [q] = await ctx.store.query<{ n: string | number }>(
+        `SELECT count() AS n FROM ${Tables.quarantine}
+         WHERE model = {model:String} AND received_at >= {from:DateTime64(3, 'UTC')} AND received_at < {to:DateTime64(3, 'UTC')}`,
+        { label: 'quarantine count query', params: { model, from: toChTime(slice.fromMs), to: toChTime(slice.toMs) } },
+      );
+      check();
+      const own = intervalSeries(slice, out.traffic, means, Number(q?.n ?? 0));
+      const windowed = windowSeries({ fromMs: run.from, toMs: run.to }, out.drift, out.performance);
+      points.push(...own, ...windowed);
+      fed.push(...own, ...(o.windowMs <= o.intervalMs ? windowed : []));
+    }
+    for (const p of fed) {
+      for (const alarm of state.feed(model, p.series, p.value, p.feature)) {
+        out.change_points.push({
+          ...alarm,
+          model,
+          series: p.series,
+          feature: p.feature,
+          ts: new Date(now).toISOString(),
+        });
+      }
+    }
+    out.series = points;
+
+    check();
+    if (out.performance) await ctx.store.insert(Tables.performanceResults, performanceRows(run, out.performance));
+    if (out.drift) {
+      const fdr = ctx.config.detect.fdr;
+      const rows = driftRows(run, out.drift, fdr, '');
+      for (const s of segmentReports) {
+        const key = segmentKey(s);
+        out.segments.push(key);
+        rows.push(...driftRows(run, { ...s.report, reference: out.drift.reference }, fdr, key));
+      }
+      await ctx.store.insert(Tables.driftResults, rows);
+    }
+    if (points.length > 0) {
+      await ctx.store.insert(
+        Tables.metricSeries,
+        points.map((p) => ({
+          run_id: run.run_id,
+          model,
+          ts: toChTime(now),
+          series: p.series,
+          feature: p.feature,
+          value: p.value,
+          window_from: toChTime(p.fromMs),
+          window_to: toChTime(p.toMs),
+          interval_ms: o.intervalMs,
+        })),
+      );
+    }
+    if (out.change_points.length > 0) {
+      await ctx.store.insert(
+        Tables.changePoints,
+        out.change_points.map((c) => ({
+          run_id: run.run_id,
+          model,
+          ts: toChTime(now),
+          series: c.series,
+          feature: c.feature,
+          detector: c.detector,
+          params: JSON.stringify(c.params),
+          value: c.value,
+          series_index: c.index,
+        })),
+      );
+    }
+    if (feedInterval) state.markInterval(model, end);
+    if (out.drift) logVerdictChange(ctx.logger, state, run, out.drift);
+  };
+
+  try {
+    const work = body();
+    settle(work);
+    await raceAbort(work, signal);
+  } catch (err) {
+    out.error = errorMessage(err);
+    if (
+      signal?.aborted === true ||
+      isModelwatchError(err, ErrorCodes.timeout) ||
+      isModelwatchError(err, ErrorCodes.cancelled)
+    ) {
+      out.status = 'timed_out';
+      out.duration_ms = performance.now() - started;
+      options.metrics?.run(model, out.status, out.duration_ms, now);
+      // The run's own store is cancelled: record through the runtime's.
+      await record(runtime.store.with({ role: 'detect' })).catch((e: unknown) =>
+        ctx.logger.warn('detect run record failed', { model, error: errorMessage(e) }),
+      );
+      throw err;
+    }
+    out.status = 'failed';
+    ctx.logger.error('detection run failed', { model, error: out.error });
+  }
+  out.duration_ms = performance.now() - started;
+  ctx.logger.debug('detect run', {
+    model,
+    run_id: run.run_id,
+    status: out.status,
+    window: out.window,
+    duration_ms: out.duration_ms,
+  });
+  options.metrics?.run(model, out.status, out.duration_ms, now);
+  if (out.drift) options.metrics?.drift(model, out.drift);
+  if (out.performance) options.metrics?.performance(model, out.performance);
+  for (const c of out.change_points) options.metrics?.changePoint(model, c.detector);
+  await record(runtime.store.with({ role: 'detect' })).catch((e: unknown) =>
+    ctx.logger.warn('detect run record failed', { model, error: errorMessage(e) }),
+  );
+  return out;
 }
 
 /** A started detect loop; {@link RunningRole} plus a way to trigger a run now (tests, API). */
 export interface RunningDetector extends RunningRole {
-  /** Runs once now unless a run is in flight (then waits for that one); resolves with the runs made. */
+  /**
+   * Runs once now unless a run is in flight (then waits for that one, at most until its deadline); resolves
+   * with the runs made. Models whose current interval was already run are skipped.
+   */
   runNow(): Promise<DetectionRun[]>;
   readonly state: DetectorState;
 }
 
 /**
- * Starts the detect loop: every `intervalMs` (first run at once), for each model, {@link runDetectionOnce}.
- * Runs never overlap (a tick while one is in flight is skipped and counted). Each run has a deadline
- * (`timeoutMs`): every statement of the run carries it as `max_execution_time`, and when it passes the run's
- * signal fires, so the statement in flight is killed in ClickHouse, the run settles and the loop moves on.
- * Errors are logged and counted, never thrown out of the timer; timers are unref'ed. `stop()` stops the
- * timer, cancels the in-flight run the same way and waits for it to settle.
+ * Starts the detect loop. The state is first rebuilt from the stored results ({@link DetectorState.rebuild}:
+ * streaming detectors replay their stored series, the last verdicts are read back). Then every `intervalMs`
+ * (first run at once) for each model, {@link runDetectionOnce} — once per interval: a model whose current
+ * interval was already run is skipped. Runs never overlap (a tick while one is in flight is skipped and
+ * counted). Each run has a deadline (`timeoutMs`): every statement carries it, and when it passes the run's
+ * signal fires, its statement in flight is killed in ClickHouse, the model is recorded `timed_out` and the run
+ * settles at once. Errors are logged and counted, never thrown out of the timer; timers are unref'ed.
+ * `stop()` stops the timer, cancels the in-flight run the same way and waits for its work to settle.
  */
-export function startDetector(ctx: RuntimeContext, options: DetectorOptions = {}): Promise<RunningDetector> {
+export async function startDetector(ctx: RuntimeContext, options: DetectorOptions = {}): Promise<RunningDetector> {
   const o = resolveOptions(ctx, options);
-  const state = new DetectorState(o.monitor);
-  const metrics = metricsOf(ctx.metrics);
   const log: Logger = ctx.logger;
+  const state = await DetectorState.rebuild(ctx.store.with({ role: 'detect' }), {
+    intervalMs: o.intervalMs,
+    monitor: o.monitor,
+    maxValues: o.replayMaxValues,
+  }).catch((err: unknown) => {
+    log.warn('detector state not rebuilt from stored series; detectors start cold', { error: errorMessage(err) });
+    return new DetectorState(o.monitor);
+  });
+  const metrics = new DetectMetrics(ctx.metrics, { maxFeatures: o.maxFeatureGauges, maxModels: o.maxModelLabels });
   let timer: NodeJS.Timeout | undefined;
   let stopped = false;
-  let inFlight: Promise<DetectionRun[]> | null = null;
+  // `busy`: the work of the current run, until it really settles; `answer`: what callers of this run get (at the
+  // latest at its deadline).
+  let busy: Promise<unknown> | null = null;
+  let answer: Promise<DetectionRun[]> = Promise.resolve([]);
   let cancelRun: AbortController | null = null;
 
-  const runAll = async (cancel: AbortController): Promise<DetectionRun[]> => {
+  const runAll = async (cancel: AbortController, runs: DetectionRun[], works: Array<Promise<void>>): Promise<void> => {
     const signal = cancel.signal;
     const now = o.clock();
-    const endTimer = metrics.duration.startTimer();
-    const runs: DetectionRun[] = [];
+    const end = intervalEnd(now, o.intervalMs);
     const deadline = Date.now() + o.timeoutMs;
-    const timer = setTimeout(() => {
-      metrics.runs.inc({ model: '', outcome: 'timeout' });
-      log.error('detection run timed out', { timeoutMs: o.timeoutMs });
-      cancel.abort(new ModelwatchError(ErrorCodes.timeout, `detection run exceeded ${o.timeoutMs} ms`));
-    }, o.timeoutMs);
-    timer.unref();
-    // The deadline also bounds each statement's max_execution_time, so the engine stops it on time by itself.
-    const runCtx: RuntimeContext = { ...ctx, store: ctx.store.with({ role: 'detect', signal, deadline }) };
     try {
-      const models = await modelsToRun(runCtx, o, now - o.windowMs, now);
+      const models = await modelsToRun(
+        { ...ctx, store: ctx.store.with({ role: 'detect', signal, deadline }) },
+        o,
+        end - o.windowMs,
+        end,
+      );
       for (const model of models) {
         // Past the deadline (or once stopped), the models not yet started wait for the next tick.
         if (stopped || signal.aborted) break;
+        if ((state.lastIntervalEnd(model) ?? -Infinity) >= end) continue;
+        const started = startRun(ctx, { ...o, model, now, state, signal, deadline, metrics });
+        works.push(started.settled);
         try {
-          runs.push(await runDetectionOnce(runCtx, { ...o, detectDrift: o.detectDrift, model, now, state, signal }));
-          metrics.runs.inc({ model: metrics.model(model), outcome: 'ok' });
+          runs.push(await started.result);
         } catch (err) {
-          const timedOut = signal.aborted || isModelwatchError(err, ErrorCodes.timeout);
-          metrics.runs.inc({ model: metrics.model(model), outcome: timedOut ? 'timeout' : 'error' });
-          if (timedOut) log.warn('detection run cut by its deadline or stop', { model, timeoutMs: o.timeoutMs, error: errorMessage(err) });
-          else log.error('detection run failed', { model, error: errorMessage(err) });
+          log.error('detection run timed out', { model, timeoutMs: o.timeoutMs, error: errorMessage(err) });
         }
       }
       for (const r of runs) {
         for (const c of r.change_points) {
-          metrics.changePoints.inc({ model: metrics.model(r.model), detector: c.detector });
-          log.info('change point', { model: r.model, series: c.series, detector: c.detector, value: c.value });
+          log.info('change point', {
+            model: r.model,
+            series: c.series,
+            feature: c.feature,
+            detector: c.detector,
+            value: c.value,
+          });
         }
       }
     } catch (err) {
       log.error('detection run failed', { error: errorMessage(err) });
-    } finally {
-      clearTimeout(timer);
-      endTimer();
     }
-    return runs;
   };
 
   const tick = (): Promise<DetectionRun[]> => {
-    if (inFlight) {
-      metrics.skipped.inc();
-      return inFlight;
+    if (busy) {
+      metrics.skipped();
+      return answer;
     }
     const cancel = new AbortController();
     cancelRun = cancel;
-    const current = runAll(cancel);
-    inFlight = current;
-    void current.finally(() => {
-      if (inFlight === current) inFlight = null;
-      if (cancelRun === cancel) cancelRun = null;
-    });
-    // Past the deadline the caller gets [] at once; the run itself stays in flight until it has settled
-    // (its statements were cancelled; code that ignores the signal is waited for), so runs never overlap.
-    const cut = new Promise<DetectionRun[]>((resolve) => cancel.signal.addEventListener('abort', () => resolve([]), { once: true }));
-    return Promise.race([current, cut]);
+    const endTimer = metrics.startRun();
+    const t = setTimeout(
+      () => cancel.abort(new ModelwatchError(ErrorCodes.timeout, `detection run exceeded ${o.timeoutMs} ms`)),
+      o.timeoutMs,
+    );
+    t.unref();
+    const runs: DetectionRun[] = [];
+    const works: Array<Promise<void>> = [];
+    const work = runAll(cancel, runs, works);
+    // Busy until every model's work has settled, even work that ignored the cancellation: runs never overlap.
+    const current = work
+      .then(() => Promise.all(works))
+      .finally(() => {
+        clearTimeout(t);
+        endTimer();
+        if (busy === current) busy = null;
+        if (cancelRun === cancel) cancelRun = null;
+      });
+    busy = current;
+    // Callers get the runs done so far once the work settles or the deadline passes, whichever is first.
+    answer = raceAbort(current, cancel.signal).then(
+      () => runs,
+      () => [...runs],
+    );
+    return answer;
   };
 
   const schedule = (delayMs: number): void => {
     if (stopped) return;
     timer = setTimeout(() => {
-      void tick().finally(() => schedule(o.intervalMs));
+      void tick().finally(() => {
+        // Next tick at the next interval boundary, so every interval gets its run.
+        const next = intervalEnd(o.clock(), o.intervalMs) + o.intervalMs - o.clock();
+        schedule(Math.min(o.intervalMs, Math.max(0, next)));
+      });
     }, delayMs);
     timer.unref();
   };
   schedule(0);
 
-  return Promise.resolve({
+  return {
     name: 'detect',
     urls: [],
     state,
@@ -495,7 +843,7 @@ export function startDetector(ctx: RuntimeContext, options: DetectorOptions = {}
       stopped = true;
       if (timer) clearTimeout(timer);
       cancelRun?.abort(new ModelwatchError(ErrorCodes.cancelled, 'detector stopped'));
-      if (inFlight) await inFlight.catch(() => undefined);
+      if (busy) await busy.catch(() => undefined);
     },
-  });
+  };
 }

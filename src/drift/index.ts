@@ -1,11 +1,40 @@
 // Public API of the drift folder. Each part appends its own block; keep exports named one by one.
 
 // Statistics engine (DESIGN §3)
-export { computeDrift, profileSample, BIN_QUANTILES, KS_EXACT_MAX_N, SMALL_REFERENCE_ROWS, LOW_CARDINALITY_MAX, DefaultThresholds } from './stats/engine.js';
+export {
+  computeDrift,
+  profileSample,
+  BIN_QUANTILES,
+  KS_EXACT_MAX_N,
+  SMALL_REFERENCE_ROWS,
+  LOW_CARDINALITY_MAX,
+  DefaultThresholds,
+} from './stats/engine.js';
 export type { ComputeDriftOptions } from './stats/engine.js';
-export { chiSquareSf, chiSquareTest, gammaQ, lnGamma, psi, jensenShannon, hellinger, benjaminiHochberg, PSI_FLOOR, kolmogorovSf, kolmogorovCdfPelzGood, ks2sampAsympPValue, smirnovSf } from './stats/math.js';
+export {
+  chiSquareSf,
+  chiSquareTest,
+  gammaQ,
+  lnGamma,
+  psi,
+  jensenShannon,
+  hellinger,
+  benjaminiHochberg,
+  PSI_FLOOR,
+  kolmogorovSf,
+  kolmogorovCdfPelzGood,
+  ks2sampAsympPValue,
+  smirnovSf,
+} from './stats/math.js';
 export type { TestResult } from './stats/math.js';
-export { trafficSample, referenceRowsSample, storedColumn, storedFeatureSpecs, quoteIdent, quoteString } from './stats/sample.js';
+export {
+  trafficSample,
+  referenceRowsSample,
+  storedColumn,
+  storedFeatureSpecs,
+  quoteIdent,
+  quoteString,
+} from './stats/sample.js';
 export type { StoredFeature, SampleFilter, TrafficSampleOptions } from './stats/sample.js';
 
 // File input (`modelwatch report` and file references)
@@ -129,5 +158,17 @@ export type {
   ChangeDetector,
   DetectorKind,
 } from './streaming/index.js';
-export { startDetector, runDetectionOnce, DetectorState } from './detector.js';
-export type { DetectorOptions, RunOnceOptions, RunningDetector, DetectionRun, ChangePoint, DriftDetectFn } from './detector.js';
+export { startDetector, runDetectionOnce, DetectorState, driftOutcome, intervalEnd, segmentKey } from './detector.js';
+export type {
+  DetectorOptions,
+  RunOnceOptions,
+  RunningDetector,
+  DetectionRun,
+  ChangePoint,
+  DriftDetectFn,
+  RunStatus,
+  SeriesPoint,
+} from './detector.js';
+export { DetectMetrics, RunStatuses, OVERFLOW_MODEL } from './detect-metrics.js';
+export type { DetectMetricsOptions } from './detect-metrics.js';
+export { SeriesNames, performanceSeries } from './detect-series.js';

@@ -21,6 +21,7 @@ export const Tables = {
   performanceResults: 'mw_performance_results',
   metricSeries: 'mw_metric_series',
   changePoints: 'mw_change_points',
+  detectRuns: 'mw_detect_runs',
   referenceActive: 'mw_reference_active',
   /** Models that answered at least one call (2xx), with their 2xx request count (migration 9). */
   answeredModels: 'mw_answered_models',
@@ -250,6 +251,36 @@ export const migrations: Migration[] = [
          FROM ${Tables.predictions} WHERE inserted_at < cutoff
        )
        GROUP BY model`,
+    ],
+  },
+  {
+    version: 5,
+    name: 'detect runs and typed series',
+    statements: [
+      // One row per model per detect run: its window and interval, the reference compared against, and how it
+      // ended (ok | no_data | no_reference | failed | timed_out) with the error text, duration and window rows.
+      `CREATE TABLE IF NOT EXISTS ${Tables.detectRuns} (
+        run_id String,
+        model LowCardinality(String),
+        ts DateTime64(3, 'UTC'),
+        window_from DateTime64(3, 'UTC'),
+        window_to DateTime64(3, 'UTC'),
+        interval_ms UInt64,
+        reference_id String,
+        status LowCardinality(String),
+        error String,
+        duration_ms Float64,
+        rows UInt64
+      ) ENGINE = MergeTree
+      ORDER BY (model, ts)`,
+      // Typed series: per-feature series carry the feature in its own column; every value records the window it
+      // was measured over and the detect interval it belongs to.
+      `ALTER TABLE ${Tables.metricSeries} ADD COLUMN IF NOT EXISTS feature String DEFAULT ''`,
+      `ALTER TABLE ${Tables.metricSeries} ADD COLUMN IF NOT EXISTS window_from DateTime64(3, 'UTC') DEFAULT ts`,
+      `ALTER TABLE ${Tables.metricSeries} ADD COLUMN IF NOT EXISTS window_to DateTime64(3, 'UTC') DEFAULT ts`,
+      `ALTER TABLE ${Tables.metricSeries} ADD COLUMN IF NOT EXISTS interval_ms UInt64 DEFAULT 0`,
+      // Change points of a per-feature series name the feature too.
+      `ALTER TABLE ${Tables.changePoints} ADD COLUMN IF NOT EXISTS feature String DEFAULT ''`,
     ],
   },
   {

@@ -97,6 +97,30 @@ const healthSchema = z
       })
       .nullable(),
     performance: healthPerformanceSchema.nullable(),
+    last_run: z
+      .object({
+        run_id: z.string(),
+        ts: z.string().openapi({ format: 'date-time' }),
+        window: windowSchema,
+        status: z.string().openapi({ description: '`ok`, `no_data`, `no_reference`, `failed` or `timed_out`.' }),
+        error: z.string(),
+        reference_id: z.string().nullable(),
+        rows: z.number().int(),
+        duration_ms: z.number(),
+      })
+      .nullable()
+      .openapi({ description: 'The newest stored detect run inside the window (null when none).' }),
+    change_points: z
+      .array(
+        z.object({
+          ts: z.string().openapi({ format: 'date-time' }),
+          series: z.string(),
+          feature: z.string(),
+          detector: z.string(),
+          value: z.number(),
+        }),
+      )
+      .openapi({ description: 'Change points stored inside the window, newest first (at most 20).' }),
     alerts: z
       .array(z.record(z.string(), z.unknown()))
       .openapi({ description: 'Active alerts (none are evaluated yet: always empty).' }),
@@ -244,6 +268,69 @@ async function storedPerformance(
   };
 }
 
+type LastRun = z.infer<typeof healthSchema>['last_run'];
+type HealthChangePoint = z.infer<typeof healthSchema>['change_points'][number];
+
+/** The newest stored detect run of `model` within [fromMs, toMs); null without one. */
+async function storedLastRun(store: Store, model: string, fromMs: number, toMs: number): Promise<LastRun> {
+  const [r] = await queryRows<{
+    run_id: string;
+    ts_ms: number | string;
+    from_ms: number | string;
+    to_ms: number | string;
+    status: string;
+    error: string;
+    reference_id: string;
+    rows: number | string;
+    duration_ms: number;
+  }>(
+    store,
+    `SELECT run_id, toUnixTimestamp64Milli(ts) AS ts_ms, toUnixTimestamp64Milli(window_from) AS from_ms,
+            toUnixTimestamp64Milli(window_to) AS to_ms, status, error, reference_id, rows, duration_ms
+     FROM ${Tables.detectRuns} WHERE ${IN_WINDOW} ORDER BY ts DESC, run_id DESC LIMIT 1`,
+    { model, from: toChTime(fromMs), to: toChTime(toMs) },
+  );
+  if (r === undefined) return null;
+  return {
+    run_id: r.run_id,
+    ts: isoTime(Number(r.ts_ms)),
+    window: { from: isoTime(Number(r.from_ms)), to: isoTime(Number(r.to_ms)) },
+    status: r.status,
+    error: r.error,
+    reference_id: r.reference_id === '' ? null : r.reference_id,
+    rows: Number(r.rows),
+    duration_ms: Number(r.duration_ms),
+  };
+}
+
+/** The newest stored change points of `model` within [fromMs, toMs), at most 20. */
+async function storedChangePoints(
+  store: Store,
+  model: string,
+  fromMs: number,
+  toMs: number,
+): Promise<HealthChangePoint[]> {
+  const rows = await queryRows<{
+    ts_ms: number | string;
+    series: string;
+    feature: string;
+    detector: string;
+    value: number;
+  }>(
+    store,
+    `SELECT toUnixTimestamp64Milli(ts) AS ts_ms, series, feature, detector, value
+     FROM ${Tables.changePoints} WHERE ${IN_WINDOW} ORDER BY ts DESC, series, feature, detector LIMIT 20`,
+    { model, from: toChTime(fromMs), to: toChTime(toMs) },
+  );
+  return rows.map((r) => ({
+    ts: isoTime(Number(r.ts_ms)),
+    series: r.series,
+    feature: r.feature,
+    detector: r.detector,
+    value: Number(r.value),
+  }));
+}
+
 function liveDrift(report: DriftDetection): HealthDrift {
   const id = report.reference.id;
   return {
@@ -276,6 +363,8 @@ function liveDrift(report: DriftDetection): HealthDrift {
  * - `drift`, `data_quality`, `performance`: by default the newest stored detection run inside the window (null
  *   when there is none). With `recompute=true` they are computed now over the window; when live drift fails
  *   (e.g. no reference yet) `drift` falls back to the newest stored run and `drift_error` says why;
+ * - `last_run`: the newest stored detect run in the window (status, error, reference); `change_points`: the newest
+ *   stored change points in the window (at most 20);
  * - `alerts`: active alerts — always `[]` for now: alert rules are not evaluated yet.
  */
 export function healthRoutes(app: ApiApp, ctx: RuntimeContext): void {
@@ -322,6 +411,8 @@ export function healthRoutes(app: ApiApp, ctx: RuntimeContext): void {
       dataQuality = stored?.quality ?? null;
       performance = await storedPerformance(ctx.store, name, fromMs, toMs);
     }
+    const lastRun = await storedLastRun(ctx.store, name, fromMs, toMs);
+    const changePoints = await storedChangePoints(ctx.store, name, fromMs, toMs);
     return c.json(
       {
         model: name,
@@ -331,6 +422,8 @@ export function healthRoutes(app: ApiApp, ctx: RuntimeContext): void {
         ...(driftError !== null ? { drift_error: driftError } : {}),
         data_quality: dataQuality,
         performance,
+        last_run: lastRun,
+        change_points: changePoints,
         alerts: [],
       },
       200,

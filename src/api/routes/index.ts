@@ -2,6 +2,7 @@ import type { RuntimeContext } from '../../runtime/context.js';
 import type { ApiApp } from '../openapi.js';
 import { driftRoutes } from './drift.js';
 import { healthRoutes } from './health.js';
+import { historyRoutes } from './history.js';
 import { kserveIntakeRoutes } from './kserve.js';
 import { performanceRoutes } from './performance.js';
 import { labelRoutes } from './labels.js';
@@ -28,4 +29,5 @@ export const routeMounters: RouteMounter[] = [
   healthRoutes,
   referenceRoutes,
   shadowRoutes,
+  historyRoutes,
 ];
