@@ -163,16 +163,21 @@ async function shadowReplay(
     const r = await api.get(`/api/v1/shadow/runs/${encodeURIComponent(id)}`);
     const run = obj(r.body);
     if (r.status !== 200 || run === undefined) continue;
-    const result = obj(run.result) ?? run;
+    // The run's own fields first, then the full report (`result`) for builds that keep them only there.
+    const result = obj(run.result) ?? {};
+    const pick = (key: string): unknown => run[key] ?? result[key];
     const status = typeof run.status === 'string' ? run.status : '';
-    const verdict = result.verdict ?? run.verdict;
+    const verdict = pick('verdict');
     if (typeof verdict === 'string') {
-      const agreement =
-        typeof result.agreement === 'number' ? ` — agreement ${(result.agreement * 100).toFixed(1)}%` : '';
-      const rows = typeof result.rows === 'number' ? ` over ${result.rows} rows` : '';
-      const reasons = Array.isArray(result.reasons) ? result.reasons.filter((x) => typeof x === 'string') : [];
+      const agreement = pick('agreement');
+      const rows = pick('rows');
+      const reasons = pick('reasons');
+      const list = Array.isArray(reasons) ? reasons.filter((x): x is string => typeof x === 'string') : [];
       progress.line(
-        `SHADOW VERDICT: ${verdict.toUpperCase()}${agreement}${rows}${reasons.length > 0 ? ` (${reasons.join('; ')})` : ''}`,
+        `SHADOW VERDICT: ${verdict.toUpperCase()}` +
+          (typeof agreement === 'number' ? ` — agreement ${(agreement * 100).toFixed(1)}%` : '') +
+          (typeof rows === 'number' ? ` over ${rows} rows` : '') +
+          (list.length > 0 ? ` (${list.join('; ')})` : ''),
       );
       return;
     }
