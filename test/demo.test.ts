@@ -4,14 +4,25 @@
 // and (when this build stores alerts) an alert for the model. Everything is read from the store the
 // process left behind, not from its terminal output.
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { afterAll, describe, expect, it, vi } from 'vitest';
 import { runCli } from '../src/cli/run.js';
 import { createStore } from '../src/store/index.js';
-import { DEMO_MODEL, parseDuration } from '../src/demo/index.js';
+import {
+  DEMO_FEATURES,
+  DEMO_MODEL,
+  DemoData,
+  cadenceFor,
+  demoModelBytes,
+  demoModelParams,
+  parseDuration,
+  startDemoModelServer,
+  timelineFor,
+} from '../src/demo/index.js';
+import { demoConfig } from '../src/demo/config.js';
 import { freePort } from './support/api.js';
 import { repoRoot } from './support/report-files.js';
 
@@ -81,6 +92,105 @@ describe('modelwatch demo', () => {
     ]);
   });
 
+  it('fits the detection cadence and the phases to the duration', () => {
+    expect(cadenceFor(108_000)).toEqual({ intervalMs: 4_000, windowMs: 16_000 });
+    expect(cadenceFor(40_000)).toEqual({ intervalMs: 3_000, windowMs: 10_000 });
+    expect(cadenceFor(3_600_000)).toEqual({ intervalMs: 5_000, windowMs: 30_000 });
+    expect(timelineFor(100_000)).toEqual({
+      pinAt: 25_000,
+      driftAt: 40_000,
+      shadowAt: 55_000,
+      normalAt: 72_000,
+      endAt: 100_000,
+    });
+  });
+
+  it("takes the demo defaults under the user's environment and config file", () => {
+    const file = join(dir, 'demo-config.yaml');
+    writeFileSync(file, 'alerts:\n  evaluateIntervalMs: 7000\n');
+    const { config, candidateDir, unsupported } = demoConfig({
+      file,
+      env: { MODELWATCH_DETECT_WINDOW_MS: '45000', MODELWATCH_LOG_LEVEL: 'error' },
+      workDir: 'wd',
+      modelServerUrl: 'http://127.0.0.1:1',
+      cadence: { intervalMs: 3_000, windowMs: 12_000 },
+    });
+    expect(config.clickhouse.url).toBe('chdb:wd/chdb');
+    expect(config.sidecar.upstream).toBe('http://127.0.0.1:1');
+    expect(config.detect).toMatchObject({ intervalMs: 3_000, windowMs: 45_000 });
+    expect(config.logLevel).toBe('error');
+    expect(config.alerts.evaluateIntervalMs).toBe(7_000);
+    expect(config.models[DEMO_MODEL]?.features.map((f) => f.name)).toEqual([...DEMO_FEATURES]);
+    expect(config.models[DEMO_MODEL]?.prediction).toEqual({ tensor: 'probabilities', kind: 'probabilities' });
+    // Keys other builds add (alert grouping, the shadow candidates folder) are set only where the schema has them.
+    const valueAt = (path: string): unknown =>
+      path.split('.').reduce<unknown>((node, k) => (node as Record<string, unknown> | undefined)?.[k], config);
+    const optional: [string, unknown][] = [
+      ['alerts.groupWaitMs', 2_000],
+      ['alerts.groupIntervalMs', 10_000],
+      ['shadow.modelDir', join('wd', 'candidates')],
+    ];
+    for (const [path, value] of optional) {
+      if (unsupported.includes(path)) expect(valueAt(path)).toBeUndefined();
+      else expect(valueAt(path)).toEqual(value);
+    }
+    expect(unsupported.every((p) => optional.some(([path]) => path === p))).toBe(true);
+    expect(candidateDir).toBe(join('wd', 'candidates'));
+  });
+
+  it('serves the classifier over V2 REST from a worker thread, with V2 errors', async () => {
+    const server = await startDemoModelServer({
+      model: DEMO_MODEL,
+      bytes: demoModelBytes(),
+      features: DEMO_FEATURES.length,
+    });
+    try {
+      const rows = new DemoData(demoModelParams(), 5).batch(5, false).values;
+      const post = (path: string, body: unknown): Promise<Response> =>
+        fetch(`${server.url}${path}`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify(body),
+        });
+      const res = await post(`/v2/models/${DEMO_MODEL}/infer`, {
+        id: 'r1',
+        inputs: [{ name: 'input', datatype: 'FP32', shape: [5, 4], data: rows }],
+      });
+      expect(res.status).toBe(200);
+      const body = (await res.json()) as {
+        id: string;
+        model_name: string;
+        outputs: { name: string; shape: number[]; data: number[] }[];
+      };
+      expect(body).toMatchObject({ id: 'r1', model_name: DEMO_MODEL });
+      const probs = body.outputs.find((o) => o.name === 'probabilities');
+      const labels = body.outputs.find((o) => o.name === 'label');
+      expect(probs?.shape).toEqual([5, 2]);
+      const { weights, bias } = demoModelParams();
+      for (let i = 0; i < 5; i++) {
+        const x = rows.slice(4 * i, 4 * i + 4).map((v) => Math.fround(v));
+        const p1 = 1 / (1 + Math.exp(-(bias + x.reduce((z, v, j) => z + (weights[j] ?? 0) * v, 0))));
+        expect(probs?.data[2 * i + 1]).toBeCloseTo(p1, 5);
+        expect(labels?.data[i]).toBe(p1 > 0.5 ? 1 : 0);
+      }
+      expect(server.inferences).toBe(1);
+      expect((await fetch(`${server.url}/v2/health/ready`)).status).toBe(200);
+      const meta = (await (await fetch(`${server.url}/v2/models/${DEMO_MODEL}`)).json()) as { inputs: unknown[] };
+      expect(meta.inputs).toEqual([{ name: 'input', datatype: 'FP32', shape: [-1, 4] }]);
+      const bad = await post(`/v2/models/${DEMO_MODEL}/infer`, {
+        inputs: [{ name: 'input', datatype: 'FP32', shape: [1, 3], data: [1, 2, 3] }],
+      });
+      expect(bad.status).toBe(400);
+      expect(((await bad.json()) as { error: string }).error).toMatch(
+        /input 'input': expected shape \[N, 4\].*got \[1, 3\]/,
+      );
+      const unknown = await post('/v2/models/other/infer', { inputs: [] });
+      expect(unknown.status).toBe(404);
+    } finally {
+      await server.stop();
+    }
+  });
+
   it(`runs --duration ${DURATION_S}s, exits 0, and its stored results show the injected drift`, async () => {
     const [apiPort, sidecarPort] = [await freePort(), await freePort()];
     const chdb = join(dir, 'chdb');
@@ -121,7 +231,7 @@ describe('modelwatch demo', () => {
         `SELECT id, toString(window_to) AS to FROM mw_references FINAL WHERE model = {model:String}`,
       );
       const pinned = refs.filter((x) => x.to !== null && ms(x.to) <= injectedAt).map((x) => x.id);
-      expect(pinned.length, JSON.stringify(refs)).toBeGreaterThan(0);
+      expect(pinned.length, `${JSON.stringify(refs)}\n${context}`).toBeGreaterThan(0);
 
       const dataset = await q<{
         run_id: string;
@@ -139,7 +249,7 @@ describe('modelwatch demo', () => {
       expect(before.filter((d) => d.drifted)).toEqual([]);
       // Drift detected against the pinned reference after the injection.
       const detected = dataset.filter((d) => d.drifted && ms(d.ts) > injectedAt && pinned.includes(d.reference_id));
-      expect(detected.length, JSON.stringify(dataset)).toBeGreaterThan(0);
+      expect(detected.length, `${JSON.stringify(dataset)}\n${context}`).toBeGreaterThan(0);
 
       // In the run that saw most of the drift, the three shifted features are flagged and score above the untouched one.
       const features = await q<{ run_id: string; feature: string; score: number; drifted: boolean }>(

@@ -58,7 +58,12 @@ interface PendingLabel {
   request_id: string;
   row: number;
   label: number;
+  /** Posts tried so far. */
+  attempts: number;
 }
+
+/** Posts of one label before it is given up (the store may be busy on a loaded machine). */
+const LABEL_ATTEMPTS = 3;
 
 /** Sends the demo's traffic until stopped. */
 export class TrafficGenerator {
@@ -156,7 +161,7 @@ export class TrafficGenerator {
     if (drifted) this.stats.driftedRows += rows;
     if (this.o.data.uniform() < this.o.labelFraction) {
       const due = Date.now() + this.o.labelDelayMs;
-      batch.labels.forEach((label, row) => this.labels.push({ due, request_id: requestId, row, label }));
+      batch.labels.forEach((label, row) => this.labels.push({ due, request_id: requestId, row, label, attempts: 0 }));
     }
   }
 
@@ -170,18 +175,28 @@ export class TrafficGenerator {
     const labels = due.map(({ request_id, row, label }) => ({ request_id, row, label }));
     this.posting = (async () => {
       const a = await this.o.api.post('/api/v1/labels', { labels });
-      if (a.status === 202 || a.status === 200) this.stats.labelsPosted += labels.length;
-      else {
-        this.stats.labelErrors += labels.length;
-        this.o.logger.warn('demo: posting labels failed', { status: a.status, error: answerError(a) });
+      if (a.status === 202 || a.status === 200) {
+        this.stats.labelsPosted += labels.length;
+        return;
       }
+      // Not stored (timeout, 5xx): try again shortly, a few times, unless the demo is stopping.
+      const retry = due.filter((l) => l.attempts + 1 < LABEL_ATTEMPTS && a.status !== 400 && !this.halt.signal.aborted);
+      const at = Date.now() + 2_000;
+      for (const l of retry) this.labels.push({ ...l, due: at, attempts: l.attempts + 1 });
+      this.stats.labelErrors += labels.length - retry.length;
+      this.o.logger.warn('demo: posting labels failed', {
+        status: a.status,
+        error: answerError(a),
+        labels: labels.length,
+        retried: retry.length,
+      });
     })().finally(() => {
       this.posting = undefined;
     });
     return this.posting;
   }
 
-  /** Stops sending and abandons the calls in flight; labels not yet due are dropped. */
+  /** Stops sending and abandons the calls in flight; labels not yet posted are dropped. */
   async stop(): Promise<void> {
     this.halt.abort();
     if (this.sendTimer !== undefined) clearInterval(this.sendTimer);

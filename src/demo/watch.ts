@@ -289,7 +289,7 @@ export class DemoWatcher {
     const d = this.drift;
     const drift =
       d === null
-        ? 'drift: waiting for the first run'
+        ? 'drift: no verdict yet'
         : d.drifted
           ? `drift: YES (share ${fmt(d.share)})`
           : `drift: none (share ${fmt(d.share)})`;
