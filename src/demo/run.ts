@@ -286,6 +286,7 @@ export async function runDemo(options: RunDemoOptions = {}): Promise<number> {
     progress.raw('');
     progress.startClock();
 
+    let injectedAt: number | undefined;
     const trafficGen = new TrafficGenerator({ sidecarUrl: stack.sidecarUrl, api, model: DEMO_MODEL, logger });
     traffic = trafficGen;
     const watcher = new DemoWatcher({ api, model: DEMO_MODEL, progress });
@@ -327,7 +328,8 @@ export async function runDemo(options: RunDemoOptions = {}): Promise<number> {
     if (await at(tl.driftAt)) {
       phase = 'drift injected';
       trafficGen.setDrift(true);
-      watcher.markDrift(Date.now());
+      injectedAt = Date.now();
+      watcher.markDrift(injectedAt);
       progress.line(
         `phase 3/4 · drift and a performance drop injected at ${new Date().toISOString()}: ${driftDescription()}`,
       );
@@ -355,23 +357,28 @@ export async function runDemo(options: RunDemoOptions = {}): Promise<number> {
 
     clearInterval(watchTimer);
     watchTimer = undefined;
+    // Stop the traffic first so that what `halt` abandons is not reported as a failure.
+    const trafficStopped = trafficGen.stop();
     halt.abort();
     await polling;
-    await trafficGen.stop();
+    await trafficStopped;
     await replay;
     progress.end();
     const sum = watcher.summary;
-    const since = (ms: number | null, from: number): string =>
-      ms === null ? 'not seen' : `${Math.round((ms - from) / 1000)} s`;
     const t = trafficGen.stats;
     progress.line(`done: ${t.requests} calls (${t.rows} rows, ${t.errors} failed), ${t.labelsPosted} labels posted`);
-    const injected = storyStart + tl.driftAt;
-    progress.line(
-      `  drift detected after ${since(sum.driftDetectedAt, injected)}; accuracy drop seen after ${since(sum.performanceDropAt, injected)}; ` +
-        (sum.alertsAvailable
-          ? `alert fired after ${since(sum.alertFiredAt, injected)}, resolved: ${sum.alertResolvedAt === null ? 'not yet' : 'yes'}`
-          : 'alerts: not available in this build'),
-    );
+    if (injectedAt === undefined) progress.line('  stopped before the drift was injected');
+    else {
+      const after = (what: string, ms: number | null): string =>
+        ms === null ? `${what}: not seen` : `${what} ${Math.round((ms - injectedAt) / 1000)} s after the injection`;
+      const parts = [after('drift detected', sum.driftDetectedAt), after('accuracy drop seen', sum.performanceDropAt)];
+      if (!sum.alertsAvailable) parts.push('alerts: not available in this build');
+      else {
+        parts.push(after('alert fired', sum.alertFiredAt));
+        if (sum.alertFiredAt !== null) parts.push(after('alert resolved', sum.alertResolvedAt));
+      }
+      progress.line(`  ${parts.join('; ')}`);
+    }
     if (ownStore) {
       progress.line(
         `  the results stay in ${config.clickhouse.url}; browse them with MODELWATCH_CLICKHOUSE_URL=${config.clickhouse.url} npx modelwatch up`,

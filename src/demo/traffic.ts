@@ -179,8 +179,10 @@ export class TrafficGenerator {
         this.stats.labelsPosted += labels.length;
         return;
       }
-      // Not stored (timeout, 5xx): try again shortly, a few times, unless the demo is stopping.
-      const retry = due.filter((l) => l.attempts + 1 < LABEL_ATTEMPTS && a.status !== 400 && !this.halt.signal.aborted);
+      // Stopping: the post was abandoned on purpose.
+      if (this.halt.signal.aborted) return;
+      // Not stored (timeout, 5xx): try again shortly, a few times.
+      const retry = due.filter((l) => l.attempts + 1 < LABEL_ATTEMPTS && a.status !== 400);
       const at = Date.now() + 2_000;
       for (const l of retry) this.labels.push({ ...l, due: at, attempts: l.attempts + 1 });
       this.stats.labelErrors += labels.length - retry.length;
