@@ -1,8 +1,10 @@
 import { startApi } from '../api/server.js';
+import type { Config } from '../config/schema.js';
 import { startDetector } from '../drift/index.js';
 import { kserveReceiverOf, startIngest, startSeldonBridge } from '../ingest/index.js';
 import type { RunningRole, RuntimeContext } from '../runtime/context.js';
 import { startGrpcProxy, startSidecar } from '../sidecar/index.js';
+import type { RoleSpec } from './serve.js';
 
 /** Starts one role on a runtime context. */
 export type RoleStart = (ctx: RuntimeContext) => Promise<RunningRole>;
@@ -59,3 +61,24 @@ export const kserveIntake: RoleStart = (ctx) =>
     urls: [],
     stop: () => kserveReceiverOf(ctx)?.stop() ?? Promise.resolve(),
   });
+
+/**
+ * The roles `modelwatch up` runs for `config`, in stop order (sidecar intake, ingest, detect, api): the
+ * KServe intake hook, the sidecar when `sidecar.upstream` is set, the gRPC proxy when
+ * `sidecar.grpcUpstream` is set, ingest, detect and the API. A role missing from this build is passed
+ * to `onMissing` and left out. `modelwatch demo` starts the same set.
+ */
+export function upRoleSpecs(config: Config, onMissing: (role: string) => void): RoleSpec[] {
+  const specs: RoleSpec[] = [];
+  const add = (name: string, start: RoleStart | undefined): void => {
+    if (start === undefined) onMissing(name);
+    else specs.push({ name, start });
+  };
+  add('kserve-intake', kserveIntake);
+  if (config.sidecar.upstream !== undefined) add('sidecar', roles.sidecar);
+  if (config.sidecar.grpcUpstream !== undefined) add('grpc', roles.grpc);
+  add('ingest', roles.ingest);
+  add('detect', roles.detect);
+  add('api', roles.api);
+  return specs;
+}

@@ -7,6 +7,7 @@ import { sidecarCommand } from './sidecar.js';
 import { detectCommand } from './detect.js';
 import { referenceCommand } from './reference.js';
 import { shadowCommand } from './shadow.js';
+import { demoCommand } from './demo.js';
 
 /**
  * Every `modelwatch` command by name, in help order. Add a command with one line here.
@@ -20,4 +21,5 @@ export const commands: Record<string, Command> = {
   detect: detectCommand,
   reference: referenceCommand,
   shadow: shadowCommand,
+  demo: demoCommand,
 };
