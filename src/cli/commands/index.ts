@@ -8,6 +8,7 @@ import { detectCommand } from './detect.js';
 import { referenceCommand } from './reference.js';
 import { shadowCommand } from './shadow.js';
 import { demoCommand } from './demo.js';
+import { demoServerCommand } from './demo-server.js';
 
 /**
  * Every `modelwatch` command by name, in help order. Add a command with one line here.
@@ -22,4 +23,5 @@ export const commands: Record<string, Command> = {
   reference: referenceCommand,
   shadow: shadowCommand,
   demo: demoCommand,
+  'demo-server': demoServerCommand,
 };

@@ -1,7 +1,7 @@
 import type { Command } from '../command.js';
 import { loadProxyConfig } from '../proxy-flags.js';
-import { kserveIntake, roles } from '../roles.js';
-import { serveRoles, type RoleSpec } from '../serve.js';
+import { upRoleSpecs } from '../roles.js';
+import { serveRoles } from '../serve.js';
 import { createLogger } from '../../common/logger.js';
 
 const usage = `modelwatch up [--config FILE] [--upstream URL] [--grpc-upstream HOST:PORT --grpc-listen HOST:PORT]
@@ -18,18 +18,8 @@ export const upCommand: Command = {
     const config = loadProxyConfig(argv, usage, false);
     if (config === undefined) return 0;
     const logger = createLogger(config.logLevel);
-    // Stop order (DESIGN §4 rule 10): sidecar intake, ingest flush/commit, detect, api.
-    const specs: RoleSpec[] = [];
-    const add = (name: string, start: RoleSpec['start'] | undefined): void => {
-      if (start === undefined) logger.warn('role not available in this build; skipped', { role: name });
-      else specs.push({ name, start });
-    };
-    add('kserve-intake', kserveIntake);
-    if (config.sidecar.upstream !== undefined) add('sidecar', roles.sidecar);
-    if (config.sidecar.grpcUpstream !== undefined) add('grpc', roles.grpc);
-    add('ingest', roles.ingest);
-    add('detect', roles.detect);
-    add('api', roles.api);
+    // Stop order: sidecar intake, ingest flush/commit, detect, api (the same list as `modelwatch demo`).
+    const specs = upRoleSpecs(config, (role) => logger.warn('role not available in this build; skipped', { role }));
     return serveRoles(config, specs, { runtime: { logger } });
   },
 };
