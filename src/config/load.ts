@@ -36,6 +36,8 @@ export const EnvVars = {
   MODELWATCH_GRAFANA_TOKEN: 'alerts.grafanaToken',
   MODELWATCH_WEBHOOK_URLS: 'alerts.webhookUrls',
   MODELWATCH_OUTBOUND_ALLOW: 'alerts.outboundAllow',
+  MODELWATCH_ALERTMANAGER_URL: 'alerts.alertmanagerUrl',
+  MODELWATCH_ALERTS_EVALUATE_INTERVAL_MS: 'alerts.evaluateIntervalMs',
 } as const;
 
 type Env = Record<string, string | undefined>;
@@ -66,6 +68,7 @@ function envValue(key: string, raw: string): unknown {
     case 'MODELWATCH_DETECT_INTERVAL_MS':
     case 'MODELWATCH_DETECT_WINDOW_MS':
     case 'MODELWATCH_API_MAX_WINDOW_MS':
+    case 'MODELWATCH_ALERTS_EVALUATE_INTERVAL_MS':
       return parseNumber({ key, value: raw, min: 1, integer: true });
     case 'MODELWATCH_API_LISTEN':
     case 'MODELWATCH_SIDECAR_LISTEN':

@@ -1,3 +1,4 @@
+import { ALERT_TABLES_DDL } from '../alerts/tables.js';
 import type { SqlPort } from './port.js';
 
 /** One schema change. Statements must be idempotent (`IF NOT EXISTS`) so a crash mid-way is safe to re-run. */
@@ -240,6 +241,12 @@ export const migrations: Migration[] = [
        )
        GROUP BY model`,
     ],
+  },
+  {
+    version: 7,
+    name: 'alerts',
+    // Alert states, silences, the notification log, Grafana annotation ids, the evaluator lease, baselines.
+    statements: [...ALERT_TABLES_DDL],
   },
 ];
 
