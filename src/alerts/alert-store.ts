@@ -5,7 +5,7 @@ import { toChTime } from '../store/store.js';
 import type { AnnotationStore } from './channels/grafana.js';
 import type { Baseline } from './candidates.js';
 import type { AlertRecord, AlertState, StoredEvidence } from './lifecycle.js';
-import type { Matcher } from './matchers.js';
+import { compileMatchers, type Matcher } from './matchers.js';
 import { notificationLogRow, MW_NOTIFICATIONS_TABLE, type NotificationLog, type NotificationLogEntry } from './notification-log.js';
 import { AlertTables } from './tables.js';
 
@@ -176,6 +176,11 @@ export class AlertStore {
   }): Promise<Silence> {
     if (input.matchers.length === 0) {
       throw new ModelwatchError(ErrorCodes.badRequest, 'silence: at least one matcher is required', { field: 'matchers' });
+    }
+    try {
+      compileMatchers(input.matchers, 'matchers');
+    } catch (err) {
+      throw new ModelwatchError(ErrorCodes.badRequest, err instanceof Error ? err.message : 'invalid matcher', { field: 'matchers' });
     }
     if (!(input.endsAt > input.startsAt)) {
       throw new ModelwatchError(ErrorCodes.badRequest, 'silence: endsAt must be after startsAt', { field: 'endsAt' });
@@ -376,4 +381,39 @@ export class AlertStore {
       delete: (receiver, fingerprint) => write(receiver, fingerprint, 0),
     };
   }
+}
+
+/** An active alert as `/health` lists it. */
+export interface ActiveAlertSummary {
+  id: string;
+  rule: string;
+  severity: string;
+  state: 'pending' | 'firing';
+  labels: Record<string, string>;
+  summary: string;
+  value: number;
+  since: string;
+}
+
+/**
+ * The pending and firing alerts of `model`, firing first: what `GET /api/v1/models/{name}/health`
+ * lists under `alerts`. Answers `[]` when the alert tables do not exist yet.
+ */
+export async function activeAlerts(store: SqlPort, model: string): Promise<ActiveAlertSummary[]> {
+  let list: AlertRecord[];
+  try {
+    list = await new AlertStore(store).listAlerts({ state: 'active', model, limit: 1000 });
+  } catch {
+    return [];
+  }
+  return list.map((a) => ({
+    id: a.id,
+    rule: a.rule,
+    severity: a.severity,
+    state: a.state === 'firing' ? 'firing' : 'pending',
+    labels: a.labels,
+    summary: a.annotations['summary'] ?? a.rule,
+    value: a.value,
+    since: new Date(a.firedAt ?? a.activeAt).toISOString(),
+  }));
 }

@@ -156,7 +156,14 @@ export class Dispatcher {
 
   /** Sets the silences in force (all known; each applies within its own interval). */
   setSilences(silences: readonly Silence[]): void {
-    this.silences = silences.map((s) => ({ s, matches: compileMatchers(s.matchers, 'silence') }));
+    this.silences = silences.flatMap((s) => {
+      try {
+        return [{ s, matches: compileMatchers(s.matchers, 'silence') }];
+      } catch {
+        this.o.logger?.warn('alerts: silence with an invalid matcher ignored', { silence: s.id });
+        return [];
+      }
+    });
   }
 
   /**

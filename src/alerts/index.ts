@@ -96,3 +96,7 @@ export type { Silence, AlertQuery, NflogEntry } from './alert-store.js';
 export { AlertTables, ALERT_TABLES_DDL } from './tables.js';
 export { startAlerting, externalUrlOf, EVALUATOR_LEASE } from './evaluator.js';
 export type { AlertingOptions, CycleReport, RunningAlerting } from './evaluator.js';
+export { activeAlerts } from './alert-store.js';
+export type { ActiveAlertSummary } from './alert-store.js';
+export { renderAlertReport } from './report.js';
+export type { AlertReportOptions } from './report.js';

@@ -1,3 +1,4 @@
+import { startAlerting } from '../alerts/index.js';
 import { startApi } from '../api/server.js';
 import { startDetector } from '../drift/index.js';
 import { startIngest, startSeldonBridge } from '../ingest/index.js';
@@ -30,6 +31,26 @@ async function startIngestWithBridges(ctx: RuntimeContext): Promise<RunningRole>
   };
 }
 
+/** The detect loop plus the alert evaluator over what it stores (`modelwatch up` and `modelwatch detect`). */
+async function startDetectWithAlerts(ctx: RuntimeContext): Promise<RunningRole> {
+  const detector = await startDetector(ctx);
+  let alerts: RunningRole;
+  try {
+    alerts = await startAlerting(ctx);
+  } catch (err) {
+    await detector.stop();
+    throw err;
+  }
+  return {
+    name: 'detect',
+    urls: [],
+    stop: async () => {
+      await alerts.stop();
+      await detector.stop();
+    },
+  };
+}
+
 /**
  * The role starters the CLI knows, in one place. A role whose module is not in this build yet is
  * `undefined`: `modelwatch up` skips it with a warning and its own command exits 1.
@@ -44,7 +65,7 @@ export const roles: {
   sidecar: (ctx) => startSidecar(ctx),
   grpc: (ctx) => startGrpcProxy(ctx),
   ingest: startIngestWithBridges,
-  detect: (ctx) => startDetector(ctx),
+  detect: startDetectWithAlerts,
   api: startApi,
 };
 

@@ -1,5 +1,6 @@
 import type { RuntimeContext } from '../../runtime/context.js';
 import type { ApiApp } from '../openapi.js';
+import { alertRoutes } from './alerts.js';
 import { driftRoutes } from './drift.js';
 import { healthRoutes } from './health.js';
 import { kserveIntakeRoutes } from './kserve.js';
@@ -24,4 +25,5 @@ export const routeMounters: RouteMounter[] = [
   driftRoutes,
   performanceRoutes,
   healthRoutes,
+  alertRoutes,
 ];

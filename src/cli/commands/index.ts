@@ -5,6 +5,7 @@ import { upCommand } from './up.js';
 import { reportCommand } from './report.js';
 import { sidecarCommand } from './sidecar.js';
 import { detectCommand } from './detect.js';
+import { alertsCommand, silenceCommand } from './alerts.js';
 
 /**
  * Every `modelwatch` command by name, in help order. Add a command with one line here.
@@ -16,4 +17,6 @@ export const commands: Record<string, Command> = {
   api: singleRoleCommand('api', 'serve the REST API, /metrics and /openapi.json', () => roles.api),
   report: reportCommand,
   detect: detectCommand,
+  alerts: alertsCommand,
+  silence: silenceCommand,
 };
