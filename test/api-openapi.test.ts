@@ -56,16 +56,22 @@ describe('OpenAPI document', () => {
     expect(parity(app, doc)).toEqual({ undocumented: [], unmounted: [] });
     // The routes this release serves, so a group dropped from both sides is noticed too.
     expect([...served(app)].sort()).toEqual([
+      'delete /api/v1/silences/{id}',
+      'get /api/v1/alerts',
+      'get /api/v1/alerts/{id}',
+      'get /api/v1/alerts/{id}/report',
       'get /api/v1/models',
       'get /api/v1/models/{name}/drift',
       'get /api/v1/models/{name}/health',
       'get /api/v1/models/{name}/performance',
       'get /api/v1/models/{name}/predictions',
+      'get /api/v1/silences',
       'get /healthz',
       'get /metrics',
       'get /openapi.json',
       'get /readyz',
       'post /api/v1/labels',
+      'post /api/v1/silences',
       'post /ingest/kserve',
     ]);
   });
