@@ -6,7 +6,12 @@ import type { AnnotationStore } from './channels/grafana.js';
 import type { Baseline } from './candidates.js';
 import type { AlertRecord, AlertState, StoredEvidence } from './lifecycle.js';
 import { compileMatchers, type Matcher } from './matchers.js';
-import { notificationLogRow, MW_NOTIFICATIONS_TABLE, type NotificationLog, type NotificationLogEntry } from './notification-log.js';
+import {
+  notificationLogRow,
+  MW_NOTIFICATIONS_TABLE,
+  type NotificationLog,
+  type NotificationLogEntry,
+} from './notification-log.js';
 import { AlertTables } from './tables.js';
 
 /**
@@ -175,12 +180,16 @@ export class AlertStore {
     now: number;
   }): Promise<Silence> {
     if (input.matchers.length === 0) {
-      throw new ModelwatchError(ErrorCodes.badRequest, 'silence: at least one matcher is required', { field: 'matchers' });
+      throw new ModelwatchError(ErrorCodes.badRequest, 'silence: at least one matcher is required', {
+        field: 'matchers',
+      });
     }
     try {
       compileMatchers(input.matchers, 'matchers');
     } catch (err) {
-      throw new ModelwatchError(ErrorCodes.badRequest, err instanceof Error ? err.message : 'invalid matcher', { field: 'matchers' });
+      throw new ModelwatchError(ErrorCodes.badRequest, err instanceof Error ? err.message : 'invalid matcher', {
+        field: 'matchers',
+      });
     }
     if (!(input.endsAt > input.startsAt)) {
       throw new ModelwatchError(ErrorCodes.badRequest, 'silence: endsAt must be after startsAt', { field: 'endsAt' });
@@ -264,7 +273,14 @@ export class AlertStore {
     if (current && current.holder !== holder && current.expiresAt > now) return false;
     await this.store.insert(
       AlertTables.lease,
-      [{ name, holder, expires_at: toChTime(now + ttlMs), updated_at: toChTime(Math.max(now, (current?.updatedAt ?? 0) + 1)) }],
+      [
+        {
+          name,
+          holder,
+          expires_at: toChTime(now + ttlMs),
+          updated_at: toChTime(Math.max(now, (current?.updatedAt ?? 0) + 1)),
+        },
+      ],
       { label: 'alerts: lease' },
     );
     if (current?.holder === holder) return true;
@@ -314,7 +330,10 @@ export class AlertStore {
   }
 
   /** Persists baselines. */
-  async saveBaselines(items: { model: string; source: string; metric: string; baseline: Baseline }[], now: number): Promise<void> {
+  async saveBaselines(
+    items: { model: string; source: string; metric: string; baseline: Baseline }[],
+    now: number,
+  ): Promise<void> {
     if (items.length === 0) return;
     await this.store.insert(
       AlertTables.baselines,
@@ -364,9 +383,13 @@ export class AlertStore {
   /** Grafana annotation ids in `mw_alert_annotations` (id 0 = deleted). */
   annotationStore(): AnnotationStore {
     const write = (receiver: string, fingerprint: string, id: number): Promise<void> =>
-      this.store.insert(AlertTables.annotations, [{ receiver, fingerprint, annotation_id: id, updated_at: toChTime(Date.now()) }], {
-        label: 'alerts: annotation id',
-      });
+      this.store.insert(
+        AlertTables.annotations,
+        [{ receiver, fingerprint, annotation_id: id, updated_at: toChTime(Date.now()) }],
+        {
+          label: 'alerts: annotation id',
+        },
+      );
     return {
       get: async (receiver, fingerprint) => {
         const rows = await this.store.query<{ id: number }>(

@@ -54,7 +54,11 @@ export class BaselineBook {
   constructor(readonly runs: number) {}
 
   /** Feeds a group's points (any order); returns the baseline value once complete. */
-  observe(k: string, points: readonly PerformancePoint[], referenceOf: (runId: string) => string | undefined): number | undefined {
+  observe(
+    k: string,
+    points: readonly PerformancePoint[],
+    referenceOf: (runId: string) => string | undefined,
+  ): number | undefined {
     let b = this.entries.get(k);
     for (const p of [...points].sort((x, y) => x.ts - y.ts)) {
       const ref = referenceOf(p.runId);
@@ -160,7 +164,9 @@ export function buildCandidates(o: BuildCandidatesOptions): Candidate[] {
     points: CandidatePoint[],
     evidence: () => AlertEvidence,
   ): void => {
-    if (points.length === 0) return;
+    // Only a run that meets the rule can start or keep an alert; an active alert whose candidate is
+    // absent this cycle is resolved by the lifecycle, so the rest need no candidate at all.
+    if (points[0]?.met !== true) return;
     const labels: Record<string, string> = { ...rule.labels, ...extra, alertname: rule.name, severity: rule.severity };
     out.push({ rule, fingerprint: fingerprintOf(labels), labels, points, evidence });
   };
@@ -177,6 +183,7 @@ export function buildCandidates(o: BuildCandidatesOptions): Candidate[] {
           const dataset = first.feature === '';
           if (dataset !== (sel.signal === 'dataset_share')) continue;
           if (!dataset && sel.features !== undefined && !sel.features.includes(first.feature)) continue;
+          if (!(threshold === 'detector' ? first.drifted : cmp(first.score ?? Number.NaN))) continue;
           const points = list.map((p) => {
             const value = p.score ?? Number.NaN;
             return { ts: p.ts, runId: p.runId, value, met: threshold === 'detector' ? p.drifted : cmp(value) };
@@ -229,7 +236,13 @@ export function buildCandidates(o: BuildCandidatesOptions): Candidate[] {
             points = list
               .filter((p) => !o.baselines.isBaselineRun(k, p.runId))
               .map((p) => {
-                const value = lowerBetter ? (b === 0 ? (p.value > 0 ? Infinity : 0) : (p.value - b) / Math.abs(b)) : b - p.value;
+                const value = lowerBetter
+                  ? b === 0
+                    ? p.value > 0
+                      ? Infinity
+                      : 0
+                    : (p.value - b) / Math.abs(b)
+                  : b - p.value;
                 return { ts: p.ts, runId: p.runId, value, met: cmp(value) };
               });
           } else {
@@ -264,6 +277,7 @@ export function buildCandidates(o: BuildCandidatesOptions): Candidate[] {
           if (!sel.series.includes(s.series) || !allowed(sel.models, s.model)) continue;
           if (sel.features !== undefined && !sel.features.includes(s.feature)) continue;
           if (sel.hadHistory && !(s.max > 0)) continue;
+          if (!cmp(s.points[0]?.value ?? Number.NaN)) continue;
           const points = s.points.map((p) => ({ ts: p.ts, runId: p.runId, value: p.value, met: cmp(p.value) }));
           const labels: Record<string, string> = { model: s.model, series: s.series };
           if (s.feature !== '') labels['feature'] = s.feature;

@@ -33,7 +33,13 @@ export type InhibitRule = z.output<typeof inhibitSchema>;
 export const DefaultInhibitRules: readonly z.input<typeof inhibitSchema>[] = [
   {
     source: [{ name: 'alertname', value: 'no_data' }],
-    target: [{ name: 'alertname', value: 'dataset_drift|feature_drift|data_quality|performance_drop|regression_error_rise', isRegex: true }],
+    target: [
+      {
+        name: 'alertname',
+        value: 'dataset_drift|feature_drift|data_quality|performance_drop|regression_error_rise',
+        isRegex: true,
+      },
+    ],
     equal: ['model'],
   },
 ];

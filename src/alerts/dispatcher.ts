@@ -127,7 +127,15 @@ export class Dispatcher {
         repeatIntervalMs: r.repeatIntervalMs ?? timing.repeatIntervalMs,
       };
     });
-    this.defaultRoute = { index: -1, matches: () => true, matchers: [], receivers: [...o.receivers], continue: false, groupBy, ...timing };
+    this.defaultRoute = {
+      index: -1,
+      matches: () => true,
+      matchers: [],
+      receivers: [...o.receivers],
+      continue: false,
+      groupBy,
+      ...timing,
+    };
     this.inhibit = (o.inhibit ?? DefaultInhibitRules.map((r) => inhibitSchema.parse(r))).map((r, i) => ({
       source: compileMatchers(r.source, `alerts.inhibit[${i}].source`),
       target: compileMatchers(r.target, `alerts.inhibit[${i}].target`),
@@ -205,13 +213,17 @@ export class Dispatcher {
       if (a.state !== 'firing' && a.state !== 'resolved') continue;
       for (const route of this.routesOf(a.labels)) {
         const labels: Record<string, string> = {};
-        for (const l of route.groupBy) if (a.labels[l] !== undefined) labels[l] = a.labels[l] as string;
+        for (const l of route.groupBy) {
+          const v = a.labels[l];
+          if (v !== undefined) labels[l] = v;
+        }
         const key = `${formatMatchers(route.matchers)}:${formatLabels(labels)}`;
         let g = this.groups.get(key);
         if (a.state === 'resolved') {
           if (g?.done.has(`${a.fingerprint}@${a.resolvedAt}`) === true) continue;
           // A resolved alert with no group is only news to a receiver that was told it fired.
-          if (g === undefined && !route.receivers.some((r) => this.nflog.get(nkey(r, key))?.firing.has(a.fingerprint))) continue;
+          if (g === undefined && !route.receivers.some((r) => this.nflog.get(nkey(r, key))?.firing.has(a.fingerprint)))
+            continue;
         }
         if (g === undefined) {
           g = { key, route, labels, alerts: new Map(), done: new Set(), nextFlushAt: now + route.groupWaitMs };
@@ -222,15 +234,21 @@ export class Dispatcher {
     }
   }
 
-  /** Why `a` is muted now, if it is. `firing` is every firing alert (inhibition sources). */
-  private mutedBy(a: AlertRecord, firing: readonly AlertRecord[], now: number): 'silenced' | 'inhibited' | undefined {
-    for (const { s, matches } of this.silences) if (silenceState(s, now) === 'active' && matches(a.labels)) return 'silenced';
-    for (const rule of this.inhibit) {
+  /** Why `a` is muted now, if it is. `sources[i]` holds the equal-label keys of rule i's firing sources. */
+  private mutedBy(
+    a: AlertRecord,
+    sources: readonly Map<string, string>[] | undefined,
+    now: number,
+  ): 'silenced' | 'inhibited' | undefined {
+    for (const { s, matches } of this.silences)
+      if (silenceState(s, now) === 'active' && matches(a.labels)) return 'silenced';
+    if (sources === undefined) return undefined;
+    for (let i = 0; i < this.inhibit.length; i++) {
+      const rule = this.inhibit[i] as (typeof this.inhibit)[number];
       if (!rule.target(a.labels)) continue;
-      for (const src of firing) {
-        if (src.fingerprint === a.fingerprint || !rule.source(src.labels)) continue;
-        if (rule.equal.every((l) => (src.labels[l] ?? '') === (a.labels[l] ?? ''))) return 'inhibited';
-      }
+      const src = sources[i]?.get(equalKey(rule.equal, a.labels));
+      // An alert does not inhibit itself.
+      if (src !== undefined && src !== a.fingerprint) return 'inhibited';
     }
     return undefined;
   }
@@ -238,7 +256,18 @@ export class Dispatcher {
   /** Flushes every group that is due at `now`; returns what was handed to the delivery layer. */
   flush(now: number, allFiring: readonly AlertRecord[]): FlushedNotification[] {
     const sent: FlushedNotification[] = [];
-    const sources = allFiring.filter((a) => a.state === 'firing' && this.mutedBy(a, [], now) === undefined);
+    // Inhibition sources: firing, not silenced, matching a rule's source matchers; keyed by their equal labels.
+    const sources = this.inhibit.map((rule) => {
+      const m = new Map<string, string>();
+      for (const a of allFiring) {
+        if (a.state !== 'firing' || !rule.source(a.labels) || this.mutedBy(a, undefined, now) !== undefined) continue;
+        const k = equalKey(rule.equal, a.labels);
+        const prev = m.get(k);
+        // Two sources with one key: keep a marker no target fingerprint equals.
+        m.set(k, prev === undefined ? a.fingerprint : '\u0000several');
+      }
+      return m;
+    });
     this.muted.clear();
     for (const a of allFiring) {
       if (a.state !== 'firing') continue;
@@ -256,7 +285,8 @@ export class Dispatcher {
         const entry = this.nflog.get(k);
         // Resolved alerts are news only to a receiver that was told they fired.
         const told = resolved.filter((a) => entry?.firing.has(a.fingerprint) === true);
-        if (!needsUpdate(entry, firingSet, new Set(told.map((a) => a.fingerprint)), now, g.route.repeatIntervalMs)) continue;
+        if (!needsUpdate(entry, firingSet, new Set(told.map((a) => a.fingerprint)), now, g.route.repeatIntervalMs))
+          continue;
         const group = this.notification(g, [...firing, ...told]);
         const accepted = this.o.sink.enqueue(group, [receiver]);
         if (accepted.length > 0) {
@@ -309,6 +339,10 @@ export function toNotification(a: AlertRecord, externalURL: string): AlertNotifi
         }
       : {}),
   };
+}
+
+function equalKey(equal: readonly string[], labels: Readonly<Record<string, string>>): string {
+  return equal.map((l) => labels[l] ?? '').join('\u0000');
 }
 
 function nkey(receiver: string, groupKey: string): string {

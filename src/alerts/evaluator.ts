@@ -50,6 +50,8 @@ export interface CycleReport {
   changed: { id: string; rule: string; model: string; state: string }[];
   notifications: FlushedNotification[];
   durationMs: number;
+  /** Time per phase, ms: lease, load, read, evaluate, persist, dispatch. */
+  phases: Record<string, number>;
 }
 
 /** The running evaluator: a role, plus hooks for tests and the API. */
@@ -214,8 +216,23 @@ export async function startAlerting(ctx: RuntimeContext, options: AlertingOption
   const cycle = async (): Promise<CycleReport> => {
     const started = performance.now();
     const now = clock();
-    const report: CycleReport = { leader: false, at: now, candidates: 0, changed: [], notifications: [], durationMs: 0 };
+    const report: CycleReport = {
+      leader: false,
+      at: now,
+      candidates: 0,
+      changed: [],
+      notifications: [],
+      durationMs: 0,
+      phases: {},
+    };
+    let mark = started;
+    const phase = (name: string): void => {
+      const t = performance.now();
+      report.phases[name] = t - mark;
+      mark = t;
+    };
     const holds = await store.acquireLease(EVALUATOR_LEASE, holder, now, leaseTtlMs, leaseSettleMs);
+    phase('lease');
     if (!holds) {
       if (leader) log.info('alerts: evaluator lease lost; another process evaluates', { holder });
       leader = false;
@@ -228,10 +245,13 @@ export async function startAlerting(ctx: RuntimeContext, options: AlertingOption
     report.leader = true;
     if (!loaded) await load(now);
     disp.setSilences([...staticSilences, ...(await store.listSilences(now))]);
+    phase('load');
     const snapshot = await readSnapshot(ctx.store, { rules, k, since: now - lookbackMs, now, logger: log });
+    phase('read');
     const candidates = buildCandidates({ rules, snapshot, baselines });
     report.candidates = candidates.length;
     const changed = book.evaluate(candidates, rules, snapshot, now);
+    phase('evaluate');
     await store.saveAlerts(changed);
     const dirty = baselines.takeDirty();
     if (dirty.length > 0) {
@@ -250,9 +270,11 @@ export async function startAlerting(ctx: RuntimeContext, options: AlertingOption
         log.info(`alert ${a.state}`, { id: a.id, rule: a.rule, model: a.model, labels: a.labels, value: a.value });
       }
     }
+    phase('persist');
     disp.sync(book.all(), now);
     report.notifications = disp.flush(now, book.all());
     updateGauge();
+    phase('dispatch');
     report.durationMs = performance.now() - started;
     duration.observe(report.durationMs / 1000);
     return report;
@@ -284,13 +306,16 @@ export async function startAlerting(ctx: RuntimeContext, options: AlertingOption
   };
   if (options.timers ?? true) {
     schedule(0);
-    flushTimer = setInterval(() => {
-      try {
-        flushNow();
-      } catch (err) {
-        log.error('alerts: flush failed', { error: errorMessage(err) });
-      }
-    }, options.flushTickMs ?? Math.min(1000, evaluateIntervalMs));
+    flushTimer = setInterval(
+      () => {
+        try {
+          flushNow();
+        } catch (err) {
+          log.error('alerts: flush failed', { error: errorMessage(err) });
+        }
+      },
+      options.flushTickMs ?? Math.min(1000, evaluateIntervalMs),
+    );
     flushTimer.unref();
   }
 

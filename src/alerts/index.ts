@@ -67,13 +67,7 @@ export {
 export type { Comparison, Severity, Selector, ForSpec, Rule, RuleInput, ConfigRule } from './rules.js';
 export { matcherSchema, compileMatchers, formatMatchers } from './matchers.js';
 export type { Matcher, MatcherInput, LabelPredicate } from './matchers.js';
-export {
-  routeSchema,
-  inhibitSchema,
-  configSilenceSchema,
-  DefaultInhibitRules,
-  alertingConfigShape,
-} from './config.js';
+export { routeSchema, inhibitSchema, configSilenceSchema, DefaultInhibitRules, alertingConfigShape } from './config.js';
 export type { Route, InhibitRule, ConfigSilence } from './config.js';
 export { readSnapshot, DETECT_RUNS_TABLE } from './signals.js';
 export type {

@@ -180,7 +180,9 @@ export class AlertBook {
     rec.annotations = this.o.annotate(c.rule, c.labels, ev.value, threshold);
     rec.evidence = {
       ...ev,
-      runs: c.points.slice(0, streak).map((p) => ({ runId: p.runId, ts: new Date(p.ts).toISOString(), value: p.value })),
+      runs: c.points
+        .slice(0, streak)
+        .map((p) => ({ runId: p.runId, ts: new Date(p.ts).toISOString(), value: p.value })),
     };
     return extra;
   }

@@ -32,7 +32,9 @@ export function compileMatchers(matchers: readonly MatcherInput[], field = 'matc
       try {
         re = new RegExp(`^(?:${m.value})$`);
       } catch {
-        throw new ModelwatchError(ErrorCodes.configInvalid, `${field}: invalid regular expression for ${m.name}`, { field });
+        throw new ModelwatchError(ErrorCodes.configInvalid, `${field}: invalid regular expression for ${m.name}`, {
+          field,
+        });
       }
       return (labels: Readonly<Record<string, string>>) => re.test(labels[m.name] ?? '') === isEqual;
     }

@@ -90,13 +90,20 @@ export async function renderAlertReport(store: Store, alert: AlertRecord, o: Ale
         now: Date.parse(ev.window.to),
       });
       input = d;
-      histograms = d.features.flatMap((f) => (f.distribution ? [histogramFromDistribution(f.name, f.kind, f.distribution)] : []));
+      histograms = d.features.flatMap((f) =>
+        f.distribution ? [histogramFromDistribution(f.name, f.kind, f.distribution)] : [],
+      );
     } catch (err) {
       note = `Distributions could not be recomputed (${errorMessage(err)}); stored results shown.`;
     }
   }
   input ??= await storedDrift(store, alert);
-  input ??= { reference: { rows: 0 }, current: { rows: 0 }, features: [], dataset: { features: 0, drifted_features: 0, share: 0, drifted: false } };
+  input ??= {
+    reference: { rows: 0 },
+    current: { rows: 0 },
+    features: [],
+    dataset: { features: 0, drifted_features: 0, share: 0, drifted: false },
+  };
   const title = `modelwatch alert ${alert.rule} on ${alert.model || 'all models'} (${alert.state})`;
   const html = renderHtmlReport(input, histograms, {
     title,
@@ -107,7 +114,12 @@ export async function renderAlertReport(store: Store, alert: AlertRecord, o: Ale
   const rows: [string, string][] = [
     ['alert', alert.id],
     ['state', alert.state],
-    ['labels', Object.entries(alert.labels).map(([k, v]) => `${k}=${v}`).join(', ')],
+    [
+      'labels',
+      Object.entries(alert.labels)
+        .map(([k, v]) => `${k}=${v}`)
+        .join(', '),
+    ],
     ['since', new Date(alert.firedAt ?? alert.activeAt).toISOString()],
   ];
   if (alert.resolvedAt !== null) rows.push(['resolved', new Date(alert.resolvedAt).toISOString()]);

@@ -22,7 +22,9 @@ export type Severity = (typeof Severities)[number];
 /** Signals of `mw_drift_results`. */
 export const DriftSignals = ['dataset_share', 'feature_score'] as const;
 
-const names = z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]).transform((v) => (Array.isArray(v) ? v : [v]));
+const names = z
+  .union([z.string().min(1), z.array(z.string().min(1)).min(1)])
+  .transform((v) => (Array.isArray(v) ? v : [v]));
 
 /** What a rule reads. Each source is one table, read once per evaluation cycle for every model. */
 export const selectorSchema = z.discriminatedUnion('source', [
@@ -141,7 +143,8 @@ export const DefaultRules: readonly RuleInput[] = [
     severity: 'critical',
     annotations: {
       summary: 'Dataset drift on {{model}}: {{value}} of features drifted',
-      description: 'The share of drifted features reached the dataset threshold ({{threshold}}) in consecutive detection runs.',
+      description:
+        'The share of drifted features reached the dataset threshold ({{threshold}}) in consecutive detection runs.',
     },
   },
   {
@@ -258,15 +261,23 @@ export function resolveRules(configured: readonly ConfigRule[] = [], includeDefa
     if (!parsed.success) {
       const issue = parsed.error.issues[0];
       const where = issue && issue.path.length > 0 ? `.${issue.path.join('.')}` : '';
-      throw new ModelwatchError(ErrorCodes.configInvalid, `alerts.rules ${name}${where}: ${issue?.message ?? 'invalid'}`, {
-        field: 'alerts.rules',
-      });
+      throw new ModelwatchError(
+        ErrorCodes.configInvalid,
+        `alerts.rules ${name}${where}: ${issue?.message ?? 'invalid'}`,
+        {
+          field: 'alerts.rules',
+        },
+      );
     }
     const rule = parsed.data;
     if (rule.threshold === 'detector' && rule.select.source !== 'drift') {
-      throw new ModelwatchError(ErrorCodes.configInvalid, `alerts.rules ${name}: threshold "detector" needs a drift selector`, {
-        field: 'alerts.rules',
-      });
+      throw new ModelwatchError(
+        ErrorCodes.configInvalid,
+        `alerts.rules ${name}: threshold "detector" needs a drift selector`,
+        {
+          field: 'alerts.rules',
+        },
+      );
     }
     if (rule.enabled) out.push(rule);
   }

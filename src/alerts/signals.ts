@@ -151,6 +151,20 @@ export async function readSnapshot(store: SqlPort, o: ReadSnapshotOptions): Prom
   };
   const tasks: Promise<void>[] = [];
   if (sources.has('drift') || perfDrop) {
+    // Dataset rows always (dataset rules, the reference of each run); a feature's rows only when its
+    // newest result meets a feature rule (it cannot start or keep an alert otherwise) — most features
+    // of most models are stable, so this is most of the table.
+    const featureParams: Record<string, unknown> = {};
+    const featureConds: string[] = [];
+    o.rules.forEach((r, i) => {
+      if (r.select.source !== 'drift' || r.select.signal !== 'feature_score') return;
+      if (r.threshold === 'detector') featureConds.push('argMax(drifted, ts)');
+      else {
+        featureParams[`ft${i}`] = r.threshold;
+        featureConds.push(`argMax(score, ts) ${r.op === '==' ? '=' : r.op} {ft${i}:Float64}`);
+      }
+    });
+    const featureHaving = featureConds.length > 0 ? featureConds.join(' OR ') : '0';
     tasks.push(
       attempt(Tables.driftResults, async () => {
         const rows = await s.query<Record<string, unknown>>(
@@ -159,31 +173,34 @@ export async function readSnapshot(store: SqlPort, o: ReadSnapshotOptions): Prom
                   reference_id, method, parameters, n_ref, n_cur, statistic, p_value, score, threshold, drifted
            FROM ${Tables.driftResults}
            WHERE ts >= {since:DateTime64(3, 'UTC')} AND segment = ''
+             AND (model, feature) IN (
+               SELECT model, feature FROM ${Tables.driftResults}
+               WHERE ts >= {since:DateTime64(3, 'UTC')} AND segment = ''
+               GROUP BY model, feature
+               HAVING feature = '' OR ${featureHaving})
            ORDER BY model, feature, ts DESC
            LIMIT {k:UInt32} BY model, feature`,
-          { params, label: 'alerts: drift results' },
+          { params: { ...params, ...featureParams }, label: 'alerts: drift results' },
         );
-        return rows.map(
-          (r): DriftPoint => ({
-            model: String(r.model),
-            feature: String(r.feature),
-            kind: String(r.kind),
-            runId: String(r.run_id),
-            ts: num(r.ts_ms),
-            windowFrom: num(r.wf),
-            windowTo: num(r.wt),
-            referenceId: String(r.reference_id),
-            method: String(r.method),
-            parameters: String(r.parameters),
-            nRef: num(r.n_ref),
-            nCur: num(r.n_cur),
-            statistic: numOrNull(r.statistic),
-            pValue: numOrNull(r.p_value),
-            score: numOrNull(r.score),
-            threshold: num(r.threshold),
-            drifted: r.drifted === true || r.drifted === 1,
-          }),
-        );
+        return rows.map((r): DriftPoint => ({
+          model: String(r.model),
+          feature: String(r.feature),
+          kind: String(r.kind),
+          runId: String(r.run_id),
+          ts: num(r.ts_ms),
+          windowFrom: num(r.wf),
+          windowTo: num(r.wt),
+          referenceId: String(r.reference_id),
+          method: String(r.method),
+          parameters: String(r.parameters),
+          nRef: num(r.n_ref),
+          nCur: num(r.n_cur),
+          statistic: numOrNull(r.statistic),
+          pValue: numOrNull(r.p_value),
+          score: numOrNull(r.score),
+          threshold: num(r.threshold),
+          drifted: r.drifted === true || r.drifted === 1,
+        }));
       }).then((rows) => {
         if (rows) snapshot.drift = group(rows, (r) => key(r.model, r.feature));
       }),
@@ -206,28 +223,39 @@ export async function readSnapshot(store: SqlPort, o: ReadSnapshotOptions): Prom
         ),
       ).then((rows) => {
         if (!rows) return;
-        const points = rows.map(
-          (r): PerformancePoint => ({
-            model: String(r.model),
-            source: String(r.source),
-            metric: String(r.metric),
-            task: String(r.task),
-            runId: String(r.run_id),
-            ts: num(r.ts_ms),
-            windowFrom: num(r.wf),
-            windowTo: num(r.wt),
-            value: num(r.value),
-            rows: num(r.rows),
-            labelledRows: num(r.labelled_rows),
-          }),
-        );
+        const points = rows.map((r): PerformancePoint => ({
+          model: String(r.model),
+          source: String(r.source),
+          metric: String(r.metric),
+          task: String(r.task),
+          runId: String(r.run_id),
+          ts: num(r.ts_ms),
+          windowFrom: num(r.wf),
+          windowTo: num(r.wt),
+          value: num(r.value),
+          rows: num(r.rows),
+          labelledRows: num(r.labelled_rows),
+        }));
         snapshot.performance = group(points, (p) => key(p.model, p.source, p.metric));
       }),
     );
   }
   if (sources.has('series')) {
     const names = new Set<string>();
-    for (const r of o.rules) if (r.select.source === 'series') for (const n of r.select.series) names.add(n);
+    // Only (model, series, feature) groups whose newest value meets some series rule: the others cannot
+    // start or keep an alert (an active alert whose key is not read is resolved), and they are most rows.
+    const having: string[] = [];
+    const hp: Record<string, unknown> = {};
+    o.rules.forEach((r, i) => {
+      if (r.select.source !== 'series' || r.threshold === 'detector') return;
+      for (const n of r.select.series) names.add(n);
+      hp[`s${i}`] = r.select.series;
+      hp[`t${i}`] = r.threshold;
+      const op = r.op === '==' ? '=' : r.op;
+      having.push(
+        `(series IN {s${i}:Array(String)} AND (pts[1]).2 ${op} {t${i}:Float64}${r.select.hadHistory ? ' AND mx > 0' : ''})`,
+      );
+    });
     tasks.push(
       attempt(Tables.metricSeries, () =>
         s.query<{ model: string; series: string; feature: string; pts: [number, number, string][]; mx: number }>(
@@ -236,8 +264,9 @@ export async function readSnapshot(store: SqlPort, o: ReadSnapshotOptions): Prom
                   max(value) AS mx
            FROM ${Tables.metricSeries}
            WHERE ts >= {since:DateTime64(3, 'UTC')} AND series IN {names:Array(String)}
-           GROUP BY model, series, feature`,
-          { params: { ...params, names: [...names] }, label: 'alerts: metric series' },
+           GROUP BY model, series, feature
+           HAVING ${having.length > 0 ? having.join(' OR ') : '0'}`,
+          { params: { ...params, ...hp, names: [...names] }, label: 'alerts: metric series' },
         ),
       ).then((rows) => {
         if (!rows) return;
@@ -265,18 +294,16 @@ export async function readSnapshot(store: SqlPort, o: ReadSnapshotOptions): Prom
         ),
       ).then((rows) => {
         if (!rows) return;
-        const points = rows.map(
-          (r): RunPoint => ({
-            model: String(r.model),
-            runId: String(r.run_id),
-            ts: num(r.ts_ms),
-            windowFrom: num(r.wf),
-            windowTo: num(r.wt),
-            referenceId: String(r.reference_id),
-            status: String(r.status),
-            error: String(r.error),
-          }),
-        );
+        const points = rows.map((r): RunPoint => ({
+          model: String(r.model),
+          runId: String(r.run_id),
+          ts: num(r.ts_ms),
+          windowFrom: num(r.wf),
+          windowTo: num(r.wt),
+          referenceId: String(r.reference_id),
+          status: String(r.status),
+          error: String(r.error),
+        }));
         snapshot.runs = group(points, (p) => p.model);
       }),
     );

@@ -33,7 +33,10 @@ export const configSchema = z.strictObject({
   clickhouse: z
     .strictObject({
       url: z.string().default('chdb:./.modelwatch/chdb'),
-      database: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/).default('default'),
+      database: z
+        .string()
+        .regex(/^[A-Za-z_][A-Za-z0-9_]*$/)
+        .default('default'),
       username: z.string().optional(),
       password: z.string().optional(),
       requestTimeoutMs: z.number().int().positive().default(30_000),
@@ -75,7 +78,11 @@ export const configSchema = z.strictObject({
   bus: z
     .strictObject({
       /** Bound of the in-process bus, in bytes. */
-      maxBufferedBytes: z.number().int().positive().default(64 * 1024 * 1024),
+      maxBufferedBytes: z
+        .number()
+        .int()
+        .positive()
+        .default(64 * 1024 * 1024),
     })
     .prefault({}),
   api: z
@@ -83,9 +90,17 @@ export const configSchema = z.strictObject({
       listen: listen.default('127.0.0.1:9400'),
       /** When set, `/api/v1/*` requires `Authorization: Bearer <token>`. */
       token: z.string().optional(),
-      maxBodyBytes: z.number().int().positive().default(10 * 1024 * 1024),
+      maxBodyBytes: z
+        .number()
+        .int()
+        .positive()
+        .default(10 * 1024 * 1024),
       /** Widest `from`..`to` window (and reference window) an API request may ask for; wider → 400. @default 7 days */
-      maxWindowMs: z.number().int().positive().default(7 * 24 * 3_600_000),
+      maxWindowMs: z
+        .number()
+        .int()
+        .positive()
+        .default(7 * 24 * 3_600_000),
     })
     .prefault({}),
   sidecar: z
@@ -95,9 +110,17 @@ export const configSchema = z.strictObject({
       grpcUpstream: z.string().optional(),
       grpcListen: z.string().optional(),
       /** Cap of each captured body; beyond it the capture is marked truncated. */
-      maxCaptureBytes: z.number().int().positive().default(1024 * 1024),
+      maxCaptureBytes: z
+        .number()
+        .int()
+        .positive()
+        .default(1024 * 1024),
       /** Bound of the tee buffer in bytes; overflow drops and counts. */
-      maxTeeBufferBytes: z.number().int().positive().default(64 * 1024 * 1024),
+      maxTeeBufferBytes: z
+        .number()
+        .int()
+        .positive()
+        .default(64 * 1024 * 1024),
       /** Default capture sampling rate 0..1 (per-model rates live in `models.<name>.sampling`). */
       sampling: z.number().min(0).max(1).default(1),
       /** Request/response headers copied into the capture (lower-case). Authorization and cookies never are. */
@@ -118,7 +141,11 @@ export const configSchema = z.strictObject({
   ingest: z
     .strictObject({
       maxBatchRows: z.number().int().positive().default(10_000),
-      maxBatchBytes: z.number().int().positive().default(16 * 1024 * 1024),
+      maxBatchBytes: z
+        .number()
+        .int()
+        .positive()
+        .default(16 * 1024 * 1024),
       flushIntervalMs: z.number().int().positive().default(1_000),
       retryInitialMs: z.number().int().positive().default(200),
       retryMaxMs: z.number().int().positive().default(10_000),

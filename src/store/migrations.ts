@@ -274,8 +274,11 @@ export async function migrate(port: SqlPort, list: Migration[] = migrations): Pr
 
 /** Versions recorded as applied. */
 export async function appliedVersions(port: SqlPort): Promise<number[]> {
-  const rows = await port.query<{ version: number }>(`SELECT DISTINCT version FROM ${Tables.migrations} ORDER BY version`, {
-    label: 'applied migrations',
-  });
+  const rows = await port.query<{ version: number }>(
+    `SELECT DISTINCT version FROM ${Tables.migrations} ORDER BY version`,
+    {
+      label: 'applied migrations',
+    },
+  );
   return rows.map((r) => Number(r.version));
 }

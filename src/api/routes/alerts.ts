@@ -84,7 +84,10 @@ const silenceSchema = z
   .openapi('Silence');
 
 const idParams = z.object({
-  id: z.string().min(1).openapi({ param: { name: 'id', in: 'path' }, description: 'Alert or silence id.' }),
+  id: z
+    .string()
+    .min(1)
+    .openapi({ param: { name: 'id', in: 'path' }, description: 'Alert or silence id.' }),
 });
 
 const listRoute = createRoute({
@@ -137,7 +140,10 @@ const createSilenceRoute = createRoute({
   operationId: 'createSilence',
   security: bearerSecurity,
   request: { body: { required: true, content: { 'application/json': { schema: silenceBody } } } },
-  responses: { 201: jsonResponse(z.object({ id: z.string() }).openapi('SilenceCreated'), 'Created'), ...protectedErrors },
+  responses: {
+    201: jsonResponse(z.object({ id: z.string() }).openapi('SilenceCreated'), 'Created'),
+    ...protectedErrors,
+  },
 });
 
 const listSilencesRoute = createRoute({
@@ -146,7 +152,10 @@ const listSilencesRoute = createRoute({
   summary: 'List silences (active, pending and expired)',
   operationId: 'listSilences',
   security: bearerSecurity,
-  responses: { 200: jsonResponse(z.object({ silences: z.array(silenceSchema) }).openapi('SilenceList')), ...protectedErrors },
+  responses: {
+    200: jsonResponse(z.object({ silences: z.array(silenceSchema) }).openapi('SilenceList')),
+    ...protectedErrors,
+  },
 });
 
 const expireSilenceRoute = createRoute({
@@ -219,7 +228,10 @@ export function alertRoutes(app: ApiApp, ctx: RuntimeContext): void {
     const { id } = c.req.valid('param');
     const a = await store.getAlert(id);
     if (a === undefined || a.state === 'inactive') throw notFound('such alert');
-    const evidence = a.evidence === null ? null : { ...a.evidence, value: finite(a.evidence.value), threshold: finite(a.evidence.threshold) };
+    const evidence =
+      a.evidence === null
+        ? null
+        : { ...a.evidence, value: finite(a.evidence.value), threshold: finite(a.evidence.threshold) };
     return c.json({ ...alertJson(a), evidence, reportUrl: `/api/v1/alerts/${encodeURIComponent(a.id)}/report` }, 200);
   });
 
@@ -235,7 +247,12 @@ export function alertRoutes(app: ApiApp, ctx: RuntimeContext): void {
     const body = c.req.valid('json');
     const now = Date.now();
     const s = await store.createSilence({
-      matchers: body.matchers.map((m) => ({ name: m.name, value: m.value, isRegex: m.isRegex ?? false, isEqual: m.isEqual ?? true })),
+      matchers: body.matchers.map((m) => ({
+        name: m.name,
+        value: m.value,
+        isRegex: m.isRegex ?? false,
+        isEqual: m.isEqual ?? true,
+      })),
       startsAt: body.startsAt === undefined ? now : time(body.startsAt, 'startsAt'),
       endsAt: time(body.endsAt, 'endsAt'),
       comment: body.comment,

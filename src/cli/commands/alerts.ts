@@ -52,16 +52,32 @@ async function call(t: ApiTarget, method: string, path: string, body?: unknown):
 
 function table(rows: string[][]): string {
   const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length))) ?? [];
-  return rows.map((r) => r.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ').trimEnd()).join('\n') + '\n';
+  return (
+    rows
+      .map((r) =>
+        r
+          .map((c, i) => c.padEnd(widths[i] ?? 0))
+          .join('  ')
+          .trimEnd(),
+      )
+      .join('\n') + '\n'
+  );
 }
 
 const DURATION = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)$/;
 const UNIT: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 
 /** `name=value`, `name!=value`, `name=~regex`, `name!~regex`. */
-export function parseMatcher(text: string, usage: string): { name: string; value: string; isRegex: boolean; isEqual: boolean } {
+export function parseMatcher(
+  text: string,
+  usage: string,
+): { name: string; value: string; isRegex: boolean; isEqual: boolean } {
   const m = /^([A-Za-z_][A-Za-z0-9_]*)(=~|!~|!=|=)(.*)$/.exec(text.trim());
-  if (!m) throw new UsageError(`--matcher: expected NAME=VALUE, NAME!=VALUE, NAME=~REGEX or NAME!~REGEX, got '${text}'`, usage);
+  if (!m)
+    throw new UsageError(
+      `--matcher: expected NAME=VALUE, NAME!=VALUE, NAME=~REGEX or NAME!~REGEX, got '${text}'`,
+      usage,
+    );
   const op = m[2] as string;
   return { name: m[1] as string, value: m[3] as string, isRegex: op.endsWith('~'), isEqual: op.startsWith('=') };
 }
@@ -102,7 +118,17 @@ export const alertsCommand: Command = {
     if (values.model) q.set('model', values.model);
     try {
       const res = (await call(target(values.api, values.config), 'GET', `/api/v1/alerts?${q.toString()}`)) as {
-        alerts: { id: string; state: string; severity: string; rule: string; model: string; labels: Record<string, string>; startsAt: string | null; activeAt: string; annotations: Record<string, string> }[];
+        alerts: {
+          id: string;
+          state: string;
+          severity: string;
+          rule: string;
+          model: string;
+          labels: Record<string, string>;
+          startsAt: string | null;
+          activeAt: string;
+          annotations: Record<string, string>;
+        }[];
       };
       if (values.json === true) {
         process.stdout.write(`${JSON.stringify(res, null, 2)}\n`);
@@ -179,7 +205,14 @@ export const silenceCommand: Command = {
           return 0;
         }
         const res = (await call(target(values.api, values.config), 'GET', '/api/v1/silences')) as {
-          silences: { id: string; state: string; matchers: { name: string; value: string; isRegex?: boolean; isEqual?: boolean }[]; endsAt: string; comment: string; createdBy: string }[];
+          silences: {
+            id: string;
+            state: string;
+            matchers: { name: string; value: string; isRegex?: boolean; isEqual?: boolean }[];
+            endsAt: string;
+            comment: string;
+            createdBy: string;
+          }[];
         };
         if (values.json === true) {
           process.stdout.write(`${JSON.stringify(res, null, 2)}\n`);
@@ -188,7 +221,10 @@ export const silenceCommand: Command = {
         const rows = [['ID', 'STATE', 'MATCHERS', 'ENDS', 'BY', 'COMMENT']];
         for (const s of res.silences) {
           const m = s.matchers
-            .map((x) => `${x.name}${x.isEqual === false ? '!' : '='}${x.isRegex === true ? '~' : x.isEqual === false ? '=' : ''}${x.value}`)
+            .map(
+              (x) =>
+                `${x.name}${x.isEqual === false ? '!' : '='}${x.isRegex === true ? '~' : x.isEqual === false ? '=' : ''}${x.value}`,
+            )
             .join(',');
           rows.push([s.id, s.state, m, s.endsAt, s.createdBy || '-', s.comment]);
         }
