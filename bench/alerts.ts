@@ -90,11 +90,16 @@ export async function run(): Promise<void> {
     const config = loadConfig({ env: {}, overrides: {} });
     const ctx = { config, store, bus: new InProcessBus(), logger: silentLogger, metrics: new Registry() };
     const alerting = await startAlerting(ctx, { timers: false, leaseSettleMs: 0, clock: () => now });
-    const cycles: { s: number; candidates: number; changed: number }[] = [];
+    const cycles: { s: number; candidates: number; changed: number; phases_ms: Record<string, number> }[] = [];
     try {
       for (let i = 0; i < CYCLES; i++) {
         const r = await alerting.runOnce();
-        cycles.push({ s: r.durationMs / 1000, candidates: r.candidates, changed: r.changed.length });
+        cycles.push({
+          s: Number((r.durationMs / 1000).toFixed(3)),
+          candidates: r.candidates,
+          changed: r.changed.length,
+          phases_ms: Object.fromEntries(Object.entries(r.phases).map(([k, v]) => [k, Math.round(v)])),
+        });
         console.error(
           `cycle ${i + 1}: ${(r.durationMs / 1000).toFixed(3)} s, ${r.candidates} candidates, ${r.changed.length} changed`,
         );
