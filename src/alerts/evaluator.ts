@@ -305,7 +305,9 @@ export async function startAlerting(ctx: RuntimeContext, options: AlertingOption
     return disp.flush(clock(), book.all());
   };
   if (options.timers ?? true) {
-    schedule(0);
+    // The first cycle one interval after start: the detect loop's first run lands first, and a
+    // short-lived process does not compete with it for the store.
+    schedule(evaluateIntervalMs);
     flushTimer = setInterval(
       () => {
         try {

@@ -44,9 +44,10 @@ async function startDetectWithAlerts(ctx: RuntimeContext): Promise<RunningRole> 
   return {
     name: 'detect',
     urls: [],
+    // The detector first: its next tick must not start (and be cancelled) while alerts drain.
     stop: async () => {
-      await alerts.stop();
       await detector.stop();
+      await alerts.stop();
     },
   };
 }
