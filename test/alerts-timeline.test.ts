@@ -31,7 +31,14 @@ afterAll(async () => {
 });
 beforeEach(async () => {
   hook.requests.length = 0;
-  for (const t of ['mw_drift_results', 'mw_metric_series', 'mw_alerts', 'mw_notifications', 'mw_silences', 'mw_alert_lease']) {
+  for (const t of [
+    'mw_drift_results',
+    'mw_metric_series',
+    'mw_alerts',
+    'mw_notifications',
+    'mw_silences',
+    'mw_alert_lease',
+  ]) {
     await store.command(`TRUNCATE TABLE ${t}`);
   }
 });
@@ -71,11 +78,21 @@ async function cycle(a: RunningAlerting) {
   return r;
 }
 
-const DRIFTED = { a: { score: 0.5, drifted: true }, b: { score: 0.4, drifted: true }, c: { score: 0.01, drifted: false } };
-const NORMAL = { a: { score: 0.01, drifted: false }, b: { score: 0.02, drifted: false }, c: { score: 0.01, drifted: false } };
+const DRIFTED = {
+  a: { score: 0.5, drifted: true },
+  b: { score: 0.4, drifted: true },
+  c: { score: 0.01, drifted: false },
+};
+const NORMAL = {
+  a: { score: 0.01, drifted: false },
+  b: { score: 0.02, drifted: false },
+  c: { score: 0.01, drifted: false },
+};
 
 async function stateOf(id: string): Promise<string | undefined> {
-  const rows = await store.query<{ state: string }>(`SELECT state FROM mw_alerts FINAL WHERE id = {id:String}`, { params: { id } });
+  const rows = await store.query<{ state: string }>(`SELECT state FROM mw_alerts FINAL WHERE id = {id:String}`, {
+    params: { id },
+  });
   return rows[0]?.state;
 }
 
@@ -96,11 +113,12 @@ describe('alert lifecycle (for = 2 consecutive detection runs)', () => {
     clock.advance(RUN);
     await insertDriftRun(store, { model: 'fraud', ts: clock.ms, features: DRIFTED });
     r = await cycle(a);
-    expect(r.changed.filter((c) => c.state === 'firing').map((c) => c.rule).sort()).toEqual([
-      'dataset_drift',
-      'feature_drift',
-      'feature_drift',
-    ]);
+    expect(
+      r.changed
+        .filter((c) => c.state === 'firing')
+        .map((c) => c.rule)
+        .sort(),
+    ).toEqual(['dataset_drift', 'feature_drift', 'feature_drift']);
     expect(hook.requests).toHaveLength(0); // group wait
     clock.advance(WAIT - 1);
     await cycle(a);
@@ -154,15 +172,27 @@ describe('grouping (Alertmanager semantics)', () => {
     expect(hook.requests).toHaveLength(1);
     const sentAt = clock.ms;
     // A second alert of the same model joins the group: sent at the group interval, not before.
-    await insertSeries(store, { model: 'm1', ts: clock.ms - RUN, values: [{ series: 'quality.missing_rate', feature: 'age', value: 0.5 }] });
-    await insertSeries(store, { model: 'm1', ts: clock.ms, values: [{ series: 'quality.missing_rate', feature: 'age', value: 0.6 }] });
+    await insertSeries(store, {
+      model: 'm1',
+      ts: clock.ms - RUN,
+      values: [{ series: 'quality.missing_rate', feature: 'age', value: 0.5 }],
+    });
+    await insertSeries(store, {
+      model: 'm1',
+      ts: clock.ms,
+      values: [{ series: 'quality.missing_rate', feature: 'age', value: 0.6 }],
+    });
     clock.advance(INTERVAL - 1);
     await cycle(a);
     expect(hook.requests).toHaveLength(1);
     clock.ms = sentAt + INTERVAL;
     await cycle(a);
     expect(hook.requests).toHaveLength(2);
-    expect(bodies()[1]?.alerts.map((x) => x.labels['alertname']).sort()).toEqual(['data_quality', 'error_rate']);
+    expect(
+      bodies()[1]
+        ?.alerts.map((x) => x.labels['alertname'])
+        .sort(),
+    ).toEqual(['data_quality', 'error_rate']);
     // Unchanged: nothing at later group intervals, then a repeat after repeatIntervalMs.
     for (let i = 0; i < 5; i++) {
       clock.advance(INTERVAL);
@@ -265,12 +295,15 @@ describe('silences and inhibition', () => {
     await cycle(a);
     expect(hook.requests).toHaveLength(2);
     const second = bodies()[1];
-    expect(second?.alerts.filter((x) => x.status === 'firing').map((x) => x.labels['alertname']).sort()).toEqual([
-      'dataset_drift',
-      'feature_drift',
-      'feature_drift',
+    expect(
+      second?.alerts
+        .filter((x) => x.status === 'firing')
+        .map((x) => x.labels['alertname'])
+        .sort(),
+    ).toEqual(['dataset_drift', 'feature_drift', 'feature_drift']);
+    expect(second?.alerts.filter((x) => x.status === 'resolved').map((x) => x.labels['alertname'])).toEqual([
+      'no_data',
     ]);
-    expect(second?.alerts.filter((x) => x.status === 'resolved').map((x) => x.labels['alertname'])).toEqual(['no_data']);
   });
 });
 

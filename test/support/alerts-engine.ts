@@ -124,7 +124,14 @@ export async function insertSeries(
   const runId = o.runId ?? newId();
   await store.insert(
     'mw_metric_series',
-    o.values.map((v) => ({ run_id: runId, model: o.model, ts: toChTime(o.ts), series: v.series, value: v.value, feature: v.feature ?? '' })),
+    o.values.map((v) => ({
+      run_id: runId,
+      model: o.model,
+      ts: toChTime(o.ts),
+      series: v.series,
+      value: v.value,
+      feature: v.feature ?? '',
+    })),
   );
 }
 
