@@ -56,6 +56,10 @@ describe('OpenAPI document', () => {
     expect(parity(app, doc)).toEqual({ undocumented: [], unmounted: [] });
     // The routes this release serves, so a group dropped from both sides is noticed too.
     expect([...served(app)].sort()).toEqual([
+      'delete /api/v1/silences/{id}',
+      'get /api/v1/alerts',
+      'get /api/v1/alerts/{id}',
+      'get /api/v1/alerts/{id}/report',
       'get /api/v1/models',
       'get /api/v1/models/{name}/change-points',
       'get /api/v1/models/{name}/detect-runs',
@@ -68,6 +72,7 @@ describe('OpenAPI document', () => {
       'get /api/v1/models/{name}/references',
       'get /api/v1/shadow/runs',
       'get /api/v1/shadow/runs/{id}',
+      'get /api/v1/silences',
       'get /healthz',
       'get /metrics',
       'get /openapi.json',
@@ -75,6 +80,7 @@ describe('OpenAPI document', () => {
       'post /api/v1/labels',
       'post /api/v1/models/{name}/references',
       'post /api/v1/shadow/runs',
+      'post /api/v1/silences',
       'post /ingest/kserve',
       'put /api/v1/models/{name}/references/active',
     ]);

@@ -419,6 +419,8 @@ export class NotificationDelivery {
         alertsHash: alertSetHash(group),
         firing,
         resolved: group.alerts.length - firing,
+        firingFingerprints: group.alerts.filter((a) => a.status === 'firing').map((a) => a.fingerprint),
+        resolvedFingerprints: group.alerts.filter((a) => a.status === 'resolved').map((a) => a.fingerprint),
       });
     } catch (err) {
       this.o.logger.error('notification log write failed', {

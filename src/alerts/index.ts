@@ -49,3 +49,48 @@ export type { AlertmanagerNotifierOptions } from './channels/alertmanager.js';
 export { LogNotifier } from './channels/log.js';
 export { createReceivers } from './receivers.js';
 export type { ReceiversOptions, BuiltReceivers } from './receivers.js';
+
+// Rules, evaluation, lifecycle, grouping/routing and persistence.
+export {
+  Comparisons,
+  Severities,
+  DefaultRules,
+  ErrorMetrics,
+  ruleSchema,
+  selectorSchema,
+  configRuleSchema,
+  resolveRules,
+  compare,
+  fillTemplate,
+  runsNeeded,
+} from './rules.js';
+export type { Comparison, Severity, Selector, ForSpec, Rule, RuleInput, ConfigRule } from './rules.js';
+export { matcherSchema, compileMatchers, formatMatchers } from './matchers.js';
+export type { Matcher, MatcherInput, LabelPredicate } from './matchers.js';
+export { routeSchema, inhibitSchema, configSilenceSchema, DefaultInhibitRules, alertingConfigShape } from './config.js';
+export type { Route, InhibitRule, ConfigSilence } from './config.js';
+export { readSnapshot, DETECT_RUNS_TABLE } from './signals.js';
+export type {
+  Snapshot,
+  DriftPoint,
+  PerformancePoint,
+  SeriesSample,
+  RunPoint,
+  ChangePointSample,
+  ReadSnapshotOptions,
+} from './signals.js';
+export { buildCandidates, fingerprintOf, BaselineBook } from './candidates.js';
+export type { Candidate, CandidatePoint, Baseline, BuildCandidatesOptions } from './candidates.js';
+export { AlertBook, AlertStates } from './lifecycle.js';
+export type { AlertRecord, AlertState, StoredEvidence, AlertBookOptions } from './lifecycle.js';
+export { Dispatcher, toNotification } from './dispatcher.js';
+export type { DispatcherOptions, NotificationSink, FlushedNotification } from './dispatcher.js';
+export { AlertStore, silenceState } from './alert-store.js';
+export type { Silence, AlertQuery, NflogEntry } from './alert-store.js';
+export { AlertTables, ALERT_TABLES_DDL } from './tables.js';
+export { startAlerting, externalUrlOf, EVALUATOR_LEASE } from './evaluator.js';
+export type { AlertingOptions, CycleReport, RunningAlerting } from './evaluator.js';
+export { activeAlerts } from './alert-store.js';
+export type { ActiveAlertSummary } from './alert-store.js';
+export { renderAlertReport } from './report.js';
+export type { AlertReportOptions } from './report.js';

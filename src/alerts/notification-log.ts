@@ -29,6 +29,9 @@ export interface NotificationLogEntry {
   /** Firing and resolved alert counts of the notification. */
   firing: number;
   resolved: number;
+  /** Fingerprints of the firing and resolved alerts notified (what the dispatcher dedups on after a restart). @default [] */
+  firingFingerprints?: string[];
+  resolvedFingerprints?: string[];
 }
 
 /** The port the delivery layer writes to; the ClickHouse adapter inserts into `mw_notifications`. */
@@ -55,7 +58,9 @@ export const MW_NOTIFICATIONS_DDL = `CREATE TABLE IF NOT EXISTS ${MW_NOTIFICATIO
   group_status LowCardinality(String),
   alerts_hash String,
   firing UInt32,
-  resolved UInt32
+  resolved UInt32,
+  firing_fingerprints Array(String) DEFAULT [],
+  resolved_fingerprints Array(String) DEFAULT []
 ) ENGINE = MergeTree
 ORDER BY (receiver, group_key, ts)
 TTL toDateTime(ts) + INTERVAL 90 DAY`;
@@ -75,5 +80,7 @@ export function notificationLogRow(entry: NotificationLogEntry, now = new Date()
     alerts_hash: entry.alertsHash,
     firing: entry.firing,
     resolved: entry.resolved,
+    firing_fingerprints: entry.firingFingerprints ?? [],
+    resolved_fingerprints: entry.resolvedFingerprints ?? [],
   };
 }

@@ -1,3 +1,4 @@
+import { startAlerting } from '../alerts/index.js';
 import { startApi } from '../api/server.js';
 import type { Config } from '../config/schema.js';
 import { startDetector } from '../drift/index.js';
@@ -32,6 +33,27 @@ async function startIngestWithBridges(ctx: RuntimeContext): Promise<RunningRole>
   };
 }
 
+/** The detect loop plus the alert evaluator over what it stores (`modelwatch up` and `modelwatch detect`). */
+async function startDetectWithAlerts(ctx: RuntimeContext): Promise<RunningRole> {
+  const detector = await startDetector(ctx);
+  let alerts: RunningRole;
+  try {
+    alerts = await startAlerting(ctx);
+  } catch (err) {
+    await detector.stop();
+    throw err;
+  }
+  return {
+    name: 'detect',
+    urls: [],
+    // The detector first: its next tick must not start (and be cancelled) while alerts drain.
+    stop: async () => {
+      await detector.stop();
+      await alerts.stop();
+    },
+  };
+}
+
 /**
  * The role starters the CLI knows, in one place. A role whose module is not in this build yet is
  * `undefined`: `modelwatch up` skips it with a warning and its own command exits 1.
@@ -46,7 +68,7 @@ export const roles: {
   sidecar: (ctx) => startSidecar(ctx),
   grpc: (ctx) => startGrpcProxy(ctx),
   ingest: startIngestWithBridges,
-  detect: (ctx) => startDetector(ctx),
+  detect: startDetectWithAlerts,
   api: startApi,
 };
 

@@ -47,6 +47,8 @@ export const EnvVars = {
   MODELWATCH_PAYLOAD_DAYS: 'retention.payloadDays',
   MODELWATCH_SHADOW_MODEL_DIR: 'shadow.modelDir',
   MODELWATCH_SHADOW_EXECUTION_PROVIDERS: 'shadow.executionProviders',
+  MODELWATCH_ALERTMANAGER_URL: 'alerts.alertmanagerUrl',
+  MODELWATCH_ALERTS_EVALUATE_INTERVAL_MS: 'alerts.evaluateIntervalMs',
 } as const;
 
 type Env = Record<string, string | undefined>;
@@ -83,6 +85,7 @@ function envValue(key: string, raw: string): unknown {
     case 'MODELWATCH_REFERENCE_ROWS':
     case 'MODELWATCH_REFERENCE_SPAN_MS':
     case 'MODELWATCH_PAYLOAD_DAYS':
+    case 'MODELWATCH_ALERTS_EVALUATE_INTERVAL_MS':
       return parseNumber({ key, value: raw, min: 1, integer: true });
     case 'MODELWATCH_DETECT_WARMUP':
     case 'MODELWATCH_METRICS_MAX_FEATURES':

@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { modelSchemaSchema } from './model-schema.js';
 import { LogLevels } from '../common/logger.js';
 import { DefaultRoleLimits, type RoleLimits } from '../store/port.js';
+import { alertingConfigShape } from '../alerts/config.js';
 
 function roleLimits(d: RoleLimits) {
   return z
@@ -253,6 +254,8 @@ export const configSchema = z.strictObject({
       /** Hosts or CIDRs that outbound notifications may reach although loopback/private. */
       outboundAllow: z.array(z.string()).default([]),
       evaluateIntervalMs: z.number().int().positive().default(15_000),
+      // Rules, routing, timing, inhibition and silences (issue 9): src/alerts/config.ts.
+      ...alertingConfigShape,
     })
     .prefault({}),
   // --- shadow runner (issue 10) ---

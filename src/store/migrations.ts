@@ -1,4 +1,5 @@
 import { clusterStatements } from './cluster.js';
+import { ALERT_TABLES_DDL } from '../alerts/tables.js';
 import type { SqlPort } from './port.js';
 
 /** One schema change. Statements must be idempotent (`IF NOT EXISTS`) so a crash mid-way is safe to re-run. */
@@ -402,6 +403,12 @@ export const migrations: Migration[] = [
        FROM ${Tables.requests} WHERE status >= 200 AND status < 300 AND inserted_at < cutoff
        GROUP BY model`,
     ],
+  },
+  {
+    version: 7,
+    name: 'alerts',
+    // Alert states, silences, the notification log, Grafana annotation ids, the evaluator lease, baselines.
+    statements: [...ALERT_TABLES_DDL],
   },
 ];
 

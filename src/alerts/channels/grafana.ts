@@ -34,14 +34,7 @@ export class MemoryAnnotationStore implements AnnotationStore {
   }
 }
 
-/** ClickHouse table for {@link AnnotationStore} (latest row per key wins; a delete writes `annotation_id = 0`). */
-export const MW_ALERT_ANNOTATIONS_DDL = `CREATE TABLE IF NOT EXISTS mw_alert_annotations (
-  receiver LowCardinality(String),
-  fingerprint String,
-  annotation_id UInt64,
-  updated_at DateTime64(3, 'UTC') DEFAULT now64(3)
-) ENGINE = ReplacingMergeTree(updated_at)
-ORDER BY (receiver, fingerprint)`;
+export { MW_ALERT_ANNOTATIONS_DDL } from '../tables.js';
 
 /** Options of {@link GrafanaNotifier}. */
 export interface GrafanaNotifierOptions {

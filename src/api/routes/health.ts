@@ -1,3 +1,4 @@
+import { activeAlerts } from '../../alerts/index.js';
 import { createRoute, z } from '@hono/zod-openapi';
 import { errorMessage } from '../../common/errors.js';
 import { detectDrift, type DriftDetection } from '../../drift/detect-drift.js';
@@ -123,7 +124,7 @@ const healthSchema = z
       .openapi({ description: 'Change points stored inside the window, newest first (at most 20).' }),
     alerts: z
       .array(z.record(z.string(), z.unknown()))
-      .openapi({ description: 'Active alerts (none are evaluated yet: always empty).' }),
+      .openapi({ description: 'Pending and firing alerts of the model, firing first.' }),
   })
   .openapi('Health');
 
@@ -365,7 +366,7 @@ function liveDrift(report: DriftDetection): HealthDrift {
  *   (e.g. no reference yet) `drift` falls back to the newest stored run and `drift_error` says why;
  * - `last_run`: the newest stored detect run in the window (status, error, reference); `change_points`: the newest
  *   stored change points in the window (at most 20);
- * - `alerts`: active alerts — always `[]` for now: alert rules are not evaluated yet.
+ * - `alerts`: the model's pending and firing alerts (`mw_alerts`), firing first.
  */
 export function healthRoutes(app: ApiApp, ctx: RuntimeContext): void {
   app.openapi(healthRoute, async (c) => {
@@ -424,7 +425,7 @@ export function healthRoutes(app: ApiApp, ctx: RuntimeContext): void {
         performance,
         last_run: lastRun,
         change_points: changePoints,
-        alerts: [],
+        alerts: (await activeAlerts(ctx.store, name)) as unknown as Record<string, unknown>[],
       },
       200,
     );

@@ -1,5 +1,6 @@
 import type { RuntimeContext } from '../../runtime/context.js';
 import type { ApiApp } from '../openapi.js';
+import { alertRoutes } from './alerts.js';
 import { driftRoutes } from './drift.js';
 import { healthRoutes } from './health.js';
 import { historyRoutes } from './history.js';
@@ -30,4 +31,5 @@ export const routeMounters: RouteMounter[] = [
   referenceRoutes,
   shadowRoutes,
   historyRoutes,
+  alertRoutes,
 ];

@@ -9,6 +9,7 @@ import { referenceCommand } from './reference.js';
 import { shadowCommand } from './shadow.js';
 import { demoCommand } from './demo.js';
 import { demoServerCommand } from './demo-server.js';
+import { alertsCommand, silenceCommand } from './alerts.js';
 
 /**
  * Every `modelwatch` command by name, in help order. Add a command with one line here.
@@ -24,4 +25,6 @@ export const commands: Record<string, Command> = {
   shadow: shadowCommand,
   demo: demoCommand,
   'demo-server': demoServerCommand,
+  alerts: alertsCommand,
+  silence: silenceCommand,
 };
