@@ -2,6 +2,7 @@ import { startApi } from '../api/server.js';
 import { startDetector } from '../drift/index.js';
 import { kserveReceiverOf, startIngest, startSeldonBridge } from '../ingest/index.js';
 import type { RunningRole, RuntimeContext } from '../runtime/context.js';
+import { startLiveShadow } from '../shadow/live.js';
 import { startGrpcProxy, startSidecar } from '../sidecar/index.js';
 
 /** Starts one role on a runtime context. */
@@ -39,12 +40,15 @@ export const roles: {
   grpc?: RoleStart;
   ingest?: RoleStart;
   detect?: RoleStart;
+  /** Live shadow of `shadow.candidates` (started by `modelwatch up` when any are configured). */
+  shadow?: RoleStart;
   api: RoleStart;
 } = {
   sidecar: (ctx) => startSidecar(ctx),
   grpc: (ctx) => startGrpcProxy(ctx),
   ingest: startIngestWithBridges,
   detect: (ctx) => startDetector(ctx),
+  shadow: (ctx) => startLiveShadow(ctx),
   api: startApi,
 };
 

@@ -20,4 +20,5 @@ export const commands: Record<string, Command> = {
   detect: detectCommand,
   reference: referenceCommand,
   shadow: shadowCommand,
+  'shadow-live': singleRoleCommand('shadow-live', 'score shadow.candidates on live bus traffic', () => roles.shadow),
 };

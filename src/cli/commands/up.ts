@@ -28,6 +28,7 @@ export const upCommand: Command = {
     if (config.sidecar.upstream !== undefined) add('sidecar', roles.sidecar);
     if (config.sidecar.grpcUpstream !== undefined) add('grpc', roles.grpc);
     add('ingest', roles.ingest);
+    if (config.shadow.candidates.length > 0) add('shadow', roles.shadow);
     add('detect', roles.detect);
     add('api', roles.api);
     return serveRoles(config, specs, { runtime: { logger } });
