@@ -154,7 +154,7 @@ function markdown(cases: Case[], meta: Record<string, unknown>): string {
     '',
   );
   lines.push(
-    `**The machine is shared with other engineers' jobs (${String(meta.cores)} cores): load averages before/after each case are in the table; absolute numbers and even same-run ratios are dominated by that load (compare the two rounds); with 2 cores the default pool has 1 worker, like `pool-1`.** Produced by \`npm run bench -- shadow\` at ${String(meta.date)}, node ${String(meta.node)}.`,
+    `**The machine is shared with other engineers' jobs (${String(meta.cores)} cores): load averages before/after each case are in the table; absolute numbers and even same-run ratios are dominated by that load (compare the two rounds); with 2 cores the default pool has 1 worker, like \`pool-1\`.** Produced by \`npm run bench -- shadow\` at ${String(meta.date)}, node ${String(meta.node)}.`,
     '',
   );
   lines.push(
