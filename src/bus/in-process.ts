@@ -7,6 +7,7 @@ import {
   type Bus,
   type BusConsumer,
   type BusMessage,
+  type BatchHandler,
   type ConsumeOptions,
   type ConsumedMessage,
 } from './types.js';
@@ -38,11 +39,35 @@ interface TopicQueue {
   bytes: number;
   wake: (() => void) | undefined;
   consumer: boolean;
+  /** Secondary subscribers ({@link InProcessBus.tap}): each gets a copy of every message published. */
+  taps: Set<Tap>;
+}
+
+/** Options of {@link InProcessBus.tap}. */
+export interface TapOptions {
+  /** @default the bus's default topic */
+  topic?: string;
+  /** Receives copies of the published messages, at most `maxBatchMessages` at a time. */
+  handler: BatchHandler;
+  /** Bound of this subscriber's own queue; messages beyond it are dropped (and counted). @default 16777216 */
+  maxBufferedBytes?: number;
+  /** Called with the number of messages dropped because the queue was full. */
+  onDrop?: (messages: number) => void;
+  onReady?: () => void;
+}
+
+interface Tap {
+  messages: ConsumedMessage[];
+  bytes: number;
+  max: number;
+  wake: (() => void) | undefined;
+  onDrop: ((n: number) => void) | undefined;
 }
 
 /**
  * The embedded bus: one partition per topic, queue semantics (one consumer per topic), bounded in
- * bytes. Offsets behave like Kafka's: a batch leaves the queue only after its handler resolved.
+ * bytes. Offsets behave like Kafka's: a batch leaves the queue only after its handler resolved. Other
+ * subscribers (live shadow) read copies through {@link InProcessBus.tap}, which never changes the queue.
  */
 export class InProcessBus implements Bus {
   readonly kind = 'inprocess' as const;
@@ -67,7 +92,7 @@ export class InProcessBus implements Bus {
   private queue(topic: string): TopicQueue {
     let q = this.topics.get(topic);
     if (!q) {
-      q = { messages: [], nextOffset: 0, bytes: 0, wake: undefined, consumer: false };
+      q = { messages: [], nextOffset: 0, bytes: 0, wake: undefined, consumer: false, taps: new Set() };
       this.topics.set(topic, q);
     }
     return q;
@@ -78,20 +103,91 @@ export class InProcessBus implements Bus {
     const size = messages.reduce((n, m) => n + messageBytes(m), 0);
     if (this.bytes + size > this.opts.maxBufferedBytes) {
       return Promise.reject(
-        new ModelwatchError(ErrorCodes.busFull, `in-process bus full (${this.bytes} of ${this.opts.maxBufferedBytes} bytes)`, {
-          retryable: true,
-        }),
+        new ModelwatchError(
+          ErrorCodes.busFull,
+          `in-process bus full (${this.bytes} of ${this.opts.maxBufferedBytes} bytes)`,
+          {
+            retryable: true,
+          },
+        ),
       );
     }
     const q = this.queue(topic);
     const now = Date.now();
+    const first = q.messages.length;
     for (const m of messages) {
       q.messages.push({ ...m, offset: String(q.nextOffset++), timestamp: now });
     }
     q.bytes += size;
     this.bytes += size;
     q.wake?.();
+    for (const tap of q.taps) {
+      // Taps are lossy copies outside the bus's byte bound: a full tap drops, it never pushes back on publishers.
+      if (tap.bytes + size > tap.max) {
+        tap.onDrop?.(messages.length);
+        continue;
+      }
+      for (let i = first; i < q.messages.length; i++) tap.messages.push(q.messages[i] as ConsumedMessage);
+      tap.bytes += size;
+      tap.wake?.();
+    }
     return Promise.resolve();
+  }
+
+  /**
+   * A second subscriber of a topic (fan-out), next to its one queue consumer: every message published
+   * after the call is also handed to `handler`. The tap has its own byte-bounded queue, outside the bus
+   * bound: when it is full, new messages are dropped for it (`onDrop`) and publishers and the queue
+   * consumer are unaffected. Delivery is at most once: a batch whose handler threw is logged and dropped.
+   */
+  tap(options: TapOptions): Promise<BusConsumer> {
+    const topic = options.topic ?? this.topic;
+    const q = this.queue(topic);
+    const tap: Tap = {
+      messages: [],
+      bytes: 0,
+      max: options.maxBufferedBytes ?? 16 * 1024 * 1024,
+      wake: undefined,
+      onDrop: options.onDrop,
+    };
+    if (!(tap.max > 0)) return Promise.reject(new RangeError('maxBufferedBytes must be > 0'));
+    q.taps.add(tap);
+    let running = true;
+    const loop = async (): Promise<void> => {
+      options.onReady?.();
+      while (running) {
+        if (tap.messages.length === 0) {
+          await new Promise<void>((resolve) => {
+            tap.wake = resolve;
+          });
+          tap.wake = undefined;
+          continue;
+        }
+        const batch = tap.messages.splice(0, this.opts.maxBatchMessages);
+        tap.bytes -= batch.reduce((n, m) => n + messageBytes(m), 0);
+        try {
+          await options.handler({
+            topic,
+            partition: 0,
+            messages: batch,
+            backlog: tap.messages.length,
+            heartbeat: () => Promise.resolve(),
+            isRunning: () => running,
+          });
+        } catch (err) {
+          this.opts.logger.warn('in-process tap handler failed; batch dropped', { topic, error: String(err) });
+        }
+      }
+    };
+    const done = loop();
+    return Promise.resolve({
+      stop: async () => {
+        running = false;
+        q.taps.delete(tap);
+        tap.wake?.();
+        await done;
+      },
+    });
   }
 
   consume(options: ConsumeOptions): Promise<BusConsumer> {

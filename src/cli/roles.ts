@@ -4,6 +4,7 @@ import type { Config } from '../config/schema.js';
 import { startDetector } from '../drift/index.js';
 import { kserveReceiverOf, startIngest, startSeldonBridge } from '../ingest/index.js';
 import type { RunningRole, RuntimeContext } from '../runtime/context.js';
+import { startLiveShadow } from '../shadow/live.js';
 import { startGrpcProxy, startSidecar } from '../sidecar/index.js';
 import type { RoleSpec } from './serve.js';
 
@@ -63,12 +64,15 @@ export const roles: {
   grpc?: RoleStart;
   ingest?: RoleStart;
   detect?: RoleStart;
+  /** Live shadow of `shadow.candidates` (started by `modelwatch up` when any are configured). */
+  shadow?: RoleStart;
   api: RoleStart;
 } = {
   sidecar: (ctx) => startSidecar(ctx),
   grpc: (ctx) => startGrpcProxy(ctx),
   ingest: startIngestWithBridges,
   detect: startDetectWithAlerts,
+  shadow: (ctx) => startLiveShadow(ctx),
   api: startApi,
 };
 
@@ -100,6 +104,7 @@ export function upRoleSpecs(config: Config, onMissing: (role: string) => void): 
   if (config.sidecar.upstream !== undefined) add('sidecar', roles.sidecar);
   if (config.sidecar.grpcUpstream !== undefined) add('grpc', roles.grpc);
   add('ingest', roles.ingest);
+  if (config.shadow.candidates.length > 0) add('shadow', roles.shadow);
   add('detect', roles.detect);
   add('api', roles.api);
   return specs;

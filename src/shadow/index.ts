@@ -63,3 +63,5 @@ export type {
   VerdictEvidence,
   VerdictResult,
 } from './verdict.js';
+export { LiveShadow, LiveShadowSeries, startLiveShadow } from './live.js';
+export type { LiveCandidate, LiveShadowOptions, LiveShadowRole, LiveSeriesRow } from './live.js';

@@ -27,4 +27,5 @@ export const commands: Record<string, Command> = {
   'demo-server': demoServerCommand,
   alerts: alertsCommand,
   silence: silenceCommand,
+  'shadow-live': singleRoleCommand('shadow-live', 'score shadow.candidates on live bus traffic', () => roles.shadow),
 };
