@@ -1,7 +1,14 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { ModelwatchError } from '../src/common/errors.js';
-import { componentDrift, domainClassifierDrift, rocAuc, runDomainClassifier, seededRng, type Rng } from '../src/drift/multivariate/index.js';
+import {
+  componentDrift,
+  domainClassifierDrift,
+  rocAuc,
+  runDomainClassifier,
+  seededRng,
+  type Rng,
+} from '../src/drift/multivariate/index.js';
 
 const dir = new URL('./fixtures/multivariate/', import.meta.url);
 
@@ -26,7 +33,11 @@ const small = { features, seed: 11, nEstimators: 10, maxDepth: 6 };
 
 describe('domain classifier drift', () => {
   it('ROC AUC with tied scores matches sklearn.metrics.roc_auc_score', () => {
-    const o = JSON.parse(readFileSync(new URL('auc.json', dir), 'utf8')) as { labels: number[]; scores: number[]; auc: number };
+    const o = JSON.parse(readFileSync(new URL('auc.json', dir), 'utf8')) as {
+      labels: number[];
+      scores: number[];
+      auc: number;
+    };
     expect(Math.abs(rocAuc(o.labels, o.scores) - o.auc)).toBeLessThan(1e-12);
     expect(rocAuc([0, 0, 1, 1], [0.1, 0.2, 0.3, 0.4])).toBe(1);
     expect(rocAuc([1, 1], [0.1, 0.2])).toBeNaN();
@@ -72,11 +83,16 @@ describe('domain classifier drift', () => {
 
   it('rejects bad input in the caller and times out a worker that runs too long', async () => {
     expect(() => domainClassifierDrift(sample(50, 0, 1), [[1, 2]])).toThrow(ModelwatchError);
-    await expect(runDomainClassifier(sample(3000, 0.8, 9), sample(3000, -0.8, 10), { nEstimators: 200, timeoutMs: 50 })).rejects.toMatchObject({
+    await expect(
+      runDomainClassifier(sample(3000, 0.8, 9), sample(3000, -0.8, 10), { nEstimators: 200, timeoutMs: 50 }),
+    ).rejects.toMatchObject({
       code: 'timeout',
     });
     const ac = new AbortController();
-    const pending = runDomainClassifier(sample(3000, 0.8, 9), sample(3000, -0.8, 10), { nEstimators: 200, signal: ac.signal });
+    const pending = runDomainClassifier(sample(3000, 0.8, 9), sample(3000, -0.8, 10), {
+      nEstimators: 200,
+      signal: ac.signal,
+    });
     ac.abort();
     await expect(pending).rejects.toMatchObject({ code: 'cancelled' });
   });

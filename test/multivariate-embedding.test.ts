@@ -1,6 +1,12 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { componentDrift, meanDistance, meanDistanceDrift, medianPairwiseDistance, mmdDrift } from '../src/drift/multivariate/index.js';
+import {
+  componentDrift,
+  meanDistance,
+  meanDistanceDrift,
+  medianPairwiseDistance,
+  mmdDrift,
+} from '../src/drift/multivariate/index.js';
 
 // Oracle: test/fixtures/multivariate/make_fixtures.py (NumPy/SciPy): unbiased MMD² with the RBF kernel
 // exp(-d²/(2σ²)), σ = median of the pooled sample's pairwise distances; mean-vector distances; scipy
@@ -25,7 +31,9 @@ const firstHalf = ref.slice(0, 160);
 const secondHalf = ref.slice(160);
 
 function relClose(got: number, want: number, label: string, rel = 1e-9): void {
-  expect(Math.abs(got - want), `${label}: got ${got}, want ${want}`).toBeLessThanOrEqual(Math.max(rel * Math.abs(want), 1e-15));
+  expect(Math.abs(got - want), `${label}: got ${got}, want ${want}`).toBeLessThanOrEqual(
+    Math.max(rel * Math.abs(want), 1e-15),
+  );
 }
 
 describe('embedding drift kernels against NumPy/SciPy', () => {

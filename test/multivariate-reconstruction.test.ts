@@ -21,13 +21,18 @@ interface Case {
   currentSame: number;
   currentFlip: number;
 }
-const oracle = JSON.parse(readFileSync(new URL('reconstruction.json', dir), 'utf8')) as { chunkSize: number; cases: Case[] };
+const oracle = JSON.parse(readFileSync(new URL('reconstruction.json', dir), 'utf8')) as {
+  chunkSize: number;
+  cases: Case[];
+};
 const reference = csv('reference.csv');
 const same = csv('current_same.csv');
 const flip = csv('current_flip.csv');
 
 function relClose(got: number, want: number, label: string, rel = 1e-6): void {
-  expect(Math.abs(got - want), `${label}: got ${got}, want ${want}`).toBeLessThanOrEqual(Math.max(rel * Math.abs(want), 1e-12));
+  expect(Math.abs(got - want), `${label}: got ${got}, want ${want}`).toBeLessThanOrEqual(
+    Math.max(rel * Math.abs(want), 1e-12),
+  );
 }
 
 describe('data reconstruction drift against scikit-learn', () => {
@@ -35,7 +40,9 @@ describe('data reconstruction drift against scikit-learn', () => {
     it(`share ${c.share}: components, errors and band match PCA within 1e-6`, () => {
       const model = fitReconstruction(reference, { varianceShare: c.share, chunkSize: oracle.chunkSize });
       expect(model.nComponents).toBe(c.nComponents);
-      c.explainedVarianceRatio.forEach((r, i) => relClose(model.explainedVarianceRatio[i] ?? Number.NaN, r, `ratio ${i}`));
+      c.explainedVarianceRatio.forEach((r, i) =>
+        relClose(model.explainedVarianceRatio[i] ?? Number.NaN, r, `ratio ${i}`),
+      );
       relClose(model.referenceError, c.referenceError, 'reference error');
       expect(model.chunkErrors).toHaveLength(c.chunkErrors.length);
       c.chunkErrors.forEach((e, i) => relClose(model.chunkErrors[i] ?? Number.NaN, e, `chunk ${i}`));

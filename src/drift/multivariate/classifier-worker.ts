@@ -4,7 +4,13 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { ErrorCodes, ModelwatchError } from '../../common/errors.js';
-import { capSamples, resolveDomainClassifierOptions, type DomainClassifierOptions, type DomainClassifierResult, type ResolvedDomainClassifierOptions } from './domain-classifier.js';
+import {
+  capSamples,
+  resolveDomainClassifierOptions,
+  type DomainClassifierOptions,
+  type DomainClassifierResult,
+  type ResolvedDomainClassifierOptions,
+} from './domain-classifier.js';
 import { check, widthOf, type Rows } from './types.js';
 
 /** What the worker entry receives as `workerData`: both capped samples, row-major. */
@@ -16,7 +22,8 @@ export interface ClassifierWorkerData {
 }
 
 /** What the worker posts back. */
-export type ClassifierWorkerMessage = { ok: true; result: DomainClassifierResult } | { ok: false; message: string; code: string };
+export type ClassifierWorkerMessage =
+  { ok: true; result: DomainClassifierResult } | { ok: false; message: string; code: string };
 
 /** Options of {@link runDomainClassifier} beyond the method's own. */
 export interface RunDomainClassifierOptions extends DomainClassifierOptions {
@@ -37,7 +44,9 @@ function defaultEntry(): URL {
 function tsxEsmApiUrl(): string {
   const require = createRequire(import.meta.url);
   const pkgPath = require.resolve('tsx/package.json');
-  const pkg = JSON.parse(readFileSync(pkgPath, 'utf8')) as { exports?: Record<string, { import?: { default?: string } | string }> };
+  const pkg = JSON.parse(readFileSync(pkgPath, 'utf8')) as {
+    exports?: Record<string, { import?: { default?: string } | string }>;
+  };
   const target = pkg.exports?.['./esm/api']?.import;
   const rel = typeof target === 'string' ? target : target?.default;
   if (rel === undefined) throw new Error('tsx does not export tsx/esm/api for import');
@@ -53,7 +62,12 @@ function spawn(url: URL, data: ClassifierWorkerData, transfer: ArrayBuffer[]): W
       '  .then((m) => { (m.register ?? m.default.register)(); return import(workerData.entry); })',
       '  .catch((err) => { setImmediate(() => { throw err; }); });',
     ].join('\n');
-    return new Worker(boot, { eval: true, execArgv: [], workerData: { ...data, tsxApi: tsxEsmApiUrl(), entry: url.href }, transferList: transfer });
+    return new Worker(boot, {
+      eval: true,
+      execArgv: [],
+      workerData: { ...data, tsxApi: tsxEsmApiUrl(), entry: url.href },
+      transferList: transfer,
+    });
   }
   return new Worker(fileURLToPath(url), { workerData: data, transferList: transfer });
 }
@@ -69,18 +83,34 @@ function flatten(rows: readonly (readonly number[])[], width: number): Float64Ar
  * not block the caller's event loop. Both sides are capped (seeded) here first, so only the capped
  * samples are transferred; the result equals the in-thread computation with the same options.
  */
-export function runDomainClassifier(reference: Rows, current: Rows, options: RunDomainClassifierOptions = {}): Promise<DomainClassifierResult> {
+export function runDomainClassifier(
+  reference: Rows,
+  current: Rows,
+  options: RunDomainClassifierOptions = {},
+): Promise<DomainClassifierResult> {
   const { timeoutMs = 60_000, signal, workerUrl, ...method } = options;
   const width = widthOf(reference, 'reference', 2);
-  check(widthOf(current, 'current', 2) === width, 'current', `has ${current[0]?.length} columns, the reference has ${width}`);
+  check(
+    widthOf(current, 'current', 2) === width,
+    'current',
+    `has ${current[0]?.length} columns, the reference has ${width}`,
+  );
   check(timeoutMs > 0, 'timeoutMs', `must be > 0, got ${timeoutMs}`);
   const resolved = resolveDomainClassifierOptions(method, width);
   const { ref, cur } = capSamples(reference, current, resolved.maxRowsPerSide, resolved.seed);
-  const data: ClassifierWorkerData = { width, reference: flatten(ref, width), current: flatten(cur, width), options: resolved };
+  const data: ClassifierWorkerData = {
+    width,
+    reference: flatten(ref, width),
+    current: flatten(cur, width),
+    options: resolved,
+  };
   if (signal?.aborted) return Promise.reject(new ModelwatchError(ErrorCodes.cancelled, 'domain classifier cancelled'));
 
   return new Promise<DomainClassifierResult>((resolve, reject) => {
-    const worker = spawn(workerUrl ?? defaultEntry(), data, [data.reference.buffer as ArrayBuffer, data.current.buffer as ArrayBuffer]);
+    const worker = spawn(workerUrl ?? defaultEntry(), data, [
+      data.reference.buffer as ArrayBuffer,
+      data.current.buffer as ArrayBuffer,
+    ]);
     let settled = false;
     const finish = (err: Error | undefined, result?: DomainClassifierResult): void => {
       if (settled) return;
@@ -91,15 +121,35 @@ export function runDomainClassifier(reference: Rows, current: Rows, options: Run
       if (err) reject(err);
       else resolve(result as DomainClassifierResult);
     };
-    const timer = setTimeout(() => finish(new ModelwatchError(ErrorCodes.timeout, `domain classifier exceeded ${timeoutMs} ms`, { retryable: true })), timeoutMs);
+    const timer = setTimeout(
+      () =>
+        finish(
+          new ModelwatchError(ErrorCodes.timeout, `domain classifier exceeded ${timeoutMs} ms`, { retryable: true }),
+        ),
+      timeoutMs,
+    );
     timer.unref();
     const onAbort = (): void => finish(new ModelwatchError(ErrorCodes.cancelled, 'domain classifier cancelled'));
     signal?.addEventListener('abort', onAbort, { once: true });
     worker.on('message', (m: ClassifierWorkerMessage) => {
       if (m.ok) finish(undefined, m.result);
-      else finish(new ModelwatchError(m.code === ErrorCodes.badRequest ? ErrorCodes.badRequest : ErrorCodes.internal, m.message));
+      else
+        finish(
+          new ModelwatchError(
+            m.code === ErrorCodes.badRequest ? ErrorCodes.badRequest : ErrorCodes.internal,
+            m.message,
+          ),
+        );
     });
-    worker.on('error', (err: Error) => finish(new ModelwatchError(ErrorCodes.internal, `domain classifier worker failed: ${err.message}`, { cause: err })));
-    worker.on('exit', (code) => finish(new ModelwatchError(ErrorCodes.internal, `domain classifier worker exited (code ${code}) without a result`)));
+    worker.on('error', (err: Error) =>
+      finish(
+        new ModelwatchError(ErrorCodes.internal, `domain classifier worker failed: ${err.message}`, { cause: err }),
+      ),
+    );
+    worker.on('exit', (code) =>
+      finish(
+        new ModelwatchError(ErrorCodes.internal, `domain classifier worker exited (code ${code}) without a result`),
+      ),
+    );
   });
 }

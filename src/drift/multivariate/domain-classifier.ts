@@ -55,12 +55,26 @@ export interface DomainClassifierResult {
 }
 
 /** The options with every default filled in (also what crosses to the worker). */
-export type ResolvedDomainClassifierOptions = Required<Omit<DomainClassifierOptions, 'features'>> & { features: string[] };
+export type ResolvedDomainClassifierOptions = Required<Omit<DomainClassifierOptions, 'features'>> & {
+  features: string[];
+};
 
-const defaults = { folds: 5, threshold: 0.55, z: 1.96, maxRowsPerSide: 500, seed: 42, nEstimators: 25, maxDepth: 8, minNumSamples: 5 };
+const defaults = {
+  folds: 5,
+  threshold: 0.55,
+  z: 1.96,
+  maxRowsPerSide: 500,
+  seed: 42,
+  nEstimators: 25,
+  maxDepth: 8,
+  minNumSamples: 5,
+};
 
 /** Fills defaults and validates; `width` is the number of columns. */
-export function resolveDomainClassifierOptions(o: DomainClassifierOptions, width: number): ResolvedDomainClassifierOptions {
+export function resolveDomainClassifierOptions(
+  o: DomainClassifierOptions,
+  width: number,
+): ResolvedDomainClassifierOptions {
   const r: ResolvedDomainClassifierOptions = {
     folds: o.folds ?? defaults.folds,
     threshold: o.threshold ?? defaults.threshold,
@@ -75,19 +89,35 @@ export function resolveDomainClassifierOptions(o: DomainClassifierOptions, width
   check(Number.isInteger(r.folds) && r.folds >= 2, 'folds', `must be an integer ≥ 2, got ${r.folds}`);
   check(r.threshold >= 0.5 && r.threshold < 1, 'threshold', `must be in [0.5, 1), got ${r.threshold}`);
   check(r.z > 0, 'z', `must be > 0, got ${r.z}`);
-  check(Number.isInteger(r.maxRowsPerSide) && r.maxRowsPerSide >= r.folds, 'maxRowsPerSide', `must be an integer ≥ folds, got ${r.maxRowsPerSide}`);
+  check(
+    Number.isInteger(r.maxRowsPerSide) && r.maxRowsPerSide >= r.folds,
+    'maxRowsPerSide',
+    `must be an integer ≥ folds, got ${r.maxRowsPerSide}`,
+  );
   check(Number.isInteger(r.seed), 'seed', `must be an integer, got ${r.seed}`);
-  check(Number.isInteger(r.nEstimators) && r.nEstimators >= 1, 'nEstimators', `must be an integer ≥ 1, got ${r.nEstimators}`);
+  check(
+    Number.isInteger(r.nEstimators) && r.nEstimators >= 1,
+    'nEstimators',
+    `must be an integer ≥ 1, got ${r.nEstimators}`,
+  );
   check(Number.isInteger(r.maxDepth) && r.maxDepth >= 1, 'maxDepth', `must be an integer ≥ 1, got ${r.maxDepth}`);
   check(r.features.length === width, 'features', `has ${r.features.length} names for ${width} columns`);
   return r;
 }
 
 /** Draws each side down to the cap (seeded); non-finite values become 0 (the forest cannot split on NaN). */
-export function capSamples(reference: Rows, current: Rows, maxRowsPerSide: number, seed: number): { ref: number[][]; cur: number[][] } {
+export function capSamples(
+  reference: Rows,
+  current: Rows,
+  maxRowsPerSide: number,
+  seed: number,
+): { ref: number[][]; cur: number[][] } {
   const rng = seededRng(seed);
   const clean = (rows: Rows): number[][] => rows.map((r) => r.map((v) => (Number.isFinite(v) ? v : 0)));
-  return { ref: clean(sampleRows(reference, maxRowsPerSide, rng)), cur: clean(sampleRows(current, maxRowsPerSide, rng)) };
+  return {
+    ref: clean(sampleRows(reference, maxRowsPerSide, rng)),
+    cur: clean(sampleRows(current, maxRowsPerSide, rng)),
+  };
 }
 
 /** Fold of each row: each class shuffled (seeded) and dealt round-robin, so every fold keeps the class ratio. */
@@ -112,7 +142,11 @@ function stratifiedFolds(labels: readonly number[], k: number, rng: Rng): number
  * AUC when its column is permuted (seeded), so features that matter only jointly (a flipped
  * correlation) rank high too.
  */
-export function domainClassifierDrift(reference: Rows, current: Rows, options: DomainClassifierOptions = {}): DomainClassifierResult {
+export function domainClassifierDrift(
+  reference: Rows,
+  current: Rows,
+  options: DomainClassifierOptions = {},
+): DomainClassifierResult {
   const started = performance.now();
   const p = widthOf(reference, 'reference', 2);
   check(widthOf(current, 'current', 2) === p, 'current', `has ${current[0]?.length} columns, the reference has ${p}`);

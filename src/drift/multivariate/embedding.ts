@@ -13,7 +13,11 @@ function sqDist(a: readonly number[], b: readonly number[]): number {
 
 function sameWidth(reference: Rows, current: Rows): number {
   const d = widthOf(reference, 'reference', 2);
-  check(widthOf(current, 'current', 2) === d, 'current', `has ${current[0]?.length} dimensions, the reference has ${d}`);
+  check(
+    widthOf(current, 'current', 2) === d,
+    'current',
+    `has ${current[0]?.length} dimensions, the reference has ${d}`,
+  );
   return d;
 }
 
@@ -91,7 +95,11 @@ export function mmdDrift(reference: Rows, current: Rows, options: MmdOptions = {
   const alpha = options.alpha ?? 0.05;
   const seed = options.seed ?? 42;
   check(Number.isInteger(cap) && cap >= 2, 'maxRowsPerSide', `must be an integer ≥ 2, got ${cap}`);
-  check(Number.isInteger(permutations) && permutations >= 0, 'permutations', `must be an integer ≥ 0, got ${permutations}`);
+  check(
+    Number.isInteger(permutations) && permutations >= 0,
+    'permutations',
+    `must be an integer ≥ 0, got ${permutations}`,
+  );
   check(alpha > 0 && alpha < 1, 'alpha', `must be in (0, 1), got ${alpha}`);
   const rng = seededRng(seed);
   const x = sampleRows(reference, cap, rng);
@@ -122,7 +130,16 @@ export function mmdDrift(reference: Rows, current: Rows, options: MmdOptions = {
     if (mmd2FromKernel(k, n, inX, m) >= mmd2) atLeast++;
   }
   const pValue = (1 + atLeast) / (1 + permutations);
-  return { mmd2, bandwidth, pValue, permutations, alpha, verdict: pValue < alpha ? 'drift' : 'no_drift', nReference: m, nCurrent: n - m };
+  return {
+    mmd2,
+    bandwidth,
+    pValue,
+    permutations,
+    alpha,
+    verdict: pValue < alpha ? 'drift' : 'no_drift',
+    nReference: m,
+    nCurrent: n - m,
+  };
 }
 
 /** Two-sample Kolmogorov–Smirnov statistic D = sup |F₁ − F₂| (non-finite values ignored). */
@@ -166,7 +183,11 @@ export interface ComponentDriftResult {
  * scipy's asymptotic p-value (`ks_2samp(method='asymp')`); drift when the share of dimensions with
  * p < alpha exceeds `threshold`.
  */
-export function componentDrift(reference: Rows, current: Rows, options: ComponentDriftOptions = {}): ComponentDriftResult {
+export function componentDrift(
+  reference: Rows,
+  current: Rows,
+  options: ComponentDriftOptions = {},
+): ComponentDriftResult {
   const d = sameWidth(reference, current);
   const alpha = options.alpha ?? 0.05;
   const threshold = options.threshold ?? 0.2;
@@ -234,7 +255,11 @@ export interface MeanDistanceOptions {
 }
 
 /** {@link meanDistance} with a verdict: drift when the chosen distance exceeds the threshold. */
-export function meanDistanceDrift(reference: Rows, current: Rows, options: MeanDistanceOptions = {}): MeanDistance & { metric: 'euclidean' | 'cosine'; threshold: number; verdict: MultivariateVerdict } {
+export function meanDistanceDrift(
+  reference: Rows,
+  current: Rows,
+  options: MeanDistanceOptions = {},
+): MeanDistance & { metric: 'euclidean' | 'cosine'; threshold: number; verdict: MultivariateVerdict } {
   const metric = options.metric ?? 'euclidean';
   const threshold = options.threshold ?? 0.2;
   check(threshold >= 0, 'threshold', `must be ≥ 0, got ${threshold}`);

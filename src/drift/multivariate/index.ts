@@ -28,5 +28,11 @@ export {
   type MmdResult,
 } from './embedding.js';
 export { seededRng, sampleRows, type Rng } from './random.js';
-export { componentsForShare, fitReconstruction, type ReconstructionModel, type ReconstructionOptions, type ReconstructionResult } from './reconstruction.js';
+export {
+  componentsForShare,
+  fitReconstruction,
+  type ReconstructionModel,
+  type ReconstructionOptions,
+  type ReconstructionResult,
+} from './reconstruction.js';
 export type { MultivariateVerdict, Rows } from './types.js';

@@ -87,7 +87,11 @@ export function fitReconstruction(reference: Rows, options: ReconstructionOption
   const chunkSize = options.chunkSize ?? Math.floor(reference.length / defaults.chunks);
   check(Number.isInteger(chunkSize) && chunkSize >= 1, 'chunkSize', `must be a positive integer, got ${chunkSize}`);
   const nChunks = Math.floor(reference.length / chunkSize);
-  check(nChunks >= 2, 'chunkSize', `the reference (${reference.length} rows) holds fewer than 2 chunks of ${chunkSize}`);
+  check(
+    nChunks >= 2,
+    'chunkSize',
+    `the reference (${reference.length} rows) holds fewer than 2 chunks of ${chunkSize}`,
+  );
 
   const means = new Array<number>(p).fill(0);
   const counts = new Array<number>(p).fill(0);
