@@ -170,10 +170,13 @@ export async function run(): Promise<void> {
         ['reference', 0],
         ['current', 1],
       ] as const) {
-        await client.command(`INSERT INTO FUNCTION file({p:String}, 'Parquet') SELECT ${columnsSql(cur)} FROM numbers({n:UInt64})`, {
-          params: { p: files[side], n: rows },
-          settings: { engine_file_truncate_on_insert: 1 },
-        });
+        await client.command(
+          `INSERT INTO FUNCTION file({p:String}, 'Parquet') SELECT ${columnsSql(cur)} FROM numbers({n:UInt64})`,
+          {
+            params: { p: files[side], n: rows },
+            settings: { engine_file_truncate_on_insert: 1 },
+          },
+        );
       }
       const genS = (performance.now() - t0) / 1000;
       const strRows = await client.query<{ s: number }>(
@@ -230,10 +233,13 @@ export async function run(): Promise<void> {
       if (predicted <= SCIPY_MAX_PREDICTED_S) {
         for (const side of ['reference', 'current'] as const) {
           for (const c of [...NUMERIC, ...CATEGORICAL]) {
-            await client.command(`INSERT INTO FUNCTION file({o:String}, 'Npy') SELECT ${c} FROM file({p:String}, 'Parquet')`, {
-              params: { o: join(sub, `${side}_${c}.npy`), p: files[side] },
-              settings: { engine_file_truncate_on_insert: 1 },
-            });
+            await client.command(
+              `INSERT INTO FUNCTION file({o:String}, 'Npy') SELECT ${c} FROM file({p:String}, 'Parquet')`,
+              {
+                params: { o: join(sub, `${side}_${c}.npy`), p: files[side] },
+                settings: { engine_file_truncate_on_insert: 1 },
+              },
+            );
           }
         }
         const py = timed('python3', [

@@ -17,8 +17,7 @@ const { isModelwatchError, silentLogger } = await shipped<typeof import('../src/
 const { configSchema, defaultModelSchema } = await shipped<typeof import('../src/config/index.js')>('config/index.js');
 const { startIngest } = await shipped<typeof import('../src/ingest/index.js')>('ingest/index.js');
 const { decodeCall } = await shipped<typeof import('../src/protocol/index.js')>('protocol/index.js');
-const { createStore, Tables, toChTime } =
-  await shipped<typeof import('../src/store/index.js')>('store/index.js');
+const { createStore, Tables, toChTime } = await shipped<typeof import('../src/store/index.js')>('store/index.js');
 
 const root = join(import.meta.dirname, '..');
 const FEATURES = 20;
@@ -119,9 +118,12 @@ async function publishAll(bus: InProcessBusType, messages: BusMessage[], chunk =
 }
 
 async function countRows(store: ClickHouseStoreType, model: string): Promise<number> {
-  const [row] = await store.query<{ n: number }>(`SELECT count() AS n FROM ${Tables.predictions} WHERE model = {model:String}`, {
-    params: { model },
-  });
+  const [row] = await store.query<{ n: number }>(
+    `SELECT count() AS n FROM ${Tables.predictions} WHERE model = {model:String}`,
+    {
+      params: { model },
+    },
+  );
   return Number(row?.n ?? 0);
 }
 

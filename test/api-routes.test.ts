@@ -17,7 +17,13 @@ let base: string;
 const T0 = Date.now() - 10 * 60_000;
 const iso = (ms: number): string => new Date(ms).toISOString();
 
-function prediction(request_id: string, row: number, ts: number, version: string, extra: Partial<PredictionRow> = {}): PredictionRow {
+function prediction(
+  request_id: string,
+  row: number,
+  ts: number,
+  version: string,
+  extra: Partial<PredictionRow> = {},
+): PredictionRow {
   return {
     model: 'iris',
     version,
@@ -33,15 +39,37 @@ function prediction(request_id: string, row: number, ts: number, version: string
   };
 }
 
-function request(model: string, request_id: string, ts: number, version: string, rows: number, status = 200): RequestRow {
+function request(
+  model: string,
+  request_id: string,
+  ts: number,
+  version: string,
+  rows: number,
+  status = 200,
+): RequestRow {
   return {
-    model, version, ts, event_id: `ev-${request_id}`, request_id, source: 'rest', route: `/v2/models/${model}/infer`, status,
-    latency_ms: 2, request_bytes: 100, response_bytes: 80, request_truncated: false, response_truncated: false, rows,
+    model,
+    version,
+    ts,
+    event_id: `ev-${request_id}`,
+    request_id,
+    source: 'rest',
+    route: `/v2/models/${model}/infer`,
+    status,
+    latency_ms: 2,
+    request_bytes: 100,
+    response_bytes: 80,
+    request_truncated: false,
+    response_truncated: false,
+    rows,
     error: status === 200 ? '' : 'boom',
   };
 }
 
-async function get(path: string, headers: Record<string, string> = {}): Promise<{ status: number; body: unknown; type: string }> {
+async function get(
+  path: string,
+  headers: Record<string, string> = {},
+): Promise<{ status: number; body: unknown; type: string }> {
   const res = await fetch(base + path, { headers });
   const type = res.headers.get('content-type') ?? '';
   const text = await res.text();
@@ -50,7 +78,7 @@ async function get(path: string, headers: Record<string, string> = {}): Promise<
 
 async function post(path: string, body: string, type = 'application/json', headers: Record<string, string> = {}) {
   const res = await fetch(base + path, { method: 'POST', body, headers: { 'content-type': type, ...headers } });
-  return { status: res.status, body: (await res.json()) };
+  return { status: res.status, body: await res.json() };
 }
 
 interface Pred {
@@ -123,9 +151,13 @@ describe('api: system routes', () => {
     expect(r.type).toContain('text/plain');
     expect(r.type).toContain('version=0.0.4');
     const text = r.body as string;
-    expect(text).toMatch(/^modelwatch_api_requests_total\{route="\/api\/v1\/models",method="GET",status="200"\} [1-9]/m);
+    expect(text).toMatch(
+      /^modelwatch_api_requests_total\{route="\/api\/v1\/models",method="GET",status="200"\} [1-9]/m,
+    );
     expect(text).toMatch(/^modelwatch_api_requests_total\{route="unmatched",method="other",status="404"\} [1-9]/m);
-    expect(text).toMatch(/^modelwatch_api_request_duration_seconds_bucket\{le="0\.001",route="\/healthz",method="GET"\} \d/m);
+    expect(text).toMatch(
+      /^modelwatch_api_request_duration_seconds_bucket\{le="0\.001",route="\/healthz",method="GET"\} \d/m,
+    );
     expect(text).toContain('modelwatch_process_cpu_user_seconds_total');
     const lint = spawnSync('promtool', ['check', 'metrics'], { input: text, encoding: 'utf8' });
     expect(lint.error).toBeUndefined();
@@ -167,8 +199,13 @@ describe('api: models and predictions', () => {
     expect(ids(ps)).toEqual(['r3/0', 'r2/0', 'r1/0', 'r1/1']);
     const r1 = ps.find((p) => p.request_id === 'r1' && p.row === 0);
     expect(r1).toEqual({
-      request_id: 'r1', row: 0, ts: iso(T0), version: '1',
-      features: { x: 1.5, y: null, color: 'red' }, outputs: { p: 0.25, cls: 'a' }, label: null,
+      request_id: 'r1',
+      row: 0,
+      ts: iso(T0),
+      version: '1',
+      features: { x: 1.5, y: null, color: 'red' },
+      outputs: { p: 0.25, cls: 'a' },
+      label: null,
     });
     expect(ps.find((p) => p.request_id === 'r2')?.outputs).toEqual({ p: null, cls: 'a' });
   });
@@ -211,12 +248,22 @@ describe('api: models and predictions', () => {
 
 describe('api: labels', () => {
   it('accepts labels with 202 and joins them to predictions, newest label winning', async () => {
-    const r = await post('/api/v1/labels', JSON.stringify({ labels: [{ request_id: 'r1', label: 'a' }, { request_id: 'r1', row: 1, label: 1 }] }));
+    const r = await post(
+      '/api/v1/labels',
+      JSON.stringify({
+        labels: [
+          { request_id: 'r1', label: 'a' },
+          { request_id: 'r1', row: 1, label: 1 },
+        ],
+      }),
+    );
     expect(r).toEqual({ status: 202, body: { accepted: 2 } });
     let ps = await predictions('?version=1');
     expect(ps.map((p) => p.label)).toEqual(['a', '1']);
     await sleep(5); // received_at has millisecond resolution
-    expect(await post('/api/v1/labels', JSON.stringify({ labels: [{ request_id: 'r1', row: 0, label: 'b' }] }))).toEqual({
+    expect(
+      await post('/api/v1/labels', JSON.stringify({ labels: [{ request_id: 'r1', row: 0, label: 'b' }] })),
+    ).toEqual({
       status: 202,
       body: { accepted: 1 },
     });
@@ -226,7 +273,9 @@ describe('api: labels', () => {
   });
 
   it('keeps labels for unknown request ids and joins them when the prediction arrives', async () => {
-    expect(await post('/api/v1/labels', JSON.stringify({ labels: [{ request_id: 'r9', row: 0, label: true }] }))).toEqual({
+    expect(
+      await post('/api/v1/labels', JSON.stringify({ labels: [{ request_id: 'r9', row: 0, label: true }] })),
+    ).toEqual({
       status: 202,
       body: { accepted: 1 },
     });
@@ -241,7 +290,15 @@ describe('api: labels', () => {
     [{ labels: 'x' }, 'labels'],
     [{ labels: [{ label: 'a' }] }, 'labels.0.request_id'],
     [{ labels: [{ request_id: '', label: 'a' }] }, 'labels.0.request_id'],
-    [{ labels: [{ request_id: 'a', label: 'a' }, { request_id: 'b', row: -1, label: 'a' }] }, 'labels.1.row'],
+    [
+      {
+        labels: [
+          { request_id: 'a', label: 'a' },
+          { request_id: 'b', row: -1, label: 'a' },
+        ],
+      },
+      'labels.1.row',
+    ],
     [{ labels: [{ request_id: 'a', row: 1.5, label: 'a' }] }, 'labels.0.row'],
     [{ labels: [{ request_id: 'a', label: { x: 1 } }] }, 'labels.0.label'],
     [{ labels: [{ request_id: 'a' }] }, 'labels.0.label'],
@@ -257,16 +314,27 @@ describe('api: labels', () => {
   });
 
   it('rejects bad JSON (400), non-JSON (415) and bodies over api.maxBodyBytes (413)', async () => {
-    expect(await post('/api/v1/labels', '{"labels": [')).toMatchObject({ status: 400, body: { error: { code: 'bad_request', field: 'body' } } });
+    expect(await post('/api/v1/labels', '{"labels": [')).toMatchObject({
+      status: 400,
+      body: { error: { code: 'bad_request', field: 'body' } },
+    });
     expect(await post('/api/v1/labels', 'request_id=r1', 'text/plain')).toMatchObject({
       status: 415,
       body: { error: { code: 'bad_request', field: 'content-type' } },
     });
-    const big = JSON.stringify({ labels: Array.from({ length: 200 }, (_, i) => ({ request_id: `big-${i}`, label: 'x' })) });
+    const big = JSON.stringify({
+      labels: Array.from({ length: 200 }, (_, i) => ({ request_id: `big-${i}`, label: 'x' })),
+    });
     expect(big.length).toBeGreaterThan(4096);
-    expect(await post('/api/v1/labels', big)).toMatchObject({ status: 413, body: { error: { code: 'payload_too_large' } } });
+    expect(await post('/api/v1/labels', big)).toMatchObject({
+      status: 413,
+      body: { error: { code: 'payload_too_large' } },
+    });
     // Nothing of the refused body was stored.
-    const rs = selectRows(store, { query: `SELECT count() AS n FROM mw_labels WHERE startsWith(request_id, 'big-')`, format: 'JSONEachRow' });
+    const rs = selectRows(store, {
+      query: `SELECT count() AS n FROM mw_labels WHERE startsWith(request_id, 'big-')`,
+      format: 'JSONEachRow',
+    });
     expect(await rs.json()).toEqual([{ n: 0 }]);
   });
 });
@@ -287,7 +355,11 @@ describe('api: bearer token', () => {
     expect((await at('/api/v1/models', { authorization: 'Bearer s3cret-tokenX' })).status).toBe(401);
     expect((await at('/api/v1/models', { authorization: 'Basic s3cret-token' })).status).toBe(401);
     expect((await at('/api/v1/models/iris/predictions')).status).toBe(401);
-    const labels = await fetch(secured.url + '/api/v1/labels', { method: 'POST', body: '{}', headers: { 'content-type': 'application/json' } });
+    const labels = await fetch(secured.url + '/api/v1/labels', {
+      method: 'POST',
+      body: '{}',
+      headers: { 'content-type': 'application/json' },
+    });
     expect(labels.status).toBe(401);
     expect((await at('/api/v1/models', { authorization: 'Bearer s3cret-token' })).status).toBe(200);
     for (const open of ['/healthz', '/readyz', '/metrics', '/openapi.json']) expect((await at(open)).status).toBe(200);
@@ -318,7 +390,9 @@ describe('api: window cap (api.maxWindowMs)', () => {
     expect(res.status).toBe(400);
     const err = ((await res.json()) as { error: { code: string; message: string; field: string } }).error;
     expect(err).toMatchObject({ code: 'bad_request', field });
-    const m = new RegExp(`^${field}: window of (\\d+) ms is wider than api\\.maxWindowMs \\(${MAX} ms\\)$`).exec(err.message);
+    const m = new RegExp(`^${field}: window of (\\d+) ms is wider than api\\.maxWindowMs \\(${MAX} ms\\)$`).exec(
+      err.message,
+    );
     expect(m, err.message).not.toBeNull();
     expect(Number(m?.[1])).toBeGreaterThan(MAX);
   });
@@ -327,11 +401,20 @@ describe('api: window cap (api.maxWindowMs)', () => {
     const app = capped();
     const exact = await app.request(`/api/v1/models/iris/predictions?from=${T0}&to=${T0 + MAX}`);
     expect(exact.status).toBe(200);
-    expect(((await exact.json()) as { predictions: Pred[] }).predictions.map((p) => p.request_id)).toEqual(['r9', 'r3', 'r2', 'r1', 'r1']);
+    expect(((await exact.json()) as { predictions: Pred[] }).predictions.map((p) => p.request_id)).toEqual([
+      'r9',
+      'r3',
+      'r2',
+      'r1',
+      'r1',
+    ]);
     // Without `from`, the window is `to` − min(1 h, cap): rows older than 10 minutes before `to` are left out.
     const clamped = await app.request(`/api/v1/models/iris/predictions?to=${T0 + MAX + 1500}`);
     expect(clamped.status).toBe(200);
-    expect(((await clamped.json()) as { predictions: Pred[] }).predictions.map((p) => p.request_id)).toEqual(['r9', 'r3']);
+    expect(((await clamped.json()) as { predictions: Pred[] }).predictions.map((p) => p.request_id)).toEqual([
+      'r9',
+      'r3',
+    ]);
   });
 
   it('reads the cap from MODELWATCH_API_MAX_WINDOW_MS (default 7 days)', () => {

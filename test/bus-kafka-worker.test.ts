@@ -15,7 +15,10 @@ afterAll(async () => {
 });
 
 /** Reads `count` records of `topic` from the beginning with a plain kafkajs consumer. */
-async function readAll(topic: string, count: number): Promise<{ key: string | null; value: Buffer; headers: Record<string, string> }[]> {
+async function readAll(
+  topic: string,
+  count: number,
+): Promise<{ key: string | null; value: Buffer; headers: Record<string, string> }[]> {
   const kafka = new Kafka({ brokers: mock.brokers, logLevel: logLevel.NOTHING });
   const consumer = kafka.consumer({ groupId: `read-${topic}`, maxWaitTimeInMs: 100 });
   await consumer.connect();
@@ -130,7 +133,9 @@ describe('KafkaWorkerBus on the librdkafka mock cluster', () => {
     await bus.close();
     expect(bus.workerThreadId).toBeUndefined();
     expect(threadsAlive()).toBeLessThan(during);
-    await expect(bus.publish([{ key: 'd', value: value(4, true), headers: {} }])).rejects.toMatchObject({ code: 'bus_unavailable' });
+    await expect(bus.publish([{ key: 'd', value: value(4, true), headers: {} }])).rejects.toMatchObject({
+      code: 'bus_unavailable',
+    });
     await expect(bus.consume()).rejects.toThrow(/only publishes/);
   }, 30_000);
 

@@ -27,13 +27,22 @@ interface Result {
   stderr: string;
 }
 
-function start(args: string[], extraEnv: Record<string, string> = {}): { child: ChildProcess; done: Promise<Result>; out: () => string } {
-  const child = spawn(process.execPath, [bin, ...args], { cwd: dir, env: env(extraEnv), stdio: ['ignore', 'pipe', 'pipe'] });
+function start(
+  args: string[],
+  extraEnv: Record<string, string> = {},
+): { child: ChildProcess; done: Promise<Result>; out: () => string } {
+  const child = spawn(process.execPath, [bin, ...args], {
+    cwd: dir,
+    env: env(extraEnv),
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let stdout = '';
   let stderr = '';
   child.stdout?.on('data', (d: Buffer) => (stdout += d.toString()));
   child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
-  const done = new Promise<Result>((resolve) => child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr })));
+  const done = new Promise<Result>((resolve) =>
+    child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr })),
+  );
   return { child, done, out: () => stdout };
 }
 
@@ -85,7 +94,7 @@ describe('cli: usage', () => {
     expect(r.stderr).toBe('');
   });
 
-  it('help COMMAND and COMMAND --help print that command\'s usage', async () => {
+  it("help COMMAND and COMMAND --help print that command's usage", async () => {
     const a = await run(['help', 'up']);
     expect(a.code).toBe(0);
     expect(a.stdout).toContain('modelwatch up [--config FILE] [--upstream URL]');

@@ -36,19 +36,37 @@ async function until<T>(what: string, fn: () => Promise<T | undefined>, timeoutM
 
 describe('cli: up with an upstream', () => {
   it('starts the REST and gRPC proxies, captures through the sidecar, ingests, serves predictions with labels, and stops cleanly', async () => {
-    const [apiPort, sidecarPort, grpcPort, deadPort] = [await freePort(), await freePort(), await freePort(), await freePort()];
+    const [apiPort, sidecarPort, grpcPort, deadPort] = [
+      await freePort(),
+      await freePort(),
+      await freePort(),
+      await freePort(),
+    ];
     const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('MODELWATCH_')));
-    const child = spawn(process.execPath, [join(repoRoot, 'bin', 'modelwatch.js'), 'up', '--upstream', upstream.url, '--grpc-upstream', `127.0.0.1:${deadPort}`, '--grpc-listen', `127.0.0.1:${grpcPort}`], {
-      cwd: dir,
-      env: {
-        ...env,
-        MODELWATCH_LOG_LEVEL: 'warn',
-        MODELWATCH_CLICKHOUSE_URL: `chdb:${join(dir, 'chdb')}`,
-        MODELWATCH_API_LISTEN: `127.0.0.1:${apiPort}`,
-        MODELWATCH_SIDECAR_LISTEN: `127.0.0.1:${sidecarPort}`,
+    const child = spawn(
+      process.execPath,
+      [
+        join(repoRoot, 'bin', 'modelwatch.js'),
+        'up',
+        '--upstream',
+        upstream.url,
+        '--grpc-upstream',
+        `127.0.0.1:${deadPort}`,
+        '--grpc-listen',
+        `127.0.0.1:${grpcPort}`,
+      ],
+      {
+        cwd: dir,
+        env: {
+          ...env,
+          MODELWATCH_LOG_LEVEL: 'warn',
+          MODELWATCH_CLICKHOUSE_URL: `chdb:${join(dir, 'chdb')}`,
+          MODELWATCH_API_LISTEN: `127.0.0.1:${apiPort}`,
+          MODELWATCH_SIDECAR_LISTEN: `127.0.0.1:${sidecarPort}`,
+        },
+        stdio: ['ignore', 'pipe', 'pipe'],
       },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    );
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -57,7 +75,11 @@ describe('cli: up with an upstream', () => {
     try {
       const api = `http://127.0.0.1:${apiPort}`;
       const sidecar = `http://127.0.0.1:${sidecarPort}`;
-      await until('the URLs', () => Promise.resolve(/^api: /m.test(stdout) && /^sidecar: /m.test(stdout) ? true : undefined), 150_000);
+      await until(
+        'the URLs',
+        () => Promise.resolve(/^api: /m.test(stdout) && /^sidecar: /m.test(stdout) ? true : undefined),
+        150_000,
+      );
       expect(stdout).toContain(`api: ${api}\n`);
       expect(stdout).toContain(`sidecar: ${sidecar}\n`);
       await until('the gRPC proxy URL', () => Promise.resolve(/^grpc-proxy: /m.test(stdout) ? true : undefined));
@@ -66,13 +88,17 @@ describe('cli: up with an upstream', () => {
       const infer = await fetch(`${sidecar}/v2/models/classifier/versions/1/infer`, {
         method: 'POST',
         headers: { 'content-type': 'application/json', 'x-request-id': 'up-req-1' },
-        body: JSON.stringify({ inputs: [{ name: 'input', datatype: 'FP32', shape: [3, 4], data: [1, 2, 3, 4, 0, 0, 0, 0, -1, 2, -3, 4] }] }),
+        body: JSON.stringify({
+          inputs: [{ name: 'input', datatype: 'FP32', shape: [3, 4], data: [1, 2, 3, 4, 0, 0, 0, 0, -1, 2, -3, 4] }],
+        }),
       });
       expect(infer.status).toBe(200);
-      expect((await infer.json())).toMatchObject({ model_name: 'classifier' });
+      expect(await infer.json()).toMatchObject({ model_name: 'classifier' });
 
       const model = await until('the ingested model', async () => {
-        const body = (await (await fetch(`${api}/api/v1/models`)).json()) as { models: { name: string; rows: number; requests: number; versions: string[] }[] };
+        const body = (await (await fetch(`${api}/api/v1/models`)).json()) as {
+          models: { name: string; rows: number; requests: number; versions: string[] }[];
+        };
         const m = body.models.find((x) => x.name === 'classifier');
         // Rows and request records are separate inserts: wait for both.
         return m !== undefined && m.rows === 3 && m.requests === 1 ? m : undefined;
@@ -86,7 +112,13 @@ describe('cli: up with an upstream', () => {
       });
       expect(labels.status).toBe(202);
       const preds = (await (await fetch(`${api}/api/v1/models/classifier/predictions`)).json()) as {
-        predictions: { request_id: string; row: number; version: string; features: Record<string, number>; label: string | null }[];
+        predictions: {
+          request_id: string;
+          row: number;
+          version: string;
+          features: Record<string, number>;
+          label: string | null;
+        }[];
       };
       expect(preds.predictions.map((p) => [p.request_id, p.row, p.label])).toEqual([
         ['up-req-1', 0, null],

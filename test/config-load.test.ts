@@ -172,7 +172,11 @@ models:
     ['top-level', 'colour: blue\n', 'colour'],
     ['nested', 'api:\n  listn: 127.0.0.1:1\n', 'api.listn'],
     ['deep', 'models:\n  iris:\n    featurez: []\n', 'models.iris.featurez'],
-    ['in a list item', 'models:\n  iris:\n    features:\n      - { name: a, tensor: t, idx: 1 }\n', 'models.iris.features.0.idx'],
+    [
+      'in a list item',
+      'models:\n  iris:\n    features:\n      - { name: a, tensor: t, idx: 1 }\n',
+      'models.iris.features.0.idx',
+    ],
   ])('rejects an unknown %s key, naming it', (_what, text, key) => {
     const e = configError({ file: file(`unknown-${key}.yaml`, text), env: {} });
     expect(e.message).toContain(`unknown key ${key}`);
@@ -194,7 +198,11 @@ models:
 
   it('names the file when it is missing, not YAML, or not a mapping', () => {
     expect(configError({ file: join(dir, 'missing.yaml'), env: {} }).message).toContain('missing.yaml');
-    expect(configError({ file: file('broken.yaml', 'a: [1, 2\n'), env: {} }).message).toMatch(/broken\.yaml: not valid YAML/);
-    expect(configError({ file: file('list.yaml', '- 1\n- 2\n'), env: {} }).message).toMatch(/list\.yaml: must be a mapping/);
+    expect(configError({ file: file('broken.yaml', 'a: [1, 2\n'), env: {} }).message).toMatch(
+      /broken\.yaml: not valid YAML/,
+    );
+    expect(configError({ file: file('list.yaml', '- 1\n- 2\n'), env: {} }).message).toMatch(
+      /list\.yaml: must be a mapping/,
+    );
   });
 });

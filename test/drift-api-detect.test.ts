@@ -34,7 +34,15 @@ function config(extra: Record<string, unknown> = {}): Pick<Config, 'detect' | 'm
   return configSchema.parse(extra);
 }
 
-function rowsFor(model: string, n: number, start: number, span: number, seed: number, shiftV2: number, v2Share: number): PredictionRow[] {
+function rowsFor(
+  model: string,
+  n: number,
+  start: number,
+  span: number,
+  seed: number,
+  shiftV2: number,
+  v2Share: number,
+): PredictionRow[] {
   const u = mulberry32(seed);
   const g = gaussian(u);
   const countries = ['us', 'de', 'fr'];
@@ -169,7 +177,14 @@ describe('detectDrift over stored traffic', () => {
   });
 
   it('reports drift per value of a categorical feature', async () => {
-    const r = await detectDrift(store, { model: 'm1', from: CUR_FROM, to: CUR_TO, config: config(), now: NOW, segmentBy: { feature: 'country' } });
+    const r = await detectDrift(store, {
+      model: 'm1',
+      from: CUR_FROM,
+      to: CUR_TO,
+      config: config(),
+      now: NOW,
+      segmentBy: { feature: 'country' },
+    });
     expect(r.segments!.map((s) => s.value).sort()).toEqual(['de', 'fr', 'us']);
     for (const s of r.segments!) {
       expect(s).toMatchObject({ by: 'feature', feature: 'country' });
@@ -188,7 +203,9 @@ describe('detectDrift over stored traffic', () => {
       now: NOW,
       config: config({
         detect: { fdr: true, datasetShare: 0.9 },
-        models: { m1: { drift: { default: { method: 'psi', threshold: 10 }, features: { country: { method: 'chi_square' } } } } },
+        models: {
+          m1: { drift: { default: { method: 'psi', threshold: 10 }, features: { country: { method: 'chi_square' } } } },
+        },
       }),
     });
     const age = r.features.find((f) => f.name === 'age')!;
@@ -290,7 +307,14 @@ describe('reference from a file', () => {
         outputs_cat: {},
       })),
     );
-    const r = await detectDrift(store, { model: 'fx', from: CUR_FROM, to: CUR_TO, reference: { id: ref.id }, config: config(), now: NOW });
+    const r = await detectDrift(store, {
+      model: 'fx',
+      from: CUR_FROM,
+      to: CUR_TO,
+      reference: { id: ref.id },
+      config: config(),
+      now: NOW,
+    });
     const f = r.features[0]!;
     expect(r.reference).toMatchObject({ id: ref.id, source: 'file', rows: oracle.reference_rows });
     expect(Math.abs(f.stats.ks!.statistic - oracle.ks!.statistic)).toBeLessThanOrEqual(1e-9);
@@ -302,12 +326,19 @@ describe('reference from a file', () => {
   });
 
   it('names a missing file and a missing column', async () => {
-    await expect(createReference(store, { model: 'fx', file: '/nonexistent/ref.csv', format: 'CSVWithNames' })).rejects.toMatchObject({
+    await expect(
+      createReference(store, { model: 'fx', file: '/nonexistent/ref.csv', format: 'CSVWithNames' }),
+    ).rejects.toMatchObject({
       code: 'input_invalid',
       field: 'file',
     });
     await expect(
-      createReference(store, { model: 'fx', file: join(driftFixtureDir, 'tiny_5_reference.csv'), format: 'CSVWithNames', columns: ['nope'] }),
+      createReference(store, {
+        model: 'fx',
+        file: join(driftFixtureDir, 'tiny_5_reference.csv'),
+        format: 'CSVWithNames',
+        columns: ['nope'],
+      }),
     ).rejects.toMatchObject({ code: 'input_invalid', field: 'columns' });
   });
 });
@@ -327,10 +358,20 @@ describe('GET /api/v1/models/{name}/drift', () => {
     expect(body.current.rows).toBe(600);
     expect(body.features.map((f) => f.name)).toEqual(['age', 'country', 'score']);
     for (const f of body.features) {
-      expect(Object.keys(f)).toEqual(expect.arrayContaining(['name', 'kind', 'method', 'score', 'threshold', 'drifted', 'stats', 'quality']));
+      expect(Object.keys(f)).toEqual(
+        expect.arrayContaining(['name', 'kind', 'method', 'score', 'threshold', 'drifted', 'stats', 'quality']),
+      );
     }
     const st = body.features[0]!.stats;
-    for (const v of [st.ks?.statistic, st.ks?.p_value, st.wasserstein, st.wasserstein_norm, st.psi, st.jensen_shannon, st.hellinger]) {
+    for (const v of [
+      st.ks?.statistic,
+      st.ks?.p_value,
+      st.wasserstein,
+      st.wasserstein_norm,
+      st.psi,
+      st.jensen_shannon,
+      st.hellinger,
+    ]) {
       expect(Number.isFinite(v)).toBe(true);
     }
     expect(body.dataset).toMatchObject({ features: 2, drifted_features: 1, share: 0.5, drifted: true });

@@ -75,7 +75,11 @@ describe('Benjamini–Hochberg', () => {
 });
 
 describe('two-sided Kolmogorov survival function at large n (ks_2samp asymptotic p-value)', () => {
-  const cases = JSON.parse(readFileSync(join(driftFixtureDir, 'kstwo_sf.json'), 'utf8')) as Array<{ n: number; x: number; sf: number }>;
+  const cases = JSON.parse(readFileSync(join(driftFixtureDir, 'kstwo_sf.json'), 'utf8')) as Array<{
+    n: number;
+    x: number;
+    sf: number;
+  }>;
 
   it('matches scipy.stats.kstwo.sf within 1e-5 absolute', () => {
     expect(cases.length).toBeGreaterThan(50);
@@ -83,7 +87,8 @@ describe('two-sided Kolmogorov survival function at large n (ks_2samp asymptotic
       const got = kolmogorovSf(c.n, c.x);
       expect(Math.abs(got - c.sf), `n=${c.n} x=${c.x}`).toBeLessThan(1e-5);
       // upper tail (n·x² ≥ 2.2): exact Smirnov sum, relatively accurate down to tiny p-values
-      if (c.n * c.x * c.x >= 2.2 && c.sf > 0) expect(Math.abs(got - c.sf) / c.sf, `n=${c.n} x=${c.x}`).toBeLessThan(1e-8);
+      if (c.n * c.x * c.x >= 2.2 && c.sf > 0)
+        expect(Math.abs(got - c.sf) / c.sf, `n=${c.n} x=${c.x}`).toBeLessThan(1e-8);
     }
   });
 

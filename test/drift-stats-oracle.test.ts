@@ -1,5 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { computeDrift, storedFeatureSpecs, trafficSample, type DriftReport, type StoredFeature } from '../src/drift/index.js';
+import {
+  computeDrift,
+  storedFeatureSpecs,
+  trafficSample,
+  type DriftReport,
+  type StoredFeature,
+} from '../src/drift/index.js';
 import type { ClickHouseStore, PredictionRow } from '../src/store/index.js';
 import { loadOracleCases, readOracleSample, type OracleCase, type RawValue } from './support/drift-fixtures.js';
 import { openTestStore } from './support/store.js';
@@ -75,7 +81,18 @@ describe('drift engine on stored traffic equals NumPy/SciPy', () => {
   it('covers at least 12 oracle cases of every required shape', () => {
     expect(cases.length).toBeGreaterThanOrEqual(12);
     const names = cases.map((c) => c.name);
-    for (const n of ['normal_shift', 'no_drift_control', 'scale_change', 'cauchy_tails', 'ties_rounded', 'constant_same', 'tiny_5', 'large_100k', 'categorical_unseen', 'missing_numeric']) {
+    for (const n of [
+      'normal_shift',
+      'no_drift_control',
+      'scale_change',
+      'cauchy_tails',
+      'ties_rounded',
+      'constant_same',
+      'tiny_5',
+      'large_100k',
+      'categorical_unseen',
+      'missing_numeric',
+    ]) {
       expect(names).toContain(n);
     }
   });

@@ -88,9 +88,10 @@ async function runScenario(bus: Bus, producer: Bus): Promise<void> {
   expect(q).toHaveLength(2);
   expect(q.find((r) => r.event_id === 'ev-900')?.origin).toMatch(/^[\w.-]+\/\d+\/\d+$/);
   expect(Buffer.from(q.find((r) => r.event_id === 'ev-901')?.payload ?? '', 'base64').length).toBeGreaterThan(4);
-  const bad = await (
-    selectRows(store, { query: `SELECT rows, error FROM ${Tables.requests} WHERE event_id = 'ev-901'`, format: 'JSONEachRow' })
-  ).json<{ rows: number; error: string }>();
+  const bad = await selectRows(store, {
+    query: `SELECT rows, error FROM ${Tables.requests} WHERE event_id = 'ev-901'`,
+    format: 'JSONEachRow',
+  }).json<{ rows: number; error: string }>();
   expect(bad).toEqual([{ rows: 0, error: expect.stringContaining('decode_invalid') as string }]);
 
   expect(await rowsInserted()).toBe(2 * N);
@@ -155,7 +156,13 @@ describe('ingest end to end', () => {
     // one would be dropped by ClickHouse's block-checksum dedup on tables with a dedup window, so the
     // block also carries an unrelated row.)
     await store.insertPredictions([row, { ...row, event_id: 'ev-3', request_id: 'req-3' }]);
-    const dirty = await checkStored(store, new Map([['ev-1', 1], ['ev-2', 1]]));
+    const dirty = await checkStored(
+      store,
+      new Map([
+        ['ev-1', 1],
+        ['ev-2', 1],
+      ]),
+    );
     expect(dirty.duplicated).toEqual(['predictions:ev-1/0']);
     expect(dirty.unexpected).toEqual(['predictions:ev-3/0']);
     expect(dirty.lost).toEqual(['ev-2', 'ev-2/0']);

@@ -135,7 +135,10 @@ describe('failed calls through the sidecar', () => {
       const runs = await detector.runNow();
       expect(runs.map((r) => r.model)).toEqual(['classifier']);
       expect(runs[0]?.traffic).toMatchObject({ requests: OK + FAILED, errors: FAILED });
-      expect(runs[0]?.series.find((p) => p.series === 'traffic.error_rate' && p.feature === '')?.value).toBeCloseTo(FAILED / (OK + FAILED), 12);
+      expect(runs[0]?.series.find((p) => p.series === 'traffic.error_rate' && p.feature === '')?.value).toBeCloseTo(
+        FAILED / (OK + FAILED),
+        12,
+      );
     } finally {
       await detector?.stop();
     }

@@ -23,14 +23,23 @@ const window = { model: 'm', fromMs: 1_600_000_000_000, toMs: 1_800_000_000_000 
 describe('labels', () => {
   it('join predictions whether they arrive before or after them, newest label winning', async () => {
     // Before: labels for requests not stored yet (unknown ids are kept).
-    expect(await ingestLabels(store, [{ request_id: 'req-1', label: 'cat' }, { request_id: 'req-2', row: 1, label: 1 }])).toBe(2);
+    expect(
+      await ingestLabels(store, [
+        { request_id: 'req-1', label: 'cat' },
+        { request_id: 'req-2', row: 1, label: 1 },
+      ]),
+    ).toBe(2);
 
     const bus = new InProcessBus();
     const registry = newRegistry();
     const role = await startIngest({ config: testConfig(), store, bus, logger: silentLogger, metrics: registry });
     await role.ready;
     await bus.publish([1, 2, 3].map((i) => encodeCapture(makeCall(i))));
-    await waitFor(async () => (await counterValue(registry, 'modelwatch_ingest_rows_inserted_total')) === 6, 30_000, 'rows');
+    await waitFor(
+      async () => (await counterValue(registry, 'modelwatch_ingest_rows_inserted_total')) === 6,
+      30_000,
+      'rows',
+    );
     await role.stop();
 
     // After: labels for stored predictions, a boolean label, and a correction of an earlier label.
@@ -59,7 +68,12 @@ describe('labels', () => {
     expect(rows[0]?.request_id).toBe('req-3');
 
     const labelled = await queryLabelledRows(store, { ...window, labelledOnly: true });
-    expect(labelled.map((r) => `${r.request_id}/${r.row}`).sort()).toEqual(['req-1/0', 'req-1/1', 'req-2/1', 'req-3/0']);
+    expect(labelled.map((r) => `${r.request_id}/${r.row}`).sort()).toEqual([
+      'req-1/0',
+      'req-1/1',
+      'req-2/1',
+      'req-3/0',
+    ]);
     expect(await queryLabelledRows(store, { ...window, version: 'nope' })).toEqual([]);
     expect(await queryLabelledRows(store, { ...window, limit: 2 })).toHaveLength(2);
   });
@@ -67,7 +81,13 @@ describe('labels', () => {
   it('rejects bad labels naming the field, storing none of the batch', async () => {
     const cases: [unknown, string][] = [
       [[{ label: 'x' }], 'labels.0.request_id'],
-      [[{ request_id: 'a', label: 'x' }, { request_id: 'b', row: -1, label: 'x' }], 'labels.1.row'],
+      [
+        [
+          { request_id: 'a', label: 'x' },
+          { request_id: 'b', row: -1, label: 'x' },
+        ],
+        'labels.1.row',
+      ],
       [[{ request_id: 'a', row: 1.5, label: 'x' }], 'labels.0.row'],
       [[{ request_id: 'a', label: { nested: 1 } }], 'labels.0.label'],
       [[{ request_id: 'a', label: Number.NaN }], 'labels.0.label'],
@@ -77,7 +97,10 @@ describe('labels', () => {
     for (const [input, field] of cases) {
       await expect(ingestLabels(store, input)).rejects.toMatchObject({ code: 'bad_request', field });
     }
-    const rs = selectRows(store, { query: `SELECT count() AS n FROM mw_labels WHERE request_id IN ('a','b')`, format: 'JSONEachRow' });
+    const rs = selectRows(store, {
+      query: `SELECT count() AS n FROM mw_labels WHERE request_id IN ('a','b')`,
+      format: 'JSONEachRow',
+    });
     expect(await rs.json()).toEqual([{ n: 0 }]);
   });
 });

@@ -64,7 +64,9 @@ function calibratedMulticlass(seed: number, k: number): { probs: number[][]; lab
 describe('CBPE on a perfectly calibrated classifier', () => {
   it('binary: expected accuracy, precision, recall, F1 and ROC AUC match the analytic values', () => {
     const { probs, labels } = calibratedBinary(7);
-    const est = finishCbpe(cbpeAggregates({ task: 'binary', classes: ['0', '1'], positive: '1', probabilities: probs }));
+    const est = finishCbpe(
+      cbpeAggregates({ task: 'binary', classes: ['0', '1'], positive: '1', probabilities: probs }),
+    );
     expect(Math.abs((est.accuracy ?? 0) - 0.75)).toBeLessThan(TOL_ANALYTIC);
     expect(Math.abs((est.precision ?? 0) - 0.75)).toBeLessThan(TOL_ANALYTIC);
     expect(Math.abs((est.recall ?? 0) - 0.75)).toBeLessThan(TOL_ANALYTIC);
@@ -74,7 +76,13 @@ describe('CBPE on a perfectly calibrated classifier', () => {
     expect(cm.flat().reduce((a, b) => a + b, 0)).toBeCloseTo(N, 6);
     // The estimate tracks what the labels then show.
     const measured = finishClassification(
-      classificationAggregates({ task: 'binary', classes: ['0', '1'], positive: '1', actual: labels, probabilities: probs }),
+      classificationAggregates({
+        task: 'binary',
+        classes: ['0', '1'],
+        positive: '1',
+        actual: labels,
+        probabilities: probs,
+      }),
     );
     expect(Math.abs((est.accuracy ?? 0) - (measured.accuracy ?? 0))).toBeLessThan(TOL_REALISED);
     expect(Math.abs((est.roc_auc ?? 0) - (measured.roc_auc ?? 0))).toBeLessThan(TOL_REALISED);
@@ -85,7 +93,9 @@ describe('CBPE on a perfectly calibrated classifier', () => {
     const { probs } = calibratedBinary(8);
     // Push every probability to the extremes: CBPE now believes accuracy is near 1, while labels are unchanged.
     const sharp = probs.map(([p]) => [(p ?? 0) > 0.5 ? 0.999 : 0.001]);
-    const est = finishCbpe(cbpeAggregates({ task: 'binary', classes: ['0', '1'], positive: '1', probabilities: sharp }));
+    const est = finishCbpe(
+      cbpeAggregates({ task: 'binary', classes: ['0', '1'], positive: '1', probabilities: sharp }),
+    );
     expect(est.accuracy).toBeGreaterThan(0.99);
   });
 
@@ -146,7 +156,10 @@ describe('CBPE through ClickHouse equals the JS computation', () => {
     expect(report.rows).toBe(N);
     expect(report.label_coverage).toBe(0);
     expect(report.measured).toBeNull();
-    same(report.estimated, finishCbpe(cbpeAggregates({ task: 'binary', classes: ['0', '1'], positive: '1', probabilities: probs })));
+    same(
+      report.estimated,
+      finishCbpe(cbpeAggregates({ task: 'binary', classes: ['0', '1'], positive: '1', probabilities: probs })),
+    );
     expect(Math.abs((report.estimated?.accuracy ?? 0) - 0.75)).toBeLessThan(TOL_ANALYTIC);
   });
 

@@ -25,9 +25,10 @@ interface Case {
   expected: Record<string, number | string[] | number[][]>;
 }
 
-const fixtures = JSON.parse(
-  readFileSync(new URL('./fixtures/performance/fixtures.json', import.meta.url), 'utf8'),
-) as { sklearn: string; cases: Case[] };
+const fixtures = JSON.parse(readFileSync(new URL('./fixtures/performance/fixtures.json', import.meta.url), 'utf8')) as {
+  sklearn: string;
+  cases: Case[];
+};
 
 const close = (actual: number | null, expected: number, name: string): void => {
   expect(actual, name).not.toBeNull();
@@ -114,7 +115,9 @@ describe('resolvePredictionSpec defaults', () => {
       kind: 'label',
       labelColumn: { map: 'cat', key: 'label_0' },
     });
-    expect(resolvePredictionSpec({ features: [], categorical: [], task: 'regression' }, { num: ['y_0', 'y_1'], cat: [] })).toMatchObject({
+    expect(
+      resolvePredictionSpec({ features: [], categorical: [], task: 'regression' }, { num: ['y_0', 'y_1'], cat: [] }),
+    ).toMatchObject({
       task: 'regression',
       kind: 'value',
       columns: ['y_0'],
@@ -197,7 +200,11 @@ describe('performance through ClickHouse (chdb) vs scikit-learn', () => {
           row: 0,
           features_num: {},
           features_cat: {},
-          outputs_num: c.probabilities ? Object.fromEntries((c.probabilities[0] ?? []).map((p, j) => [`p_${j}`, p])) : c.predicted ? {} : { y_0: 1 },
+          outputs_num: c.probabilities
+            ? Object.fromEntries((c.probabilities[0] ?? []).map((p, j) => [`p_${j}`, p]))
+            : c.predicted
+              ? {}
+              : { y_0: 1 },
           outputs_cat: c.predicted ? { label_0: c.predicted[0] ?? '' } : {},
         });
       }
@@ -226,7 +233,12 @@ describe('performance through ClickHouse (chdb) vs scikit-learn', () => {
 
   it.each(fixtures.cases.map((c) => [c.name, c] as const))('%s', async (_name, c) => {
     const schema = schemaFor(c);
-    const report = await computePerformance(store, { model: c.name, fromMs: from, toMs: to, ...(schema ? { schema } : {}) });
+    const report = await computePerformance(store, {
+      model: c.name,
+      fromMs: from,
+      toMs: to,
+      ...(schema ? { schema } : {}),
+    });
     const n = c.actual.length;
     expect(report.rows).toBe(n + 5);
     expect(report.labelled_rows).toBe(n);
@@ -259,7 +271,9 @@ describe('performance through ClickHouse (chdb) vs scikit-learn', () => {
         outputs_cat: {},
       })),
     );
-    await store.insertLabels(actual.map((a, i) => ({ request_id: `nl-${i}`, row: 0, label: i % 2 === 0 ? `${a}.0` : a })));
+    await store.insertLabels(
+      actual.map((a, i) => ({ request_id: `nl-${i}`, row: 0, label: i % 2 === 0 ? `${a}.0` : a })),
+    );
     const schema: ModelSchema = {
       features: [],
       categorical: [],
@@ -269,7 +283,13 @@ describe('performance through ClickHouse (chdb) vs scikit-learn', () => {
     };
     const report = await computePerformance(store, { model: 'numlabel', fromMs: from, toMs: to, schema });
     const expected = finishClassification(
-      classificationAggregates({ task: 'multiclass', classes: ['0', '1', '2'], positive: '1', actual, predicted: predicted.map(String) }),
+      classificationAggregates({
+        task: 'multiclass',
+        classes: ['0', '1', '2'],
+        positive: '1',
+        actual,
+        predicted: predicted.map(String),
+      }),
     );
     expect(report.measured).toEqual(expected);
     expect((report.measured as ClassificationMetrics).accuracy).toBe(5 / 8);

@@ -6,7 +6,14 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runFileReport } from '../src/drift/report/run.js';
 import { createStore, type ClickHouseStore } from '../src/store/index.js';
-import { convertFixture, driftFixtureDir, expectAbs, expectRel, loadOracleCases, runCli } from './support/report-files.js';
+import {
+  convertFixture,
+  driftFixtureDir,
+  expectAbs,
+  expectRel,
+  loadOracleCases,
+  runCli,
+} from './support/report-files.js';
 
 let dir: string;
 let client: ClickHouseStore;
@@ -17,7 +24,9 @@ function mixedCsv(rows: number, shift: number, extra = ''): string {
   const lines = [`n_int,n_float,country,flag,code${extra ? ',' + extra : ''}`];
   for (let i = 0; i < rows; i++) {
     const country = ['de', 'fr', 'us', 'jp'][(i * 7 + shift) % 4]!;
-    lines.push(`${(i % 50) + shift},${((i * 37) % 101) / 10 + shift * 0.5},${country},${i % 3 === 0 ? 'true' : 'false'},${100 + (i % 4)}${extra ? ',1' : ''}`);
+    lines.push(
+      `${(i % 50) + shift},${((i * 37) % 101) / 10 + shift * 0.5},${country},${i % 3 === 0 ? 'true' : 'false'},${100 + (i % 4)}${extra ? ',1' : ''}`,
+    );
   }
   return lines.join('\n') + '\n';
 }
@@ -32,8 +41,20 @@ beforeAll(async () => {
   writeFileSync(join(dir, 'data.txt'), 'a,b\n1,2\n');
   writeFileSync(join(dir, 'broken.parquet'), 'this is not parquet');
   client = createStore({ url: 'chdb::memory:' });
-  await convertFixture(client, fx('categorical_unseen_reference.csv'), 'categorical', join(dir, 'cat_ref.parquet'), 'Parquet');
-  await convertFixture(client, fx('categorical_unseen_current.csv'), 'categorical', join(dir, 'cat_cur.jsonl'), 'JSONEachRow');
+  await convertFixture(
+    client,
+    fx('categorical_unseen_reference.csv'),
+    'categorical',
+    join(dir, 'cat_ref.parquet'),
+    'Parquet',
+  );
+  await convertFixture(
+    client,
+    fx('categorical_unseen_current.csv'),
+    'categorical',
+    join(dir, 'cat_cur.jsonl'),
+    'JSONEachRow',
+  );
 });
 
 afterAll(async () => {
@@ -44,13 +65,27 @@ afterAll(async () => {
 describe('modelwatch report (child process)', () => {
   it('prints the DESIGN §2 JSON on stdout, exits 0 on drift, and is silent on stderr for small files', async () => {
     const c = loadOracleCases().find((x) => x.name === 'normal_shift')!;
-    const res = await runCli(['report', '--reference', fx('normal_shift_reference.csv'), '--current', fx('normal_shift_current.csv')]);
+    const res = await runCli([
+      'report',
+      '--reference',
+      fx('normal_shift_reference.csv'),
+      '--current',
+      fx('normal_shift_current.csv'),
+    ]);
     expect(res.stderr).toBe('');
     expect(res.code).toBe(0);
     const report = JSON.parse(res.stdout) as {
       reference: { rows: number };
       current: { rows: number };
-      features: { name: string; kind: string; method: string; score: number; threshold: number; drifted: boolean; stats: { ks: { statistic: number; p_value: number }; wasserstein: number } }[];
+      features: {
+        name: string;
+        kind: string;
+        method: string;
+        score: number;
+        threshold: number;
+        drifted: boolean;
+        stats: { ks: { statistic: number; p_value: number }; wasserstein: number };
+      }[];
       dataset: { features: number; drifted_features: number; share: number; drifted: boolean };
     };
     expect(report.reference.rows).toBe(800);
@@ -65,11 +100,21 @@ describe('modelwatch report (child process)', () => {
 
   it('reads Parquet against JSONL, reports unseen categories, and writes --out', async () => {
     const out = join(dir, 'cat-report.json');
-    const res = await runCli(['report', '--reference', join(dir, 'cat_ref.parquet'), '--current', join(dir, 'cat_cur.jsonl'), '--out', out]);
+    const res = await runCli([
+      'report',
+      '--reference',
+      join(dir, 'cat_ref.parquet'),
+      '--current',
+      join(dir, 'cat_cur.jsonl'),
+      '--out',
+      out,
+    ]);
     expect(res.code).toBe(0);
     expect(res.stdout).toBe('');
     expect(res.stderr).toBe('');
-    const report = JSON.parse(readFileSync(out, 'utf8')) as { features: { kind: string; method: string; quality: { unseen_categories: string[] } }[] };
+    const report = JSON.parse(readFileSync(out, 'utf8')) as {
+      features: { kind: string; method: string; quality: { unseen_categories: string[] } }[];
+    };
     expect(report.features[0]).toMatchObject({ kind: 'categorical', method: 'chi_square' });
     expect(report.features[0]!.quality.unseen_categories).toEqual(['f', 'g']);
   });
@@ -77,12 +122,27 @@ describe('modelwatch report (child process)', () => {
   it('infers kinds from ClickHouse types, honours --categorical and --columns', async () => {
     const all = await runCli(['report', '--reference', join(dir, 'ref.csv'), '--current', join(dir, 'cur.csv')]);
     expect(all.code).toBe(0);
-    const kinds = Object.fromEntries((JSON.parse(all.stdout) as { features: { name: string; kind: string }[] }).features.map((f) => [f.name, f.kind]));
-    expect(kinds).toEqual({ n_int: 'numeric', n_float: 'numeric', country: 'categorical', flag: 'categorical', code: 'numeric' });
+    const kinds = Object.fromEntries(
+      (JSON.parse(all.stdout) as { features: { name: string; kind: string }[] }).features.map((f) => [f.name, f.kind]),
+    );
+    expect(kinds).toEqual({
+      n_int: 'numeric',
+      n_float: 'numeric',
+      country: 'categorical',
+      flag: 'categorical',
+      code: 'numeric',
+    });
 
     const some = await runCli([
-      'report', '--reference', join(dir, 'ref.csv'), '--current', join(dir, 'cur_extra.csv'),
-      '--columns', 'code,country', '--categorical', 'code',
+      'report',
+      '--reference',
+      join(dir, 'ref.csv'),
+      '--current',
+      join(dir, 'cur_extra.csv'),
+      '--columns',
+      'code,country',
+      '--categorical',
+      'code',
     ]);
     expect(some.stderr).toBe('');
     expect(some.code).toBe(0);
@@ -94,24 +154,59 @@ describe('modelwatch report (child process)', () => {
   });
 
   const errorCases: [string, () => string[], RegExp][] = [
-    ['missing file', () => ['--reference', join(dir, 'nope.csv'), '--current', join(dir, 'cur.csv')], /reference file .*nope\.csv: no such file/],
-    ['empty file', () => ['--reference', join(dir, 'ref.csv'), '--current', join(dir, 'empty.csv')], /current file .*empty\.csv: empty file \(0 rows\)/],
-    ['header-only file', () => ['--reference', join(dir, 'header_only.csv'), '--current', join(dir, 'cur.csv')], /reference file .*header_only\.csv: empty file \(0 rows\)/],
-    ['mismatched columns', () => ['--reference', join(dir, 'ref.csv'), '--current', join(dir, 'cur_extra.csv')], /mismatched columns \(only in current: new_col\)/],
-    ['unsupported format', () => ['--reference', join(dir, 'data.txt'), '--current', join(dir, 'cur.csv')], /reference file .*data\.txt: unsupported format '\.txt'/],
-    ['unreadable file', () => ['--reference', join(dir, 'ref.csv'), '--current', join(dir, 'broken.parquet')], /current file .*broken\.parquet: cannot read as Parquet/],
-    ['unknown --columns entry', () => ['--reference', join(dir, 'ref.csv'), '--current', join(dir, 'cur.csv'), '--columns', 'country,age'], /--columns: unknown column 'age'/],
-    ['bad --format', () => ['--reference', join(dir, 'ref.csv'), '--current', join(dir, 'cur.csv'), '--format', 'xml'], /--format must be json or html/],
+    [
+      'missing file',
+      () => ['--reference', join(dir, 'nope.csv'), '--current', join(dir, 'cur.csv')],
+      /reference file .*nope\.csv: no such file/,
+    ],
+    [
+      'empty file',
+      () => ['--reference', join(dir, 'ref.csv'), '--current', join(dir, 'empty.csv')],
+      /current file .*empty\.csv: empty file \(0 rows\)/,
+    ],
+    [
+      'header-only file',
+      () => ['--reference', join(dir, 'header_only.csv'), '--current', join(dir, 'cur.csv')],
+      /reference file .*header_only\.csv: empty file \(0 rows\)/,
+    ],
+    [
+      'mismatched columns',
+      () => ['--reference', join(dir, 'ref.csv'), '--current', join(dir, 'cur_extra.csv')],
+      /mismatched columns \(only in current: new_col\)/,
+    ],
+    [
+      'unsupported format',
+      () => ['--reference', join(dir, 'data.txt'), '--current', join(dir, 'cur.csv')],
+      /reference file .*data\.txt: unsupported format '\.txt'/,
+    ],
+    [
+      'unreadable file',
+      () => ['--reference', join(dir, 'ref.csv'), '--current', join(dir, 'broken.parquet')],
+      /current file .*broken\.parquet: cannot read as Parquet/,
+    ],
+    [
+      'unknown --columns entry',
+      () => ['--reference', join(dir, 'ref.csv'), '--current', join(dir, 'cur.csv'), '--columns', 'country,age'],
+      /--columns: unknown column 'age'/,
+    ],
+    [
+      'bad --format',
+      () => ['--reference', join(dir, 'ref.csv'), '--current', join(dir, 'cur.csv'), '--format', 'xml'],
+      /--format must be json or html/,
+    ],
   ];
 
-  it.each(errorCases)('%s: exit 2 with a clear message on stderr and nothing on stdout', async (_name, args, message) => {
-    const res = await runCli(['report', ...args()]);
-    expect(res.code).toBe(2);
-    expect(res.stdout).toBe('');
-    expect(res.stderr).toMatch(message);
-    // One line, unless the CLI adds the usage text for a flag error.
-    if (!/--format/.test(message.source)) expect(res.stderr.trim().split('\n')).toHaveLength(1);
-  });
+  it.each(errorCases)(
+    '%s: exit 2 with a clear message on stderr and nothing on stdout',
+    async (_name, args, message) => {
+      const res = await runCli(['report', ...args()]);
+      expect(res.code).toBe(2);
+      expect(res.stdout).toBe('');
+      expect(res.stderr).toMatch(message);
+      // One line, unless the CLI adds the usage text for a flag error.
+      if (!/--format/.test(message.source)) expect(res.stderr.trim().split('\n')).toHaveLength(1);
+    },
+  );
 });
 
 describe('runFileReport column names', () => {
@@ -119,7 +214,12 @@ describe('runFileReport column names', () => {
     // Regression: column names equal to aliases of the statistics queries (c0, side, rows) once read the wrong column.
     const header = ['c1', 'side', 'c0', 'rows'];
     const make = (n: number, shift: number): string =>
-      [header.join(','), ...Array.from({ length: n }, (_, i) => [((i * 13) % 17) / 3 + shift, (i * 7) % 23, ['x', 'y', 'z'][(i + shift) % 3], (i % 11) * shift].join(','))].join('\n') + '\n';
+      [
+        header.join(','),
+        ...Array.from({ length: n }, (_, i) =>
+          [((i * 13) % 17) / 3 + shift, (i * 7) % 23, ['x', 'y', 'z'][(i + shift) % 3], (i % 11) * shift].join(','),
+        ),
+      ].join('\n') + '\n';
     writeFileSync(join(dir, 'names_ref.csv'), make(300, 0));
     writeFileSync(join(dir, 'names_cur.csv'), make(250, 1));
     const opts = { reference: join(dir, 'names_ref.csv'), current: join(dir, 'names_cur.csv'), store: client };
@@ -141,7 +241,12 @@ describe('runFileReport column names', () => {
 describe('runFileReport progress', () => {
   it('reports stages when the inputs are over progressMinBytes, and nothing below it', async () => {
     const lines: string[] = [];
-    const opts = { reference: join(dir, 'ref.csv'), current: join(dir, 'cur.csv'), store: client, progress: (l: string) => lines.push(l) };
+    const opts = {
+      reference: join(dir, 'ref.csv'),
+      current: join(dir, 'cur.csv'),
+      store: client,
+      progress: (l: string) => lines.push(l),
+    };
     await runFileReport(opts);
     expect(lines).toEqual([]);
     await runFileReport({ ...opts, progressMinBytes: 1, format: 'html' });

@@ -36,7 +36,15 @@ beforeAll(async () => {
   writeFileSync(join(dir, 'current.csv'), table(500, 3));
   browser = await chromium.launch({
     executablePath: '/usr/bin/chromium',
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
+    args: [
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+      '--no-first-run',
+    ],
   });
 });
 
@@ -48,7 +56,17 @@ afterAll(async () => {
 describe('modelwatch report --format html', () => {
   it('is one self-contained page that renders without errors or network access and escapes data', async () => {
     const out = join(dir, 'report.html');
-    const res = await runCli(['report', '--reference', join(dir, 'reference.csv'), '--current', join(dir, 'current.csv'), '--format', 'html', '--out', out]);
+    const res = await runCli([
+      'report',
+      '--reference',
+      join(dir, 'reference.csv'),
+      '--current',
+      join(dir, 'current.csv'),
+      '--format',
+      'html',
+      '--out',
+      out,
+    ]);
     expect(res.stderr).toBe('');
     expect(res.code).toBe(0);
     const html = readFileSync(out, 'utf8');
@@ -112,7 +130,9 @@ describe('modelwatch report --format html', () => {
     expect(await page.locator('#features tbody tr:visible').count()).toBe(1);
     expect(await page.locator('svg.hist:visible').count()).toBe(1);
     // The embedded report JSON parses back to the same numbers.
-    const embedded = JSON.parse((await page.locator('#report-data').textContent()) ?? '') as { features: { name: string }[] };
+    const embedded = JSON.parse((await page.locator('#report-data').textContent()) ?? '') as {
+      features: { name: string }[];
+    };
     expect(embedded.features.map((f) => f.name).sort()).toEqual([XSS_COLUMN, 'shifted', 'stable'].sort());
 
     expect(consoleErrors).toEqual([]);

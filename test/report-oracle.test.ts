@@ -7,7 +7,14 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createStore, type ClickHouseStore } from '../src/store/index.js';
 import { runFileReport } from '../src/drift/report/run.js';
-import { convertFixture, driftFixtureDir, expectAbs, expectRel, loadOracleCases, type OracleCase } from './support/report-files.js';
+import {
+  convertFixture,
+  driftFixtureDir,
+  expectAbs,
+  expectRel,
+  loadOracleCases,
+  type OracleCase,
+} from './support/report-files.js';
 
 const cases = loadOracleCases();
 const formats = ['csv', 'tsv', 'parquet', 'jsonl'] as const;
@@ -24,11 +31,21 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-async function fixtureFile(c: OracleCase, side: 'reference' | 'current', format: (typeof formats)[number]): Promise<string> {
+async function fixtureFile(
+  c: OracleCase,
+  side: 'reference' | 'current',
+  format: (typeof formats)[number],
+): Promise<string> {
   const csv = join(driftFixtureDir, `${c.name}_${side}.csv`);
   if (format === 'csv') return csv;
   const out = join(dir, `${c.name}_${side}.${format}`);
-  await convertFixture(client, csv, c.kind, out, format === 'parquet' ? 'Parquet' : format === 'tsv' ? 'TSVWithNames' : 'JSONEachRow');
+  await convertFixture(
+    client,
+    csv,
+    c.kind,
+    out,
+    format === 'parquet' ? 'Parquet' : format === 'tsv' ? 'TSVWithNames' : 'JSONEachRow',
+  );
   return out;
 }
 
@@ -65,7 +82,8 @@ describe.each(formats)('modelwatch report on %s files matches the NumPy/SciPy or
       expectAbs(f.stats.chi_square?.p_value, c.chi_square.p_value, 1e-3, 'chi_square.p_value');
     }
     if (c.wasserstein !== undefined) expectRel(f.stats.wasserstein, c.wasserstein, 1e-6, 'wasserstein');
-    if (c.wasserstein_norm !== undefined) expectRel(f.stats.wasserstein_norm, c.wasserstein_norm, 1e-6, 'wasserstein_norm');
+    if (c.wasserstein_norm !== undefined)
+      expectRel(f.stats.wasserstein_norm, c.wasserstein_norm, 1e-6, 'wasserstein_norm');
     expectRel(f.stats.psi, c.psi, 1e-6, 'psi');
     expectRel(f.stats.jensen_shannon, c.jensen_shannon, 1e-6, 'jensen_shannon');
     expectRel(f.stats.hellinger, c.hellinger, 1e-6, 'hellinger');
@@ -81,6 +99,10 @@ describe.each(formats)('modelwatch report on %s files matches the NumPy/SciPy or
     } else {
       for (const [k, v] of Object.entries(c.quality)) expect(q[k], `quality.${k}`).toEqual(v);
     }
-    expect(report.dataset).toMatchObject({ features: 1, drifted_features: c.drifted ? 1 : 0, share: c.drifted ? 1 : 0 });
+    expect(report.dataset).toMatchObject({
+      features: 1,
+      drifted_features: c.drifted ? 1 : 0,
+      share: c.drifted ? 1 : 0,
+    });
   });
 });

@@ -6,7 +6,11 @@ import { driftSeverity, escapeHtml, histogramSvg } from '../src/drift/report/htm
 
 describe('histogramFromDistribution', () => {
   it('labels numeric decile bins with open tails and turns counts into shares', () => {
-    const h = histogramFromDistribution('x', 'numeric', { edges: [1, 2, 3], reference: [10, 20, 30, 40], current: [0, 0, 5, 5] });
+    const h = histogramFromDistribution('x', 'numeric', {
+      edges: [1, 2, 3],
+      reference: [10, 20, 30, 40],
+      current: [0, 0, 5, 5],
+    });
     expect(h.labels).toEqual(['< 1', '[1, 2)', '[2, 3)', '≥ 3']);
     expect(h.reference).toEqual([0.1, 0.2, 0.3, 0.4]);
     expect(h.current).toEqual([0, 0, 0.5, 0.5]);
@@ -45,11 +49,19 @@ describe('driftSeverity', () => {
 
 describe('escaping', () => {
   it('escapes the five HTML-special characters', () => {
-    expect(escapeHtml(`<a href="x" onclick='y'>&</a>`)).toBe('&lt;a href=&quot;x&quot; onclick=&#39;y&#39;&gt;&amp;&lt;/a&gt;');
+    expect(escapeHtml(`<a href="x" onclick='y'>&</a>`)).toBe(
+      '&lt;a href=&quot;x&quot; onclick=&#39;y&#39;&gt;&amp;&lt;/a&gt;',
+    );
   });
 
   it('draws one bar pair per bin with escaped labels', () => {
-    const svg = histogramSvg({ name: '"><script>', kind: 'categorical', labels: ['<b>', 'ok'], reference: [0.5, 0.5], current: [1, 0] });
+    const svg = histogramSvg({
+      name: '"><script>',
+      kind: 'categorical',
+      labels: ['<b>', 'ok'],
+      reference: [0.5, 0.5],
+      current: [1, 0],
+    });
     expect(svg.match(/<rect class="ref"/g)).toHaveLength(2);
     expect(svg.match(/<rect class="cur"/g)).toHaveLength(2);
     expect(svg).not.toContain('<script>');

@@ -264,7 +264,9 @@ describe('execution providers', () => {
   });
 
   it('refuses unknown providers and bad numbers at construction', () => {
-    expect(() => new ShadowPool({ executionProviders: ['gpu'] as unknown as ExecutionProviderName[] })).toThrow(/executionProviders/);
+    expect(() => new ShadowPool({ executionProviders: ['gpu'] as unknown as ExecutionProviderName[] })).toThrow(
+      /executionProviders/,
+    );
     expect(() => new ShadowPool({ workers: 0 })).toThrow(/workers/);
     expect(() => new ShadowPool({ intraOpNumThreads: 1.5 })).toThrow(/intraOpNumThreads/);
   });

@@ -12,7 +12,13 @@ import { Tables, type ClickHouseStore } from '../src/store/index.js';
 import { waitFor } from './support/ingest.js';
 import { RecordingBus, call, sidecarConfig, sidecarContext, testAgent, type RawResponse } from './support/sidecar.js';
 import { openTestStore } from './support/store.js';
-import { classifierP1, decodeBinaryResponse, encodeBinaryRequest, startV2Server, type TestV2Server } from './support/v2-server.js';
+import {
+  classifierP1,
+  decodeBinaryResponse,
+  encodeBinaryRequest,
+  startV2Server,
+  type TestV2Server,
+} from './support/v2-server.js';
 import { selectRows } from './support/store.js';
 
 interface Case {

@@ -26,7 +26,9 @@ import { startV2Server, type TestV2Server } from './support/v2-server.js';
 import { selectRows } from './support/store.js';
 
 const JSON_CT = { 'content-type': 'application/json' };
-const body = Buffer.from(JSON.stringify({ inputs: [{ name: 'input', shape: [1, 4], datatype: 'FP32', data: [1, 2, 3, 4] }] }));
+const body = Buffer.from(
+  JSON.stringify({ inputs: [{ name: 'input', shape: [1, 4], datatype: 'FP32', data: [1, 2, 3, 4] }] }),
+);
 
 let store: ClickHouseStore;
 let cleanup: () => Promise<void>;
@@ -50,7 +52,13 @@ describe('Kafka broker down under load', () => {
 
   beforeAll(async () => {
     kafka = await startKafkaMock({ topics: { 'mw.faults': 1 } });
-    bus = new KafkaBus({ brokers: kafka.brokers, topic: 'mw.faults', publishTimeoutMs: 1_500, requestTimeoutMs: 1_000, connectionTimeoutMs: 500 });
+    bus = new KafkaBus({
+      brokers: kafka.brokers,
+      topic: 'mw.faults',
+      publishTimeoutMs: 1_500,
+      requestTimeoutMs: 1_000,
+      connectionTimeoutMs: 500,
+    });
     const ctx = sidecarContext(sidecarConfig({ sidecar: { upstream: upstream.url } }), bus, store);
     sidecar = await startSidecar(ctx, { teePublishTimeoutMs: 2_000 });
   });
@@ -63,7 +71,12 @@ describe('Kafka broker down under load', () => {
 
   it('serves 2,000 requests with zero failures while the broker is down, accounts for every capture, and recovers', async () => {
     // Warm up: the producer is connected and records reach Kafka.
-    await runConcurrent(50, 8, async () => (await call(sidecar.url, '/v2/models/classifier/infer', { method: 'POST', headers: JSON_CT, body })).status);
+    await runConcurrent(
+      50,
+      8,
+      async () =>
+        (await call(sidecar.url, '/v2/models/classifier/infer', { method: 'POST', headers: JSON_CT, body })).status,
+    );
     await waitFor(() => sidecar.tee.stats().sent === 50, 15_000, 'warm-up records sent');
 
     await kafka.down(1);
@@ -84,7 +97,12 @@ describe('Kafka broker down under load', () => {
     expect(settled.droppedBy.publish_failed + settled.droppedBy.buffer_full).toBe(settled.dropped);
 
     // New traffic reaches Kafka again.
-    await runConcurrent(100, 8, async () => (await call(sidecar.url, '/v2/models/classifier/infer', { method: 'POST', headers: JSON_CT, body })).status);
+    await runConcurrent(
+      100,
+      8,
+      async () =>
+        (await call(sidecar.url, '/v2/models/classifier/infer', { method: 'POST', headers: JSON_CT, body })).status,
+    );
     await waitFor(() => sidecar.tee.stats().sent >= settled.sent + 100, 30_000, 'new records sent after recovery');
     const after = sidecar.tee.stats();
     expect(after.captured).toBe(2_150);
@@ -92,7 +110,10 @@ describe('Kafka broker down under load', () => {
 
     const metrics = (await call(sidecar.url, '/metrics')).body.toString('utf8');
     const value = (name: string): number => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(metrics)?.[1]);
-    const dropped = [...metrics.matchAll(/^modelwatch_tee_dropped_total\{reason="[a-z_]+"\} (\S+)$/gm)].reduce((a, m) => a + Number(m[1]), 0);
+    const dropped = [...metrics.matchAll(/^modelwatch_tee_dropped_total\{reason="[a-z_]+"\} (\S+)$/gm)].reduce(
+      (a, m) => a + Number(m[1]),
+      0,
+    );
     expect(value('modelwatch_tee_captured_total')).toBe(
       value('modelwatch_tee_sent_total') + dropped + value('modelwatch_tee_buffered_records'),
     );
@@ -104,7 +125,9 @@ describe('upstream faults', () => {
   const recorded = new RecordingBus(new InProcessBus());
 
   beforeAll(async () => {
-    const config = sidecarConfig({ sidecar: { upstream: upstream.url, upstreamTimeoutMs: 300, upstreamConnectTimeoutMs: 300 } });
+    const config = sidecarConfig({
+      sidecar: { upstream: upstream.url, upstreamTimeoutMs: 300, upstreamConnectTimeoutMs: 300 },
+    });
     sidecar = await startSidecar(sidecarContext(config, recorded, store));
   });
 
@@ -120,7 +143,11 @@ describe('upstream faults', () => {
     const bus = new RecordingBus(new InProcessBus());
     const sc = await startSidecar(sidecarContext(config, bus, store));
     try {
-      const r = await call(sc.url, '/v2/models/classifier/infer', { method: 'POST', headers: { ...JSON_CT, 'x-request-id': 'dead-1' }, body });
+      const r = await call(sc.url, '/v2/models/classifier/infer', {
+        method: 'POST',
+        headers: { ...JSON_CT, 'x-request-id': 'dead-1' },
+        body,
+      });
       expect(r.status).toBe(502);
       expect(r.headers['content-type']).toBe('application/json');
       const err = JSON.parse(r.body.toString('utf8')) as { error: { code: string; message: string } };
@@ -143,14 +170,22 @@ describe('upstream faults', () => {
 
   it('answers 504 when the upstream is slower than the timeout', async () => {
     const t0 = Date.now();
-    const r = await call(sidecar.url, '/v2/models/classifier/infer', { method: 'POST', headers: { ...JSON_CT, 'x-test-delay-ms': '2000' }, body });
+    const r = await call(sidecar.url, '/v2/models/classifier/infer', {
+      method: 'POST',
+      headers: { ...JSON_CT, 'x-test-delay-ms': '2000' },
+      body,
+    });
     expect(r.status).toBe(504);
     expect(Date.now() - t0).toBeLessThan(1_900);
     expect((JSON.parse(r.body.toString('utf8')) as { error: { code: string } }).error.code).toBe('upstream_timeout');
   });
 
   it('answers 502 when the upstream resets connections, and leaks no sockets over many faults', async () => {
-    const r = await call(sidecar.url, '/v2/models/classifier/infer', { method: 'POST', headers: { ...JSON_CT, 'x-test-reset': '1' }, body });
+    const r = await call(sidecar.url, '/v2/models/classifier/infer', {
+      method: 'POST',
+      headers: { ...JSON_CT, 'x-test-reset': '1' },
+      body,
+    });
     expect(r.status).toBe(502);
     const before = openTcpHandles();
     // undici's parser timeouts tick at ~0.5 s, so the slow calls are far slower than the 300 ms limit.
@@ -165,7 +200,11 @@ describe('upstream faults', () => {
     expect(statuses.filter((s) => s === 200)).toHaveLength(100);
     await waitFor(() => sidecar.inFlight() === 0, 5_000, 'no request in flight');
     // Every failure closed its upstream socket; only keep-alive sockets of the pools and agents remain.
-    await waitFor(() => openTcpHandles() <= before + 30, 5_000, `open sockets back near ${before} (now ${openTcpHandles()})`);
+    await waitFor(
+      () => openTcpHandles() <= before + 30,
+      5_000,
+      `open sockets back near ${before} (now ${openTcpHandles()})`,
+    );
     const s = sidecar.tee.stats();
     expect(s.captured).toBe(s.sent + s.dropped + s.buffered);
   });
@@ -249,13 +288,24 @@ describe('malformed client input', () => {
     const ingest = await startIngest(ctx);
     await ingest.ready;
     try {
-      const bad = Buffer.from('{"inputs": [ {"name": "input", "shape": [1,4], "datatype": "FP32", "data": [1,2,', 'utf8');
+      const bad = Buffer.from(
+        '{"inputs": [ {"name": "input", "shape": [1,4], "datatype": "FP32", "data": [1,2,',
+        'utf8',
+      );
       const hdrPast = Buffer.from('{"inputs":[]}', 'utf8');
-      const r1 = await call(sc.url, '/v2/models/classifier/infer', { method: 'POST', headers: { ...JSON_CT, 'x-request-id': 'bad-json' }, body: bad });
+      const r1 = await call(sc.url, '/v2/models/classifier/infer', {
+        method: 'POST',
+        headers: { ...JSON_CT, 'x-request-id': 'bad-json' },
+        body: bad,
+      });
       expect(r1.status).toBe(400);
       const r2 = await call(sc.url, '/v2/models/classifier/infer', {
         method: 'POST',
-        headers: { 'content-type': 'application/octet-stream', 'inference-header-content-length': '9999', 'x-request-id': 'bad-hl' },
+        headers: {
+          'content-type': 'application/octet-stream',
+          'inference-header-content-length': '9999',
+          'x-request-id': 'bad-hl',
+        },
         body: hdrPast,
       });
       expect(r2.status).toBe(400);
@@ -266,8 +316,14 @@ describe('malformed client input', () => {
         body: bad,
       });
       expect(r3.status).toBe(200);
-      expect((JSON.parse(r3.body.toString('utf8')) as { sha256: string }).sha256).toBe(createHash('sha256').update(bad).digest('hex'));
-      await waitFor(async () => (await quarantined(store)).some((q) => q.request_id === 'bad-2xx'), 20_000, 'quarantine row');
+      expect((JSON.parse(r3.body.toString('utf8')) as { sha256: string }).sha256).toBe(
+        createHash('sha256').update(bad).digest('hex'),
+      );
+      await waitFor(
+        async () => (await quarantined(store)).some((q) => q.request_id === 'bad-2xx'),
+        20_000,
+        'quarantine row',
+      );
       const q = (await quarantined(store)).find((x) => x.request_id === 'bad-2xx')!;
       expect(q.code).toBe('decode_invalid');
       await waitFor(
@@ -296,7 +352,9 @@ describe('malformed client input', () => {
       await new Promise<void>((resolve) => {
         const [host, port] = sc.url.replace('http://', '').split(':');
         const s = connect(Number(port), host, () => {
-          s.write('POST /v2/models/classifier/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"inputs":');
+          s.write(
+            'POST /v2/models/classifier/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"inputs":',
+          );
           setTimeout(() => {
             s.destroy();
             resolve();
@@ -317,7 +375,11 @@ describe('graceful shutdown', () => {
     const bus = new RecordingBus(new InProcessBus());
     const sc = await startSidecar(sidecarContext(sidecarConfig({ sidecar: { upstream: upstream.url } }), bus, store));
     const inflight = Array.from({ length: 5 }, (_, i) =>
-      call(sc.url, '/v2/models/classifier/infer', { method: 'POST', headers: { ...JSON_CT, 'x-test-delay-ms': '400', 'x-request-id': `stop-${i}` }, body }),
+      call(sc.url, '/v2/models/classifier/infer', {
+        method: 'POST',
+        headers: { ...JSON_CT, 'x-test-delay-ms': '400', 'x-request-id': `stop-${i}` },
+        body,
+      }),
     );
     await waitFor(() => sc.inFlight() === 5, 5_000, 'requests in flight');
     const stopped = sc.stop();

@@ -94,8 +94,7 @@ describe('captured route', () => {
       expect(JSON.stringify(m.headers)).not.toContain(SECRET);
     }
 
-    const q = async (sql: string): Promise<Record<string, unknown>[]> =>
-      store.query<Record<string, unknown>>(sql);
+    const q = async (sql: string): Promise<Record<string, unknown>[]> => store.query<Record<string, unknown>>(sql);
     await waitFor(
       async () => (await q(`SELECT 1 FROM ${Tables.requests} FINAL`)).length >= 2,
       15_000,

@@ -43,8 +43,21 @@ describe('store', () => {
   it('reports which event ids exist', async () => {
     await store.insertRequests([
       {
-        model: 'm', version: '', ts: Date.now(), event_id: 'ev-a', request_id: 'r', source: 'rest', route: '/v2/models/m/infer',
-        status: 200, latency_ms: 1, request_bytes: 10, response_bytes: 10, request_truncated: false, response_truncated: false, rows: 1, error: '',
+        model: 'm',
+        version: '',
+        ts: Date.now(),
+        event_id: 'ev-a',
+        request_id: 'r',
+        source: 'rest',
+        route: '/v2/models/m/infer',
+        status: 200,
+        latency_ms: 1,
+        request_bytes: 10,
+        response_bytes: 10,
+        request_truncated: false,
+        response_truncated: false,
+        rows: 1,
+        error: '',
       },
     ]);
     expect([...(await store.existingEventIds(['ev-a', 'ev-b']))]).toEqual(['ev-a']);

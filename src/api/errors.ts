@@ -89,9 +89,22 @@ function causeChain(err: unknown): string {
 }
 
 /** Logs a server-side failure under a fresh correlation id and answers with that id and a generic message. */
-function serverError(c: Context, logger: Logger, status: ContentfulStatusCode, code: ErrorCode, message: string, err: unknown): Response {
+function serverError(
+  c: Context,
+  logger: Logger,
+  status: ContentfulStatusCode,
+  code: ErrorCode,
+  message: string,
+  err: unknown,
+): Response {
   const correlationId = newId();
-  logger.error('api request failed', { correlation_id: correlationId, path: c.req.path, status, code, error: causeChain(err) });
+  logger.error('api request failed', {
+    correlation_id: correlationId,
+    path: c.req.path,
+    status,
+    code,
+    error: causeChain(err),
+  });
   c.header('x-correlation-id', correlationId);
   return c.json({ error: { code, message, correlation_id: correlationId } } satisfies ApiErrorBody, status);
 }
@@ -109,17 +122,22 @@ export function toErrorResponse(err: unknown, c: Context, logger: Logger): Respo
   }
   if (isModelwatchError(err)) {
     const status = statusForCode(err.code);
-    if (status >= 500) return serverError(c, logger, status, err.code, publicMessageByCode[err.code] ?? 'internal error', err);
+    if (status >= 500)
+      return serverError(c, logger, status, err.code, publicMessageByCode[err.code] ?? 'internal error', err);
     return c.json(errorBody(err.code, err.message, err.field), status);
   }
   if (err instanceof HTTPException) {
     const status = err.status;
     const code =
-      status === 401 ? ErrorCodes.unauthorized
-      : status === 404 ? ErrorCodes.notFound
-      : status === 413 ? ErrorCodes.payloadTooLarge
-      : status < 500 ? ErrorCodes.badRequest
-      : ErrorCodes.internal;
+      status === 401
+        ? ErrorCodes.unauthorized
+        : status === 404
+          ? ErrorCodes.notFound
+          : status === 413
+            ? ErrorCodes.payloadTooLarge
+            : status < 500
+              ? ErrorCodes.badRequest
+              : ErrorCodes.internal;
     if (status >= 500) return serverError(c, logger, status, code, 'internal error', err);
     return c.json(errorBody(code, err.message || 'request failed'), status);
   }

@@ -24,10 +24,14 @@ export async function startApi(ctx: RuntimeContext): Promise<RunningApi> {
   await new Promise<void>((resolve, reject) => {
     const onError = (err: Error): void => {
       reject(
-        new ModelwatchError(ErrorCodes.configInvalid, `api.listen: cannot listen on ${host}:${port}: ${errorMessage(err)}`, {
-          field: 'api.listen',
-          cause: err,
-        }),
+        new ModelwatchError(
+          ErrorCodes.configInvalid,
+          `api.listen: cannot listen on ${host}:${port}: ${errorMessage(err)}`,
+          {
+            field: 'api.listen',
+            cause: err,
+          },
+        ),
       );
     };
     server.once('error', onError);

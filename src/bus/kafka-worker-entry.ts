@@ -23,7 +23,10 @@ function forward(level: 'warn' | 'error') {
       safe = structuredClone(fields);
     } catch {
       safe = Object.fromEntries(
-        Object.entries(fields).map(([k, v]) => [k, v instanceof Error ? v.message : typeof v === 'object' || typeof v === 'function' ? '[unserializable]' : v]),
+        Object.entries(fields).map(([k, v]) => [
+          k,
+          v instanceof Error ? v.message : typeof v === 'object' || typeof v === 'function' ? '[unserializable]' : v,
+        ]),
       );
     }
     send({ type: 'log', level, message, fields: safe });
@@ -52,11 +55,20 @@ port.on('message', (m: ToWorker) => {
   }
   const messages: BusMessage[] = new Array<BusMessage>(m.values.length);
   for (let i = 0; i < m.values.length; i++) {
-    messages[i] = { key: m.keys[i] ?? null, value: Buffer.from(m.values[i] as ArrayBuffer), headers: m.headers[i] ?? {} };
+    messages[i] = {
+      key: m.keys[i] ?? null,
+      value: Buffer.from(m.values[i] as ArrayBuffer),
+      headers: m.headers[i] ?? {},
+    };
   }
   bus.publish(messages, m.topic).then(
     () => send({ type: 'ack', id: m.id }),
     (err: unknown) =>
-      send({ type: 'nack', id: m.id, message: errorMessage(err), code: err instanceof ModelwatchError ? err.code : 'bus_unavailable' }),
+      send({
+        type: 'nack',
+        id: m.id,
+        message: errorMessage(err),
+        code: err instanceof ModelwatchError ? err.code : 'bus_unavailable',
+      }),
   );
 });

@@ -39,7 +39,14 @@ export interface KafkaWorkerBusOptions extends KafkaBusOptions {
 
 /** Messages from the main thread to the worker. */
 export type ToWorker =
-  | { type: 'publish'; id: number; topic: string; keys: (string | null)[]; headers: Record<string, string>[]; values: ArrayBuffer[] }
+  | {
+      type: 'publish';
+      id: number;
+      topic: string;
+      keys: (string | null)[];
+      headers: Record<string, string>[];
+      values: ArrayBuffer[];
+    }
   | { type: 'close' };
 
 /** Messages from the worker to the main thread. */
@@ -80,7 +87,9 @@ function defaultEntry(): { url: URL; tsx: boolean } {
 function tsxEsmApiUrl(): string {
   const require = createRequire(import.meta.url);
   const pkgPath = require.resolve('tsx/package.json');
-  const pkg = JSON.parse(readFileSync(pkgPath, 'utf8')) as { exports?: Record<string, { import?: { default?: string } | string }> };
+  const pkg = JSON.parse(readFileSync(pkgPath, 'utf8')) as {
+    exports?: Record<string, { import?: { default?: string } | string }>;
+  };
   const target = pkg.exports?.['./esm/api']?.import;
   const rel = typeof target === 'string' ? target : target?.default;
   if (rel === undefined) throw new Error('tsx does not export tsx/esm/api for import');
@@ -136,7 +145,11 @@ export class KafkaWorkerBus implements Bus {
     const grace = workerGraceMs ?? defaults.workerGraceMs;
     const closeMs = closeTimeoutMs ?? defaults.closeTimeoutMs;
     const publishMs = producer.publishTimeoutMs ?? 30_000;
-    for (const [k, v] of Object.entries({ workerGraceMs: grace, closeTimeoutMs: closeMs, publishTimeoutMs: publishMs })) {
+    for (const [k, v] of Object.entries({
+      workerGraceMs: grace,
+      closeTimeoutMs: closeMs,
+      publishTimeoutMs: publishMs,
+    })) {
       if (!(Number.isFinite(v) && v > 0)) throw new RangeError(`KafkaWorkerBusOptions.${k} must be > 0, got ${v}`);
     }
     this.producerOptions = { ...producer, brokers: [...producer.brokers] };
@@ -214,7 +227,13 @@ export class KafkaWorkerBus implements Bus {
       headers[i] = m.headers;
       const v = m.value;
       const ab = v.buffer;
-      if (this.transferValues && ab instanceof ArrayBuffer && v.byteOffset === 0 && v.byteLength === ab.byteLength && !transfer.includes(ab)) {
+      if (
+        this.transferValues &&
+        ab instanceof ArrayBuffer &&
+        v.byteOffset === 0 &&
+        v.byteLength === ab.byteLength &&
+        !transfer.includes(ab)
+      ) {
         values[i] = ab;
         transfer.push(ab);
       } else {
@@ -227,7 +246,10 @@ export class KafkaWorkerBus implements Bus {
       worker = this.getWorker();
     } catch (err) {
       return Promise.reject(
-        new ModelwatchError(ErrorCodes.busUnavailable, `kafka publisher worker: ${errorMessage(err)}`, { retryable: true, cause: err }),
+        new ModelwatchError(ErrorCodes.busUnavailable, `kafka publisher worker: ${errorMessage(err)}`, {
+          retryable: true,
+          cause: err,
+        }),
       );
     }
     const id = this.nextId++;
@@ -236,9 +258,13 @@ export class KafkaWorkerBus implements Bus {
         if (!this.pending.delete(id)) return;
         if (this.pending.size === 0) this.worker?.unref();
         reject(
-          new ModelwatchError(ErrorCodes.busUnavailable, `kafka publish to ${topic} (worker) timed out after ${this.answerTimeoutMs} ms`, {
-            retryable: true,
-          }),
+          new ModelwatchError(
+            ErrorCodes.busUnavailable,
+            `kafka publish to ${topic} (worker) timed out after ${this.answerTimeoutMs} ms`,
+            {
+              retryable: true,
+            },
+          ),
         );
       }, this.answerTimeoutMs);
       timer.unref();
@@ -251,14 +277,21 @@ export class KafkaWorkerBus implements Bus {
       } catch (err) {
         this.pending.delete(id);
         clearTimeout(timer);
-        reject(new ModelwatchError(ErrorCodes.busUnavailable, `kafka publisher worker: ${errorMessage(err)}`, { retryable: true, cause: err }));
+        reject(
+          new ModelwatchError(ErrorCodes.busUnavailable, `kafka publisher worker: ${errorMessage(err)}`, {
+            retryable: true,
+            cause: err,
+          }),
+        );
       }
     });
   }
 
   /** Not supported: the worker only publishes. Consume with {@link KafkaBus}. */
   consume(): Promise<BusConsumer> {
-    return Promise.reject(new ModelwatchError(ErrorCodes.internal, 'KafkaWorkerBus only publishes; consume with KafkaBus'));
+    return Promise.reject(
+      new ModelwatchError(ErrorCodes.internal, 'KafkaWorkerBus only publishes; consume with KafkaBus'),
+    );
   }
 
   /**

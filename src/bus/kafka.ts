@@ -116,7 +116,8 @@ function withDeadline<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const deadline = new Promise<never>((_, reject) => {
     timer = setTimeout(
-      () => reject(new ModelwatchError(ErrorCodes.busUnavailable, `${what} timed out after ${ms} ms`, { retryable: true })),
+      () =>
+        reject(new ModelwatchError(ErrorCodes.busUnavailable, `${what} timed out after ${ms} ms`, { retryable: true })),
       ms,
     );
     timer.unref();
@@ -152,7 +153,8 @@ export class KafkaBus implements Bus {
     })) {
       if (!(Number.isFinite(v) && v > 0)) throw new RangeError(`${k} must be > 0`);
     }
-    if (o.heartbeatIntervalMs >= o.sessionTimeoutMs) throw new RangeError('heartbeatIntervalMs must be < sessionTimeoutMs');
+    if (o.heartbeatIntervalMs >= o.sessionTimeoutMs)
+      throw new RangeError('heartbeatIntervalMs must be < sessionTimeoutMs');
     this.topic = o.topic;
     const sasl: SASLOptions | undefined = o.sasl
       ? { mechanism: o.sasl.mechanism, username: o.sasl.username, password: o.sasl.password }

@@ -31,7 +31,10 @@ export function parseFlags<O extends Options>(
   argv: string[],
   options: O,
   usage: string,
-): { help: boolean; values: ReturnType<typeof parseArgs<{ options: O; strict: true; allowPositionals: false }>>['values'] } {
+): {
+  help: boolean;
+  values: ReturnType<typeof parseArgs<{ options: O; strict: true; allowPositionals: false }>>['values'];
+} {
   const all = { ...options, help: { type: 'boolean', short: 'h' } } as O;
   try {
     const parsed = parseArgs({ args: argv, options: all, strict: true, allowPositionals: false });

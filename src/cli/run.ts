@@ -47,7 +47,10 @@ export function helpText(): string {
  * Runs the CLI on `argv` (without `node` and the script) and resolves with the exit code:
  * 0 success, 1 runtime failure, 2 usage or configuration error.
  */
-export async function runCli(argv: string[], io: CliIo = { stdout: process.stdout, stderr: process.stderr }): Promise<number> {
+export async function runCli(
+  argv: string[],
+  io: CliIo = { stdout: process.stdout, stderr: process.stderr },
+): Promise<number> {
   const [first, ...rest] = argv;
   if (first === '--help' || first === '-h') {
     io.stdout.write(helpText() + '\n');

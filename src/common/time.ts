@@ -10,9 +10,13 @@ export function parseTime(value: string | number, field: string): number {
     const ms = Date.parse(value);
     if (!Number.isNaN(ms)) return ms;
   }
-  throw new ModelwatchError(ErrorCodes.badRequest, `${field}: not an ISO-8601 time or epoch milliseconds: ${String(value)}`, {
-    field,
-  });
+  throw new ModelwatchError(
+    ErrorCodes.badRequest,
+    `${field}: not an ISO-8601 time or epoch milliseconds: ${String(value)}`,
+    {
+      field,
+    },
+  );
 }
 
 /** Resolves an optional `from`/`to` pair with defaults `to` = now, `from` = `to` − `defaultSpanMs`. */

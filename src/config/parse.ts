@@ -1,7 +1,13 @@
 import { ErrorCodes, ModelwatchError } from '../common/errors.js';
 
 /** Small typed parsers for environment variables; each names the key it rejects. */
-export function parseNumber(opts: { key: string; value: string; min?: number; max?: number; integer?: boolean }): number {
+export function parseNumber(opts: {
+  key: string;
+  value: string;
+  min?: number;
+  max?: number;
+  integer?: boolean;
+}): number {
   const n = Number(opts.value);
   const bad =
     opts.value.trim() === '' ||

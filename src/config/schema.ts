@@ -65,7 +65,10 @@ export const configSchema = z.strictObject({
        * Cluster mode: the `remote_servers` cluster name. Migrations then create `ReplicatedMergeTree` `*_local`
        * tables and same-named `Distributed` tables `ON CLUSTER` (docs/scaling.md). Unset: one server.
        */
-      cluster: z.string().regex(/^[A-Za-z_][A-Za-z0-9_-]*$/).optional(),
+      cluster: z
+        .string()
+        .regex(/^[A-Za-z_][A-Za-z0-9_-]*$/)
+        .optional(),
       /**
        * Deadline and memory cap of every statement, per role: `max_execution_time` and `max_memory_usage`.
        * A statement past its deadline is cancelled in ClickHouse. `maxMemoryBytes: 0` leaves the server's limit.
@@ -163,7 +166,11 @@ export const configSchema = z.strictObject({
        */
       publishInWorker: z.boolean().default(true),
       /** Largest gRPC message the proxy receives or sends, either way, in bytes (Triton's default). */
-      grpcMaxMessageBytes: z.number().int().positive().default(64 * 1024 * 1024),
+      grpcMaxMessageBytes: z
+        .number()
+        .int()
+        .positive()
+        .default(64 * 1024 * 1024),
       /**
        * Query parameters kept in the captured route (`?name=value`); every other one is dropped before
        * the capture leaves the sidecar, so secrets such as `?api_key=` never reach the bus or the store.
@@ -179,7 +186,11 @@ export const configSchema = z.strictObject({
       /** When non-empty, only these client IPs or CIDRs may post events. */
       allow: z.array(z.string()).default([]),
       /** Bound of the bytes held for events waiting for their other half or for the bus. */
-      maxPendingBytes: z.number().int().positive().default(64 * 1024 * 1024),
+      maxPendingBytes: z
+        .number()
+        .int()
+        .positive()
+        .default(64 * 1024 * 1024),
     })
     .prefault({}),
   /** Prometheus metrics. */

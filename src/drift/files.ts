@@ -20,7 +20,16 @@ export const FileFormatByExtension = {
 } as const;
 
 /** ClickHouse input formats accepted for files (by extension, or named explicitly). */
-export const FileFormats = ['CSVWithNames', 'TSVWithNames', 'Parquet', 'JSONEachRow', 'CSV', 'TSV', 'JSONLines', 'NDJSON'] as const;
+export const FileFormats = [
+  'CSVWithNames',
+  'TSVWithNames',
+  'Parquet',
+  'JSONEachRow',
+  'CSV',
+  'TSV',
+  'JSONLines',
+  'NDJSON',
+] as const;
 /** One of {@link FileFormats}. */
 export type FileFormat = (typeof FileFormats)[number];
 
@@ -71,7 +80,9 @@ export function inputFile(path: string, role: string, format?: FileFormat): Inpu
   const abs = resolve(path);
   const ext = extname(abs).toLowerCase();
   if (format !== undefined && !(FileFormats as readonly string[]).includes(format)) {
-    throw new ModelwatchError(ErrorCodes.inputInvalid, `format: unsupported file format ${String(format)}`, { field: 'format' });
+    throw new ModelwatchError(ErrorCodes.inputInvalid, `format: unsupported file format ${String(format)}`, {
+      field: 'format',
+    });
   }
   format ??= (FileFormatByExtension as Record<string, FileFormat | undefined>)[ext];
   if (format === undefined) {
@@ -102,7 +113,6 @@ export function inputFile(path: string, role: string, format?: FileFormat): Inpu
 
 /** ClickHouse exception types that mean "the file holds no data rows" (schema inference reports it under code 636). */
 const emptyDataTypes = new Set(['EMPTY_DATA_PASSED']);
-
 
 /** First line of a ClickHouse message, without its trailing location noise. */
 function shortMessage(err: unknown): string {
@@ -143,11 +153,14 @@ const inferenceSettings = { input_format_try_infer_exponent_floats: 1 } as const
 /** Columns of `file` by ClickHouse schema inference (`DESCRIBE file(path, format)`). */
 export async function describeFile(store: SqlPort, file: InputFile, role: string): Promise<FileColumn[]> {
   try {
-    const rows = await store.query<{ name: string; type: string }>('DESCRIBE TABLE file({path:String}, {format:String})', {
-      label: 'describe file',
-      params: { path: file.path, format: file.format },
-      settings: inferenceSettings,
-    });
+    const rows = await store.query<{ name: string; type: string }>(
+      'DESCRIBE TABLE file({path:String}, {format:String})',
+      {
+        label: 'describe file',
+        params: { path: file.path, format: file.format },
+        settings: inferenceSettings,
+      },
+    );
     return rows.map((r) => ({ name: r.name, type: r.type }));
   } catch (err) {
     throw fileReadError(file, role, err);
@@ -180,7 +193,10 @@ export async function refineTextColumns(
   try {
     const rows = await store.query<Record<string, number | string>>(
       `SELECT ${checks} FROM file({path:String}, {format:String}, {structure:String})`,
-      { label: 'check file columns', params: { path: file.path, format: file.format, structure: structureOf(columns) } },
+      {
+        label: 'check file columns',
+        params: { path: file.path, format: file.format, structure: structureOf(columns) },
+      },
     );
     row = rows[0] ?? {};
   } catch (err) {
@@ -204,14 +220,19 @@ export async function countFileRows(
   try {
     const out = await store.query<{ n: number | string }>(
       'SELECT count() AS n FROM file({path:String}, {format:String}, {structure:String})',
-      { label: 'count file rows', params: { path: file.path, format: file.format, structure: structureOf(fileColumns) } },
+      {
+        label: 'count file rows',
+        params: { path: file.path, format: file.format, structure: structureOf(fileColumns) },
+      },
     );
     rows = Number(out[0]?.n ?? 0);
   } catch (err) {
     throw fileReadError(file, role, err);
   }
   if (rows === 0) {
-    throw new ModelwatchError(ErrorCodes.inputInvalid, `${role} file ${file.path}: empty file (0 rows)`, { field: role });
+    throw new ModelwatchError(ErrorCodes.inputInvalid, `${role} file ${file.path}: empty file (0 rows)`, {
+      field: role,
+    });
   }
   return rows;
 }
@@ -272,7 +293,10 @@ export async function fileColumns(
   categorical: readonly string[] = [],
 ): Promise<Array<FileColumn & { kind: ColumnKind }>> {
   const cols = await refineTextColumns(store, file, await describeFile(store, file, role), role);
-  return cols.map((c) => ({ ...c, kind: !categorical.includes(c.name) && isNumericType(c.type) ? 'numeric' : 'categorical' }));
+  return cols.map((c) => ({
+    ...c,
+    kind: !categorical.includes(c.name) && isNumericType(c.type) ? 'numeric' : 'categorical',
+  }));
 }
 
 /** All rows of a file under their own column names, typed by `columns` (from {@link fileColumns}); parameters named `<prefix>_*`. */
@@ -280,6 +304,10 @@ export function fileRowsSample(file: InputFile, columns: readonly FileColumn[], 
   if (!/^[a-z][a-z0-9_]*$/.test(prefix)) throw new RangeError(`bad parameter prefix '${prefix}'`);
   return {
     sql: `SELECT * FROM file({${prefix}_path:String}, {${prefix}_format:String}, {${prefix}_structure:String})`,
-    params: { [`${prefix}_path`]: file.path, [`${prefix}_format`]: file.format, [`${prefix}_structure`]: structureOf(columns) },
+    params: {
+      [`${prefix}_path`]: file.path,
+      [`${prefix}_format`]: file.format,
+      [`${prefix}_structure`]: structureOf(columns),
+    },
   };
 }

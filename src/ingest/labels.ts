@@ -91,4 +91,3 @@ export async function queryLabelledRows(store: Store, query: LabelledRowsQuery):
   );
   return rows.map(({ ts_ms, ...r }) => ({ ...r, ts: Number(ts_ms), row: Number(r.row) }));
 }
-

@@ -34,8 +34,16 @@ export function createIngestMetrics(registry: Registry): IngestMetrics {
     },
   );
   return {
-    recordsConsumed: counter(registry, 'modelwatch_ingest_records_consumed_total', 'Bus records handed to ingest (redeliveries included).'),
-    rowsInserted: counter(registry, 'modelwatch_ingest_rows_inserted_total', 'Prediction rows inserted into the store.'),
+    recordsConsumed: counter(
+      registry,
+      'modelwatch_ingest_records_consumed_total',
+      'Bus records handed to ingest (redeliveries included).',
+    ),
+    rowsInserted: counter(
+      registry,
+      'modelwatch_ingest_rows_inserted_total',
+      'Prediction rows inserted into the store.',
+    ),
     recordsQuarantined: counter(
       registry,
       'modelwatch_ingest_records_quarantined_total',

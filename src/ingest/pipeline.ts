@@ -107,7 +107,11 @@ export async function storedEventIds(store: Store, calls: CallRecords[]): Promis
     `SELECT DISTINCT 'requests' AS t, event_id FROM ${Tables.requests} WHERE ${where}
       UNION ALL
       SELECT DISTINCT 'predictions' AS t, event_id FROM ${Tables.predictions} WHERE ${where}`,
-    { role: 'ingest', label: 'dedupe lookup', params: { models: [...models], from, to, ids: calls.map((c) => c.request.event_id) } },
+    {
+      role: 'ingest',
+      label: 'dedupe lookup',
+      params: { models: [...models], from, to, ids: calls.map((c) => c.request.event_id) },
+    },
   );
   for (const r of rows) out[r.t].add(r.event_id);
   return out;
@@ -171,7 +175,10 @@ export class IngestPipeline {
       seen.add(call.eventId);
       const rec = buildCallRecords(call, origin, m.value, decode);
       chunk.calls.push(rec);
-      const payload = this.opts.payloads === false ? undefined : payloadRowOf(call, rec.request.model, rec.request.version, this.opts.payloads);
+      const payload =
+        this.opts.payloads === false
+          ? undefined
+          : payloadRowOf(call, rec.request.model, rec.request.version, this.opts.payloads);
       if (payload) chunk.payloads.set(call.eventId, payload);
       chunk.rows += rec.predictions.length;
       if (chunk.rows >= this.opts.maxBatchRows || chunk.bytes >= this.opts.maxBatchBytes) {
@@ -190,21 +197,33 @@ export class IngestPipeline {
     // dropped by ClickHouse itself (insert_deduplication_token); event_id lookups cover producer retries.
     const dedupToken = `${this.opts.tokenPrefix}${batch.topic}-${batch.partition}-${chunk.first}-${chunk.last}`;
     const result = await this.withRetry(batch, async () => {
-      const stored = this.opts.eventIdLookup ? await storedEventIds(this.store, chunk.calls) : { requests: new Set<string>(), predictions: new Set<string>() };
+      const stored = this.opts.eventIdLookup
+        ? await storedEventIds(this.store, chunk.calls)
+        : { requests: new Set<string>(), predictions: new Set<string>() };
       const storedRequests = stored.requests;
       const storedPredictions = stored.predictions;
       const fresh = chunk.calls.filter((c) => !storedRequests.has(c.request.event_id));
-      const predictions = chunk.calls.filter((c) => !storedPredictions.has(c.request.event_id)).flatMap((c) => c.predictions);
+      const predictions = chunk.calls
+        .filter((c) => !storedPredictions.has(c.request.event_id))
+        .flatMap((c) => c.predictions);
       const bodyQuarantine = fresh.flatMap((c) => (c.quarantine ? [c.quarantine] : []));
       // Predictions first, requests last: a request row marks its call as completely stored.
       await this.store.insertPredictions(predictions, { dedupToken });
-      await insertPayloads(this.store, fresh.flatMap((c) => chunk.payloads.get(c.request.event_id) ?? []), { dedupToken });
+      await insertPayloads(
+        this.store,
+        fresh.flatMap((c) => chunk.payloads.get(c.request.event_id) ?? []),
+        { dedupToken },
+      );
       await this.store.insertQuarantine([...chunk.envelopeQuarantine, ...bodyQuarantine], { dedupToken });
       await this.store.insertRequests(
         fresh.map((c) => c.request),
         { dedupToken },
       );
-      return { duplicates: chunk.calls.length - fresh.length, rows: predictions.length, bodyQuarantine: bodyQuarantine.length };
+      return {
+        duplicates: chunk.calls.length - fresh.length,
+        rows: predictions.length,
+        bodyQuarantine: bodyQuarantine.length,
+      };
     });
     this.metrics.rowsInserted.inc(result.rows);
     if (result.duplicates > 0) this.metrics.duplicatesDropped.inc(result.duplicates);
@@ -230,7 +249,13 @@ export class IngestPipeline {
         this.metrics.insertRetries.inc();
         const retryable = err instanceof ModelwatchError && err.retryable;
         // Non-retryable errors are retried too (never drop accepted data), but loudly.
-        const fields = { topic: batch.topic, partition: batch.partition, attempt, delayMs: delay, error: errorMessage(err) };
+        const fields = {
+          topic: batch.topic,
+          partition: batch.partition,
+          attempt,
+          delayMs: delay,
+          error: errorMessage(err),
+        };
         if (retryable) this.opts.logger.warn('ingest store write failed; retrying', fields);
         else this.opts.logger.error('ingest store write failed (not transient); retrying anyway', fields);
         await this.pause(batch, delay);

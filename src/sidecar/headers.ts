@@ -12,7 +12,12 @@ export const HOP_BY_HOP: ReadonlySet<string> = new Set([
 ]);
 
 /** Headers never copied into a capture, whatever the allow-list says. */
-export const NEVER_CAPTURED: ReadonlySet<string> = new Set(['authorization', 'proxy-authorization', 'cookie', 'set-cookie']);
+export const NEVER_CAPTURED: ReadonlySet<string> = new Set([
+  'authorization',
+  'proxy-authorization',
+  'cookie',
+  'set-cookie',
+]);
 
 /**
  * The extra names a `Connection` header value declares hop-by-hop (other than `close`/`keep-alive`),

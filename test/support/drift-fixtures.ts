@@ -43,7 +43,11 @@ export function loadOracleCases(): OracleCase[] {
 export type RawValue = number | string | null;
 
 /** Reads one side of a case (`<case>_reference.csv` / `<case>_current.csv`, one column `x`). */
-export function readOracleSample(name: string, side: 'reference' | 'current', kind: 'numeric' | 'categorical'): RawValue[] {
+export function readOracleSample(
+  name: string,
+  side: 'reference' | 'current',
+  kind: 'numeric' | 'categorical',
+): RawValue[] {
   const text = readFileSync(join(driftFixtureDir, `${name}_${side}.csv`), 'utf8');
   const lines = text.split('\n');
   lines.shift(); // header

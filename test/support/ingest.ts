@@ -19,7 +19,11 @@ import { selectRows } from './store.js';
 
 /** A validated config with test-friendly ingest numbers. */
 export function testConfig(input: ConfigInput = {}): Config {
-  return configSchema.parse({ logLevel: 'silent', ...input, ingest: { retryInitialMs: 50, retryMaxMs: 400, ...input.ingest } });
+  return configSchema.parse({
+    logLevel: 'silent',
+    ...input,
+    ingest: { retryInitialMs: 50, retryMaxMs: 400, ...input.ingest },
+  });
 }
 
 /** A fresh metrics registry (one per role start, like a process). */
@@ -96,8 +100,7 @@ export interface StoredReport {
  * `expected`, so a duplicate is seen even if a later merge would hide it.
  */
 export async function checkStored(store: Store, expected: Expected): Promise<StoredReport> {
-  const q = async <T>(query: string): Promise<T[]> =>
-    (selectRows(store, { query, format: 'JSONEachRow' })).json<T>();
+  const q = async <T>(query: string): Promise<T[]> => selectRows(store, { query, format: 'JSONEachRow' }).json<T>();
   const preds = await q<{ event_id: string; row: number; n: number }>(
     `SELECT event_id, row, count() AS n FROM ${Tables.predictions} GROUP BY event_id, row`,
   );
@@ -142,7 +145,11 @@ export async function waitFor(check: () => boolean | Promise<boolean>, timeoutMs
 }
 
 /** Sum of a counter (all label sets) on `registry`. */
-export async function counterValue(registry: Registry, name: string, labels: Record<string, string> = {}): Promise<number> {
+export async function counterValue(
+  registry: Registry,
+  name: string,
+  labels: Record<string, string> = {},
+): Promise<number> {
   const m = registry.getSingleMetric(name);
   if (!m) return 0;
   const { values } = await m.get();
@@ -175,7 +182,9 @@ export class FlakyStore implements Store {
     if (r.failInserts > 0) {
       r.failInserts--;
       r.failures++;
-      throw new ModelwatchError(ErrorCodes.storeUnavailable, `injected: insert into ${table} refused`, { retryable: true });
+      throw new ModelwatchError(ErrorCodes.storeUnavailable, `injected: insert into ${table} refused`, {
+        retryable: true,
+      });
     }
     const out = await run();
     r.onInserted?.(table);

@@ -76,7 +76,10 @@ export async function startKafkaMock(options: KafkaMockOptions = {}): Promise<Ka
     new Promise((resolve, reject) => {
       const q = queued.shift();
       if (q !== undefined) return resolve(q);
-      const t = setTimeout(() => reject(new Error(`kafka-mock did not answer in ${timeoutMs} ms: ${stderr}`)), timeoutMs);
+      const t = setTimeout(
+        () => reject(new Error(`kafka-mock did not answer in ${timeoutMs} ms: ${stderr}`)),
+        timeoutMs,
+      );
       waiting.push((line) => {
         clearTimeout(t);
         resolve(line);

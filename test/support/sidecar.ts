@@ -81,7 +81,11 @@ export function rssMb(): number {
 }
 
 /** Runs `n` calls of `fn` with `concurrency` workers; returns the statuses in call order. */
-export async function runConcurrent(n: number, concurrency: number, fn: (i: number) => Promise<number>): Promise<number[]> {
+export async function runConcurrent(
+  n: number,
+  concurrency: number,
+  fn: (i: number) => Promise<number>,
+): Promise<number[]> {
   const out: number[] = new Array<number>(n);
   let next = 0;
   const worker = async (): Promise<void> => {

@@ -141,7 +141,13 @@ export function decodeBinaryResponse(
   headerLength: number,
 ): { header: Record<string, unknown>; outputs: Record<string, number[] | string[]> } {
   const header = JSON.parse(body.subarray(0, headerLength).toString('utf8')) as {
-    outputs: { name: string; datatype: string; shape: number[]; parameters?: { binary_data_size?: number }; data?: number[] | string[] }[];
+    outputs: {
+      name: string;
+      datatype: string;
+      shape: number[];
+      parameters?: { binary_data_size?: number };
+      data?: number[] | string[];
+    }[];
   };
   const outputs: Record<string, number[] | string[]> = {};
   let o = headerLength;
@@ -228,13 +234,21 @@ function decompress(body: Buffer, encoding: string | undefined): Buffer {
   throw new V2Error(415, `unsupported content-encoding ${e}`);
 }
 
-function infer(model: string, version: string, body: Buffer, headerLengthRaw: string | undefined): { header: Buffer; blobs: Buffer[]; binary: boolean } {
+function infer(
+  model: string,
+  version: string,
+  body: Buffer,
+  headerLengthRaw: string | undefined,
+): { header: Buffer; blobs: Buffer[]; binary: boolean } {
   let jsonPart: Buffer = body;
   let binary: Buffer = Buffer.alloc(0);
   if (headerLengthRaw !== undefined) {
     const hl = Number(headerLengthRaw);
     if (!Number.isInteger(hl) || hl < 0 || hl > body.length) {
-      throw new V2Error(400, `Inference-Header-Content-Length ${headerLengthRaw} is past the end of the ${body.length}-byte body`);
+      throw new V2Error(
+        400,
+        `Inference-Header-Content-Length ${headerLengthRaw} is past the end of the ${body.length}-byte body`,
+      );
     }
     jsonPart = body.subarray(0, hl);
     binary = body.subarray(hl);
@@ -245,7 +259,8 @@ function infer(model: string, version: string, body: Buffer, headerLengthRaw: st
   } catch (err) {
     throw new V2Error(400, `invalid JSON: ${String(err)}`);
   }
-  if (!Array.isArray(request.inputs) || request.inputs.length === 0) throw new V2Error(400, 'inputs must be a non-empty array');
+  if (!Array.isArray(request.inputs) || request.inputs.length === 0)
+    throw new V2Error(400, 'inputs must be a non-empty array');
   let offset = 0;
   const values = new Map<string, { datatype: string; shape: number[]; data: unknown[] }>();
   for (const raw of request.inputs as V2Input[]) {
@@ -257,19 +272,22 @@ function infer(model: string, version: string, body: Buffer, headerLengthRaw: st
     let data: unknown[];
     const size = raw.parameters?.binary_data_size;
     if (typeof size === 'number') {
-      if (offset + size > binary.length) throw new V2Error(400, `input ${raw.name}: binary data runs past the body end`);
+      if (offset + size > binary.length)
+        throw new V2Error(400, `input ${raw.name}: binary data runs past the body end`);
       data = readTensor(raw.datatype, binary.subarray(offset, offset + size), count);
       offset += size;
     } else {
       data = flatten(raw.data);
     }
-    if (data.length !== count) throw new V2Error(400, `input ${raw.name}: ${data.length} elements for shape [${shape.join(',')}]`);
+    if (data.length !== count)
+      throw new V2Error(400, `input ${raw.name}: ${data.length} elements for shape [${shape.join(',')}]`);
     values.set(raw.name, { datatype: raw.datatype, shape, data });
   }
   const outputs: TestTensor[] = [];
   if (model === 'classifier') {
     const x = values.get('input');
-    if (!x || x.datatype !== 'FP32' || x.shape.length !== 2 || x.shape[1] !== 4) throw new V2Error(400, 'classifier needs input FP32 [batch,4]');
+    if (!x || x.datatype !== 'FP32' || x.shape.length !== 2 || x.shape[1] !== 4)
+      throw new V2Error(400, 'classifier needs input FP32 [batch,4]');
     const n = x.shape[0] as number;
     const probs: number[] = [];
     for (let i = 0; i < n; i++) {
@@ -280,13 +298,15 @@ function infer(model: string, version: string, body: Buffer, headerLengthRaw: st
     outputs.push({ name: 'probabilities', datatype: 'FP32', shape: [n, 2], data: probs });
   } else {
     const t = values.get('text');
-    if (!t || (t.datatype !== 'BYTES' && t.datatype !== 'STRING')) throw new V2Error(400, 'strings needs input text BYTES');
+    if (!t || (t.datatype !== 'BYTES' && t.datatype !== 'STRING'))
+      throw new V2Error(400, 'strings needs input text BYTES');
     const strs = t.data.map(String);
     outputs.push({ name: 'length', datatype: 'INT32', shape: [strs.length], data: strs.map((s) => [...s].length) });
     outputs.push({ name: 'upper', datatype: 'BYTES', shape: [strs.length], data: strs.map((s) => s.toUpperCase()) });
   }
   const wantBinary =
-    request.parameters?.binary_data_output === true || (request.outputs ?? []).some((o) => o.parameters?.binary_data === true);
+    request.parameters?.binary_data_output === true ||
+    (request.outputs ?? []).some((o) => o.parameters?.binary_data === true);
   const response: Record<string, unknown> = { model_name: model, model_version: version };
   if (typeof request.id === 'string') response.id = request.id;
   if (!wantBinary) {
@@ -337,26 +357,41 @@ async function handle(req: IncomingMessage, res: ServerResponse, knobs: V2Server
   }
   if (path === '/test/echo') {
     const body = await readBody(req);
-    json(res, 200, {
-      method,
-      path: req.url,
-      length: body.length,
-      sha256: createHash('sha256').update(body).digest('hex'),
-      contentType: h['content-type'] ?? null,
-      custom: h['x-custom'] ?? null,
-      requestId: h['x-request-id'] ?? null,
-      // Headers a proxy must not forward (hop-by-hop, RFC 9110 §7.6.1), to check that it did not.
-      hop: { dropMe: h['x-drop-me'] ?? null, keepAlive: h['keep-alive'] ?? null, te: h.te ?? null, upgrade: h.upgrade ?? null },
-    }, { 'x-echo-method': method });
+    json(
+      res,
+      200,
+      {
+        method,
+        path: req.url,
+        length: body.length,
+        sha256: createHash('sha256').update(body).digest('hex'),
+        contentType: h['content-type'] ?? null,
+        custom: h['x-custom'] ?? null,
+        requestId: h['x-request-id'] ?? null,
+        // Headers a proxy must not forward (hop-by-hop, RFC 9110 §7.6.1), to check that it did not.
+        hop: {
+          dropMe: h['x-drop-me'] ?? null,
+          keepAlive: h['keep-alive'] ?? null,
+          te: h.te ?? null,
+          upgrade: h.upgrade ?? null,
+        },
+      },
+      { 'x-echo-method': method },
+    );
     return;
   }
   if (path === '/test/cookies') {
     res.writeHead(200, [
-      'content-type', 'text/plain',
-      'set-cookie', 'a=1; Path=/',
-      'set-cookie', 'b=2; Path=/',
-      'x-custom-response', 'kept',
-      'cache-control', 'no-store',
+      'content-type',
+      'text/plain',
+      'set-cookie',
+      'a=1; Path=/',
+      'set-cookie',
+      'b=2; Path=/',
+      'x-custom-response',
+      'kept',
+      'cache-control',
+      'no-store',
     ]);
     res.end('cookies');
     return;
@@ -398,7 +433,13 @@ async function handle(req: IncomingMessage, res: ServerResponse, knobs: V2Server
     return;
   }
   if (action === '' && method === 'GET') {
-    json(res, 200, { name: model, versions: spec.versions, platform: 'modelwatch-test', inputs: spec.inputs, outputs: spec.outputs });
+    json(res, 200, {
+      name: model,
+      versions: spec.versions,
+      platform: 'modelwatch-test',
+      inputs: spec.inputs,
+      outputs: spec.outputs,
+    });
     return;
   }
   if (action === '/ready' && method === 'GET') {
@@ -442,8 +483,17 @@ async function handle(req: IncomingMessage, res: ServerResponse, knobs: V2Server
 }
 
 /** Starts the test V2 server on 127.0.0.1 (port 0 = any free port). */
-export async function startV2Server(options: { port?: number; knobs?: Partial<V2ServerKnobs> } = {}): Promise<TestV2Server> {
-  const knobs: V2ServerKnobs = { delayMs: 0, reset: false, failStatus: 0, streamChunks: 5, streamIntervalMs: 50, ...options.knobs };
+export async function startV2Server(
+  options: { port?: number; knobs?: Partial<V2ServerKnobs> } = {},
+): Promise<TestV2Server> {
+  const knobs: V2ServerKnobs = {
+    delayMs: 0,
+    reset: false,
+    failStatus: 0,
+    streamChunks: 5,
+    streamIntervalMs: 50,
+    ...options.knobs,
+  };
   const state = { requests: 0 };
   const server = createServer({ keepAliveTimeout: 60_000 }, (req, res) => {
     state.requests++;

@@ -12,7 +12,11 @@ const usage = `modelwatch detect [--config FILE] [--once]
                  runs as JSON on stdout and exit; without it, run every detect.intervalMs until SIGINT/SIGTERM
 Each run stores drift, performance, metric series and change points in ClickHouse.`;
 
-const loop = singleRoleCommand('detect', 'run drift, performance and change detection per model on a cadence', () => roles.detect);
+const loop = singleRoleCommand(
+  'detect',
+  'run drift, performance and change detection per model on a cadence',
+  () => roles.detect,
+);
 
 /** `modelwatch detect`: the detect role alone (`--once` for a single run printed as JSON). */
 export const detectCommand: Command = {

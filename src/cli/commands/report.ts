@@ -48,7 +48,8 @@ export const reportCommand: Command = {
       throw new UsageError('--reference and --current are required', usage);
     }
     const format = values.format ?? 'json';
-    if (format !== 'json' && format !== 'html') throw new UsageError(`--format must be json or html, got '${format}'`, usage);
+    if (format !== 'json' && format !== 'html')
+      throw new UsageError(`--format must be json or html, got '${format}'`, usage);
     try {
       // Deadline and memory cap of each statement (`clickhouse.roles.report`).
       const limits = loadConfig({ file: values.config }).clickhouse.roles.report;

@@ -23,7 +23,8 @@ export function singleRoleCommand(name: string, summary: string, start: () => Ro
       }
       const config = loadConfig({ file: values.config });
       const fn = start();
-      if (fn === undefined) throw new ModelwatchError(ErrorCodes.internal, `the ${name} role is not available in this build`);
+      if (fn === undefined)
+        throw new ModelwatchError(ErrorCodes.internal, `the ${name} role is not available in this build`);
       return serveRoles(config, [{ name, start: fn }], { runtime: { logger: createLogger(config.logLevel) } });
     },
   };

@@ -138,8 +138,12 @@ function baseSelect(spec: PredictionSpec): string {
       AND mapContains(outputs_num, {cols:Array(String)}[1])`;
   }
   if (spec.kind === 'label') {
-    const raw = spec.labelColumn?.map === 'num' ? `toString(outputs_num[{label_key:String}])` : `outputs_cat[{label_key:String}]`;
-    const has = spec.labelColumn?.map === 'num' ? 'mapContains(outputs_num, {label_key:String})' : 'mapContains(outputs_cat, {label_key:String})';
+    const raw =
+      spec.labelColumn?.map === 'num' ? `toString(outputs_num[{label_key:String}])` : `outputs_cat[{label_key:String}]`;
+    const has =
+      spec.labelColumn?.map === 'num'
+        ? 'mapContains(outputs_num, {label_key:String})'
+        : 'mapContains(outputs_cat, {label_key:String})';
     return `SELECT request_id, row, ${norm(raw)} AS pred, indexOf({classes:Array(String)}, pred) - 1 AS pred_idx ${where} AND ${has}`;
   }
   const predIdx =
@@ -247,7 +251,12 @@ export async function queryClassificationAggregates(
       task === 'binary'
         ? await rowsOf<AucRow>(
             store,
-            aucSelectScalar(joined, `wide[${posIndexExpr}]`, `toFloat64(y = {positive:String})`, `toFloat64(y != {positive:String})`),
+            aucSelectScalar(
+              joined,
+              `wide[${posIndexExpr}]`,
+              `toFloat64(y = {positive:String})`,
+              `toFloat64(y != {positive:String})`,
+            ),
             params,
           )
         : await rowsOf<AucRow>(
@@ -278,7 +287,11 @@ export async function queryClassificationAggregates(
 }
 
 /** Regression sums over the labelled join (labels that are not numbers are left out), computed in ClickHouse. */
-export async function queryRegressionAggregates(store: Store, spec: PredictionSpec, params: QueryParams): Promise<RegressionAggregates> {
+export async function queryRegressionAggregates(
+  store: Store,
+  spec: PredictionSpec,
+  params: QueryParams,
+): Promise<RegressionAggregates> {
   const [r] = await rowsOf<{ n: string; sa: number; ss: number; sape: number; sst: number }>(
     store,
     `SELECT count() AS n, sum(abs(y - v)) AS sa, sum((y - v) * (y - v)) AS ss,
@@ -304,7 +317,11 @@ export async function queryRegressionAggregates(store: Store, spec: PredictionSp
 }
 
 /** CBPE aggregates over every row of the window with probabilities, computed in ClickHouse. */
-export async function queryCbpeAggregates(store: Store, spec: PredictionSpec, params: QueryParams): Promise<CbpeAggregates> {
+export async function queryCbpeAggregates(
+  store: Store,
+  spec: PredictionSpec,
+  params: QueryParams,
+): Promise<CbpeAggregates> {
   const task = spec.task === 'multiclass' ? 'multiclass' : 'binary';
   const base = baseSelect(spec);
   const per = await rowsOf<{ c: number; tp: number; fp: number; fn: number; n: string }>(
@@ -322,17 +339,18 @@ export async function queryCbpeAggregates(store: Store, spec: PredictionSpec, pa
           aucSelectScalar(base, `wide[${posIndexExpr}]`, `wide[${posIndexExpr}]`, `1 - wide[${posIndexExpr}]`),
           params,
         )
-      : await rowsOf<AucRow>(
-          store,
-          aucSelect(base, 'probs', 'probs', 'arrayMap(x -> 1 - x, probs)'),
-          params,
-        );
+      : await rowsOf<AucRow>(store, aucSelect(base, 'probs', 'probs', 'arrayMap(x -> 1 - x, probs)'), params);
   return {
     classes: spec.classes,
     positive: spec.positive,
     task,
     n: Number(per[0]?.n ?? 0),
-    perClass: per.map((r) => ({ cls: spec.classes[Number(r.c) - 1] ?? String(r.c), tp: Number(r.tp), fp: Number(r.fp), fn: Number(r.fn) })),
+    perClass: per.map((r) => ({
+      cls: spec.classes[Number(r.c) - 1] ?? String(r.c),
+      tp: Number(r.tp),
+      fp: Number(r.fp),
+      fn: Number(r.fn),
+    })),
     auc: aucRows(auc, task === 'binary' ? [spec.positive] : spec.classes),
   };
 }

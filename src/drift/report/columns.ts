@@ -37,7 +37,9 @@ export function resolveColumns(
   const forced = new Set(options.categorical ?? []);
   for (const name of forced) {
     if (!refByName.has(name) && !curByName.has(name)) {
-      throw new ModelwatchError(ErrorCodes.inputInvalid, `--categorical: unknown column '${name}'`, { field: 'categorical' });
+      throw new ModelwatchError(ErrorCodes.inputInvalid, `--categorical: unknown column '${name}'`, {
+        field: 'categorical',
+      });
     }
   }
   let names: string[];
@@ -75,7 +77,8 @@ export function resolveColumns(
   return names.map((name) => {
     const r = refByName.get(name);
     const c = curByName.get(name);
-    const numeric = !forced.has(name) && r !== undefined && c !== undefined && isNumericType(r.type) && isNumericType(c.type);
+    const numeric =
+      !forced.has(name) && r !== undefined && c !== undefined && isNumericType(r.type) && isNumericType(c.type);
     return { name, kind: numeric ? 'numeric' : 'categorical' };
   });
 }

@@ -49,11 +49,14 @@ export function histogramFromDistribution(
   options: HistogramOptions = {},
 ): FeatureHistogram {
   const { maxCategories } = { ...defaults, ...options };
-  if (!Number.isInteger(maxCategories) || maxCategories < 2) throw new RangeError('maxCategories must be an integer ≥ 2');
+  if (!Number.isInteger(maxCategories) || maxCategories < 2)
+    throw new RangeError('maxCategories must be an integer ≥ 2');
   const ref = shares(dist.reference);
   const cur = shares(dist.current);
   if (dist.categories !== undefined) {
-    const order = dist.categories.map((_, i) => i).sort((a, b) => (ref[b] ?? 0) + (cur[b] ?? 0) - ((ref[a] ?? 0) + (cur[a] ?? 0)));
+    const order = dist.categories
+      .map((_, i) => i)
+      .sort((a, b) => (ref[b] ?? 0) + (cur[b] ?? 0) - ((ref[a] ?? 0) + (cur[a] ?? 0)));
     if (order.length <= maxCategories) {
       return {
         name,

@@ -98,7 +98,10 @@ function quality(q: object): string {
   for (const [k, v] of Object.entries(q as Record<string, unknown>)) {
     if (Array.isArray(v)) {
       if (v.length === 0) continue;
-      const shown = v.slice(0, 5).map((x) => escapeHtml(text(x))).join(', ');
+      const shown = v
+        .slice(0, 5)
+        .map((x) => escapeHtml(text(x)))
+        .join(', ');
       parts.push(`${escapeHtml(k)}: ${shown}${v.length > 5 ? ` … (+${v.length - 5})` : ''}`);
     } else if (typeof v === 'number') {
       if (v !== 0) parts.push(`${escapeHtml(k)} ${num(v)}`);
@@ -137,14 +140,20 @@ export function histogramSvg(h: FeatureHistogram): string {
     const c = h.current[i] ?? 0;
     const x = left + i * bw;
     const title = `<title>${escapeHtml(label)}: reference ${num(r * 100, 3)}%, current ${num(c * 100, 3)}%</title>`;
-    parts.push(`<g>${title}<rect class="ref" x="${(x + bw * 0.08).toFixed(2)}" y="${y(r).toFixed(2)}" width="${(bw * 0.84).toFixed(2)}" height="${(top + plotH - y(r)).toFixed(2)}"/>`);
-    parts.push(`<rect class="cur" x="${(x + bw * 0.22).toFixed(2)}" y="${y(c).toFixed(2)}" width="${(bw * 0.56).toFixed(2)}" height="${(top + plotH - y(c)).toFixed(2)}"/></g>`);
+    parts.push(
+      `<g>${title}<rect class="ref" x="${(x + bw * 0.08).toFixed(2)}" y="${y(r).toFixed(2)}" width="${(bw * 0.84).toFixed(2)}" height="${(top + plotH - y(r)).toFixed(2)}"/>`,
+    );
+    parts.push(
+      `<rect class="cur" x="${(x + bw * 0.22).toFixed(2)}" y="${y(c).toFixed(2)}" width="${(bw * 0.56).toFixed(2)}" height="${(top + plotH - y(c)).toFixed(2)}"/></g>`,
+    );
     const every = Math.ceil(n / 12);
     if (i % every === 0 || n <= 12) {
       const short = label.length > 14 ? label.slice(0, 13) + '…' : label;
       const tx = x + bw / 2;
       const ty = top + plotH + 12;
-      parts.push(`<text x="${tx.toFixed(2)}" y="${ty}" class="tick" text-anchor="end" transform="rotate(-35 ${tx.toFixed(2)} ${ty})">${escapeHtml(short)}</text>`);
+      parts.push(
+        `<text x="${tx.toFixed(2)}" y="${ty}" class="tick" text-anchor="end" transform="rotate(-35 ${tx.toFixed(2)} ${ty})">${escapeHtml(short)}</text>`,
+      );
     }
   });
   parts.push('</svg>');

@@ -2,7 +2,16 @@ import { basename } from 'node:path';
 import type { RoleLimits, SqlPort } from '../../store/port.js';
 import { createStore } from '../../store/open.js';
 import { resolveColumns, type ReportColumn } from './columns.js';
-import { countFileRows, describeFile, fileReadError, fileSample, inputFile, refineTextColumns, sampleColumn, type InputFile } from '../files.js';
+import {
+  countFileRows,
+  describeFile,
+  fileReadError,
+  fileSample,
+  inputFile,
+  refineTextColumns,
+  sampleColumn,
+  type InputFile,
+} from '../files.js';
 import { histogramFromDistribution, type FeatureHistogram } from './histograms.js';
 import { renderHtmlReport } from './html.js';
 import { computeDrift } from '../stats/engine.js';
@@ -86,7 +95,12 @@ export async function runFileReport(options: FileReportOptions): Promise<FileRep
     ...(o.limits !== undefined ? { timeoutMs: o.limits.timeoutMs, maxMemoryBytes: o.limits.maxMemoryBytes } : {}),
   });
   try {
-    const refCols = await refineTextColumns(store, reference, await describeFile(store, reference, 'reference'), 'reference');
+    const refCols = await refineTextColumns(
+      store,
+      reference,
+      await describeFile(store, reference, 'reference'),
+      'reference',
+    );
     const curCols = await refineTextColumns(store, current, await describeFile(store, current, 'current'), 'current');
     const columns = resolveColumns(refCols, curCols, { categorical: o.categorical, columns: o.columns });
     const refRows = await countFileRows(store, reference, refCols, 'reference');

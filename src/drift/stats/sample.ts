@@ -79,7 +79,11 @@ export interface TrafficSampleOptions {
 /** Served traffic of one model in a time window, one column per feature ({@link storedColumn}). */
 export function trafficSample(o: TrafficSampleOptions): Sample {
   const p = o.paramPrefix;
-  const params: Record<string, unknown> = { [`${p}model`]: o.model, [`${p}from`]: Math.floor(o.fromMs), [`${p}to`]: Math.floor(o.toMs) };
+  const params: Record<string, unknown> = {
+    [`${p}model`]: o.model,
+    [`${p}from`]: Math.floor(o.fromMs),
+    [`${p}to`]: Math.floor(o.toMs),
+  };
   const cols = mapColumns(o.features, p, params);
   // FINAL collapses duplicate deliveries that ingest's event_id dedupe may have let through (at-least-once).
   const sql = `SELECT ${cols}
@@ -90,7 +94,11 @@ WHERE model = {${p}model:String}
 }
 
 /** The stored rows of a reference profile (`mw_reference_rows`), one column per feature. */
-export function referenceRowsSample(referenceId: string, features: readonly StoredFeature[], paramPrefix: string): Sample {
+export function referenceRowsSample(
+  referenceId: string,
+  features: readonly StoredFeature[],
+  paramPrefix: string,
+): Sample {
   const p = paramPrefix;
   const params: Record<string, unknown> = { [`${p}rid`]: referenceId };
   const cols = mapColumns(features, p, params);

@@ -118,7 +118,10 @@ export class Adwin implements ChangeDetector {
       if (!a || !b) break;
       const size = 2 ** i;
       const d = a.total / size - b.total / size;
-      const merged = { total: a.total + b.total, variance: a.variance + b.variance + (size * size * d * d) / (2 * size) };
+      const merged = {
+        total: a.total + b.total,
+        variance: a.variance + b.variance + (size * size * d * d) / (2 * size),
+      };
       if (this.rows[i + 1] === undefined) this.rows.push([]);
       this.rows[i + 1]?.push(merged);
     }

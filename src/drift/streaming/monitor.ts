@@ -63,7 +63,9 @@ export class SeriesMonitor {
   constructor(options: SeriesMonitorOptions = {}) {
     const o = { ...defaults, ...options };
     if (!Number.isInteger(o.warmup) || o.warmup < 0) {
-      throw new ModelwatchError(ErrorCodes.configInvalid, 'warmup: must be a non-negative integer', { field: 'warmup' });
+      throw new ModelwatchError(ErrorCodes.configInvalid, 'warmup: must be a non-negative integer', {
+        field: 'warmup',
+      });
     }
     this.warmup = o.warmup;
     if (o.page_hinkley) this.detectors.push(new PageHinkley(o.page_hinkley));
@@ -85,7 +87,8 @@ export class SeriesMonitor {
       this.buffer.push(value);
       if (this.buffer.length === this.warmup) this.fit();
       // CUSUM estimates its own reference; it sees raw values from the start.
-      for (const d of this.detectors) if (d.kind === 'cusum' && d.update(value)) alarms.push(this.alarm(d, value, index));
+      for (const d of this.detectors)
+        if (d.kind === 'cusum' && d.update(value)) alarms.push(this.alarm(d, value, index));
       return alarms;
     }
     const z = (value - this.center) / this.scale;
@@ -104,6 +107,11 @@ export class SeriesMonitor {
   }
 
   private alarm(d: ChangeDetector, value: number, index: number): ChangeAlarm {
-    return { detector: d.kind, value, index, params: { ...d.params(), ...(d.kind === 'cusum' ? {} : { warmup: this.warmup }) } };
+    return {
+      detector: d.kind,
+      value,
+      index,
+      params: { ...d.params(), ...(d.kind === 'cusum' ? {} : { warmup: this.warmup }) },
+    };
   }
 }

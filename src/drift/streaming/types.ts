@@ -28,7 +28,9 @@ export interface ChangeDetector {
 /** Validates a detector `mode`. */
 export function checkMode(mode: string): DetectorMode {
   if (mode !== 'up' && mode !== 'down' && mode !== 'both') {
-    throw new ModelwatchError(ErrorCodes.configInvalid, `mode: expected up, down or both, got ${mode}`, { field: 'mode' });
+    throw new ModelwatchError(ErrorCodes.configInvalid, `mode: expected up, down or both, got ${mode}`, {
+      field: 'mode',
+    });
   }
   return mode;
 }
