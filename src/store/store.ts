@@ -260,7 +260,7 @@ export class ClickHouseStore implements Store {
     await this.run(`insert into ${table}`, rest, async (client, p) => {
       await client.insert({
         table,
-        values: values as object[],
+        values,
         format: 'JSONEachRow',
         ...p,
         clickhouse_settings: {
