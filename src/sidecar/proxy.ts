@@ -185,7 +185,18 @@ class ProxyCall implements Dispatcher.DispatchHandler {
     this.deps.metrics.clientAbort();
     if (this.abortUpstream) this.abortUpstream(new Error('client closed the connection'));
     // Gone while its body was still being read: nothing was sent upstream, and nothing else will end it.
-    else if (!this.dispatched) this.finish(499, 'client_aborted');
+    // The capture keeps what had arrived.
+    else if (!this.dispatched) {
+      this.req.off('data', this.onWholeData);
+      const tap = this.reqTap;
+      if (tap !== undefined && this.firstChunk !== undefined) {
+        if (this.moreChunks === undefined) tap.add(this.firstChunk);
+        else for (const c of this.moreChunks) tap.add(c);
+      }
+      this.firstChunk = undefined;
+      this.moreChunks = undefined;
+      this.finish(499, 'client_aborted');
+    }
   };
 
   private readonly onWholeData = (chunk: Buffer): void => {
