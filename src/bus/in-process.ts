@@ -22,6 +22,14 @@ export interface InProcessBusOptions {
   maxBatchMessages?: number;
   /** Delay before re-delivering a batch whose handler threw. @default 200 */
   retryDelayMs?: number;
+  /**
+   * A consumer waits for this many messages before taking a batch (0: takes whatever is there), for at
+   * most {@link lingerMs} after the first one arrived: a few large inserts cost the store far less than
+   * many small ones. @default 0
+   */
+  lingerMessages?: number;
+  /** Longest wait for {@link lingerMessages}. @default 1000 */
+  lingerMs?: number;
   logger?: Logger;
 }
 
@@ -30,6 +38,8 @@ const defaults = {
   maxBufferedBytes: 64 * 1024 * 1024,
   maxBatchMessages: 1000,
   retryDelayMs: 200,
+  lingerMessages: 0,
+  lingerMs: 1000,
   logger: silentLogger,
 } satisfies Required<InProcessBusOptions>;
 
@@ -198,6 +208,9 @@ export class InProcessBus implements Bus {
     }
     q.consumer = true;
     let running = true;
+    const { lingerMessages, lingerMs } = this.opts;
+    /** When the oldest waiting message was first seen by a lingering consumer. */
+    let lingerSince: number | undefined;
     const loop = async (): Promise<void> => {
       options.onReady?.();
       while (running) {
@@ -208,6 +221,23 @@ export class InProcessBus implements Bus {
           q.wake = undefined;
           continue;
         }
+        if (q.messages.length < lingerMessages) {
+          lingerSince ??= Date.now();
+          const left = lingerSince + lingerMs - Date.now();
+          if (left > 0) {
+            // Woken by the next publish (count again) or when the linger time is up.
+            await new Promise<void>((resolve) => {
+              const t = setTimeout(resolve, left);
+              q.wake = () => {
+                clearTimeout(t);
+                resolve();
+              };
+            });
+            q.wake = undefined;
+            continue;
+          }
+        }
+        lingerSince = undefined;
         const batch = q.messages.slice(0, this.opts.maxBatchMessages);
         try {
           await options.handler({

@@ -215,6 +215,11 @@ export const configSchema = z.strictObject({
         .positive()
         .default(16 * 1024 * 1024),
       flushIntervalMs: z.number().int().positive().default(1_000),
+      /**
+       * With the in-process bus, ingest waits for this many captured calls before a store write, for at
+       * most `flushIntervalMs` (fewer, larger inserts; 0 turns lingering off).
+       */
+      lingerRecords: z.number().int().min(0).default(1_000),
       retryInitialMs: z.number().int().positive().default(200),
       retryMaxMs: z.number().int().positive().default(10_000),
     })

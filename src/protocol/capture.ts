@@ -63,15 +63,73 @@ export const CAPTURE_CONTENT_TYPE = 'application/vnd.modelwatch.capture.v1';
 /** CloudEvents `type` of a capture. */
 export const CAPTURE_EVENT_TYPE = 'io.modelwatch.inference.v1';
 
-function bodyHeaders(prefix: 'req' | 'res', b: CapturedBody): Record<string, string> {
-  const h: Record<string, string> = {
-    [`ce_${prefix}size`]: String(b.size),
-    [`ce_${prefix}truncated`]: b.truncated ? 'true' : 'false',
-    [`ce_${prefix}contenttype`]: b.contentType,
-    [`ce_${prefix}encoding`]: b.contentEncoding,
-  };
-  if (b.headerLength !== undefined) h[`ce_${prefix}headerlength`] = String(b.headerLength);
-  return h;
+/** `ce_source` per capture source, built once per distinct source. */
+const sourceUris = new Map<string, string>();
+
+function sourceUri(source: string): string {
+  let uri = sourceUris.get(source);
+  if (uri === undefined) {
+    uri = `/modelwatch/${source}`;
+    // Bounded: producers name a handful of sources; an unbounded stream of names is not cached.
+    if (sourceUris.size < 64) sourceUris.set(source, uri);
+  }
+  return uri;
+}
+
+/** Status codes as header values, built once. */
+const STATUS_TEXT: string[] = Array.from({ length: 600 }, (_, i) => String(i));
+
+function statusText(status: number): string {
+  return (Number.isInteger(status) && status >= 0 && status < 600 ? STATUS_TEXT[status] : undefined) ?? String(status);
+}
+
+// `ce_time` of the last record: consecutive records mostly start in the same millisecond.
+let lastTimeMs = NaN;
+let lastTimeText = '';
+
+function isoTime(ms: number): string {
+  if (ms !== lastTimeMs) {
+    lastTimeText = new Date(ms).toISOString();
+    lastTimeMs = ms;
+  }
+  return lastTimeText;
+}
+
+/**
+ * Sum of the header name lengths every capture carries (the names of the always-present headers below):
+ * the record size is counted while the headers are built rather than by walking them again.
+ */
+const FIXED_NAME_CHARS = [
+  'ce_specversion',
+  'ce_id',
+  'ce_source',
+  'ce_type',
+  'ce_time',
+  'ce_subject',
+  'content-type',
+  'ce_requestid',
+  'ce_model',
+  'ce_modelversion',
+  'ce_capturesource',
+  'ce_route',
+  'ce_method',
+  'ce_status',
+  'ce_latencyms',
+  'ce_reqsize',
+  'ce_reqtruncated',
+  'ce_reqcontenttype',
+  'ce_reqencoding',
+  'ce_ressize',
+  'ce_restruncated',
+  'ce_rescontenttype',
+  'ce_resencoding',
+].reduce((n, k) => n + k.length, 0);
+
+/** A capture encoded as a record, with its size as {@link messageBytes} of the bus counts it. */
+export interface EncodedCapture {
+  message: CaptureRecord;
+  /** `value.length + key.length + Σ (header name length + header value length)`. */
+  bytes: number;
 }
 
 /**
@@ -79,12 +137,27 @@ function bodyHeaders(prefix: 'req' | 'res', b: CapturedBody): Record<string, str
  * `ce_*` headers). The value is `uint32BE(len(request)) ‖ request ‖ response`.
  */
 export function encodeCapture(call: CapturedCall): CaptureRecord {
+  return encodeCaptureSized(call).message;
+}
+
+/**
+ * {@link encodeCapture}, also returning the record's size (counted once, while it is built). The headers
+ * are one object literal with literal names; values that repeat (source URI, status, time of the same
+ * millisecond) are built once. The value is one buffer: from Node's shared pool when small (under 4 KiB),
+ * else its own allocation of exactly its size, which a publisher in another thread can take by transfer
+ * instead of a copy (see KafkaWorkerBus).
+ */
+export function encodeCaptureSized(call: CapturedCall): EncodedCapture {
+  const rq = call.request;
+  const rs = call.response;
+  const reqSize = String(rq.size);
+  const resSize = String(rs.size);
   const headers: Record<string, string> = {
     ce_specversion: '1.0',
     ce_id: call.eventId,
-    ce_source: `/modelwatch/${call.source}`,
+    ce_source: sourceUri(call.source),
     ce_type: CAPTURE_EVENT_TYPE,
-    ce_time: new Date(call.startedAt).toISOString(),
+    ce_time: isoTime(call.startedAt),
     ce_subject: call.model,
     'content-type': CAPTURE_CONTENT_TYPE,
     ce_requestid: call.requestId,
@@ -93,22 +166,69 @@ export function encodeCapture(call: CapturedCall): CaptureRecord {
     ce_capturesource: call.source,
     ce_route: call.route,
     ce_method: call.method,
-    ce_status: String(call.status),
+    ce_status: statusText(call.status),
     ce_latencyms: String(call.latencyMs),
-    ...bodyHeaders('req', call.request),
-    ...bodyHeaders('res', call.response),
+    ce_reqsize: reqSize,
+    ce_reqtruncated: rq.truncated ? 'true' : 'false',
+    ce_reqcontenttype: rq.contentType,
+    ce_reqencoding: rq.contentEncoding,
+    ce_ressize: resSize,
+    ce_restruncated: rs.truncated ? 'true' : 'false',
+    ce_rescontenttype: rs.contentType,
+    ce_resencoding: rs.contentEncoding,
   };
-  if (Object.keys(call.headers).length > 0) headers.ce_httpheaders = JSON.stringify(call.headers);
-  if (call.error !== '') headers.ce_error = call.error;
-  // One unpooled allocation per record: the value owns its whole ArrayBuffer, so a publisher in another
-  // thread can take it by transfer instead of a copy (see KafkaWorkerBus).
-  const req = call.request.body;
-  const res = call.response.body;
-  const value = Buffer.allocUnsafeSlow(4 + req.length + res.length);
+  let chars =
+    FIXED_NAME_CHARS +
+    3 + // '1.0'
+    call.eventId.length +
+    headers.ce_source!.length +
+    CAPTURE_EVENT_TYPE.length +
+    headers.ce_time!.length +
+    call.model.length * 2 +
+    CAPTURE_CONTENT_TYPE.length +
+    call.requestId.length +
+    call.version.length +
+    call.source.length +
+    call.route.length +
+    call.method.length +
+    headers.ce_status!.length +
+    headers.ce_latencyms!.length +
+    reqSize.length +
+    (rq.truncated ? 4 : 5) +
+    rq.contentType.length +
+    rq.contentEncoding.length +
+    resSize.length +
+    (rs.truncated ? 4 : 5) +
+    rs.contentType.length +
+    rs.contentEncoding.length;
+  if (rq.headerLength !== undefined) {
+    const v = String(rq.headerLength);
+    headers.ce_reqheaderlength = v;
+    chars += 18 + v.length;
+  }
+  if (rs.headerLength !== undefined) {
+    const v = String(rs.headerLength);
+    headers.ce_resheaderlength = v;
+    chars += 18 + v.length;
+  }
+  for (const _ in call.headers) {
+    const v = JSON.stringify(call.headers);
+    headers.ce_httpheaders = v;
+    chars += 14 + v.length;
+    break;
+  }
+  if (call.error !== '') {
+    headers.ce_error = call.error;
+    chars += 8 + call.error.length;
+  }
+  const req = rq.body;
+  const res = rs.body;
+  const size = 4 + req.length + res.length;
+  const value = Buffer.allocUnsafe(size);
   value.writeUInt32BE(req.length, 0);
   req.copy(value, 4);
   res.copy(value, 4 + req.length);
-  return { key: call.requestId, value, headers };
+  return { message: { key: call.requestId, value, headers }, bytes: size + call.requestId.length + chars };
 }
 
 function need(h: Record<string, string>, name: string): string {

@@ -57,6 +57,8 @@ function createBus(config: Config, logger: Logger): Bus {
       topic: config.kafka.topic,
       maxBufferedBytes: config.bus.maxBufferedBytes,
       maxBatchMessages: config.ingest.maxBatchRows,
+      lingerMessages: Math.min(config.ingest.lingerRecords, config.ingest.maxBatchRows),
+      lingerMs: config.ingest.flushIntervalMs,
       logger,
     });
   }

@@ -98,6 +98,14 @@ function emptyMeta(): BodyMeta {
 
 const EMPTY = Buffer.alloc(0);
 
+/**
+ * Request bodies up to this size that carry a Content-Length are read whole and handed to undici as one
+ * `Buffer` (DESIGN §4 rule 2): on undici's streamed request-body path, each young-generation collection
+ * of the sidecar kept whole request graphs alive (~2.6 MB surviving, 5–8 ms pauses); with a buffer body
+ * ~0.1 MB survives. Larger and chunked bodies keep streaming.
+ */
+export const WHOLE_BODY_MAX_BYTES = 64 * 1024;
+
 function upstreamErrorKind(err: Error): { status: number; reason: UpstreamErrorReason; code: string } {
   const code = (err as { code?: unknown }).code;
   switch (code) {
@@ -135,6 +143,13 @@ class ProxyCall implements Dispatcher.DispatchHandler {
   private done = false;
   private clientGone = false;
   private tapAttached = false;
+  /** The request body streams to undici (`req` is the body); else it is read whole first. */
+  private streamBody = false;
+  private dispatched = false;
+  /** Whole-body read: the first chunk, and the rest when there is more than one. */
+  private firstChunk: Buffer | undefined;
+  private moreChunks: Buffer[] | undefined;
+  private bodyBytes = 0;
   readonly reqTap: BodyTap | undefined;
   private readonly resTap: BodyTap | undefined;
   private readonly resMeta: BodyMeta | undefined;
@@ -146,8 +161,11 @@ class ProxyCall implements Dispatcher.DispatchHandler {
     private readonly model: string,
     private readonly version: string,
     private readonly requestId: string,
+    private readonly path: string,
+    private readonly headers: string[],
     private readonly hasBody: boolean,
     private readonly declaredLength: number,
+    private readonly chunked: boolean,
     teed: boolean,
     private readonly reqMeta: BodyMeta | undefined,
     private readonly captured: Record<string, string> | undefined,
@@ -166,7 +184,76 @@ class ProxyCall implements Dispatcher.DispatchHandler {
     this.clientGone = true;
     this.deps.metrics.clientAbort();
     if (this.abortUpstream) this.abortUpstream(new Error('client closed the connection'));
+    // Gone while its body was still being read: nothing was sent upstream, and nothing else will end it.
+    // The capture keeps what had arrived.
+    else if (!this.dispatched) {
+      this.req.off('data', this.onWholeData);
+      const tap = this.reqTap;
+      if (tap !== undefined && this.firstChunk !== undefined) {
+        if (this.moreChunks === undefined) tap.add(this.firstChunk);
+        else for (const c of this.moreChunks) tap.add(c);
+      }
+      this.firstChunk = undefined;
+      this.moreChunks = undefined;
+      this.finish(499, 'client_aborted');
+    }
   };
+
+  private readonly onWholeData = (chunk: Buffer): void => {
+    if (this.firstChunk === undefined) this.firstChunk = chunk;
+    else (this.moreChunks ??= [this.firstChunk]).push(chunk);
+    this.bodyBytes += chunk.length;
+  };
+
+  private readonly onWholeEnd = (): void => {
+    this.req.off('data', this.onWholeData);
+    const more = this.moreChunks;
+    const body = more !== undefined ? Buffer.concat(more, this.bodyBytes) : (this.firstChunk ?? EMPTY);
+    this.firstChunk = undefined;
+    this.moreChunks = undefined;
+    if (this.done || this.clientGone) return;
+    this.reqTap?.add(body);
+    this.dispatch(body);
+  };
+
+  /**
+   * Forwards the request: a body of at most {@link WHOLE_BODY_MAX_BYTES} with a Content-Length is read
+   * whole first and sent as one buffer; any other body streams through.
+   */
+  start(): void {
+    if (!this.hasBody) {
+      this.dispatch(null);
+      return;
+    }
+    if (this.declaredLength > 0 && this.declaredLength <= WHOLE_BODY_MAX_BYTES && !this.chunked) {
+      this.req.on('data', this.onWholeData);
+      this.req.once('end', this.onWholeEnd);
+      return;
+    }
+    this.streamBody = true;
+    this.dispatch(this.req);
+  }
+
+  private dispatch(body: Buffer | IncomingMessage | null): void {
+    this.dispatched = true;
+    const deps = this.deps;
+    try {
+      deps.dispatcher.dispatch(
+        {
+          path: this.path,
+          method: this.req.method ?? 'GET',
+          headers: this.headers,
+          body,
+          headersTimeout: deps.headersTimeoutMs,
+          bodyTimeout: deps.bodyTimeoutMs,
+        },
+        this,
+      );
+    } catch (err) {
+      // undici rejects some inputs synchronously (invalid method or header): answer 502 like any failure.
+      this.onError(err instanceof Error ? err : new Error(String(err)));
+    }
+  }
 
   private readonly onDrain = (): void => {
     const r = this.resumeUpstream;
@@ -185,7 +272,7 @@ class ProxyCall implements Dispatcher.DispatchHandler {
     }
     // undici starts reading the body right after onConnect in the same tick, so this listener sees
     // every chunk undici forwards (both listeners receive the same Buffer: no copy).
-    if (this.reqTap && this.hasBody && !this.tapAttached) {
+    if (this.reqTap && this.streamBody && !this.tapAttached) {
       this.tapAttached = true;
       this.req.on('data', this.onReqData);
     }
@@ -254,7 +341,7 @@ class ProxyCall implements Dispatcher.DispatchHandler {
     this.deps.metrics.upstreamError(kind.reason);
     if (!this.res.headersSent && !this.res.destroyed) {
       const req = this.req;
-      if (this.reqTap && this.hasBody && !this.tapAttached && !req.readableEnded && !req.destroyed) {
+      if (this.reqTap && this.streamBody && !this.tapAttached && !req.readableEnded && !req.destroyed) {
         // undici never read the body (no connection was made): read it now so the failed call is
         // captured with its input (DESIGN §4 rule 3), then answer. Node discards an unread body once the
         // response ends, so the answer has to wait for it.
@@ -305,7 +392,7 @@ class ProxyCall implements Dispatcher.DispatchHandler {
     const deps = this.deps;
     const latencyMs = performance.now() - this.t0;
     const reqTap = this.reqTap;
-    const bytesIn = reqTap ? reqTap.size : this.declaredLength;
+    const bytesIn = reqTap ? reqTap.size : this.streamBody ? this.declaredLength : this.bodyBytes;
     deps.metrics.observe(this.model, this.version, status, latencyMs / 1000, bytesIn, this.bytesOut);
     deps.onFinish();
     if (reqTap === undefined || deps.tee === undefined) return;
@@ -348,8 +435,9 @@ class ProxyCall implements Dispatcher.DispatchHandler {
 
 /**
  * Builds the `node:http` request listener of the sidecar: forwards every method and path to the
- * upstream, streaming both bodies, and taps inference calls for the tee. No body is parsed here
- * (DESIGN §4 rule 5).
+ * upstream and taps inference calls for the tee. Responses stream; request bodies up to
+ * {@link WHOLE_BODY_MAX_BYTES} with a Content-Length are read whole and sent as one buffer, larger or
+ * chunked ones stream (DESIGN §4 rule 2). No body is parsed here (DESIGN §4 rule 5).
  */
 export function createProxyHandler(deps: ProxyDeps): (req: IncomingMessage, res: ServerResponse) => void {
   return (req, res) => {
@@ -372,6 +460,7 @@ export function createProxyHandler(deps: ProxyDeps): (req: IncomingMessage, res:
     let ceId: string | undefined;
     let connection: string | undefined;
     let hasBody = false;
+    let chunked = false;
     let declaredLength = 0;
     const reqMeta = teed ? emptyMeta() : undefined;
     let captured: Record<string, string> | undefined;
@@ -389,6 +478,7 @@ export function createProxyHandler(deps: ProxyDeps): (req: IncomingMessage, res:
           continue;
         case 'transfer-encoding':
           hasBody = true;
+          chunked = true;
           continue;
         case 'keep-alive':
         case 'proxy-connection':
@@ -424,34 +514,21 @@ export function createProxyHandler(deps: ProxyDeps): (req: IncomingMessage, res:
       headers.push('x-request-id', requestId);
     }
     deps.onStart();
-    const call = new ProxyCall(
+    new ProxyCall(
       deps,
       req,
       res,
       target?.model ?? '',
       target?.version ?? '',
       requestId,
+      deps.basePath === '' ? url : deps.basePath + url,
+      headers,
       hasBody,
       Number.isFinite(declaredLength) ? declaredLength : 0,
+      chunked,
       teed,
       reqMeta,
       captured,
-    );
-    try {
-      deps.dispatcher.dispatch(
-        {
-          path: deps.basePath === '' ? url : deps.basePath + url,
-          method: method,
-          headers,
-          body: hasBody ? req : null,
-          headersTimeout: deps.headersTimeoutMs,
-          bodyTimeout: deps.bodyTimeoutMs,
-        },
-        call,
-      );
-    } catch (err) {
-      // undici rejects some inputs synchronously (invalid method or header): answer 502 like any failure.
-      call.onError(err instanceof Error ? err : new Error(String(err)));
-    }
+    ).start();
   };
 }

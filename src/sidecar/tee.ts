@@ -1,7 +1,7 @@
 import { performance, type EventLoopUtilization } from 'node:perf_hooks';
 import type { Counter, Registry } from 'prom-client';
-import { encodeCapture, type CapturedCall } from '../protocol/capture.js';
-import { messageBytes, type Bus, type BusMessage } from '../bus/types.js';
+import { encodeCaptureSized, type CapturedCall } from '../protocol/capture.js';
+import type { Bus, BusMessage } from '../bus/types.js';
 import { errorMessage } from '../common/errors.js';
 import { silentLogger, type Logger } from '../common/logger.js';
 import { counterOn, summedGaugeOn, type GaugeReader } from '../common/metrics.js';
@@ -204,20 +204,22 @@ export class Tee {
       this.drop('shutdown', 1);
       return false;
     }
-    let message: BusMessage;
+    let entry: Entry;
     try {
-      message = encodeCapture(call);
+      // The encoder counts the record's size (as `messageBytes` does) while building it: the entry it
+      // returns is queued as is.
+      entry = encodeCaptureSized(call);
     } catch (err) {
       this.opts.logger.warn('tee could not encode a capture', { error: errorMessage(err) });
       this.drop('publish_failed', 1);
       return false;
     }
-    const bytes = messageBytes(message);
+    const bytes = entry.bytes;
     if (this.queuedBytes + this.inFlightBytes + bytes > this.opts.maxBufferBytes) {
       this.drop('buffer_full', 1);
       return false;
     }
-    this.queue.push({ message, bytes });
+    this.queue.push(entry);
     this.queuedBytes += bytes;
     if (this.queue.length - this.head >= this.opts.maxBatchMessages && !this.overloaded()) this.kick();
     return true;

@@ -1,0 +1,77 @@
+// The in-process bus lingers for a batch (ingest's `ingest.lingerRecords`, bounded by `flushIntervalMs`):
+// fewer, larger store writes under steady traffic, never more than the linger time late.
+import { describe, expect, it } from 'vitest';
+import { InProcessBus } from '../src/bus/in-process.js';
+import type { BusMessage } from '../src/bus/types.js';
+
+const msg = (i: number): BusMessage => ({ key: `k${i}`, value: Buffer.from(`v${i}`), headers: {} });
+
+function collect(bus: InProcessBus): {
+  batches: { at: number; size: number }[];
+  ready: Promise<void>;
+  stop: () => Promise<void>;
+} {
+  const batches: { at: number; size: number }[] = [];
+  let stopFn: () => Promise<void> = () => Promise.resolve();
+  const ready = bus
+    .consume({
+      handler: (b) => {
+        batches.push({ at: Date.now(), size: b.messages.length });
+        return Promise.resolve();
+      },
+    })
+    .then((c) => {
+      stopFn = () => c.stop();
+    });
+  return { batches, ready, stop: () => stopFn() };
+}
+
+describe('InProcessBus linger', () => {
+  it('holds a short batch until the linger time is up, then delivers it whole', async () => {
+    const bus = new InProcessBus({ lingerMessages: 100, lingerMs: 400 });
+    const c = collect(bus);
+    await c.ready;
+    const t0 = Date.now();
+    await bus.publish([msg(1), msg(2)]);
+    await new Promise((r) => setTimeout(r, 100));
+    await bus.publish([msg(3)]);
+    await new Promise((r) => setTimeout(r, 150));
+    expect(c.batches).toEqual([]);
+    while (c.batches.length === 0 && Date.now() - t0 < 5_000) await new Promise((r) => setTimeout(r, 10));
+    expect(c.batches.map((b) => b.size)).toEqual([3]);
+    expect(c.batches[0]!.at - t0).toBeGreaterThanOrEqual(390);
+    await c.stop();
+  });
+
+  it('delivers at once when enough messages are waiting', async () => {
+    const bus = new InProcessBus({ lingerMessages: 5, lingerMs: 10_000 });
+    const c = collect(bus);
+    await c.ready;
+    const t0 = Date.now();
+    await bus.publish([msg(1), msg(2), msg(3)]);
+    await bus.publish([msg(4), msg(5), msg(6)]);
+    while (c.batches.length === 0 && Date.now() - t0 < 5_000) await new Promise((r) => setTimeout(r, 5));
+    expect(c.batches.map((b) => b.size)).toEqual([6]);
+    expect(Date.now() - t0).toBeLessThan(2_000);
+    await c.stop();
+  });
+
+  it('stops promptly while lingering, and takes what waits without lingering when off', async () => {
+    const lingering = new InProcessBus({ lingerMessages: 100, lingerMs: 60_000 });
+    const c = collect(lingering);
+    await c.ready;
+    await lingering.publish([msg(1)]);
+    const t0 = Date.now();
+    await c.stop();
+    expect(Date.now() - t0).toBeLessThan(1_000);
+    expect(c.batches).toEqual([]);
+
+    const plain = new InProcessBus();
+    const d = collect(plain);
+    await d.ready;
+    await plain.publish([msg(1)]);
+    while (d.batches.length === 0 && Date.now() - t0 < 5_000) await new Promise((r) => setTimeout(r, 5));
+    expect(d.batches.map((b) => b.size)).toEqual([1]);
+    await d.stop();
+  });
+});

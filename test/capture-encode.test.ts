@@ -1,0 +1,79 @@
+// The capture envelope as the tee encodes it: the size counted while encoding equals what the bus counts
+// (`messageBytes`), every field survives a decode, and the value owns or shares its buffer by size.
+import { describe, expect, it } from 'vitest';
+import { messageBytes } from '../src/bus/index.js';
+import { decodeCapture, encodeCapture, encodeCaptureSized, type CapturedCall } from '../src/protocol/capture.js';
+import { makeCall } from './support/ingest.js';
+
+function variants(): CapturedCall[] {
+  const big = Buffer.alloc(70_000, 7);
+  return [
+    makeCall(1),
+    makeCall(2, 12, { status: 503, error: 'reset: socket hang up', latencyMs: 0.123 }),
+    makeCall(3, 1, { headers: { 'user-agent': 'curl/8', traceparent: '00-abc-def-01' } }),
+    makeCall(4, 1, {
+      source: 'grpc',
+      model: 'modèle-é',
+      version: '',
+      route: '/inference.GRPCInferenceService/ModelInfer',
+      status: 799,
+      request: {
+        body: big,
+        size: 90_000,
+        truncated: true,
+        contentType: 'application/x-protobuf',
+        contentEncoding: '',
+        headerLength: 123,
+      },
+      response: {
+        body: Buffer.alloc(0),
+        size: 0,
+        truncated: false,
+        contentType: '',
+        contentEncoding: 'gzip',
+        headerLength: 0,
+      },
+    }),
+    makeCall(5, 2, { source: 'kserve-custom', startedAt: 1_700_000_000_123 }),
+  ];
+}
+
+describe('encodeCaptureSized', () => {
+  it('counts the record size exactly as the bus does', () => {
+    for (const call of variants()) {
+      const { message, bytes } = encodeCaptureSized(call);
+      expect(bytes).toBe(messageBytes(message));
+    }
+  });
+
+  it('round-trips every field through decodeCapture, and encodeCapture gives the same record', () => {
+    for (const call of variants()) {
+      const { message } = encodeCaptureSized(call);
+      expect(encodeCapture(call)).toEqual(message);
+      const back = decodeCapture(message);
+      expect(back).toEqual({
+        ...call,
+        request: { ...call.request, headerLength: call.request.headerLength },
+        response: { ...call.response, headerLength: call.response.headerLength },
+      });
+    }
+  });
+
+  it('writes the same time for records of the same millisecond and a new one after', () => {
+    const a = encodeCaptureSized(makeCall(1, 1, { startedAt: 1_700_000_000_001 })).message.headers.ce_time;
+    const b = encodeCaptureSized(makeCall(2, 1, { startedAt: 1_700_000_000_001 })).message.headers.ce_time;
+    const c = encodeCaptureSized(makeCall(3, 1, { startedAt: 1_700_000_000_002 })).message.headers.ce_time;
+    expect(a).toBe('2023-11-14T22:13:20.001Z');
+    expect(b).toBe(a);
+    expect(c).toBe('2023-11-14T22:13:20.002Z');
+  });
+
+  it('gives a large value its own buffer (transferable) and a small one a slice of the shared pool', () => {
+    const [small, , , large] = variants();
+    const s = encodeCaptureSized(small!).message.value;
+    const l = encodeCaptureSized(large!).message.value;
+    expect(l.byteOffset).toBe(0);
+    expect(l.buffer.byteLength).toBe(l.length);
+    expect(s.buffer.byteLength).toBeGreaterThan(s.length);
+  });
+});
