@@ -730,6 +730,8 @@ export interface RunningDetector extends RunningRole {
 export async function startDetector(ctx: RuntimeContext, options: DetectorOptions = {}): Promise<RunningDetector> {
   const o = resolveOptions(ctx, options);
   const log: Logger = ctx.logger;
+  // Registered before the (possibly long) rebuild, so a scrape during start-up already lists them.
+  const metrics = new DetectMetrics(ctx.metrics, { maxFeatures: o.maxFeatureGauges, maxModels: o.maxModelLabels });
   const state = await DetectorState.rebuild(ctx.store.with({ role: 'detect' }), {
     intervalMs: o.intervalMs,
     monitor: o.monitor,
@@ -738,7 +740,6 @@ export async function startDetector(ctx: RuntimeContext, options: DetectorOption
     log.warn('detector state not rebuilt from stored series; detectors start cold', { error: errorMessage(err) });
     return new DetectorState(o.monitor);
   });
-  const metrics = new DetectMetrics(ctx.metrics, { maxFeatures: o.maxFeatureGauges, maxModels: o.maxModelLabels });
   let timer: NodeJS.Timeout | undefined;
   let stopped = false;
   // `busy`: the work of the current run, until it really settles; `answer`: what callers of this run get (at the
