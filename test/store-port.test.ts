@@ -240,6 +240,24 @@ describe('store port: deadlines cancel statements in ClickHouse', () => {
 
 describe('detector: run deadline and stop() cancel in ClickHouse', () => {
   /** A drift engine whose statement never finishes by itself (runs through the run's store). */
+  // A run examines drift only when its window holds rows: one prediction per model, a minute before the end of
+  // the window (runs are aligned to their hour-long interval, so the window ends at the last full hour).
+  const oneRow = (model: string): Promise<void> =>
+    store.insertPredictions([
+      {
+        model,
+        version: '1',
+        ts: Math.floor(Date.now() / 3_600_000) * 3_600_000 - 60_000,
+        event_id: `${model}-e`,
+        request_id: `${model}-r`,
+        row: 0,
+        features_num: { x: 1 },
+        features_cat: {},
+        outputs_num: {},
+        outputs_cat: {},
+      },
+    ]);
+
   const hanging = (seen: string[]) => async (s: Store) => {
     const id = `drift-hang-${seen.length}`;
     seen.push(id);
@@ -249,6 +267,7 @@ describe('detector: run deadline and stop() cancel in ClickHouse', () => {
 
   it('a detection run past its deadline is cancelled on the engine and the loop moves on', async () => {
     const seen: string[] = [];
+    await oneRow('m-deadline');
     const ctx = apiTestContext(store, { 'detect.timeoutMs': 1_500 });
     const detector = await startDetector(ctx, {
       detectDrift: hanging(seen),
@@ -259,6 +278,7 @@ describe('detector: run deadline and stop() cancel in ClickHouse', () => {
     const t = Date.now();
     const runs = await detector.runNow();
     const took = Date.now() - t;
+    // Past its deadline the caller gets nothing of the run.
     expect(runs).toEqual([]);
     expect(seen.length).toBe(1);
     expect(took).toBeLessThan(1_500 + 1_000 + 3_000);
@@ -274,6 +294,7 @@ describe('detector: run deadline and stop() cancel in ClickHouse', () => {
 
   it('stop() aborts a hanging run and kills its statement', async () => {
     const seen: string[] = [];
+    await oneRow('m-stop');
     const ctx = apiTestContext(store);
     const detector = await startDetector(ctx, {
       detectDrift: hanging(seen),
