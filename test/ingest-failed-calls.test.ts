@@ -131,7 +131,12 @@ describe('failed calls through the sidecar', () => {
 
     let detector: RunningDetector | undefined;
     try {
-      detector = await startDetector(apiTestContext(store), { detectDrift: null, intervalMs: 3_600_000 });
+      // Runs end on interval boundaries: a clock an hour ahead puts this traffic inside the run's interval.
+      detector = await startDetector(apiTestContext(store), {
+        detectDrift: null,
+        intervalMs: 3_600_000,
+        clock: () => Date.now() + 3_600_000,
+      });
       const runs = await detector.runNow();
       expect(runs.map((r) => r.model)).toEqual(['classifier']);
       expect(runs[0]?.traffic).toMatchObject({ requests: OK + FAILED, errors: FAILED });

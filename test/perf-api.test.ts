@@ -198,6 +198,26 @@ describe('GET /api/v1/models/{name}/health', () => {
     // Every call of this model failed upstream: requests are recorded, no prediction rows, so the drift engine
     // has nothing to compare live.
     const ts = NOW - 10 * 60_000;
+    // It answered once, two days ago (so it is a model), and has failed ever since.
+    await store.insertRequests([
+      {
+        model: 'failing',
+        version: '',
+        ts: NOW - 2 * 86_400_000,
+        event_id: 'f0',
+        request_id: 'f0',
+        source: 'rest',
+        route: '/v2/models/failing/infer',
+        status: 200,
+        latency_ms: 3,
+        request_bytes: 10,
+        response_bytes: 10,
+        request_truncated: false,
+        response_truncated: false,
+        rows: 0,
+        error: '',
+      },
+    ]);
     await store.insertRequests([
       {
         model: 'failing',
@@ -223,7 +243,8 @@ describe('GET /api/v1/models/{name}/health', () => {
       traffic: { errors: number; error_rate: number };
     };
     expect(live.drift).toBeNull();
-    expect(live.drift_error).toMatch(/no stored traffic/);
+    // It never stored a prediction row, so it has no reference to compare against.
+    expect(live.drift_error).toMatch(/no reference yet/);
     expect(live.traffic).toMatchObject({ errors: 1, error_rate: 1 });
 
     // A stored dataset verdict from an earlier detect run (the model has no rows now, so a run today is no_data).
@@ -258,7 +279,7 @@ describe('GET /api/v1/models/{name}/health', () => {
       drift_error: string;
     };
     expect(body.drift).toMatchObject({ source: 'stored', reference_id: 'ref-1' });
-    expect(body.drift_error).toMatch(/no stored traffic/);
+    expect(body.drift_error).toMatch(/no reference yet/);
   });
 
   it('answers from the newest stored detection run by default, computing nothing live', async () => {

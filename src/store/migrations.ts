@@ -308,6 +308,12 @@ export const migrations: Migration[] = [
     ],
   },
   {
+    version: 7,
+    name: 'alerts',
+    // Alert states, silences, the notification log, Grafana annotation ids, the evaluator lease, baselines.
+    statements: [...ALERT_TABLES_DDL],
+  },
+  {
     version: 8,
     name: 'shadow runner: payloads, runs, per-row candidate outputs',
     statements: [
@@ -403,12 +409,6 @@ export const migrations: Migration[] = [
        FROM ${Tables.requests} WHERE status >= 200 AND status < 300 AND inserted_at < cutoff
        GROUP BY model`,
     ],
-  },
-  {
-    version: 7,
-    name: 'alerts',
-    // Alert states, silences, the notification log, Grafana annotation ids, the evaluator lease, baselines.
-    statements: [...ALERT_TABLES_DDL],
   },
 ];
 
