@@ -1,8 +1,5 @@
-import { readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
+import { startWorker } from '../common/worker.js';
 import { ErrorCodes, ModelwatchError, errorMessage } from '../common/errors.js';
 import { silentLogger, type Logger } from '../common/logger.js';
 import type { KafkaBusOptions } from './kafka.js';
@@ -83,36 +80,8 @@ function defaultEntry(): { url: URL; tsx: boolean } {
   return { url: new URL('./kafka-worker-entry.js', here), tsx: false };
 }
 
-/** URL of tsx's ESM `tsx/esm/api` entry (its export map's `import` condition; `require.resolve` gives the CJS one). */
-function tsxEsmApiUrl(): string {
-  const require = createRequire(import.meta.url);
-  const pkgPath = require.resolve('tsx/package.json');
-  const pkg = JSON.parse(readFileSync(pkgPath, 'utf8')) as {
-    exports?: Record<string, { import?: { default?: string } | string }>;
-  };
-  const target = pkg.exports?.['./esm/api']?.import;
-  const rel = typeof target === 'string' ? target : target?.default;
-  if (rel === undefined) throw new Error('tsx does not export tsx/esm/api for import');
-  return pathToFileURL(join(dirname(pkgPath), rel)).href;
-}
-
-/**
- * Starts the worker. A `.ts` entry (running from source under tsx or vitest) is loaded through a small
- * bootstrap that registers tsx's ESM hooks inside the worker first: hooks registered in the parent do
- * not reach a worker thread on Node 20.
- */
 function spawnWorker(url: URL, workerData: KafkaWorkerData): Worker {
-  if (url.pathname.endsWith('.ts')) {
-    const tsxApi = tsxEsmApiUrl();
-    const boot = [
-      "const { workerData } = require('node:worker_threads');",
-      'import(workerData.tsxApi)',
-      '  .then((m) => { (m.register ?? m.default.register)(); return import(workerData.entry); })',
-      '  .catch((err) => { setImmediate(() => { throw err; }); });',
-    ].join('\n');
-    return new Worker(boot, { eval: true, execArgv: [], workerData: { ...workerData, tsxApi, entry: url.href } });
-  }
-  return new Worker(fileURLToPath(url), { workerData });
+  return startWorker(url, workerData);
 }
 
 /**

@@ -1,10 +1,10 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { availableParallelism } from 'node:os';
 import { dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { fileURLToPath, pathToFileURL } from 'node:url';
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
+import { startWorker } from '../common/worker.js';
 import { ErrorCodes, ModelwatchError, errorMessage } from '../common/errors.js';
 import { silentLogger, type Logger } from '../common/logger.js';
 import type {
@@ -196,38 +196,8 @@ function defaultEntry(): URL {
   return here.endsWith('.ts') ? new URL('./pool-worker.ts', here) : new URL('./pool-worker.js', here);
 }
 
-/** URL of tsx's ESM `tsx/esm/api` entry (its export map's `import` condition). */
-function tsxEsmApiUrl(): string {
-  const require = createRequire(import.meta.url);
-  const pkgPath = require.resolve('tsx/package.json');
-  const pkg = JSON.parse(readFileSync(pkgPath, 'utf8')) as {
-    exports?: Record<string, { import?: { default?: string } | string }>;
-  };
-  const target = pkg.exports?.['./esm/api']?.import;
-  const rel = typeof target === 'string' ? target : target?.default;
-  if (rel === undefined) throw new Error('tsx does not export tsx/esm/api for import');
-  return pathToFileURL(join(dirname(pkgPath), rel)).href;
-}
-
-/**
- * Starts a worker. A `.ts` entry is loaded through a bootstrap that registers tsx's ESM hooks inside
- * the worker first: hooks registered in the parent do not reach a worker thread on Node 20.
- */
 function spawnWorker(url: URL, workerData: PoolWorkerData): Worker {
-  if (url.pathname.endsWith('.ts')) {
-    const boot = [
-      "const { workerData } = require('node:worker_threads');",
-      'import(workerData.tsxApi)',
-      '  .then((m) => { (m.register ?? m.default.register)(); return import(workerData.entry); })',
-      '  .catch((err) => { setImmediate(() => { throw err; }); });',
-    ].join('\n');
-    return new Worker(boot, {
-      eval: true,
-      execArgv: [],
-      workerData: { ...workerData, tsxApi: tsxEsmApiUrl(), entry: url.href },
-    });
-  }
-  return new Worker(fileURLToPath(url), { workerData });
+  return startWorker(url, workerData);
 }
 
 function positiveInt(name: string, v: number, max = Number.MAX_SAFE_INTEGER): number {

@@ -1,8 +1,5 @@
-import { readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
+import { startWorker } from '../../common/worker.js';
 import { ErrorCodes, ModelwatchError } from '../../common/errors.js';
 import {
   capSamples,
@@ -40,36 +37,8 @@ function defaultEntry(): URL {
   return new URL(here.endsWith('.ts') ? './classifier-worker-entry.ts' : './classifier-worker-entry.js', here);
 }
 
-/** URL of tsx's ESM `tsx/esm/api` entry (its export map's `import` condition). */
-function tsxEsmApiUrl(): string {
-  const require = createRequire(import.meta.url);
-  const pkgPath = require.resolve('tsx/package.json');
-  const pkg = JSON.parse(readFileSync(pkgPath, 'utf8')) as {
-    exports?: Record<string, { import?: { default?: string } | string }>;
-  };
-  const target = pkg.exports?.['./esm/api']?.import;
-  const rel = typeof target === 'string' ? target : target?.default;
-  if (rel === undefined) throw new Error('tsx does not export tsx/esm/api for import');
-  return pathToFileURL(join(dirname(pkgPath), rel)).href;
-}
-
-/** Starts the worker; a `.ts` entry (from source under tsx or vitest) first registers tsx's hooks inside the worker. */
 function spawn(url: URL, data: ClassifierWorkerData, transfer: ArrayBuffer[]): Worker {
-  if (url.pathname.endsWith('.ts')) {
-    const boot = [
-      "const { workerData } = require('node:worker_threads');",
-      'import(workerData.tsxApi)',
-      '  .then((m) => { (m.register ?? m.default.register)(); return import(workerData.entry); })',
-      '  .catch((err) => { setImmediate(() => { throw err; }); });',
-    ].join('\n');
-    return new Worker(boot, {
-      eval: true,
-      execArgv: [],
-      workerData: { ...data, tsxApi: tsxEsmApiUrl(), entry: url.href },
-      transferList: transfer,
-    });
-  }
-  return new Worker(fileURLToPath(url), { workerData: data, transferList: transfer });
+  return startWorker(url, data, transfer);
 }
 
 function flatten(rows: readonly (readonly number[])[], width: number): Float64Array {
