@@ -118,7 +118,12 @@ async function startServeAndTerm(): Promise<void> {
   const p = await ports();
   const s = nodeUp(p);
   await until('the API to answer', () => apiServes(p.api), s);
-  expect(s.output()).toContain(`sidecar: http://127.0.0.1:${p.sidecar}\n`);
+  // The URLs are printed once every role has started, which may be after the API already answers.
+  await until(
+    'the URLs to be printed',
+    () => Promise.resolve(s.output().includes(`sidecar: http://127.0.0.1:${p.sidecar}\n`)),
+    s,
+  );
   s.child.kill('SIGTERM');
   expect(await s.exited).toBe(0);
   expect(await portFree(p.api)).toBe(true);
