@@ -261,8 +261,9 @@ describe('modelwatch demo', () => {
       const inRun = new Map(features.filter((f) => f.run_id === strongest.run_id).map((f) => [f.feature, f]));
       for (const name of ['income', 'debt_ratio', 'utilization']) {
         expect(inRun.get(name)?.drifted, `${name} in ${JSON.stringify([...inRun.values()])}`).toBe(true);
-        expect(inRun.get(name)?.score ?? 0).toBeGreaterThan(inRun.get('age')?.score ?? Infinity);
       }
+      // Scores are not compared across features: with the methods fixed by a small reference a score may be a
+      // KS p-value (lower = more drift) rather than a distance, so only the verdicts are asserted.
 
       // Measured accuracy fell after the injection (the label relation flipped).
       const acc = await q<{ ts: string; value: number | null }>(
