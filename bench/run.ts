@@ -6,7 +6,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 
-const KNOWN = ['ingest', 'sidecar', 'drift', 'alerts', 'shadow'] as const;
+const KNOWN = ['ingest', 'sidecar', 'drift', 'fleet', 'alerts', 'shadow', 'multivariate'] as const;
 
 interface BenchModule {
   run(): Promise<void>;
