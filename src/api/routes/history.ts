@@ -213,16 +213,33 @@ function capped<T>(rows: T[], limit: number): { rows: T[]; truncated: boolean } 
  * time (default the last hour, at most `api.maxWindowMs`) and answers oldest first, at most `limit` items.
  */
 export function historyRoutes(app: ApiApp, ctx: RuntimeContext): void {
-  const window = (q: { from?: string | undefined; to?: string | undefined }) =>
-    cappedWindow(q.from, q.to, ctx.config.api.maxWindowMs);
+  /**
+   * The shared part of every history answer: the capped window, a known model, and at most `limit` rows of
+   * `sql` (bound to `model`, `from`, `to`, `limit` and `params`), oldest first.
+   */
+  async function page<R>(
+    name: string,
+    q: { from?: string | undefined; to?: string | undefined; limit: number },
+    sql: string,
+    params: Record<string, unknown> = {},
+  ): Promise<{ window: { from: string; to: string }; rows: R[]; truncated: boolean }> {
+    const { fromMs, toMs } = cappedWindow(q.from, q.to, ctx.config.api.maxWindowMs);
+    await requireModel(ctx.store, name);
+    const rows = await queryRows<R>(ctx.store, sql, {
+      ...params,
+      model: name,
+      from: toChTime(fromMs),
+      to: toChTime(toMs),
+      limit: q.limit + 1,
+    });
+    return { window: { from: isoTime(fromMs), to: isoTime(toMs) }, ...capped(rows, q.limit) };
+  }
 
   app.openapi(driftHistoryRoute, async (c) => {
     const { name } = c.req.valid('param');
     const q = c.req.valid('query');
-    const { fromMs, toMs } = window(q);
-    await requireModel(ctx.store, name);
     const segment = q.segment ?? '';
-    const rows = await queryRows<
+    const found = await page<
       Timed & {
         run_id: string;
         reference_id: string;
@@ -240,7 +257,8 @@ export function historyRoutes(app: ApiApp, ctx: RuntimeContext): void {
         n_cur: number | string;
       }
     >(
-      ctx.store,
+      name,
+      q,
       `SELECT run_id, ${TIMES}, reference_id, segment, feature, kind, output, method, statistic, p_value, score, threshold,
               drifted, n_ref, n_cur
        FROM ${Tables.driftResults}
@@ -249,21 +267,13 @@ export function historyRoutes(app: ApiApp, ctx: RuntimeContext): void {
          ${q.feature === undefined ? '' : 'AND feature = {feature:String}'}
        ORDER BY ts, run_id, segment, kind = 'dataset' DESC, feature
        LIMIT {limit:UInt32}`,
-      {
-        model: name,
-        from: toChTime(fromMs),
-        to: toChTime(toMs),
-        segment,
-        feature: q.feature ?? '',
-        limit: q.limit + 1,
-      },
+      { segment, feature: q.feature ?? '' },
     );
-    const { rows: page, truncated } = capped(rows, q.limit);
     return c.json(
       {
         model: name,
-        window: { from: isoTime(fromMs), to: isoTime(toMs) },
-        points: page.map((r) => ({
+        window: found.window,
+        points: found.rows.map((r) => ({
           run_id: r.run_id,
           ...times(r),
           reference_id: r.reference_id === '' ? null : r.reference_id,
@@ -280,7 +290,7 @@ export function historyRoutes(app: ApiApp, ctx: RuntimeContext): void {
           n_ref: Number(r.n_ref),
           n_cur: Number(r.n_cur),
         })),
-        truncated,
+        truncated: found.truncated,
       },
       200,
     );
@@ -289,9 +299,7 @@ export function historyRoutes(app: ApiApp, ctx: RuntimeContext): void {
   app.openapi(performanceHistoryRoute, async (c) => {
     const { name } = c.req.valid('param');
     const q = c.req.valid('query');
-    const { fromMs, toMs } = window(q);
-    await requireModel(ctx.store, name);
-    const rows = await queryRows<
+    const found = await page<
       Timed & {
         run_id: string;
         source: string;
@@ -301,7 +309,8 @@ export function historyRoutes(app: ApiApp, ctx: RuntimeContext): void {
         labelled_rows: number | string;
       }
     >(
-      ctx.store,
+      name,
+      q,
       `SELECT run_id, ${TIMES}, source, metric, value, rows, labelled_rows
        FROM ${Tables.performanceResults}
        WHERE ${IN_WINDOW} AND details = '{}'
@@ -309,21 +318,13 @@ export function historyRoutes(app: ApiApp, ctx: RuntimeContext): void {
          ${q.source === undefined ? '' : 'AND source = {source:String}'}
        ORDER BY ts, run_id, source, metric
        LIMIT {limit:UInt32}`,
-      {
-        model: name,
-        from: toChTime(fromMs),
-        to: toChTime(toMs),
-        metric: q.metric ?? '',
-        source: q.source ?? '',
-        limit: q.limit + 1,
-      },
+      { metric: q.metric ?? '', source: q.source ?? '' },
     );
-    const { rows: page, truncated } = capped(rows, q.limit);
     return c.json(
       {
         model: name,
-        window: { from: isoTime(fromMs), to: isoTime(toMs) },
-        points: page.map((r) => ({
+        window: found.window,
+        points: found.rows.map((r) => ({
           run_id: r.run_id,
           ...times(r),
           source: r.source,
@@ -332,7 +333,7 @@ export function historyRoutes(app: ApiApp, ctx: RuntimeContext): void {
           rows: Number(r.rows),
           labelled_rows: Number(r.labelled_rows),
         })),
-        truncated,
+        truncated: found.truncated,
       },
       200,
     );
@@ -341,9 +342,7 @@ export function historyRoutes(app: ApiApp, ctx: RuntimeContext): void {
   app.openapi(changePointsRoute, async (c) => {
     const { name } = c.req.valid('param');
     const q = c.req.valid('query');
-    const { fromMs, toMs } = window(q);
-    await requireModel(ctx.store, name);
-    const rows = await queryRows<{
+    const found = await page<{
       run_id: string;
       ts_ms: number | string;
       series: string;
@@ -353,20 +352,19 @@ export function historyRoutes(app: ApiApp, ctx: RuntimeContext): void {
       value: number;
       series_index: number | string;
     }>(
-      ctx.store,
+      name,
+      q,
       `SELECT run_id, toUnixTimestamp64Milli(ts) AS ts_ms, series, feature, detector, params, value, series_index
        FROM ${Tables.changePoints}
        WHERE ${IN_WINDOW}
        ORDER BY ts, series, feature, detector
        LIMIT {limit:UInt32}`,
-      { model: name, from: toChTime(fromMs), to: toChTime(toMs), limit: q.limit + 1 },
     );
-    const { rows: page, truncated } = capped(rows, q.limit);
     return c.json(
       {
         model: name,
-        window: { from: isoTime(fromMs), to: isoTime(toMs) },
-        change_points: page.map((r) => ({
+        window: found.window,
+        change_points: found.rows.map((r) => ({
           run_id: r.run_id,
           ts: isoTime(Number(r.ts_ms)),
           series: r.series,
@@ -376,7 +374,7 @@ export function historyRoutes(app: ApiApp, ctx: RuntimeContext): void {
           value: Number(r.value),
           series_index: Number(r.series_index),
         })),
-        truncated,
+        truncated: found.truncated,
       },
       200,
     );
@@ -385,9 +383,7 @@ export function historyRoutes(app: ApiApp, ctx: RuntimeContext): void {
   app.openapi(detectRunsRoute, async (c) => {
     const { name } = c.req.valid('param');
     const q = c.req.valid('query');
-    const { fromMs, toMs } = window(q);
-    await requireModel(ctx.store, name);
-    const rows = await queryRows<
+    const found = await page<
       Timed & {
         run_id: string;
         interval_ms: number | string;
@@ -398,20 +394,20 @@ export function historyRoutes(app: ApiApp, ctx: RuntimeContext): void {
         rows: number | string;
       }
     >(
-      ctx.store,
+      name,
+      q,
       `SELECT run_id, ${TIMES}, interval_ms, reference_id, status, error, duration_ms, rows
        FROM ${Tables.detectRuns}
        WHERE ${IN_WINDOW} ${q.status === undefined ? '' : 'AND status = {status:String}'}
        ORDER BY ts, run_id
        LIMIT {limit:UInt32}`,
-      { model: name, from: toChTime(fromMs), to: toChTime(toMs), status: q.status ?? '', limit: q.limit + 1 },
+      { status: q.status ?? '' },
     );
-    const { rows: page, truncated } = capped(rows, q.limit);
     return c.json(
       {
         model: name,
-        window: { from: isoTime(fromMs), to: isoTime(toMs) },
-        runs: page.map((r) => ({
+        window: found.window,
+        runs: found.rows.map((r) => ({
           run_id: r.run_id,
           ...times(r),
           interval_ms: Number(r.interval_ms),
@@ -423,7 +419,7 @@ export function historyRoutes(app: ApiApp, ctx: RuntimeContext): void {
           duration_ms: Number(r.duration_ms),
           rows: Number(r.rows),
         })),
-        truncated,
+        truncated: found.truncated,
       },
       200,
     );
