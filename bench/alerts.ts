@@ -22,20 +22,11 @@ const RUNS = 3;
 const TARGET_S = 2;
 const CYCLES = 5;
 
-// TODO(remove once migration v5 is merged): the detection-run table and typed series columns.
-const V5 = [
-  `CREATE TABLE IF NOT EXISTS mw_detect_runs (run_id String, model LowCardinality(String), ts DateTime64(3,'UTC'),
-    window_from DateTime64(3,'UTC'), window_to DateTime64(3,'UTC'), interval_ms UInt64, reference_id String,
-    status LowCardinality(String), error String, duration_ms Float64, rows UInt64) ENGINE = MergeTree ORDER BY (model, ts)`,
-  `ALTER TABLE mw_metric_series ADD COLUMN IF NOT EXISTS feature String DEFAULT ''`,
-];
-
 export async function run(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'mw-bench-alerts-'));
   const store = createStore({ url: `chdb:${dir}` });
   try {
     await store.migrate();
-    for (const s of V5) await store.command(s);
     const now = Date.now();
     const t = (r: string) => `fromUnixTimestamp64Milli(toInt64(${now})) - toIntervalSecond((${RUNS - 1} - ${r}) * 60)`;
     const perModel = RUNS * (FEATURES + 1);

@@ -4,7 +4,7 @@ import { startApi, type RunningApi } from '../src/api/index.js';
 import { silenceCommand, alertsCommand } from '../src/cli/commands/alerts.js';
 import type { ClickHouseStore } from '../src/store/index.js';
 import { apiTestContext } from './support/api.js';
-import { TestClock, ensureV5ForTests, insertDriftRun } from './support/alerts-engine.js';
+import { TestClock, insertDriftRun } from './support/alerts-engine.js';
 import {
   startHttpReceiver,
   startSmtpReceiver,
@@ -41,7 +41,6 @@ const features = (shift: boolean) => ({
 
 beforeAll(async () => {
   ({ store, cleanup } = await openTestStore());
-  await ensureV5ForTests(store);
   slack = await startHttpReceiver();
   grafana = await startHttpReceiver([grafanaReply]);
   smtp = await startSmtpReceiver('mw', 'smtp-pass');

@@ -2,7 +2,7 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import { startAlerting, type AlertmanagerWebhookBody, type RunningAlerting } from '../src/alerts/index.js';
 import type { ClickHouseStore } from '../src/store/index.js';
 import { apiTestContext } from './support/api.js';
-import { TestClock, ensureV5ForTests, insertDriftRun, insertSeries } from './support/alerts-engine.js';
+import { TestClock, insertDriftRun, insertSeries } from './support/alerts-engine.js';
 import { startHttpReceiver, type HttpReceiver } from './support/alerts-receivers.js';
 import { openTestStore } from './support/store.js';
 
@@ -22,7 +22,6 @@ const REPEAT = 600_000; // repeatIntervalMs
 
 beforeAll(async () => {
   ({ store, cleanup: cleanupStore } = await openTestStore());
-  await ensureV5ForTests(store);
   hook = await startHttpReceiver();
 });
 afterAll(async () => {

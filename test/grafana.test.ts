@@ -10,7 +10,7 @@ import { computeDrift } from '../src/drift/stats/engine.js';
 import { storedFeatureSpecs, trafficSample, type StoredFeature } from '../src/drift/stats/sample.js';
 import type { RuntimeContext } from '../src/runtime/context.js';
 import { registerDefaultMetrics } from '../src/runtime/metrics.js';
-import { toChTime, type ClickHouseStore, type PredictionRow, type RequestRow } from '../src/store/index.js';
+import type { ClickHouseStore, PredictionRow, RequestRow } from '../src/store/index.js';
 import { gaussian, mulberry32 } from './support/seeded-prng.js';
 import { openTestStore } from './support/store.js';
 
@@ -194,7 +194,6 @@ describe('Grafana dashboards: every ClickHouse query against the migrated schema
   // Whole hours before now, so rows stamped by the server at insert time (inserted_at, received_at) fall in range too.
   const T0 = Math.floor(Date.now() / HOUR) * HOUR - 3 * HOUR;
   const range = { from: T0, to: Date.now() + 10 * MIN };
-  const runs: { run_id: string; now: number }[] = [];
 
   beforeAll(async () => {
     ({ store, cleanup } = await openTestStore());
@@ -278,67 +277,8 @@ describe('Grafana dashboards: every ClickHouse query against the migrated schema
         features: storedFeatureSpecs(features),
       });
     for (const now of [T0 + 2 * HOUR - 10 * MIN, T0 + 2 * HOUR]) {
-      const run = await runDetectionOnce(ctx, { model: 'm1', now, detectDrift: drift });
-      runs.push({ run_id: run.run_id, now });
+      await runDetectionOnce(ctx, { model: 'm1', now, detectDrift: drift });
     }
-
-    // ---- STAND-IN FOR SCHEMA v5 (remove once migration v5 is on main) --------------------------------------
-    // mw_detect_runs and the typed columns of mw_metric_series come with migration v5 (detection runs). Until
-    // it is merged, the v5 DDL (as documented for it) is applied here and the rows its detector writes are
-    // inserted in that documented shape, so the panels written against v5 are checked now. Once v5 is in the
-    // migrations, this block does nothing and the real detector's rows are what the panels must find.
-    const v5 = await store.query<{ n: number }>(
-      "SELECT count() AS n FROM system.tables WHERE database = currentDatabase() AND name = 'mw_detect_runs'",
-    );
-    if (Number(v5[0]?.n) === 0) {
-      await store.command(`CREATE TABLE IF NOT EXISTS mw_detect_runs (
-        run_id String, model LowCardinality(String), ts DateTime64(3, 'UTC'), window_from DateTime64(3, 'UTC'),
-        window_to DateTime64(3, 'UTC'), interval_ms UInt64, reference_id String, status LowCardinality(String),
-        error String, duration_ms Float64, rows UInt64) ENGINE = MergeTree ORDER BY (model, ts)`);
-      await store.command("ALTER TABLE mw_metric_series ADD COLUMN IF NOT EXISTS feature String DEFAULT ''");
-      await store.command(
-        "ALTER TABLE mw_metric_series ADD COLUMN IF NOT EXISTS window_from DateTime64(3, 'UTC') DEFAULT ts",
-      );
-      await store.command(
-        "ALTER TABLE mw_metric_series ADD COLUMN IF NOT EXISTS window_to DateTime64(3, 'UTC') DEFAULT ts",
-      );
-      await store.command('ALTER TABLE mw_metric_series ADD COLUMN IF NOT EXISTS interval_ms UInt64 DEFAULT 0');
-      await store.insert(
-        'mw_detect_runs',
-        runs.map((r, i) => ({
-          run_id: r.run_id,
-          model: 'm1',
-          ts: toChTime(r.now),
-          window_from: toChTime(r.now - HOUR),
-          window_to: toChTime(r.now),
-          interval_ms: 10 * MIN,
-          reference_id: '',
-          status: i === 0 ? 'failed' : 'ok',
-          error: i === 0 ? 'store_unavailable: connection refused' : '',
-          duration_ms: 850 + 100 * i,
-          rows: 600,
-        })),
-      );
-      await store.insert(
-        'mw_metric_series',
-        runs.flatMap((r) =>
-          ['x_0', 'x_1'].flatMap((feature) =>
-            ['quality.missing_rate', 'quality.out_of_range_rate'].map((series) => ({
-              run_id: r.run_id,
-              model: 'm1',
-              ts: toChTime(r.now),
-              series,
-              feature,
-              value: feature === 'x_0' && series === 'quality.out_of_range_rate' ? 0.2 : 0,
-              window_from: toChTime(r.now - 10 * MIN),
-              window_to: toChTime(r.now),
-              interval_ms: 10 * MIN,
-            })),
-          ),
-        ),
-      );
-    }
-    // ---- end of the v5 stand-in ---------------------------------------------------------------------------
   }, 120_000);
 
   afterAll(async () => cleanup());

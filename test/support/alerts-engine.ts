@@ -2,36 +2,6 @@ import { newId } from '../../src/common/ids.js';
 import type { SqlPort } from '../../src/store/index.js';
 import { toChTime } from '../../src/store/store.js';
 
-/**
- * Schema v5 (detection runs, typed metric series), verbatim from the shared contract, for tests that
- * need it before that migration lands on this branch.
- * TODO(remove once migration v5 is merged): the migration creates these.
- */
-export const V5_DDL_FOR_TESTS: readonly string[] = [
-  `CREATE TABLE IF NOT EXISTS mw_detect_runs (
-    run_id String,
-    model LowCardinality(String),
-    ts DateTime64(3,'UTC'),
-    window_from DateTime64(3,'UTC'),
-    window_to DateTime64(3,'UTC'),
-    interval_ms UInt64,
-    reference_id String,
-    status LowCardinality(String),
-    error String,
-    duration_ms Float64,
-    rows UInt64
-  ) ENGINE = MergeTree ORDER BY (model, ts)`,
-  `ALTER TABLE mw_metric_series ADD COLUMN IF NOT EXISTS feature String DEFAULT ''`,
-  `ALTER TABLE mw_metric_series ADD COLUMN IF NOT EXISTS window_from DateTime64(3,'UTC') DEFAULT ts`,
-  `ALTER TABLE mw_metric_series ADD COLUMN IF NOT EXISTS window_to DateTime64(3,'UTC') DEFAULT ts`,
-  `ALTER TABLE mw_metric_series ADD COLUMN IF NOT EXISTS interval_ms UInt64 DEFAULT 0`,
-];
-
-/** Applies {@link V5_DDL_FOR_TESTS}. */
-export async function ensureV5ForTests(store: SqlPort): Promise<void> {
-  for (const s of V5_DDL_FOR_TESTS) await store.command(s);
-}
-
 /** One feature's stored drift result. */
 export interface FeatureResult {
   score: number;
