@@ -123,7 +123,20 @@ const healthSchema = z
       )
       .openapi({ description: 'Change points stored inside the window, newest first (at most 20).' }),
     alerts: z
-      .array(z.record(z.string(), z.unknown()))
+      .array(
+        z
+          .object({
+            id: z.string(),
+            rule: z.string(),
+            severity: z.string(),
+            state: z.enum(['pending', 'firing']),
+            labels: z.record(z.string(), z.string()),
+            summary: z.string(),
+            value: z.number(),
+            since: z.string().openapi({ format: 'date-time' }),
+          })
+          .openapi('ActiveAlert'),
+      )
       .openapi({ description: 'Pending and firing alerts of the model, firing first.' }),
   })
   .openapi('Health');
@@ -425,7 +438,7 @@ export function healthRoutes(app: ApiApp, ctx: RuntimeContext): void {
         performance,
         last_run: lastRun,
         change_points: changePoints,
-        alerts: (await activeAlerts(ctx.store, name)) as unknown as Record<string, unknown>[],
+        alerts: await activeAlerts(ctx.store, name),
       },
       200,
     );
