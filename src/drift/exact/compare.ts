@@ -14,14 +14,7 @@ import {
 import type { DriftReport, FeatureProfile, FeatureReport, FeatureSpec, Sample, SampleProfile } from '../stats/types.js';
 import type { FixedProfile, NumericJobOutput } from './job.js';
 import { runJob, type SortPool } from './pool.js';
-import {
-  NUMERIC_GROUP,
-  countRows,
-  groupsOf,
-  readCategorical,
-  readNumeric,
-  splitMissing,
-} from './read.js';
+import { NUMERIC_GROUP, countRows, groupsOf, readCategorical, readNumeric, splitMissing } from './read.js';
 import type { CompareOptions, CurrentWindow, SortedReference, SortedReferenceFeature } from './types.js';
 
 const defaults = { datasetShare: 0.5, fdr: false, distributions: true } as const;
@@ -107,7 +100,11 @@ function categoricalInputs(
 }
 
 /** Categorical profile from value counts (with '' for missing) over `rows` rows. */
-function categoricalProfile(spec: FeatureSpec, counts: ReadonlyMap<string, number> | undefined, rows: number): FeatureProfile {
+function categoricalProfile(
+  spec: FeatureSpec,
+  counts: ReadonlyMap<string, number> | undefined,
+  rows: number,
+): FeatureProfile {
   const c = splitMissing(counts);
   const p = emptyProfile(spec, rows - c.n);
   p.n = c.n;
@@ -159,7 +156,10 @@ export async function compareToReference(
       const profile = refFeature?.profile;
       if (refFeature === undefined || sorted === undefined || profile === undefined) {
         // No reference values: only the current side's counts matter.
-        const out = await runJob({ reference: { raw: new Float64Array(0) }, current: { raw: values ?? new Float64Array(0) } }, o.pool);
+        const out = await runJob(
+          { reference: { raw: new Float64Array(0) }, current: { raw: values ?? new Float64Array(0) } },
+          o.pool,
+        );
         return {
           spec,
           ref: emptyProfile(spec, refFeature?.profile.missing ?? reference.rows),
@@ -217,8 +217,12 @@ export interface CompareSamplesOptions extends CompareOptions {
  * per side. Group by group, so memory holds one group's values at a time.
  */
 export async function compareSamples(store: SqlPort, options: CompareSamplesOptions): Promise<DriftReport> {
-  const o = { ...defaults, settings: {}, groupSize: NUMERIC_GROUP, ...stripUndefined(options) } as CompareSamplesOptions &
-    typeof defaults & { settings: StoreSettings; groupSize: number };
+  const o = {
+    ...defaults,
+    settings: {},
+    groupSize: NUMERIC_GROUP,
+    ...stripUndefined(options),
+  } as CompareSamplesOptions & typeof defaults & { settings: StoreSettings; groupSize: number };
   checkDatasetShare(o.datasetShare);
   const stored = new Map((o.referenceProfile?.features ?? []).map((p) => [p.column, p]));
   const numeric = o.features.filter((f) => f.kind === 'numeric');
@@ -260,7 +264,14 @@ export async function compareSamples(store: SqlPort, options: CompareSamplesOpti
   }
   refRows ??= await countRows(store, o.reference, o.settings);
   curRows ??= await countRows(store, o.current, o.settings);
-  const list = o.features.map((spec) => inputs.get(spec.column) ?? { spec, ref: emptyProfile(spec, refRows), cur: { n: 0, missing: curRows, non_finite: 0 } });
+  const list = o.features.map(
+    (spec) =>
+      inputs.get(spec.column) ?? {
+        spec,
+        ref: emptyProfile(spec, refRows),
+        cur: { n: 0, missing: curRows, non_finite: 0 },
+      },
+  );
   return assemble(list, refRows, curRows, o);
 }
 

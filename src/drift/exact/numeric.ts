@@ -79,7 +79,17 @@ export function quantileLinear(x: Float64Array, p: number): number {
 /** Profile of sorted finite values. */
 export function summarize(x: Float64Array): NumericSummary {
   const n = x.length;
-  if (n === 0) return { n, quantiles: [], edges: [], mean: Number.NaN, std: Number.NaN, min: Number.NaN, max: Number.NaN, distinct: 0 };
+  if (n === 0)
+    return {
+      n,
+      quantiles: [],
+      edges: [],
+      mean: Number.NaN,
+      std: Number.NaN,
+      min: Number.NaN,
+      max: Number.NaN,
+      distinct: 0,
+    };
   const quantiles = DECILES.map((p) => quantileLinear(x, p));
   const edges = quantiles.filter((v, j) => j === 0 || v !== quantiles[j - 1]);
   let sum = 0;
