@@ -159,6 +159,7 @@ export async function compareToReference(
         const out = await runJob(
           { reference: { raw: new Float64Array(0) }, current: { raw: values ?? new Float64Array(0) } },
           o.pool,
+          o.inlineMaxValues,
         );
         return {
           spec,
@@ -173,6 +174,7 @@ export async function compareToReference(
           fixed: fixedOf(profile) ?? undefined,
         },
         o.pool,
+        o.inlineMaxValues,
       );
       return {
         spec,
@@ -244,6 +246,7 @@ export async function compareSamples(store: SqlPort, options: CompareSamplesOpti
             fixed: fixedOf(stored.get(spec.column)),
           },
           o.pool,
+          o.inlineMaxValues,
         ),
       ),
     );

@@ -104,11 +104,15 @@ export function sharedPool(): SortPool {
   return shared;
 }
 
-/** Runs a numeric job inline when small (below {@link INLINE_MAX_VALUES} values), else in `pool`. */
-export function runJob(input: NumericJobInput, pool: SortPool | 'inline' = sharedPool()): Promise<NumericJobOutput> {
+/** Runs a numeric job inline when small (below `inlineMax` values, both sides), else in `pool`. */
+export function runJob(
+  input: NumericJobInput,
+  pool: SortPool | 'inline' = sharedPool(),
+  inlineMax = INLINE_MAX_VALUES,
+): Promise<NumericJobOutput> {
   const size = (s: NumericJobInput['reference'] | undefined): number =>
     s === undefined ? 0 : 'raw' in s ? s.raw.length : s.sorted.length;
-  if (pool === 'inline' || size(input.reference) + size(input.current) < INLINE_MAX_VALUES) {
+  if (pool === 'inline' || size(input.reference) + size(input.current) < inlineMax) {
     return Promise.resolve(runNumericJob(input));
   }
   return pool.run(input);

@@ -65,4 +65,6 @@ export interface CompareOptions {
    * values always run inline. @default the process-wide pool of two workers
    */
   pool?: SortPool | 'inline' | undefined;
+  /** Jobs with fewer values than this (reference and current together) run inline. @default 200000 */
+  inlineMaxValues?: number | undefined;
 }
