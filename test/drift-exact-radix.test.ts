@@ -1,0 +1,141 @@
+// The exact engine's LSD radix sort of float64 values (src/drift/exact/radix.ts) against the built-in
+// Float64Array.prototype.sort, which orders −0 before +0 and NaN last: special values, subnormals, heavy ties,
+// both sides of the size where the radix path starts, and the merge-pass statistics built on it.
+import { describe, expect, it } from 'vitest';
+import { sortFloat64 } from '../src/drift/exact/radix.js';
+import { compareSorted, prepareSide, quantileLinear, valueCounts } from '../src/drift/exact/numeric.js';
+import { decodeNative } from '../src/drift/exact/native.js';
+import { gaussian, mulberry32 } from './support/seeded-prng.js';
+
+function sameOrder(actual: Float64Array, expected: Float64Array): void {
+  expect(actual.length).toBe(expected.length);
+  for (let i = 0; i < expected.length; i++) {
+    if (!Object.is(actual[i], expected[i])) {
+      expect(`${i}: ${actual[i]}`).toBe(`${i}: ${expected[i]}`);
+    }
+  }
+}
+
+function check(values: Float64Array): void {
+  const expected = values.slice().sort();
+  const actual = sortFloat64(values.slice());
+  // NaNs are all last in both; their payloads may differ, so compare them as NaN.
+  const nan = expected.findIndex((v) => Number.isNaN(v));
+  const cut = nan < 0 ? expected.length : nan;
+  sameOrder(actual.subarray(0, cut), expected.subarray(0, cut));
+  for (let i = cut; i < expected.length; i++) expect(Number.isNaN(actual[i])).toBe(true);
+}
+
+const SIZES = [0, 1, 7, 2047, 2048, 5000, 100_003];
+
+describe('sortFloat64', () => {
+  it.each(SIZES)('equals Float64Array.prototype.sort on %i gaussian values spanning many magnitudes', (n) => {
+    const u = mulberry32(n + 1);
+    const g = gaussian(u);
+    const x = new Float64Array(n);
+    for (let i = 0; i < n; i++) x[i] = g() * 10 ** Math.floor(u() * 40 - 20);
+    check(x);
+  });
+
+  it.each(SIZES.filter((n) => n > 10))(
+    'orders NaN, ±0, ±Inf, subnormals and extremes like the built-in sort (%i values)',
+    (n) => {
+      const u = mulberry32(7 * n);
+      const specials = [
+        Number.NaN,
+        -0,
+        0,
+        Infinity,
+        -Infinity,
+        5e-324,
+        -5e-324,
+        2.2250738585072014e-308,
+        -2.2250738585072014e-308,
+        Number.MAX_VALUE,
+        -Number.MAX_VALUE,
+        1,
+        -1,
+      ];
+      const x = new Float64Array(n);
+      for (let i = 0; i < n; i++)
+        x[i] = u() < 0.5 ? specials[Math.floor(u() * specials.length)]! : (u() - 0.5) * 1e-310;
+      // A NaN with a payload and the sign bit set still sorts last.
+      new DataView(x.buffer).setUint32(4, 0xfff80001, true);
+      check(x);
+      const sorted = sortFloat64(x.slice());
+      const zeros = [...sorted].filter((v) => v === 0);
+      expect(zeros.some((z) => Object.is(z, -0))).toBe(true);
+      expect(Object.is(zeros[0], -0)).toBe(true);
+      expect(Object.is(zeros.at(-1), 0)).toBe(true);
+    },
+  );
+
+  it('keeps heavy ties (a handful of distinct values over 200k rows) in order and counts them exactly', () => {
+    const u = mulberry32(3);
+    const levels = [-2.5, -0, 0, 0.1, 0.30000000000000004, 7];
+    const x = new Float64Array(200_000);
+    const counts = new Map<number, number>();
+    for (let i = 0; i < x.length; i++) {
+      const v = levels[Math.floor(u() * levels.length)]!;
+      x[i] = v;
+      counts.set(v + 0, (counts.get(v + 0) ?? 0) + 1);
+    }
+    check(x);
+    const vc = valueCounts(sortFloat64(x.slice()));
+    expect([...vc.keys()]).toEqual(['-2.5', '0', '0.1', '0.30000000000000004', '7']);
+    expect(vc.get('0')).toBe(counts.get(0));
+    expect(vc.get('7')).toBe(counts.get(7));
+  });
+
+  it('sorts a view in place without touching the rest of its buffer', () => {
+    const u = mulberry32(11);
+    const buf = new Float64Array(10_000);
+    for (let i = 0; i < buf.length; i++) buf[i] = u();
+    const before = buf.slice();
+    const view = buf.subarray(1000, 9000);
+    check(view.slice());
+    sortFloat64(view, new Float64Array(8000));
+    sameOrder(buf.subarray(0, 1000), before.subarray(0, 1000));
+    sameOrder(buf.subarray(9000), before.subarray(9000));
+    sameOrder(view, before.subarray(1000, 9000).sort());
+  });
+});
+
+describe('prepareSide and the merge pass', () => {
+  it('counts NaN as missing and ±Inf as non-finite, and sorts only the finite values', () => {
+    const x = new Float64Array([3, Number.NaN, -Infinity, 1, Infinity, 2, Number.NaN, -0]);
+    const side = prepareSide(x);
+    expect(side.missing).toBe(2);
+    expect(side.nonFinite).toBe(2);
+    expect([...side.sorted]).toEqual([-0, 1, 2, 3]);
+  });
+
+  it('KS h and Wasserstein: 0 for identical samples, D = 1 for disjoint ones, ties consumed as runs', () => {
+    const a = new Float64Array([1, 2, 2, 3]);
+    expect(compareSorted(a, a.slice())).toEqual({ h: 0, wasserstein: 0 });
+    const b = new Float64Array([10, 11, 12]);
+    const r = compareSorted(a, b);
+    expect(r.h / (a.length * b.length)).toBe(1);
+    // scipy.stats.wasserstein_distance([1,2,2,3], [10,11,12]) = 9
+    expect(r.wasserstein).toBeCloseTo(9, 12);
+    // Ties across sides: [0, 0, 1] vs [0, 1, 1]: after 0, R = 2/3 and C = 1/3 → D = 1/3 (h = 3 of n·m = 9).
+    expect(compareSorted(new Float64Array([0, 0, 1]), new Float64Array([0, 1, 1])).h).toBe(3);
+  });
+
+  it("quantileLinear equals NumPy's linear rule on the lerp branch points", () => {
+    const x = new Float64Array([0.1, 0.7, 1.3, 2.9]);
+    // np.quantile([0.1, 0.7, 1.3, 2.9], [0.1, 0.5, 0.9]).tolist() = [0.28, 1.0, 2.4200000000000004] (NumPy 2.4)
+    expect(quantileLinear(x, 0.1)).toBe(0.28);
+    expect(quantileLinear(x, 0.5)).toBe(1.0);
+    expect(quantileLinear(x, 0.9)).toBe(2.4200000000000004);
+  });
+});
+
+describe('decodeNative', () => {
+  it('rejects a truncated block with an internal error instead of returning garbage', () => {
+    // 1 column, 2 rows, name "x", type Float64, then only 8 of the 16 data bytes.
+    const head = [1, 2, 1, 0x78, 7, ...Buffer.from('Float64')];
+    const buf = new Uint8Array([...head, ...new Uint8Array(8)]);
+    expect(() => decodeNative(buf)).toThrow(/truncated/);
+  });
+});

@@ -1,0 +1,277 @@
+// References stored pre-sorted (migration 10, mw_reference_sorted) and the exact engine's in-memory entry points
+// (src/drift/exact/index.ts). On the multi-feature fixture pair (9 numeric + 3 categorical columns with missing
+// and non-finite values, NumPy/SciPy expectations in test/fixtures/drift/expected_multi.json from
+// make_fixtures.py): the stored sorted values round-trip, detection of the current rows stored as traffic
+// against the stored reference gives the report `modelwatch report` gives on the files and the SciPy values,
+// inline and through worker threads, and references without sorted rows are sorted from their rows instead.
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { configSchema } from '../src/config/index.js';
+import { createReference, detectDrift, storedFeatureSpecs, trafficSample } from '../src/drift/index.js';
+import {
+  SortPool,
+  compareToReference,
+  readCurrentWindow,
+  readSortedReference,
+  type StoredSortedReference,
+} from '../src/drift/exact/index.js';
+import { runFileReport } from '../src/drift/report/run.js';
+import type { DriftReport } from '../src/drift/stats/types.js';
+import { Tables, type ClickHouseStore, type PredictionRow } from '../src/store/index.js';
+import { driftFixtureDir, expectAbs, expectRel } from './support/report-files.js';
+import { openTestStore } from './support/store.js';
+
+interface ExpectedFeature {
+  name: string;
+  kind: 'numeric' | 'categorical';
+  quality: Record<string, number | string[]>;
+  ks?: { statistic: number; p_value: number; method: 'exact' | 'asymp' };
+  wasserstein?: number;
+  psi: number;
+  jensen_shannon: number;
+  hellinger: number;
+  chi_square?: { statistic: number; p_value: number };
+  reference_bins: number[];
+  current_bins: number[];
+  method: string;
+  threshold: number;
+  drifted: boolean;
+}
+
+const expected = (
+  JSON.parse(readFileSync(join(driftFixtureDir, 'expected_multi.json'), 'utf8')) as {
+    cases: Array<{ name: string; reference_rows: number; current_rows: number; features: ExpectedFeature[] }>;
+  }
+).cases[0]!;
+const file = (side: 'reference' | 'current'): string => join(driftFixtureDir, `${expected.name}_${side}.csv`);
+const kinds = new Map(expected.features.map((f) => [f.name, f.kind]));
+
+/** The file's cells by column (no quoting in these fixtures): '' missing, nan/inf/-inf as named. */
+function columnsOf(side: 'reference' | 'current'): Map<string, string[]> {
+  const lines = readFileSync(file(side), 'utf8')
+    .split('\n')
+    .filter((l) => l !== '');
+  const header = lines.shift()!.split(',');
+  const out = new Map(header.map((h) => [h, [] as string[]]));
+  for (const line of lines) line.split(',').forEach((cell, j) => out.get(header[j]!)!.push(cell));
+  return out;
+}
+
+function num(cell: string): number {
+  return cell === '' || cell === 'nan'
+    ? Number.NaN
+    : cell === 'inf'
+      ? Infinity
+      : cell === '-inf'
+        ? -Infinity
+        : Number(cell);
+}
+
+const T0 = Date.UTC(2026, 0, 1);
+const HOUR = 3_600_000;
+const MODEL = 'stored_sorted';
+
+function currentRows(): PredictionRow[] {
+  const cols = columnsOf('current');
+  const n = cols.values().next().value!.length;
+  return Array.from({ length: n }, (_, i) => {
+    const row: PredictionRow = {
+      model: MODEL,
+      version: 'v1',
+      ts: T0 + Math.floor((i * HOUR) / (n + 1)),
+      event_id: `cur-${i}`,
+      request_id: `cur-${i}`,
+      row: 0,
+      features_num: {},
+      features_cat: {},
+      outputs_num: {},
+      outputs_cat: {},
+    };
+    for (const [name, cells] of cols) {
+      const cell = cells[i]!;
+      if (cell === '') continue;
+      if (kinds.get(name) === 'categorical') row.features_cat[name] = cell;
+      else row.features_num[name] = num(cell);
+    }
+    return row;
+  });
+}
+
+function checkAgainstScipy(report: DriftReport, label: string): void {
+  expect(report.reference.rows, label).toBe(expected.reference_rows);
+  expect(report.current.rows, label).toBe(expected.current_rows);
+  for (const c of expected.features) {
+    const f = report.features.find((x) => x.name === c.name);
+    const at = (what: string): string => `${label} ${c.name}: ${what}`;
+    expect(f, at('present')).toBeDefined();
+    expect(f!.method, at('method')).toBe(c.method);
+    expect(f!.threshold, at('threshold')).toBe(c.threshold);
+    expect(f!.drifted, at('drifted')).toBe(c.drifted);
+    if (c.ks !== undefined) {
+      expectAbs(f!.stats.ks?.statistic, c.ks.statistic, 1e-9, at('ks.statistic'));
+      expectAbs(f!.stats.ks?.p_value, c.ks.p_value, 1e-3, at('ks.p_value'));
+    }
+    if (c.wasserstein !== undefined) expectRel(f!.stats.wasserstein, c.wasserstein, 1e-6, at('wasserstein'));
+    if (c.chi_square !== undefined)
+      expectRel(f!.stats.chi_square?.statistic, c.chi_square.statistic, 1e-6, at('chi_square'));
+    expectRel(f!.stats.psi, c.psi, 1e-6, at('psi'));
+    expectRel(f!.stats.jensen_shannon, c.jensen_shannon, 1e-6, at('jensen_shannon'));
+    expectRel(f!.stats.hellinger, c.hellinger, 1e-6, at('hellinger'));
+    const q = f!.quality as unknown as Record<string, unknown>;
+    for (const [k, v] of Object.entries(c.quality)) expect(q[k], at(`quality.${k}`)).toEqual(v);
+    if (f!.distribution !== undefined) {
+      expect(f!.distribution.reference, at('reference bins')).toEqual(c.reference_bins);
+      expect(f!.distribution.current, at('current bins')).toEqual(c.current_bins);
+    }
+  }
+}
+
+/** Features by name without the per-bin vectors, for comparing two reports field by field. */
+function bare(r: DriftReport): unknown {
+  const features = r.features.map(({ distribution: _d, ...f }) => f).sort((a, b) => (a.name < b.name ? -1 : 1));
+  return { features, dataset: r.dataset };
+}
+
+let store: ClickHouseStore;
+let cleanup: () => Promise<void>;
+let refId: string;
+const config = configSchema.parse({});
+
+beforeAll(async () => {
+  ({ store, cleanup } = await openTestStore());
+  const ref = await createReference(store, { model: MODEL, file: file('reference') }, { activate: true });
+  refId = ref.id;
+  await store.insertPredictions(currentRows());
+}, 120_000);
+
+afterAll(async () => {
+  await cleanup();
+});
+
+describe('sorted reference storage', () => {
+  it('stores one row per numeric feature whose values are the finite file values sorted, with their counts', async () => {
+    const stored = await store.query<{ column: string; rows: number; n: number; missing: number; non_finite: number }>(
+      `SELECT column, rows, n, missing, non_finite FROM ${Tables.referenceSorted} WHERE reference_id = {id:String} ORDER BY column`,
+      { params: { id: refId } },
+    );
+    const numeric = expected.features.filter((f) => f.kind === 'numeric').map((f) => f.name);
+    expect(stored.map((r) => r.column)).toEqual([...numeric].sort());
+    const cols = columnsOf('reference');
+    const ref = await readSortedReference(store, refId);
+    expect(ref.rows).toBe(expected.reference_rows);
+    for (const name of numeric) {
+      const values = Float64Array.from(cols.get(name)!.map(num));
+      const finite = values.filter((v) => Number.isFinite(v)).sort();
+      const f = ref.features.find((x) => x.column === name)!;
+      expect(f.sorted, name).toBeDefined();
+      expect(f.sorted!.buffer).toBeInstanceOf(SharedArrayBuffer);
+      expect([...f.sorted!], name).toEqual([...finite]);
+      const row = stored.find((r) => r.column === name)!;
+      expect(Number(row.n), name).toBe(finite.length);
+      expect(Number(row.missing), name).toBe(values.filter((v) => Number.isNaN(v)).length);
+      expect(Number(row.non_finite), name).toBe(values.filter((v) => v === Infinity || v === -Infinity).length);
+      expect(Number(row.rows), name).toBe(expected.reference_rows);
+      expect(f.profile.n, name).toBe(finite.length);
+    }
+    // Categorical features carry their counts in the profile and no sorted values.
+    for (const f of ref.features.filter((x) => x.kind === 'categorical')) {
+      expect(f.sorted).toBeUndefined();
+      expect(Object.values(f.profile.categories ?? {}).reduce((a, b) => a + b, 0)).toBe(f.profile.n);
+    }
+  });
+
+  it('the stored std and edges equal the profile the reference keeps', async () => {
+    const rows = await store.query<{ column: string; std: number; edges: number[] }>(
+      `SELECT column, std, edges FROM ${Tables.referenceSorted} WHERE reference_id = {id:String}`,
+      { params: { id: refId } },
+    );
+    const ref = await readSortedReference(store, refId);
+    for (const r of rows) {
+      const p = ref.features.find((f) => f.column === r.column)!.profile;
+      expect(Number(r.std), r.column).toBe(p.std);
+      expect(r.edges.map(Number), r.column).toEqual(p.edges);
+    }
+  });
+});
+
+describe('detection against the stored sorted reference', () => {
+  it('gives the report modelwatch report gives on the same files, and the SciPy values', async () => {
+    const d = await detectDrift(store, {
+      model: MODEL,
+      from: T0,
+      to: T0 + HOUR,
+      reference: { id: refId },
+      config,
+      now: T0 + 2 * HOUR,
+    });
+    checkAgainstScipy(d, 'detection');
+    const files = await runFileReport({ reference: file('reference'), current: file('current'), store });
+    checkAgainstScipy(files.report, 'report');
+    expect(bare(d)).toEqual(bare(files.report));
+  }, 120_000);
+
+  it('compareToReference gives the same report inline and through worker threads, and leaves the reference intact', async () => {
+    const ref: StoredSortedReference = await readSortedReference(store, refId);
+    const specs = storedFeatureSpecs(ref.info.features);
+    const sample = trafficSample({
+      model: MODEL,
+      fromMs: T0,
+      toMs: T0 + HOUR,
+      features: ref.info.features,
+      paramPrefix: 'c_',
+    });
+    const before = ref.features.map((f) => f.sorted?.slice());
+    const inline = await compareToReference({
+      reference: ref,
+      current: await readCurrentWindow(store, sample, specs),
+      features: specs,
+      pool: 'inline',
+    });
+    const pool = new SortPool(2);
+    try {
+      const viaWorkers = await compareToReference({
+        reference: ref,
+        current: await readCurrentWindow(store, sample, specs),
+        features: specs,
+        pool,
+        inlineMaxValues: 0,
+      });
+      expect(viaWorkers).toEqual(inline);
+    } finally {
+      await pool.close();
+    }
+    checkAgainstScipy(inline, 'compareToReference');
+    ref.features.forEach((f, i) => {
+      if (f.sorted !== undefined) expect([...f.sorted], f.name).toEqual([...before[i]!]);
+    });
+  }, 120_000);
+
+  it('a reference without sorted rows (stored before migration 10) is sorted from its rows: same values, same report', async () => {
+    const stored = await readSortedReference(store, refId);
+    await store.command(`DELETE FROM ${Tables.referenceSorted} WHERE reference_id = {id:String}`, {
+      params: { id: refId },
+    });
+    const left = await store.query<{ n: number }>(
+      `SELECT count() AS n FROM ${Tables.referenceSorted} WHERE reference_id = {id:String}`,
+      { params: { id: refId } },
+    );
+    expect(Number(left[0]?.n)).toBe(0);
+    const fromRows = await readSortedReference(store, refId);
+    fromRows.features.forEach((f, i) => {
+      const s = stored.features[i]!;
+      expect(f.column).toBe(s.column);
+      if (s.sorted === undefined) expect(f.sorted).toBeUndefined();
+      else expect([...f.sorted!], f.name).toEqual([...s.sorted]);
+    });
+    const d = await detectDrift(store, {
+      model: MODEL,
+      from: T0,
+      to: T0 + HOUR,
+      reference: { id: refId },
+      config,
+      now: T0 + 2 * HOUR,
+    });
+    checkAgainstScipy(d, 'legacy detection');
+  }, 120_000);
+});
