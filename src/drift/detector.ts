@@ -6,7 +6,7 @@ import { toChTime } from '../store/store.js';
 import { DetectMetrics } from './detect-metrics.js';
 import { DetectorState } from './detect-state.js';
 import { detectDrift } from './detect-drift.js';
-import { intervalEnd, raceAbort, startCycle, type DetectionRun } from './fleet/cycle.js';
+import { intervalEnd, raceAbort, startCycle, type CycleResult, type DetectionRun } from './fleet/cycle.js';
 import { perModelDrift, type DriftDetectFn, type FleetDriftFn } from './fleet/drift.js';
 import { DEFAULT_MONITOR_DETECTORS, type SeriesMonitorOptions } from './streaming/monitor.js';
 
@@ -189,9 +189,29 @@ export interface RunOnceOptions extends DetectorOptions {
  * returned.
  */
 export async function runDetectionOnce(runtime: RuntimeContext, options: RunOnceOptions): Promise<DetectionRun> {
+  const { model, ...rest } = options;
+  const r = await runDetectionCycle(runtime, { ...rest, models: [model] });
+  if (r.cancelled) throw r.cancelled;
+  const run = r.runs[0];
+  if (!run) throw new ModelwatchError(ErrorCodes.internal, `detection run of ${model} produced no result`);
+  return run;
+}
+
+/** Options of one {@link runDetectionCycle} call. */
+export interface RunCycleOptions extends Omit<RunOnceOptions, 'model' | 'models'> {
+  /** The models of the cycle, each run once (whether or not its interval was already run). */
+  models: string[];
+}
+
+/**
+ * One detection cycle for `models` at time `now` ({@link startCycle} with the detector's options resolved):
+ * every model gets what {@link runDetectionOnce} stores, with batched reads and one insert per table. Resolves
+ * with the finished runs, and on a cancellation with the runs recorded `timed_out` and the cancellation.
+ */
+export function runDetectionCycle(runtime: RuntimeContext, options: RunCycleOptions): Promise<CycleResult> {
   const o = resolveOptions(runtime, options);
-  const { result } = startCycle(runtime, {
-    models: [options.model],
+  return startCycle(runtime, {
+    models: options.models,
     now: options.now,
     intervalMs: o.intervalMs,
     windowMs: o.windowMs,
@@ -201,12 +221,7 @@ export async function runDetectionOnce(runtime: RuntimeContext, options: RunOnce
     signal: options.signal,
     deadline: options.deadline,
     metrics: options.metrics,
-  });
-  const r = await result;
-  if (r.cancelled) throw r.cancelled;
-  const run = r.runs[0];
-  if (!run) throw new ModelwatchError(ErrorCodes.internal, `detection run of ${options.model} produced no result`);
-  return run;
+  }).result;
 }
 
 /** A started detect loop; {@link RunningRole} plus a way to trigger a run now (tests, API). */
