@@ -2,8 +2,19 @@ import { readFileSync, existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ErrorCodes, errorMessage, isModelwatchError } from '../common/errors.js';
-import { UsageError } from './command.js';
-import { commands } from './commands/index.js';
+import { UsageError, type Command } from './command.js';
+
+/**
+ * Commands whose module is imported alone, without the table of every command (which loads every role):
+ * `modelwatch report` starts without the server, bus, ingest or sidecar code.
+ */
+const standalone: Record<string, () => Promise<Command>> = {
+  report: async () => (await import('./commands/report.js')).reportCommand,
+};
+
+async function loadCommands(): Promise<Record<string, Command>> {
+  return (await import('./commands/index.js')).commands;
+}
 
 /** Streams the CLI writes to (tests pass their own). */
 export interface CliIo {
@@ -26,8 +37,8 @@ export function packageVersion(): string {
   }
 }
 
-/** The top-level help text. */
-export function helpText(): string {
+/** The top-level help text over the command table (`commands` of `./commands/index.js`). */
+export function helpText(commands: Record<string, Command>): string {
   const width = Math.max(...Object.keys(commands).map((n) => n.length));
   const lines = Object.entries(commands).map(([name, c]) => `  ${name.padEnd(width)}  ${c.summary}`);
   return [
@@ -52,19 +63,22 @@ export async function runCli(
   io: CliIo = { stdout: process.stdout, stderr: process.stderr },
 ): Promise<number> {
   const [first, ...rest] = argv;
+  const light = first !== undefined && Object.hasOwn(standalone, first) ? standalone[first] : undefined;
+  if (light !== undefined) return runCommand(first!, await light(), rest, io);
+  const commands = await loadCommands();
   if (first === '--help' || first === '-h') {
-    io.stdout.write(helpText() + '\n');
+    io.stdout.write(helpText(commands) + '\n');
     return 0;
   }
   if (first === 'help') {
     const target = rest[0];
     if (target === undefined) {
-      io.stdout.write(helpText() + '\n');
+      io.stdout.write(helpText(commands) + '\n');
       return 0;
     }
     const c = commands[target];
     if (c === undefined) {
-      io.stderr.write(`modelwatch: unknown command "${target}"\n\n${helpText()}\n`);
+      io.stderr.write(`modelwatch: unknown command "${target}"\n\n${helpText(commands)}\n`);
       return 2;
     }
     io.stdout.write(`usage: ${c.usage}\n`);
@@ -75,15 +89,20 @@ export async function runCli(
     return 0;
   }
   if (first === undefined) {
-    io.stderr.write(`modelwatch: no command given\n\n${helpText()}\n`);
+    io.stderr.write(`modelwatch: no command given\n\n${helpText(commands)}\n`);
     return 2;
   }
   const command = Object.hasOwn(commands, first) ? commands[first] : undefined;
   if (command === undefined) {
     const what = first.startsWith('-') ? `unknown flag "${first}"` : `unknown command "${first}"`;
-    io.stderr.write(`modelwatch: ${what}\n\n${helpText()}\n`);
+    io.stderr.write(`modelwatch: ${what}\n\n${helpText(commands)}\n`);
     return 2;
   }
+  return runCommand(first, command, rest, io);
+}
+
+/** Runs one command and maps its failure to an exit code and one line on stderr. */
+async function runCommand(first: string, command: Command, rest: string[], io: CliIo): Promise<number> {
   try {
     return await command.run(rest);
   } catch (err) {

@@ -14,6 +14,7 @@ import {
   type ReferenceInfo,
 } from './reference.js';
 import { computeDrift } from './stats/engine.js';
+import { compareToReference, readCurrentWindow, readSortedReference } from './exact/index.js';
 import {
   referenceRowsSample,
   storedFeatureSpecs,
@@ -336,7 +337,24 @@ export async function detectDrift(store: Store, options: DetectDriftOptions): Pr
   };
   const current = (filter?: SampleFilter): Sample =>
     trafficSample({ model: o.model, fromMs, toMs, features: ref.features, paramPrefix: 'c_', filter });
-  const report = await computeDrift(store, { ...common, current: current(), referenceProfile: ref.profile });
+  // A stored reference is read once as stored (sorted values per numeric feature): each comparison then reads
+  // and sorts only its window. An ad hoc traffic window is compared sample to sample.
+  const sortedRef =
+    base.stored !== undefined
+      ? await readSortedReference(store, base.stored.id, { features: ref.features })
+      : undefined;
+  const compare = async (filter?: SampleFilter): Promise<DriftReport> =>
+    sortedRef !== undefined
+      ? compareToReference({
+          reference: sortedRef,
+          current: await readCurrentWindow(store, current(filter), specs),
+          features: specs,
+          overrides: common.overrides,
+          datasetShare: common.datasetShare,
+          fdr: common.fdr,
+        })
+      : computeDrift(store, { ...common, current: current(filter), referenceProfile: ref.profile });
+  const report = await compare();
   ref.info.rows = report.reference.rows;
   const quality = await windowQuality(store, o.model, { fromMs, toMs, now }, report.current.rows, ref, o);
   const out: DriftDetection = {
@@ -350,12 +368,10 @@ export async function detectDrift(store: Store, options: DetectDriftOptions): Pr
   if (o.segmentBy !== undefined) {
     const by = o.segmentBy;
     const values = await segmentValues(store, o.model, fromMs, toMs, by, o.maxSegments);
-    // Reuse the reference profile computed above so each segment costs one pass over its own rows.
-    const profile = ref.profile ?? undefined;
     out.segments = [];
     for (const value of values) {
       const filter: SampleFilter = by === 'version' ? { version: value } : { feature: by.feature, value };
-      const seg = await computeDrift(store, { ...common, current: current(filter), referenceProfile: profile });
+      const seg = await compare(filter);
       out.segments.push({
         by: by === 'version' ? 'version' : 'feature',
         ...(by === 'version' ? {} : { feature: by.feature }),

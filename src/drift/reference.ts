@@ -9,7 +9,9 @@ import type { Config, DriftMethod, ReferenceConfig } from '../config/schema.js';
 import type { SqlPort } from '../store/port.js';
 import { Tables } from '../store/migrations.js';
 import { toChTime, type Store } from '../store/store.js';
-import { computeDrift, profileSample } from './stats/engine.js';
+import { profileSampleExact } from './exact/compare.js';
+import { storeSortedReference } from './exact/stored.js';
+import { chooseMethod, isLowCardinality } from './stats/policy.js';
 import { fileColumns, fileReadError, fileRowsSample, inputFile, type FileFormat } from './files.js';
 import {
   quoteIdent,
@@ -181,58 +183,29 @@ export async function describeFile(
   return cols.map((c) => ({ name: c.name, kind: c.kind }));
 }
 
-/** Fills `bins` (counts per numeric bin over the profile's edges) in a reference profile: one pass. */
-async function addBinCounts(
-  store: SqlPort,
-  referenceId: string,
-  features: StoredFeature[],
-  profile: SampleProfile,
-): Promise<void> {
-  const sample = referenceRowsSample(referenceId, features, 'r_');
-  const specs = storedFeatureSpecs(features);
-  const aggs: string[] = [];
-  const params: Record<string, unknown> = { ...sample.params };
-  profile.features.forEach((p, i) => {
-    if (p.kind !== 'numeric' || p.edges === undefined) return;
-    params[`_e${i}`] = p.edges;
-    const c = `ifNull(CAST(${quoteIdent(specs[i]?.column ?? p.column)} AS Nullable(Float64)), nan)`;
-    aggs.push(
-      `sumForEachIf(arrayMap(j -> toUInt64(j = arrayCount(e -> e <= ${c}, {_e${i}:Array(Float64)})), range(${p.edges.length + 1})), isFinite(${c})) AS __mw_b${i}`,
-    );
-  });
-  if (aggs.length === 0) return;
-  const [r] = await rows<Record<string, number[]>>(store, `SELECT ${aggs.join(', ')} FROM (${sample.sql})`, params);
-  profile.features.forEach((p, i) => {
-    const b = r?.[`__mw_b${i}`];
-    if (Array.isArray(b)) p.bins = b.map(Number);
-  });
-}
-
 /**
- * The method and threshold the drift engine's automatic choice picks per feature for a reference, read from the
- * engine itself: a comparison of the reference with an empty sample only runs the choice (no comparison pass).
+ * The method and threshold the drift engine's automatic choice picks per feature for a reference profile
+ * (no overrides): the same rule a comparison applies.
  */
-async function chooseMethods(
-  store: SqlPort,
-  referenceId: string,
-  features: StoredFeature[],
-  profile: SampleProfile,
-): Promise<FeatureMethod[]> {
-  const sample = referenceRowsSample(referenceId, features, 'r_');
-  const report = await computeDrift(store, {
-    reference: sample,
-    current: { sql: `SELECT * FROM (${sample.sql}) LIMIT 0`, params: sample.params },
-    features: storedFeatureSpecs(features),
-    referenceProfile: profile,
-    distributions: false,
+function chooseMethods(features: StoredFeature[], profile: SampleProfile): FeatureMethod[] {
+  const specs = storedFeatureSpecs(features);
+  const byColumn = new Map(profile.features.map((p) => [p.column, p]));
+  return specs.map((spec) => {
+    const p = byColumn.get(spec.column);
+    const { method, threshold } = chooseMethod(
+      spec,
+      p !== undefined && isLowCardinality(spec, p),
+      p?.n ?? 0,
+      undefined,
+    );
+    return {
+      name: spec.name,
+      kind: spec.kind,
+      ...(spec.output === true ? { output: true } : {}),
+      method,
+      threshold,
+    };
   });
-  return report.features.map((f) => ({
-    name: f.name,
-    kind: f.kind,
-    ...(f.output === true ? { output: true } : {}),
-    method: f.method,
-    threshold: f.threshold,
-  }));
 }
 
 /**
@@ -327,9 +300,12 @@ export async function createReference(
       params,
     );
   }
-  const profile = await profileSample(store, referenceRowsSample(id, features, 'r_'), storedFeatureSpecs(features));
-  await addBinCounts(store, id, features, profile);
-  const methods = await chooseMethods(store, id, features, profile);
+  // The exact engine profiles the stored rows (NumPy deciles, bins, std from sorted values); ClickHouse then
+  // stores each numeric feature's sorted values next to them, so detection reads them without sorting again.
+  const rowsSample = referenceRowsSample(id, features, 'r_');
+  const { profile } = await profileSampleExact(store, rowsSample, storedFeatureSpecs(features));
+  await storeSortedReference(store, id, rowsSample, profile.rows, profile.features);
+  const methods = chooseMethods(features, profile);
   const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
   const info: ReferenceInfo = {
     id,

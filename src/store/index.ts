@@ -4,7 +4,16 @@ export { clusterStatements, shardingKey, CLUSTER_NAME, LOCAL_SUFFIX } from './cl
 export { ClickHouseStore, toChTime, queryMarker } from './store.js';
 export type { Store, ClickHouseStoreOptions } from './store.js';
 export { StoreRoles, DefaultRoleLimits, resolveRoleLimits } from './port.js';
-export type { SqlPort, StatementOptions, InsertOptions, StoreRole, RoleLimits, StoreSettings } from './port.js';
+export type {
+  SqlPort,
+  StatementOptions,
+  InsertOptions,
+  StoreRole,
+  RoleLimits,
+  StoreSettings,
+  BinaryFormat,
+  BinaryQueryOptions,
+} from './port.js';
 export {
   classifyStoreError,
   storeErrorCodes,

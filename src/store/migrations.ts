@@ -26,6 +26,8 @@ export const Tables = {
   referenceActive: 'mw_reference_active',
   /** Models that answered at least one call (2xx), with their 2xx request count (migration 9). */
   answeredModels: 'mw_answered_models',
+  /** Each reference's numeric features with their finite values sorted (migration 10). */
+  referenceSorted: 'mw_reference_sorted',
 } as const;
 
 /** Tables of the shadow runner (migration v8). */
@@ -408,6 +410,26 @@ export const migrations: Migration[] = [
        SELECT model, 'backfill' AS origin, min(ts) AS first_ts, count() AS ok_requests
        FROM ${Tables.requests} WHERE status >= 200 AND status < 300 AND inserted_at < cutoff
        GROUP BY model`,
+    ],
+  },
+  {
+    version: 10,
+    name: 'sorted references',
+    statements: [
+      // One row per numeric feature of a reference: its finite values sorted once at creation, with the counts,
+      // std and bin edges of its profile, so a detection run reads them as they are and sorts only its window.
+      `CREATE TABLE IF NOT EXISTS ${Tables.referenceSorted} (
+        reference_id String,
+        column String,
+        rows UInt64,
+        n UInt64,
+        missing UInt64,
+        non_finite UInt64,
+        std Float64,
+        edges Array(Float64),
+        values Array(Float64)
+      ) ENGINE = MergeTree
+      ORDER BY (reference_id, column)`,
     ],
   },
 ];

@@ -44,6 +44,15 @@ export interface StatementOptions {
   label?: string | undefined;
 }
 
+/** Binary output formats of {@link SqlPort.queryBinary}. */
+export type BinaryFormat = 'Native' | 'RowBinary' | 'RowBinaryWithNamesAndTypes';
+
+/** Options of {@link SqlPort.queryBinary}. */
+export interface BinaryQueryOptions extends StatementOptions {
+  /** Output format, appended to the statement. @default 'Native' */
+  format?: BinaryFormat | undefined;
+}
+
 /** Options of {@link SqlPort.insert}. */
 export interface InsertOptions extends Omit<StatementOptions, 'params'> {
   /**
@@ -66,6 +75,13 @@ export interface SqlPort {
   query<T = Record<string, unknown>>(sql: string, options?: StatementOptions): Promise<T[]>;
   /** Inserts rows into `table` (JSONEachRow); no-op for none. */
   insert(table: string, rows: readonly object[], options?: InsertOptions): Promise<void>;
+  /**
+   * Runs a read statement and returns its result as raw bytes in a binary output format (`FORMAT <format>` is
+   * appended to `sql`): e.g. `Native`, which the drift engine decodes column by column into typed arrays
+   * without a per-value parse. Optional so that wrappers of the port need not implement it; the ClickHouse
+   * store does.
+   */
+  queryBinary?(sql: string, options?: BinaryQueryOptions): Promise<Uint8Array>;
   /** Runs a statement without result rows (DDL, `INSERT … SELECT`, `SYSTEM`, …). */
   command(sql: string, options?: StatementOptions): Promise<void>;
   /** The same store with default options for every statement (role, signal, deadline); later options win. */

@@ -5,6 +5,7 @@ import { classifyStoreError } from './errors.js';
 import { Tables, appliedVersions, migrate } from './migrations.js';
 import {
   resolveRoleLimits,
+  type BinaryQueryOptions,
   type InsertOptions,
   type RoleLimits,
   type SqlPort,
@@ -239,6 +240,22 @@ export class ClickHouseStore implements Store {
         ...p,
       });
       return rs.json<T>();
+    });
+  }
+
+  queryBinary(sql: string, options: BinaryQueryOptions = {}): Promise<Uint8Array> {
+    const { format = 'Native', ...rest } = options;
+    return this.run('query', rest, async (client, p) => {
+      const rs = await client.exec({
+        query: `${sql}\nFORMAT ${format}`,
+        ...(rest.params !== undefined || this.defaults.params !== undefined
+          ? { query_params: { ...this.defaults.params, ...rest.params } }
+          : {}),
+        ...p,
+      });
+      const chunks: Buffer[] = [];
+      for await (const chunk of rs.stream as AsyncIterable<Buffer>) chunks.push(chunk);
+      return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
     });
   }
 

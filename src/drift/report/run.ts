@@ -2,8 +2,10 @@ import { basename } from 'node:path';
 import type { RoleLimits, SqlPort } from '../../store/port.js';
 import { createStore } from '../../store/open.js';
 import { resolveColumns, type ReportColumn } from './columns.js';
+import { randomBytes } from 'node:crypto';
+import { ErrorCodes, ModelwatchError } from '../../common/errors.js';
+import type { Sample } from '../stats/types.js';
 import {
-  countFileRows,
   describeFile,
   fileReadError,
   fileSample,
@@ -94,6 +96,7 @@ export async function runFileReport(options: FileReportOptions): Promise<FileRep
     role: 'report',
     ...(o.limits !== undefined ? { timeoutMs: o.limits.timeoutMs, maxMemoryBytes: o.limits.maxMemoryBytes } : {}),
   });
+  const temps: string[] = [];
   try {
     const refCols = await refineTextColumns(
       store,
@@ -103,16 +106,24 @@ export async function runFileReport(options: FileReportOptions): Promise<FileRep
     );
     const curCols = await refineTextColumns(store, current, await describeFile(store, current, 'current'), 'current');
     const columns = resolveColumns(refCols, curCols, { categorical: o.categorical, columns: o.columns });
-    const refRows = await countFileRows(store, reference, refCols, 'reference');
-    const curRows = await countFileRows(store, current, curCols, 'current');
-    progress(`${refRows} reference rows, ${curRows} current rows, ${columns.length} columns; computing statistics`);
-    const report = await withFiles([reference, current], async () =>
-      computeDrift(store, {
-        reference: fileSample(reference, refCols, columns, 'mw_ref'),
-        current: fileSample(current, curCols, columns, 'mw_cur'),
-        features: columns.map((c, i) => ({ name: c.name, kind: c.kind, column: sampleColumn(i) })),
-      }),
-    );
+    progress(`${columns.length} columns; computing statistics`);
+    const features = columns.map((c, i) => ({ name: c.name, kind: c.kind, column: sampleColumn(i) }));
+    const report = await withFiles([reference, current], async () => {
+      const ref = await parsedOnce(store, reference, fileSample(reference, refCols, columns, 'mw_ref'), temps);
+      const cur = await parsedOnce(store, current, fileSample(current, curCols, columns, 'mw_cur'), temps);
+      return computeDrift(store, { reference: ref, current: cur, features });
+    });
+    for (const [file, rows, role] of [
+      [reference, report.reference.rows, 'reference'],
+      [current, report.current.rows, 'current'],
+    ] as const) {
+      if (rows === 0) {
+        throw new ModelwatchError(ErrorCodes.inputInvalid, `${role} file ${file.path}: empty file (0 rows)`, {
+          field: role,
+        });
+      }
+    }
+    progress(`${report.reference.rows} reference rows, ${report.current.rows} current rows, ${columns.length} columns`);
     progress(`statistics done: ${report.dataset.drifted_features} of ${report.dataset.features} columns drifted`);
     if (o.format === 'json') {
       return { report: withoutDistributions(report), columns };
@@ -127,8 +138,35 @@ export async function runFileReport(options: FileReportOptions): Promise<FileRep
     progress('html rendered');
     return { report: withoutDistributions(report), columns, html, histograms };
   } finally {
+    for (const t of temps) await store.command(`DROP TABLE IF EXISTS ${t}`).catch(() => undefined);
     if (owned !== undefined) await owned.close();
   }
+}
+
+/** Text formats are parsed once into a `Memory` table: the engine reads each side several times (per group). */
+const textFormats: ReadonlySet<string> = new Set([
+  'CSVWithNames',
+  'TSVWithNames',
+  'CSV',
+  'TSV',
+  'JSONEachRow',
+  'JSONLines',
+  'NDJSON',
+]);
+
+/**
+ * The sample of one input file as the engine reads it: Parquet as it is (a columnar read per group is
+ * cheap), text formats parsed once into a `Memory` table (its name added to `temps`, dropped at the end).
+ */
+async function parsedOnce(store: SqlPort, file: InputFile, sample: Sample, temps: string[]): Promise<Sample> {
+  if (!textFormats.has(file.format)) return sample;
+  const table = `__mw_report_${randomBytes(8).toString('hex')}`;
+  temps.push(table);
+  await store.command(`CREATE TABLE ${table} ENGINE = Memory AS ${sample.sql}`, {
+    label: 'parse input file',
+    params: sample.params,
+  });
+  return { sql: `SELECT * FROM ${table}`, params: {} };
 }
 
 /**

@@ -1,0 +1,349 @@
+/**
+ * The exact engine's comparisons: one numeric job per feature (inline or in the worker pool), category counts
+ * aligned in JS, and the report rules of `stats/policy.ts`. {@link compareToReference} works on data in
+ * memory; {@link compareSamples} and {@link profileSample} read ClickHouse samples first (`read.ts`).
+ */
+import type { SqlPort, StoreSettings } from '../../store/port.js';
+import {
+  checkDatasetShare,
+  featureReport,
+  finishReport,
+  type FeatureInputs,
+  type NumericMeasures,
+} from '../stats/policy.js';
+import type { DriftReport, FeatureProfile, FeatureReport, FeatureSpec, Sample, SampleProfile } from '../stats/types.js';
+import type { FixedProfile, NumericJobOutput } from './job.js';
+import { runJob, type SortPool } from './pool.js';
+import { NUMERIC_GROUP, countRows, groupsOf, readCategorical, readNumeric, splitMissing } from './read.js';
+import type { CompareOptions, CurrentWindow, SortedReference, SortedReferenceFeature } from './types.js';
+
+const defaults = { datasetShare: 0.5, fdr: false, distributions: true } as const;
+
+function emptyProfile(spec: FeatureSpec, missing: number): FeatureProfile {
+  return {
+    name: spec.name,
+    kind: spec.kind,
+    column: spec.column,
+    ...(spec.output === true ? { output: true } : {}),
+    n: 0,
+    missing,
+    non_finite: 0,
+  };
+}
+
+/** The reference profile of a numeric feature from a job's output. */
+function numericProfile(spec: FeatureSpec, out: NumericJobOutput): FeatureProfile {
+  const r = out.reference;
+  const base = emptyProfile(spec, r.missing);
+  base.n = r.n;
+  base.non_finite = r.nonFinite;
+  if (r.n === 0) return base;
+  const s = r.summary;
+  return {
+    ...base,
+    quantiles: s.quantiles,
+    edges: s.edges,
+    bins: r.bins,
+    mean: s.mean,
+    std: s.std,
+    min: s.min,
+    max: s.max,
+    distinct: s.distinct,
+  };
+}
+
+function fixedOf(p: FeatureProfile | undefined): FixedProfile | undefined {
+  if (p?.edges === undefined) return undefined;
+  return {
+    quantiles: p.quantiles,
+    mean: p.mean,
+    edges: p.edges,
+    std: p.std,
+    min: p.min,
+    max: p.max,
+    distinct: p.distinct,
+  };
+}
+
+function measures(out: NumericJobOutput): NumericMeasures | undefined {
+  const c = out.comparison;
+  if (c === undefined || out.current === undefined) return undefined;
+  return {
+    ks: { statistic: c.statistic, p_value: c.pValue, method: c.ksMethod },
+    wasserstein: c.wasserstein,
+    refBins: out.reference.bins,
+    curBins: out.current.bins,
+    outOfRange: out.current.outOfRange,
+    lowCardinality:
+      c.lowCardinality === undefined
+        ? undefined
+        : {
+            reference: new Map(Object.entries(c.lowCardinality.reference)),
+            current: new Map(Object.entries(c.lowCardinality.current)),
+          },
+  };
+}
+
+function categoricalInputs(
+  spec: FeatureSpec,
+  ref: FeatureProfile,
+  curCounts: ReadonlyMap<string, number> | undefined,
+  curRows: number,
+): FeatureInputs {
+  const cur = splitMissing(curCounts);
+  return {
+    spec,
+    ref,
+    cur: { n: cur.n, missing: curRows - cur.n, non_finite: 0 },
+    categories: { reference: new Map(Object.entries(ref.categories ?? {})), current: cur.counts },
+  };
+}
+
+/** Categorical profile from value counts (with '' for missing) over `rows` rows. */
+function categoricalProfile(
+  spec: FeatureSpec,
+  counts: ReadonlyMap<string, number> | undefined,
+  rows: number,
+): FeatureProfile {
+  const c = splitMissing(counts);
+  const p = emptyProfile(spec, rows - c.n);
+  p.n = c.n;
+  if (c.n > 0) p.categories = Object.fromEntries(c.counts);
+  return p;
+}
+
+function assemble(
+  inputs: FeatureInputs[],
+  refRows: number,
+  curRows: number,
+  o: Required<Pick<CompareOptions, 'datasetShare' | 'fdr' | 'distributions'>> & CompareOptions,
+): DriftReport {
+  const features: FeatureReport[] = inputs.map((x) => featureReport(x, curRows, o.overrides, o.distributions));
+  const dataset = finishReport(features, o.datasetShare, o.fdr);
+  return { reference: { rows: refRows }, current: { rows: curRows }, features, dataset };
+}
+
+/**
+ * Compares a current window held in memory with a {@link SortedReference}: per numeric feature one merge
+ * pass over the sorted reference and the window's values (sorted here, in a worker when large), per
+ * categorical feature the aligned counts. The report is the same as {@link compareSamples} gives on the
+ * same rows. `features` (default: the reference's) lists what to report, in order.
+ */
+export async function compareToReference(
+  reference: SortedReference,
+  current: CurrentWindow,
+  features: readonly FeatureSpec[] = reference.features.map((f) => ({
+    name: f.name,
+    kind: f.kind,
+    column: f.column,
+    ...(f.output === true ? { output: true } : {}),
+  })),
+  options: CompareOptions = {},
+): Promise<DriftReport> {
+  const o = { ...defaults, ...stripUndefined(options) };
+  checkDatasetShare(o.datasetShare);
+  const byColumn = new Map<string, SortedReferenceFeature>(reference.features.map((f) => [f.column, f]));
+  const inputs = await Promise.all(
+    features.map(async (spec): Promise<FeatureInputs> => {
+      const rf = byColumn.get(spec.column);
+      const refFeature = rf !== undefined && rf.kind === spec.kind ? rf : undefined;
+      if (spec.kind === 'categorical') {
+        const ref = refFeature?.profile ?? emptyProfile(spec, reference.rows);
+        return categoricalInputs(spec, { ...ref, name: spec.name }, current.categorical.get(spec.column), current.rows);
+      }
+      const values = current.numeric.get(spec.column);
+      const sorted = refFeature?.sorted;
+      const profile = refFeature?.profile;
+      if (refFeature === undefined || sorted === undefined || profile === undefined) {
+        // No reference values: only the current side's counts matter.
+        const out = await runJob(
+          { reference: { raw: new Float64Array(0) }, current: { raw: values ?? new Float64Array(0) } },
+          o.pool,
+          o.inlineMaxValues,
+        );
+        return {
+          spec,
+          ref: emptyProfile(spec, refFeature?.profile.missing ?? reference.rows),
+          cur: curCounts(out, values === undefined ? current.rows : 0),
+        };
+      }
+      const out = await runJob(
+        {
+          reference: { sorted, missing: profile.missing, nonFinite: profile.non_finite },
+          current: { raw: values ?? new Float64Array(0) },
+          fixed: fixedOf(profile) ?? undefined,
+        },
+        o.pool,
+        o.inlineMaxValues,
+      );
+      return {
+        spec,
+        ref: { ...profile, name: spec.name },
+        cur: curCounts(out, values === undefined ? current.rows : 0),
+        numeric: measures(out),
+      };
+    }),
+  );
+  return assemble(inputs, reference.rows, current.rows, o);
+}
+
+function curCounts(out: NumericJobOutput, absentRows: number): FeatureInputs['cur'] {
+  const c = out.current;
+  return {
+    n: c?.n ?? 0,
+    missing: (c?.missing ?? 0) + absentRows,
+    non_finite: c?.nonFinite ?? 0,
+  };
+}
+
+function stripUndefined<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
+
+/** Options of {@link compareSamples}. */
+export interface CompareSamplesOptions extends CompareOptions {
+  reference: Sample;
+  current: Sample;
+  features: readonly FeatureSpec[];
+  /** A stored profile of the reference: its edges, std, min/max and distinct count are used as they are. */
+  referenceProfile?: SampleProfile | undefined;
+  /** ClickHouse settings of the read queries. @default {} */
+  settings?: StoreSettings | undefined;
+  /** Numeric features read per query (per side). @default 5 */
+  groupSize?: number | undefined;
+}
+
+/**
+ * Compares two ClickHouse samples: numeric features in groups (one `Native` read per side per group, then
+ * one job per feature: filter, radix sort, profile, merge pass), categorical features counted in one query
+ * per side. Group by group, so memory holds one group's values at a time.
+ */
+export async function compareSamples(store: SqlPort, options: CompareSamplesOptions): Promise<DriftReport> {
+  const o = {
+    ...defaults,
+    settings: {},
+    groupSize: NUMERIC_GROUP,
+    ...stripUndefined(options),
+  } as CompareSamplesOptions & typeof defaults & { settings: StoreSettings; groupSize: number };
+  checkDatasetShare(o.datasetShare);
+  const stored = new Map((o.referenceProfile?.features ?? []).map((p) => [p.column, p]));
+  const numeric = o.features.filter((f) => f.kind === 'numeric');
+  const categorical = o.features.filter((f) => f.kind === 'categorical');
+  const inputs = new Map<string, FeatureInputs>();
+  let refRows: number | undefined;
+  let curRows: number | undefined;
+  for (const group of groupsOf(numeric, o.groupSize)) {
+    const ref = await readNumeric(store, o.reference, group, o.settings);
+    const cur = await readNumeric(store, o.current, group, o.settings);
+    refRows = ref.rows;
+    curRows = cur.rows;
+    const outs = await Promise.all(
+      group.map((spec) =>
+        runJob(
+          {
+            reference: { raw: ref.values.get(spec.column)! },
+            current: { raw: cur.values.get(spec.column)! },
+            fixed: fixedOf(stored.get(spec.column)),
+          },
+          o.pool,
+          o.inlineMaxValues,
+        ),
+      ),
+    );
+    group.forEach((spec, i) => {
+      const out = outs[i]!;
+      inputs.set(spec.column, { spec, ref: numericProfile(spec, out), cur: curCounts(out, 0), numeric: measures(out) });
+    });
+  }
+  if (categorical.length > 0) {
+    const refCounts = await readCategorical(store, o.reference, categorical, o.settings);
+    const curCountsByColumn = await readCategorical(store, o.current, categorical, o.settings);
+    refRows ??= sumOf(refCounts.get(categorical[0]!.column));
+    curRows ??= sumOf(curCountsByColumn.get(categorical[0]!.column));
+    for (const spec of categorical) {
+      const ref = categoricalProfile(spec, refCounts.get(spec.column), refRows);
+      inputs.set(spec.column, categoricalInputs(spec, ref, curCountsByColumn.get(spec.column), curRows));
+    }
+  }
+  refRows ??= await countRows(store, o.reference, o.settings);
+  curRows ??= await countRows(store, o.current, o.settings);
+  const list = o.features.map(
+    (spec) =>
+      inputs.get(spec.column) ?? {
+        spec,
+        ref: emptyProfile(spec, refRows),
+        cur: { n: 0, missing: curRows, non_finite: 0 },
+      },
+  );
+  return assemble(list, refRows, curRows, o);
+}
+
+function sumOf(m: ReadonlyMap<string, number> | undefined): number {
+  let s = 0;
+  for (const v of m?.values() ?? []) s += v;
+  return s;
+}
+
+/** Options of {@link profileSample}. */
+export interface ProfileOptions {
+  settings?: StoreSettings | undefined;
+  groupSize?: number | undefined;
+  pool?: SortPool | 'inline' | undefined;
+  /** Keep each numeric feature's sorted values (for an in-memory {@link SortedReference}). @default false */
+  keepSorted?: boolean | undefined;
+}
+
+/**
+ * Profiles one sample with the exact engine: rows, and per feature the usable/missing/non-finite counts,
+ * NumPy deciles, edges, bin counts, mean, population std, min/max, distinct count (numeric) or category
+ * counts (categorical). With `keepSorted`, also a {@link SortedReference} of it.
+ */
+export async function profileSampleExact(
+  store: SqlPort,
+  sample: Sample,
+  features: readonly FeatureSpec[],
+  options: ProfileOptions = {},
+): Promise<{ profile: SampleProfile; sorted: SortedReference }> {
+  const settings = options.settings ?? {};
+  const numeric = features.filter((f) => f.kind === 'numeric');
+  const categorical = features.filter((f) => f.kind === 'categorical');
+  const profiles = new Map<string, FeatureProfile>();
+  const sortedBy = new Map<string, Float64Array>();
+  let rows: number | undefined;
+  for (const group of groupsOf(numeric, options.groupSize ?? NUMERIC_GROUP)) {
+    const read = await readNumeric(store, sample, group, settings);
+    rows = read.rows;
+    const outs = await Promise.all(
+      group.map((spec) =>
+        runJob({ reference: { raw: read.values.get(spec.column)! }, keepSorted: options.keepSorted }, options.pool),
+      ),
+    );
+    group.forEach((spec, i) => {
+      const out = outs[i]!;
+      profiles.set(spec.column, numericProfile(spec, out));
+      if (out.sortedReference !== undefined) sortedBy.set(spec.column, out.sortedReference);
+    });
+  }
+  if (categorical.length > 0) {
+    const counts = await readCategorical(store, sample, categorical, settings);
+    rows ??= sumOf(counts.get(categorical[0]!.column));
+    for (const spec of categorical) profiles.set(spec.column, categoricalProfile(spec, counts.get(spec.column), rows));
+  }
+  rows ??= await countRows(store, sample, settings);
+  const list = features.map((spec) => profiles.get(spec.column) ?? emptyProfile(spec, rows));
+  return {
+    profile: { rows, features: list },
+    sorted: {
+      id: null,
+      rows,
+      features: list.map((p) => ({
+        name: p.name,
+        kind: p.kind,
+        column: p.column,
+        ...(p.output === true ? { output: true } : {}),
+        profile: p,
+        ...(sortedBy.has(p.column) ? { sorted: sortedBy.get(p.column)! } : {}),
+      })),
+    },
+  };
+}

@@ -1,0 +1,159 @@
+/**
+ * The exact drift engine's in-memory entry points (a stable contract: later changes only add).
+ *
+ * - {@link readSortedReference}: a stored reference as a {@link SortedReference} — its profile and, per numeric
+ *   feature, every finite value sorted (read as stored at creation, one `Native` query per group of features;
+ *   references stored before sorted storage existed are read from their rows and sorted once).
+ * - {@link compareToReference}: the DESIGN §2 {@link DriftReport} of a current window held in memory against
+ *   a {@link SortedReference}: the same report (methods, thresholds, stats, quality, distributions, dataset
+ *   verdict) as `computeDrift` gives on the same rows. Small windows (below 200,000 values per feature with
+ *   the reference) run inline on the calling thread with no worker start-up; larger ones run their radix
+ *   sorts and merge passes in the process-wide pool of two worker threads (or the `pool` given).
+ * - {@link readCurrentWindow}: a {@link CurrentWindow} from any ClickHouse sample (e.g. `trafficSample`).
+ *
+ * A `SortedReference` is read-only for the engine and may be shared by concurrent comparisons; the arrays of
+ * a `CurrentWindow` are consumed (sorted in place or transferred to a worker).
+ */
+import type { SqlPort, StoreSettings } from '../../store/port.js';
+import type { Store } from '../../store/store.js';
+import { ErrorCodes, ModelwatchError } from '../../common/errors.js';
+import { getReference, type ReferenceInfo } from '../reference.js';
+import { referenceRowsSample, storedFeatureSpecs, type StoredFeature } from '../stats/sample.js';
+import type { DriftReport, FeatureSpec, Sample } from '../stats/types.js';
+import { compareToReference as compareInMemory, profileSampleExact } from './compare.js';
+import { NUMERIC_GROUP, groupsOf, readCategorical, readNumeric, countRows } from './read.js';
+import { readStoredSorted, sharedCopy } from './stored.js';
+import type { CompareOptions, CurrentWindow, SortedReference, SortedReferenceFeature } from './types.js';
+
+export type { CompareOptions, CurrentWindow, SortedReference, SortedReferenceFeature } from './types.js';
+export { SortPool, sharedPool, INLINE_MAX_VALUES } from './pool.js';
+export { sortFloat64 } from './radix.js';
+export { compareSamples, profileSampleExact } from './compare.js';
+export type { CompareSamplesOptions, ProfileOptions } from './compare.js';
+
+/** A stored reference read for comparisons: the sorted data plus the stored record (methods, window, …). */
+export interface StoredSortedReference extends SortedReference {
+  id: string;
+  /** The stored reference record (its `methods` feed `mergeOverrides`, its window the volume check). */
+  info: ReferenceInfo;
+}
+
+/** Options of {@link readSortedReference}. */
+export interface ReadSortedReferenceOptions {
+  /**
+   * Features to hold (the stored ones by default). Features the reference does not have are left out; the
+   * comparison counts them as missing on every reference row.
+   */
+  features?: readonly StoredFeature[] | undefined;
+  /** Numeric features read per query. @default 5 */
+  groupSize?: number | undefined;
+  /** ClickHouse settings of the reads. @default {} */
+  settings?: StoreSettings | undefined;
+}
+
+/**
+ * Reads stored reference `referenceId` as a {@link SortedReference} (see the module comment). Throws
+ * `not_found` when there is no such reference.
+ */
+export async function readSortedReference(
+  store: Store,
+  referenceId: string,
+  options: ReadSortedReferenceOptions = {},
+): Promise<StoredSortedReference> {
+  const info = await getReference(store, { id: referenceId });
+  if (info === null) {
+    throw new ModelwatchError(ErrorCodes.notFound, `reference not found: ${referenceId}`, { field: 'reference' });
+  }
+  const wanted = new Set(storedFeatureSpecs(options.features ?? info.features).map((s) => s.column));
+  const profiles = info.profile.features.filter((p) => wanted.has(p.column));
+  const numericColumns = profiles.filter((p) => p.kind === 'numeric' && p.n > 0).map((p) => p.column);
+  const sorted = await readStoredSorted(store, referenceId, numericColumns, {
+    groupSize: options.groupSize ?? NUMERIC_GROUP,
+    settings: options.settings,
+  });
+  // References stored before sorted storage: read their rows once and sort them here.
+  const legacy = numericColumns.filter((c) => !sorted.has(c));
+  if (legacy.length > 0) {
+    const feats = info.features.filter((f) => legacy.includes(storedFeatureSpecs([f])[0]!.column));
+    const { sorted: fromRows } = await profileSampleExact(
+      store,
+      referenceRowsSample(referenceId, feats, 'r_'),
+      storedFeatureSpecs(feats),
+      { keepSorted: true, groupSize: options.groupSize, settings: options.settings },
+    );
+    for (const f of fromRows.features) {
+      if (f.sorted !== undefined) {
+        sorted.set(f.column, {
+          n: f.profile.n,
+          missing: f.profile.missing,
+          nonFinite: f.profile.non_finite,
+          sorted: sharedCopy(f.sorted),
+        });
+      }
+    }
+  }
+  const features: SortedReferenceFeature[] = profiles.map((p) => {
+    const s = sorted.get(p.column);
+    return {
+      name: p.name,
+      kind: p.kind,
+      column: p.column,
+      ...(p.output === true ? { output: true } : {}),
+      profile: p,
+      ...(s !== undefined ? { sorted: s.sorted } : {}),
+    };
+  });
+  return { id: referenceId, rows: info.profile.rows, features, info };
+}
+
+/** Options of {@link compareToReference}. */
+export interface CompareToReferenceOptions extends CompareOptions {
+  reference: SortedReference;
+  current: CurrentWindow;
+  /** What to report, in order. @default the reference's features */
+  features?: readonly FeatureSpec[] | undefined;
+}
+
+/** The DriftReport of `current` against `reference` (see the module comment). */
+export function compareToReference(options: CompareToReferenceOptions): Promise<DriftReport> {
+  const { reference, current, features, ...rest } = options;
+  return compareInMemory(reference, current, features, rest);
+}
+
+/** Options of {@link readCurrentWindow}. */
+export interface ReadCurrentWindowOptions {
+  /** Numeric features read per query. @default 5 */
+  groupSize?: number | undefined;
+  settings?: StoreSettings | undefined;
+}
+
+/**
+ * Reads the features of a ClickHouse sample into a {@link CurrentWindow}: numeric ones in groups (one
+ * `Native` query per group), categorical ones counted in one query.
+ */
+export async function readCurrentWindow(
+  store: SqlPort,
+  sample: Sample,
+  features: readonly FeatureSpec[],
+  options: ReadCurrentWindowOptions = {},
+): Promise<CurrentWindow> {
+  const settings = options.settings ?? {};
+  const numeric = new Map<string, Float64Array>();
+  let rows: number | undefined;
+  for (const group of groupsOf(
+    features.filter((f) => f.kind === 'numeric'),
+    options.groupSize ?? NUMERIC_GROUP,
+  )) {
+    const read = await readNumeric(store, sample, group, settings);
+    rows = read.rows;
+    for (const [k, v] of read.values) numeric.set(k, v);
+  }
+  const cats = features.filter((f) => f.kind === 'categorical');
+  const categorical = await readCategorical(store, sample, cats, settings);
+  if (rows === undefined && cats.length > 0) {
+    rows = 0;
+    for (const v of categorical.get(cats[0]!.column)?.values() ?? []) rows += v;
+  }
+  rows ??= await countRows(store, sample, settings);
+  return { rows, numeric, categorical };
+}

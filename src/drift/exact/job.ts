@@ -1,0 +1,148 @@
+/**
+ * The numeric work of one feature, as one self-contained job that runs inline or in a worker thread: prepare
+ * (filter, count, radix-sort) the sides that are not sorted yet, profile the reference, then compare the two
+ * sides in one merge pass. Inputs and outputs are plain objects of typed arrays (transferable).
+ */
+import { ks2sampAsympPValue } from '../stats/math.js';
+import {
+  KS_EXACT_MAX_N,
+  LOW_CARDINALITY_MAX,
+  binCounts,
+  compareSorted,
+  ksExactPValue,
+  prepareSide,
+  summarize,
+  valueCounts,
+  type NumericSummary,
+  type SortedSide,
+} from './numeric.js';
+
+/** One side of a job: raw values (NaN = missing, ±Inf = non-finite) or an already sorted side. */
+export type JobSide = { raw: Float64Array } | SortedSide;
+
+/**
+ * Reference numbers fixed elsewhere (a stored profile): they replace the ones computed from the values. With
+ * `edges`, `std`, `min`, `max` and `distinct` all given, the reference is not profiled again.
+ */
+export interface FixedProfile {
+  quantiles?: number[] | undefined;
+  mean?: number | undefined;
+  edges?: number[] | undefined;
+  std?: number | undefined;
+  min?: number | undefined;
+  max?: number | undefined;
+  distinct?: number | undefined;
+}
+
+/** Input of {@link runNumericJob}. */
+export interface NumericJobInput {
+  reference: JobSide;
+  /** Absent: only prepare and profile the reference. */
+  current?: JobSide | undefined;
+  fixed?: FixedProfile | undefined;
+  /** Also return the sorted arrays (to keep or store them). @default false */
+  keepSorted?: boolean | undefined;
+}
+
+/** Output of {@link runNumericJob}. */
+export interface NumericJobOutput {
+  reference: { n: number; missing: number; nonFinite: number; summary: NumericSummary; bins: number[] };
+  current?: { n: number; missing: number; nonFinite: number; bins: number[]; outOfRange: number };
+  /** Present when both sides have values. */
+  comparison?: {
+    /** max |R·m − C·n|. */
+    hnm: number;
+    statistic: number;
+    pValue: number;
+    ksMethod: 'exact' | 'asymp';
+    wasserstein: number;
+    /** Per distinct value counts, when the reference has at most 5 distinct values. */
+    lowCardinality?: { reference: Record<string, number>; current: Record<string, number> };
+  };
+  sortedReference?: Float64Array;
+  sortedCurrent?: Float64Array;
+}
+
+function sideOf(s: JobSide): SortedSide {
+  return 'raw' in s ? prepareSide(s.raw) : s;
+}
+
+/** Counts of values outside [lo, hi] in sorted `x`. */
+function outside(x: Float64Array, lo: number, hi: number): number {
+  let below = 0;
+  while (below < x.length && x[below]! < lo) below++;
+  let above = 0;
+  while (above < x.length - below && x[x.length - 1 - above]! > hi) above++;
+  return below + above;
+}
+
+/** Runs the numeric statistics of one feature (see the module comment). */
+export function runNumericJob(input: NumericJobInput): NumericJobOutput {
+  const ref = sideOf(input.reference);
+  const f = input.fixed ?? {};
+  const complete =
+    f.edges !== undefined &&
+    f.std !== undefined &&
+    f.min !== undefined &&
+    f.max !== undefined &&
+    f.distinct !== undefined;
+  const summary: NumericSummary = complete
+    ? {
+        n: ref.sorted.length,
+        quantiles: f.quantiles ?? [],
+        edges: f.edges!,
+        mean: f.mean ?? Number.NaN,
+        std: f.std!,
+        min: f.min!,
+        max: f.max!,
+        distinct: f.distinct!,
+      }
+    : summarize(ref.sorted);
+  if (f.edges !== undefined) summary.edges = f.edges;
+  if (f.std !== undefined) summary.std = f.std;
+  if (f.min !== undefined) summary.min = f.min;
+  if (f.max !== undefined) summary.max = f.max;
+  if (f.distinct !== undefined) summary.distinct = f.distinct;
+  const out: NumericJobOutput = {
+    reference: {
+      n: ref.sorted.length,
+      missing: ref.missing,
+      nonFinite: ref.nonFinite,
+      summary,
+      bins: binCounts(ref.sorted, summary.edges),
+    },
+  };
+  if (input.keepSorted === true) out.sortedReference = ref.sorted;
+  if (input.current === undefined) return out;
+  const cur = sideOf(input.current);
+  const n = ref.sorted.length;
+  const m = cur.sorted.length;
+  out.current = {
+    n: m,
+    missing: cur.missing,
+    nonFinite: cur.nonFinite,
+    bins: binCounts(cur.sorted, summary.edges),
+    outOfRange: n > 0 ? outside(cur.sorted, summary.min, summary.max) : 0,
+  };
+  if (input.keepSorted === true) out.sortedCurrent = cur.sorted;
+  if (n === 0 || m === 0) return out;
+  const { h, wasserstein } = compareSorted(ref.sorted, cur.sorted);
+  const statistic = Math.min(1, h / (n * m));
+  let ksMethod: 'exact' | 'asymp' = Math.max(n, m) > KS_EXACT_MAX_N ? 'asymp' : 'exact';
+  let pValue: number;
+  if (statistic === 0) pValue = 1;
+  else {
+    const exact = ksMethod === 'exact' ? ksExactPValue(n, m, h) : null;
+    // SciPy falls back to the asymptotic p-value when the exact computation fails.
+    if (exact === null) ksMethod = 'asymp';
+    pValue = exact ?? ks2sampAsympPValue(statistic, n, m);
+  }
+  out.comparison = { hnm: h, statistic, pValue, ksMethod, wasserstein };
+  if (summary.distinct <= LOW_CARDINALITY_MAX) {
+    out.comparison.lowCardinality = {
+      reference: Object.fromEntries(valueCounts(ref.sorted)),
+      current: Object.fromEntries(valueCounts(cur.sorted)),
+    };
+  }
+  return out;
+}

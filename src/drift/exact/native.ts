@@ -1,0 +1,205 @@
+/**
+ * Decoder of ClickHouse's `Native` output format (as the HTTP interface and chdb return it: blocks of
+ * `varuint columns, varuint rows`, then per column `name`, `type` and the column data, without block info)
+ * for the few types the exact drift engine reads: fixed-size numbers, `String` and `Array(Float64)`.
+ * Numbers are copied into one typed array per column across all blocks (two passes: sizes, then copies),
+ * so a 1M-row Float64 column costs one allocation and one memcpy per block.
+ */
+import { ErrorCodes, ModelwatchError } from '../../common/errors.js';
+
+/** A decoded column: typed array for numbers, string array for `String`, values + offsets for arrays. */
+export type NativeColumn =
+  | { type: 'Float64'; values: Float64Array }
+  | { type: 'UInt64' | 'Int64' | 'UInt32' | 'UInt16' | 'UInt8' | 'Int32'; values: Float64Array }
+  | { type: 'String'; values: string[] }
+  | { type: 'Array(Float64)'; values: Float64Array; offsets: Float64Array };
+
+/** A decoded result: total rows and columns by name (in result order). */
+export interface NativeResult {
+  rows: number;
+  columns: Map<string, NativeColumn>;
+}
+
+const FIXED: Record<string, number> = {
+  Float64: 8,
+  UInt64: 8,
+  Int64: 8,
+  UInt32: 4,
+  Int32: 4,
+  UInt16: 2,
+  UInt8: 1,
+};
+
+function bad(message: string): ModelwatchError {
+  return new ModelwatchError(ErrorCodes.internal, `Native decode: ${message}`);
+}
+
+class Reader {
+  pos = 0;
+  private readonly decoder = new TextDecoder();
+  constructor(readonly buf: Uint8Array) {}
+
+  varuint(): number {
+    let x = 0;
+    let shift = 0;
+    for (;;) {
+      if (this.pos >= this.buf.length) throw bad('truncated varuint');
+      const b = this.buf[this.pos++]!;
+      x += (b & 0x7f) * 2 ** shift;
+      if ((b & 0x80) === 0) return x;
+      shift += 7;
+    }
+  }
+
+  string(): string {
+    const len = this.varuint();
+    if (this.pos + len > this.buf.length) throw bad('truncated string');
+    const s = this.decoder.decode(this.buf.subarray(this.pos, this.pos + len));
+    this.pos += len;
+    return s;
+  }
+
+  skip(bytes: number): void {
+    if (this.pos + bytes > this.buf.length) throw bad('truncated column');
+    this.pos += bytes;
+  }
+}
+
+interface Piece {
+  offset: number;
+  rows: number;
+  /** For Array(Float64): values in this block. */
+  inner?: number;
+}
+
+interface Plan {
+  name: string;
+  type: string;
+  pieces: Piece[];
+}
+
+function readUint64(view: DataView, off: number): number {
+  return view.getUint32(off, true) + view.getUint32(off + 4, true) * 2 ** 32;
+}
+
+/** Decodes a whole `Native` result. Unsupported column types are an internal error naming the type. */
+export function decodeNative(buf: Uint8Array): NativeResult {
+  const r = new Reader(buf);
+  const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+  const plans: Plan[] = [];
+  let rows = 0;
+  const strings = new Map<string, string[]>();
+  // Pass 1: walk the blocks, remember where each column's data is; strings are decoded here.
+  while (r.pos < buf.length) {
+    const ncols = r.varuint();
+    const nrows = r.varuint();
+    for (let c = 0; c < ncols; c++) {
+      const name = r.string();
+      const type = r.string();
+      let plan = plans[c];
+      if (plan === undefined) {
+        plan = { name, type, pieces: [] };
+        plans[c] = plan;
+      } else if (plan.name !== name || plan.type !== type) throw bad(`column ${c} changed between blocks`);
+      const size = FIXED[type];
+      if (size !== undefined) {
+        plan.pieces.push({ offset: r.pos, rows: nrows });
+        r.skip(size * nrows);
+      } else if (type === 'String') {
+        let list = strings.get(name);
+        if (list === undefined) {
+          list = [];
+          strings.set(name, list);
+        }
+        for (let i = 0; i < nrows; i++) list.push(r.string());
+      } else if (type === 'Array(Float64)') {
+        const offStart = r.pos;
+        r.skip(8 * nrows);
+        const inner = nrows === 0 ? 0 : readUint64(view, offStart + 8 * (nrows - 1));
+        plan.pieces.push({ offset: offStart, rows: nrows, inner });
+        r.skip(8 * inner);
+      } else throw bad(`unsupported column type ${type}`);
+    }
+    rows += nrows;
+  }
+  // Pass 2: one typed array per column.
+  const columns = new Map<string, NativeColumn>();
+  for (const plan of plans) {
+    const { name, type } = plan;
+    if (type === 'String') {
+      columns.set(name, { type: 'String', values: strings.get(name) ?? [] });
+      continue;
+    }
+    if (type === 'Array(Float64)') {
+      const total = plan.pieces.reduce((s, p) => s + (p.inner ?? 0), 0);
+      const values = new Float64Array(total);
+      const offsets = new Float64Array(rows);
+      const bytes = new Uint8Array(values.buffer);
+      let at = 0;
+      let row = 0;
+      for (const p of plan.pieces) {
+        for (let i = 0; i < p.rows; i++) offsets[row++] = at + readUint64(view, p.offset + 8 * i);
+        const n = p.inner ?? 0;
+        const src = p.offset + 8 * p.rows;
+        bytes.set(buf.subarray(src, src + 8 * n), at * 8);
+        at += n;
+      }
+      columns.set(name, { type: 'Array(Float64)', values, offsets });
+      continue;
+    }
+    const values = new Float64Array(rows);
+    let at = 0;
+    if (type === 'Float64') {
+      const bytes = new Uint8Array(values.buffer);
+      for (const p of plan.pieces) {
+        bytes.set(buf.subarray(p.offset, p.offset + 8 * p.rows), at * 8);
+        at += p.rows;
+      }
+    } else {
+      for (const p of plan.pieces) {
+        for (let i = 0; i < p.rows; i++) {
+          const off = p.offset;
+          let v: number;
+          switch (type) {
+            case 'UInt64':
+              v = readUint64(view, off + 8 * i);
+              break;
+            case 'Int64':
+              v = Number(view.getBigInt64(off + 8 * i, true));
+              break;
+            case 'UInt32':
+              v = view.getUint32(off + 4 * i, true);
+              break;
+            case 'Int32':
+              v = view.getInt32(off + 4 * i, true);
+              break;
+            case 'UInt16':
+              v = view.getUint16(off + 2 * i, true);
+              break;
+            default:
+              v = view.getUint8(off + i);
+          }
+          values[at++] = v;
+        }
+      }
+    }
+    columns.set(name, { type: type as 'UInt64', values });
+  }
+  return { rows, columns };
+}
+
+/** The column `name` of a decoded result as Float64 values (numbers of any supported width). */
+export function numberColumn(result: NativeResult, name: string): Float64Array {
+  const c = result.columns.get(name);
+  if (c === undefined) return new Float64Array(result.rows);
+  if (c.type === 'String' || c.type === 'Array(Float64)') throw bad(`column ${name} is ${c.type}, not a number`);
+  return c.values;
+}
+
+/** The column `name` of a decoded result as strings. */
+export function stringColumn(result: NativeResult, name: string): string[] {
+  const c = result.columns.get(name);
+  if (c === undefined) return [];
+  if (c.type !== 'String') throw bad(`column ${name} is ${c.type}, not String`);
+  return c.values;
+}

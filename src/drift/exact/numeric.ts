@@ -1,0 +1,253 @@
+/**
+ * Numeric statistics of the exact drift engine from sorted arrays: one side's profile (NumPy linear deciles,
+ * mean, population std, min, max, distinct values up to 6) and the comparison of two sides in one merge pass
+ * (KS D as an integer h = max |R·m − C·n|, Wasserstein distance, decile-bin counts, out-of-range count,
+ * per-value counts for low-cardinality features). Pure functions on typed arrays: they run inline or in a
+ * worker thread alike.
+ */
+import { sortFloat64 } from './radix.js';
+
+/** Decile probabilities of the numeric bin edges. */
+export const DECILES = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9] as const;
+
+/** Numeric features with at most this many distinct reference values are compared like categorical ones. */
+export const LOW_CARDINALITY_MAX = 5;
+
+/** SciPy's `ks_2samp` switches from the exact to the asymptotic p-value above this many rows per side. */
+export const KS_EXACT_MAX_N = 10_000;
+
+/** One side of a numeric feature after filtering and sorting. */
+export interface SortedSide {
+  /** Finite values, ascending. */
+  sorted: Float64Array;
+  /** NaN (NULL and absent values read as NaN). */
+  missing: number;
+  /** ±Inf. */
+  nonFinite: number;
+}
+
+/**
+ * Moves the finite values of `raw` to its front (in place), sorts them and counts NaN and ±Inf. The returned
+ * `sorted` is a view of `raw`'s buffer.
+ */
+export function prepareSide(raw: Float64Array, scratch?: Float64Array): SortedSide {
+  let k = 0;
+  let missing = 0;
+  let nonFinite = 0;
+  const n = raw.length;
+  for (let i = 0; i < n; i++) {
+    const v = raw[i]!;
+    if (v - v === 0) raw[k++] = v;
+    else if (v !== v) missing++;
+    else nonFinite++;
+  }
+  const sorted = raw.subarray(0, k);
+  sortFloat64(sorted, scratch);
+  return { sorted, missing, nonFinite };
+}
+
+/** Profile of a sorted numeric side (the reference's numbers the report needs). */
+export interface NumericSummary {
+  n: number;
+  /** Deciles 0.1..0.9, NumPy's default (linear) rule; empty when n = 0. */
+  quantiles: number[];
+  /** Unique deciles (np.unique): the bin edges. */
+  edges: number[];
+  mean: number;
+  /** Population standard deviation (ddof 0); 0 when min = max. */
+  std: number;
+  min: number;
+  max: number;
+  /** Distinct values counted up to 6 (6 = more than 5). */
+  distinct: number;
+}
+
+/** `np.quantile(x, p)` (method 'linear') of sorted `x`. */
+export function quantileLinear(x: Float64Array, p: number): number {
+  const n = x.length;
+  const v = (n - 1) * p;
+  const lo = Math.max(0, Math.min(n - 1, Math.floor(v)));
+  const hi = Math.min(n - 1, lo + 1);
+  const g = v - lo;
+  const a = x[lo]!;
+  const b = x[hi]!;
+  const d = b - a;
+  // NumPy's _lerp: a + d·g, or b − d·(1 − g) from g ≥ 0.5 on.
+  return g >= 0.5 ? b - d * (1 - g) : a + d * g;
+}
+
+/** Profile of sorted finite values. */
+export function summarize(x: Float64Array): NumericSummary {
+  const n = x.length;
+  if (n === 0)
+    return {
+      n,
+      quantiles: [],
+      edges: [],
+      mean: Number.NaN,
+      std: Number.NaN,
+      min: Number.NaN,
+      max: Number.NaN,
+      distinct: 0,
+    };
+  const quantiles = DECILES.map((p) => quantileLinear(x, p));
+  const edges = quantiles.filter((v, j) => j === 0 || v !== quantiles[j - 1]);
+  let sum = 0;
+  for (let i = 0; i < n; i++) sum += x[i]!;
+  const mean = sum / n;
+  const min = x[0]!;
+  const max = x[n - 1]!;
+  let std = 0;
+  if (min !== max) {
+    let ss = 0;
+    let comp = 0;
+    for (let i = 0; i < n; i++) {
+      const d = x[i]! - mean;
+      ss += d * d;
+      comp += d;
+    }
+    // Two-pass with the correction term (Chan et al.): exact to rounding for well-scaled data.
+    std = Math.sqrt(Math.max(0, (ss - (comp * comp) / n) / n));
+  }
+  let distinct = 1;
+  for (let i = 1; i < n && distinct <= LOW_CARDINALITY_MAX; i++) if (x[i] !== x[i - 1]) distinct++;
+  return { n, quantiles, edges, mean, std, min, max, distinct };
+}
+
+/** Counts per bin of sorted `x` over `edges`: bins (−inf, e0), [e0, e1), …, [ek, inf) (searchsorted right). */
+export function binCounts(x: Float64Array, edges: readonly number[]): number[] {
+  const out: number[] = [];
+  let prev = 0;
+  for (const e of edges) {
+    const at = lowerBound(x, e);
+    out.push(at - prev);
+    prev = at;
+  }
+  out.push(x.length - prev);
+  return out;
+}
+
+/** First index whose value is ≥ `v` (values below `v` before it). */
+function lowerBound(x: Float64Array, v: number): number {
+  let lo = 0;
+  let hi = x.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (x[mid]! < v) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+/** Distinct values of sorted `x` with their counts (value text as JS prints the number). */
+export function valueCounts(x: Float64Array): Map<string, number> {
+  const out = new Map<string, number>();
+  let i = 0;
+  while (i < x.length) {
+    let j = i + 1;
+    while (j < x.length && x[j] === x[i]) j++;
+    const k = String(x[i]! + 0);
+    out.set(k, (out.get(k) ?? 0) + (j - i));
+    i = j;
+  }
+  return out;
+}
+
+/** The merge-pass statistics of two sorted numeric sides. */
+export interface NumericComparison {
+  /** max |R_j·m − C_j·n| over the ends of runs of equal values; D = h / (n·m). */
+  h: number;
+  /** Wasserstein-1 distance (scipy.stats.wasserstein_distance). */
+  wasserstein: number;
+}
+
+/**
+ * KS h and Wasserstein distance of sorted `ref` (n) and `cur` (m) in one merge: at each distinct value v
+ * (both sides' runs of v consumed), R and C count the values ≤ v; W adds |R/n − C/m| · (next − v), h takes
+ * the maximum of |R·m − C·n| (exact integers below 2^53).
+ */
+export function compareSorted(ref: Float64Array, cur: Float64Array): NumericComparison {
+  const n = ref.length;
+  const m = cur.length;
+  let i = 0;
+  let j = 0;
+  let h = 0;
+  let w = 0;
+  let prev = 0;
+  let prevTerm = 0;
+  let started = false;
+  while (i < n || j < m) {
+    const a = i < n ? ref[i]! : Infinity;
+    const b = j < m ? cur[j]! : Infinity;
+    const v = a <= b ? a : b;
+    if (started) w += prevTerm * (v - prev);
+    while (i < n && ref[i] === v) i++;
+    while (j < m && cur[j] === v) j++;
+    const diff = Math.abs(i * m - j * n);
+    if (diff > h) h = diff;
+    prevTerm = Math.abs(i / n - j / m);
+    prev = v;
+    started = true;
+  }
+  return { h, wasserstein: w };
+}
+
+/** `scipy.stats.ks_2samp`'s exact two-sided p-value for D = h / (n·m) (null when the computation fails). */
+export function ksExactPValue(n1: number, n2: number, hnm: number): number | null {
+  // SciPy rounds D to the lattice h / lcm(n1, n2); hnm = |R·n2 − C·n1| is a multiple of g, so h = hnm / g.
+  const g = gcd(n1, n2);
+  const h = Math.round(hnm / g);
+  if (h === 0) return 1;
+  const p = n1 === n2 ? probOutsideSquare(n1, h) : outerProbInside(n1, n2, g, h);
+  if (!(p >= 0 && p <= 1)) return null;
+  return p;
+}
+
+function gcd(a: number, b: number): number {
+  while (b !== 0) [a, b] = [b, a % b];
+  return a;
+}
+
+/** SciPy's `_compute_prob_outside_square(n, h)`. */
+function probOutsideSquare(n: number, h: number): number {
+  let P = 0;
+  let k = Math.floor(n / h);
+  while (k >= 0) {
+    let p1 = 1;
+    for (let j = 0; j < h; j++) p1 = ((n - k * h - j) * p1) / (n + k * h + j + 1);
+    P = p1 * (1 - P);
+    k--;
+  }
+  return 2 * P;
+}
+
+/** SciPy's `_compute_outer_prob_inside_method(m, n, g, h)` (Hodges' inside method, 1 − p recursion). */
+function outerProbInside(m0: number, n0: number, g: number, h: number): number {
+  const m = Math.max(m0, n0);
+  const n = Math.min(m0, n0);
+  const mg = m / g;
+  const ng = n / g;
+  let minj = 0;
+  let maxj = Math.min(Math.ceil(h / mg), n + 1);
+  let curlen = maxj - minj;
+  const lenA = Math.min(2 * maxj + 2, n + 1);
+  const A = new Float64Array(lenA).fill(1);
+  A.fill(0, minj, maxj);
+  for (let i = 1; i <= m; i++) {
+    const lastminj = minj;
+    const lastlen = curlen;
+    minj = Math.max(Math.floor((ng * i - h) / mg) + 1, 0);
+    minj = Math.min(minj, n);
+    maxj = Math.min(Math.ceil((ng * i + h) / mg), n + 1);
+    if (maxj <= minj) return 1;
+    let val = minj === 0 ? 0 : 1;
+    for (let jj = 0; jj < maxj - minj; jj++) {
+      const j = jj + minj;
+      val = (A[jj + minj - lastminj]! * i + val * j) / (i + j);
+      A[jj] = val;
+    }
+    curlen = maxj - minj;
+    if (lastlen > curlen) A.fill(1, maxj - minj, maxj - minj + (lastlen - curlen));
+  }
+  return A[maxj - minj - 1]!;
+}

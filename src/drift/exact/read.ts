@@ -1,0 +1,119 @@
+/**
+ * Reads one side of a comparison out of ClickHouse for the exact engine: numeric features in groups, one
+ * `Native` query per group into one `Float64Array` per feature (NULL read as NaN), and every categorical
+ * feature's value counts in one query (`GROUP BY` per feature under `UNION ALL`).
+ */
+import { ErrorCodes, ModelwatchError } from '../../common/errors.js';
+import type { SqlPort, StoreSettings } from '../../store/port.js';
+import { quoteIdent } from '../stats/sample.js';
+import type { FeatureSpec, Sample } from '../stats/types.js';
+import { decodeNative, numberColumn, stringColumn } from './native.js';
+
+/** Numeric features read per query by default (memory: 8 bytes × rows × group per side, held at once). */
+export const NUMERIC_GROUP = 5;
+
+/** A binary query on the store, or a clear error when the port has none. */
+export async function queryNative(
+  store: SqlPort,
+  sql: string,
+  params: Record<string, unknown>,
+  settings: StoreSettings,
+  label: string,
+): Promise<ReturnType<typeof decodeNative>> {
+  if (store.queryBinary === undefined) {
+    throw new ModelwatchError(ErrorCodes.internal, 'the exact drift engine needs a store with queryBinary');
+  }
+  const buf = await store.queryBinary(sql, { label, params, settings, format: 'Native' });
+  return decodeNative(buf);
+}
+
+/** Numeric values of one side: per feature column, raw values (NaN = missing, ±Inf kept), and the row count. */
+export interface NumericRead {
+  rows: number;
+  values: Map<string, Float64Array>;
+}
+
+/** Reads numeric `features` (kind `numeric`) of `sample` in one query. */
+export async function readNumeric(
+  store: SqlPort,
+  sample: Sample,
+  features: readonly FeatureSpec[],
+  settings: StoreSettings = {},
+): Promise<NumericRead> {
+  const cols =
+    features.length === 0
+      ? 'toUInt8(0) AS __mw_none'
+      : features
+          .map((f, i) => `ifNull(CAST(${quoteIdent(f.column)} AS Nullable(Float64)), nan) AS __mw_n${i}`)
+          .join(', ');
+  const res = await queryNative(store, `SELECT ${cols} FROM (${sample.sql})`, sample.params, settings, 'drift read');
+  const values = new Map<string, Float64Array>();
+  features.forEach((f, i) => values.set(f.column, numberColumn(res, `__mw_n${i}`)));
+  return { rows: res.rows, values };
+}
+
+/** Category counts of one side, per feature column: value → count, with '' (NULL or empty) counted too. */
+export type CategoryCounts = Map<string, Map<string, number>>;
+
+/** Counts the values of categorical `features` of `sample`, one `GROUP BY` per feature under `UNION ALL`. */
+export async function readCategorical(
+  store: SqlPort,
+  sample: Sample,
+  features: readonly FeatureSpec[],
+  settings: StoreSettings = {},
+): Promise<CategoryCounts> {
+  const out: CategoryCounts = new Map(features.map((f) => [f.column, new Map<string, number>()]));
+  if (features.length === 0) return out;
+  const branches = features.map(
+    (f, i) =>
+      `SELECT toUInt32(${i}) AS __mw_f, __mw_v, count() AS __mw_c FROM (SELECT ifNull(CAST(${quoteIdent(f.column)} AS Nullable(String)), '') AS __mw_v FROM (${sample.sql})) GROUP BY __mw_v`,
+  );
+  const res = await queryNative(store, branches.join('\nUNION ALL\n'), sample.params, settings, 'drift categories');
+  const fi = numberColumn(res, '__mw_f');
+  const vs = stringColumn(res, '__mw_v');
+  const cs = numberColumn(res, '__mw_c');
+  for (let r = 0; r < res.rows; r++) {
+    const f = features[fi[r]!];
+    if (f === undefined) continue;
+    out.get(f.column)!.set(vs[r]!, cs[r]!);
+  }
+  return out;
+}
+
+/** Row count of `sample`. */
+export async function countRows(store: SqlPort, sample: Sample, settings: StoreSettings = {}): Promise<number> {
+  const res = await queryNative(
+    store,
+    `SELECT toUInt64(count()) AS __mw_rows FROM (${sample.sql})`,
+    sample.params,
+    settings,
+    'drift count',
+  );
+  return numberColumn(res, '__mw_rows')[0] ?? 0;
+}
+
+/** Splits `list` into groups of at most `size`. */
+export function groupsOf<T>(list: readonly T[], size: number): T[][] {
+  const out: T[][] = [];
+  for (let i = 0; i < list.length; i += size) out.push(list.slice(i, i + size));
+  return out;
+}
+
+/** Category counts without the missing value '': usable count, missing count and the non-empty counts. */
+export function splitMissing(counts: ReadonlyMap<string, number> | undefined): {
+  n: number;
+  missing: number;
+  counts: Map<string, number>;
+} {
+  const out = new Map<string, number>();
+  let n = 0;
+  let missing = 0;
+  for (const [k, v] of counts ?? []) {
+    if (k === '') missing += v;
+    else {
+      out.set(k, v);
+      n += v;
+    }
+  }
+  return { n, missing, counts: out };
+}
