@@ -271,7 +271,7 @@ describe('detect loop', () => {
       // An interval no earlier test has run (the loop rebuilds its state from the stored series and skips those).
       {
         intervalMs: 10,
-        timeoutMs: 200,
+        timeoutMs: 1000,
         detectDrift: slowDrift,
         clock: () => T0 + 2 * HOUR + 30 * MIN,
         models: ['m1', 'zz-after-deadline'],
@@ -310,7 +310,7 @@ describe('detect loop', () => {
     const recorded = await selectRows(store, {
       query: `SELECT status, error FROM mw_detect_runs WHERE model = 'm1' AND status = 'timed_out'`,
     }).json<{ status: string; error: string }>();
-    expect(recorded).toEqual([{ status: 'timed_out', error: 'detection run exceeded 200 ms' }]);
+    expect(recorded).toEqual([{ status: 'timed_out', error: 'detection run exceeded 1000 ms' }]);
   });
 
   it('startDetector: a run that throws is logged and counted, the loop goes on', async () => {

@@ -14,13 +14,14 @@ export {
 export type { ClassificationInput } from './metrics.js';
 export {
   computePerformance,
+  computePerformanceBatch,
   queryCbpeAggregates,
   queryClassificationAggregates,
   queryOutputKeys,
   queryRegressionAggregates,
   resolvePredictionSpec,
 } from './query.js';
-export type { OutputKeys, PerformanceOptions, PerformanceReport } from './query.js';
+export type { OutputKeys, PerformanceBatchOptions, PerformanceOptions, PerformanceReport } from './query.js';
 export type {
   AucSums,
   CbpeAggregates,

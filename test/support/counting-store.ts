@@ -1,0 +1,45 @@
+import type { Store } from '../../src/store/index.js';
+
+/** Statements sent through a {@link countingStore}, by kind and in order. */
+export interface StatementLog {
+  /** One entry per statement: `query`, `insert <table>`, `command` or `queryBinary`, with its label. */
+  entries: Array<{ kind: string; label: string }>;
+  /** Forgets what was counted so far. */
+  reset(): void;
+}
+
+const COUNTED = new Set(['query', 'insert', 'command', 'queryBinary']);
+
+/**
+ * The real store, with every statement (query, insert, command, binary query) counted — also through the
+ * views `with()` returns. Nothing is faked: each call goes to the wrapped store unchanged.
+ */
+export function countingStore(store: Store): { store: Store; log: StatementLog } {
+  const log: StatementLog = {
+    entries: [],
+    reset() {
+      log.entries.length = 0;
+    },
+  };
+  const wrap = (target: Store): Store =>
+    new Proxy(target, {
+      get(t, prop, receiver) {
+        const value: unknown = Reflect.get(t, prop, receiver);
+        if (prop === 'with' && typeof value === 'function') {
+          return (defaults: Parameters<Store['with']>[0]) => wrap(t.with(defaults));
+        }
+        if (typeof prop === 'string' && COUNTED.has(prop) && typeof value === 'function') {
+          return (...args: unknown[]) => {
+            const opts = (prop === 'insert' ? args[2] : args[1]) as { label?: string } | undefined;
+            log.entries.push({
+              kind: prop === 'insert' ? `insert ${String(args[0])}` : prop,
+              label: opts?.label ?? '',
+            });
+            return (value as (...a: unknown[]) => unknown).apply(t, args);
+          };
+        }
+        return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(t) : value;
+      },
+    });
+  return { store: wrap(store), log };
+}
