@@ -3,8 +3,17 @@ export type { Migration, MigrateOptions } from './migrations.js';
 export { clusterStatements, shardingKey, CLUSTER_NAME, LOCAL_SUFFIX } from './cluster.js';
 export { ClickHouseStore, toChTime, queryMarker } from './store.js';
 export type { Store, ClickHouseStoreOptions } from './store.js';
-export { StoreRoles, DefaultRoleLimits, resolveRoleLimits } from './port.js';
-export type { SqlPort, StatementOptions, InsertOptions, StoreRole, RoleLimits, StoreSettings } from './port.js';
+export { StoreRoles, DefaultRoleLimits, resolveRoleLimits, EncodedInsertFormats } from './port.js';
+export type {
+  SqlPort,
+  StatementOptions,
+  InsertOptions,
+  EncodedInsertFormat,
+  EncodedInsertOptions,
+  StoreRole,
+  RoleLimits,
+  StoreSettings,
+} from './port.js';
 export {
   classifyStoreError,
   storeErrorCodes,
