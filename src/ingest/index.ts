@@ -18,3 +18,17 @@ export {
   KSERVE_RESPONSE_TYPE,
 } from './kserve-receiver.js';
 export type { KserveReceiver, KserveReceiverOptions } from './kserve-receiver.js';
+export {
+  INGEST_FORMAT,
+  PredictionColumns,
+  RequestColumns,
+  PayloadColumns,
+  QuarantineColumns,
+  predictionLine,
+  requestLine,
+  payloadLine,
+  quarantineLine,
+  jsonFloatMap,
+} from './encode.js';
+export { payloadRowOf } from './payloads.js';
+export type { PayloadRow } from './payloads.js';
