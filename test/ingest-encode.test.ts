@@ -42,6 +42,9 @@ const NASTY = [
   'ünïcödé ✓ 中文 🎯',
 ];
 
+const noNums: Record<string, number> = {};
+const noCats: Record<string, string> = {};
+
 function body(lines: string[]): Buffer {
   const sink = new LineSink();
   // Two flushes: a body assembled from several slices.
@@ -71,8 +74,8 @@ describe('ingest encoding (JSONCompactEachRow) through chdb', () => {
         big: 1.7976931348623157e308,
       },
       features_cat: { [`c ${s}`]: s, empty: '' },
-      outputs_num: i === 1 ? {} : { p: -0.5 },
-      outputs_cat: i === 2 ? {} : { label: s },
+      outputs_num: i === 1 ? noNums : { p: -0.5 },
+      outputs_cat: i === 2 ? noCats : { label: s },
     }));
     await store.insertEncoded(Tables.predictions, body(rows.map(predictionLine)), {
       format: INGEST_FORMAT,
