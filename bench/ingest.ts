@@ -1,11 +1,14 @@
 // `npm run bench -- ingest`: rows/s through the whole ingest path (in-process bus → capture decode →
-// V2 decode → dedupe lookups → ClickHouse insert, embedded chdb) versus a raw @clickhouse/client insert
-// of the same pre-built rows into the same table, in the same run; 1, 64 and 1024 rows per request,
-// 20 FP32 features. Then a 1M-record backlog through the byte-bounded bus with a producer that backs off
-// on `bus_full`, sampling RSS, to show memory stays bounded.
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+// V2 decode → dedupe lookup → ClickHouse inserts of predictions, payloads and requests, embedded chdb)
+// versus a raw insert of the same pre-built prediction rows into the same table, in the same run, in every
+// insert format the store accepts (the fastest is the baseline); 1, 64 and 1024 rows per request, 20 FP32
+// features. CPU per row (JavaScript thread vs the engine's threads), event-loop delay during ingest and the
+// 1-minute load average are recorded. Then a 1M-call backlog through the byte-bounded bus with a producer that
+// backs off on `bus_full`, sampling RSS (V8 heap vs the rest), to show memory stays bounded.
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Registry } from 'prom-client';
 import type { BusMessage, CapturedCall, InProcessBus as InProcessBusType } from '../src/bus/index.js';
 import type { ClickHouseStore as ClickHouseStoreType } from '../src/store/index.js';
@@ -15,9 +18,21 @@ import { shipped } from './shipped.js';
 const { encodeCapture, InProcessBus } = await shipped<typeof import('../src/bus/index.js')>('bus/index.js');
 const { isModelwatchError, silentLogger } = await shipped<typeof import('../src/common/index.js')>('common/index.js');
 const { configSchema, defaultModelSchema } = await shipped<typeof import('../src/config/index.js')>('config/index.js');
-const { startIngest } = await shipped<typeof import('../src/ingest/index.js')>('ingest/index.js');
+const {
+  startIngest,
+  predictionLine,
+  PredictionColumns,
+  requestLine,
+  RequestColumns,
+  payloadLine,
+  PayloadColumns,
+  payloadRowOf,
+} = await shipped<typeof import('../src/ingest/index.js')>('ingest/index.js');
 const { decodeCall } = await shipped<typeof import('../src/protocol/index.js')>('protocol/index.js');
-const { createStore, Tables, toChTime } = await shipped<typeof import('../src/store/index.js')>('store/index.js');
+const { createStore, Tables } = await shipped<typeof import('../src/store/index.js')>('store/index.js');
+type EncodedInsertFormat = import('../src/store/index.js').EncodedInsertFormat;
+type PredictionRow = import('../src/store/index.js').PredictionRow;
+type RequestRow = import('../src/store/index.js').RequestRow;
 
 const root = join(import.meta.dirname, '..');
 const FEATURES = 20;
@@ -27,15 +42,63 @@ const BACKLOG_RECORDS = Number(process.env.INGEST_BENCH_BACKLOG ?? 1_000_000);
 /** Raw insert block size: the ingest default `ingest.maxBatchRows`. */
 const RAW_BLOCK_ROWS = 10_000;
 
+/** CPU seconds of this process's threads: the JavaScript (main) thread and all others (chdb, libuv, GC helpers). */
+interface ThreadCpu {
+  main_s: number;
+  other_s: number;
+}
+
+function threadCpu(): ThreadCpu {
+  let main = 0;
+  let other = 0;
+  try {
+    for (const t of readdirSync('/proc/self/task')) {
+      const stat = readFileSync(`/proc/self/task/${t}/stat`, 'utf8');
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      // utime + stime, in clock ticks (100 Hz on Linux).
+      const s = (Number(f[11]) + Number(f[12])) / 100;
+      if (Number(t) === process.pid) main += s;
+      else other += s;
+    }
+  } catch {
+    // Not Linux: CPU per thread unknown.
+  }
+  return { main_s: main, other_s: other };
+}
+
+function cpuSince(from: ThreadCpu): ThreadCpu {
+  const now = threadCpu();
+  return { main_s: +(now.main_s - from.main_s).toFixed(2), other_s: +(now.other_s - from.other_s).toFixed(2) };
+}
+
+interface RawFormatResult {
+  format: string;
+  /** Encoding the pre-built rows plus inserting them, rows/s. */
+  rows_per_s: number;
+  /** The insert alone (bytes already encoded), rows/s. */
+  insert_only_rows_per_s: number | null;
+  encode_us_per_row: number | null;
+}
+
 interface CaseResult {
   rows_per_request: number;
   requests: number;
   rows: number;
   ingest_s: number;
   ingest_rows_per_s: number;
-  raw_insert_s: number;
+  /** CPU per stored prediction row, µs, by thread. */
+  ingest_cpu_us_per_row: { main: number; other: number };
+  /** Event-loop delay while ingest ran (monitorEventLoopDelay, 1 ms resolution), ms. */
+  event_loop_delay_ms: { p50: number; p99: number; max: number };
+  raw_formats: RawFormatResult[];
+  raw_baseline_format: string;
   raw_rows_per_s: number;
+  raw_cpu_us_per_row: { main: number; other: number };
+  /** The same calls' prediction, payload and request rows inserted raw in the baseline format. */
+  raw_all_tables_rows_per_s: number;
   ratio: number;
+  ratio_all_tables: number;
+  load_1m: number;
 }
 
 function value(i: number, r: number, c: number): number {
@@ -78,16 +141,16 @@ function call(model: string, i: number, rows: number, t0: number): CapturedCall 
   };
 }
 
-/** The rows ingest would store for `call`, pre-built for the raw insert (ClickHouse JSONEachRow shape). */
-function rawRows(model: string, i: number, rows: number, t0: number): object[] {
-  const out: object[] = [];
+/** The prediction rows ingest would store for `call`, pre-built for the raw insert. */
+function rawRows(model: string, i: number, rows: number, t0: number): PredictionRow[] {
+  const out: PredictionRow[] = [];
   for (let r = 0; r < rows; r++) {
     const features: Record<string, number> = {};
     for (let c = 0; c < FEATURES; c++) features[`x_${c}`] = value(i, r, c);
     out.push({
       model,
       version: '1',
-      ts: toChTime(t0 + i),
+      ts: t0 + i,
       event_id: `${model}-ev-${i}`,
       request_id: `${model}-req-${i}`,
       row: r,
@@ -99,6 +162,64 @@ function rawRows(model: string, i: number, rows: number, t0: number): object[] {
   }
   return out;
 }
+
+/** TabSeparated escaping of a value and of a Map key or string value (quoted with '). */
+function tsv(s: string): string {
+  return /[\\\t\n\r']/.test(s)
+    ? s.replace(/[\\\t\n\r']/g, (c) => ({ '\t': '\\t', '\n': '\\n', '\r': '\\r' })[c] ?? `\\${c}`)
+    : s;
+}
+
+function tsvMap(m: Record<string, number | string>, quote: boolean): string {
+  const parts: string[] = [];
+  for (const k in m) {
+    const v = m[k] as number | string;
+    parts.push(`'${tsv(k)}':${quote ? `'${tsv(String(v))}'` : String(v)}`);
+  }
+  return `{${parts.join(',')}}`;
+}
+
+/** One encoder per format the store's encoded insert accepts, from the same pre-built rows. */
+const RAW_ENCODERS: { format: EncodedInsertFormat; columns?: readonly string[]; line: (r: PredictionRow) => string }[] =
+  [
+    {
+      format: 'JSONEachRow',
+      line: (r) =>
+        JSON.stringify({
+          model: r.model,
+          version: r.version,
+          ts: r.ts,
+          event_id: r.event_id,
+          request_id: r.request_id,
+          row: r.row,
+          features_num: r.features_num,
+          features_cat: r.features_cat,
+          outputs_num: r.outputs_num,
+          outputs_cat: r.outputs_cat,
+        }),
+    },
+    { format: 'JSONCompactEachRow', columns: PredictionColumns, line: predictionLine },
+    {
+      format: 'TabSeparated',
+      columns: PredictionColumns,
+      line: (r) =>
+        [
+          tsv(r.model),
+          tsv(r.version),
+          String(r.ts / 1000),
+          tsv(r.event_id),
+          tsv(r.request_id),
+          String(r.row),
+          tsvMap(r.features_num, false),
+          tsvMap(r.features_cat, true),
+          tsvMap(r.outputs_num, false),
+          tsvMap(r.outputs_cat, true),
+        ].join('\t'),
+    },
+  ];
+
+/** Formats the store does not take (binary): each attempt's error is recorded. */
+const REFUSED_FORMATS = ['RowBinary', 'Native', 'Arrow', 'Parquet'] as const;
 
 async function publishAll(bus: InProcessBusType, messages: BusMessage[], chunk = 256): Promise<number> {
   let fullWaits = 0;
@@ -133,55 +254,195 @@ async function rowsInserted(registry: Registry): Promise<number> {
   return v?.values.reduce((a, x) => a + x.value, 0) ?? 0;
 }
 
+/** Inserts `rows` raw in `enc`'s format in RAW_BLOCK_ROWS blocks; returns encode and insert seconds. */
+async function rawInsert(
+  store: ClickHouseStoreType,
+  table: string,
+  rows: readonly object[],
+  enc: { format: EncodedInsertFormat; columns?: readonly string[]; line: (r: never) => string },
+): Promise<{ encode_s: number; insert_s: number }> {
+  let encodeMs = 0;
+  let insertMs = 0;
+  for (let k = 0; k < rows.length; k += RAW_BLOCK_ROWS) {
+    let t = performance.now();
+    const lines: string[] = [];
+    for (const r of rows.slice(k, k + RAW_BLOCK_ROWS)) lines.push(enc.line(r as never));
+    const body = Buffer.from(lines.join('\n') + '\n');
+    encodeMs += performance.now() - t;
+    t = performance.now();
+    await store.insertEncoded(table, body, {
+      role: 'ingest',
+      format: enc.format,
+      ...(enc.columns ? { columns: enc.columns } : {}),
+    });
+    insertMs += performance.now() - t;
+  }
+  return { encode_s: encodeMs / 1000, insert_s: insertMs / 1000 };
+}
+
 async function runCase(store: ClickHouseStoreType, rowsPerRequest: number): Promise<CaseResult> {
   const requests = Math.max(1, Math.round(ROWS_PER_CASE / rowsPerRequest));
   const rows = requests * rowsPerRequest;
   const t0 = Date.UTC(2026, 0, 1) + rowsPerRequest * 10_000_000;
   const model = `bench-${rowsPerRequest}`;
-  const messages = Array.from({ length: requests }, (_, i) => encodeCapture(call(model, i, rowsPerRequest, t0)));
+  const calls = Array.from({ length: requests }, (_, i) => call(model, i, rowsPerRequest, t0));
+  const messages = calls.map((c) => encodeCapture(c));
 
-  // Whole ingest path.
+  // Whole ingest path, with the bus as `modelwatch up` makes it (src/runtime/create.ts).
   const config = configSchema.parse({ logLevel: 'silent' });
-  // Same batch bound as the runtime's in-process bus (src/runtime/create.ts).
   const bus = new InProcessBus({
     maxBufferedBytes: config.bus.maxBufferedBytes,
     maxBatchMessages: config.ingest.maxBatchRows,
+    lingerMessages: Math.min(config.ingest.lingerRecords, config.ingest.maxBatchRows),
+    lingerMs: config.ingest.flushIntervalMs,
   });
   const registry = new Registry();
   const role = await startIngest({ config, store, bus, logger: silentLogger, metrics: registry });
   await role.ready;
+  const eld = monitorEventLoopDelay({ resolution: 1 });
+  const cpu0 = threadCpu();
+  eld.enable();
   const started = performance.now();
   await publishAll(bus, messages);
   while ((await rowsInserted(registry)) < rows) await new Promise((r) => setTimeout(r, 2));
   const ingestS = (performance.now() - started) / 1000;
+  eld.disable();
+  const ingestCpu = cpuSince(cpu0);
   await role.stop();
   if ((await countRows(store, model)) !== rows) throw new Error(`ingest stored a wrong row count for ${model}`);
 
-  // Raw client insert of the same rows (pre-built before timing), same table, same block size as ingest.
-  const rawModel = `raw-${rowsPerRequest}`;
-  const built: object[] = [];
-  for (let i = 0; i < requests; i++) built.push(...rawRows(rawModel, i, rowsPerRequest, t0));
-  const rawStarted = performance.now();
-  for (let k = 0; k < built.length; k += RAW_BLOCK_ROWS) {
-    await store.insert(Tables.predictions, built.slice(k, k + RAW_BLOCK_ROWS), { role: 'ingest' });
+  // Raw inserts of the same prediction rows (pre-built before timing), same table, same block size as
+  // ingest's largest write, one model per format.
+  const rawFormats: RawFormatResult[] = [];
+  let best = { format: '', s: Infinity, cpu: { main_s: 0, other_s: 0 } };
+  for (const enc of RAW_ENCODERS) {
+    const rawModel = `raw-${enc.format}-${rowsPerRequest}`;
+    const built: PredictionRow[] = [];
+    for (let i = 0; i < requests; i++) built.push(...rawRows(rawModel, i, rowsPerRequest, t0));
+    const c0 = threadCpu();
+    const t = await rawInsert(store, Tables.predictions, built, enc);
+    const cpu = cpuSince(c0);
+    if ((await countRows(store, rawModel)) !== rows) throw new Error(`raw ${enc.format} stored a wrong row count`);
+    const total = t.encode_s + t.insert_s;
+    rawFormats.push({
+      format: `${enc.format} (encoded bytes)`,
+      rows_per_s: Math.round(rows / total),
+      insert_only_rows_per_s: Math.round(rows / t.insert_s),
+      encode_us_per_row: +((t.encode_s * 1e6) / rows).toFixed(2),
+    });
+    if (total < best.s) best = { format: enc.format, s: total, cpu };
   }
-  const rawS = (performance.now() - rawStarted) / 1000;
-  if ((await countRows(store, rawModel)) !== rows)
-    throw new Error(`raw insert stored a wrong row count for ${rawModel}`);
+  {
+    // The client's own insert of row objects (JSONEachRow), as the store's insertPredictions does.
+    const rawModel = `raw-client-${rowsPerRequest}`;
+    const built: PredictionRow[] = [];
+    for (let i = 0; i < requests; i++) built.push(...rawRows(rawModel, i, rowsPerRequest, t0));
+    const t = performance.now();
+    for (let k = 0; k < built.length; k += RAW_BLOCK_ROWS) {
+      await store.insertPredictions(built.slice(k, k + RAW_BLOCK_ROWS), { role: 'ingest' });
+    }
+    const s = (performance.now() - t) / 1000;
+    rawFormats.push({
+      format: 'JSONEachRow (client insert of row objects)',
+      rows_per_s: Math.round(rows / s),
+      insert_only_rows_per_s: null,
+      encode_us_per_row: null,
+    });
+  }
+  for (const format of REFUSED_FORMATS) {
+    try {
+      await store.insertEncoded(Tables.predictions, Buffer.from([0]), {
+        role: 'ingest',
+        format: format as EncodedInsertFormat,
+      });
+      rawFormats.push({
+        format: `${format}: accepted?!`,
+        rows_per_s: 0,
+        insert_only_rows_per_s: null,
+        encode_us_per_row: null,
+      });
+    } catch (err) {
+      refused.set(
+        format,
+        String((err as Error).message)
+          .split('\n')[0]
+          ?.slice(0, 160) ?? '',
+      );
+    }
+  }
+  const bestEnc = RAW_ENCODERS.find((e) => e.format === best.format) ?? RAW_ENCODERS[1];
+  // All three tables ingest writes, raw, in the baseline format (JSONCompactEachRow lines of the same rows).
+  const allModel = `raw-all-${rowsPerRequest}`;
+  const preds: PredictionRow[] = [];
+  for (let i = 0; i < requests; i++) preds.push(...rawRows(allModel, i, rowsPerRequest, t0));
+  const reqs: RequestRow[] = calls.map((c, i) => ({
+    model: allModel,
+    version: '1',
+    ts: t0 + i,
+    event_id: `${allModel}-ev-${i}`,
+    request_id: `${allModel}-req-${i}`,
+    source: 'rest',
+    route: c.route,
+    status: 200,
+    latency_ms: 1,
+    request_bytes: c.request.size,
+    response_bytes: c.response.size,
+    request_truncated: false,
+    response_truncated: false,
+    rows: rowsPerRequest,
+    error: '',
+  }));
+  const pays = calls.map((c) => payloadRowOf({ ...c, eventId: `${allModel}-${c.eventId}` }, allModel, '1') ?? null);
+  const allStarted = performance.now();
+  await rawInsert(store, Tables.predictions, preds, bestEnc ?? RAW_ENCODERS[1]!);
+  await rawInsert(
+    store,
+    'mw_payloads',
+    pays.filter((p) => p !== null),
+    { format: 'JSONCompactEachRow', columns: PayloadColumns, line: payloadLine },
+  );
+  await rawInsert(store, Tables.requests, reqs, {
+    format: 'JSONCompactEachRow',
+    columns: RequestColumns,
+    line: requestLine,
+  });
+  const allS = (performance.now() - allStarted) / 1000;
 
+  const rawRowsPerS = Math.round(rows / best.s);
+  const ingestRowsPerS = Math.round(rows / ingestS);
   const result: CaseResult = {
     rows_per_request: rowsPerRequest,
     requests,
     rows,
     ingest_s: +ingestS.toFixed(3),
-    ingest_rows_per_s: Math.round(rows / ingestS),
-    raw_insert_s: +rawS.toFixed(3),
-    raw_rows_per_s: Math.round(rows / rawS),
-    ratio: +(rawS / ingestS).toFixed(3),
+    ingest_rows_per_s: ingestRowsPerS,
+    ingest_cpu_us_per_row: {
+      main: +((ingestCpu.main_s * 1e6) / rows).toFixed(1),
+      other: +((ingestCpu.other_s * 1e6) / rows).toFixed(1),
+    },
+    event_loop_delay_ms: {
+      p50: +(eld.percentile(50) / 1e6).toFixed(2),
+      p99: +(eld.percentile(99) / 1e6).toFixed(2),
+      max: +(eld.max / 1e6).toFixed(2),
+    },
+    raw_formats: rawFormats,
+    raw_baseline_format: best.format,
+    raw_rows_per_s: rawRowsPerS,
+    raw_cpu_us_per_row: {
+      main: +((best.cpu.main_s * 1e6) / rows).toFixed(1),
+      other: +((best.cpu.other_s * 1e6) / rows).toFixed(1),
+    },
+    raw_all_tables_rows_per_s: Math.round(rows / allS),
+    ratio: +(best.s / ingestS).toFixed(3),
+    ratio_all_tables: +(allS / ingestS).toFixed(3),
+    load_1m: +(loadavg()[0] ?? 0).toFixed(2),
   };
   console.error(JSON.stringify(result));
   return result;
 }
+
+/** Why each binary format was refused (filled by runCase). */
+const refused = new Map<string, string>();
 
 interface BacklogResult {
   records: number;
@@ -197,20 +458,27 @@ interface BacklogResult {
   /** Peak Buffer/ArrayBuffer memory (message values live here). */
   array_buffers_peak_mb: number;
   producer_bus_full_waits: number;
+  /** Event-loop delay over the backlog run, ms. */
+  event_loop_delay_ms: { p50: number; p99: number; max: number };
+  load_1m: number;
   /** RSS after each tenth of the backlog was produced: flat once ClickHouse's caches are warm = bounded. */
   rss_by_tenth_mb: number[];
 }
 
 async function runBacklog(store: ClickHouseStoreType): Promise<BacklogResult> {
   const config = configSchema.parse({ logLevel: 'silent' });
-  // Same batch bound as the runtime's in-process bus (src/runtime/create.ts).
+  // The bus as `modelwatch up` makes it (src/runtime/create.ts).
   const bus = new InProcessBus({
     maxBufferedBytes: config.bus.maxBufferedBytes,
     maxBatchMessages: config.ingest.maxBatchRows,
+    lingerMessages: Math.min(config.ingest.lingerRecords, config.ingest.maxBatchRows),
+    lingerMs: config.ingest.flushIntervalMs,
   });
   const registry = new Registry();
   const role = await startIngest({ config, store, bus, logger: silentLogger, metrics: registry });
   await role.ready;
+  const eld = monitorEventLoopDelay({ resolution: 1 });
+  eld.enable();
   const model = 'bench-backlog';
   const t0 = Date.UTC(2025, 0, 1);
   // A few distinct bodies re-used across records: the producer must not hold the backlog itself.
@@ -255,6 +523,7 @@ async function runBacklog(store: ClickHouseStoreType): Promise<BacklogResult> {
   while ((await rowsInserted(registry)) < BACKLOG_RECORDS) await new Promise((r) => setTimeout(r, 20));
   const seconds = (performance.now() - started) / 1000;
   clearInterval(sampler);
+  eld.disable();
   await role.stop();
   const result: BacklogResult = {
     records: BACKLOG_RECORDS,
@@ -268,6 +537,12 @@ async function runBacklog(store: ClickHouseStoreType): Promise<BacklogResult> {
     heap_used_peak_mb: mb(heapPeak),
     array_buffers_peak_mb: mb(buffersPeak),
     producer_bus_full_waits: fullWaits,
+    event_loop_delay_ms: {
+      p50: +(eld.percentile(50) / 1e6).toFixed(2),
+      p99: +(eld.percentile(99) / 1e6).toFixed(2),
+      max: +(eld.max / 1e6).toFixed(2),
+    },
+    load_1m: +(loadavg()[0] ?? 0).toFixed(2),
     rss_by_tenth_mb: byTenth,
   };
   console.error(JSON.stringify(result));
@@ -328,37 +603,62 @@ export async function run(): Promise<void> {
       features: FEATURES,
       store: 'chdb (embedded ClickHouse)',
       target_ratio: 0.8,
+      target_backlog_rss_mb: 600,
       decode_1_row: decode,
       cases,
+      refused_formats: Object.fromEntries(refused),
       backlog,
+      load_1m_end: +(loadavg()[0] ?? 0).toFixed(2),
     };
     mkdirSync(join(root, 'bench', 'results'), { recursive: true });
     writeFileSync(join(root, 'bench', 'results', 'ingest.json'), JSON.stringify(summary, null, 2) + '\n');
+    const first = cases[0];
     const md = [
       '# Ingest benchmark',
       '',
       `Embedded ClickHouse (chdb), ${FEATURES} FP32 features per row, ${summary.machine.cpus} CPUs, Node ${process.version}. ` +
-        'Ingest = in-process bus → capture decode → V2 JSON decode → event_id lookups → insert of predictions + requests. ' +
-        `Raw = \`@clickhouse/client\` JSONEachRow insert of the same pre-built prediction rows in ${RAW_BLOCK_ROWS}-row blocks.`,
+        'Ingest = in-process bus (as `modelwatch up` makes it) → capture decode → V2 JSON decode → event-id lookup → ' +
+        'inserts of predictions, payloads and requests (JSONCompactEachRow bytes). ' +
+        `Raw = the same pre-built prediction rows encoded and inserted in ${RAW_BLOCK_ROWS}-row blocks, in every format the store accepts; ` +
+        'the fastest is the baseline. "All tables" = the raw insert of every row ingest writes (predictions, payloads, requests).',
       '',
-      '| rows/request | rows | ingest rows/s | raw insert rows/s | ingest / raw (target ≥ 0.8) |',
-      '|---:|---:|---:|---:|---:|',
+      '| rows/request | rows | ingest rows/s | raw baseline rows/s (format) | ingest / raw (target ≥ 0.8) | raw all tables rows/s | ingest / raw all tables | CPU µs/row ingest (JS + engine) | CPU µs/row raw (JS + engine) | event-loop delay p99 / max ms | load 1m |',
+      '|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
       ...cases.map(
-        (c) => `| ${c.rows_per_request} | ${c.rows} | ${c.ingest_rows_per_s} | ${c.raw_rows_per_s} | ${c.ratio} |`,
+        (c) =>
+          `| ${c.rows_per_request} | ${c.rows} | ${c.ingest_rows_per_s} | ${c.raw_rows_per_s} (${c.raw_baseline_format}) | ${c.ratio} | ` +
+          `${c.raw_all_tables_rows_per_s} | ${c.ratio_all_tables} | ${c.ingest_cpu_us_per_row.main} + ${c.ingest_cpu_us_per_row.other} | ` +
+          `${c.raw_cpu_us_per_row.main} + ${c.raw_cpu_us_per_row.other} | ${c.event_loop_delay_ms.p99} / ${c.event_loop_delay_ms.max} | ${c.load_1m} |`,
       ),
       '',
-      `Backlog: ${backlog.records} one-row records through a bus bounded at ${backlog.bus_max_buffered_bytes / 1024 / 1024} MiB, ` +
-        `producer backing off on \`bus_full\` (${backlog.producer_bus_full_waits} waits): ${backlog.seconds} s (${backlog.records_per_s} records/s); ` +
-        `RSS ${backlog.rss_before_mb} MB before, peak ${backlog.rss_peak_mb} MB (peak in the first 10% of the backlog ${backlog.rss_peak_first_10pct_mb} MB), ` +
-        `${backlog.rss_end_mb} MB at the end; peak V8 heap ${backlog.heap_used_peak_mb} MB, peak Buffer memory ${backlog.array_buffers_peak_mb} MB ` +
-        '(the rest of RSS is native: the embedded ClickHouse engine). ' +
-        `RSS after each tenth of the backlog: ${backlog.rss_by_tenth_mb.join(', ')} MB.`,
+      '## Raw insert formats tried (same rows, same run)',
       '',
-      `One run on a 2-CPU machine (1-minute load average at the end: ${loadavg()[0]?.toFixed(1)}); on a loaded machine ratios moved by up to ±0.3 between runs; ` +
-        `in the 1-row case \`decodeCall\` of a call costs ${decode.decode_call_us} µs in this run ` +
-        `(a bare \`JSON.parse\` of both bodies: ${decode.json_parse_us} µs); the rest is ClickHouse work: each call also stores a request row ` +
-        '(the raw insert stores prediction rows only), and each bus batch (at most `ingest.maxBatchRows` records on the in-process bus, as in `modelwatch up`) pays one event-id ' +
-        "lookup query and its inserts, against the raw insert's 10000-row blocks.",
+      '| rows/request | format | encode + insert rows/s | insert only rows/s | encode µs/row |',
+      '|---:|---|---:|---:|---:|',
+      ...cases.flatMap((c) =>
+        c.raw_formats.map(
+          (f) =>
+            `| ${c.rows_per_request} | ${f.format} | ${f.rows_per_s} | ${f.insert_only_rows_per_s ?? '–'} | ${f.encode_us_per_row ?? '–'} |`,
+        ),
+      ),
+      '',
+      'Refused by the store (binary formats; `@clickhouse/client` takes JSON formats only as row objects and raw bodies only in ' +
+        "CSV/TSV/CustomSeparated/Parquet, and chdb's connection turns an insert body into a JavaScript string, so only text formats " +
+        "reach the embedded engine intact; chdb's raw insert, which the store uses, takes JSONEachRow, JSONCompactEachRow, CSV and TSV):",
+      '',
+      ...[...refused].map(([f, why]) => `- ${f}: \`${why}\``),
+      '',
+      `Backlog: ${backlog.records} one-row calls through a bus bounded at ${backlog.bus_max_buffered_bytes / 1024 / 1024} MiB, ` +
+        `producer backing off on \`bus_full\` (${backlog.producer_bus_full_waits} waits): ${backlog.seconds} s (${backlog.records_per_s} calls/s); ` +
+        `RSS ${backlog.rss_before_mb} MB before, **peak ${backlog.rss_peak_mb} MB** (target ≤ 600; peak in the first 10% ${backlog.rss_peak_first_10pct_mb} MB), ` +
+        `${backlog.rss_end_mb} MB at the end; peak V8 heap ${backlog.heap_used_peak_mb} MB, peak Buffer memory ${backlog.array_buffers_peak_mb} MB ` +
+        '(the rest of RSS is native: the embedded ClickHouse engine and the allocator). ' +
+        `RSS after each tenth of the backlog: ${backlog.rss_by_tenth_mb.join(', ')} MB. ` +
+        `Event-loop delay p50 / p99 / max: ${backlog.event_loop_delay_ms.p50} / ${backlog.event_loop_delay_ms.p99} / ${backlog.event_loop_delay_ms.max} ms.`,
+      '',
+      `1-minute load average: ${first?.load_1m ?? '?'} after the first case, ${backlog.load_1m} after the backlog, ${summary.load_1m_end} at the end ` +
+        `(2 CPUs; wall-clock rates move with the load, the ratios are measured in the same run; CPU µs per row is steadier). ` +
+        `\`decodeCall\` of a 1-row call costs ${decode.decode_call_us} µs in this run (a bare \`JSON.parse\` of both bodies: ${decode.json_parse_us} µs).`,
       '',
     ].join('\n');
     writeFileSync(join(root, 'bench', 'results', 'ingest.md'), md);

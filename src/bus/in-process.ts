@@ -45,6 +45,8 @@ const defaults = {
 
 interface TopicQueue {
   messages: ConsumedMessage[];
+  /** `messageBytes` of each queued message (computed once, at publish). */
+  sizes: number[];
   nextOffset: number;
   bytes: number;
   wake: (() => void) | undefined;
@@ -102,7 +104,7 @@ export class InProcessBus implements Bus {
   private queue(topic: string): TopicQueue {
     let q = this.topics.get(topic);
     if (!q) {
-      q = { messages: [], nextOffset: 0, bytes: 0, wake: undefined, consumer: false, taps: new Set() };
+      q = { messages: [], sizes: [], nextOffset: 0, bytes: 0, wake: undefined, consumer: false, taps: new Set() };
       this.topics.set(topic, q);
     }
     return q;
@@ -110,7 +112,9 @@ export class InProcessBus implements Bus {
 
   publish(messages: BusMessage[], topic: string = this.topic): Promise<void> {
     if (this.closed) return Promise.reject(new ModelwatchError(ErrorCodes.busUnavailable, 'bus is closed'));
-    const size = messages.reduce((n, m) => n + messageBytes(m), 0);
+    const sizes = messages.map(messageBytes);
+    let size = 0;
+    for (const n of sizes) size += n;
     if (this.bytes + size > this.opts.maxBufferedBytes) {
       return Promise.reject(
         new ModelwatchError(
@@ -126,8 +130,15 @@ export class InProcessBus implements Bus {
     const now = Date.now();
     const first = q.messages.length;
     for (const m of messages) {
-      q.messages.push({ ...m, offset: String(q.nextOffset++), timestamp: now });
+      q.messages.push({
+        key: m.key,
+        value: m.value,
+        headers: m.headers,
+        offset: String(q.nextOffset++),
+        timestamp: now,
+      });
     }
+    for (const n of sizes) q.sizes.push(n);
     q.bytes += size;
     this.bytes += size;
     q.wake?.();
@@ -255,7 +266,8 @@ export class InProcessBus implements Bus {
           continue;
         }
         q.messages.splice(0, batch.length);
-        const freed = batch.reduce((n, m) => n + messageBytes(m), 0);
+        let freed = 0;
+        for (const n of q.sizes.splice(0, batch.length)) freed += n;
         q.bytes -= freed;
         this.bytes -= freed;
       }

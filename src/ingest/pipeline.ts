@@ -6,12 +6,24 @@ import { silentLogger } from '../common/logger.js';
 import { sleep } from '../common/time.js';
 import { defaultModelSchema, type ModelSchema } from '../config/model-schema.js';
 import { decodeCall, type DecodedCall } from '../protocol/index.js';
-import { Tables } from '../store/migrations.js';
-import type { QuarantineRow } from '../store/rows.js';
+import { ShadowTables, Tables } from '../store/migrations.js';
 import type { Store } from '../store/store.js';
+import {
+  INGEST_FORMAT,
+  LineSink,
+  PayloadColumns,
+  PredictionColumns,
+  QuarantineColumns,
+  RequestColumns,
+  Slicer,
+  payloadLine,
+  predictionLine,
+  quarantineLine,
+  requestLine,
+} from './encode.js';
 import type { IngestMetrics } from './metrics.js';
-import { buildCallRecords, envelopeQuarantine, type CallRecords } from './records.js';
-import { insertPayloads, payloadRowOf, payloadsDisabled, type PayloadOptions, type PayloadRow } from './payloads.js';
+import { buildCallRecords, envelopeQuarantine } from './records.js';
+import { payloadRowOf, payloadsDisabled, type PayloadOptions } from './payloads.js';
 
 /** Decodes one call with its model's schema (default: `decodeCall` from `src/protocol`). */
 export type DecodeFn = (call: CapturedCall, schema: ModelSchema) => DecodedCall;
@@ -46,6 +58,11 @@ export interface IngestPipelineOptions {
   eventIdLookup?: boolean;
   /** Store request bodies in `mw_payloads` for shadow replay; `false` disables. @default {days: 7, models with `payloads: false` skipped} */
   payloads?: PayloadOptions | false;
+  /**
+   * Longest stretch of synchronous decoding or encoding, ms, before ingest yields to the event loop (what
+   * else runs in the process, e.g. the sidecar of `modelwatch up`, waits at most about this long). @default 1
+   */
+  sliceMs?: number;
   logger?: Logger;
 }
 
@@ -60,22 +77,57 @@ const defaults = {
   tokenPrefix: '',
   eventIdLookup: true,
   payloads: {},
+  sliceMs: 1,
   logger: silentLogger,
 } satisfies Required<IngestPipelineOptions>;
+
+/** What the event-id lookup needs of a call. */
+export interface CallKey {
+  event_id: string;
+  model: string;
+  /** Capture time, epoch ms. */
+  ts: number;
+}
+
+/** One decoded call, already encoded: its insert lines (no per-row objects are kept). */
+interface EncodedCall extends CallKey {
+  predictions: string[];
+  request: string;
+  payload: string | undefined;
+  /** Body quarantine line, when the call's body should have decoded and did not. */
+  quarantine: string | undefined;
+}
 
 /** A contiguous run of offsets written to the store together. */
 interface Chunk {
   first: string | undefined;
   last: string;
-  calls: CallRecords[];
-  envelopeQuarantine: QuarantineRow[];
-  payloads: Map<string, PayloadRow>;
+  calls: EncodedCall[];
+  envelopeQuarantine: string[];
   rows: number;
   bytes: number;
 }
 
 function newChunk(): Chunk {
-  return { first: undefined, last: '', calls: [], envelopeQuarantine: [], payloads: new Map(), rows: 0, bytes: 0 };
+  return { first: undefined, last: '', calls: [], envelopeQuarantine: [], rows: 0, bytes: 0 };
+}
+
+/** The insert bodies of a chunk. */
+interface ChunkBodies {
+  predictions: Buffer;
+  requests: Buffer;
+  payloads: Buffer;
+  quarantine: Buffer;
+  /** Calls whose request row is written, prediction rows written, body quarantine rows written. */
+  fresh: number;
+  rows: number;
+  bodyQuarantine: number;
+}
+
+const noStored: StoredEventIds = { requests: new Set(), predictions: new Set() };
+
+function noop(): void {
+  // An error is handled where the promise is awaited.
 }
 
 /** Event ids of a chunk already stored, per table. */
@@ -87,22 +139,25 @@ export interface StoredEventIds {
 /**
  * Event ids of `calls` already in `mw_requests` and in `mw_predictions` (one round trip). Duplicates
  * carry the same model and capture time as the original, so the lookup is pruned by the primary key
- * `(model, ts, …)` instead of scanning every stored id.
+ * `(model, ts, …)` instead of scanning every stored id. The ids travel as one JSON string parameter that the
+ * engine expands into a set (a bound `Array(String)` of thousands of literals costs far more to parse).
  */
-export async function storedEventIds(store: Store, calls: CallRecords[]): Promise<StoredEventIds> {
+export async function storedEventIds(store: Store, calls: readonly CallKey[]): Promise<StoredEventIds> {
   const out: StoredEventIds = { requests: new Set(), predictions: new Set() };
   if (calls.length === 0) return out;
   let from = Infinity;
   let to = -Infinity;
   const models = new Set<string>();
+  const ids: string[] = [];
   for (const c of calls) {
-    from = Math.min(from, c.request.ts);
-    to = Math.max(to, c.request.ts);
-    models.add(c.request.model);
+    if (c.ts < from) from = c.ts;
+    if (c.ts > to) to = c.ts;
+    models.add(c.model);
+    ids.push(c.event_id);
   }
   const where = `model IN {models:Array(String)}
       AND ts BETWEEN fromUnixTimestamp64Milli({from:Int64}, 'UTC') AND fromUnixTimestamp64Milli({to:Int64}, 'UTC')
-      AND event_id IN {ids:Array(String)}`;
+      AND event_id IN (SELECT arrayJoin(JSONExtract({ids:String}, 'Array(String)')))`;
   const rows = await store.query<{ t: 'requests' | 'predictions'; event_id: string }>(
     `SELECT DISTINCT 'requests' AS t, event_id FROM ${Tables.requests} WHERE ${where}
       UNION ALL
@@ -110,7 +165,7 @@ export async function storedEventIds(store: Store, calls: CallRecords[]): Promis
     {
       role: 'ingest',
       label: 'dedupe lookup',
-      params: { models: [...models], from, to, ids: calls.map((c) => c.request.event_id) },
+      params: { models: [...models], from: Math.floor(from), to: Math.ceil(to), ids: JSON.stringify(ids) },
     },
   );
   for (const r of rows) out[r.t].add(r.event_id);
@@ -152,11 +207,16 @@ export class IngestPipeline {
   readonly handleBatch = async (batch: ConsumedBatch): Promise<void> => {
     this.metrics.recordsConsumed.inc(batch.messages.length);
     const seen = new Set<string>();
+    const slicer = new Slicer(this.opts.sliceMs);
     let chunk = newChunk();
     let duplicates = 0;
+    // The write of the previous chunk runs (in the engine) while the next one is decoded; at most one is in
+    // flight, and writes happen in offset order.
+    let inflight: Promise<void> | undefined;
     const decode = (call: CapturedCall): DecodedCall =>
       this.opts.decode(call, this.opts.models[call.model] ?? defaultModelSchema);
     for (const m of batch.messages) {
+      if (slicer.due()) await slicer.pause();
       const origin = `${batch.topic}/${batch.partition}/${m.offset}`;
       chunk.first ??= m.offset;
       chunk.last = m.offset;
@@ -165,7 +225,7 @@ export class IngestPipeline {
       try {
         call = decodeCapture(m);
       } catch (err) {
-        chunk.envelopeQuarantine.push(envelopeQuarantine(m, origin, err));
+        chunk.envelopeQuarantine.push(quarantineLine(envelopeQuarantine(m, origin, err)));
         continue;
       }
       if (seen.has(call.eventId)) {
@@ -174,56 +234,103 @@ export class IngestPipeline {
       }
       seen.add(call.eventId);
       const rec = buildCallRecords(call, origin, m.value, decode);
-      chunk.calls.push(rec);
+      const predictions: string[] = [];
+      for (const p of rec.predictions) {
+        predictions.push(predictionLine(p));
+        if (slicer.due()) await slicer.pause();
+      }
       const payload =
         this.opts.payloads === false
           ? undefined
           : payloadRowOf(call, rec.request.model, rec.request.version, this.opts.payloads);
-      if (payload) chunk.payloads.set(call.eventId, payload);
-      chunk.rows += rec.predictions.length;
+      chunk.calls.push({
+        event_id: rec.request.event_id,
+        model: rec.request.model,
+        ts: rec.request.ts,
+        predictions,
+        request: requestLine(rec.request),
+        payload: payload ? payloadLine(payload) : undefined,
+        quarantine: rec.quarantine ? quarantineLine(rec.quarantine) : undefined,
+      });
+      chunk.rows += predictions.length;
       if (chunk.rows >= this.opts.maxBatchRows || chunk.bytes >= this.opts.maxBatchBytes) {
-        await this.write(batch, chunk);
+        if (inflight) await inflight;
+        inflight = this.write(batch, chunk);
+        inflight.catch(noop);
         chunk = newChunk();
       }
     }
+    if (inflight) await inflight;
     if (chunk.first !== undefined) await this.write(batch, chunk);
     if (duplicates > 0) this.metrics.duplicatesDropped.inc(duplicates);
     this.metrics.batches.inc();
     if (batch.backlog !== undefined) this.metrics.backlog.set(`${batch.topic}/${batch.partition}`, batch.backlog);
   };
 
+  /** The chunk's insert bodies, leaving out calls already stored; built in slices of `sliceMs`. */
+  private async bodies(chunk: Chunk, stored: StoredEventIds): Promise<ChunkBodies> {
+    const slicer = new Slicer(this.opts.sliceMs, 8);
+    const sinks = {
+      predictions: new LineSink(),
+      requests: new LineSink(),
+      payloads: new LineSink(),
+      quarantine: new LineSink(),
+    };
+    for (const q of chunk.envelopeQuarantine) sinks.quarantine.add(q);
+    let fresh = 0;
+    let rows = 0;
+    let bodyQuarantine = 0;
+    for (const c of chunk.calls) {
+      if (!stored.predictions.has(c.event_id)) {
+        for (const line of c.predictions) sinks.predictions.add(line);
+        rows += c.predictions.length;
+      }
+      if (!stored.requests.has(c.event_id)) {
+        fresh++;
+        sinks.requests.add(c.request);
+        if (c.payload !== undefined) sinks.payloads.add(c.payload);
+        if (c.quarantine !== undefined) {
+          sinks.quarantine.add(c.quarantine);
+          bodyQuarantine++;
+        }
+      }
+      if (slicer.due()) {
+        for (const s of Object.values(sinks)) s.flush();
+        await slicer.pause();
+      }
+    }
+    return {
+      predictions: sinks.predictions.body(),
+      requests: sinks.requests.body(),
+      payloads: sinks.payloads.body(),
+      quarantine: sinks.quarantine.body(),
+      fresh,
+      rows,
+      bodyQuarantine,
+    };
+  }
+
   private async write(batch: ConsumedBatch, chunk: Chunk): Promise<void> {
     // Same offsets → same token: a batch re-delivered after a crash between insert and commit is
     // dropped by ClickHouse itself (insert_deduplication_token); event_id lookups cover producer retries.
     const dedupToken = `${this.opts.tokenPrefix}${batch.topic}-${batch.partition}-${chunk.first}-${chunk.last}`;
+    const opts = { dedupToken, format: INGEST_FORMAT };
+    let assumed: Promise<ChunkBodies> | undefined;
     const result = await this.withRetry(batch, async () => {
-      const stored = this.opts.eventIdLookup
-        ? await storedEventIds(this.store, chunk.calls)
-        : { requests: new Set<string>(), predictions: new Set<string>() };
-      const storedRequests = stored.requests;
-      const storedPredictions = stored.predictions;
-      const fresh = chunk.calls.filter((c) => !storedRequests.has(c.request.event_id));
-      const predictions = chunk.calls
-        .filter((c) => !storedPredictions.has(c.request.event_id))
-        .flatMap((c) => c.predictions);
-      const bodyQuarantine = fresh.flatMap((c) => (c.quarantine ? [c.quarantine] : []));
+      // The lookup runs in the engine while the bodies are built for the usual case (nothing stored yet);
+      // they are built again without the stored calls when it finds some.
+      const lookup = this.opts.eventIdLookup ? storedEventIds(this.store, chunk.calls) : Promise.resolve(noStored);
+      lookup.catch(noop);
+      assumed ??= this.bodies(chunk, noStored);
+      let b = await assumed;
+      const stored = await lookup;
+      if (stored.requests.size > 0 || stored.predictions.size > 0) b = await this.bodies(chunk, stored);
       // Predictions first, requests last: a request row marks its call as completely stored.
-      await this.store.insertPredictions(predictions, { dedupToken });
-      await insertPayloads(
-        this.store,
-        fresh.flatMap((c) => chunk.payloads.get(c.request.event_id) ?? []),
-        { dedupToken },
-      );
-      await this.store.insertQuarantine([...chunk.envelopeQuarantine, ...bodyQuarantine], { dedupToken });
-      await this.store.insertRequests(
-        fresh.map((c) => c.request),
-        { dedupToken },
-      );
-      return {
-        duplicates: chunk.calls.length - fresh.length,
-        rows: predictions.length,
-        bodyQuarantine: bodyQuarantine.length,
-      };
+      await this.store.insertEncoded(Tables.predictions, b.predictions, { ...opts, columns: PredictionColumns });
+      await this.store.insertEncoded(ShadowTables.payloads, b.payloads, { ...opts, columns: PayloadColumns });
+      await this.store.insertEncoded(Tables.quarantine, b.quarantine, { ...opts, columns: QuarantineColumns });
+      await this.store.insertEncoded(Tables.requests, b.requests, { ...opts, columns: RequestColumns });
+      return { duplicates: chunk.calls.length - b.fresh, rows: b.rows, bodyQuarantine: b.bodyQuarantine };
     });
     this.metrics.rowsInserted.inc(result.rows);
     if (result.duplicates > 0) this.metrics.duplicatesDropped.inc(result.duplicates);

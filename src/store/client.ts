@@ -1,6 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { createClient, type ClickHouseClient } from '@clickhouse/client';
+import type { RawInsertParams } from 'chdb';
 import { createChdbConnection } from 'chdb/connection';
 import { ErrorCodes, ModelwatchError } from '../common/errors.js';
 
@@ -34,6 +35,12 @@ export interface StoreClient {
   sideClient: () => ClickHouseClient;
   /** `chdb` (in-process) or `http` (server). */
   kind: 'chdb' | 'http';
+  /**
+   * chdb only: the engine's raw insert on the main connection. The body stays bytes (handed to the engine
+   * zero-copy) and settings go into the statement's own `SETTINGS` clause; the client's insert path would
+   * turn the body into a JavaScript string first and apply settings session-wide.
+   */
+  rawInsert?: ((params: RawInsertParams) => Promise<unknown>) | undefined;
   database: string;
   /** The URL with any password removed, safe to print. */
   displayUrl: string;
@@ -58,18 +65,24 @@ export function createStoreClient(options: StoreClientOptions): StoreClient {
     const rawPath = options.url.slice('chdb:'.length);
     const path = rawPath === '' || rawPath === ':memory:' ? ':memory:' : resolve(rawPath);
     if (path !== ':memory:') mkdirSync(path, { recursive: true });
-    const make = (): ClickHouseClient =>
+    const make = (connection = createChdbConnection({ path })): ClickHouseClient =>
       createClient({
         // chdb types its connection against @clickhouse/client-common while the client bundles its own copy of
         // the same interface; the shapes are identical at runtime (chdb's documented recipe).
-        connection: createChdbConnection({ path }) as unknown as NonNullable<
-          Parameters<typeof createClient>[0]
-        >['connection'],
+        connection: connection as unknown as NonNullable<Parameters<typeof createClient>[0]>['connection'],
         database,
         request_timeout: timeout,
         clickhouse_settings: sharedSettings,
       });
-    return { client: make(), sideClient: make, kind: 'chdb', database, displayUrl: `chdb:${path}` };
+    const main = createChdbConnection({ path });
+    return {
+      client: make(main),
+      sideClient: () => make(),
+      kind: 'chdb',
+      database,
+      displayUrl: `chdb:${path}`,
+      rawInsert: (params) => main.chdb.rawInsert(params),
+    };
   }
   let url: URL;
   try {

@@ -3,7 +3,7 @@ export type { Migration, MigrateOptions } from './migrations.js';
 export { clusterStatements, shardingKey, CLUSTER_NAME, LOCAL_SUFFIX } from './cluster.js';
 export { ClickHouseStore, toChTime, queryMarker } from './store.js';
 export type { Store, ClickHouseStoreOptions } from './store.js';
-export { StoreRoles, DefaultRoleLimits, resolveRoleLimits } from './port.js';
+export { StoreRoles, DefaultRoleLimits, resolveRoleLimits, EncodedInsertFormats } from './port.js';
 export type {
   SqlPort,
   StatementOptions,
@@ -13,6 +13,8 @@ export type {
   StoreSettings,
   BinaryFormat,
   BinaryQueryOptions,
+  EncodedInsertFormat,
+  EncodedInsertOptions,
 } from './port.js';
 export {
   classifyStoreError,

@@ -62,6 +62,19 @@ export interface InsertOptions extends Omit<StatementOptions, 'params'> {
   dedupToken?: string | undefined;
 }
 
+/** Text formats a pre-encoded insert body may use: accepted by a ClickHouse server and by embedded chdb's raw insert. */
+export const EncodedInsertFormats = ['JSONEachRow', 'JSONCompactEachRow', 'TabSeparated', 'CSV'] as const;
+/** One of {@link EncodedInsertFormats}. */
+export type EncodedInsertFormat = (typeof EncodedInsertFormats)[number];
+
+/** Options of {@link SqlPort.insertEncoded}. */
+export interface EncodedInsertOptions extends InsertOptions {
+  /** The format of the body. */
+  format: EncodedInsertFormat;
+  /** The columns the body holds, in order (required by the positional formats; others take their defaults). */
+  columns?: readonly string[] | undefined;
+}
+
 /**
  * Statements against ClickHouse: what every module that writes its own SQL (drift, API, ingest) goes
  * through. Rows are JSON objects (`JSONEachRow`): 64-bit integers as JSON numbers, NaN/Infinity as text.

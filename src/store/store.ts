@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { Readable } from 'node:stream';
 import type { ClickHouseClient } from '@clickhouse/client';
 import { ErrorCodes, ModelwatchError } from '../common/errors.js';
 import { classifyStoreError } from './errors.js';
@@ -6,6 +7,7 @@ import { Tables, appliedVersions, migrate } from './migrations.js';
 import {
   resolveRoleLimits,
   type BinaryQueryOptions,
+  type EncodedInsertOptions,
   type InsertOptions,
   type RoleLimits,
   type SqlPort,
@@ -16,7 +18,7 @@ import {
 import type { LabelRow, PredictionRow, QuarantineRow, RequestRow } from './rows.js';
 import type { StoreClient } from './client.js';
 
-export type { InsertOptions } from './port.js';
+export type { EncodedInsertOptions, InsertOptions } from './port.js';
 
 /** The storage port used by ingest, the API and detectors: typed inserts of the core tables plus {@link SqlPort}. */
 export interface Store extends SqlPort {
@@ -25,6 +27,13 @@ export interface Store extends SqlPort {
   insertRequests(rows: RequestRow[], options?: InsertOptions): Promise<void>;
   insertLabels(rows: LabelRow[], options?: InsertOptions): Promise<void>;
   insertQuarantine(rows: QuarantineRow[], options?: InsertOptions): Promise<void>;
+  /**
+   * Inserts a body already encoded in `options.format` (one row per line), handed to the engine as bytes:
+   * no per-row objects and no second encoding; on embedded chdb no text copy either (the engine's raw
+   * insert). No-op for an empty body. Same deadline, memory cap, cancellation and `dedupToken` semantics as
+   * {@link SqlPort.insert}.
+   */
+  insertEncoded(table: string, body: Buffer, options: EncodedInsertOptions): Promise<void>;
   /** Which of `eventIds` are already stored (request records), for idempotent ingest. */
   existingEventIds(eventIds: string[]): Promise<Set<string>>;
   /** True when the store answers. */
@@ -83,6 +92,7 @@ interface Shared {
   side: ClickHouseClient | undefined;
   kind: 'chdb' | 'http';
   limits: Record<StoreRole, RoleLimits>;
+  rawInsert: StoreClient['rawInsert'];
 }
 
 function mergeDefaults(a: StatementOptions, b: StatementOptions): StatementOptions {
@@ -118,6 +128,7 @@ export class ClickHouseStore implements Store {
       side: undefined,
       kind: sc.kind,
       limits: resolveRoleLimits(options.limits),
+      rawInsert: sc.rawInsert,
     };
     this.kind = sc.kind;
     this.defaults = {};
@@ -287,6 +298,42 @@ export class ClickHouseStore implements Store {
           insert_deduplication_token: dedupToken !== undefined ? `${table}:${dedupToken}` : '',
         },
       });
+    });
+  }
+
+  async insertEncoded(table: string, body: Buffer, options: EncodedInsertOptions): Promise<void> {
+    if (body.length === 0) return;
+    const { dedupToken, format, columns, ...rest } = options;
+    await this.run(`insert into ${table}`, rest, async (client, p) => {
+      const settings: StoreSettings = {
+        ...p.clickhouse_settings,
+        // As in insert(): always set, '' meaning none.
+        insert_deduplication_token: dedupToken !== undefined ? `${table}:${dedupToken}` : '',
+      };
+      const raw = this.shared.rawInsert;
+      if (raw !== undefined) {
+        // Settings go into the statement's own SETTINGS clause: nothing sticks to the session.
+        await raw({
+          table,
+          values: body,
+          format,
+          ...(columns !== undefined ? { columns } : {}),
+          settings,
+          signal: p.abort_signal,
+        });
+        return;
+      }
+      // A server: the body as a byte stream after `INSERT … FORMAT` (the client's insert() takes JSON formats
+      // only as objects). Table and column names are ours, never user input.
+      const cols = columns !== undefined ? ` (${columns.join(', ')})` : '';
+      const res = await client.exec({
+        query: `INSERT INTO ${table}${cols} FORMAT ${format}`,
+        values: Readable.from([body], { objectMode: false }),
+        ...p,
+        clickhouse_settings: settings,
+      });
+      // Drain the response: an error written after the headers surfaces here.
+      for await (const chunk of res.stream) void chunk;
     });
   }
 

@@ -6,6 +6,7 @@ import { ErrorCodes, ModelwatchError } from '../../src/common/index.js';
 import { configSchema, type Config, type ConfigInput } from '../../src/config/index.js';
 import {
   Tables,
+  type EncodedInsertOptions,
   type InsertOptions,
   type LabelRow,
   type PredictionRow,
@@ -214,6 +215,9 @@ export class FlakyStore implements Store {
   }
   insertQuarantine(rows: QuarantineRow[], o?: InsertOptions): Promise<void> {
     return this.gate(Tables.quarantine, () => this.inner.insertQuarantine(rows, o));
+  }
+  insertEncoded(table: string, body: Buffer, o: EncodedInsertOptions): Promise<void> {
+    return this.gate(table, () => this.inner.insertEncoded(table, body, o));
   }
   existingEventIds(ids: string[]): Promise<Set<string>> {
     return this.inner.existingEventIds(ids);
