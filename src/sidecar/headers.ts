@@ -19,12 +19,15 @@ export const NEVER_CAPTURED: ReadonlySet<string> = new Set([
   'set-cookie',
 ]);
 
+/** The usual `Connection` values, which declare nothing beyond themselves (checked without allocating). */
+const PLAIN_CONNECTION = /^\s*(?:keep-alive|close)\s*$/i;
+
 /**
  * The extra names a `Connection` header value declares hop-by-hop (other than `close`/`keep-alive`),
  * lower-cased; `undefined` when there are none (the common case, no allocation).
  */
 export function connectionTokens(value: string | undefined): Set<string> | undefined {
-  if (value === undefined) return undefined;
+  if (value === undefined || PLAIN_CONNECTION.test(value)) return undefined;
   let out: Set<string> | undefined;
   for (const raw of value.split(',')) {
     const t = raw.trim().toLowerCase();

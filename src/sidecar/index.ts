@@ -17,3 +17,5 @@ export {
   GRPC_PROXIED_METHODS,
 } from './grpc-proxy.js';
 export type { GrpcProxyOptions, CaptureSink } from './grpc-proxy.js';
+export { LoopDiagnostics, startDiagnosticsLog, diagnosticsIntervalFromEnv, DIAGNOSTICS_ENV } from './diagnostics.js';
+export type { DiagnosticsReading, LoopDiagnosticsOptions } from './diagnostics.js';

@@ -36,6 +36,7 @@ export class SidecarMetrics {
   private readonly byStatus = new Map<string, Children>();
   private readonly byModel = new Map<string, ModelChildren>();
   private readonly labels: ModelLabels;
+  private last: { rawModel: string; rawVersion: string; status: number; s: Children; m: ModelChildren } | undefined;
 
   constructor(registry: Registry, labels: ModelLabels = modelLabelsOn(registry)) {
     this.labels = labels;
@@ -94,6 +95,16 @@ export class SidecarMetrics {
     bytesIn: number,
     bytesOut: number,
   ): void {
+    // The common case, the same model, version and status as the previous request: no lookup, no key.
+    const last = this.last;
+    if (last !== undefined && last.rawModel === rawModel && last.rawVersion === rawVersion && last.status === status) {
+      last.s.requests.inc();
+      if (status >= 400) last.s.failures.inc();
+      last.m.duration.observe(seconds);
+      if (bytesIn > 0) last.m.bytesIn.inc(bytesIn);
+      if (bytesOut > 0) last.m.bytesOut.inc(bytesOut);
+      return;
+    }
     const [model, version] = rawModel === '' ? ['', ''] : this.labels.of(rawModel, rawVersion);
     const mk = version === '' ? model : `${model}\u0000${version}`;
     let m = this.byModel.get(mk);
@@ -112,6 +123,7 @@ export class SidecarMetrics {
       s = { requests: this.requests.labels(model, version, st), failures: this.failures.labels(model, version, st) };
       this.byStatus.set(sk, s);
     }
+    this.last = { rawModel, rawVersion, status, s, m };
     s.requests.inc();
     if (status >= 400) s.failures.inc();
     m.duration.observe(seconds);

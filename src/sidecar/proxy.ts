@@ -255,14 +255,23 @@ class ProxyCall implements Dispatcher.DispatchHandler {
     }
   }
 
-  private readonly onDrain = (): void => {
-    const r = this.resumeUpstream;
-    if (r) r();
-  };
+  // Listeners that only some requests need (a slow client, a streamed body) are made on first use:
+  // no closure is allocated per request for them.
+  private onDrainFn: (() => void) | undefined;
+  private onReqDataFn: ((chunk: Buffer) => void) | undefined;
 
-  private readonly onReqData = (chunk: Buffer): void => {
-    this.reqTap?.add(chunk);
-  };
+  private get onDrain(): () => void {
+    return (this.onDrainFn ??= () => {
+      const r = this.resumeUpstream;
+      if (r) r();
+    });
+  }
+
+  private get onReqData(): (chunk: Buffer) => void {
+    return (this.onReqDataFn ??= (chunk: Buffer) => {
+      this.reqTap?.add(chunk);
+    });
+  }
 
   onConnect(abort: (err?: Error) => void): void {
     this.abortUpstream = abort;
@@ -388,7 +397,7 @@ class ProxyCall implements Dispatcher.DispatchHandler {
   private finish(status: number, error: string): void {
     if (this.done) return;
     this.done = true;
-    if (this.tapAttached) this.req.off('data', this.onReqData);
+    if (this.tapAttached && this.onReqDataFn !== undefined) this.req.off('data', this.onReqDataFn);
     const deps = this.deps;
     const latencyMs = performance.now() - this.t0;
     const reqTap = this.reqTap;

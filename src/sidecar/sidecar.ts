@@ -8,6 +8,7 @@ import { SidecarMetrics } from './metrics.js';
 import { createProxyHandler } from './proxy.js';
 import type { Tee } from './tee.js';
 import { acquireTee } from './shared-tee.js';
+import { diagnosticsIntervalFromEnv, startDiagnosticsLog } from './diagnostics.js';
 
 /** Options of {@link startSidecar}; unset values come from `ctx.config.sidecar`. */
 export interface SidecarOptions {
@@ -31,6 +32,11 @@ export interface SidecarOptions {
   teeMaxBatchMessages: number;
   /** A tee publish not settled after this long is failed and its records dropped. @default 5000 */
   teePublishTimeoutMs: number;
+  /**
+   * Log a `diagnostics` line (event-loop delay, GC pauses, CPU, memory) at level info every this many
+   * ms; 0 turns it off. @default `$MODELWATCH_DIAGNOSTICS_INTERVAL_MS`, else 0
+   */
+  diagnosticsIntervalMs: number;
 }
 
 const defaults = {
@@ -42,7 +48,7 @@ const defaults = {
   teeFlushIntervalMs: 20,
   teeMaxBatchMessages: 200,
   teePublishTimeoutMs: 5_000,
-} satisfies Omit<Required<SidecarOptions>, 'upstream' | 'listen'>;
+} satisfies Omit<Required<SidecarOptions>, 'upstream' | 'listen' | 'diagnosticsIntervalMs'>;
 
 /** A running sidecar. */
 export interface RunningSidecar extends RunningRole {
@@ -118,7 +124,18 @@ export async function startSidecar(
       },
     );
   }
-  const opts = { ...defaults, ...options, upstream, listen: options.listen ?? sc.listen };
+  const opts = {
+    ...defaults,
+    diagnosticsIntervalMs: diagnosticsIntervalFromEnv(),
+    ...options,
+    upstream,
+    listen: options.listen ?? sc.listen,
+  };
+  if (!(Number.isInteger(opts.diagnosticsIntervalMs) && opts.diagnosticsIntervalMs >= 0)) {
+    throw new ModelwatchError(ErrorCodes.configInvalid, 'sidecar option diagnosticsIntervalMs must be an integer ≥ 0', {
+      field: 'diagnosticsIntervalMs',
+    });
+  }
   checkPositive(opts, [
     'connections',
     'upstreamKeepAliveMs',
@@ -218,6 +235,8 @@ export async function startSidecar(
   const shownHost = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
   const url = `http://${shownHost}:${addr.port}`;
   ctx.logger.info('sidecar listening', { url, upstream: upstreamUrl.origin + basePath, tee: opts.tee });
+  const diagnostics =
+    opts.diagnosticsIntervalMs > 0 ? startDiagnosticsLog(ctx.logger, opts.diagnosticsIntervalMs) : undefined;
 
   let stopping: Promise<void> | undefined;
   const stop = (): Promise<void> => {
@@ -254,6 +273,7 @@ export async function startSidecar(
       await closed;
       await lease.release(Math.max(0, deadline - Date.now()));
       await pool.destroy().catch(() => undefined);
+      diagnostics?.stop();
       ctx.logger.info('sidecar stopped', { tee: tee.stats() });
     })();
     return stopping;

@@ -1,9 +1,14 @@
 import { mkdirSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { createClient, type ClickHouseClient } from '@clickhouse/client';
+import { createRequire } from 'node:module';
 import type { RawInsertParams } from 'chdb';
-import { createChdbConnection } from 'chdb/connection';
 import { ErrorCodes, ModelwatchError } from '../common/errors.js';
+
+// chdb's native library (~140 MB resident once loaded) is loaded only by a process that opens an embedded
+// store: `modelwatch sidecar` and other store-less roles import this module but never call it.
+const requireLazy = createRequire(import.meta.url);
+type ChdbConnectionModule = typeof import('chdb/connection');
 
 // Same JSON number shapes from chdb and a server: 64-bit integers as JSON numbers (counts fit in 2^53).
 const jsonSettings = { output_format_json_quote_64bit_integers: 0 } as const;
@@ -65,6 +70,7 @@ export function createStoreClient(options: StoreClientOptions): StoreClient {
     const rawPath = options.url.slice('chdb:'.length);
     const path = rawPath === '' || rawPath === ':memory:' ? ':memory:' : resolve(rawPath);
     if (path !== ':memory:') mkdirSync(path, { recursive: true });
+    const { createChdbConnection } = requireLazy('chdb/connection') as ChdbConnectionModule;
     const make = (connection = createChdbConnection({ path })): ClickHouseClient =>
       createClient({
         // chdb types its connection against @clickhouse/client-common while the client bundles its own copy of
