@@ -30,6 +30,9 @@ try {
       : computeMultivariateDriftFlat(task.method, task.reference, task.current, task.options);
   reply = { ok: true, result };
 } catch (err) {
-  reply = { ok: false, message: errorMessage(err), code: err instanceof ModelwatchError ? err.code : 'internal' };
+  reply =
+    err instanceof ModelwatchError
+      ? { ok: false, message: errorMessage(err), code: err.code, field: err.field }
+      : { ok: false, message: errorMessage(err), code: 'internal' };
 }
 port.postMessage(reply);

@@ -2,7 +2,8 @@ import { startWorker, workerEntryUrl } from '../../common/worker.js';
 import { ErrorCodes, ModelwatchError } from '../../common/errors.js';
 
 /** What a kernel worker posts back. */
-export type KernelReply = { ok: true; result: unknown } | { ok: false; message: string; code: string };
+export type KernelReply =
+  { ok: true; result: unknown } | { ok: false; message: string; code: string; field?: string | undefined };
 
 /** Options of one worker run. */
 export interface KernelWorkerOptions {
@@ -58,6 +59,9 @@ export function runKernelWorker<T>(task: object, transfer: ArrayBuffer[], o: Ker
           new ModelwatchError(
             m.code === ErrorCodes.badRequest ? ErrorCodes.badRequest : ErrorCodes.internal,
             m.message,
+            {
+              field: m.field,
+            },
           ),
         );
     });
