@@ -1,6 +1,6 @@
-import { Matrix } from 'ml-matrix';
-import { PCA } from 'ml-pca';
-import { check, widthOf, type MultivariateVerdict, type Rows } from './types.js';
+import { EVD, Matrix } from 'ml-matrix';
+import { toFlat, type FlatRows } from './flat.js';
+import { check, type MultivariateVerdict, type Rows } from './types.js';
 
 /** Options of {@link fitReconstruction}. */
 export interface ReconstructionOptions {
@@ -52,6 +52,10 @@ export interface ReconstructionModel {
   error(rows: Rows): number;
   /** Error and verdict of one window. */
   evaluate(rows: Rows): ReconstructionResult;
+  /** {@link error} of a flat window. */
+  errorFlat(rows: FlatRows): number;
+  /** {@link evaluate} of a flat window. */
+  evaluateFlat(rows: FlatRows): ReconstructionResult;
 }
 
 const defaults = { varianceShare: 0.65, bandStd: 3, chunks: 10 };
@@ -72,110 +76,160 @@ export function componentsForShare(ratios: readonly number[], share: number): nu
 /**
  * Fits NannyML's data-reconstruction drift on `reference`: standardise each feature (reference mean
  * and population standard deviation; a constant feature keeps scale 1, as scikit-learn's
- * `StandardScaler` does), fit PCA (`ml-pca`, SVD) and keep the components that explain
- * `varianceShare` of the variance. A row's reconstruction error is the Euclidean distance between
- * its standardised values and their projection back from the kept components; a window's error is
- * the mean over its rows. Non-finite values are replaced by the reference mean of their feature
- * (0 once standardised) before both steps.
+ * `StandardScaler` does), fit PCA (eigen-decomposition of the standardised covariance matrix with
+ * `ml-matrix`'s `EVD`, components by decreasing eigenvalue) and keep the components that explain
+ * `varianceShare` of the variance. A row's reconstruction error is the Euclidean distance between its
+ * standardised values and their projection back from the kept components; a window's error is the
+ * mean over its rows. Non-finite values are replaced by the reference mean of their feature (0 once
+ * standardised) before both steps. Under no drift a window of `chunkSize` rows leaves the band
+ * mean ± 3 std of c chunk errors at about the two-sided tail of 3 / √(1 + 1/c) · √((c − 1)/c) in a
+ * Student t with c − 1 degrees of freedom (≈ 2.4 % for the default 10 chunks, chunk errors normal).
  */
 export function fitReconstruction(reference: Rows, options: ReconstructionOptions = {}): ReconstructionModel {
-  const p = widthOf(reference, 'reference', 2);
+  return fitReconstructionFlat(toFlat(reference, 'reference', 2), options);
+}
+
+/** {@link fitReconstruction} on a flat reference (what the worker runs). */
+export function fitReconstructionFlat(reference: FlatRows, options: ReconstructionOptions = {}): ReconstructionModel {
+  const { rows: nRef, cols: p, data: ref } = reference;
+  check(nRef >= 2, 'reference', `needs at least 2 rows, got ${nRef}`);
   const share = options.varianceShare ?? defaults.varianceShare;
   check(share > 0 && share <= 1, 'varianceShare', `must be in (0, 1], got ${share}`);
   const bandStd = options.bandStd ?? defaults.bandStd;
   check(Number.isFinite(bandStd) && bandStd >= 0, 'bandStd', `must be ≥ 0, got ${bandStd}`);
-  const chunkSize = options.chunkSize ?? Math.floor(reference.length / defaults.chunks);
+  const chunkSize = options.chunkSize ?? Math.floor(nRef / defaults.chunks);
   check(Number.isInteger(chunkSize) && chunkSize >= 1, 'chunkSize', `must be a positive integer, got ${chunkSize}`);
-  const nChunks = Math.floor(reference.length / chunkSize);
-  check(
-    nChunks >= 2,
-    'chunkSize',
-    `the reference (${reference.length} rows) holds fewer than 2 chunks of ${chunkSize}`,
-  );
+  const nChunks = Math.floor(nRef / chunkSize);
+  check(nChunks >= 2, 'chunkSize', `the reference (${nRef} rows) holds fewer than 2 chunks of ${chunkSize}`);
 
-  const means = new Array<number>(p).fill(0);
-  const counts = new Array<number>(p).fill(0);
-  for (const row of reference) {
+  const means = new Float64Array(p);
+  const counts = new Float64Array(p);
+  for (let i = 0; i < nRef; i++) {
     for (let j = 0; j < p; j++) {
-      const v = row[j] ?? Number.NaN;
+      const v = ref[i * p + j] as number;
       if (Number.isFinite(v)) {
-        means[j] = (means[j] ?? 0) + v;
-        counts[j] = (counts[j] ?? 0) + 1;
+        means[j] = (means[j] as number) + v;
+        counts[j] = (counts[j] as number) + 1;
       }
     }
   }
-  for (let j = 0; j < p; j++) means[j] = (counts[j] ?? 0) > 0 ? (means[j] ?? 0) / (counts[j] ?? 1) : 0;
-  const sq = new Array<number>(p).fill(0);
-  for (const row of reference) {
+  for (let j = 0; j < p; j++) means[j] = (counts[j] as number) > 0 ? (means[j] as number) / (counts[j] as number) : 0;
+  const sq = new Float64Array(p);
+  for (let i = 0; i < nRef; i++) {
     for (let j = 0; j < p; j++) {
-      const v = row[j] ?? Number.NaN;
-      const d = (Number.isFinite(v) ? v : (means[j] ?? 0)) - (means[j] ?? 0);
-      sq[j] = (sq[j] ?? 0) + d * d;
+      const v = ref[i * p + j] as number;
+      const d = Number.isFinite(v) ? v - (means[j] as number) : 0;
+      sq[j] = (sq[j] as number) + d * d;
     }
   }
-  const scales = sq.map((s) => {
-    const sd = Math.sqrt(s / reference.length);
-    return sd > 0 ? sd : 1;
-  });
+  const scales = new Float64Array(p);
+  for (let j = 0; j < p; j++) {
+    const sd = Math.sqrt((sq[j] as number) / nRef);
+    scales[j] = sd > 0 ? sd : 1;
+  }
 
-  const standardise = (rows: Rows): Matrix => {
-    const m = new Matrix(rows.length, p);
-    for (let i = 0; i < rows.length; i++) {
-      const row = rows[i] ?? [];
+  /** Standardised copy of `x` (non-finite → 0). */
+  const standardise = (x: FlatRows): Float64Array => {
+    const z = new Float64Array(x.rows * p);
+    for (let i = 0; i < x.rows; i++) {
       for (let j = 0; j < p; j++) {
-        const v = row[j] ?? Number.NaN;
-        m.set(i, j, Number.isFinite(v) ? (v - (means[j] ?? 0)) / (scales[j] ?? 1) : 0);
+        const v = x.data[i * p + j] as number;
+        z[i * p + j] = Number.isFinite(v) ? (v - (means[j] as number)) / (scales[j] as number) : 0;
       }
     }
-    return m;
+    return z;
   };
 
-  const pca = new PCA(standardise(reference), { method: 'SVD', center: true, scale: false });
-  const ratios = pca.getExplainedVariance();
-  const k = componentsForShare(ratios, share);
-  const pcaMeans = pca.toJSON().means;
-  const basis = pca.getEigenvectors().subMatrix(0, p - 1, 0, k - 1); // p × k, orthonormal columns
-  const projector = basis.mmul(basis.transpose()); // p × p
-
-  const error = (rows: Rows): number => {
-    widthOf(rows, 'rows');
-    check(rows[0]?.length === p, 'rows', `has ${rows[0]?.length} columns, the reference has ${p}`);
-    const z = standardise(rows);
-    z.subRowVector(pcaMeans);
-    const residual = z.clone().sub(z.mmul(projector));
-    let sum = 0;
-    for (let i = 0; i < residual.rows; i++) {
-      let s = 0;
-      for (let j = 0; j < p; j++) {
-        const r = residual.get(i, j);
-        s += r * r;
-      }
-      sum += Math.sqrt(s);
+  const zRef = standardise(reference);
+  // PCA centres the standardised data once more (its mean is 0 up to rounding), as scikit-learn does.
+  const centre = new Float64Array(p);
+  for (let i = 0; i < nRef; i++)
+    for (let j = 0; j < p; j++) centre[j] = (centre[j] as number) + (zRef[i * p + j] as number);
+  for (let j = 0; j < p; j++) centre[j] = (centre[j] as number) / nRef;
+  const cov = new Float64Array(p * p);
+  const row = new Float64Array(p);
+  for (let i = 0; i < nRef; i++) {
+    for (let j = 0; j < p; j++) row[j] = (zRef[i * p + j] as number) - (centre[j] as number);
+    for (let a = 0; a < p; a++) {
+      const ra = row[a] as number;
+      const base = a * p;
+      for (let b = a; b < p; b++) cov[base + b] = (cov[base + b] as number) + ra * (row[b] as number);
     }
-    return sum / residual.rows;
+  }
+  const covM = new Matrix(p, p);
+  for (let a = 0; a < p; a++) {
+    for (let b = a; b < p; b++) {
+      const v = (cov[a * p + b] as number) / (nRef - 1);
+      covM.set(a, b, v);
+      covM.set(b, a, v);
+    }
+  }
+  const evd = new EVD(covM, { assumeSymmetric: true });
+  const eig = evd.realEigenvalues.map((v) => Math.max(v, 0));
+  const order = eig.map((_, i) => i).sort((a, b) => (eig[b] as number) - (eig[a] as number));
+  const totalVar = eig.reduce((s, v) => s + v, 0);
+  const ratios = order.map((i) => (totalVar > 0 ? (eig[i] as number) / totalVar : 0));
+  const k = componentsForShare(ratios, share);
+  // Kept eigenvectors, row-major k × p.
+  const vectors = evd.eigenvectorMatrix;
+  const basis = new Float64Array(k * p);
+  for (let c = 0; c < k; c++) for (let j = 0; j < p; j++) basis[c * p + j] = vectors.get(j, order[c] as number);
+
+  const errorFlat = (x: FlatRows): number => {
+    check(x.cols === p, 'rows', `has ${x.cols} columns, the reference has ${p}`);
+    check(x.rows >= 1, 'rows', 'needs at least 1 row');
+    const z = standardise(x);
+    const coef = new Float64Array(k);
+    let sum = 0;
+    for (let i = 0; i < x.rows; i++) {
+      const base = i * p;
+      for (let j = 0; j < p; j++) row[j] = (z[base + j] as number) - (centre[j] as number);
+      for (let c = 0; c < k; c++) {
+        let s = 0;
+        const cb = c * p;
+        for (let j = 0; j < p; j++) s += (basis[cb + j] as number) * (row[j] as number);
+        coef[c] = s;
+      }
+      let e = 0;
+      for (let j = 0; j < p; j++) {
+        let back = 0;
+        for (let c = 0; c < k; c++) back += (coef[c] as number) * (basis[c * p + j] as number);
+        const r = (row[j] as number) - back;
+        e += r * r;
+      }
+      sum += Math.sqrt(e);
+    }
+    return sum / x.rows;
   };
 
   const chunkErrors: number[] = [];
-  for (let c = 0; c < nChunks; c++) chunkErrors.push(error(reference.slice(c * chunkSize, (c + 1) * chunkSize)));
+  for (let c = 0; c < nChunks; c++) {
+    chunkErrors.push(
+      errorFlat({ data: ref.subarray(c * chunkSize * p, (c + 1) * chunkSize * p), rows: chunkSize, cols: p }),
+    );
+  }
   const mean = chunkErrors.reduce((s, e) => s + e, 0) / nChunks;
   const std = Math.sqrt(chunkErrors.reduce((s, e) => s + (e - mean) ** 2, 0) / nChunks);
   const lower = mean - bandStd * std;
   const upper = mean + bandStd * std;
+  const evaluateFlat = (x: FlatRows): ReconstructionResult => {
+    const e = errorFlat(x);
+    return { error: e, lower, upper, verdict: e < lower || e > upper ? 'drift' : 'no_drift', n: x.rows };
+  };
 
   return {
-    means,
-    scales,
+    means: Array.from(means),
+    scales: Array.from(scales),
     nComponents: k,
     explainedVarianceRatio: ratios.slice(0, k),
-    referenceError: error(reference),
+    referenceError: errorFlat(reference),
     chunkErrors,
     chunkSize,
     lower,
     upper,
-    error,
-    evaluate(rows: Rows): ReconstructionResult {
-      const e = error(rows);
-      return { error: e, lower, upper, verdict: e < lower || e > upper ? 'drift' : 'no_drift', n: rows.length };
-    },
+    error: (rows: Rows) => errorFlat(toFlat(rows, 'rows')),
+    errorFlat,
+    evaluate: (rows: Rows) => evaluateFlat(toFlat(rows, 'rows')),
+    evaluateFlat,
   };
 }
