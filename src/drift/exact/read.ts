@@ -117,3 +117,43 @@ export function splitMissing(counts: ReadonlyMap<string, number> | undefined): {
   }
   return { n, missing, counts: out };
 }
+
+/** A whole small side: numeric values and category counts from one query. */
+export interface SideRead extends NumericRead {
+  counts: CategoryCounts;
+}
+
+/**
+ * Reads every feature of a small sample in one `Native` query: numeric columns as Float64 (NULL as NaN),
+ * categorical ones as strings counted here. One round trip instead of one per group: for small inputs the
+ * per-query cost dominates.
+ */
+export async function readAll(
+  store: SqlPort,
+  sample: Sample,
+  numeric: readonly FeatureSpec[],
+  categorical: readonly FeatureSpec[],
+  settings: StoreSettings = {},
+): Promise<SideRead> {
+  const cols = [
+    ...numeric.map((f, i) => `ifNull(CAST(${quoteIdent(f.column)} AS Nullable(Float64)), nan) AS __mw_n${i}`),
+    ...categorical.map((f, i) => `ifNull(CAST(${quoteIdent(f.column)} AS Nullable(String)), '') AS __mw_s${i}`),
+  ];
+  if (cols.length === 0) cols.push('toUInt8(0) AS __mw_none');
+  const res = await queryNative(
+    store,
+    `SELECT ${cols.join(', ')} FROM (${sample.sql})`,
+    sample.params,
+    settings,
+    'drift read',
+  );
+  const values = new Map<string, Float64Array>();
+  numeric.forEach((f, i) => values.set(f.column, numberColumn(res, `__mw_n${i}`)));
+  const counts: CategoryCounts = new Map();
+  categorical.forEach((f, i) => {
+    const m = new Map<string, number>();
+    for (const v of stringColumn(res, `__mw_s${i}`)) m.set(v, (m.get(v) ?? 0) + 1);
+    counts.set(f.column, m);
+  });
+  return { rows: res.rows, values, counts };
+}
