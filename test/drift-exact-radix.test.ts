@@ -112,14 +112,18 @@ describe('prepareSide and the merge pass', () => {
 
   it('KS h and Wasserstein: 0 for identical samples, D = 1 for disjoint ones, ties consumed as runs', () => {
     const a = new Float64Array([1, 2, 2, 3]);
-    expect(compareSorted(a, a.slice())).toEqual({ h: 0, wasserstein: 0 });
+    expect(compareSorted(a, a.slice())).toEqual({ h: 0, wasserstein: 0, dFloat: 0 });
     const b = new Float64Array([10, 11, 12]);
     const r = compareSorted(a, b);
     expect(r.h / (a.length * b.length)).toBe(1);
+    expect(r.dFloat).toBe(1);
     // scipy.stats.wasserstein_distance([1,2,2,3], [10,11,12]) = 9
     expect(r.wasserstein).toBeCloseTo(9, 12);
     // Ties across sides: [0, 0, 1] vs [0, 1, 1]: after 0, R = 2/3 and C = 1/3 → D = 1/3 (h = 3 of n·m = 9).
-    expect(compareSorted(new Float64Array([0, 0, 1]), new Float64Array([0, 1, 1])).h).toBe(3);
+    const t = compareSorted(new Float64Array([0, 0, 1]), new Float64Array([0, 1, 1]));
+    expect(t.h).toBe(3);
+    // SciPy's floating-point D (ks_2samp(..., method='asymp').statistic): 2/3 − 1/3 computed in doubles.
+    expect(t.dFloat).toBe(2 / 3 - 1 / 3);
   });
 
   it("quantileLinear equals NumPy's linear rule on the lerp branch points", () => {

@@ -14,7 +14,17 @@ import {
 import type { DriftReport, FeatureProfile, FeatureReport, FeatureSpec, Sample, SampleProfile } from '../stats/types.js';
 import type { FixedProfile, NumericJobOutput } from './job.js';
 import { runJob, type SortPool } from './pool.js';
-import { NUMERIC_GROUP, countRows, groupsOf, readCategorical, readNumeric, splitMissing } from './read.js';
+import {
+  NUMERIC_GROUP,
+  countRows,
+  groupsOf,
+  readCategorical,
+  readAll,
+  readNumeric,
+  splitMissing,
+  type CategoryCounts,
+  type NumericRead,
+} from './read.js';
 import type { CompareOptions, CurrentWindow, SortedReference, SortedReferenceFeature } from './types.js';
 
 const defaults = { datasetShare: 0.5, fdr: false, distributions: true } as const;
@@ -209,9 +219,22 @@ export interface CompareSamplesOptions extends CompareOptions {
   referenceProfile?: SampleProfile | undefined;
   /** ClickHouse settings of the read queries. @default {} */
   settings?: StoreSettings | undefined;
-  /** Numeric features read per query (per side). @default 5 */
+  /** Most numeric features read per query (per side). @default 5 */
   groupSize?: number | undefined;
+  /**
+   * Values held per side per group, in bytes: groups shrink below `groupSize` for large samples so memory
+   * stays bounded (two groups are in flight: one read, one compared). @default 201326592 (192 MiB)
+   */
+  readBudgetBytes?: number | undefined;
+  /**
+   * Rows expected per side (the larger), when known cheaply (a file's row count). Up to {@link SMALL_SAMPLE_ROWS}
+   * each side is read whole in one query; above, it sizes the first group. @default unknown
+   */
+  expectedRows?: number | undefined;
 }
+
+/** Samples up to this many rows are read in one query per side (all features at once). */
+export const SMALL_SAMPLE_ROWS = 50_000;
 
 /**
  * Compares two ClickHouse samples: numeric features in groups (one `Native` read per side per group, then
@@ -223,8 +246,10 @@ export async function compareSamples(store: SqlPort, options: CompareSamplesOpti
     ...defaults,
     settings: {},
     groupSize: NUMERIC_GROUP,
+    readBudgetBytes: 192 * 2 ** 20,
     ...stripUndefined(options),
-  } as CompareSamplesOptions & typeof defaults & { settings: StoreSettings; groupSize: number };
+  } as CompareSamplesOptions &
+    typeof defaults & { settings: StoreSettings; groupSize: number; readBudgetBytes: number };
   checkDatasetShare(o.datasetShare);
   const stored = new Map((o.referenceProfile?.features ?? []).map((p) => [p.column, p]));
   const numeric = o.features.filter((f) => f.kind === 'numeric');
@@ -232,11 +257,76 @@ export async function compareSamples(store: SqlPort, options: CompareSamplesOpti
   const inputs = new Map<string, FeatureInputs>();
   let refRows: number | undefined;
   let curRows: number | undefined;
-  for (const group of groupsOf(numeric, o.groupSize)) {
-    const ref = await readNumeric(store, o.reference, group, o.settings);
-    const cur = await readNumeric(store, o.current, group, o.settings);
+  if (o.expectedRows !== undefined && o.expectedRows <= SMALL_SAMPLE_ROWS) {
+    const ref = await readAll(store, o.reference, numeric, categorical, o.settings);
+    const cur = await readAll(store, o.current, numeric, categorical, o.settings);
+    const outs = await Promise.all(
+      numeric.map((spec) =>
+        runJob(
+          {
+            reference: { raw: ref.values.get(spec.column)! },
+            current: { raw: cur.values.get(spec.column)! },
+            fixed: fixedOf(stored.get(spec.column)),
+          },
+          o.pool,
+          o.inlineMaxValues,
+        ),
+      ),
+    );
+    numeric.forEach((spec, i) => {
+      const out = outs[i]!;
+      inputs.set(spec.column, { spec, ref: numericProfile(spec, out), cur: curCounts(out, 0), numeric: measures(out) });
+    });
+    for (const spec of categorical) {
+      const profile = categoricalProfile(spec, ref.counts.get(spec.column), ref.rows);
+      inputs.set(spec.column, categoricalInputs(spec, profile, cur.counts.get(spec.column), cur.rows));
+    }
+    return assemble(
+      o.features.map((spec) => inputs.get(spec.column)!),
+      ref.rows,
+      cur.rows,
+      o,
+    );
+  }
+  // Reads and jobs overlap: while one group's jobs run (in workers when large), the next group is read. The
+  // first group is small; later ones hold about readBudgetBytes of values per side.
+  let at = 0;
+  let rowsHint: number | undefined = o.expectedRows;
+  const nextGroup = (): FeatureSpec[] | undefined => {
+    if (at >= numeric.length) return undefined;
+    const size =
+      rowsHint === undefined
+        ? Math.min(o.groupSize, 2)
+        : Math.max(1, Math.min(o.groupSize, Math.floor(o.readBudgetBytes / (8 * Math.max(1, rowsHint)))));
+    const g = numeric.slice(at, at + size);
+    at += g.length;
+    return g;
+  };
+  const readGroup = async (
+    group: FeatureSpec[],
+  ): Promise<{ group: FeatureSpec[]; ref: NumericRead; cur: NumericRead }> => ({
+    group,
+    ref: await readNumeric(store, o.reference, group, o.settings),
+    cur: await readNumeric(store, o.current, group, o.settings),
+  });
+  const readCategories = async (): Promise<{ ref: CategoryCounts; cur: CategoryCounts } | undefined> =>
+    categorical.length === 0
+      ? undefined
+      : {
+          ref: await readCategorical(store, o.reference, categorical, o.settings),
+          cur: await readCategorical(store, o.current, categorical, o.settings),
+        };
+  const first = nextGroup();
+  let pending = first === undefined ? undefined : readGroup(first);
+  let categories = first === undefined ? readCategories() : undefined;
+  while (pending !== undefined) {
+    const { group, ref, cur } = await pending;
     refRows = ref.rows;
     curRows = cur.rows;
+    rowsHint = Math.max(ref.rows, cur.rows);
+    const next = nextGroup();
+    pending = next === undefined ? undefined : readGroup(next);
+    if (next === undefined) categories = readCategories();
     const outs = await Promise.all(
       group.map((spec) =>
         runJob(
@@ -255,14 +345,13 @@ export async function compareSamples(store: SqlPort, options: CompareSamplesOpti
       inputs.set(spec.column, { spec, ref: numericProfile(spec, out), cur: curCounts(out, 0), numeric: measures(out) });
     });
   }
-  if (categorical.length > 0) {
-    const refCounts = await readCategorical(store, o.reference, categorical, o.settings);
-    const curCountsByColumn = await readCategorical(store, o.current, categorical, o.settings);
-    refRows ??= sumOf(refCounts.get(categorical[0]!.column));
-    curRows ??= sumOf(curCountsByColumn.get(categorical[0]!.column));
+  const counted = await categories;
+  if (counted !== undefined) {
+    refRows ??= sumOf(counted.ref.get(categorical[0]!.column));
+    curRows ??= sumOf(counted.cur.get(categorical[0]!.column));
     for (const spec of categorical) {
-      const ref = categoricalProfile(spec, refCounts.get(spec.column), refRows);
-      inputs.set(spec.column, categoricalInputs(spec, ref, curCountsByColumn.get(spec.column), curRows));
+      const ref = categoricalProfile(spec, counted.ref.get(spec.column), refRows);
+      inputs.set(spec.column, categoricalInputs(spec, ref, counted.cur.get(spec.column), curRows));
     }
   }
   refRows ??= await countRows(store, o.reference, o.settings);

@@ -126,14 +126,19 @@ export function runNumericJob(input: NumericJobInput): NumericJobOutput {
   };
   if (input.keepSorted === true) out.sortedCurrent = cur.sorted;
   if (n === 0 || m === 0) return out;
-  const { h, wasserstein } = compareSorted(ref.sorted, cur.sorted);
-  const statistic = Math.min(1, h / (n * m));
+  const { h, wasserstein, dFloat } = compareSorted(ref.sorted, cur.sorted);
+  // SciPy's ks_2samp: with the exact p-value (up to 10,000 rows per side) D is the lattice value h / lcm(n, m)
+  // (= h / (n·m) here, the same double); with the asymptotic one it is the floating-point max |R/n − C/m|.
   let ksMethod: 'exact' | 'asymp' = Math.max(n, m) > KS_EXACT_MAX_N ? 'asymp' : 'exact';
+  const lattice = Math.min(1, h / (n * m));
+  let statistic = ksMethod === 'exact' ? lattice : Math.min(1, dFloat);
   let pValue: number;
-  if (statistic === 0) pValue = 1;
-  else {
+  if (h === 0) {
+    statistic = 0;
+    pValue = 1;
+  } else {
     const exact = ksMethod === 'exact' ? ksExactPValue(n, m, h) : null;
-    // SciPy falls back to the asymptotic p-value when the exact computation fails.
+    // SciPy falls back to the asymptotic p-value (keeping the lattice D) when the exact computation fails.
     if (exact === null) ksMethod = 'asymp';
     pValue = exact ?? ks2sampAsympPValue(statistic, n, m);
   }

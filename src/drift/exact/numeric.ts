@@ -159,6 +159,11 @@ export interface NumericComparison {
   h: number;
   /** Wasserstein-1 distance (scipy.stats.wasserstein_distance). */
   wasserstein: number;
+  /**
+   * max |R/n − C/m| in floating point, as `ks_2samp` computes D before its exact p-value rounds it to the
+   * lattice h / lcm(n, m): the statistic SciPy reports with the asymptotic p-value.
+   */
+  dFloat: number;
 }
 
 /**
@@ -175,6 +180,7 @@ export function compareSorted(ref: Float64Array, cur: Float64Array): NumericComp
   let w = 0;
   let prev = 0;
   let prevTerm = 0;
+  let dFloat = 0;
   let started = false;
   while (i < n || j < m) {
     const a = i < n ? ref[i]! : Infinity;
@@ -186,10 +192,11 @@ export function compareSorted(ref: Float64Array, cur: Float64Array): NumericComp
     const diff = Math.abs(i * m - j * n);
     if (diff > h) h = diff;
     prevTerm = Math.abs(i / n - j / m);
+    if (prevTerm > dFloat) dFloat = prevTerm;
     prev = v;
     started = true;
   }
-  return { h, wasserstein: w };
+  return { h, wasserstein: w, dFloat };
 }
 
 /** `scipy.stats.ks_2samp`'s exact two-sided p-value for D = h / (n·m) (null when the computation fails). */

@@ -1,7 +1,7 @@
 /**
  * Reads one side of a comparison out of ClickHouse for the exact engine: numeric features in groups, one
  * `Native` query per group into one `Float64Array` per feature (NULL read as NaN), and every categorical
- * feature's value counts in one query (`GROUP BY` per feature under `UNION ALL`).
+ * feature's value counts in one query (one scan, one `GROUP BY` over (feature, value) pairs).
  */
 import { ErrorCodes, ModelwatchError } from '../../common/errors.js';
 import type { SqlPort, StoreSettings } from '../../store/port.js';
@@ -55,7 +55,7 @@ export async function readNumeric(
 /** Category counts of one side, per feature column: value → count, with '' (NULL or empty) counted too. */
 export type CategoryCounts = Map<string, Map<string, number>>;
 
-/** Counts the values of categorical `features` of `sample`, one `GROUP BY` per feature under `UNION ALL`. */
+/** Counts the values of categorical `features` of `sample` in one scan (an `arrayJoin` of (feature, value) pairs, one `GROUP BY`). */
 export async function readCategorical(
   store: SqlPort,
   sample: Sample,
@@ -64,11 +64,19 @@ export async function readCategorical(
 ): Promise<CategoryCounts> {
   const out: CategoryCounts = new Map(features.map((f) => [f.column, new Map<string, number>()]));
   if (features.length === 0) return out;
-  const branches = features.map(
-    (f, i) =>
-      `SELECT toUInt32(${i}) AS __mw_f, __mw_v, count() AS __mw_c FROM (SELECT ifNull(CAST(${quoteIdent(f.column)} AS Nullable(String)), '') AS __mw_v FROM (${sample.sql})) GROUP BY __mw_v`,
+  // One scan for all features: each row becomes one (feature, value) pair per feature, then one GROUP BY.
+  const pairs = features
+    .map((f, i) => `tuple(toUInt32(${i}), ifNull(CAST(${quoteIdent(f.column)} AS Nullable(String)), ''))`)
+    .join(', ');
+  const res = await queryNative(
+    store,
+    `SELECT __mw_p.1 AS __mw_f, __mw_p.2 AS __mw_v, count() AS __mw_c
+     FROM (SELECT arrayJoin([${pairs}]) AS __mw_p FROM (${sample.sql}))
+     GROUP BY __mw_f, __mw_v`,
+    sample.params,
+    settings,
+    'drift categories',
   );
-  const res = await queryNative(store, branches.join('\nUNION ALL\n'), sample.params, settings, 'drift categories');
   const fi = numberColumn(res, '__mw_f');
   const vs = stringColumn(res, '__mw_v');
   const cs = numberColumn(res, '__mw_c');
@@ -116,4 +124,44 @@ export function splitMissing(counts: ReadonlyMap<string, number> | undefined): {
     }
   }
   return { n, missing, counts: out };
+}
+
+/** A whole small side: numeric values and category counts from one query. */
+export interface SideRead extends NumericRead {
+  counts: CategoryCounts;
+}
+
+/**
+ * Reads every feature of a small sample in one `Native` query: numeric columns as Float64 (NULL as NaN),
+ * categorical ones as strings counted here. One round trip instead of one per group: for small inputs the
+ * per-query cost dominates.
+ */
+export async function readAll(
+  store: SqlPort,
+  sample: Sample,
+  numeric: readonly FeatureSpec[],
+  categorical: readonly FeatureSpec[],
+  settings: StoreSettings = {},
+): Promise<SideRead> {
+  const cols = [
+    ...numeric.map((f, i) => `ifNull(CAST(${quoteIdent(f.column)} AS Nullable(Float64)), nan) AS __mw_n${i}`),
+    ...categorical.map((f, i) => `ifNull(CAST(${quoteIdent(f.column)} AS Nullable(String)), '') AS __mw_s${i}`),
+  ];
+  if (cols.length === 0) cols.push('toUInt8(0) AS __mw_none');
+  const res = await queryNative(
+    store,
+    `SELECT ${cols.join(', ')} FROM (${sample.sql})`,
+    sample.params,
+    settings,
+    'drift read',
+  );
+  const values = new Map<string, Float64Array>();
+  numeric.forEach((f, i) => values.set(f.column, numberColumn(res, `__mw_n${i}`)));
+  const counts: CategoryCounts = new Map();
+  categorical.forEach((f, i) => {
+    const m = new Map<string, number>();
+    for (const v of stringColumn(res, `__mw_s${i}`)) m.set(v, (m.get(v) ?? 0) + 1);
+    counts.set(f.column, m);
+  });
+  return { rows: res.rows, values, counts };
 }

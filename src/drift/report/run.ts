@@ -3,9 +3,9 @@ import type { RoleLimits, SqlPort } from '../../store/port.js';
 import { createStore } from '../../store/open.js';
 import { resolveColumns, type ReportColumn } from './columns.js';
 import { randomBytes } from 'node:crypto';
-import { ErrorCodes, ModelwatchError } from '../../common/errors.js';
 import type { Sample } from '../stats/types.js';
 import {
+  countSampleRows,
   describeFile,
   fileReadError,
   fileSample,
@@ -106,24 +106,20 @@ export async function runFileReport(options: FileReportOptions): Promise<FileRep
     );
     const curCols = await refineTextColumns(store, current, await describeFile(store, current, 'current'), 'current');
     const columns = resolveColumns(refCols, curCols, { categorical: o.categorical, columns: o.columns });
-    progress(`${columns.length} columns; computing statistics`);
     const features = columns.map((c, i) => ({ name: c.name, kind: c.kind, column: sampleColumn(i) }));
-    const report = await withFiles([reference, current], async () => {
-      const ref = await parsedOnce(store, reference, fileSample(reference, refCols, columns, 'mw_ref'), temps);
-      const cur = await parsedOnce(store, current, fileSample(current, curCols, columns, 'mw_cur'), temps);
-      return computeDrift(store, { reference: ref, current: cur, features });
-    });
-    for (const [file, rows, role] of [
-      [reference, report.reference.rows, 'reference'],
-      [current, report.current.rows, 'current'],
-    ] as const) {
-      if (rows === 0) {
-        throw new ModelwatchError(ErrorCodes.inputInvalid, `${role} file ${file.path}: empty file (0 rows)`, {
-          field: role,
-        });
-      }
-    }
-    progress(`${report.reference.rows} reference rows, ${report.current.rows} current rows, ${columns.length} columns`);
+    const ref = await withFiles([reference, current], () =>
+      parsedOnce(store, reference, fileSample(reference, refCols, columns, 'mw_ref'), temps),
+    );
+    const cur = await withFiles([reference, current], () =>
+      parsedOnce(store, current, fileSample(current, curCols, columns, 'mw_cur'), temps),
+    );
+    // Cheap row counts (Parquet metadata, Memory tables): empty files fail here, and the counts size the reads.
+    const refRows = await countSampleRows(store, reference, ref, 'reference');
+    const curRows = await countSampleRows(store, current, cur, 'current');
+    progress(`${refRows} reference rows, ${curRows} current rows, ${columns.length} columns; computing statistics`);
+    const report = await withFiles([reference, current], () =>
+      computeDrift(store, { reference: ref, current: cur, features, expectedRows: Math.max(refRows, curRows) }),
+    );
     progress(`statistics done: ${report.dataset.drifted_features} of ${report.dataset.features} columns drifted`);
     if (o.format === 'json') {
       return { report: withoutDistributions(report), columns };

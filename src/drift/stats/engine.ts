@@ -45,6 +45,11 @@ export interface ComputeDriftOptions {
   numericFeaturesPerPass?: number;
   /** Where large numeric jobs run. @default the process-wide pool of two worker threads */
   pool?: SortPool | 'inline' | undefined;
+  /**
+   * Rows per side (the larger), when known cheaply: small samples (up to 50,000 rows) are then read in one
+   * query per side, larger ones in groups sized for memory from the start. @default unknown
+   */
+  expectedRows?: number | undefined;
 }
 
 /**
@@ -71,6 +76,7 @@ export async function computeDrift(store: SqlPort, options: ComputeDriftOptions)
     settings: options.settings,
     groupSize: perPass,
     pool: options.pool,
+    expectedRows: options.expectedRows,
   });
 }
 
