@@ -97,6 +97,8 @@ interface CaseResult {
   /** The same calls' prediction, payload and request rows inserted raw in the baseline format. */
   raw_all_tables_rows_per_s: number;
   ratio: number;
+  /** Raw CPU per row / ingest CPU per row (all threads): the same comparison, steadier on a loaded machine. */
+  cpu_ratio: number;
   ratio_all_tables: number;
   load_1m: number;
 }
@@ -434,6 +436,9 @@ async function runCase(store: ClickHouseStoreType, rowsPerRequest: number): Prom
     },
     raw_all_tables_rows_per_s: Math.round(rows / allS),
     ratio: +(best.s / ingestS).toFixed(3),
+    cpu_ratio: +((best.cpu.main_s + best.cpu.other_s) / Math.max(1e-9, ingestCpu.main_s + ingestCpu.other_s)).toFixed(
+      3,
+    ),
     ratio_all_tables: +(allS / ingestS).toFixed(3),
     load_1m: +(loadavg()[0] ?? 0).toFixed(2),
   };
@@ -622,11 +627,11 @@ export async function run(): Promise<void> {
         `Raw = the same pre-built prediction rows encoded and inserted in ${RAW_BLOCK_ROWS}-row blocks, in every format the store accepts; ` +
         'the fastest is the baseline. "All tables" = the raw insert of every row ingest writes (predictions, payloads, requests).',
       '',
-      '| rows/request | rows | ingest rows/s | raw baseline rows/s (format) | ingest / raw (target ≥ 0.8) | raw all tables rows/s | ingest / raw all tables | CPU µs/row ingest (JS + engine) | CPU µs/row raw (JS + engine) | event-loop delay p99 / max ms | load 1m |',
-      '|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
+      '| rows/request | rows | ingest rows/s | raw baseline rows/s (format) | ingest / raw (target ≥ 0.8) | CPU ratio raw / ingest | raw all tables rows/s | ingest / raw all tables | CPU µs/row ingest (JS + engine) | CPU µs/row raw (JS + engine) | event-loop delay p99 / max ms | load 1m |',
+      '|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
       ...cases.map(
         (c) =>
-          `| ${c.rows_per_request} | ${c.rows} | ${c.ingest_rows_per_s} | ${c.raw_rows_per_s} (${c.raw_baseline_format}) | ${c.ratio} | ` +
+          `| ${c.rows_per_request} | ${c.rows} | ${c.ingest_rows_per_s} | ${c.raw_rows_per_s} (${c.raw_baseline_format}) | ${c.ratio} | ${c.cpu_ratio} | ` +
           `${c.raw_all_tables_rows_per_s} | ${c.ratio_all_tables} | ${c.ingest_cpu_us_per_row.main} + ${c.ingest_cpu_us_per_row.other} | ` +
           `${c.raw_cpu_us_per_row.main} + ${c.raw_cpu_us_per_row.other} | ${c.event_loop_delay_ms.p99} / ${c.event_loop_delay_ms.max} | ${c.load_1m} |`,
       ),

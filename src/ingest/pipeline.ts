@@ -1,5 +1,5 @@
 import { decodeCapture, type CapturedCall } from '../protocol/capture.js';
-import type { ConsumedBatch } from '../bus/types.js';
+import type { ConsumedBatch, ConsumedMessage } from '../bus/types.js';
 import { ErrorCodes, ModelwatchError, errorMessage } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
 import { silentLogger } from '../common/logger.js';
@@ -124,6 +124,9 @@ interface ChunkBodies {
   bodyQuarantine: number;
 }
 
+/** Smallest first half worth writing on its own (each write costs a lookup and up to four inserts). */
+const SPLIT_MIN_ROWS = 2_500;
+
 const noStored: StoredEventIds = { requests: new Set(), predictions: new Set() };
 
 function noop(): void {
@@ -215,7 +218,9 @@ export class IngestPipeline {
     let inflight: Promise<void> | undefined;
     const decode = (call: CapturedCall): DecodedCall =>
       this.opts.decode(call, this.opts.models[call.model] ?? defaultModelSchema);
-    for (const m of batch.messages) {
+    const total = batch.messages.length;
+    for (let i = 0; i < total; i++) {
+      const m = batch.messages[i] as ConsumedMessage;
       if (slicer.due()) await slicer.pause();
       const origin = `${batch.topic}/${batch.partition}/${m.offset}`;
       chunk.first ??= m.offset;
@@ -253,7 +258,9 @@ export class IngestPipeline {
         quarantine: rec.quarantine ? quarantineLine(rec.quarantine) : undefined,
       });
       chunk.rows += predictions.length;
-      if (chunk.rows >= this.opts.maxBatchRows || chunk.bytes >= this.opts.maxBatchBytes) {
+      // A large batch is cut in two halves at least, so that the second is decoded while the first is written.
+      const half = inflight === undefined && chunk.rows >= SPLIT_MIN_ROWS && 2 * (i + 1) >= total && i + 1 < total;
+      if (half || chunk.rows >= this.opts.maxBatchRows || chunk.bytes >= this.opts.maxBatchBytes) {
         if (inflight) await inflight;
         inflight = this.write(batch, chunk);
         inflight.catch(noop);
