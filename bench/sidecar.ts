@@ -52,8 +52,8 @@ const num = (name: string, dflt: number): number => Number(process.env[name] ?? 
 const RATE = num('SIDECAR_BENCH_RATE', 1000);
 const CONNECTIONS = 16;
 const WARMUP_S = num('SIDECAR_BENCH_WARMUP_S', 1);
-const LATENCY_S = num('SIDECAR_BENCH_LATENCY_S', QUICK ? 3 : 6);
-const SATURATION_S = num('SIDECAR_BENCH_SATURATION_S', QUICK ? 2 : 4);
+const LATENCY_S = num('SIDECAR_BENCH_LATENCY_S', QUICK ? 3 : 5);
+const SATURATION_S = num('SIDECAR_BENCH_SATURATION_S', QUICK ? 2 : 3);
 const ROUNDS = num('SIDECAR_BENCH_ROUNDS', QUICK ? 1 : 3);
 const DIAG_MS = 500;
 const PROXY_CPU = '0';
@@ -258,6 +258,26 @@ interface VariantResult {
   at_rate?: PhaseCost;
   saturation?: SaturationResult & PhaseCost;
   notes?: Record<string, unknown>;
+  /** `up` only: the tee's and ingest's counters at the end (nothing quarantined when the answers match). */
+  ingest?: Record<string, unknown>;
+}
+
+/** Tee and ingest counters of `up`, read from the sidecar's /metrics (one registry for every role). */
+async function ingestCounters(port: number): Promise<Record<string, number>> {
+  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  const out: Record<string, number> = {};
+  for (const name of [
+    'modelwatch_tee_captured_total',
+    'modelwatch_ingest_records_consumed_total',
+    'modelwatch_ingest_rows_inserted_total',
+    'modelwatch_ingest_records_quarantined_total',
+    'modelwatch_ingest_batches_total',
+  ]) {
+    let sum = 0;
+    for (const m of text.matchAll(new RegExp(`^${name}(?:\\{[^}]*\\})? ([0-9.e+]+)$`, 'gm'))) sum += Number(m[1]);
+    out[name.replace(/^modelwatch_/, '')] = sum;
+  }
+  return out;
 }
 
 function summarize(lines: DiagLine[], [t0, t1]: [number, number]): DiagSummary | undefined {
@@ -386,7 +406,12 @@ export async function run(): Promise<void> {
     return res;
   };
 
-  const runServer = async (round: number, server: Server, list: Item[]): Promise<void> => {
+  const runServer = async (
+    round: number,
+    server: Server,
+    list: Item[],
+    after?: () => Promise<Record<string, unknown>>,
+  ): Promise<void> => {
     try {
       for (const item of list) {
         await item.before?.();
@@ -397,6 +422,8 @@ export async function run(): Promise<void> {
         results.push(res);
         pending.push({ server, res });
       }
+      const last = results.at(-1);
+      if (after && last) last.ingest = await after();
     } finally {
       await server.stop();
     }
@@ -478,6 +505,11 @@ export async function run(): Promise<void> {
                 round,
                 server,
                 upBodies.map((body) => ({ variant: 'up' as const, body, saturation: true })),
+                async () => {
+                  // Let ingest catch up with what the saturation run left on the bus, then read its counters.
+                  await new Promise((r) => setTimeout(r, 3_000));
+                  return ingestCounters(server.port);
+                },
               );
             } finally {
               rmSync(dir, { recursive: true, force: true });
@@ -698,6 +730,10 @@ export function renderMarkdown(out: BenchOutput): string {
         const d = r.at_rate?.diag;
         return `| ${r.round} | ${r.body_bytes} (${r.rows}) | ${r.variant} | ${r.load_1m} | ${r.latency.p50_ms} | ${r.latency.p99_ms} | ${r.latency.p999_ms} | ${f(r.added_p99_ms)} | ${r.latency.queued}${overloaded(r) ? ' ⚠' : ''} | ${r.latency.errors}/${r.saturation?.errors ?? '-'} | ${f(r.saturation?.req_per_s)} | ${f(r.at_rate?.cpu_us_per_req)} | ${f(r.saturation?.cpu_us_per_req)} | ${d ? `${d.eld_p99_ms} / ${d.eld_max_ms}` : ''} | ${d ? `${d.gc_count} (${d.gc_minor}/${d.gc_major})` : ''} | ${d ? `${d.gc_max_ms} / ${d.gc_minor_max_ms} / ${d.gc_total_ms}` : ''} | ${f(r.at_rate?.rss_peak_mb)} / ${f(r.saturation?.rss_peak_mb)} |`;
       }),
+    '',
+    "`up`'s counters after its last run (captures consumed, rows stored, records quarantined):",
+    '',
+    ...out.results.filter((r) => r.ingest).map((r) => `- round ${r.round} up: \`${JSON.stringify(r.ingest)}\``),
     '',
     'Tee accounting at shutdown (last run of each process):',
     '',
