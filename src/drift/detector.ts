@@ -7,6 +7,7 @@ import { toChTime, type Store } from '../store/store.js';
 import { DetectMetrics, type RunStatus } from './detect-metrics.js';
 import { intervalSeries, isDetection, windowSeries, type SeriesPoint } from './detect-series.js';
 import { DetectorState } from './detect-state.js';
+import { runMultivariateStage } from './mv-detect.js';
 import { detectDrift, type DriftDetection, type SegmentBy, type SegmentReport } from './detect-drift.js';
 import { computePerformance, type PerformanceReport } from './performance/query.js';
 import { queryFeatureMeans, queryTraffic, type TrafficSummary } from './performance/traffic.js';
@@ -575,6 +576,19 @@ async function runBody(
       if (out.drift) out.reference_id = referenceIdOf(out.drift);
       if (outcome.status === 'failed') ctx.logger.warn('drift detection failed', { model, error: outcome.error });
     }
+    // Multivariate and embedding drift (src/drift/mv-detect.ts): stores its own results, returns its series.
+    const mv = out.drift
+      ? await runMultivariateStage({
+          store: ctx.store,
+          config: ctx.config,
+          logger: ctx.logger,
+          signal,
+          report: out.drift,
+          run: { run_id: run.run_id, model, ts: now, fromMs: run.from, toMs: run.to },
+          metrics: options.metrics && { registry: ctx.metrics, label: (m) => options.metrics?.label(m) ?? m },
+        })
+      : null;
+    check();
     if (out.rows > 0) {
       const schema = ctx.config.models[model];
       out.performance = await computePerformance(ctx.store, {
@@ -602,7 +616,7 @@ async function runBody(
       check();
       const own = intervalSeries(slice, out.traffic, means, Number(q?.n ?? 0));
       const windowed = windowSeries({ fromMs: run.from, toMs: run.to }, out.drift, out.performance);
-      points.push(...own, ...windowed);
+      points.push(...own, ...windowed, ...(mv?.series ?? []));
       fed.push(...own, ...(o.windowMs <= o.intervalMs ? windowed : []));
     }
     for (const p of fed) {

@@ -26,6 +26,8 @@ export const Tables = {
   referenceActive: 'mw_reference_active',
   /** Models that answered at least one call (2xx), with their 2xx request count (migration 9). */
   answeredModels: 'mw_answered_models',
+  /** One row per detect run, multivariate method and feature group (migration 11). */
+  multivariateResults: 'mw_multivariate_results',
 } as const;
 
 /** Tables of the shadow runner (migration v8). */
@@ -408,6 +410,36 @@ export const migrations: Migration[] = [
        SELECT model, 'backfill' AS origin, min(ts) AS first_ts, count() AS ok_requests
        FROM ${Tables.requests} WHERE status >= 200 AND status < 300 AND inserted_at < cutoff
        GROUP BY model`,
+    ],
+  },
+  {
+    version: 11,
+    name: 'multivariate drift results',
+    statements: [
+      // One row per detect run, method and feature group ('' = the numeric feature set, else an embedding's
+      // name): reference, window, sample sizes, statistic, p-value (NaN when the method has none), the alert
+      // threshold or band, the verdict, the method's parameters and its details (importances, components).
+      `CREATE TABLE IF NOT EXISTS ${Tables.multivariateResults} (
+        run_id String,
+        model LowCardinality(String),
+        ts DateTime64(3, 'UTC'),
+        window_from DateTime64(3, 'UTC'),
+        window_to DateTime64(3, 'UTC'),
+        reference_id String,
+        method LowCardinality(String),
+        feature_group String,
+        n_reference UInt64,
+        n_current UInt64,
+        statistic Float64,
+        p_value Nullable(Float64),
+        threshold Nullable(Float64),
+        lower Nullable(Float64),
+        upper Nullable(Float64),
+        drift UInt8,
+        params String,
+        details String
+      ) ENGINE = MergeTree
+      ORDER BY (model, ts, feature_group, method)`,
     ],
   },
 ];
