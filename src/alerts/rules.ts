@@ -282,10 +282,10 @@ export function resolveRules(configured: readonly ConfigRule[] = [], includeDefa
       );
     }
     const rule = parsed.data;
-    if (rule.threshold === 'detector' && rule.select.source !== 'drift') {
+    if (rule.threshold === 'detector' && rule.select.source !== 'drift' && rule.select.source !== 'multivariate') {
       throw new ModelwatchError(
         ErrorCodes.configInvalid,
-        `alerts.rules ${name}: threshold "detector" needs a drift selector`,
+        `alerts.rules ${name}: threshold "detector" needs a drift or multivariate selector`,
         {
           field: 'alerts.rules',
         },
