@@ -3,8 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../src/config/index.js';
-import { multivariateSettings } from '../src/drift/mv-detect.js';
-import { isVectorType, vectorColumns } from '../src/drift/report/multivariate.js';
+import { isVectorType, reportMultivariateSettings, vectorColumns } from '../src/drift/report/multivariate.js';
 import { runFileReport } from '../src/drift/report/run.js';
 import type { ClickHouseStore } from '../src/store/index.js';
 import { gaussian, mulberry32 } from './support/seeded-prng.js';
@@ -67,8 +66,16 @@ describe('report: multivariate and embedding sections', () => {
     ).toEqual(['emb']);
   });
 
+  it('by default a report runs reconstruction on the numeric columns, not the classifier', () => {
+    expect(reportMultivariateSettings().methods).toEqual(['reconstruction']);
+    expect(reportMultivariateSettings().embeddingMethods).toBe('auto');
+  });
+
   it('the report JSON of a Parquet pair has the multivariate section; the HTML page shows it', async () => {
-    const base = multivariateSettings(loadConfig({ env: {} }), '');
+    // The classifier is opt-in in a report: list it.
+    const base = reportMultivariateSettings(
+      loadConfig({ env: {}, overrides: { 'multivariate.methods': ['reconstruction', 'classifier'] } }),
+    );
     const { report, html } = await runFileReport({
       reference,
       current,

@@ -1,4 +1,5 @@
 import { errorMessage } from '../../common/errors.js';
+import type { Config } from '../../config/schema.js';
 import type { SqlPort } from '../../store/port.js';
 import { baseType, fileReadError, structureOf, type FileColumn, type InputFile } from '../files.js';
 import {
@@ -42,6 +43,18 @@ export function vectorColumns(reference: readonly FileColumn[], current: readonl
   return reference.filter((c) => isVectorType(c.type) && isVectorType(cur.get(c.name) ?? '')).map((c) => c.name);
 }
 
+/**
+ * The report's settings: the config's top-level `multivariate` section, except that the automatic choice
+ * on the numeric columns is reconstruction only; the domain classifier (the slowest method) runs in a
+ * report when `multivariate.methods` lists it.
+ */
+export function reportMultivariateSettings(
+  config: Pick<Config, 'multivariate'> = { multivariate: {} },
+): MultivariateSettings {
+  const s = multivariateSettings({ models: {}, multivariate: config.multivariate }, '');
+  return s.methods === 'auto' ? { ...s, methods: ['reconstruction'] } : s;
+}
+
 /** Options of {@link fileMultivariate}. */
 export interface FileMultivariateOptions {
   reference: { file: InputFile; columns: readonly FileColumn[] };
@@ -50,7 +63,7 @@ export interface FileMultivariateOptions {
   numeric: readonly string[];
   /** Vector columns ({@link vectorColumns}). */
   vectors: readonly string[];
-  /** @default the defaults of `multivariate` (docs/multivariate.md) */
+  /** @default {@link reportMultivariateSettings} of the defaults */
   settings?: MultivariateSettings;
 }
 
@@ -105,7 +118,7 @@ function sameLength(ref: number[][], cur: number[][]): { dim: number; ref: numbe
  * components), on at most `settings.maxRows` rows of each file.
  */
 export async function fileMultivariate(store: SqlPort, o: FileMultivariateOptions): Promise<MultivariateSection> {
-  const settings = o.settings ?? multivariateSettings({ models: {}, multivariate: {} }, '');
+  const settings = o.settings ?? reportMultivariateSettings();
   const numeric = [...o.numeric];
   const ref = await readSide(store, o.reference, 'reference', numeric, o.vectors, settings.maxRows);
   const cur = await readSide(store, o.current, 'current', numeric, o.vectors, settings.maxRows);
