@@ -102,7 +102,7 @@ describe('multivariate drift in the detect loop', () => {
     ({ store, cleanup } = await openTestStore());
     ctx = apiTestContext(store, {
       models: {
-        corr: { multivariate: { classifier: { maxRowsPerSide: 300, trees: 15 } } },
+        corr: {},
         emb: { features: [{ name: 'text', tensor: 'emb', kind: 'embedding', dim: DIM }] },
       },
     });
@@ -212,6 +212,15 @@ describe('multivariate drift in the detect loop', () => {
     expect(badLimit.status).toBe(400);
     expect(JSON.stringify(await badLimit.json())).toContain('limit');
     expect((await app.request(`/api/v1/models/nope/multivariate/history?${window}`)).status).toBe(404);
+    // /health lists the newest result per group and method.
+    const health = (await (await app.request(`/api/v1/models/emb/health?${window}`)).json()) as {
+      multivariate: { method: string; feature_group: string; drift: boolean }[];
+    };
+    expect(health.multivariate.map((m) => `${m.feature_group}/${m.method}/${m.drift}`)).toEqual([
+      'text/component_share/true',
+      'text/mean_distance/true',
+      'text/mmd/true',
+    ]);
   });
 
   it('an alert rule on the multivariate signal fires', async () => {

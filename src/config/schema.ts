@@ -92,13 +92,13 @@ export const multivariateOverrideSchema = z.strictObject({
       threshold: z.number().gte(0.5).lt(1).optional(),
       /** Stratified cross-validation folds. @default 5 */
       folds: z.number().int().min(2).max(20).optional(),
-      /** Rows per side the forest trains on at most. @default 500 */
+      /** Rows per side the forest trains on at most. @default 300 */
       maxRowsPerSide: z.number().int().min(10).optional(),
-      /** Trees in the forest. @default 25 */
+      /** Trees in the forest. @default 15 */
       trees: z.number().int().min(1).optional(),
       /** Maximum tree depth. @default 8 */
       maxDepth: z.number().int().min(1).optional(),
-      /** The worker is stopped after this long. @default 60000 */
+      /** The worker is stopped after this long. @default 30000 */
       timeoutMs: z.number().int().positive().optional(),
     })
     .optional(),

@@ -48,7 +48,7 @@ export const MultivariateDefaults: Readonly<MultivariateSettings> = {
   features: undefined,
   maxRows: 2000,
   reconstruction: { varianceShare: 0.65, bandStd: 3, chunks: 10 },
-  classifier: { threshold: 0.55, folds: 5, maxRowsPerSide: 500, trees: 25, maxDepth: 8, timeoutMs: 60_000 },
+  classifier: { threshold: 0.55, folds: 5, maxRowsPerSide: 300, trees: 15, maxDepth: 8, timeoutMs: 30_000 },
   mmd: { permutations: 100, alpha: 0.05, maxRowsPerSide: 300 },
   componentShare: { alpha: 0.05, threshold: 0.2 },
   meanDistance: { metric: 'euclidean', euclideanThreshold: 0.2, cosineThreshold: 0.2 },

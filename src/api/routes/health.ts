@@ -18,6 +18,7 @@ import {
 } from '../openapi.js';
 import { isoTime, queryRows, requireModel } from '../query.js';
 import { cappedWindow } from '../window.js';
+import { healthMultivariateSchema, latestMultivariate } from './multivariate.js';
 
 const healthQuery = z.object({
   ...windowQueryShape,
@@ -125,6 +126,7 @@ const healthSchema = z
     alerts: z
       .array(z.record(z.string(), z.unknown()))
       .openapi({ description: 'Pending and firing alerts of the model, firing first.' }),
+    multivariate: healthMultivariateSchema,
   })
   .openapi('Health');
 
@@ -426,6 +428,7 @@ export function healthRoutes(app: ApiApp, ctx: RuntimeContext): void {
         last_run: lastRun,
         change_points: changePoints,
         alerts: (await activeAlerts(ctx.store, name)) as unknown as Record<string, unknown>[],
+        multivariate: await latestMultivariate(ctx.store, name, fromMs, toMs),
       },
       200,
     );

@@ -87,6 +87,56 @@ const historyRoute = createRoute({
   },
 });
 
+/** `multivariate` of the model health answer: the newest stored result per feature group and method. */
+export const healthMultivariateSchema = z
+  .array(
+    z.object({
+      ts: time,
+      method: z.string(),
+      feature_group: z.string(),
+      statistic: z.number().nullable(),
+      p_value: z.number().nullable(),
+      threshold: z.number().nullable(),
+      lower: z.number().nullable(),
+      upper: z.number().nullable(),
+      drift: z.boolean(),
+    }),
+  )
+  .openapi({
+    description: "Newest multivariate result per feature group ('' = numeric set) and method inside the window.",
+  });
+
+/** The newest stored multivariate result per (group, method) of `model` with its run inside [fromMs, toMs). */
+export async function latestMultivariate(
+  store: RuntimeContext['store'],
+  model: string,
+  fromMs: number,
+  toMs: number,
+): Promise<z.infer<typeof healthMultivariateSchema>> {
+  const rows = await queryRows<Row>(
+    store,
+    `SELECT argMax(toUnixTimestamp64Milli(ts), ts) AS ts_ms, method, feature_group,
+            argMax(statistic, ts) AS statistic, argMax(p_value, ts) AS p_value, argMax(threshold, ts) AS threshold,
+            argMax(lower, ts) AS lower, argMax(upper, ts) AS upper, argMax(drift, ts) AS drift
+     FROM ${Tables.multivariateResults}
+     WHERE model = {model:String} AND ts >= {from:DateTime64(3, 'UTC')} AND ts < {to:DateTime64(3, 'UTC')}
+     GROUP BY feature_group, method
+     ORDER BY feature_group, method`,
+    { model, from: toChTime(fromMs), to: toChTime(toMs) },
+  );
+  return rows.map((r) => ({
+    ts: isoTime(Number(r.ts_ms)),
+    method: r.method,
+    feature_group: r.feature_group,
+    statistic: numOrNull(r.statistic),
+    p_value: numOrNull(r.p_value),
+    threshold: numOrNull(r.threshold),
+    lower: numOrNull(r.lower),
+    upper: numOrNull(r.upper),
+    drift: r.drift === true || Number(r.drift) === 1,
+  }));
+}
+
 function parseObject(text: string): Record<string, unknown> {
   try {
     const v: unknown = JSON.parse(text);
@@ -96,11 +146,11 @@ function parseObject(text: string): Record<string, unknown> {
   }
 }
 
-const numOrNull = (v: number | string | null): number | null => {
+function numOrNull(v: number | string | null): number | null {
   if (v === null) return null;
   const n = Number(v);
   return Number.isFinite(n) ? n : null;
-};
+}
 
 interface Row {
   run_id: string;
