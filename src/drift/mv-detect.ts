@@ -8,14 +8,9 @@ import { Tables } from '../store/migrations.js';
 import type { SqlPort } from '../store/port.js';
 import { toChTime } from '../store/store.js';
 import type { SeriesPoint } from './detect-series.js';
-import {
-  componentDrift,
-  fitReconstruction,
-  meanDistanceDrift,
-  mmdDrift,
-  runDomainClassifier,
-  type Rows,
-} from './multivariate/index.js';
+import { runDomainClassifier, type Rows } from './multivariate/index.js';
+import { completeRows, finiteOrNull } from './mv-kernels.js';
+import { runKernelsInWorker } from './mv-worker.js';
 import { successfulRowsSql } from './reference.js';
 import type { DriftReport } from './stats/types.js';
 
@@ -157,13 +152,6 @@ function methodsFor(group: GroupRows, s: MultivariateSettings): MultivariateMeth
   return s.embeddingMethods === 'auto' ? [...AutoEmbeddingMethods] : s.embeddingMethods;
 }
 
-const finiteOrNull = (v: number): number | null => (Number.isFinite(v) ? v : null);
-
-/** Rows with every element finite (an embedding missing from a row, or holding NaN, is left out). */
-function completeRows(rows: number[][]): number[][] {
-  return rows.filter((r) => r.every(Number.isFinite));
-}
-
 async function runMethod(
   method: MultivariateMethod,
   g: GroupRows,
@@ -175,33 +163,6 @@ async function runMethod(
   const ref: Rows = isEmbedding ? completeRows(g.reference) : g.reference;
   const cur: Rows = isEmbedding ? completeRows(g.current) : g.current;
   switch (method) {
-    case 'reconstruction': {
-      const chunkSize = Math.max(1, Math.floor(ref.length / s.reconstruction.chunks));
-      const model = fitReconstruction(ref, {
-        varianceShare: s.reconstruction.varianceShare,
-        bandStd: s.reconstruction.bandStd,
-        chunkSize,
-      });
-      const r = model.evaluate(cur);
-      return {
-        ...base,
-        n_reference: ref.length,
-        n_current: r.n,
-        statistic: r.error,
-        p_value: null,
-        threshold: null,
-        lower: r.lower,
-        upper: r.upper,
-        drift: r.verdict === 'drift',
-        params: { ...s.reconstruction, chunk_size: chunkSize },
-        details: {
-          components: model.nComponents,
-          explained_variance_ratio: model.explainedVarianceRatio,
-          reference_error: model.referenceError,
-          features: g.columns,
-        },
-      };
-    }
     case 'classifier': {
       const c = s.classifier;
       const r = await runDomainClassifier(ref, cur, {
@@ -229,62 +190,8 @@ async function runMethod(
         details: { fold_aucs: r.foldAucs, importance: r.importance.slice(0, 20), duration_ms: r.durationMs },
       };
     }
-    case 'mmd': {
-      const m = s.mmd;
-      const r = mmdDrift(ref, cur, { permutations: m.permutations, alpha: m.alpha, maxRowsPerSide: m.maxRowsPerSide });
-      return {
-        ...base,
-        n_reference: r.nReference,
-        n_current: r.nCurrent,
-        statistic: r.mmd2,
-        p_value: r.pValue,
-        threshold: r.alpha,
-        lower: null,
-        upper: null,
-        drift: r.verdict === 'drift',
-        params: { ...m, kernel: 'rbf', bandwidth: 'median' },
-        details: { bandwidth: r.bandwidth },
-      };
-    }
-    case 'component_share': {
-      const c = s.componentShare;
-      const r = componentDrift(ref, cur, { alpha: c.alpha, threshold: c.threshold });
-      const top = r.drifted
-        .map((j) => ({ component: j, name: g.columns[j] ?? String(j), statistic: r.statistics[j] ?? 0 }))
-        .sort((a, b) => b.statistic - a.statistic)
-        .slice(0, 20);
-      return {
-        ...base,
-        n_reference: ref.length,
-        n_current: cur.length,
-        statistic: r.share,
-        p_value: null,
-        threshold: r.threshold,
-        lower: null,
-        upper: null,
-        drift: r.verdict === 'drift',
-        params: { ...c, test: 'ks' },
-        details: { drifted_components: r.drifted.length, components: g.columns.length, top },
-      };
-    }
-    case 'mean_distance': {
-      const c = s.meanDistance;
-      const threshold = c.metric === 'cosine' ? c.cosineThreshold : c.euclideanThreshold;
-      const r = meanDistanceDrift(ref, cur, { metric: c.metric, threshold });
-      return {
-        ...base,
-        n_reference: ref.length,
-        n_current: cur.length,
-        statistic: r[r.metric],
-        p_value: null,
-        threshold,
-        lower: null,
-        upper: null,
-        drift: r.verdict === 'drift',
-        params: { metric: c.metric, threshold },
-        details: { euclidean: r.euclidean, cosine: finiteOrNull(r.cosine) },
-      };
-    }
+    default:
+      return (await runKernelsInWorker(g, [method], s, signal))[0] as MultivariateResult;
   }
 }
 
