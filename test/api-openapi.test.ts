@@ -66,6 +66,7 @@ describe('OpenAPI document', () => {
       'get /api/v1/models/{name}/drift',
       'get /api/v1/models/{name}/drift/history',
       'get /api/v1/models/{name}/health',
+      'get /api/v1/models/{name}/multivariate/history',
       'get /api/v1/models/{name}/performance',
       'get /api/v1/models/{name}/performance/history',
       'get /api/v1/models/{name}/predictions',

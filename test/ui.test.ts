@@ -355,6 +355,7 @@ describe('web UI in Chromium', () => {
       else expect(text, id).toContain('Not available');
     };
     await expectPanel('#change-points', 'GET /api/v1/models/{name}/change-points');
+    await expectPanel('#multivariate', 'GET /api/v1/models/{name}/multivariate/history');
     await expectPanel('#shadow', 'GET /api/v1/shadow/runs');
     await expectPanel('#alerts', 'GET /api/v1/alerts');
     // Pinning a reference by selecting a range on the traffic chart (when the server serves it).

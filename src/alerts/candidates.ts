@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { AlertEvidence, FeatureEvidence } from './notification.js';
 import { compare, ErrorMetrics, type Comparison, type Rule } from './rules.js';
-import { key, type DriftPoint, type PerformancePoint, type Snapshot } from './signals.js';
+import { key, type DriftPoint, type MultivariatePoint, type PerformancePoint, type Snapshot } from './signals.js';
 
 /**
  * Turns one cycle's {@link Snapshot} into candidates: one per (rule, label set), with the rule's
@@ -141,6 +141,46 @@ function featureEvidence(p: DriftPoint): FeatureEvidence {
 }
 
 const iso = (ms: number): string => new Date(ms).toISOString();
+
+/**
+ * Evidence of a multivariate result: the statistic against its threshold (or band), and for the domain
+ * classifier the features (or embedding elements) ranked by importance, so the alert says which carry the shift.
+ */
+function multivariateEvidence(p: MultivariatePoint, rule: Rule): AlertEvidence {
+  const params = parseParams(p.params);
+  params['group'] = p.group;
+  if (p.pValue !== null) params['p_value'] = p.pValue;
+  if (p.lower !== null) params['lower'] = p.lower;
+  if (p.upper !== null) params['upper'] = p.upper;
+  let top: FeatureEvidence[] = [];
+  try {
+    const details = JSON.parse(p.details) as { importance?: { feature: string; importance: number }[] };
+    top = (details.importance ?? []).slice(0, 10).map((f) => ({
+      feature: f.feature,
+      method: 'classifier_importance',
+      score: f.importance,
+      threshold: 0,
+      drifted: f.importance > 0,
+    }));
+  } catch {
+    top = [];
+  }
+  const detector = rule.threshold === 'detector';
+  // With the detector's verdict an MMD result is decided by its p-value (below alpha), the others by the statistic.
+  const byPValue = detector && p.method === 'mmd' && p.pValue !== null;
+  return {
+    signal: `multivariate.${p.method}`,
+    value: byPValue ? (p.pValue ?? Number.NaN) : p.statistic,
+    comparison: detector ? (byPValue ? '<' : '>') : rule.op,
+    threshold: detector ? (p.threshold ?? p.upper ?? Number.NaN) : (rule.threshold as number),
+    window: { from: iso(p.windowFrom), to: iso(p.windowTo) },
+    ...(p.referenceId !== '' ? { reference: { id: p.referenceId } } : {}),
+    sampleSizes: { reference: p.nReference, current: p.nCurrent },
+    method: p.method,
+    parameters: params,
+    ...(top.length > 0 ? { topFeatures: top } : {}),
+  };
+}
 
 /** Builds the candidates of every rule from one snapshot. */
 export function buildCandidates(o: BuildCandidatesOptions): Candidate[] {
@@ -313,6 +353,24 @@ export function buildCandidates(o: BuildCandidatesOptions): Candidate[] {
         }
         break;
       }
+      case 'multivariate': {
+        for (const list of snapshot.multivariate?.values() ?? []) {
+          const first = list[0];
+          if (first === undefined || !allowed(sel.models, first.model)) continue;
+          if (sel.methods !== undefined && !sel.methods.includes(first.method)) continue;
+          if (sel.groups !== undefined && !sel.groups.includes(first.group)) continue;
+          const points = list.map((p) => ({
+            ts: p.ts,
+            runId: p.runId,
+            value: p.statistic,
+            met: threshold === 'detector' ? p.drift : cmp(p.statistic),
+          }));
+          const labels: Record<string, string> = { model: first.model, method: first.method };
+          if (first.group !== '') labels['group'] = first.group;
+          add(rule, labels, points, () => multivariateEvidence(first, rule));
+        }
+        break;
+      }
       case 'change_points': {
         for (const c of snapshot.changePoints ?? []) {
           if (!allowed(sel.models, c.model) || (sel.series !== undefined && !sel.series.includes(c.series))) continue;
@@ -345,6 +403,8 @@ export function sourceRead(rule: Rule, snapshot: Snapshot): boolean {
       return snapshot.runs !== undefined;
     case 'change_points':
       return snapshot.changePoints !== undefined;
+    case 'multivariate':
+      return snapshot.multivariate !== undefined;
   }
 }
 

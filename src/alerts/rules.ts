@@ -67,6 +67,18 @@ export const selectorSchema = z.discriminatedUnion('source', [
     models: z.array(z.string()).optional(),
   }),
   z.strictObject({
+    /**
+     * `mw_multivariate_results`: a multivariate method's statistic per (model, method, feature group); with
+     * `threshold: detector`, the verdict the method stored (band, AUC, p-value or share).
+     */
+    source: z.literal('multivariate'),
+    /** Only these methods (`reconstruction`, `classifier`, `mmd`, `mean_distance`, `component_share`). @default every method */
+    methods: z.array(z.string().min(1)).optional(),
+    /** Only these feature groups: '' for the numeric feature set, else embedding names. @default every group */
+    groups: z.array(z.string()).optional(),
+    models: z.array(z.string()).optional(),
+  }),
+  z.strictObject({
     /** `mw_change_points`: change points raised per series within the lookback. */
     source: z.literal('change_points'),
     series: z.array(z.string()).optional(),
@@ -270,10 +282,10 @@ export function resolveRules(configured: readonly ConfigRule[] = [], includeDefa
       );
     }
     const rule = parsed.data;
-    if (rule.threshold === 'detector' && rule.select.source !== 'drift') {
+    if (rule.threshold === 'detector' && rule.select.source !== 'drift' && rule.select.source !== 'multivariate') {
       throw new ModelwatchError(
         ErrorCodes.configInvalid,
-        `alerts.rules ${name}: threshold "detector" needs a drift selector`,
+        `alerts.rules ${name}: threshold "detector" needs a drift or multivariate selector`,
         {
           field: 'alerts.rules',
         },

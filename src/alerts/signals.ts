@@ -75,6 +75,29 @@ export interface RunPoint {
   error: string;
 }
 
+/** One row of `mw_multivariate_results`, as the evaluator needs it. */
+export interface MultivariatePoint {
+  model: string;
+  method: string;
+  /** '' for the numeric feature set, else the embedding name. */
+  group: string;
+  runId: string;
+  ts: number;
+  windowFrom: number;
+  windowTo: number;
+  referenceId: string;
+  nReference: number;
+  nCurrent: number;
+  statistic: number;
+  pValue: number | null;
+  threshold: number | null;
+  lower: number | null;
+  upper: number | null;
+  drift: boolean;
+  params: string;
+  details: string;
+}
+
 /** Change points of one model's series within the lookback. */
 export interface ChangePointSample {
   model: string;
@@ -94,6 +117,8 @@ export interface Snapshot {
   /** model → last k runs, newest first. */
   runs?: Map<string, RunPoint[]>;
   changePoints?: ChangePointSample[];
+  /** (model, group, method) → last k multivariate results, newest first. */
+  multivariate?: Map<string, MultivariatePoint[]>;
   /** Time of the read, epoch ms. */
   at: number;
 }
@@ -327,6 +352,45 @@ export async function readSnapshot(store: SqlPort, o: ReadSnapshotOptions): Prom
           lastTs: num(r.last),
           detectors: r.detectors,
         }));
+      }),
+    );
+  }
+  if (sources.has('multivariate')) {
+    tasks.push(
+      attempt(Tables.multivariateResults, () =>
+        s.query<Record<string, unknown>>(
+          `SELECT model, method, feature_group, run_id, toUnixTimestamp64Milli(ts) AS ts_ms,
+                  toUnixTimestamp64Milli(window_from) AS wf, toUnixTimestamp64Milli(window_to) AS wt, reference_id,
+                  n_reference, n_current, statistic, p_value, threshold, lower, upper, drift, params, details
+           FROM ${Tables.multivariateResults}
+           WHERE ts >= {since:DateTime64(3, 'UTC')}
+           ORDER BY model, feature_group, method, ts DESC
+           LIMIT {k:UInt32} BY model, feature_group, method`,
+          { params, label: 'alerts: multivariate results' },
+        ),
+      ).then((rows) => {
+        if (!rows) return;
+        const points = rows.map((r): MultivariatePoint => ({
+          model: String(r.model),
+          method: String(r.method),
+          group: String(r.feature_group),
+          runId: String(r.run_id),
+          ts: num(r.ts_ms),
+          windowFrom: num(r.wf),
+          windowTo: num(r.wt),
+          referenceId: String(r.reference_id),
+          nReference: num(r.n_reference),
+          nCurrent: num(r.n_current),
+          statistic: r.statistic === null ? Number.NaN : num(r.statistic),
+          pValue: numOrNull(r.p_value),
+          threshold: numOrNull(r.threshold),
+          lower: numOrNull(r.lower),
+          upper: numOrNull(r.upper),
+          drift: r.drift === true || Number(r.drift) === 1,
+          params: String(r.params),
+          details: String(r.details),
+        }));
+        snapshot.multivariate = group(points, (p) => key(p.model, p.group, p.method));
       }),
     );
   }

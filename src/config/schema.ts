@@ -47,6 +47,93 @@ export const referenceConfigSchema = z.union([
 /** A configured reference. */
 export type ReferenceConfig = z.output<typeof referenceConfigSchema>;
 
+// --- multivariate and embedding drift (issue 13) ---
+/** Multivariate methods on the model's numeric features taken together. */
+export const MultivariateMethods = ['reconstruction', 'classifier'] as const;
+/** Methods on an embedding (one vector per row). */
+export const EmbeddingMethods = ['mmd', 'mean_distance', 'component_share', 'classifier'] as const;
+/** One of {@link MultivariateMethods} or {@link EmbeddingMethods}. */
+export type MultivariateMethod = (typeof MultivariateMethods)[number] | (typeof EmbeddingMethods)[number];
+
+const share01 = z.number().gt(0).lte(1);
+const alpha = z.number().gt(0).lt(1);
+
+/**
+ * The `multivariate` settings, every key optional: the top-level section fills the defaults and
+ * `models.<m>.multivariate` overrides them key by key (docs/multivariate.md).
+ */
+export const multivariateOverrideSchema = z.strictObject({
+  /** Run the multivariate methods for the model at all. @default true */
+  enabled: z.boolean().optional(),
+  /**
+   * Methods on the numeric feature set. @default `auto`: reconstruction and classifier when the model has
+   * at least 2 numeric input features (embedding elements excluded)
+   */
+  methods: z.union([z.literal('auto'), z.array(z.enum(MultivariateMethods))]).optional(),
+  /** Methods on each embedding feature. @default `auto`: mmd, mean_distance and component_share */
+  embeddingMethods: z.union([z.literal('auto'), z.array(z.enum(EmbeddingMethods))]).optional(),
+  /** Numeric features of the set. @default every numeric input feature of the reference */
+  features: z.array(z.string().min(1)).min(2).optional(),
+  /** Rows read from each side (reference, window) at most, drawn by a stable hash. @default 2000 */
+  maxRows: z.number().int().min(20).optional(),
+  reconstruction: z
+    .strictObject({
+      /** Share of variance the kept principal components explain. @default 0.65 */
+      varianceShare: share01.optional(),
+      /** Half-width of the alert band, in standard deviations of the reference chunk errors. @default 3 */
+      bandStd: z.number().nonnegative().optional(),
+      /** Reference chunks the band is estimated from. @default 10 */
+      chunks: z.number().int().min(2).optional(),
+    })
+    .optional(),
+  classifier: z
+    .strictObject({
+      /** Drift when the cross-validated ROC AUC exceeds this (and its interval excludes 0.5). @default 0.55 */
+      threshold: z.number().gte(0.5).lt(1).optional(),
+      /** Stratified cross-validation folds. @default 5 */
+      folds: z.number().int().min(2).max(20).optional(),
+      /** Rows per side the forest trains on at most. @default 300 */
+      maxRowsPerSide: z.number().int().min(10).optional(),
+      /** Trees in the forest. @default 15 */
+      trees: z.number().int().min(1).optional(),
+      /** Maximum tree depth. @default 8 */
+      maxDepth: z.number().int().min(1).optional(),
+      /** The worker is stopped after this long. @default 30000 */
+      timeoutMs: z.number().int().positive().optional(),
+    })
+    .optional(),
+  mmd: z
+    .strictObject({
+      /** Permutations of the pooled sample for the p-value. @default 100 */
+      permutations: z.number().int().min(10).optional(),
+      /** Drift when the permutation p-value is below this. @default 0.05 */
+      alpha: alpha.optional(),
+      /** Rows per side in the kernel matrix at most. @default 300 */
+      maxRowsPerSide: z.number().int().min(10).optional(),
+    })
+    .optional(),
+  componentShare: z
+    .strictObject({
+      /** A component drifts when its KS p-value is below this. @default 0.05 */
+      alpha: alpha.optional(),
+      /** The embedding drifts when the share of drifted components exceeds this. @default 0.2 */
+      threshold: z.number().gte(0).lt(1).optional(),
+    })
+    .optional(),
+  meanDistance: z
+    .strictObject({
+      /** Which distance between the mean vectors decides. @default euclidean */
+      metric: z.enum(['euclidean', 'cosine']).optional(),
+      /** Drift when the Euclidean distance exceeds this. @default 0.2 */
+      euclideanThreshold: z.number().nonnegative().optional(),
+      /** Drift when the cosine distance exceeds this (metric cosine). @default 0.2 */
+      cosineThreshold: z.number().nonnegative().optional(),
+    })
+    .optional(),
+});
+/** `multivariate` settings as parsed (every key optional). */
+export type MultivariateOverride = z.output<typeof multivariateOverrideSchema>;
+
 /** The whole configuration file (YAML or JSON). Every section and key has a default. */
 export const configSchema = z.strictObject({
   logLevel: z.enum(LogLevels).default('info'),
@@ -274,6 +361,8 @@ export const configSchema = z.strictObject({
       ...alertingConfigShape,
     })
     .prefault({}),
+  /** Defaults of the multivariate and embedding drift methods; `models.<m>.multivariate` overrides them. */
+  multivariate: multivariateOverrideSchema.prefault({}),
   // --- shadow runner (issue 10) ---
   /** How long stored inputs are kept. */
   retention: z
@@ -338,6 +427,8 @@ export const configSchema = z.strictObject({
         payloads: z.boolean().default(true),
         /** Shadow: request tensor name → candidate ONNX input name. */
         shadow: z.strictObject({ inputs: z.record(z.string(), z.string()).default({}) }).optional(),
+        /** Multivariate and embedding drift of this model, over the top-level `multivariate` defaults. */
+        multivariate: multivariateOverrideSchema.optional(),
         /** Also store drift per model version and/or per value of these categorical features (issue 8, runs). */
         segments: z
           .strictObject({

@@ -1,6 +1,7 @@
 import { ErrorCodes, ModelwatchError } from '../common/errors.js';
 import { parseTime } from '../common/time.js';
 import type { Config } from '../config/schema.js';
+import { embeddingColumnsSkipped } from '../config/model-schema.js';
 import { Tables } from '../store/migrations.js';
 import type { Store } from '../store/store.js';
 import {
@@ -327,6 +328,12 @@ export async function detectDrift(store: Store, options: DetectDriftOptions): Pr
     fromMs = Math.min(toMs, Math.max(fromMs, Date.parse(base.stored.to)));
   const currentFeatures = await discoverFeatures(store, o.model, fromMs, toMs);
   const ref = await resolveReference(store, o.model, base, currentFeatures);
+  // Embedding elements are left to the multivariate methods unless the embedding says `univariate: true`.
+  const skipped = embeddingColumnsSkipped(o.config.models[o.model]);
+  if (skipped.size > 0) {
+    ref.features = ref.features.filter((f) => f.output === true || !skipped.has(f.name));
+    if (ref.profile) ref.profile = reorderProfile(ref.profile, ref.features);
+  }
   const specs = storedFeatureSpecs(ref.features);
   const common = {
     reference: ref.sample,

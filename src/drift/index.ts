@@ -172,3 +172,15 @@ export type {
 export { DetectMetrics, RunStatuses, OVERFLOW_MODEL } from './detect-metrics.js';
 export type { DetectMetricsOptions } from './detect-metrics.js';
 export { SeriesNames, performanceSeries } from './detect-series.js';
+
+// Multivariate and embedding drift (detect-loop stage and report section)
+export {
+  runMultivariateStage,
+  computeMultivariate,
+  multivariateSettings,
+  multivariateSeries,
+  MultivariateDefaults,
+} from './mv-detect.js';
+export type { MultivariateResult, MultivariateSettings, MultivariateStageOptions } from './mv-detect.js';
+export { reportMultivariateSettings, vectorColumns } from './report/multivariate.js';
+export type { MultivariateSection } from './report/multivariate.js';

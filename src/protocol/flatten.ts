@@ -69,7 +69,8 @@ function lookupPlan(schema: ModelSchema, side: 'in' | 'out', t: DecodedTensor, w
   const mapped = new Map<number, FeatureMapping>();
   if (side === 'in') {
     // A mapping without `index` names column 0 (the only column of a `[batch]` tensor).
-    for (const f of schema.features) if (f.tensor === t.name) mapped.set(f.index ?? 0, f);
+    // An embedding entry names a vector, not a column: its elements keep their own names.
+    for (const f of schema.features) if (f.tensor === t.name && f.kind !== 'embedding') mapped.set(f.index ?? 0, f);
   }
   const tensorCat = t.datatype === 'BYTES' || schema.categorical.includes(t.name);
   const plan: ColumnPlan = {

@@ -28,6 +28,8 @@ export const Tables = {
   answeredModels: 'mw_answered_models',
   /** Each reference's numeric features with their finite values sorted (migration 10). */
   referenceSorted: 'mw_reference_sorted',
+  /** One row per detect run, multivariate method and feature group (migration 11). */
+  multivariateResults: 'mw_multivariate_results',
 } as const;
 
 /** Tables of the shadow runner (migration v8). */
@@ -430,6 +432,36 @@ export const migrations: Migration[] = [
         values Array(Float64)
       ) ENGINE = MergeTree
       ORDER BY (reference_id, column)`,
+    ],
+  },
+  {
+    version: 11,
+    name: 'multivariate drift results',
+    statements: [
+      // One row per detect run, method and feature group ('' = the numeric feature set, else an embedding's
+      // name): reference, window, sample sizes, statistic, p-value (NaN when the method has none), the alert
+      // threshold or band, the verdict, the method's parameters and its details (importances, components).
+      `CREATE TABLE IF NOT EXISTS ${Tables.multivariateResults} (
+        run_id String,
+        model LowCardinality(String),
+        ts DateTime64(3, 'UTC'),
+        window_from DateTime64(3, 'UTC'),
+        window_to DateTime64(3, 'UTC'),
+        reference_id String,
+        method LowCardinality(String),
+        feature_group String,
+        n_reference UInt64,
+        n_current UInt64,
+        statistic Float64,
+        p_value Nullable(Float64),
+        threshold Nullable(Float64),
+        lower Nullable(Float64),
+        upper Nullable(Float64),
+        drift UInt8,
+        params String,
+        details String
+      ) ENGINE = MergeTree
+      ORDER BY (model, ts, feature_group, method)`,
     ],
   },
 ];

@@ -18,6 +18,7 @@ import {
 } from '../openapi.js';
 import { isoTime, queryRows, requireModel } from '../query.js';
 import { cappedWindow } from '../window.js';
+import { healthMultivariateSchema, latestMultivariate } from './multivariate.js';
 
 const healthQuery = z.object({
   ...windowQueryShape,
@@ -138,6 +139,7 @@ const healthSchema = z
           .openapi('ActiveAlert'),
       )
       .openapi({ description: 'Pending and firing alerts of the model, firing first.' }),
+    multivariate: healthMultivariateSchema,
   })
   .openapi('Health');
 
@@ -439,6 +441,7 @@ export function healthRoutes(app: ApiApp, ctx: RuntimeContext): void {
         last_run: lastRun,
         change_points: changePoints,
         alerts: await activeAlerts(ctx.store, name),
+        multivariate: await latestMultivariate(ctx.store, name, fromMs, toMs),
       },
       200,
     );

@@ -8,6 +8,7 @@ import { kserveIntakeRoutes } from './kserve.js';
 import { performanceRoutes } from './performance.js';
 import { labelRoutes } from './labels.js';
 import { modelRoutes } from './models.js';
+import { multivariateRoutes } from './multivariate.js';
 import { systemRoutes } from './system.js';
 import { referenceRoutes } from './references.js';
 import { shadowRoutes } from './shadow.js';
@@ -32,4 +33,5 @@ export const routeMounters: RouteMounter[] = [
   shadowRoutes,
   historyRoutes,
   alertRoutes,
+  multivariateRoutes,
 ];

@@ -1,6 +1,7 @@
 import { writeFileSync } from 'node:fs';
 import { errorMessage, isModelwatchError } from '../../common/errors.js';
 import { UsageError, parseFlags, type Command } from '../command.js';
+import { reportMultivariateSettings } from '../../drift/report/multivariate.js';
 import { runFileReport } from '../../drift/report/run.js';
 import { loadConfig } from '../../config/load.js';
 
@@ -52,9 +53,11 @@ export const reportCommand: Command = {
       throw new UsageError(`--format must be json or html, got '${format}'`, usage);
     try {
       // Deadline and memory cap of each statement (`clickhouse.roles.report`).
-      const limits = loadConfig({ file: values.config }).clickhouse.roles.report;
+      const config = loadConfig({ file: values.config });
+      const limits = config.clickhouse.roles.report;
       const result = await runFileReport({
         limits,
+        multivariate: reportMultivariateSettings(config),
         reference: values.reference,
         current: values.current,
         format,

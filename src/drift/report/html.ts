@@ -27,6 +27,8 @@ export interface HtmlReportOptions {
   currentLabel?: string;
   /** Time the report was made, shown in the header. @default new Date() at render time */
   generatedAt?: Date;
+  /** Rendered HTML of further sections (multivariate drift), placed after the distributions. @default '' */
+  extraSections?: string;
 }
 
 /** Methods whose score is a p-value (smaller = more drift). */
@@ -252,6 +254,7 @@ ${rows}
 <h2>Distributions</h2>
 <div class="legend muted"><span style="background:#2e90fa;opacity:.45"></span>${escapeHtml(refLabel)}<span style="background:#f79009"></span>${escapeHtml(curLabel)}</div>
 ${sections}
+${options.extraSections ?? ''}
 </main>
 <script type="application/json" id="report-data">${embedJson(report)}</script>
 <script>${script}</script>

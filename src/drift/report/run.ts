@@ -16,6 +16,14 @@ import {
 } from '../files.js';
 import { histogramFromDistribution, type FeatureHistogram } from './histograms.js';
 import { renderHtmlReport } from './html.js';
+import {
+  fileMultivariate,
+  multivariateFailed,
+  renderMultivariateHtml,
+  vectorColumns,
+  type MultivariateSection,
+} from './multivariate.js';
+import type { MultivariateSettings } from '../mv-detect.js';
 import { computeDrift } from '../stats/engine.js';
 import type { DriftReport } from '../stats/types.js';
 
@@ -44,12 +52,14 @@ export interface FileReportOptions {
   store?: SqlPort | undefined;
   /** Deadline and memory cap of each statement. @default `DefaultRoleLimits.report` (1 h, 8 GiB) */
   limits?: RoleLimits | undefined;
+  /** Settings of the multivariate section (`multivariate` of the config). @default the documented defaults */
+  multivariate?: MultivariateSettings | undefined;
 }
 
 /** What {@link runFileReport} returns. */
 export interface FileReportResult {
-  /** The drift report (DESIGN §2 shape). */
-  report: DriftReport;
+  /** The drift report (DESIGN §2 shape), with its `multivariate` section when it could be computed. */
+  report: DriftReport & { multivariate?: MultivariateSection };
   /** The columns compared, with their kinds. */
   columns: ReportColumn[];
   /** The HTML page, when `format` is `html`. */
@@ -66,6 +76,7 @@ const defaults = {
   progressMinBytes: 64 * 2 ** 20,
   store: undefined,
   limits: undefined,
+  multivariate: undefined,
 } satisfies { [K in Exclude<keyof FileReportOptions, 'reference' | 'current'>]-?: FileReportOptions[K] };
 
 function mb(bytes: number): string {
@@ -105,7 +116,14 @@ export async function runFileReport(options: FileReportOptions): Promise<FileRep
       'reference',
     );
     const curCols = await refineTextColumns(store, current, await describeFile(store, current, 'current'), 'current');
-    const columns = resolveColumns(refCols, curCols, { categorical: o.categorical, columns: o.columns });
+    // Vector columns (e.g. Parquet lists of floats) are compared as embeddings in the multivariate section.
+    const vectors = vectorColumns(refCols, curCols);
+    const isVector = (c: { name: string }): boolean => vectors.includes(c.name);
+    const columns = resolveColumns(
+      refCols.filter((c) => !isVector(c)),
+      curCols.filter((c) => !isVector(c)),
+      { categorical: o.categorical, columns: o.columns },
+    );
     const features = columns.map((c, i) => ({ name: c.name, kind: c.kind, column: sampleColumn(i) }));
     const ref = await withFiles([reference, current], () =>
       parsedOnce(store, reference, fileSample(reference, refCols, columns, 'mw_ref'), temps),
@@ -121,8 +139,16 @@ export async function runFileReport(options: FileReportOptions): Promise<FileRep
       computeDrift(store, { reference: ref, current: cur, features, expectedRows: Math.max(refRows, curRows) }),
     );
     progress(`statistics done: ${report.dataset.drifted_features} of ${report.dataset.features} columns drifted`);
+    const multivariate = await fileMultivariate(store, {
+      reference: { file: reference, columns: refCols },
+      current: { file: current, columns: curCols },
+      numeric: columns.filter((c) => c.kind === 'numeric').map((c) => c.name),
+      vectors,
+      ...(o.multivariate !== undefined ? { settings: o.multivariate } : {}),
+    }).catch((err: unknown) => multivariateFailed(err));
+    progress(`multivariate done: ${multivariate.results.filter((r) => r.drift).length} drifted results`);
     if (o.format === 'json') {
-      return { report: withoutDistributions(report), columns };
+      return { report: { ...withoutDistributions(report), multivariate }, columns };
     }
     const histograms = report.features.flatMap((f) =>
       f.distribution === undefined ? [] : [histogramFromDistribution(f.name, f.kind, f.distribution)],
@@ -130,9 +156,10 @@ export async function runFileReport(options: FileReportOptions): Promise<FileRep
     const html = renderHtmlReport(withoutDistributions(report), histograms, {
       referenceLabel: basename(reference.path),
       currentLabel: basename(current.path),
+      extraSections: renderMultivariateHtml(multivariate),
     });
     progress('html rendered');
-    return { report: withoutDistributions(report), columns, html, histograms };
+    return { report: { ...withoutDistributions(report), multivariate }, columns, html, histograms };
   } finally {
     for (const t of temps) await store.command(`DROP TABLE IF EXISTS ${t}`).catch(() => undefined);
     if (owned !== undefined) await owned.close();

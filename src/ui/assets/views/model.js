@@ -5,6 +5,7 @@
 
 import { ApiError, call, has, modelPath } from '../api.js';
 import { histogramChart, palette, timeChart } from '../charts.js';
+import { multivariatePanel } from './multivariate.js';
 import { currentWindow, headlineMetric, healthSeries, histogramOf, perMinute, severity } from '../data.js';
 import {
   firstArray,
@@ -37,6 +38,7 @@ export async function modelPage(root, signal, name) {
     reference: panel('Reference', { id: 'reference' }),
     performance: panel('Performance: measured vs estimated', { id: 'performance', class: 'wide' }),
     changes: panel('Change points', { id: 'change-points' }),
+    multivariate: panel('Multivariate and embedding drift', { id: 'multivariate', class: 'wide' }),
     alerts: panel('Alerts', { id: 'alerts' }),
     shadow: panel('Shadow runs', { id: 'shadow', class: 'wide' }),
   };
@@ -78,6 +80,7 @@ export async function modelPage(root, signal, name) {
     referencePanel(P.reference.body, name, selection, signal).catch((e) => showError(P.reference.body, e)),
     performancePanel(P.performance.body, name, win, range, signal).catch((e) => showError(P.performance.body, e)),
     changePointsPanel(P.changes.body, name, range, signal).catch((e) => showError(P.changes.body, e)),
+    multivariatePanel(P.multivariate.body, name, range, signal).catch((e) => showError(P.multivariate.body, e)),
     alertsPanel(P.alerts.body, name, health, signal).catch((e) => showError(P.alerts.body, e)),
     shadowPanel(P.shadow.body, name, signal).catch((e) => showError(P.shadow.body, e)),
   ]);
