@@ -324,7 +324,8 @@ export async function runMultivariateDrift<M extends MultivariateMethod>(
  * Data reconstruction drift of one window (NannyML): fits standardisation + PCA on `reference`
  * (components explaining `varianceShare`, default 65 %), sets the band mean ± `bandStd` (default 3)
  * std of the reference chunks' errors, and flags `current` when its mean reconstruction error leaves
- * the band. Runs in a worker thread. Nominal false-alarm rate ≈ 2.4 % with the default 10 chunks.
+ * the band. Runs in a worker thread. False-alarm rate ≤ 5 % with the default 10 chunks (see
+ * {@link fitReconstruction}).
  */
 export function reconstructionDrift(
   reference: Rows,

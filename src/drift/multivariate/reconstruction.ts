@@ -81,9 +81,12 @@ export function componentsForShare(ratios: readonly number[], share: number): nu
  * `varianceShare` of the variance. A row's reconstruction error is the Euclidean distance between its
  * standardised values and their projection back from the kept components; a window's error is the
  * mean over its rows. Non-finite values are replaced by the reference mean of their feature (0 once
- * standardised) before both steps. Under no drift a window of `chunkSize` rows leaves the band
- * mean ± 3 std of c chunk errors at about the two-sided tail of 3 / √(1 + 1/c) · √((c − 1)/c) in a
- * Student t with c − 1 degrees of freedom (≈ 2.4 % for the default 10 chunks, chunk errors normal).
+ * standardised) before both steps. False-alarm rate: under no drift a window of `chunkSize` rows
+ * leaves the band mean ± 3 std of c chunk errors at about the two-sided tail of
+ * 3 / (√(1 + 1/c) · √(c / (c − 1))) in a Student t with c − 1 degrees of freedom if chunk errors were
+ * normal (≈ 2.4 % for the default 10 chunks); measured on unchanged 5-feature data, 100-row windows:
+ * 4.5 % with 10 chunks, 0.75 % with 50 chunks (400 seeds each). State it as ≤ 5 % with 10 chunks;
+ * more reference chunks tighten it.
  */
 export function fitReconstruction(reference: Rows, options: ReconstructionOptions = {}): ReconstructionModel {
   return fitReconstructionFlat(toFlat(reference, 'reference', 2), options);
