@@ -154,9 +154,9 @@ describe('detection cases', () => {
       if (mmdDrift(embRef, embCur, { permutations: 100, seed: s }).verdict === 'drift') alarms.mmd++;
       if (componentDrift(embRef, embCur).verdict === 'drift') alarms.componentShare++;
     }
-    // Stated rates: reconstruction ≈ 2.4 % (band of 10 chunks, see fitReconstruction), the classifier
+    // Stated rates: reconstruction ≤ 5 % (band of 10 chunks, see fitReconstruction), the classifier
     // ≤ 5 %, MMD alpha = 5 %, component share ≤ alpha = 5 % (far less: 20 % of 384 components must reject).
-    expect(alarms.reconstruction, JSON.stringify(alarms)).toBeLessThanOrEqual(binomialBound(seeds, 0.024));
+    expect(alarms.reconstruction, JSON.stringify(alarms)).toBeLessThanOrEqual(binomialBound(seeds, 0.05));
     expect(alarms.classifier, JSON.stringify(alarms)).toBeLessThanOrEqual(binomialBound(seeds, 0.05));
     expect(alarms.mmd, JSON.stringify(alarms)).toBeLessThanOrEqual(binomialBound(seeds, 0.05));
     expect(alarms.componentShare, JSON.stringify(alarms)).toBeLessThanOrEqual(binomialBound(seeds, 0.05));

@@ -287,8 +287,9 @@ export type RunMultivariateOptions<M extends MultivariateMethod> = MultivariateM
 /**
  * Runs one multivariate drift method on a reference sample and a detection window, in worker
  * threads, and returns the stored result shape ({@link MultivariateDriftResult}). The domain
- * classifier spreads its folds over `workers` threads (capping each side first); the others move both
- * samples (row-major `Float64Array`s, transferred, not copied) to one worker. Bad input rejects with a `bad_request`
+ * classifier spreads its folds over `workers` threads (capping each side first); mean distance (one
+ * pass over the rows) runs in the calling thread; the others move both samples (row-major
+ * `Float64Array`s, transferred, not copied) to one worker. Bad input rejects with a `bad_request`
  * {@link ModelwatchError} naming the field; `timeoutMs` (default 60 s) and `signal` stop the worker.
  */
 export async function runMultivariateDrift<M extends MultivariateMethod>(
@@ -305,6 +306,10 @@ export async function runMultivariateDrift<M extends MultivariateMethod>(
     const r = await runDomainClassifier(reference, current, { ...o, timeoutMs, signal, workerUrl });
     return classifierResult(r, o, reference[0]?.length ?? 0) as MultivariateDriftResult<M>;
   }
+  if (method === 'mean_distance') {
+    // Column means are one pass over the rows (no sort, no fit): cheaper here than a worker's start-up.
+    return computeMultivariateDrift<M>(method, reference, current, rest);
+  }
   const ref = toFlat(reference, 'reference', 2);
   const cur = toFlat(current, 'current', 1);
   sameCols(ref, cur);
@@ -319,7 +324,8 @@ export async function runMultivariateDrift<M extends MultivariateMethod>(
  * Data reconstruction drift of one window (NannyML): fits standardisation + PCA on `reference`
  * (components explaining `varianceShare`, default 65 %), sets the band mean ± `bandStd` (default 3)
  * std of the reference chunks' errors, and flags `current` when its mean reconstruction error leaves
- * the band. Runs in a worker thread. Nominal false-alarm rate ≈ 2.4 % with the default 10 chunks.
+ * the band. Runs in a worker thread. False-alarm rate ≤ 5 % with the default 10 chunks (see
+ * {@link fitReconstruction}).
  */
 export function reconstructionDrift(
   reference: Rows,
@@ -371,7 +377,8 @@ export function componentShareMethod(
 
 /**
  * Mean-vector distance drift of one window: Euclidean (default) or cosine distance between the mean
- * vectors; drift when it exceeds `threshold` (default 0.2, in the vectors' units). Runs in a worker thread.
+ * vectors; drift when it exceeds `threshold` (default 0.2, in the vectors' units). Runs in the calling
+ * thread: one pass over the rows.
  */
 export function meanDistanceMethod(
   reference: Rows,
