@@ -92,11 +92,11 @@ export const multivariateOverrideSchema = z.strictObject({
       threshold: z.number().gte(0.5).lt(1).optional(),
       /** Stratified cross-validation folds. @default 5 */
       folds: z.number().int().min(2).max(20).optional(),
-      /** Rows per side the forest trains on at most. @default 300 */
+      /** Rows per side the classifier trains on at most. @default 2000 */
       maxRowsPerSide: z.number().int().min(10).optional(),
-      /** Trees in the forest. @default 15 */
+      /** Boosting iterations (trees) per fold. @default 50 */
       trees: z.number().int().min(1).optional(),
-      /** Maximum tree depth. @default 8 */
+      /** Maximum tree depth. @default 3 */
       maxDepth: z.number().int().min(1).optional(),
       /** The worker is stopped after this long. @default 30000 */
       timeoutMs: z.number().int().positive().optional(),

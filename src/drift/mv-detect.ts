@@ -43,7 +43,7 @@ export const MultivariateDefaults: Readonly<MultivariateSettings> = {
   features: undefined,
   maxRows: 2000,
   reconstruction: { varianceShare: 0.65, bandStd: 3, chunks: 10 },
-  classifier: { threshold: 0.55, folds: 5, maxRowsPerSide: 300, trees: 15, maxDepth: 8, timeoutMs: 30_000 },
+  classifier: { threshold: 0.55, folds: 5, maxRowsPerSide: 2000, trees: 50, maxDepth: 3, timeoutMs: 30_000 },
   mmd: { permutations: 100, alpha: 0.05, maxRowsPerSide: 300 },
   componentShare: { alpha: 0.05, threshold: 0.2 },
   meanDistance: { metric: 'euclidean', euclideanThreshold: 0.2, cosineThreshold: 0.2 },
@@ -173,6 +173,8 @@ async function runMethod(
         nEstimators: c.trees,
         maxDepth: c.maxDepth,
         timeoutMs: c.timeoutMs,
+        // The soft budget (folds stop adding trees) ends before the hard timeout stops the worker.
+        timeBudgetMs: Math.round(c.timeoutMs * 0.75),
         ...(signal ? { signal } : {}),
       });
       return {
