@@ -412,7 +412,7 @@ async function cycleBody(
 
     if (o.drift && withRows.length > 0) {
       const results = await o.drift(store, {
-        models: withRows.map((model) => ({ model, splits: segmentSplits(config, model) })),
+        models: withRows.map((model) => ({ model, splits: segmentSplits(config, model), rows: entry(model).out.rows })),
         from,
         to: end,
         signal,
