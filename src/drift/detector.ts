@@ -301,9 +301,6 @@ export async function startDetector(ctx: RuntimeContext, options: DetectorOption
       works.push(cycle.settled);
       const r = await cycle.result;
       runs.push(...r.runs);
-      for (const t of r.timedOut) {
-        log.error('detection run timed out', { model: t.model, timeoutMs: o.timeoutMs, error: t.error });
-      }
       for (const r of runs) {
         for (const c of r.change_points) {
           log.info('change point', {
