@@ -153,9 +153,9 @@ export async function run(): Promise<void> {
     const copy = (table: string, idColumn: string, extra: string): Promise<void> =>
       store.command(
         `INSERT INTO ${table}
-         SELECT * REPLACE (concat(${idColumn}, '/', __target) AS ${idColumn}${extra})
-         FROM ${table} ARRAY JOIN {targets:Map(String, Array(String))}[${idColumn}] AS __target
-         WHERE ${idColumn} IN {ids:Array(String)}`,
+         SELECT * EXCEPT (__src) REPLACE (concat(__src, '/', __target) AS ${idColumn}${extra})
+         FROM (SELECT *, ${idColumn} AS __src FROM ${table} WHERE ${idColumn} IN {ids:Array(String)})
+         ARRAY JOIN {targets:Map(String, Array(String))}[__src] AS __target`,
         { role: 'report', label: `bench copy ${table}`, params: { targets, ids: Object.keys(targets) } },
       );
     await copy('mw_references', 'id', ', __target AS model');
