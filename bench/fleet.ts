@@ -71,6 +71,8 @@ interface CycleTiming {
   statuses: Record<string, number>;
   drifted_models: number;
   stored: { drift_rows: number; performance_rows: number; series_rows: number; run_rows: number };
+  /** Store statements of the cycle by label: count and time spent waiting for them (the rest is JS). */
+  statements?: Array<{ label: string; count: number; seconds: number }>;
 }
 
 /** Runs the fleet benchmark and writes bench/results/fleet.json and fleet.md. */
@@ -91,9 +93,38 @@ export async function run(): Promise<void> {
   try {
     await store.migrate();
     const config = configSchema.parse({});
+    // Time per statement label (the real store, each call timed) — where a cycle's time goes.
+    const spent = new Map<string, { n: number; ms: number }>();
+    const timed = <T extends object>(target: T): T =>
+      new Proxy(target, {
+        get(t, prop) {
+          const v: unknown = Reflect.get(t, prop);
+          if (prop === 'with' && typeof v === 'function')
+            return (d: unknown) => timed((v as (x: unknown) => object).call(t, d));
+          if (
+            (prop === 'query' || prop === 'queryBinary' || prop === 'insert' || prop === 'command') &&
+            typeof v === 'function'
+          ) {
+            return async (...a: unknown[]) => {
+              const t0 = performance.now();
+              try {
+                return await (v as (...x: unknown[]) => Promise<unknown>).apply(t, a);
+              } finally {
+                const o = (prop === 'insert' ? a[2] : a[1]) as { label?: string } | undefined;
+                const label = o?.label ?? (prop === 'insert' ? `insert ${String(a[0])}` : String(prop));
+                const e = spent.get(label) ?? { n: 0, ms: 0 };
+                e.n++;
+                e.ms += performance.now() - t0;
+                spent.set(label, e);
+              }
+            };
+          }
+          return typeof v === 'function' ? (v as (...x: unknown[]) => unknown).bind(t) : v;
+        },
+      });
     const ctx = {
       config,
-      store,
+      store: timed(store),
       bus: new InProcessBus(),
       logger: { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined },
       metrics: new Registry(),
@@ -244,7 +275,11 @@ export async function run(): Promise<void> {
         skipped.push(`${n} models: skipped, predicted ${predicted.toFixed(0)} s from the previous size`);
         continue;
       }
+      spent.clear();
       const c = await timeCycle(n);
+      c.statements = [...spent.entries()]
+        .map(([label, e]) => ({ label, count: e.n, seconds: e.ms / 1000 }))
+        .sort((a, b) => b.seconds - a.seconds);
       cycles.push(c);
       const prev = cycles[cycles.length - 1]!;
       predicted = (prev.seconds / prev.models) * n * 10;
@@ -319,6 +354,17 @@ export async function run(): Promise<void> {
       '',
       `Target: ≤ 30 s per cycle at ${MODELS.toLocaleString('en-US')} models — ${full === null ? 'not measured' : `${f(full.seconds)} s, ${summary.target_met === true ? 'met' : 'missed'}`}.`,
       '',
+      ...(full?.statements
+        ? [
+            `Where the ${MODELS.toLocaleString('en-US')}-model cycle's time goes (store statements by label, time waiting for each; the remainder of the cycle is JavaScript: splitting windows, comparisons, building rows):`,
+            '',
+            '| statement | count | s |',
+            '|---|---:|---:|',
+            ...full.statements.map((x) => `| ${x.label} | ${x.count} | ${f(x.seconds)} |`),
+            `| (JavaScript and the rest) | | ${f(full.seconds - full.statements.reduce((t, x) => t + x.seconds, 0))} |`,
+            '',
+          ]
+        : []),
       `Baseline (same run): the per-model path, one \`runDetectionOnce\` per model: ${baseline.map((b) => `${b.models} models ${f(b.seconds)} s`).join(', ') || '—'}; ${f(summary.baseline_predicted_s_at_full_fleet, 0)} s predicted at ${MODELS.toLocaleString('en-US')} models.`,
       '',
       `Peak RSS of the process (node + embedded ClickHouse): ${f(peakRssMb, 0)} MB (${f(rssBefore, 0)} MB before the timed cycles, after data generation and references).`,
