@@ -7,6 +7,7 @@ import { DetectMetrics } from './detect-metrics.js';
 import { DetectorState } from './detect-state.js';
 import { detectDrift } from './detect-drift.js';
 import { intervalEnd, raceAbort, startCycle, type CycleResult, type DetectionRun } from './fleet/cycle.js';
+import { batchedDrift } from './fleet/batch-drift.js';
 import { perModelDrift, type DriftDetectFn, type FleetDriftFn } from './fleet/drift.js';
 import { DEFAULT_MONITOR_DETECTORS, type SeriesMonitorOptions } from './streaming/monitor.js';
 
@@ -16,6 +17,8 @@ export type { SeriesPoint } from './detect-series.js';
 export { intervalEnd, segmentKey, startCycle } from './fleet/cycle.js';
 export type { ChangePoint, CycleOptions, CycleResult, DetectionRun } from './fleet/cycle.js';
 export { driftOutcome, perModelDrift } from './fleet/drift.js';
+export { batchedDrift } from './fleet/batch-drift.js';
+export type { BatchedDriftOptions } from './fleet/batch-drift.js';
 export type { DriftDetectFn, DriftOutcome, FleetDriftFn, FleetDriftRequest, FleetDriftResult } from './fleet/drift.js';
 
 /** Options of {@link startDetector} and {@link runDetectionOnce}. */
@@ -40,7 +43,9 @@ export interface DetectorOptions {
   detectDrift?: DriftDetectFn | null;
   /**
    * The drift step of a cycle, for all its models at once.
-   * @default the per-model {@link detectDrift} with the runtime's config, one model after another
+   * @default {@link batchedDrift} with the runtime's config: stored references and windows of all models read
+   * together and compared in memory; models it leaves (no stored reference yet, a configured reference or
+   * segments) go through the per-model {@link detectDrift}, one after another
    */
   driftStep?: FleetDriftFn;
   /**
@@ -95,7 +100,7 @@ function resolveDrift(ctx: RuntimeContext, options: DetectorOptions): FleetDrift
   if (options.detectDrift === null) return null;
   if (options.detectDrift !== undefined) return perModelDrift(options.detectDrift);
   if (options.driftStep !== undefined) return options.driftStep;
-  return perModelDrift((store, { model, from, to, segmentBy }) => {
+  const perModel = perModelDrift((store, { model, from, to, segmentBy }) => {
     const maxSegments = ctx.config.models[model]?.segments?.max;
     return detectDrift(store, {
       model,
@@ -107,6 +112,7 @@ function resolveDrift(ctx: RuntimeContext, options: DetectorOptions): FleetDrift
       ...(maxSegments !== undefined ? { maxSegments } : {}),
     });
   });
+  return batchedDrift({ config: ctx.config, fallback: perModel });
 }
 
 function resolveOptions(ctx: RuntimeContext, options: DetectorOptions): ResolvedOptions {
@@ -295,9 +301,6 @@ export async function startDetector(ctx: RuntimeContext, options: DetectorOption
       works.push(cycle.settled);
       const r = await cycle.result;
       runs.push(...r.runs);
-      for (const t of r.timedOut) {
-        log.error('detection run timed out', { model: t.model, timeoutMs: o.timeoutMs, error: t.error });
-      }
       for (const r of runs) {
         for (const c of r.change_points) {
           log.info('change point', {

@@ -412,7 +412,7 @@ async function cycleBody(
 
     if (o.drift && withRows.length > 0) {
       const results = await o.drift(store, {
-        models: withRows.map((model) => ({ model, splits: segmentSplits(config, model) })),
+        models: withRows.map((model) => ({ model, splits: segmentSplits(config, model), rows: entry(model).out.rows })),
         from,
         to: end,
         signal,
@@ -551,6 +551,7 @@ async function cycleBody(
         out.error = message;
         out.duration_ms = duration;
         o.metrics?.run(out.model, out.status, out.duration_ms, now);
+        log.error('detection run timed out', { model: out.model, error: message });
       }
       // The cycle's own store is cancelled: record through the runtime's.
       if (timedOut.length > 0) await record(runtime.store.with({ role: 'detect' }), timedOut);

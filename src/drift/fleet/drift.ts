@@ -35,7 +35,8 @@ export interface FleetDriftResult {
 
 /** What a cycle asks the drift engine: every model with rows in the window, one window. */
 export interface FleetDriftRequest {
-  models: ReadonlyArray<{ model: string; splits: readonly SegmentBy[] }>;
+  /** Each model with its configured segment splits and its rows in the window (as counted by the cycle). */
+  models: ReadonlyArray<{ model: string; splits: readonly SegmentBy[]; rows?: number | undefined }>;
   from: number;
   to: number;
   signal?: AbortSignal | undefined;
