@@ -163,13 +163,16 @@ describe('a detection cycle over a fleet', () => {
       .map((r) => r.model);
     expect(drifted).toEqual(['fb', 'fd']);
 
-    // The per-model path on the same data: one run per model, each with its own state.
+    // The per-model path on the same data: one run per model with the per-model drift engine, its own state.
+    const perModel: DriftDetectFn = (store, { model, from, to, segmentBy }) =>
+      detectDrift(store, { model, from, to, config: ctx.config, now: to, segmentBy });
     for (const run of cycleRuns) {
       const single = await runDetectionOnce(ctx, {
         model: run.model,
         now,
         intervalMs: MIN,
         state: new DetectorState(),
+        detectDrift: perModel,
       });
       const [a, b] = [await stored(run), await stored(single)];
       expect(a.run).toHaveLength(1);
