@@ -13,6 +13,7 @@ import type { TrafficSummary } from '../performance/traffic.js';
 import type { ClassificationMetrics, EstimatedMetrics, RegressionMetrics } from '../performance/types.js';
 import type { ChangeAlarm } from '../streaming/monitor.js';
 import type { DriftReport, FeatureReport } from '../stats/types.js';
+import { runMultivariateStage } from '../mv-detect.js';
 import { abortError, type FleetDriftFn } from './drift.js';
 import {
   queryFeatureMeansBatch,
@@ -441,6 +442,27 @@ async function cycleBody(
       }
     }
 
+    // Multivariate and embedding drift (src/drift/mv-detect.ts), per model with a drift report: each stage
+    // reads capped samples, stores its own results and returns its series points.
+    const mvSeries = new Map<string, SeriesPoint[]>();
+    for (const model of withRows) {
+      const { out, key } = entry(model);
+      if (!out.drift) continue;
+      inFlight = [model];
+      const mv = await runMultivariateStage({
+        store,
+        config,
+        logger: log,
+        signal,
+        report: out.drift,
+        run: { run_id: key.run_id, model, ts: now, fromMs: from, toMs: end },
+        metrics: o.metrics && { registry: runtime.metrics, label: (m) => o.metrics?.label(m) ?? m },
+      });
+      check();
+      if (mv.series.length > 0) mvSeries.set(model, mv.series);
+    }
+    inFlight = models;
+
     if (withRows.length > 0) {
       const perf = await computePerformanceBatch(store, {
         models: withRows.map((model) => ({ model, schema: config.models[model] })),
@@ -470,7 +492,7 @@ async function cycleBody(
       if (!out.traffic) continue;
       const own = intervalSeries(slice, out.traffic, means.get(model) ?? [], quarantined.get(model) ?? 0);
       const windowed = windowSeries({ fromMs: from, toMs: end }, out.drift, out.performance);
-      out.series = [...own, ...windowed];
+      out.series = [...own, ...windowed, ...(mvSeries.get(model) ?? [])];
       const fed = [...own, ...(o.windowMs <= o.intervalMs ? windowed : [])];
       for (const p of fed) {
         for (const alarm of state.feed(model, p.series, p.value, p.feature)) {
