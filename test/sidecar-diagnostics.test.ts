@@ -140,7 +140,7 @@ describe('the sidecar diagnostics log', () => {
       blockFor(200);
       await waitFor(
         () => lines.some((l) => l.msg === 'diagnostics' && Number(l.fields.eldMaxMs) >= 150),
-        5_000,
+        30_000,
         'a diagnostics line showing the blocked loop',
       );
     } finally {
