@@ -1,11 +1,14 @@
-import { monitorEventLoopDelay, PerformanceObserver, constants, type IntervalHistogram } from 'node:perf_hooks';
+import { createHistogram, PerformanceObserver, constants, type RecordableHistogram } from 'node:perf_hooks';
 import type { Logger } from '../common/logger.js';
 
 /** What the process did over one diagnostics interval (since the previous reading). */
 export interface DiagnosticsReading {
   /** Length of the interval, ms. */
   intervalMs: number;
-  /** Event-loop delay percentiles over the interval (`monitorEventLoopDelay`), ms. */
+  /**
+   * Event-loop delay percentiles over the interval, ms: the time between ticks of a `resolutionMs`
+   * timer, as `monitorEventLoopDelay` measures it (an idle loop reads about `resolutionMs`).
+   */
   eldP50Ms: number;
   eldP99Ms: number;
   eldMaxMs: number;
@@ -39,11 +42,20 @@ const nsToMs = (ns: number): number => (Number.isFinite(ns) ? r3(ns / 1e6) : 0);
 
 /**
  * Event-loop delay, GC pauses and CPU of this process, read in intervals: each {@link read} reports
- * what happened since the previous one and starts a new interval. Costs one libuv timer at
+ * what happened since the previous one and starts a new interval. Costs one unref'd timer at
  * `resolutionMs` and one performance entry per collection.
+ *
+ * The delay is sampled by our own timer rather than `monitorEventLoopDelay`: resetting that monitor
+ * drops the first sample after the reset, so a stall that ends with the reading's own timer firing
+ * first was never reported. Here {@link read} first records the stall still in progress (the time
+ * since the last tick, when it is already longer than the resolution), so no delay falls between
+ * two intervals.
  */
 export class LoopDiagnostics {
-  private readonly eld: IntervalHistogram;
+  private readonly eld: RecordableHistogram = createHistogram();
+  private readonly resolutionNs: bigint;
+  private readonly ticker: NodeJS.Timeout;
+  private lastTick = process.hrtime.bigint();
   private readonly observer: PerformanceObserver;
   private gcCount = 0;
   private gcMinor = 0;
@@ -62,8 +74,9 @@ export class LoopDiagnostics {
     if (!(Number.isInteger(resolution) && resolution >= 1)) {
       throw new RangeError(`LoopDiagnosticsOptions.resolutionMs must be a positive integer, got ${resolution}`);
     }
-    this.eld = monitorEventLoopDelay({ resolution });
-    this.eld.enable();
+    this.resolutionNs = BigInt(resolution) * 1_000_000n;
+    this.ticker = setInterval(() => this.tick(false), resolution);
+    this.ticker.unref();
     this.observer = new PerformanceObserver((list) => {
       for (const e of list.getEntries()) {
         const kind = (e as unknown as { detail?: { kind?: number } }).detail?.kind ?? 0;
@@ -91,8 +104,18 @@ export class LoopDiagnostics {
     this.observer.observe({ entryTypes: ['gc'] });
   }
 
+  /** Records the time since the last tick; `pending`: only if it already exceeds the resolution. */
+  private tick(pending: boolean): void {
+    const t = process.hrtime.bigint();
+    const delta = t - this.lastTick;
+    if (pending && delta <= this.resolutionNs) return;
+    if (delta > 0n) this.eld.record(delta);
+    this.lastTick = t;
+  }
+
   /** What happened since the previous reading (or the start); starts a new interval. */
   read(): DiagnosticsReading {
+    if (!this.stopped) this.tick(true);
     const now = performance.now();
     const cpu = process.cpuUsage(this.cpu);
     const mem = process.memoryUsage();
@@ -129,7 +152,7 @@ export class LoopDiagnostics {
   stop(): void {
     if (this.stopped) return;
     this.stopped = true;
-    this.eld.disable();
+    clearInterval(this.ticker);
     this.observer.disconnect();
   }
 }
