@@ -3,6 +3,7 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
+import { ErrorCodes, ModelwatchError } from './errors.js';
 
 /**
  * URL of a worker entry module next to the calling module: `NAME.ts` when the caller runs from source
@@ -51,4 +52,68 @@ export function startWorker(url: URL, workerData: object, transferList: ArrayBuf
     });
   }
   return new Worker(fileURLToPath(url), { workerData, transferList });
+}
+
+/** What a one-shot worker run by {@link runWorkerTask} posts back: its result, or the error it hit. */
+export type WorkerTaskReply =
+  { ok: true; result: unknown } | { ok: false; message: string; code: string; field?: string | undefined };
+
+/** Options of {@link runWorkerTask}. */
+export interface WorkerTaskOptions {
+  /** What the task is, for error messages, e.g. `'multivariate drift'`. */
+  what: string;
+  /** Terminate the worker and reject with a retryable `timeout` error after this long, ms. */
+  timeoutMs: number;
+  /** Terminate the worker and reject with `cancelled` when this aborts. */
+  signal?: AbortSignal | undefined;
+}
+
+/**
+ * Runs one task in a fresh worker on `url` (the entry reads it from `workerData` and posts one
+ * {@link WorkerTaskReply}) and resolves with its result; the worker is terminated in every outcome.
+ * `transfer` lists buffers moved (not copied) to the worker. A reply with code `bad_request` rejects as
+ * `bad_request` (with its field), any other failure as `internal`.
+ */
+export function runWorkerTask<T>(url: URL, task: object, transfer: ArrayBuffer[], o: WorkerTaskOptions): Promise<T> {
+  const { what, timeoutMs, signal } = o;
+  if (signal?.aborted === true) return Promise.reject(new ModelwatchError(ErrorCodes.cancelled, `${what} cancelled`));
+  return new Promise<T>((resolve, reject) => {
+    const worker = startWorker(url, task, transfer);
+    let settled = false;
+    const finish = (err: Error | undefined, result?: unknown): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
+      void worker.terminate();
+      if (err) reject(err);
+      else resolve(result as T);
+    };
+    const timer = setTimeout(
+      () => finish(new ModelwatchError(ErrorCodes.timeout, `${what} exceeded ${timeoutMs} ms`, { retryable: true })),
+      timeoutMs,
+    );
+    timer.unref();
+    const onAbort = (): void => finish(new ModelwatchError(ErrorCodes.cancelled, `${what} cancelled`));
+    signal?.addEventListener('abort', onAbort, { once: true });
+    worker.on('message', (m: WorkerTaskReply) => {
+      if (m.ok) finish(undefined, m.result);
+      else
+        finish(
+          new ModelwatchError(
+            m.code === ErrorCodes.badRequest ? ErrorCodes.badRequest : ErrorCodes.internal,
+            m.message,
+            {
+              field: m.field,
+            },
+          ),
+        );
+    });
+    worker.on('error', (err: Error) =>
+      finish(new ModelwatchError(ErrorCodes.internal, `${what} worker failed: ${err.message}`, { cause: err })),
+    );
+    worker.on('exit', (code) =>
+      finish(new ModelwatchError(ErrorCodes.internal, `${what} worker exited (code ${code}) without a result`)),
+    );
+  });
 }

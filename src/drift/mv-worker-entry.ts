@@ -23,7 +23,7 @@ try {
     reference: rows(data.reference, data.width),
     current: rows(data.current, data.width),
   };
-  message = { ok: true, results: data.methods.map((m) => runSyncMethod(m, group, data.settings)) };
+  message = { ok: true, result: data.methods.map((m) => runSyncMethod(m, group, data.settings)) };
 } catch (err) {
   message = { ok: false, message: errorMessage(err), code: err instanceof ModelwatchError ? err.code : 'internal' };
 }

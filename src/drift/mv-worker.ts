@@ -1,5 +1,4 @@
-import { ErrorCodes, ModelwatchError } from '../common/errors.js';
-import { startWorker, workerEntryUrl } from '../common/worker.js';
+import { runWorkerTask, workerEntryUrl, type WorkerTaskReply } from '../common/worker.js';
 import type { GroupRows, MultivariateResult, MultivariateSettings } from './mv-detect.js';
 import type { SyncMethod } from './mv-kernels.js';
 
@@ -14,9 +13,8 @@ export interface KernelWorkerData {
   settings: MultivariateSettings;
 }
 
-/** What the worker posts back. */
-export type KernelWorkerMessage =
-  { ok: true; results: MultivariateResult[] } | { ok: false; message: string; code: string };
+/** What the worker posts back (`result`: the methods' results, in order). */
+export type KernelWorkerMessage = WorkerTaskReply;
 
 /** A worker running the in-thread kernels is stopped after this long. */
 export const KERNEL_WORKER_TIMEOUT_MS = 60_000;
@@ -49,51 +47,10 @@ export function runKernelsInWorker(
     methods,
     settings,
   };
-  if (signal?.aborted === true) {
-    return Promise.reject(new ModelwatchError(ErrorCodes.cancelled, 'multivariate kernels cancelled'));
-  }
-  return new Promise<MultivariateResult[]>((resolve, reject) => {
-    const worker = startWorker(workerEntryUrl(import.meta.url, './mv-worker-entry'), data, [
-      data.reference.buffer as ArrayBuffer,
-      data.current.buffer as ArrayBuffer,
-    ]);
-    let settled = false;
-    const finish = (err: Error | undefined, results?: MultivariateResult[]): void => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      signal?.removeEventListener('abort', onAbort);
-      void worker.terminate();
-      if (err) reject(err);
-      else resolve(results ?? []);
-    };
-    const timer = setTimeout(
-      () =>
-        finish(
-          new ModelwatchError(ErrorCodes.timeout, `multivariate kernels exceeded ${KERNEL_WORKER_TIMEOUT_MS} ms`, {
-            retryable: true,
-          }),
-        ),
-      KERNEL_WORKER_TIMEOUT_MS,
-    );
-    timer.unref();
-    const onAbort = (): void => finish(new ModelwatchError(ErrorCodes.cancelled, 'multivariate kernels cancelled'));
-    signal?.addEventListener('abort', onAbort, { once: true });
-    worker.on('message', (m: KernelWorkerMessage) => {
-      if (m.ok) finish(undefined, m.results);
-      else
-        finish(
-          new ModelwatchError(
-            m.code === ErrorCodes.badRequest ? ErrorCodes.badRequest : ErrorCodes.internal,
-            m.message,
-          ),
-        );
-    });
-    worker.on('error', (err: Error) =>
-      finish(new ModelwatchError(ErrorCodes.internal, `multivariate worker failed: ${err.message}`, { cause: err })),
-    );
-    worker.on('exit', (code) =>
-      finish(new ModelwatchError(ErrorCodes.internal, `multivariate worker exited (code ${code}) without a result`)),
-    );
-  });
+  return runWorkerTask<MultivariateResult[]>(
+    workerEntryUrl(import.meta.url, './mv-worker-entry'),
+    data,
+    [data.reference.buffer as ArrayBuffer, data.current.buffer as ArrayBuffer],
+    { what: 'multivariate kernels', timeoutMs: KERNEL_WORKER_TIMEOUT_MS, signal },
+  );
 }

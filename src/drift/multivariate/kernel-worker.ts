@@ -1,9 +1,8 @@
-import { startWorker, workerEntryUrl } from '../../common/worker.js';
+import { runWorkerTask, workerEntryUrl, type WorkerTaskReply } from '../../common/worker.js';
 import { ErrorCodes, ModelwatchError } from '../../common/errors.js';
 
 /** What a kernel worker posts back. */
-export type KernelReply =
-  { ok: true; result: unknown } | { ok: false; message: string; code: string; field?: string | undefined };
+export type KernelReply = WorkerTaskReply;
 
 /** Options of one worker run. */
 export interface KernelWorkerOptions {
@@ -27,53 +26,9 @@ export function checkWorkerOptions(o: KernelWorkerOptions): void {
  * worker and resolves with its result. `transfer` lists buffers moved (not copied) to the worker.
  */
 export function runKernelWorker<T>(task: object, transfer: ArrayBuffer[], o: KernelWorkerOptions = {}): Promise<T> {
-  const timeoutMs = o.timeoutMs ?? 60_000;
-  const { signal } = o;
-  if (signal?.aborted) return Promise.reject(new ModelwatchError(ErrorCodes.cancelled, 'multivariate drift cancelled'));
-  return new Promise<T>((resolve, reject) => {
-    const worker = startWorker(o.workerUrl ?? workerEntryUrl(import.meta.url, './kernel-worker-entry'), task, transfer);
-    let settled = false;
-    const finish = (err: Error | undefined, result?: unknown): void => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      signal?.removeEventListener('abort', onAbort);
-      void worker.terminate();
-      if (err) reject(err);
-      else resolve(result as T);
-    };
-    const timer = setTimeout(
-      () =>
-        finish(
-          new ModelwatchError(ErrorCodes.timeout, `multivariate drift exceeded ${timeoutMs} ms`, { retryable: true }),
-        ),
-      timeoutMs,
-    );
-    timer.unref();
-    const onAbort = (): void => finish(new ModelwatchError(ErrorCodes.cancelled, 'multivariate drift cancelled'));
-    signal?.addEventListener('abort', onAbort, { once: true });
-    worker.on('message', (m: KernelReply) => {
-      if (m.ok) finish(undefined, m.result);
-      else
-        finish(
-          new ModelwatchError(
-            m.code === ErrorCodes.badRequest ? ErrorCodes.badRequest : ErrorCodes.internal,
-            m.message,
-            {
-              field: m.field,
-            },
-          ),
-        );
-    });
-    worker.on('error', (err: Error) =>
-      finish(
-        new ModelwatchError(ErrorCodes.internal, `multivariate drift worker failed: ${err.message}`, { cause: err }),
-      ),
-    );
-    worker.on('exit', (code) =>
-      finish(
-        new ModelwatchError(ErrorCodes.internal, `multivariate drift worker exited (code ${code}) without a result`),
-      ),
-    );
+  return runWorkerTask<T>(o.workerUrl ?? workerEntryUrl(import.meta.url, './kernel-worker-entry'), task, transfer, {
+    what: 'multivariate drift',
+    timeoutMs: o.timeoutMs ?? 60_000,
+    signal: o.signal,
   });
 }
