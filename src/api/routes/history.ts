@@ -176,16 +176,20 @@ const detectRunsRoute = createRoute({
   responses: { 200: jsonResponse(historyAnswer('runs', detectRunSchema, 'DetectRuns')), ...modelErrors },
 });
 
-const IN_WINDOW = `model = {model:String} AND ts >= {from:DateTime64(3, 'UTC')} AND ts < {to:DateTime64(3, 'UTC')}`;
-const TIMES = `toUnixTimestamp64Milli(ts) AS ts_ms, toUnixTimestamp64Milli(window_from) AS from_ms, toUnixTimestamp64Milli(window_to) AS to_ms`;
+/** The window condition of every history query (binds `model`, `from`, `to`). */
+export const IN_WINDOW = `model = {model:String} AND ts >= {from:DateTime64(3, 'UTC')} AND ts < {to:DateTime64(3, 'UTC')}`;
+/** Run time and window of a result row, in epoch ms (`ts_ms`, `from_ms`, `to_ms`). */
+export const TIMES = `toUnixTimestamp64Milli(ts) AS ts_ms, toUnixTimestamp64Milli(window_from) AS from_ms, toUnixTimestamp64Milli(window_to) AS to_ms`;
 
-interface Timed {
+/** A row selected with {@link TIMES}. */
+export interface Timed {
   ts_ms: number | string;
   from_ms: number | string;
   to_ms: number | string;
 }
 
-const times = (r: Timed): { ts: string; window_from: string; window_to: string } => ({
+/** ISO times of a {@link Timed} row. */
+export const times = (r: Timed): { ts: string; window_from: string; window_to: string } => ({
   ts: isoTime(Number(r.ts_ms)),
   window_from: isoTime(Number(r.from_ms)),
   window_to: isoTime(Number(r.to_ms)),
@@ -193,7 +197,8 @@ const times = (r: Timed): { ts: string; window_from: string; window_to: string }
 
 const num = (v: number | string | null): number | null => (v === null ? null : Number(v));
 
-function parseParams(text: string): Record<string, unknown> {
+/** A JSON object stored as text; `{}` when it is not one. */
+export function parseParams(text: string): Record<string, unknown> {
   try {
     const v: unknown = JSON.parse(text);
     return typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : {};
@@ -208,32 +213,40 @@ function capped<T>(rows: T[], limit: number): { rows: T[]; truncated: boolean } 
 }
 
 /**
+ * The shared part of every history answer: the capped window, a known model, and at most `limit` rows of
+ * `sql` (bound to `model`, `from`, `to`, `limit` and `params`), oldest first.
+ */
+export async function historyPage<R>(
+  ctx: RuntimeContext,
+  name: string,
+  q: { from?: string | undefined; to?: string | undefined; limit: number },
+  sql: string,
+  params: Record<string, unknown> = {},
+): Promise<{ window: { from: string; to: string }; rows: R[]; truncated: boolean }> {
+  const { fromMs, toMs } = cappedWindow(q.from, q.to, ctx.config.api.maxWindowMs);
+  await requireModel(ctx.store, name);
+  const rows = await queryRows<R>(ctx.store, sql, {
+    ...params,
+    model: name,
+    from: toChTime(fromMs),
+    to: toChTime(toMs),
+    limit: q.limit + 1,
+  });
+  return { window: { from: isoTime(fromMs), to: isoTime(toMs) }, ...capped(rows, q.limit) };
+}
+
+/**
  * Routes over the stored detect results (nothing is computed): `GET /api/v1/models/{name}/drift/history`,
  * `…/performance/history`, `…/change-points` and `…/detect-runs`. Each takes a `from`/`to` window over the run
  * time (default the last hour, at most `api.maxWindowMs`) and answers oldest first, at most `limit` items.
  */
 export function historyRoutes(app: ApiApp, ctx: RuntimeContext): void {
-  /**
-   * The shared part of every history answer: the capped window, a known model, and at most `limit` rows of
-   * `sql` (bound to `model`, `from`, `to`, `limit` and `params`), oldest first.
-   */
-  async function page<R>(
+  const page = <R>(
     name: string,
     q: { from?: string | undefined; to?: string | undefined; limit: number },
     sql: string,
     params: Record<string, unknown> = {},
-  ): Promise<{ window: { from: string; to: string }; rows: R[]; truncated: boolean }> {
-    const { fromMs, toMs } = cappedWindow(q.from, q.to, ctx.config.api.maxWindowMs);
-    await requireModel(ctx.store, name);
-    const rows = await queryRows<R>(ctx.store, sql, {
-      ...params,
-      model: name,
-      from: toChTime(fromMs),
-      to: toChTime(toMs),
-      limit: q.limit + 1,
-    });
-    return { window: { from: isoTime(fromMs), to: isoTime(toMs) }, ...capped(rows, q.limit) };
-  }
+  ) => historyPage<R>(ctx, name, q, sql, params);
 
   app.openapi(driftHistoryRoute, async (c) => {
     const { name } = c.req.valid('param');

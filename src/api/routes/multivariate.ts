@@ -12,8 +12,8 @@ import {
   windowSchema,
   type ApiApp,
 } from '../openapi.js';
-import { isoTime, queryRows, requireModel } from '../query.js';
-import { cappedWindow } from '../window.js';
+import { isoTime, queryRows } from '../query.js';
+import { IN_WINDOW, TIMES, historyPage, parseParams, times, type Timed } from './history.js';
 
 const MAX_POINTS = 100_000;
 
@@ -137,26 +137,14 @@ export async function latestMultivariate(
   }));
 }
 
-function parseObject(text: string): Record<string, unknown> {
-  try {
-    const v: unknown = JSON.parse(text);
-    return typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : {};
-  } catch {
-    return {};
-  }
-}
-
 function numOrNull(v: number | string | null): number | null {
   if (v === null) return null;
   const n = Number(v);
   return Number.isFinite(n) ? n : null;
 }
 
-interface Row {
+interface Row extends Timed {
   run_id: string;
-  ts_ms: number | string;
-  from_ms: number | string;
-  to_ms: number | string;
   reference_id: string;
   method: string;
   feature_group: string;
@@ -181,38 +169,27 @@ export function multivariateRoutes(app: ApiApp, ctx: RuntimeContext): void {
   app.openapi(historyRoute, async (c) => {
     const { name } = c.req.valid('param');
     const q = c.req.valid('query');
-    const { fromMs, toMs } = cappedWindow(q.from, q.to, ctx.config.api.maxWindowMs);
-    await requireModel(ctx.store, name);
-    const rows = await queryRows<Row>(
-      ctx.store,
-      `SELECT run_id, toUnixTimestamp64Milli(ts) AS ts_ms, toUnixTimestamp64Milli(window_from) AS from_ms,
-              toUnixTimestamp64Milli(window_to) AS to_ms, reference_id, method, feature_group, n_reference, n_current,
+    const found = await historyPage<Row>(
+      ctx,
+      name,
+      q,
+      `SELECT run_id, ${TIMES}, reference_id, method, feature_group, n_reference, n_current,
               statistic, p_value, threshold, lower, upper, drift, params, details
        FROM ${Tables.multivariateResults}
-       WHERE model = {model:String} AND ts >= {from:DateTime64(3, 'UTC')} AND ts < {to:DateTime64(3, 'UTC')}
+       WHERE ${IN_WINDOW}
          ${q.method === undefined ? '' : 'AND method = {method:String}'}
          ${q.group === undefined ? '' : 'AND feature_group = {group:String}'}
        ORDER BY ts, run_id, feature_group, method
        LIMIT {limit:UInt32}`,
-      {
-        model: name,
-        from: toChTime(fromMs),
-        to: toChTime(toMs),
-        method: q.method ?? '',
-        group: q.group ?? '',
-        limit: q.limit + 1,
-      },
+      { method: q.method ?? '', group: q.group ?? '' },
     );
-    const page = rows.slice(0, q.limit);
     return c.json(
       {
         model: name,
-        window: { from: isoTime(fromMs), to: isoTime(toMs) },
-        points: page.map((r) => ({
+        window: found.window,
+        points: found.rows.map((r) => ({
           run_id: r.run_id,
-          ts: isoTime(Number(r.ts_ms)),
-          window_from: isoTime(Number(r.from_ms)),
-          window_to: isoTime(Number(r.to_ms)),
+          ...times(r),
           reference_id: r.reference_id === '' ? null : r.reference_id,
           method: r.method,
           feature_group: r.feature_group,
@@ -224,10 +201,10 @@ export function multivariateRoutes(app: ApiApp, ctx: RuntimeContext): void {
           lower: numOrNull(r.lower),
           upper: numOrNull(r.upper),
           drift: r.drift === true || Number(r.drift) === 1,
-          params: parseObject(r.params),
-          details: parseObject(r.details),
+          params: parseParams(r.params),
+          details: parseParams(r.details),
         })),
-        truncated: rows.length > q.limit,
+        truncated: found.truncated,
       },
       200,
     );
