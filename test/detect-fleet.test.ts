@@ -17,6 +17,7 @@ import type { ClickHouseStore, PredictionRow, RequestRow } from '../src/store/in
 import { countingStore, type StatementLog } from './support/counting-store.js';
 import { gaussian, mulberry32 } from './support/seeded-prng.js';
 import { openTestStore } from './support/store.js';
+import { callRows } from './support/call-rows.js';
 
 // A cycle over many models stores, per model, exactly what the per-model path (one runDetectionOnce per model)
 // stores for the same data; and its number of store statements does not grow with the number of models.
@@ -43,35 +44,15 @@ async function traffic(model: string, start: number, n: number, shift: number, l
     const ts = start + Math.floor((i * HOUR) / n);
     const id = `${model}-${ts}-${i}`;
     const p = rnd();
-    preds.push({
-      model,
-      version: '1',
-      ts,
-      event_id: id,
-      request_id: id,
-      row: 0,
+    const { prediction, request } = callRows(model, ts, id, {
       features_num: { x_0: shift + g(), x_1: g() * (1 + shift / 4) },
       features_cat: { c: rnd() < 0.5 + shift / 10 ? 'a' : 'b' },
       outputs_num: { prob_0: p },
-      outputs_cat: {},
-    });
-    reqs.push({
-      model,
-      version: '1',
-      ts,
-      event_id: id,
-      request_id: id,
-      source: 'rest',
-      route: `/v2/models/${model}/infer`,
       status: i % 40 === 0 ? 500 : 200,
       latency_ms: 10 + 30 * rnd(),
-      request_bytes: 100,
-      response_bytes: 50,
-      request_truncated: false,
-      response_truncated: false,
-      rows: 1,
-      error: '',
     });
+    preds.push(prediction);
+    reqs.push(request);
     if (labelled && i % 3 !== 0) labels.push({ request_id: id, row: 0, label: rnd() < p ? '1' : '0' });
   }
   await raw.insertPredictions(preds);

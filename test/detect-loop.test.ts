@@ -12,6 +12,7 @@ import type { ClickHouseStore, PredictionRow, RequestRow } from '../src/store/in
 import { gaussian, mulberry32 } from './support/seeded-prng.js';
 import { openTestStore } from './support/store.js';
 import { selectRows } from './support/store.js';
+import { callRows } from './support/call-rows.js';
 
 const MIN = 60_000;
 const HOUR = 3_600_000;
@@ -56,35 +57,14 @@ describe('detect loop', () => {
       const ts = start + Math.floor((i * spanMs) / n);
       const id = `${model}-${ts}-${i}`;
       const p = rnd();
-      preds.push({
-        model,
-        version: '1',
-        ts,
-        event_id: id,
-        request_id: id,
-        row: 0,
+      const { prediction, request } = callRows(model, ts, id, {
         features_num: { x_0: shift + g(), x_1: g() },
-        features_cat: {},
         outputs_num: { prob_0: p },
-        outputs_cat: {},
-      });
-      reqs.push({
-        model,
-        version: '1',
-        ts,
-        event_id: id,
-        request_id: id,
-        source: 'rest',
-        route: `/v2/models/${model}/infer`,
         status: i % 50 === 0 ? 500 : 200,
         latency_ms: latency * (1 + 0.05 * g()),
-        request_bytes: 100,
-        response_bytes: 50,
-        request_truncated: false,
-        response_truncated: false,
-        rows: 1,
-        error: '',
       });
+      preds.push(prediction);
+      reqs.push(request);
       if (i % 2 === 0) labels.push({ request_id: id, row: 0, label: rnd() < p ? '1' : '0' });
     }
     await store.insertPredictions(preds);

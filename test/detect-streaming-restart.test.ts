@@ -10,6 +10,7 @@ import type { ClickHouseStore, PredictionRow, RequestRow } from '../src/store/in
 import { apiTestContext } from './support/api.js';
 import { gaussian, mulberry32 } from './support/seeded-prng.js';
 import { openTestStore, selectRows } from './support/store.js';
+import { callRows } from './support/call-rows.js';
 
 // Streaming-detector state survives a restart: the loop rebuilds it by replaying the stored series, so a change
 // injected after the restart is found at the same interval as without a restart; a cold state would miss it.
@@ -34,35 +35,12 @@ async function traffic(model: string): Promise<void> {
   for (let i = 0; i < TICKS * 10; i++) {
     const ts = T0 + i * 6_000;
     const id = `${model}-${i}`;
-    preds.push({
-      model,
-      version: '1',
-      ts,
-      event_id: id,
-      request_id: id,
-      row: 0,
+    const { prediction, request } = callRows(model, ts, id, {
       features_num: { x: g() },
-      features_cat: {},
-      outputs_num: {},
-      outputs_cat: {},
-    });
-    reqs.push({
-      model,
-      version: '1',
-      ts,
-      event_id: id,
-      request_id: id,
-      source: 'rest',
-      route: `/v2/models/${model}/infer`,
-      status: 200,
       latency_ms: (ts >= T0 + JUMP_AT * MIN ? 60 : 20) + g(),
-      request_bytes: 10,
-      response_bytes: 10,
-      request_truncated: false,
-      response_truncated: false,
-      rows: 1,
-      error: '',
     });
+    preds.push(prediction);
+    reqs.push(request);
   }
   await store.insertPredictions(preds);
   await store.insertRequests(reqs);

@@ -13,6 +13,7 @@ import type { ClickHouseStore, PredictionRow, RequestRow } from '../src/store/in
 import { apiTestContext } from './support/api.js';
 import { gaussian, mulberry32 } from './support/seeded-prng.js';
 import { openTestStore, selectRows } from './support/store.js';
+import { callRows } from './support/call-rows.js';
 
 const HOUR = 3_600_000;
 const T0 = Date.parse('2026-11-03T00:00:00Z');
@@ -52,35 +53,9 @@ describe('multivariate drift in the detect loop', () => {
     rows.forEach((features_num, i) => {
       const ts = start + Math.floor((i * HOUR) / rows.length);
       const id = `${model}-${ts}-${i}`;
-      preds.push({
-        model,
-        version: '1',
-        ts,
-        event_id: id,
-        request_id: id,
-        row: 0,
-        features_num,
-        features_cat: {},
-        outputs_num: {},
-        outputs_cat: {},
-      });
-      reqs.push({
-        model,
-        version: '1',
-        ts,
-        event_id: id,
-        request_id: id,
-        source: 'rest',
-        route: `/v2/models/${model}/infer`,
-        status: 200,
-        latency_ms: 10,
-        request_bytes: 100,
-        response_bytes: 50,
-        request_truncated: false,
-        response_truncated: false,
-        rows: 1,
-        error: '',
-      });
+      const { prediction, request } = callRows(model, ts, id, { features_num });
+      preds.push(prediction);
+      reqs.push(request);
     });
     await store.insertPredictions(preds);
     await store.insertRequests(reqs);

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { PredictionRow, RequestRow } from '../../src/store/index.js';
+import { callRows } from './call-rows.js';
 
 /** Directory of the reference fixtures (made by test/fixtures/references/make_fixtures.py). */
 export const referenceFixtureDir = join(dirname(fileURLToPath(import.meta.url)), '..', 'fixtures', 'references');
@@ -55,35 +56,13 @@ export function trafficRows(
   rows.forEach((r, i) => {
     const ts = start + i * stepMs;
     const id = `${model}-${tag}-${i}`;
-    predictions.push({
-      model,
-      version: '1',
-      ts,
-      event_id: id,
-      request_id: id,
-      row: 0,
+    const { prediction, request } = callRows(model, ts, id, {
       features_num: { x: r.x },
       features_cat: { c: r.c },
-      outputs_num: {},
-      outputs_cat: {},
-    });
-    requests.push({
-      model,
-      version: '1',
-      ts,
-      event_id: id,
-      request_id: id,
-      source: 'rest',
-      route: `/v2/models/${model}/infer`,
-      status: 200,
       latency_ms: 5,
-      request_bytes: 100,
-      response_bytes: 50,
-      request_truncated: false,
-      response_truncated: false,
-      rows: 1,
-      error: '',
     });
+    predictions.push(prediction);
+    requests.push(request);
   });
   return { predictions, requests };
 }
