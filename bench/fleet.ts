@@ -26,7 +26,8 @@ const MODELS = Number(process.env.FLEET_BENCH_MODELS ?? 1000);
 const ROWS_PER_HOUR = Number(process.env.FLEET_BENCH_ROWS ?? 1000);
 const FEATURES = 20;
 const SIZES = [10, 100, 1000].filter((n) => n <= MODELS);
-const BASELINE_SIZES = [10, 100].filter((n) => n <= MODELS);
+/** FLEET_BENCH_BASELINE=0 skips the per-model baseline (profiling runs only; the results then lack it). */
+const BASELINE_SIZES = process.env.FLEET_BENCH_BASELINE === '0' ? [] : [10, 100].filter((n) => n <= MODELS);
 const HOUR = 3_600_000;
 const MIN = 60_000;
 const T0 = Date.parse('2026-06-01T00:00:00Z');
