@@ -21,7 +21,7 @@ export interface BatchedDriftOptions {
    * configured segments, or no stored reference yet (the default one may need freezing).
    */
   fallback: FleetDriftFn;
-  /** Numeric features read per query. @default 5 */
+  /** Numeric features read per query (one scan of the map columns per group and slice). @default 25 */
   groupSize?: number;
   /**
    * Values (reference + window, numeric) held in memory at once; larger fleets are read in slices of models,
@@ -45,7 +45,7 @@ export interface BatchedDriftOptions {
 }
 
 const defaults = {
-  groupSize: 5,
+  groupSize: 25,
   maxValuesInMemory: 16_000_000,
   inlineMaxValues: 1_000_000,
   modelsPerTask: 16,
