@@ -111,7 +111,11 @@ export async function run(): Promise<void> {
           if (prop === 'with' && typeof v === 'function')
             return (d: unknown) => timed((v as (x: unknown) => object).call(t, d));
           if (
-            (prop === 'query' || prop === 'queryBinary' || prop === 'insert' || prop === 'command') &&
+            (prop === 'query' ||
+              prop === 'queryBinary' ||
+              prop === 'insert' ||
+              prop === 'insertEncoded' ||
+              prop === 'command') &&
             typeof v === 'function'
           ) {
             return async (...a: unknown[]) => {
@@ -120,8 +124,9 @@ export async function run(): Promise<void> {
               try {
                 return await (v as (...x: unknown[]) => Promise<unknown>).apply(t, a);
               } finally {
-                const o = (prop === 'insert' ? a[2] : a[1]) as { label?: string } | undefined;
-                const label = o?.label ?? (prop === 'insert' ? `insert ${String(a[0])}` : String(prop));
+                const insert = prop === 'insert' || prop === 'insertEncoded';
+                const o = (insert ? a[2] : a[1]) as { label?: string } | undefined;
+                const label = o?.label ?? (insert ? `insert ${String(a[0])}` : String(prop));
                 const e = spent.get(label) ?? { n: 0, ms: 0 };
                 e.n++;
                 const t1 = performance.now();

@@ -10,6 +10,7 @@ import { DetectorState, runDetectionCycle, type DetectionRun } from '../src/drif
 import { ksExactPValue } from '../src/drift/exact/numeric.js';
 import { batchedDrift } from '../src/drift/fleet/batch-drift.js';
 import { FleetComparePool } from '../src/drift/fleet/compare-pool.js';
+import { DriftColumns, encodeRows } from '../src/drift/fleet/cycle.js';
 import { perModelDrift } from '../src/drift/fleet/drift.js';
 import { ksExactPValueFast } from '../src/drift/fleet/ks-exact.js';
 import { createReference } from '../src/drift/reference.js';
@@ -210,5 +211,53 @@ describe('fleet comparisons in worker threads', () => {
     } finally {
       await broken.close();
     }
+  });
+});
+
+describe('the cycle result inserts (JSONCompactEachRow)', () => {
+  it('store the same values as the row objects inserted as JSONEachRow', async () => {
+    const base = {
+      model: 'enc',
+      ts: '2026-09-01 02:00:00.000',
+      window_from: '2026-09-01 01:00:00.000',
+      window_to: '2026-09-01 02:00:00.000',
+      reference_id: 'ref-"1"',
+      segment: 'feature:c=ünï \\ "q"',
+      kind: 'numeric',
+      output: false,
+      method: 'ks',
+      parameters: JSON.stringify({ threshold: 0.05, fdr: false }),
+      n_ref: 1000,
+      n_cur: 983,
+      threshold: 0.05,
+      stats: JSON.stringify({ ks: { statistic: 0.1, p_value: 1e-300 }, note: 'line\nbreak' }),
+      quality: '{}',
+    };
+    const rows = (run: string): object[] => [
+      { ...base, run_id: run, feature: 'a', statistic: 0.125, p_value: 5e-324, score: 0.3, drifted: true },
+      { ...base, run_id: run, feature: 'b', statistic: null, p_value: null, score: Number.NaN, drifted: false },
+      {
+        ...base,
+        run_id: run,
+        feature: '',
+        kind: 'dataset',
+        statistic: 2,
+        p_value: Infinity,
+        score: -0,
+        drifted: false,
+      },
+    ];
+    await raw.insert('mw_drift_results', rows('plain'));
+    await raw.insertEncoded('mw_drift_results', encodeRows(rows('compact'), DriftColumns), {
+      format: 'JSONCompactEachRow',
+      columns: DriftColumns,
+    });
+    const read = (run: string): Promise<unknown[]> =>
+      raw.query(`SELECT * EXCEPT (run_id) FROM mw_drift_results WHERE run_id = {run:String} ORDER BY feature, kind`, {
+        params: { run },
+      });
+    const plain = await read('plain');
+    expect(plain).toHaveLength(3);
+    expect(await read('compact')).toEqual(plain);
   });
 });

@@ -82,6 +82,95 @@ function toChTime(ms: number): string {
   return s;
 }
 
+// The result tables' insert bodies: JSONCompactEachRow, one JSON array per row in these column orders (the
+// same JSON values as the row objects would give as JSONEachRow, without the key names).
+/** Column order of a cycle's `mw_drift_results` insert body. */
+export const DriftColumns = [
+  'run_id',
+  'model',
+  'ts',
+  'window_from',
+  'window_to',
+  'reference_id',
+  'segment',
+  'feature',
+  'kind',
+  'output',
+  'method',
+  'parameters',
+  'n_ref',
+  'n_cur',
+  'statistic',
+  'p_value',
+  'score',
+  'threshold',
+  'drifted',
+  'stats',
+  'quality',
+] as const;
+/** Column order of a cycle's `mw_performance_results` insert body. */
+export const PerformanceColumns = [
+  'run_id',
+  'model',
+  'ts',
+  'window_from',
+  'window_to',
+  'task',
+  'rows',
+  'labelled_rows',
+  'source',
+  'metric',
+  'value',
+  'details',
+] as const;
+/** Column order of a cycle's `mw_metric_series` insert body. */
+export const SeriesColumns = [
+  'run_id',
+  'model',
+  'ts',
+  'series',
+  'feature',
+  'value',
+  'window_from',
+  'window_to',
+  'interval_ms',
+] as const;
+/** Column order of a cycle's `mw_change_points` insert body. */
+export const ChangeColumns = [
+  'run_id',
+  'model',
+  'ts',
+  'series',
+  'feature',
+  'detector',
+  'params',
+  'value',
+  'series_index',
+] as const;
+
+/** `rows` as a JSONCompactEachRow body in `columns` order (a missing value is written as null). */
+export function encodeRows(rows: readonly object[], columns: readonly string[]): Buffer {
+  const lines = new Array<string>(rows.length + 1);
+  const line = new Array<unknown>(columns.length);
+  for (let i = 0; i < rows.length; i++) {
+    const r = rows[i] as Record<string, unknown>;
+    for (let c = 0; c < columns.length; c++) line[c] = r[columns[c]!] ?? null;
+    lines[i] = JSON.stringify(line);
+  }
+  lines[rows.length] = '';
+  return Buffer.from(lines.join('\n'));
+}
+
+/** Inserts result rows as a JSONCompactEachRow body (no-op for none). */
+function insertRows(store: Store, table: string, rows: readonly object[], columns: readonly string[]): Promise<void> {
+  if (rows.length === 0) return Promise.resolve();
+  return store.insertEncoded(table, encodeRows(rows, columns), {
+    format: 'JSONCompactEachRow',
+    columns,
+    label: `insert ${table}`,
+  });
+}
+
 const finite = (v: number | null | undefined): number | null =>
   typeof v === 'number' && Number.isFinite(v) ? v : null;
 
@@ -575,10 +664,10 @@ async function cycleBody(
     check();
     // The result tables are independent: one insert each, in flight together.
     await Promise.all([
-      perfRows.length > 0 ? store.insert(Tables.performanceResults, perfRows) : undefined,
-      driftResultRows.length > 0 ? store.insert(Tables.driftResults, driftResultRows) : undefined,
-      seriesRows.length > 0 ? store.insert(Tables.metricSeries, seriesRows) : undefined,
-      changeRows.length > 0 ? store.insert(Tables.changePoints, changeRows) : undefined,
+      insertRows(store, Tables.performanceResults, perfRows, PerformanceColumns),
+      insertRows(store, Tables.driftResults, driftResultRows, DriftColumns),
+      insertRows(store, Tables.metricSeries, seriesRows, SeriesColumns),
+      insertRows(store, Tables.changePoints, changeRows, ChangeColumns),
     ]);
     for (const model of feeding) if (entry(model).out.traffic) state.markInterval(model, end);
     for (const model of withRows) {
