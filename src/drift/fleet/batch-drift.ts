@@ -237,8 +237,10 @@ function slices(jobs: readonly Job[], budget: number): Job[][] {
  * and their windows are read together — reference ids and records in one statement each, the stored sorted
  * reference values and the current windows in one `Native` query per group of numeric features for all models
  * (split by model in memory), categorical counts in one query, quarantine counts in one — then each model's
- * window is compared in memory against its sorted reference ({@link compareToReference}). Models with a
- * configured reference, configured segments, or no stored reference yet go to `fallback` (per model).
+ * window is compared in memory against its sorted reference ({@link compareModel}: the exact engine's
+ * comparison), in the worker pool in tasks of `modelsPerTask` models while the next slice of models is read.
+ * Models with a configured reference, configured segments, or no stored reference yet go to `fallback`
+ * (per model).
  */
 export function batchedDrift(options: BatchedDriftOptions): FleetDriftFn {
   const o = { ...defaults, ...options };
