@@ -2,13 +2,13 @@ import type { Store } from '../../src/store/index.js';
 
 /** Statements sent through a {@link countingStore}, by kind and in order. */
 export interface StatementLog {
-  /** One entry per statement: `query`, `insert <table>`, `command` or `queryBinary`, with its label. */
+  /** One entry per statement: `query`, `insert <table>` (plain or encoded), `command` or `queryBinary`, with its label. */
   entries: Array<{ kind: string; label: string }>;
   /** Forgets what was counted so far. */
   reset(): void;
 }
 
-const COUNTED = new Set(['query', 'insert', 'command', 'queryBinary']);
+const COUNTED = new Set(['query', 'insert', 'insertEncoded', 'command', 'queryBinary']);
 
 /**
  * The real store, with every statement (query, insert, command, binary query) counted — also through the
@@ -30,9 +30,10 @@ export function countingStore(store: Store): { store: Store; log: StatementLog }
         }
         if (typeof prop === 'string' && COUNTED.has(prop) && typeof value === 'function') {
           return (...args: unknown[]) => {
-            const opts = (prop === 'insert' ? args[2] : args[1]) as { label?: string } | undefined;
+            const insert = prop === 'insert' || prop === 'insertEncoded';
+            const opts = (insert ? args[2] : args[1]) as { label?: string } | undefined;
             log.entries.push({
-              kind: prop === 'insert' ? `insert ${String(args[0])}` : prop,
+              kind: insert ? `insert ${String(args[0])}` : prop,
               label: opts?.label ?? '',
             });
             return (value as (...a: unknown[]) => unknown).apply(t, args);

@@ -3,11 +3,13 @@ import type { FeatureKind } from '../../config/model-schema.js';
 import { Tables } from '../../store/migrations.js';
 import type { Store } from '../../store/store.js';
 import { mergeOverrides, type DriftDetection, type WindowQuality } from '../detect-drift.js';
-import { compareToReference, type CurrentWindow, type SortedReference } from '../exact/index.js';
+import type { CurrentWindow, SortedReference } from '../exact/index.js';
 import { decodeNative, numberColumn, stringColumn, type NativeResult } from '../exact/native.js';
 import { mergeFeatures, type FeatureMethod } from '../reference.js';
 import { storedFeatureSpecs, type StoredFeature } from '../stats/sample.js';
 import type { DriftOverrides, FeatureSpec, SampleProfile } from '../stats/types.js';
+import { compareModel, type ModelComparison } from './compare-job.js';
+import { failedAnswer, sharedFleetPool, type BatchAnswer, type FleetComparePool } from './compare-pool.js';
 import { abortError, driftOutcome, type FleetDriftFn, type FleetDriftResult } from './drift.js';
 
 /** Options of {@link batchedDrift}. */
@@ -19,13 +21,23 @@ export interface BatchedDriftOptions {
    * configured segments, or no stored reference yet (the default one may need freezing).
    */
   fallback: FleetDriftFn;
-  /** Numeric features read per query. @default 5 */
+  /** Numeric features read per query (one scan of the map columns per group and slice). @default 25 */
   groupSize?: number;
   /**
-   * Values (reference + window, numeric) held in memory at once; larger fleets are read in slices of models.
+   * Values (reference + window, numeric) held in memory at once; larger fleets are read in slices of models,
+   * two slices at a time (the next one is read while this one is compared), each at most half of this.
    * @default 16 000 000 (≈ 128 MB of Float64)
    */
   maxValuesInMemory?: number;
+  /**
+   * Where the comparisons run: a pool of worker threads, or `'inline'` (the calling thread).
+   * @default the process-wide fleet pool of two workers
+   */
+  workers?: FleetComparePool | 'inline';
+  /** A slice with fewer numeric values than this is compared inline (no worker start-up). @default 1 000 000 */
+  inlineMaxValues?: number;
+  /** Models per worker task. @default 16 */
+  modelsPerTask?: number;
   /** Volume drop when current rows per hour fall below this share of the reference rate. @default 0.5 */
   volumeDropRatio?: number;
   /** No volume verdict when the reference rate predicts fewer rows than this for the window. @default 20 */
@@ -33,8 +45,10 @@ export interface BatchedDriftOptions {
 }
 
 const defaults = {
-  groupSize: 5,
+  groupSize: 25,
   maxValuesInMemory: 16_000_000,
+  inlineMaxValues: 1_000_000,
+  modelsPerTask: 16,
   volumeDropRatio: 0.5,
   volumeMinExpectedRows: 20,
 };
@@ -191,6 +205,11 @@ function overridesFor(config: BatchedDriftOptions['config'], model: string): Dri
   return { default: d.default, features: d.features };
 }
 
+/** Numeric values (reference + window) of a job. */
+function valuesOf(j: Job): number {
+  return (j.ref.rows + j.windowRows) * j.specs.filter((s) => s.kind === 'numeric').length;
+}
+
 /**
  * Splits `jobs` into slices whose numeric values (reference + window) stay under `budget`; one slice when
  * the whole fleet fits.
@@ -200,8 +219,7 @@ function slices(jobs: readonly Job[], budget: number): Job[][] {
   let cur: Job[] = [];
   let size = 0;
   for (const j of jobs) {
-    const numeric = j.specs.filter((s) => s.kind === 'numeric').length;
-    const v = (j.ref.rows + j.windowRows) * numeric;
+    const v = valuesOf(j);
     if (cur.length > 0 && size + v > budget) {
       out.push(cur);
       cur = [];
@@ -219,8 +237,10 @@ function slices(jobs: readonly Job[], budget: number): Job[][] {
  * and their windows are read together — reference ids and records in one statement each, the stored sorted
  * reference values and the current windows in one `Native` query per group of numeric features for all models
  * (split by model in memory), categorical counts in one query, quarantine counts in one — then each model's
- * window is compared in memory against its sorted reference ({@link compareToReference}). Models with a
- * configured reference, configured segments, or no stored reference yet go to `fallback` (per model).
+ * window is compared in memory against its sorted reference ({@link compareModel}: the exact engine's
+ * comparison), in the worker pool in tasks of `modelsPerTask` models while the next slice of models is read.
+ * Models with a configured reference, configured segments, or no stored reference yet go to `fallback`
+ * (per model).
  */
 export function batchedDrift(options: BatchedDriftOptions): FleetDriftFn {
   const o = { ...defaults, ...options };
@@ -266,46 +286,71 @@ export function batchedDrift(options: BatchedDriftOptions): FleetDriftFn {
       }
       const quarantine = await quarantineByModel(store, [...batched], Math.min(...jobs.map((j) => j.fromMs)), to);
       check();
-      for (const slice of slices(jobs, o.maxValuesInMemory)) {
-        const windows = await readWindows(store, slice, to, o.groupSize, check);
-        const refs = await readReferences(store, slice, o.groupSize, check);
+      const parts = slices(jobs, o.maxValuesInMemory / 2);
+      const read = async (slice: Job[]): Promise<SliceData> => ({
+        slice,
+        windows: await readWindows(store, slice, to, o.groupSize, check),
+        refs: await readReferences(store, slice, o.groupSize, check),
+      });
+      // The next slice is read while this one is compared (in the workers).
+      let pending: Promise<SliceData> | undefined = parts.length > 0 ? read(parts[0]!) : undefined;
+      for (let k = 0; pending !== undefined; k++) {
+        const { slice, windows, refs } = await pending;
+        pending = k + 1 < parts.length ? read(parts[k + 1]!) : undefined;
+        pending?.catch(() => undefined);
+        const work: Array<{ job: Job; comparison: ModelComparison }> = [];
         for (const j of slice) {
           const current = windows.get(j.model);
           const reference = refs.get(j.model);
           if (!current || !reference) continue;
-          try {
-            const report = await compareToReference({
+          work.push({
+            job: j,
+            comparison: {
               reference,
               current,
               features: j.specs,
               overrides: mergeOverrides(overridesFor(o.config, j.model), j.ref.methods),
               datasetShare: o.config.detect.datasetShare,
               fdr: o.config.detect.fdr,
-            });
-            const quality = windowQuality(j, to, report.current.rows, quarantine.get(j.model) ?? [], o);
-            const detection: DriftDetection = {
-              ...report,
-              reference: {
-                id: j.ref.id,
-                source: j.ref.source,
-                kind: j.ref.kind,
-                from: iso(j.ref.fromMs),
-                to: iso(j.ref.toMs),
-                ...(j.ref.file !== '' ? { file: j.ref.file } : {}),
-                rows: report.reference.rows,
-              },
-              current: { rows: report.current.rows, from: iso(j.fromMs), to: iso(to) },
-              model: j.model,
-              window: { from: new Date(j.fromMs).toISOString(), to: new Date(to).toISOString() },
-              quality,
-            };
-            out.set(j.model, { outcome: driftOutcome({ report: detection }), segments: [] });
-          } catch (err) {
-            check();
-            out.set(j.model, { outcome: driftOutcome({ error: err }), segments: [] });
-          }
+            },
+          });
         }
+        const answers = await compareAll(
+          work.map((w) => w.comparison),
+          slice.reduce((t, j) => t + valuesOf(j), 0) < o.inlineMaxValues ? 'inline' : (o.workers ?? sharedFleetPool()),
+          o.modelsPerTask,
+        );
         check();
+        work.forEach(({ job: j }, i) => {
+          const answer = answers[i]!;
+          if (!answer.ok) {
+            const error = Object.assign(
+              new Error(answer.message),
+              answer.code !== undefined ? { code: answer.code } : {},
+            );
+            out.set(j.model, { outcome: driftOutcome({ error }), segments: [] });
+            return;
+          }
+          const report = answer.report;
+          const quality = windowQuality(j, to, report.current.rows, quarantine.get(j.model) ?? [], o);
+          const detection: DriftDetection = {
+            ...report,
+            reference: {
+              id: j.ref.id,
+              source: j.ref.source,
+              kind: j.ref.kind,
+              from: iso(j.ref.fromMs),
+              to: iso(j.ref.toMs),
+              ...(j.ref.file !== '' ? { file: j.ref.file } : {}),
+              rows: report.reference.rows,
+            },
+            current: { rows: report.current.rows, from: iso(j.fromMs), to: iso(to) },
+            model: j.model,
+            window: { from: new Date(j.fromMs).toISOString(), to: new Date(to).toISOString() },
+            quality,
+          };
+          out.set(j.model, { outcome: driftOutcome({ report: detection }), segments: [] });
+        });
       }
     }
     // Whatever the batch did not answer (no stored reference, configured ones, unsorted legacy ones): per model.
@@ -317,6 +362,41 @@ export function batchedDrift(options: BatchedDriftOptions): FleetDriftFn {
     request.inFlight(all);
     return out;
   };
+}
+
+/** One slice of models with its windows and sorted references read. */
+interface SliceData {
+  slice: Job[];
+  windows: Map<string, CurrentWindow>;
+  refs: Map<string, SortedReference>;
+}
+
+/**
+ * Compares models (answers in order): on the calling thread, or in the pool's workers in tasks of
+ * `perTask` models (all tasks queued at once, the workers take them in turn). A failed task fails its models.
+ */
+async function compareAll(
+  list: readonly ModelComparison[],
+  workers: FleetComparePool | 'inline',
+  perTask: number,
+): Promise<BatchAnswer[]> {
+  if (workers === 'inline') {
+    const out: BatchAnswer[] = [];
+    for (const c of list) {
+      try {
+        out.push({ ok: true, report: await compareModel(c) });
+      } catch (err) {
+        out.push(failedAnswer(err));
+      }
+    }
+    return out;
+  }
+  const tasks: Array<Promise<BatchAnswer[]>> = [];
+  for (let i = 0; i < list.length; i += perTask) {
+    const batch = list.slice(i, i + perTask);
+    tasks.push(workers.run(batch).catch((err: unknown) => batch.map(() => failedAnswer(err))));
+  }
+  return (await Promise.all(tasks)).flat();
 }
 
 /** Quarantined records per model (receipt time ms, code) from `fromMs` to `toMs`, one statement. */
@@ -520,9 +600,12 @@ async function readReferences(
     const col = stringColumn(res, 'column');
     const v = res.columns.get('values');
     if (v?.type !== 'Array(Float64)') continue;
+    // Shared memory: the workers read the references without a copy.
+    const values = new Float64Array(new SharedArrayBuffer(v.values.length * 8));
+    values.set(v.values);
     for (let r = 0; r < res.rows; r++) {
       const start = r === 0 ? 0 : v.offsets[r - 1]!;
-      sorted.set(`${rid[r]}\u0000${col[r]}`, v.values.subarray(start, v.offsets[r]));
+      sorted.set(`${rid[r]}\u0000${col[r]}`, values.subarray(start, v.offsets[r]));
     }
   }
   const out = new Map<string, SortedReference>();

@@ -3,7 +3,7 @@ import { newId } from '../../common/ids.js';
 import type { Logger } from '../../common/logger.js';
 import type { RuntimeContext } from '../../runtime/context.js';
 import { Tables } from '../../store/migrations.js';
-import { toChTime, type Store } from '../../store/store.js';
+import { toChTime as formatChTime, type Store } from '../../store/store.js';
 import type { SegmentBy, SegmentReport } from '../detect-drift.js';
 import type { DetectMetrics, RunStatus } from '../detect-metrics.js';
 import { intervalSeries, isDetection, windowSeries, type SeriesPoint } from '../detect-series.js';
@@ -68,6 +68,107 @@ export interface DetectionRun {
   /** The series values stored by this run (empty when its interval was already fed by an earlier run). */
   series: SeriesPoint[];
   change_points: ChangePoint[];
+}
+
+// A cycle writes the same few instants on every row (run time, window and interval bounds): format each once.
+const chTimes = new Map<number, string>();
+function toChTime(ms: number): string {
+  let s = chTimes.get(ms);
+  if (s === undefined) {
+    if (chTimes.size >= 256) chTimes.clear();
+    s = formatChTime(ms);
+    chTimes.set(ms, s);
+  }
+  return s;
+}
+
+// The result tables' insert bodies: JSONCompactEachRow, one JSON array per row in these column orders (the
+// same JSON values as the row objects would give as JSONEachRow, without the key names).
+/** Column order of a cycle's `mw_drift_results` insert body. */
+export const DriftColumns = [
+  'run_id',
+  'model',
+  'ts',
+  'window_from',
+  'window_to',
+  'reference_id',
+  'segment',
+  'feature',
+  'kind',
+  'output',
+  'method',
+  'parameters',
+  'n_ref',
+  'n_cur',
+  'statistic',
+  'p_value',
+  'score',
+  'threshold',
+  'drifted',
+  'stats',
+  'quality',
+] as const;
+/** Column order of a cycle's `mw_performance_results` insert body. */
+export const PerformanceColumns = [
+  'run_id',
+  'model',
+  'ts',
+  'window_from',
+  'window_to',
+  'task',
+  'rows',
+  'labelled_rows',
+  'source',
+  'metric',
+  'value',
+  'details',
+] as const;
+/** Column order of a cycle's `mw_metric_series` insert body. */
+export const SeriesColumns = [
+  'run_id',
+  'model',
+  'ts',
+  'series',
+  'feature',
+  'value',
+  'window_from',
+  'window_to',
+  'interval_ms',
+] as const;
+/** Column order of a cycle's `mw_change_points` insert body. */
+export const ChangeColumns = [
+  'run_id',
+  'model',
+  'ts',
+  'series',
+  'feature',
+  'detector',
+  'params',
+  'value',
+  'series_index',
+] as const;
+
+/** `rows` as a JSONCompactEachRow body in `columns` order (a missing value is written as null). */
+export function encodeRows(rows: readonly object[], columns: readonly string[]): Buffer {
+  const lines = new Array<string>(rows.length + 1);
+  const line = new Array<unknown>(columns.length);
+  for (let i = 0; i < rows.length; i++) {
+    const r = rows[i] as Record<string, unknown>;
+    for (let c = 0; c < columns.length; c++) line[c] = r[columns[c]!] ?? null;
+    lines[i] = JSON.stringify(line);
+  }
+  lines[rows.length] = '';
+  return Buffer.from(lines.join('\n'));
+}
+
+/** Inserts result rows as a JSONCompactEachRow body (no-op for none). */
+function insertRows(store: Store, table: string, rows: readonly object[], columns: readonly string[]): Promise<void> {
+  if (rows.length === 0) return Promise.resolve();
+  return store.insertEncoded(table, encodeRows(rows, columns), {
+    format: 'JSONCompactEachRow',
+    columns,
+    label: `insert ${table}`,
+  });
 }
 
 const finite = (v: number | null | undefined): number | null =>
@@ -411,6 +512,40 @@ async function cycleBody(
       else withRows.push(model);
     }
 
+    // Performance and the series reads do not depend on drift: their statements run while the drift step reads
+    // and compares (awaited below, in the order the cycle uses them; a failure still fails the cycle).
+    const perfWork =
+      withRows.length > 0
+        ? computePerformanceBatch(store, {
+            models: withRows.map((model) => ({ model, schema: config.models[model] })),
+            fromMs: from,
+            toMs: end,
+          })
+        : Promise.resolve(new Map<string, PerformanceReport>());
+    perfWork.catch(() => undefined);
+    // Series: once per interval and model.
+    const feeding = models.filter((m) => (state.lastIntervalEnd(m) ?? -Infinity) < end);
+    const seriesWork = (async () => {
+      if (feeding.length === 0) {
+        return {
+          traffic: new Map<string, TrafficSummary>(),
+          means: new Map<string, FeatureMean[]>(),
+          quarantined: new Map<string, number>(),
+        };
+      }
+      const traffic = await queryTrafficBatch(
+        store,
+        feeding,
+        slice.fromMs,
+        slice.toMs,
+        (m) => counts.get(m)?.interval ?? 0,
+      );
+      const means = await queryFeatureMeansBatch(store, feeding, slice.fromMs, slice.toMs, o.maxFeatureSeries);
+      const quarantined = await queryQuarantineCounts(store, feeding, slice.fromMs, slice.toMs);
+      return { traffic, means, quarantined };
+    })();
+    seriesWork.catch(() => undefined);
+
     if (o.drift && withRows.length > 0) {
       const results = await o.drift(store, {
         models: withRows.map((model) => ({ model, splits: segmentSplits(config, model), rows: entry(model).out.rows })),
@@ -463,27 +598,11 @@ async function cycleBody(
     }
     inFlight = models;
 
-    if (withRows.length > 0) {
-      const perf = await computePerformanceBatch(store, {
-        models: withRows.map((model) => ({ model, schema: config.models[model] })),
-        fromMs: from,
-        toMs: end,
-      });
-      check();
-      for (const [model, report] of perf) entry(model).out.performance = report;
-    }
-
-    // Series: once per interval and model.
-    const feeding = models.filter((m) => (state.lastIntervalEnd(m) ?? -Infinity) < end);
-    let traffic = new Map<string, TrafficSummary>();
-    let means = new Map<string, FeatureMean[]>();
-    let quarantined = new Map<string, number>();
-    if (feeding.length > 0) {
-      traffic = await queryTrafficBatch(store, feeding, slice.fromMs, slice.toMs, (m) => counts.get(m)?.interval ?? 0);
-      means = await queryFeatureMeansBatch(store, feeding, slice.fromMs, slice.toMs, o.maxFeatureSeries);
-      quarantined = await queryQuarantineCounts(store, feeding, slice.fromMs, slice.toMs);
-      check();
-    }
+    const perf = await perfWork;
+    check();
+    for (const [model, report] of perf) entry(model).out.performance = report;
+    const { traffic, means, quarantined } = await seriesWork;
+    check();
     const seriesRows: object[] = [];
     const changeRows: object[] = [];
     for (const model of feeding) {
@@ -543,10 +662,13 @@ async function cycleBody(
       }
     }
     check();
-    if (perfRows.length > 0) await store.insert(Tables.performanceResults, perfRows);
-    if (driftResultRows.length > 0) await store.insert(Tables.driftResults, driftResultRows);
-    if (seriesRows.length > 0) await store.insert(Tables.metricSeries, seriesRows);
-    if (changeRows.length > 0) await store.insert(Tables.changePoints, changeRows);
+    // The result tables are independent: one insert each, in flight together.
+    await Promise.all([
+      insertRows(store, Tables.performanceResults, perfRows, PerformanceColumns),
+      insertRows(store, Tables.driftResults, driftResultRows, DriftColumns),
+      insertRows(store, Tables.metricSeries, seriesRows, SeriesColumns),
+      insertRows(store, Tables.changePoints, changeRows, ChangeColumns),
+    ]);
     for (const model of feeding) if (entry(model).out.traffic) state.markInterval(model, end);
     for (const model of withRows) {
       const { out, key } = entry(model);
