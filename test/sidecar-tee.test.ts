@@ -6,6 +6,7 @@ import { InProcessBus, KafkaBus, encodeCapture, messageBytes, type BusMessage } 
 import { modelLabelsOn } from '../src/common/metrics.js';
 import { SidecarMetrics, Tee, startSidecar, type TeeStats } from '../src/sidecar/index.js';
 import type { ClickHouseStore } from '../src/store/index.js';
+import { decodeCapture, encodeCaptureSized } from '../src/protocol/capture.js';
 import { makeCall, waitFor } from './support/ingest.js';
 import {
   RecordingBus,
@@ -162,6 +163,74 @@ describe('Tee', () => {
     bus.release();
     await waitFor(() => tee.stats().buffered === 0, 5_000, 'in-flight batch settled');
     exact(tee.stats());
+  });
+
+  it('keeps up to maxInFlightBatches publishes unsettled at once, and one by default', async () => {
+    for (const [limit, expected] of [
+      [undefined, 1],
+      [3, 3],
+    ] as const) {
+      const bus = new StallableBus(new InProcessBus());
+      bus.stall();
+      const tee = new Tee(bus, {
+        flushIntervalMs: 10_000,
+        publishTimeoutMs: 60_000,
+        // Each record is a batch of its own (a record larger than the batch bound goes alone).
+        maxBatchBytes: 1,
+        ...(limit === undefined ? {} : { maxInFlightBatches: limit }),
+      });
+      for (let i = 0; i < 5; i++) tee.offer(makeCall(i));
+      const flushed = tee.flush();
+      await waitFor(() => tee.stats().inFlight === expected, 5_000, `${expected} batches in flight`);
+      // Give the flusher every chance to start more than it may.
+      await new Promise((r) => setTimeout(r, 50));
+      expect(tee.stats()).toMatchObject({ inFlight: expected, buffered: 5, sent: 0 });
+      exact(tee.stats());
+      bus.release();
+      await flushed;
+      expect(tee.stats()).toMatchObject({ captured: 5, sent: 5, buffered: 0, inFlight: 0, dropped: 0 });
+      await tee.close(1_000);
+    }
+    expect(() => new Tee(new InProcessBus(), { maxInFlightBatches: 0 })).toThrow(/maxInFlightBatches/);
+  });
+
+  it('encodes bodies handed over as chunk lists byte for byte like whole bodies', () => {
+    const whole = makeCall(7, 400);
+    const split = (b: Buffer, at: number[]): Buffer[] => {
+      const out: Buffer[] = [];
+      let from = 0;
+      for (const to of [...at, b.length]) {
+        out.push(b.subarray(from, to));
+        from = to;
+      }
+      return out;
+    };
+    const rq = whole.request.body;
+    const rs = whole.response.body;
+    const parts = {
+      request: split(rq, [1, 2, Math.floor(rq.length / 2)]),
+      response: split(rs, [0, Math.floor(rs.length / 3)]),
+    };
+    const placeholder = {
+      ...whole,
+      request: { ...whole.request, body: Buffer.alloc(0) },
+      response: { ...whole.response, body: Buffer.alloc(0) },
+    };
+    const a = encodeCaptureSized(whole);
+    const b = encodeCaptureSized(placeholder, parts);
+    expect(b.bytes).toBe(a.bytes);
+    expect(b.message.headers).toEqual(a.message.headers);
+    expect(b.message.value.equals(a.message.value)).toBe(true);
+    // One allocation of exactly the record's size (a publisher in another thread can take it by transfer).
+    expect(b.message.value.byteOffset).toBe(0);
+    expect(b.message.value.buffer.byteLength).toBe(b.message.value.length);
+    const back = decodeCapture(b.message);
+    expect(back.request.body.equals(rq)).toBe(true);
+    expect(back.response.body.equals(rs)).toBe(true);
+    // Empty chunk lists: an empty body.
+    const none = encodeCaptureSized(placeholder, { request: [], response: [] });
+    expect(none.message.value.readUInt32BE(0)).toBe(0);
+    expect(none.message.value.length).toBe(4);
   });
 
   it('holds back background publishing while the event loop is saturated, then catches up', async () => {

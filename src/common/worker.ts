@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { Worker } from 'node:worker_threads';
+import { Worker, type ResourceLimits } from 'node:worker_threads';
 
 /**
  * URL of a worker entry module next to the calling module: `NAME.ts` when the caller runs from source
@@ -40,15 +40,23 @@ const tsxBoot = [
  * Starts a `worker_threads` worker on `url`. A `.ts` entry (running from source) is loaded through a small
  * bootstrap that registers tsx inside the worker first; a `.js` entry (the compiled build) is loaded directly.
  * `workerData` must be an object; the bootstrap adds its own two keys (`tsxApi`, `entry`) to it.
+ * `resourceLimits`, when given, bound the worker's V8 heap (e.g. a smaller young generation: less RSS).
  */
-export function startWorker(url: URL, workerData: object, transferList: ArrayBuffer[] = []): Worker {
+export function startWorker(
+  url: URL,
+  workerData: object,
+  transferList: ArrayBuffer[] = [],
+  resourceLimits?: ResourceLimits,
+): Worker {
+  const limits = resourceLimits === undefined ? {} : { resourceLimits };
   if (url.pathname.endsWith('.ts')) {
     return new Worker(tsxBoot, {
       eval: true,
       execArgv: [],
       workerData: { ...workerData, tsxApi: tsxEsmApiUrl(), entry: url.href },
       transferList,
+      ...limits,
     });
   }
-  return new Worker(fileURLToPath(url), { workerData, transferList });
+  return new Worker(fileURLToPath(url), { workerData, transferList, ...limits });
 }

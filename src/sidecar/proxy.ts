@@ -79,9 +79,9 @@ class BodyTap {
     return this.size > this.captured;
   }
 
-  body(): Buffer {
-    if (this.chunks.length === 1) return this.chunks[0] as Buffer;
-    return Buffer.concat(this.chunks, this.captured);
+  /** The captured bytes as the chunks they arrived in (not joined: the tee's encoder copies them once). */
+  parts(): readonly Buffer[] {
+    return this.chunks;
   }
 }
 
@@ -419,8 +419,9 @@ class ProxyCall implements Dispatcher.DispatchHandler {
       status,
       startedAt: this.startedAt,
       latencyMs: Math.round(latencyMs * 1000) / 1000,
+      // The bodies go to the tee as chunk lists (below), copied once into the record.
       request: {
-        body: reqTap.size === 0 ? EMPTY : reqTap.body(),
+        body: EMPTY,
         size: reqTap.size,
         truncated: reqTap.truncated,
         contentType: reqMeta.contentType,
@@ -428,7 +429,7 @@ class ProxyCall implements Dispatcher.DispatchHandler {
         headerLength: reqMeta.headerLength,
       },
       response: {
-        body: resTap.size === 0 ? EMPTY : resTap.body(),
+        body: EMPTY,
         size: resTap.size,
         truncated: resTap.truncated,
         contentType: resMeta.contentType,
@@ -438,7 +439,7 @@ class ProxyCall implements Dispatcher.DispatchHandler {
       headers: this.captured ?? {},
       error,
     };
-    deps.tee.offer(call);
+    deps.tee.offer(call, { request: reqTap.parts(), response: resTap.parts() });
   }
 }
 

@@ -15,6 +15,9 @@ interface Entry {
   refs: number;
 }
 
+/** Publishes the tee keeps unsettled at once on a Kafka bus. */
+export const KAFKA_IN_FLIGHT_BATCHES = 4;
+
 const shared = new WeakMap<RuntimeContext, Entry>();
 
 /**
@@ -30,6 +33,9 @@ export function acquireTee(ctx: RuntimeContext, options: Omit<TeeOptions, 'regis
     const publisher = teePublisher(ctx);
     const tee = new Tee(publisher.bus, {
       maxBufferBytes: ctx.config.sidecar.maxTeeBufferBytes,
+      // Kafka acknowledges each batch after a round trip: several in flight keep large captures moving
+      // (one at a time, 64 KiB bodies overflowed the buffer at 1,000 req/s).
+      maxInFlightBatches: publisher.bus.kind === 'kafka' ? KAFKA_IN_FLIGHT_BATCHES : 1,
       ...options,
       registry: ctx.metrics,
       logger: ctx.logger,
