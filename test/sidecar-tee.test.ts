@@ -4,7 +4,7 @@ import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { InProcessBus, KafkaBus, encodeCapture, messageBytes, type BusMessage } from '../src/bus/index.js';
 import { modelLabelsOn } from '../src/common/metrics.js';
-import { SidecarMetrics, Tee, startSidecar, type TeeStats } from '../src/sidecar/index.js';
+import { SidecarMetrics, Tee, acquireTee, startSidecar, type TeeStats } from '../src/sidecar/index.js';
 import type { ClickHouseStore } from '../src/store/index.js';
 import { decodeCapture, encodeCaptureSized } from '../src/protocol/capture.js';
 import { makeCall, waitFor } from './support/ingest.js';
@@ -255,6 +255,29 @@ describe('Tee', () => {
     await waitFor(() => tee.stats().sent === 50, 5_000, 'published once the loop is idle again');
     exact(tee.stats());
     await tee.close(1_000);
+  });
+
+  it('does not hold records back on the in-process bus: handing them over costs the loop nothing', async () => {
+    const bus = new RecordingBus(new InProcessBus());
+    const ctx = sidecarContext(sidecarConfig({ sidecar: { upstream: 'http://127.0.0.1:1' } }), bus, store);
+    const lease = acquireTee(ctx, { flushIntervalMs: 5 });
+    const spin = (ms: number): void => {
+      const end = performance.now() + ms;
+      while (performance.now() < end);
+    };
+    // A loop ~97% busy: a tee with the default maxLoopUtilization (0.9) would hold records back.
+    const saturate = async (rounds: number): Promise<void> => {
+      for (let i = 0; i < rounds; i++) {
+        spin(50);
+        await new Promise((r) => setTimeout(r, 0));
+      }
+    };
+    await saturate(30);
+    for (let i = 0; i < 50; i++) lease.tee.offer(makeCall(i));
+    await saturate(20);
+    expect(lease.tee.stats()).toMatchObject({ captured: 50, sent: 50, buffered: 0 });
+    expect(bus.published).toHaveLength(50);
+    await lease.release(1_000);
   });
 
   it('exposes the accounting as metrics', async () => {

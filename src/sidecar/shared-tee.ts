@@ -36,6 +36,10 @@ export function acquireTee(ctx: RuntimeContext, options: Omit<TeeOptions, 'regis
       // Kafka acknowledges each batch after a round trip: several in flight keep large captures moving
       // (one at a time, 64 KiB bodies overflowed the buffer at 1,000 req/s).
       maxInFlightBatches: publisher.bus.kind === 'kafka' ? KAFKA_IN_FLIGHT_BATCHES : 1,
+      // Handing a batch to the in-process bus or to the publisher worker costs this thread next to
+      // nothing, and records held back under load stay here long enough to be promoted (major
+      // collections on the request thread): only a producer on this thread is held back.
+      ...(publisher.inWorker || publisher.bus.kind === 'inprocess' ? { maxLoopUtilization: 1 } : {}),
       ...options,
       registry: ctx.metrics,
       logger: ctx.logger,
