@@ -16,7 +16,7 @@ interface Entry {
 }
 
 /** Publishes the tee keeps unsettled at once on a Kafka bus. */
-export const KAFKA_IN_FLIGHT_BATCHES = 4;
+export const KAFKA_IN_FLIGHT_BATCHES = 2;
 
 const shared = new WeakMap<RuntimeContext, Entry>();
 
@@ -33,8 +33,9 @@ export function acquireTee(ctx: RuntimeContext, options: Omit<TeeOptions, 'regis
     const publisher = teePublisher(ctx);
     const tee = new Tee(publisher.bus, {
       maxBufferBytes: ctx.config.sidecar.maxTeeBufferBytes,
-      // Kafka acknowledges each batch after a round trip: several in flight keep large captures moving
-      // (one at a time, 64 KiB bodies overflowed the buffer at 1,000 req/s).
+      // Kafka acknowledges each batch after a round trip: with two in flight, a batch is being sent
+      // while the previous one waits for its ack. (More did not raise throughput where the producer
+      // was CPU-bound, and each costs its batch's memory in the producer.)
       maxInFlightBatches: publisher.bus.kind === 'kafka' ? KAFKA_IN_FLIGHT_BATCHES : 1,
       // Handing a batch to the in-process bus or to the publisher worker costs this thread next to
       // nothing, and records held back under load stay here long enough to be promoted (major
