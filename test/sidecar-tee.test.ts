@@ -227,6 +227,13 @@ describe('Tee', () => {
     const back = decodeCapture(b.message);
     expect(back.request.body.equals(rq)).toBe(true);
     expect(back.response.body.equals(rs)).toBe(true);
+    // A value already laid out is used as is (no copy); one whose length prefix overruns it is refused.
+    const laid = encodeCaptureSized(placeholder, { value: a.message.value });
+    expect(laid.message.value).toBe(a.message.value);
+    expect(laid.bytes).toBe(a.bytes);
+    const bad = Buffer.alloc(8);
+    bad.writeUInt32BE(5, 0);
+    expect(() => encodeCaptureSized(placeholder, { value: bad })).toThrow(/length prefix/);
     // Empty chunk lists: an empty body.
     const none = encodeCaptureSized(placeholder, { request: [], response: [] });
     expect(none.message.value.readUInt32BE(0)).toBe(0);

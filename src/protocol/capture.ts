@@ -130,10 +130,13 @@ const FIXED_NAME_CHARS = [
  * `call.request.body` and `call.response.body` (each body is the concatenation of its chunks), so a
  * producer that received a body in pieces hands them over without joining them first.
  */
-export interface CaptureBodyParts {
-  request: readonly Buffer[];
-  response: readonly Buffer[];
-}
+export type CaptureBodyParts =
+  | { request: readonly Buffer[]; response: readonly Buffer[] }
+  /**
+   * The record's value already laid out (`uint32BE(len(request)) ‖ request ‖ response`), used as is:
+   * a producer that read the request straight into the record's buffer copies nothing more.
+   */
+  | { value: Buffer };
 
 /** A capture encoded as a record, with its size as {@link messageBytes} of the bus counts it. */
 export interface EncodedCapture {
@@ -241,6 +244,14 @@ export function encodeCaptureSized(call: CapturedCall, bodies?: CaptureBodyParts
     value.writeUInt32BE(req.length, 0);
     req.copy(value, 4);
     res.copy(value, 4 + req.length);
+  } else if ('value' in bodies) {
+    value = bodies.value;
+    size = value.length;
+    if (size < 4 || 4 + value.readUInt32BE(0) > size) {
+      throw new ModelwatchError(ErrorCodes.internal, 'capture value is shorter than its request length prefix', {
+        field: 'value',
+      });
+    }
   } else {
     // The bodies as the chunks they arrived in: each byte is copied once, into the value.
     let reqLen = 0;
