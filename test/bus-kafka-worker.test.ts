@@ -71,6 +71,8 @@ describe('KafkaWorkerBus on the librdkafka mock cluster', () => {
     }
     await Promise.all(batches.map((batch) => bus.publish(batch)));
     expect(bus.workerThreadId).toBeGreaterThan(0);
+    // The worker runs with a small young generation by default (its RSS stays low under large records).
+    expect(bus.workerResourceLimits?.maxYoungGenerationSizeMb).toBe(8);
     // Owned values were transferred (detached here), shared ones copied (still readable).
     expect(batches[0]![0]!.value.byteLength).toBe(0);
     expect(batches[0]![1]!.value.byteLength).toBe(301);
@@ -87,10 +89,17 @@ describe('KafkaWorkerBus on the librdkafka mock cluster', () => {
   });
 
   it('copies every value when transferValues is false', async () => {
-    const bus = new KafkaWorkerBus({ brokers: mock.brokers, topic: 'kw-b', transferValues: false });
+    const bus = new KafkaWorkerBus({
+      brokers: mock.brokers,
+      topic: 'kw-b',
+      transferValues: false,
+      workerYoungGenerationMb: 0,
+    });
     const v = value(5, true);
     await bus.publish([{ key: 'k', value: v, headers: { ce_id: 'x' } }]);
     expect(v.byteLength).toBe(305);
+    // Without its own bound the worker gets V8's default young generation (not the 8 MB default).
+    expect(bus.workerResourceLimits?.maxYoungGenerationSizeMb).not.toBe(8);
     const [m] = await readAll('kw-b', 1);
     expect(m?.value.equals(v)).toBe(true);
     await bus.close();
@@ -141,5 +150,8 @@ describe('KafkaWorkerBus on the librdkafka mock cluster', () => {
 
   it('rejects a broker-less configuration at construction', () => {
     expect(() => new KafkaWorkerBus({ brokers: [] })).toThrow(RangeError);
+    expect(() => new KafkaWorkerBus({ brokers: ['localhost:9092'], workerYoungGenerationMb: -1 })).toThrow(
+      /workerYoungGenerationMb/,
+    );
   });
 });

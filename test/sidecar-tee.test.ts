@@ -4,8 +4,9 @@ import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { InProcessBus, KafkaBus, encodeCapture, messageBytes, type BusMessage } from '../src/bus/index.js';
 import { modelLabelsOn } from '../src/common/metrics.js';
-import { SidecarMetrics, Tee, startSidecar, type TeeStats } from '../src/sidecar/index.js';
+import { SidecarMetrics, Tee, acquireTee, startSidecar, type TeeStats } from '../src/sidecar/index.js';
 import type { ClickHouseStore } from '../src/store/index.js';
+import { decodeCapture, encodeCaptureSized } from '../src/protocol/capture.js';
 import { makeCall, waitFor } from './support/ingest.js';
 import {
   RecordingBus,
@@ -164,6 +165,81 @@ describe('Tee', () => {
     exact(tee.stats());
   });
 
+  it('keeps up to maxInFlightBatches publishes unsettled at once, and one by default', async () => {
+    for (const [limit, expected] of [
+      [undefined, 1],
+      [3, 3],
+    ] as const) {
+      const bus = new StallableBus(new InProcessBus());
+      bus.stall();
+      const tee = new Tee(bus, {
+        flushIntervalMs: 10_000,
+        publishTimeoutMs: 60_000,
+        // Each record is a batch of its own (a record larger than the batch bound goes alone).
+        maxBatchBytes: 1,
+        ...(limit === undefined ? {} : { maxInFlightBatches: limit }),
+      });
+      for (let i = 0; i < 5; i++) tee.offer(makeCall(i));
+      const flushed = tee.flush();
+      await waitFor(() => tee.stats().inFlight === expected, 5_000, `${expected} batches in flight`);
+      // Give the flusher every chance to start more than it may.
+      await new Promise((r) => setTimeout(r, 50));
+      expect(tee.stats()).toMatchObject({ inFlight: expected, buffered: 5, sent: 0 });
+      exact(tee.stats());
+      bus.release();
+      await flushed;
+      expect(tee.stats()).toMatchObject({ captured: 5, sent: 5, buffered: 0, inFlight: 0, dropped: 0 });
+      await tee.close(1_000);
+    }
+    expect(() => new Tee(new InProcessBus(), { maxInFlightBatches: 0 })).toThrow(/maxInFlightBatches/);
+  });
+
+  it('encodes bodies handed over as chunk lists byte for byte like whole bodies', () => {
+    const whole = makeCall(7, 400);
+    const split = (b: Buffer, at: number[]): Buffer[] => {
+      const out: Buffer[] = [];
+      let from = 0;
+      for (const to of [...at, b.length]) {
+        out.push(b.subarray(from, to));
+        from = to;
+      }
+      return out;
+    };
+    const rq = whole.request.body;
+    const rs = whole.response.body;
+    const parts = {
+      request: split(rq, [1, 2, Math.floor(rq.length / 2)]),
+      response: split(rs, [0, Math.floor(rs.length / 3)]),
+    };
+    const placeholder = {
+      ...whole,
+      request: { ...whole.request, body: Buffer.alloc(0) },
+      response: { ...whole.response, body: Buffer.alloc(0) },
+    };
+    const a = encodeCaptureSized(whole);
+    const b = encodeCaptureSized(placeholder, parts);
+    expect(b.bytes).toBe(a.bytes);
+    expect(b.message.headers).toEqual(a.message.headers);
+    expect(b.message.value.equals(a.message.value)).toBe(true);
+    // One allocation of exactly the record's size (a publisher in another thread can take it by transfer).
+    expect(b.message.value.byteOffset).toBe(0);
+    expect(b.message.value.buffer.byteLength).toBe(b.message.value.length);
+    const back = decodeCapture(b.message);
+    expect(back.request.body.equals(rq)).toBe(true);
+    expect(back.response.body.equals(rs)).toBe(true);
+    // A value already laid out is used as is (no copy); one whose length prefix overruns it is refused.
+    const laid = encodeCaptureSized(placeholder, { value: a.message.value });
+    expect(laid.message.value).toBe(a.message.value);
+    expect(laid.bytes).toBe(a.bytes);
+    const bad = Buffer.alloc(8);
+    bad.writeUInt32BE(5, 0);
+    expect(() => encodeCaptureSized(placeholder, { value: bad })).toThrow(/length prefix/);
+    // Empty chunk lists: an empty body.
+    const none = encodeCaptureSized(placeholder, { request: [], response: [] });
+    expect(none.message.value.readUInt32BE(0)).toBe(0);
+    expect(none.message.value.length).toBe(4);
+  });
+
   it('holds back background publishing while the event loop is saturated, then catches up', async () => {
     const bus = new RecordingBus(new InProcessBus());
     const tee = new Tee(bus, { flushIntervalMs: 5, maxLoopUtilization: 0.5 });
@@ -186,6 +262,29 @@ describe('Tee', () => {
     await waitFor(() => tee.stats().sent === 50, 5_000, 'published once the loop is idle again');
     exact(tee.stats());
     await tee.close(1_000);
+  });
+
+  it('does not hold records back on the in-process bus: handing them over costs the loop nothing', async () => {
+    const bus = new RecordingBus(new InProcessBus());
+    const ctx = sidecarContext(sidecarConfig({ sidecar: { upstream: 'http://127.0.0.1:1' } }), bus, store);
+    const lease = acquireTee(ctx, { flushIntervalMs: 5 });
+    const spin = (ms: number): void => {
+      const end = performance.now() + ms;
+      while (performance.now() < end);
+    };
+    // A loop ~97% busy: a tee with the default maxLoopUtilization (0.9) would hold records back.
+    const saturate = async (rounds: number): Promise<void> => {
+      for (let i = 0; i < rounds; i++) {
+        spin(50);
+        await new Promise((r) => setTimeout(r, 0));
+      }
+    };
+    await saturate(30);
+    for (let i = 0; i < 50; i++) lease.tee.offer(makeCall(i));
+    await saturate(20);
+    expect(lease.tee.stats()).toMatchObject({ captured: 50, sent: 50, buffered: 0 });
+    expect(bus.published).toHaveLength(50);
+    await lease.release(1_000);
   });
 
   it('exposes the accounting as metrics', async () => {

@@ -1,10 +1,11 @@
 // Small request bodies (≤ 64 KiB with a Content-Length) are read whole and forwarded as one buffer
 // (DESIGN §4 rule 2): nothing reaches the upstream before the body is complete, the upstream gets the
 // exact bytes, and a client that leaves mid-body is recorded as 499 with what had arrived.
-import { connect, type Socket } from 'node:net';
+import { createServer } from 'node:http';
+import { connect, type AddressInfo, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { InProcessBus, decodeCapture } from '../src/bus/index.js';
-import { WHOLE_BODY_MAX_BYTES } from '../src/sidecar/proxy.js';
+import { ResponseSizeHints, WHOLE_BODY_MAX_BYTES } from '../src/sidecar/proxy.js';
 import { startSidecar, type RunningSidecar } from '../src/sidecar/index.js';
 import type { Store } from '../src/store/index.js';
 import { waitFor } from './support/ingest.js';
@@ -98,5 +99,91 @@ describe('request bodies up to 64 KiB', () => {
     expect(cap.request.size).toBe(1000);
     expect(cap.request.body.equals(b.subarray(0, 1000))).toBe(true);
     expect(upstream.requests).toBe(before);
+  });
+});
+
+describe('captures laid out in one buffer when a model answers with one size', () => {
+  it('ResponseSizeHints guesses only after two equal sizes, and forgets on a change', () => {
+    const h = new ResponseSizeHints(2);
+    expect(h.expect('m')).toBeUndefined();
+    h.note('m', 100);
+    expect(h.expect('m')).toBeUndefined();
+    h.note('m', 100);
+    expect(h.expect('m')).toBe(100);
+    h.note('m', 90);
+    expect(h.expect('m')).toBeUndefined();
+    h.note('m', 90);
+    expect(h.expect('m')).toBe(90);
+    h.note('m', -1);
+    h.note('m', -1);
+    expect(h.expect('m')).toBeUndefined();
+    h.note('a', 5);
+    h.note('b', 5);
+    h.note('b', 5);
+    // Bounded: a third model is not remembered.
+    expect(h.expect('b')).toBeUndefined();
+  });
+
+  it('forwards and captures the exact bytes whether or not the size guess holds', async () => {
+    const received = new Map<string, Buffer>();
+    const sized = createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        const id = String(req.headers['x-request-id']);
+        received.set(id, Buffer.concat(chunks));
+        const n = Number(req.headers['x-response-size']);
+        const out = Buffer.alloc(n);
+        for (let i = 0; i < n; i++) out[i] = (i * 31 + id.length * 7 + n) & 0xff;
+        res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': n });
+        // In pieces, so the capture is assembled from several chunks.
+        const third = Math.floor(n / 3);
+        res.write(out.subarray(0, third));
+        setImmediate(() => res.end(out.subarray(third)));
+      });
+    });
+    await new Promise<void>((r) => sized.listen(0, '127.0.0.1', r));
+    const port = (sized.address() as AddressInfo).port;
+    const inner = new InProcessBus();
+    const rec = new RecordingBus(inner);
+    const config = sidecarConfig({ sidecar: { upstream: `http://127.0.0.1:${port}` } });
+    const sc = await startSidecar(sidecarContext(config, rec, noStore), { teeFlushIntervalMs: 5 });
+    try {
+      // Equal sizes (the guess starts holding from the third call), a change, then equal again; request
+      // bodies from tiny to multi-chunk (60 KiB arrives in more than one read).
+      const plan = [40_000, 40_000, 40_000, 40_000, 1_000, 40_000, 40_000, 40_000, 0, 0, 0, 7];
+      const sent = new Map<string, { request: Buffer; responseSize: number }>();
+      for (let i = 0; i < plan.length; i++) {
+        const id = `sized-${i}`;
+        const request = Buffer.alloc([3, 60_000, 1_200][i % 3]!, 65 + i);
+        sent.set(id, { request, responseSize: plan[i]! });
+        const r = await fetch(`${sc.url}/v2/models/sized/infer`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', 'x-request-id': id, 'x-response-size': String(plan[i]) },
+          body: request,
+        });
+        const got = Buffer.from(await r.arrayBuffer());
+        expect(got.length).toBe(plan[i]);
+      }
+      await waitFor(() => rec.published.length === plan.length, 10_000, 'every call captured');
+      for (const m of rec.published) {
+        const c = decodeCapture(m);
+        const want = sent.get(c.requestId)!;
+        expect(received.get(c.requestId)!.equals(want.request)).toBe(true);
+        expect(c.request.body.equals(want.request)).toBe(true);
+        expect(c.response.body.length).toBe(want.responseSize);
+        for (let i = 0; i < c.response.body.length; i++) {
+          if (c.response.body[i] !== ((i * 31 + c.requestId.length * 7 + want.responseSize) & 0xff)) {
+            throw new Error(`response byte ${i} of ${c.requestId} differs`);
+          }
+        }
+        expect(c.request.size).toBe(want.request.length);
+        expect(c.response.size).toBe(want.responseSize);
+      }
+    } finally {
+      await sc.stop();
+      await inner.close();
+      await new Promise<void>((r) => sized.close(() => r()));
+    }
   });
 });

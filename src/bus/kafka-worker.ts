@@ -21,6 +21,13 @@ export interface KafkaWorkerBusOptions extends KafkaBusOptions {
   /** How long `close()` lets the producer disconnect before the worker is terminated. @default 5000 */
   closeTimeoutMs?: number;
   /**
+   * Largest young generation of the worker's V8 heap, in MB (`resourceLimits.maxYoungGenerationSizeMb`).
+   * Without a bound the worker's young generation grows like the main thread's (up to ~48 MB on 64-bit)
+   * while kafkajs encodes large records, and stays resident; a small one costs more, shorter
+   * scavenges on the worker's own thread. 0 leaves V8's default. @default 8
+   */
+  workerYoungGenerationMb?: number;
+  /**
    * How much nicer the worker thread is than the thread that started it (Linux: niceness is per
    * thread; raising it needs no privilege). The request thread then wins a contended core and the
    * worker takes what is left; records it cannot publish in time wait in the tee's bounded buffer
@@ -71,6 +78,7 @@ const defaults = {
   workerGraceMs: 2_000,
   closeTimeoutMs: 5_000,
   workerNice: 10,
+  workerYoungGenerationMb: 8,
 };
 
 /** The worker entry next to this module, and how to start it. */
@@ -80,8 +88,13 @@ function defaultEntry(): { url: URL; tsx: boolean } {
   return { url: new URL('./kafka-worker-entry.js', here), tsx: false };
 }
 
-function spawnWorker(url: URL, workerData: KafkaWorkerData): Worker {
-  return startWorker(url, workerData);
+function spawnWorker(url: URL, workerData: KafkaWorkerData, youngGenerationMb: number): Worker {
+  return startWorker(
+    url,
+    workerData,
+    [],
+    youngGenerationMb > 0 ? { maxYoungGenerationSizeMb: youngGenerationMb } : undefined,
+  );
 }
 
 /**
@@ -101,6 +114,7 @@ export class KafkaWorkerBus implements Bus {
   private readonly answerTimeoutMs: number;
   private readonly closeTimeoutMs: number;
   private readonly nice: number;
+  private readonly youngGenerationMb: number;
   private readonly entry: { url: URL; tsx: boolean };
   private worker: Worker | undefined;
   private readonly pending = new Map<number, Pending>();
@@ -109,7 +123,16 @@ export class KafkaWorkerBus implements Bus {
   private closing: Promise<void> | undefined;
 
   constructor(options: KafkaWorkerBusOptions) {
-    const { transferValues, workerGraceMs, closeTimeoutMs, workerNice, workerUrl, logger, ...producer } = options;
+    const {
+      transferValues,
+      workerGraceMs,
+      closeTimeoutMs,
+      workerNice,
+      workerYoungGenerationMb,
+      workerUrl,
+      logger,
+      ...producer
+    } = options;
     if (producer.brokers.length === 0) throw new RangeError('KafkaWorkerBus needs at least one broker');
     const grace = workerGraceMs ?? defaults.workerGraceMs;
     const closeMs = closeTimeoutMs ?? defaults.closeTimeoutMs;
@@ -131,6 +154,12 @@ export class KafkaWorkerBus implements Bus {
     if (!(Number.isInteger(this.nice) && this.nice >= -20 && this.nice <= 19)) {
       throw new RangeError(`KafkaWorkerBusOptions.workerNice must be an integer in -20..19, got ${this.nice}`);
     }
+    this.youngGenerationMb = workerYoungGenerationMb ?? defaults.workerYoungGenerationMb;
+    if (!(Number.isFinite(this.youngGenerationMb) && this.youngGenerationMb >= 0)) {
+      throw new RangeError(
+        `KafkaWorkerBusOptions.workerYoungGenerationMb must be a number ≥ 0, got ${this.youngGenerationMb}`,
+      );
+    }
     this.entry = workerUrl ? { url: workerUrl, tsx: workerUrl.pathname.endsWith('.ts') } : defaultEntry();
   }
 
@@ -139,9 +168,14 @@ export class KafkaWorkerBus implements Bus {
     return this.worker?.threadId;
   }
 
+  /** The running worker's V8 heap limits, or undefined when none runs (for tests and diagnostics). */
+  get workerResourceLimits(): Worker['resourceLimits'] | undefined {
+    return this.worker?.resourceLimits;
+  }
+
   private getWorker(): Worker {
     if (this.worker) return this.worker;
-    const w = spawnWorker(this.entry.url, { options: this.producerOptions, nice: this.nice });
+    const w = spawnWorker(this.entry.url, { options: this.producerOptions, nice: this.nice }, this.youngGenerationMb);
     w.unref();
     w.on('message', (m: FromWorker) => this.onMessage(m));
     w.on('error', (err: Error) => {

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { Worker } from 'node:worker_threads';
+import { Worker, type ResourceLimits } from 'node:worker_threads';
 import { ErrorCodes, ModelwatchError } from './errors.js';
 
 /**
@@ -41,17 +41,25 @@ const tsxBoot = [
  * Starts a `worker_threads` worker on `url`. A `.ts` entry (running from source) is loaded through a small
  * bootstrap that registers tsx inside the worker first; a `.js` entry (the compiled build) is loaded directly.
  * `workerData` must be an object; the bootstrap adds its own two keys (`tsxApi`, `entry`) to it.
+ * `resourceLimits`, when given, bound the worker's V8 heap (e.g. a smaller young generation: less RSS).
  */
-export function startWorker(url: URL, workerData: object, transferList: ArrayBuffer[] = []): Worker {
+export function startWorker(
+  url: URL,
+  workerData: object,
+  transferList: ArrayBuffer[] = [],
+  resourceLimits?: ResourceLimits,
+): Worker {
+  const limits = resourceLimits === undefined ? {} : { resourceLimits };
   if (url.pathname.endsWith('.ts')) {
     return new Worker(tsxBoot, {
       eval: true,
       execArgv: [],
       workerData: { ...workerData, tsxApi: tsxEsmApiUrl(), entry: url.href },
       transferList,
+      ...limits,
     });
   }
-  return new Worker(fileURLToPath(url), { workerData, transferList });
+  return new Worker(fileURLToPath(url), { workerData, transferList, ...limits });
 }
 
 /** What a one-shot worker run by {@link runWorkerTask} posts back: its result, or the error it hit. */

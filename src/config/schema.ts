@@ -231,12 +231,16 @@ export const configSchema = z.strictObject({
         .int()
         .positive()
         .default(1024 * 1024),
-      /** Bound of the tee buffer in bytes; overflow drops and counts. */
+      /**
+       * Bound of the tee buffer in bytes (queued plus in flight); overflow drops and counts. Small on
+       * purpose: what the tee holds it holds across garbage collections, so a large bound turns a
+       * backlog into promoted memory and major collections on the request thread.
+       */
       maxTeeBufferBytes: z
         .number()
         .int()
         .positive()
-        .default(64 * 1024 * 1024),
+        .default(16 * 1024 * 1024),
       /** Default capture sampling rate 0..1 (per-model rates live in `models.<name>.sampling`). */
       sampling: z.number().min(0).max(1).default(1),
       /** Request/response headers copied into the capture (lower-case). Authorization and cookies never are. */

@@ -125,6 +125,19 @@ const FIXED_NAME_CHARS = [
   'ce_resencoding',
 ].reduce((n, k) => n + k.length, 0);
 
+/**
+ * The captured bodies as chunk lists, for {@link encodeCaptureSized}: when given, they replace
+ * `call.request.body` and `call.response.body` (each body is the concatenation of its chunks), so a
+ * producer that received a body in pieces hands them over without joining them first.
+ */
+export type CaptureBodyParts =
+  | { request: readonly Buffer[]; response: readonly Buffer[] }
+  /**
+   * The record's value already laid out (`uint32BE(len(request)) ‖ request ‖ response`), used as is:
+   * a producer that read the request straight into the record's buffer copies nothing more.
+   */
+  | { value: Buffer };
+
 /** A capture encoded as a record, with its size as {@link messageBytes} of the bus counts it. */
 export interface EncodedCapture {
   message: CaptureRecord;
@@ -147,7 +160,7 @@ export function encodeCapture(call: CapturedCall): CaptureRecord {
  * else its own allocation of exactly its size, which a publisher in another thread can take by transfer
  * instead of a copy (see KafkaWorkerBus).
  */
-export function encodeCaptureSized(call: CapturedCall): EncodedCapture {
+export function encodeCaptureSized(call: CapturedCall, bodies?: CaptureBodyParts): EncodedCapture {
   const rq = call.request;
   const rs = call.response;
   const reqSize = String(rq.size);
@@ -221,13 +234,37 @@ export function encodeCaptureSized(call: CapturedCall): EncodedCapture {
     headers.ce_error = call.error;
     chars += 8 + call.error.length;
   }
-  const req = rq.body;
-  const res = rs.body;
-  const size = 4 + req.length + res.length;
-  const value = Buffer.allocUnsafe(size);
-  value.writeUInt32BE(req.length, 0);
-  req.copy(value, 4);
-  res.copy(value, 4 + req.length);
+  let value: Buffer;
+  let size: number;
+  if (bodies === undefined) {
+    const req = rq.body;
+    const res = rs.body;
+    size = 4 + req.length + res.length;
+    value = Buffer.allocUnsafe(size);
+    value.writeUInt32BE(req.length, 0);
+    req.copy(value, 4);
+    res.copy(value, 4 + req.length);
+  } else if ('value' in bodies) {
+    value = bodies.value;
+    size = value.length;
+    if (size < 4 || 4 + value.readUInt32BE(0) > size) {
+      throw new ModelwatchError(ErrorCodes.internal, 'capture value is shorter than its request length prefix', {
+        field: 'value',
+      });
+    }
+  } else {
+    // The bodies as the chunks they arrived in: each byte is copied once, into the value.
+    let reqLen = 0;
+    for (const c of bodies.request) reqLen += c.length;
+    let resLen = 0;
+    for (const c of bodies.response) resLen += c.length;
+    size = 4 + reqLen + resLen;
+    value = Buffer.allocUnsafe(size);
+    value.writeUInt32BE(reqLen, 0);
+    let at = 4;
+    for (const c of bodies.request) at += c.copy(value, at);
+    for (const c of bodies.response) at += c.copy(value, at);
+  }
   return { message: { key: call.requestId, value, headers }, bytes: size + call.requestId.length + chars };
 }
 

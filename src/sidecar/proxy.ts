@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Dispatcher } from 'undici';
-import type { CapturedCall } from '../protocol/capture.js';
+import type { CaptureBodyParts, CapturedCall } from '../protocol/capture.js';
 import { newId } from '../common/ids.js';
 import { connectionTokens, dropPairs, HOP_BY_HOP, NEVER_CAPTURED } from './headers.js';
 import type { SidecarMetrics, UpstreamErrorReason } from './metrics.js';
@@ -19,6 +19,11 @@ export interface ProxyDeps {
   /** Capture rate of a model, 0..1. */
   samplingFor: (model: string) => number;
   maxCaptureBytes: number;
+  /**
+   * Response sizes seen per model: when a model's responses keep one size, a captured request is read
+   * straight into a buffer laid out as the whole record. `undefined`: never.
+   */
+  responseSizes?: ResponseSizeHints | undefined;
   /** Lower-case request header names copied into captures (never the {@link NEVER_CAPTURED} ones). */
   captureHeaders: ReadonlySet<string>;
   /** Query parameter names kept in the captured route; every other one is dropped. */
@@ -79,9 +84,42 @@ class BodyTap {
     return this.size > this.captured;
   }
 
-  body(): Buffer {
-    if (this.chunks.length === 1) return this.chunks[0] as Buffer;
-    return Buffer.concat(this.chunks, this.captured);
+  /** The captured bytes as the chunks they arrived in (not joined: the tee's encoder copies them once). */
+  parts(): readonly Buffer[] {
+    return this.chunks;
+  }
+}
+
+/**
+ * The captured response size of each model's last two responses. When they were equal, the next
+ * captured request is read straight into one buffer laid out as the whole record
+ * (`uint32BE(len(request)) ‖ request ‖ response`, the request part forwarded upstream as is), and a
+ * response of that size is copied into its place: one allocation and one copy of each body per call,
+ * instead of joining the request for the upstream and copying it again into the record. A response of
+ * another size falls back to a new record (the first buffer is then wasted, hence two equal sizes
+ * before guessing).
+ */
+export class ResponseSizeHints {
+  private readonly seen = new Map<string, { size: number; stable: boolean }>();
+
+  /** @param maxModels models remembered; later ones get no hint. */
+  constructor(private readonly maxModels = 1024) {}
+
+  /** The response size to expect for `model`, when its last two captured responses had it. */
+  expect(model: string): number | undefined {
+    const e = this.seen.get(model);
+    return e !== undefined && e.stable ? e.size : undefined;
+  }
+
+  /** Records a captured response's size (`-1` for one that was truncated or not captured whole). */
+  note(model: string, size: number): void {
+    const e = this.seen.get(model);
+    if (e === undefined) {
+      if (this.seen.size < this.maxModels) this.seen.set(model, { size, stable: false });
+      return;
+    }
+    e.stable = size >= 0 && e.size === size;
+    e.size = size;
   }
 }
 
@@ -150,6 +188,8 @@ class ProxyCall implements Dispatcher.DispatchHandler {
   private firstChunk: Buffer | undefined;
   private moreChunks: Buffer[] | undefined;
   private bodyBytes = 0;
+  /** The record's buffer, when the request was read straight into it (see {@link ResponseSizeHints}). */
+  private record: Buffer | undefined;
   readonly reqTap: BodyTap | undefined;
   private readonly resTap: BodyTap | undefined;
   private readonly resMeta: BodyMeta | undefined;
@@ -208,7 +248,20 @@ class ProxyCall implements Dispatcher.DispatchHandler {
   private readonly onWholeEnd = (): void => {
     this.req.off('data', this.onWholeData);
     const more = this.moreChunks;
-    const body = more !== undefined ? Buffer.concat(more, this.bodyBytes) : (this.firstChunk ?? EMPTY);
+    const hint =
+      this.reqTap !== undefined && this.bodyBytes <= this.deps.maxCaptureBytes
+        ? this.deps.responseSizes?.expect(this.model)
+        : undefined;
+    let body: Buffer;
+    if (hint !== undefined) {
+      const record = Buffer.allocUnsafe(4 + this.bodyBytes + hint);
+      record.writeUInt32BE(this.bodyBytes, 0);
+      let at = 4;
+      if (more !== undefined) for (const c of more) at += c.copy(record, at);
+      else if (this.firstChunk !== undefined) at += this.firstChunk.copy(record, at);
+      body = record.subarray(4, at);
+      this.record = record;
+    } else body = more !== undefined ? Buffer.concat(more, this.bodyBytes) : (this.firstChunk ?? EMPTY);
     this.firstChunk = undefined;
     this.moreChunks = undefined;
     if (this.done || this.clientGone) return;
@@ -419,8 +472,9 @@ class ProxyCall implements Dispatcher.DispatchHandler {
       status,
       startedAt: this.startedAt,
       latencyMs: Math.round(latencyMs * 1000) / 1000,
+      // The bodies go to the tee as chunk lists (below), copied once into the record.
       request: {
-        body: reqTap.size === 0 ? EMPTY : reqTap.body(),
+        body: EMPTY,
         size: reqTap.size,
         truncated: reqTap.truncated,
         contentType: reqMeta.contentType,
@@ -428,7 +482,7 @@ class ProxyCall implements Dispatcher.DispatchHandler {
         headerLength: reqMeta.headerLength,
       },
       response: {
-        body: resTap.size === 0 ? EMPTY : resTap.body(),
+        body: EMPTY,
         size: resTap.size,
         truncated: resTap.truncated,
         contentType: resMeta.contentType,
@@ -438,7 +492,17 @@ class ProxyCall implements Dispatcher.DispatchHandler {
       headers: this.captured ?? {},
       error,
     };
-    deps.tee.offer(call);
+    deps.responseSizes?.note(this.model, resTap.truncated ? -1 : resTap.size);
+    const record = this.record;
+    let bodies: CaptureBodyParts;
+    if (record !== undefined && !resTap.truncated && record.length === 4 + reqTap.size + resTap.size) {
+      // The request is in place already (it was forwarded from this buffer); the response goes after it.
+      let at = 4 + reqTap.size;
+      for (const c of resTap.parts()) at += c.copy(record, at);
+      bodies = { value: record };
+    } else bodies = { request: reqTap.parts(), response: resTap.parts() };
+    this.record = undefined;
+    deps.tee.offer(call, bodies);
   }
 }
 

@@ -5,7 +5,7 @@ import { ErrorCodes, ModelwatchError, errorMessage } from '../common/errors.js';
 import { modelLabelsOn } from '../common/metrics.js';
 import type { RunningRole, RuntimeContext } from '../runtime/context.js';
 import { SidecarMetrics } from './metrics.js';
-import { createProxyHandler } from './proxy.js';
+import { createProxyHandler, ResponseSizeHints } from './proxy.js';
 import type { Tee } from './tee.js';
 import { acquireTee } from './shared-tee.js';
 import { diagnosticsIntervalFromEnv, startDiagnosticsLog } from './diagnostics.js';
@@ -196,6 +196,7 @@ export async function startSidecar(
     tee: opts.tee ? tee : undefined,
     samplingFor: (model) => rates.get(model) ?? defaultRate,
     maxCaptureBytes: sc.maxCaptureBytes,
+    responseSizes: opts.tee ? new ResponseSizeHints() : undefined,
     captureHeaders: new Set(sc.captureHeaders.map((h) => h.toLowerCase())),
     captureQueryParams: new Set(sc.captureQueryParams),
     headersTimeoutMs: sc.upstreamTimeoutMs,

@@ -1,6 +1,6 @@
 import { performance, type EventLoopUtilization } from 'node:perf_hooks';
 import type { Counter, Registry } from 'prom-client';
-import { encodeCaptureSized, type CapturedCall } from '../protocol/capture.js';
+import { encodeCaptureSized, type CaptureBodyParts, type CapturedCall } from '../protocol/capture.js';
 import type { Bus, BusMessage } from '../bus/types.js';
 import { errorMessage } from '../common/errors.js';
 import { silentLogger, type Logger } from '../common/logger.js';
@@ -21,6 +21,13 @@ export interface TeeOptions {
   maxBatchMessages?: number;
   /** Largest batch in bytes (a single larger record still goes alone). @default 1048576 */
   maxBatchBytes?: number;
+  /**
+   * Publishes the flusher keeps unsettled at once. With a remote bus each batch waits for its ack, so
+   * one at a time caps throughput at `maxBatchBytes` per round trip (large captures need several
+   * batches in flight); records are independent, so their order across batches does not matter.
+   * @default 1
+   */
+  maxInFlightBatches?: number;
   /**
    * The background flusher holds back while the event loop is busier than this (smoothed
    * event-loop utilisation, 0..1): publishing costs CPU on the loop that serves requests, so under
@@ -45,6 +52,7 @@ const defaults = {
   flushIntervalMs: 20,
   maxBatchMessages: 200,
   maxBatchBytes: 1024 * 1024,
+  maxInFlightBatches: 1,
   maxLoopUtilization: 0.9,
   publishTimeoutMs: 5_000,
   logger: silentLogger,
@@ -120,6 +128,7 @@ export class Tee {
       'flushIntervalMs',
       'maxBatchMessages',
       'maxBatchBytes',
+      'maxInFlightBatches',
       'publishTimeoutMs',
     ] as const) {
       const v = this.opts[k];
@@ -196,8 +205,10 @@ export class Tee {
   /**
    * Hands a captured call to the tee: encodes it and queues it, or drops it (`buffer_full`, or
    * `shutdown` after {@link close}). Never blocks, never throws. Returns whether it was queued.
+   * `bodies`, when given, are the request and response bodies as the chunks they arrived in (they
+   * replace `call.request.body` and `call.response.body`): each byte is copied once, into the record.
    */
-  offer(call: CapturedCall): boolean {
+  offer(call: CapturedCall, bodies?: CaptureBodyParts): boolean {
     this.captured++;
     this.mCaptured?.inc();
     if (this.closed) {
@@ -208,7 +219,7 @@ export class Tee {
     try {
       // The encoder counts the record's size (as `messageBytes` does) while building it: the entry it
       // returns is queued as is.
-      entry = encodeCaptureSized(call);
+      entry = encodeCaptureSized(call, bodies);
     } catch (err) {
       this.opts.logger.warn('tee could not encode a capture', { error: errorMessage(err) });
       this.drop('publish_failed', 1);
@@ -356,51 +367,77 @@ export class Tee {
     this.releaseGaugesWhenSettled();
   }
 
+  /**
+   * Publishes batches while records wait, with up to `maxInFlightBatches` publishes unsettled at once;
+   * returns once the queue is empty and every publish it started settled or outlived its timeout. After
+   * a failure or a timeout it publishes nothing more this round (the rest waits for the next one).
+   */
   private async drain(background: boolean): Promise<void> {
-    while (this.queue.length - this.head > 0) {
-      // The background flusher yields to request work between batches when the loop is saturated.
-      if (background && this.overloaded()) return;
-      const { messages, bytes } = this.takeBatch();
-      this.queuedBytes -= bytes;
-      this.inFlight += messages.length;
-      this.inFlightBytes += bytes;
-      let publish: Promise<void>;
-      try {
-        publish = this.bus.publish(messages);
-      } catch (err) {
-        publish = Promise.reject(err instanceof Error ? err : new Error(String(err)));
-      }
-      const settled = publish.then(
-        () => {
-          this.settle(messages.length, bytes, true, undefined);
-          return true;
-        },
-        (err: unknown) => {
-          this.settle(messages.length, bytes, false, err);
-          return false;
-        },
-      );
-      let timer: NodeJS.Timeout | undefined;
-      const outcome = await Promise.race([
-        settled,
-        new Promise<'timeout'>((resolve) => {
-          timer = setTimeout(() => resolve('timeout'), this.opts.publishTimeoutMs);
-          timer.unref();
-        }),
-      ]);
-      clearTimeout(timer);
-      if (outcome === 'timeout') {
+    const held = new Set<Promise<Outcome>>();
+    let stop = false;
+    const waitOne = async (): Promise<void> => {
+      const { p, outcome } = await Promise.race([...held].map((h) => h.then((o) => ({ p: h, outcome: o }))));
+      held.delete(p);
+      if (outcome.kind === 'timeout') {
         // The bus may still deliver this batch: it stays in flight (bytes held inside the bound) and
         // is counted when the bus answers. The flusher stops waiting so a later batch can go out.
         this.publishTimeouts++;
         this.mTimeouts?.inc();
         this.opts.logger.warn('tee publish outlived its timeout; records stay in flight until the bus answers', {
-          records: messages.length,
+          records: outcome.records,
           timeoutMs: this.opts.publishTimeoutMs,
         });
-        return;
-      }
-      if (!outcome) return;
+        stop = true;
+      } else if (outcome.kind === 'failed') stop = true;
+    };
+    for (;;) {
+      // The background flusher yields to request work between batches when the loop is saturated.
+      const publish =
+        !stop &&
+        this.queue.length - this.head > 0 &&
+        held.size < this.opts.maxInFlightBatches &&
+        !(background && this.overloaded());
+      if (publish) held.add(this.publishBatch());
+      else if (held.size === 0) return;
+      // Records offered while publishes are unsettled go out as soon as one settles.
+      else await waitOne();
     }
   }
+
+  /** Hands one batch to the bus; the outcome is its settlement, or `timeout` after `publishTimeoutMs`. */
+  private publishBatch(): Promise<Outcome> {
+    const { messages, bytes } = this.takeBatch();
+    this.queuedBytes -= bytes;
+    this.inFlight += messages.length;
+    this.inFlightBytes += bytes;
+    let publish: Promise<void>;
+    try {
+      publish = this.bus.publish(messages);
+    } catch (err) {
+      publish = Promise.reject(err instanceof Error ? err : new Error(String(err)));
+    }
+    const records = messages.length;
+    const settled = publish.then(
+      (): Outcome => {
+        this.settle(records, bytes, true, undefined);
+        return { kind: 'sent', records };
+      },
+      (err: unknown): Outcome => {
+        this.settle(records, bytes, false, err);
+        return { kind: 'failed', records };
+      },
+    );
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<Outcome>((resolve) => {
+      timer = setTimeout(() => resolve({ kind: 'timeout', records }), this.opts.publishTimeoutMs);
+      timer.unref();
+    });
+    return Promise.race([settled, timeout]).finally(() => clearTimeout(timer));
+  }
+}
+
+/** How the flusher's wait for one publish ended. */
+interface Outcome {
+  kind: 'sent' | 'failed' | 'timeout';
+  records: number;
 }
