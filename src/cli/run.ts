@@ -6,10 +6,12 @@ import { UsageError, type Command } from './command.js';
 
 /**
  * Commands whose module is imported alone, without the table of every command (which loads every role):
- * `modelwatch report` starts without the server, bus, ingest or sidecar code.
+ * `modelwatch report` starts without the server, bus, ingest or sidecar code, and `modelwatch sidecar`
+ * without the report, detection, shadow, alerting and API code (less memory beside every inference pod).
  */
 const standalone: Record<string, () => Promise<Command>> = {
   report: async () => (await import('./commands/report.js')).reportCommand,
+  sidecar: async () => (await import('./commands/sidecar.js')).sidecarCommand,
 };
 
 async function loadCommands(): Promise<Record<string, Command>> {

@@ -1,11 +1,9 @@
 import { Registry } from 'prom-client';
 import { InProcessBus } from '../bus/in-process.js';
-import { KafkaBus } from '../bus/kafka.js';
 import type { Bus } from '../bus/types.js';
 import { createLogger, type Logger } from '../common/logger.js';
 import { ErrorCodes, ModelwatchError, errorMessage } from '../common/errors.js';
 import type { Config } from '../config/schema.js';
-import { openStore } from '../store/open.js';
 import type { Store } from '../store/store.js';
 import type { RuntimeContext } from './context.js';
 import { registerDefaultMetrics } from './metrics.js';
@@ -50,7 +48,9 @@ export interface Runtime extends RuntimeContext {
   close(): Promise<void>;
 }
 
-function createBus(config: Config, logger: Logger): Bus {
+// The store client and kafkajs are imported only by processes that use them: `modelwatch sidecar` on the
+// in-process bus loads neither, and the sidecar's memory beside each inference pod is what that saves.
+async function createBus(config: Config, logger: Logger): Promise<Bus> {
   if (config.kafka.brokers.length === 0) {
     // Hand ingest batches as large as it stores in one insert: fewer, larger inserts under backlog.
     return new InProcessBus({
@@ -63,6 +63,7 @@ function createBus(config: Config, logger: Logger): Bus {
     });
   }
   const k = config.kafka;
+  const { KafkaBus } = await import('../bus/kafka.js');
   return new KafkaBus({
     brokers: k.brokers,
     topic: k.topic,
@@ -89,10 +90,11 @@ export async function createRuntime(config: Config, options: CreateRuntimeOption
   if (options.defaultMetrics ?? true) registerDefaultMetrics(metrics);
   const withStore = options.withStore ?? true;
   const ownsStore = options.store === undefined && withStore;
-  const store = options.store ?? (withStore ? await openStore(config) : absentStore());
+  const store =
+    options.store ?? (withStore ? await (await import('../store/open.js')).openStore(config) : absentStore());
   let bus: Bus;
   try {
-    bus = createBus(config, logger);
+    bus = await createBus(config, logger);
   } catch (err) {
     if (ownsStore) await store.close().catch(() => undefined);
     throw err;

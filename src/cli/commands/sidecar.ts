@@ -1,5 +1,4 @@
 import { createLogger } from '../../common/logger.js';
-import { startGrpcProxy } from '../../sidecar/grpc-proxy.js';
 import { startSidecar } from '../../sidecar/sidecar.js';
 import { UsageError, type Command } from '../command.js';
 import { loadProxyConfig } from '../proxy-flags.js';
@@ -33,7 +32,11 @@ export const sidecarCommand: Command = {
     const specs: RoleSpec[] = [];
     // Neither proxy touches the store: it is not opened (nor migrated) by this command.
     if (config.sidecar.grpcUpstream !== undefined) {
-      specs.push({ name: 'grpc', start: (ctx) => startGrpcProxy(ctx), usesStore: false });
+      specs.push({
+        name: 'grpc',
+        start: async (ctx) => (await import('../../sidecar/grpc-proxy.js')).startGrpcProxy(ctx),
+        usesStore: false,
+      });
     }
     specs.push({ name: 'sidecar', start: (ctx) => startSidecar(ctx), usesStore: false });
     return serveRoles(config, specs, { runtime: { logger } });
