@@ -16,7 +16,7 @@ import {
 export interface InProcessBusOptions {
   /** Default topic. @default 'modelwatch.inference' */
   topic?: string;
-  /** Bound of unconsumed bytes across all topics; `publish` rejects with `bus_full` beyond it. @default 67108864 */
+  /** Bound of unconsumed bytes across all topics; `publish` rejects with `bus_full` beyond it. @default 16777216 */
   maxBufferedBytes?: number;
   /** Largest batch handed to a consumer. @default 1000 */
   maxBatchMessages?: number;
@@ -35,7 +35,7 @@ export interface InProcessBusOptions {
 
 const defaults = {
   topic: 'modelwatch.inference',
-  maxBufferedBytes: 64 * 1024 * 1024,
+  maxBufferedBytes: 16 * 1024 * 1024,
   maxBatchMessages: 1000,
   retryDelayMs: 200,
   lingerMessages: 0,
