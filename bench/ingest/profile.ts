@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Registry } from 'prom-client';
 import { encodeCapture, InProcessBus, type CapturedCall } from '../../src/bus/index.js';
+import { isModelwatchError } from '../../src/common/index.js';
 import { createStore } from '../../src/store/index.js';
 import { IngestPipeline, type IngestPipelineOptions } from '../../src/ingest/pipeline.js';
 import { createIngestMetrics } from '../../src/ingest/metrics.js';
@@ -53,6 +54,8 @@ function cpu(): { main: number; other: number } {
   return { main, other };
 }
 const N = Number(process.argv[2] ?? 20000);
+/** `bus`: compare the in-process bus bound (16 vs 64 MiB) with a producer that backs off on bus_full, as bench/ingest.ts does. */
+const MODE = process.argv[3] ?? 'parts';
 const dir = mkdtempSync(join(tmpdir(), 'mw-prof-'));
 const store = createStore({ url: `chdb:${dir}` });
 await store.migrate();
@@ -63,16 +66,22 @@ const base: [string, IngestPipelineOptions][] = [
   ['no lookup, no payloads', { eventIdLookup: false, payloads: false }],
 ];
 // A warm-up run (JIT, the engine's first inserts) is discarded; then each variant twice, interleaved.
-const variants: [string, IngestPipelineOptions][] = [['warm-up (discard)', {}], ...base, ...base];
+const busBase: [string, IngestPipelineOptions][] = [
+  ['bus 16 MiB', {}],
+  ['bus 64 MiB', {}],
+];
+const chosen = MODE === 'bus' ? busBase : base;
+const variants: [string, IngestPipelineOptions][] = [['warm-up (discard)', {}], ...chosen, ...chosen];
 let run = 0;
 for (const [name, opts] of variants) {
   const model = `${name.replace(/\W/g, '')}${run++}`;
   const msgs = Array.from({ length: N }, (_, i) => encodeCapture(call(model, i)));
+  const busMiB = name.startsWith('bus 16') ? 16 : name.startsWith('bus 64') ? 64 : 1024;
   const bus = new InProcessBus({
     maxBatchMessages: 10000,
     lingerMessages: 1000,
     lingerMs: 1000,
-    maxBufferedBytes: 1 << 30,
+    maxBufferedBytes: busMiB * 1024 * 1024,
   });
   const p = new IngestPipeline(store, createIngestMetrics(new Registry()), {
     ...opts,
@@ -90,7 +99,16 @@ for (const [name, opts] of variants) {
   });
   const c0 = cpu();
   const t = performance.now();
-  await bus.publish(msgs);
+  for (let k = 0; k < msgs.length;) {
+    const part = msgs.slice(k, k + 256);
+    try {
+      await bus.publish(part);
+      k += part.length;
+    } catch (err) {
+      if (!isModelwatchError(err, 'bus_full')) throw err;
+      await new Promise((r) => setTimeout(r, 5));
+    }
+  }
   await all;
   const wall = performance.now() - t;
   const c1 = cpu();
