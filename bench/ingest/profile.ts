@@ -88,12 +88,14 @@ for (const [name, opts] of variants) {
     tokenPrefix: `${Math.random()}:`,
   });
   let done = 0;
+  let batches = 0;
   let finish!: () => void;
   const all = new Promise<void>((r) => (finish = r));
   const c = await bus.consume({
     handler: async (b) => {
       await p.handleBatch(b);
       done += b.messages.length;
+      batches++;
       if (done >= N) finish();
     },
   });
@@ -114,7 +116,7 @@ for (const [name, opts] of variants) {
   const c1 = cpu();
   await c.stop();
   console.log(
-    `${name.padEnd(24)} wall ${((wall * 1000) / N).toFixed(1)} µs/call  JS ${((c1.main - c0.main) / N).toFixed(1)}  engine ${((c1.other - c0.other) / N).toFixed(1)}`,
+    `${name.padEnd(24)} wall ${((wall * 1000) / N).toFixed(1)} µs/call  JS ${((c1.main - c0.main) / N).toFixed(1)}  engine ${((c1.other - c0.other) / N).toFixed(1)}  batches ${batches}`,
   );
 }
 await store.close();
