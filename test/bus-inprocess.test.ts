@@ -34,6 +34,14 @@ describe('InProcessBus', () => {
     const bus = new InProcessBus({ maxBufferedBytes: 100 });
     await bus.publish([msg(1, 50)]);
     await expect(bus.publish([msg(2, 60)])).rejects.toMatchObject({ code: 'bus_full', retryable: true });
+    // A batch that does not fit is refused whole, even when its first messages would fit: nothing is queued.
+    await expect(bus.publish([msg(4, 10), msg(5, 10), msg(6, 30)])).rejects.toMatchObject({ code: 'bus_full' });
+    expect(bus.bufferedBytes).toBe(messageBytes(msg(1, 50)));
+    // One that fits exactly is taken.
+    const rest = 100 - bus.bufferedBytes;
+    const fill = msg(7, 1);
+    await bus.publish([msg(7, 1 + rest - messageBytes(fill))]);
+    expect(bus.bufferedBytes).toBe(100);
     await bus.close();
     await expect(bus.publish([msg(3, 1)])).rejects.toMatchObject({ code: 'bus_unavailable' });
   });

@@ -179,11 +179,14 @@ describe('ingest encoding (JSONCompactEachRow) through chdb', () => {
       columns: PayloadColumns,
     });
     const got = await store.query<Record<string, unknown>>(
-      `SELECT model, version, toString(ts) AS ts, event_id, request_id, source, content_type, content_encoding,
-              header_length, size, truncated, storage, body, toString(expires_at) AS expires_at
+      `SELECT model, version, toUnixTimestamp64Milli(ts) AS ts, event_id, request_id, source, content_type, content_encoding,
+              header_length, size, truncated, storage, body, toUnixTimestamp(expires_at) AS expires_at
        FROM ${ShadowTables.payloads} WHERE model = 'enc-pay' ORDER BY storage DESC`,
     );
     expect(got).toEqual(payloads);
+    // Integers as written: epoch ms into DateTime64(3), epoch seconds (rounded up) into DateTime.
+    expect(got[0]?.ts).toBe(call.startedAt);
+    expect(got[0]?.expires_at).toBe(Math.ceil((call.startedAt + 3 * 86_400_000) / 1000));
     expect(Buffer.from(String(got[1]?.body), 'base64')).toEqual(Buffer.from([0, 255, 1, 254]));
 
     const q: QuarantineRow[] = NASTY.map((s, i) => ({

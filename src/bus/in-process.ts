@@ -16,7 +16,7 @@ import {
 export interface InProcessBusOptions {
   /** Default topic. @default 'modelwatch.inference' */
   topic?: string;
-  /** Bound of unconsumed bytes across all topics; `publish` rejects with `bus_full` beyond it. @default 67108864 */
+  /** Bound of unconsumed bytes across all topics; `publish` rejects with `bus_full` beyond it. @default 16777216 */
   maxBufferedBytes?: number;
   /** Largest batch handed to a consumer. @default 1000 */
   maxBatchMessages?: number;
@@ -35,7 +35,7 @@ export interface InProcessBusOptions {
 
 const defaults = {
   topic: 'modelwatch.inference',
-  maxBufferedBytes: 64 * 1024 * 1024,
+  maxBufferedBytes: 16 * 1024 * 1024,
   maxBatchMessages: 1000,
   retryDelayMs: 200,
   lingerMessages: 0,
@@ -112,10 +112,18 @@ export class InProcessBus implements Bus {
 
   publish(messages: BusMessage[], topic: string = this.topic): Promise<void> {
     if (this.closed) return Promise.reject(new ModelwatchError(ErrorCodes.busUnavailable, 'bus is closed'));
-    const sizes = messages.map(messageBytes);
+    // Sized one message at a time, stopping at the first that does not fit: a producer retrying against a
+    // full bus pays for a few messages per attempt, not for its whole batch.
+    const room = this.opts.maxBufferedBytes - this.bytes;
+    const sizes: number[] = [];
     let size = 0;
-    for (const n of sizes) size += n;
-    if (this.bytes + size > this.opts.maxBufferedBytes) {
+    for (const m of messages) {
+      const n = messageBytes(m);
+      size += n;
+      if (size > room) break;
+      sizes.push(n);
+    }
+    if (size > room) {
       return Promise.reject(
         new ModelwatchError(
           ErrorCodes.busFull,

@@ -7,16 +7,16 @@ import { isUtf8 } from 'node:buffer';
 import type { CapturedCall } from '../protocol/capture.js';
 import { ShadowTables } from '../store/migrations.js';
 import type { InsertOptions, SqlPort } from '../store/port.js';
-import { toChTime } from '../store/store.js';
 
 /** How `mw_payloads.body` holds the bytes. */
 export type PayloadStorage = 'text' | 'base64';
 
-/** One row of `mw_payloads` as inserted (JSONEachRow). */
+/** One row of `mw_payloads` as inserted (times as integers: no date text is built per call). */
 export interface PayloadRow {
   model: string;
   version: string;
-  ts: string;
+  /** Capture time, epoch ms (what `DateTime64(3)` reads from an integer). */
+  ts: number;
   event_id: string;
   request_id: string;
   source: string;
@@ -28,7 +28,8 @@ export interface PayloadRow {
   truncated: boolean;
   storage: PayloadStorage;
   body: string;
-  expires_at: string;
+  /** Expiry, epoch seconds (what `DateTime` reads from an integer). */
+  expires_at: number;
 }
 
 /** Options of {@link payloadRowOf} and {@link PayloadRecorder}. */
@@ -69,11 +70,11 @@ export function payloadRowOf(
   const req = call.request;
   const stored = req.truncated ? { storage: 'text' as const, body: '' } : encodePayloadBody(req.body);
   // DateTime has second precision: round the expiry up so a payload never expires early.
-  const expires = Math.ceil((call.startedAt + (options.days ?? 7) * DAY_MS) / 1000) * 1000;
+  const expires = Math.ceil((call.startedAt + (options.days ?? 7) * DAY_MS) / 1000);
   return {
     model,
     version,
-    ts: toChTime(call.startedAt),
+    ts: Math.floor(call.startedAt),
     event_id: call.eventId,
     request_id: call.requestId,
     source: call.source,
@@ -83,7 +84,7 @@ export function payloadRowOf(
     size: req.size,
     truncated: req.truncated,
     ...stored,
-    expires_at: toChTime(expires).slice(0, 19),
+    expires_at: expires,
   };
 }
 

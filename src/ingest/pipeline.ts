@@ -139,37 +139,70 @@ export interface StoredEventIds {
   predictions: Set<string>;
 }
 
+/** Options of {@link storedEventIds}. */
+export interface StoredEventIdsOptions {
+  /**
+   * The range read is trusted when it returns at most `max(rangeReadMin, 2 × calls)` ids per table; beyond,
+   * the lookup names the ids. @default 4096
+   */
+  rangeReadMin?: number;
+}
+
 /**
- * Event ids of `calls` already in `mw_requests` and in `mw_predictions` (one round trip). Duplicates
- * carry the same model and capture time as the original, so the lookup is pruned by the primary key
- * `(model, ts, …)` instead of scanning every stored id. The ids travel as one JSON string parameter that the
- * engine expands into a set (a bound `Array(String)` of thousands of literals costs far more to parse).
+ * Event ids of `calls` already in `mw_requests` and in `mw_predictions`. Duplicates carry the same model
+ * and capture time as the original, so only stored rows of those models within the chunk's capture-time
+ * range can match, and the primary key `(model, ts, …)` prunes the read to them.
+ *
+ * First, one cheap read of the distinct ids stored in that range (nothing is sent but the range: usually
+ * it is empty, fresh traffic being newer than what is stored), intersected with the chunk's ids here.
+ * Only when the range holds more than `max(rangeReadMin, 2 × calls)` ids per table (a chunk that spans old
+ * traffic) does a second read name the ids, as one JSON string parameter that the engine expands into a
+ * set (a bound `Array(String)` of thousands of literals costs far more to parse).
  */
-export async function storedEventIds(store: Store, calls: readonly CallKey[]): Promise<StoredEventIds> {
+export async function storedEventIds(
+  store: Store,
+  calls: readonly CallKey[],
+  options: StoredEventIdsOptions = {},
+): Promise<StoredEventIds> {
   const out: StoredEventIds = { requests: new Set(), predictions: new Set() };
   if (calls.length === 0) return out;
   let from = Infinity;
   let to = -Infinity;
   const models = new Set<string>();
-  const ids: string[] = [];
+  const ids = new Set<string>();
   for (const c of calls) {
     if (c.ts < from) from = c.ts;
     if (c.ts > to) to = c.ts;
     models.add(c.model);
-    ids.push(c.event_id);
+    ids.add(c.event_id);
   }
-  const where = `model IN {models:Array(String)}
-      AND ts BETWEEN fromUnixTimestamp64Milli({from:Int64}, 'UTC') AND fromUnixTimestamp64Milli({to:Int64}, 'UTC')
-      AND event_id IN (SELECT arrayJoin(JSONExtract({ids:String}, 'Array(String)')))`;
+  const range = `model IN {models:Array(String)}
+      AND ts BETWEEN fromUnixTimestamp64Milli({from:Int64}, 'UTC') AND fromUnixTimestamp64Milli({to:Int64}, 'UTC')`;
+  const params = { models: [...models], from: Math.floor(from), to: Math.ceil(to) };
+  const limit = Math.max(options.rangeReadMin ?? 4_096, 2 * ids.size);
+  const inRange = await store.query<{ t: 'requests' | 'predictions'; event_id: string }>(
+    `SELECT 'requests' AS t, event_id FROM (SELECT DISTINCT event_id FROM ${Tables.requests} WHERE ${range} LIMIT ${limit + 1})
+      UNION ALL
+      SELECT 'predictions' AS t, event_id FROM (SELECT DISTINCT event_id FROM ${Tables.predictions} WHERE ${range} LIMIT ${limit + 1})`,
+    { role: 'ingest', label: 'dedupe lookup', params },
+  );
+  let requests = 0;
+  let predictions = 0;
+  for (const r of inRange) {
+    if (r.t === 'requests') requests++;
+    else predictions++;
+  }
+  if (requests <= limit && predictions <= limit) {
+    // Complete: every stored id of the range came back.
+    for (const r of inRange) if (ids.has(r.event_id)) out[r.t].add(r.event_id);
+    return out;
+  }
+  const where = `${range} AND event_id IN (SELECT arrayJoin(JSONExtract({ids:String}, 'Array(String)')))`;
   const rows = await store.query<{ t: 'requests' | 'predictions'; event_id: string }>(
     `SELECT DISTINCT 'requests' AS t, event_id FROM ${Tables.requests} WHERE ${where}
       UNION ALL
       SELECT DISTINCT 'predictions' AS t, event_id FROM ${Tables.predictions} WHERE ${where}`,
-    {
-      role: 'ingest',
-      label: 'dedupe lookup',
-      params: { models: [...models], from: Math.floor(from), to: Math.ceil(to), ids: JSON.stringify(ids) },
-    },
+    { role: 'ingest', label: 'dedupe lookup', params: { ...params, ids: JSON.stringify([...ids]) } },
   );
   for (const r of rows) out[r.t].add(r.event_id);
   return out;

@@ -1,0 +1,97 @@
+// Direction-only: peak RSS / V8 heap of a one-row-call backlog through the in-process bus and the ingest
+// pipeline (tsx, from src), for one bus/batch setting per process (chdb: one engine per process).
+// Usage: npx tsx bench/ingest/backlog-mem.ts CALLS MAX_BATCH_MESSAGES BUS_MIB
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Registry } from 'prom-client';
+import { encodeCapture, InProcessBus, type BusMessage, type CapturedCall } from '../../src/bus/index.js';
+import { isModelwatchError } from '../../src/common/index.js';
+import { createStore } from '../../src/store/index.js';
+import { IngestPipeline } from '../../src/ingest/pipeline.js';
+import { createIngestMetrics } from '../../src/ingest/metrics.js';
+
+const [N, BATCH, MIB] = process.argv.slice(2).map(Number) as [number, number, number];
+const F = 20;
+function call(i: number): CapturedCall {
+  const data = Array.from({ length: F }, (_, c) => ((i * 31 + c) % 1000) / 8);
+  const req = Buffer.from(JSON.stringify({ inputs: [{ name: 'x', shape: [1, F], datatype: 'FP32', data }] }));
+  const res = Buffer.from(
+    JSON.stringify({ model_name: 'm', outputs: [{ name: 'p', shape: [1, 1], datatype: 'FP32', data: [0.5] }] }),
+  );
+  const body = (b: Buffer) => ({
+    body: b,
+    size: b.length,
+    truncated: false,
+    contentType: 'application/json',
+    contentEncoding: '',
+  });
+  return {
+    eventId: `ev-${i}`,
+    requestId: `req-${i}`,
+    source: 'rest',
+    model: 'bench-backlog',
+    version: '1',
+    route: '/v2/models/m/infer',
+    method: 'POST',
+    status: 200,
+    startedAt: 1.7e12 + i,
+    latencyMs: 1,
+    request: body(req),
+    response: body(res),
+    headers: {},
+    error: '',
+  };
+}
+const dir = mkdtempSync(join(tmpdir(), 'mw-mem-'));
+const store = createStore({ url: `chdb:${dir}` });
+await store.migrate();
+const bus = new InProcessBus({
+  maxBatchMessages: BATCH,
+  lingerMessages: Math.min(1000, BATCH),
+  lingerMs: 1000,
+  maxBufferedBytes: MIB * 1024 * 1024,
+});
+const p = new IngestPipeline(store, createIngestMetrics(new Registry()), { tokenPrefix: `${Math.random()}:` });
+let done = 0;
+const c = await bus.consume({
+  handler: async (b) => {
+    await p.handleBatch(b);
+    done += b.messages.length;
+  },
+});
+const tpl = Array.from({ length: 16 }, (_, i) => call(i));
+const before = process.memoryUsage().rss;
+let rss = 0,
+  heap = 0,
+  ab = 0;
+const s = setInterval(() => {
+  const m = process.memoryUsage();
+  rss = Math.max(rss, m.rss);
+  heap = Math.max(heap, m.heapUsed);
+  ab = Math.max(ab, m.arrayBuffers);
+}, 50);
+const t = performance.now();
+for (let k = 0; k < N; k += 1000) {
+  const part: BusMessage[] = [];
+  for (let i = k; i < k + 1000; i++)
+    part.push(encodeCapture({ ...tpl[i % 16]!, eventId: `ev-${i}`, requestId: `req-${i}`, startedAt: 1.7e12 + i }));
+  for (;;) {
+    try {
+      await bus.publish(part);
+      break;
+    } catch (e) {
+      if (!isModelwatchError(e, 'bus_full')) throw e;
+      await new Promise((r) => setTimeout(r, 5));
+    }
+  }
+}
+while (done < N) await new Promise((r) => setTimeout(r, 20));
+clearInterval(s);
+const mb = (x: number) => (x / 1048576).toFixed(0);
+console.log(
+  `calls ${N} batch ${BATCH} bus ${MIB} MiB: ${((performance.now() - t) / 1000).toFixed(1)} s, rss before ${mb(before)} peak ${mb(rss)} MB, heap peak ${mb(heap)}, buffers peak ${mb(ab)}`,
+);
+await c.stop();
+await store.close();
+rmSync(dir, { recursive: true, force: true });
