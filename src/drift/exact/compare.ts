@@ -26,6 +26,7 @@ import {
   type NumericRead,
 } from './read.js';
 import type { CompareOptions, CurrentWindow, SortedReference, SortedReferenceFeature } from './types.js';
+import { stage } from './profile.js';
 
 const defaults = { datasetShare: 0.5, fdr: false, distributions: true } as const;
 
@@ -306,37 +307,45 @@ export async function compareSamples(store: SqlPort, options: CompareSamplesOpti
     group: FeatureSpec[],
   ): Promise<{ group: FeatureSpec[]; ref: NumericRead; cur: NumericRead }> => ({
     group,
-    ref: await readNumeric(store, o.reference, group, o.settings),
-    cur: await readNumeric(store, o.current, group, o.settings),
+    ref: await stage(`read reference ${group.length} numeric`, () =>
+      readNumeric(store, o.reference, group, o.settings),
+    ),
+    cur: await stage(`read current ${group.length} numeric`, () => readNumeric(store, o.current, group, o.settings)),
   });
   const readCategories = async (): Promise<{ ref: CategoryCounts; cur: CategoryCounts } | undefined> =>
     categorical.length === 0
       ? undefined
       : {
-          ref: await readCategorical(store, o.reference, categorical, o.settings),
-          cur: await readCategorical(store, o.current, categorical, o.settings),
+          ref: await stage('read reference categorical', () =>
+            readCategorical(store, o.reference, categorical, o.settings),
+          ),
+          cur: await stage('read current categorical', () =>
+            readCategorical(store, o.current, categorical, o.settings),
+          ),
         };
   const first = nextGroup();
   let pending = first === undefined ? undefined : readGroup(first);
   let categories = first === undefined ? readCategories() : undefined;
   while (pending !== undefined) {
-    const { group, ref, cur } = await pending;
+    const { group, ref, cur } = await stage('wait for group read', () => pending!);
     refRows = ref.rows;
     curRows = cur.rows;
     rowsHint = Math.max(ref.rows, cur.rows);
     const next = nextGroup();
     pending = next === undefined ? undefined : readGroup(next);
     if (next === undefined) categories = readCategories();
-    const outs = await Promise.all(
-      group.map((spec) =>
-        runJob(
-          {
-            reference: { raw: ref.values.get(spec.column)! },
-            current: { raw: cur.values.get(spec.column)! },
-            fixed: fixedOf(stored.get(spec.column)),
-          },
-          o.pool,
-          o.inlineMaxValues,
+    const outs = await stage(`jobs of ${group.length} numeric`, () =>
+      Promise.all(
+        group.map((spec) =>
+          runJob(
+            {
+              reference: { raw: ref.values.get(spec.column)! },
+              current: { raw: cur.values.get(spec.column)! },
+              fixed: fixedOf(stored.get(spec.column)),
+            },
+            o.pool,
+            o.inlineMaxValues,
+          ),
         ),
       ),
     );
@@ -345,7 +354,7 @@ export async function compareSamples(store: SqlPort, options: CompareSamplesOpti
       inputs.set(spec.column, { spec, ref: numericProfile(spec, out), cur: curCounts(out, 0), numeric: measures(out) });
     });
   }
-  const counted = await categories;
+  const counted = await stage('wait for categorical', async () => categories);
   if (counted !== undefined) {
     refRows ??= sumOf(counted.ref.get(categorical[0]!.column));
     curRows ??= sumOf(counted.cur.get(categorical[0]!.column));
