@@ -234,6 +234,9 @@ export interface CompareSamplesOptions extends CompareOptions {
   expectedRows?: number | undefined;
 }
 
+/** Groups of numeric features whose jobs may be queued or running while the next group is read. */
+const MAX_GROUPS_IN_FLIGHT = 2;
+
 /** Samples up to this many rows are read in one query per side (all features at once). */
 export const SMALL_SAMPLE_ROWS = 50_000;
 
@@ -289,8 +292,10 @@ export async function compareSamples(store: SqlPort, options: CompareSamplesOpti
       o,
     );
   }
-  // Reads and jobs overlap: while one group's jobs run (in workers when large), the next group is read. The
-  // first group is small; later ones hold about readBudgetBytes of values per side.
+  // Reads and jobs overlap: each group's jobs are queued on the pool as soon as its values are read, and the
+  // next group is read meanwhile; at most MAX_GROUPS_IN_FLIGHT groups wait for their jobs (memory: that many
+  // groups plus the one being read), so the workers never idle at a group's tail. The first group is small
+  // when the row count is unknown; later ones hold about readBudgetBytes of values per side.
   let at = 0;
   let rowsHint: number | undefined = o.expectedRows;
   const nextGroup = (): FeatureSpec[] | undefined => {
@@ -305,54 +310,74 @@ export async function compareSamples(store: SqlPort, options: CompareSamplesOpti
   };
   const readGroup = async (
     group: FeatureSpec[],
-  ): Promise<{ group: FeatureSpec[]; ref: NumericRead; cur: NumericRead }> => ({
-    group,
-    ref: await stage(`read reference ${group.length} numeric`, () =>
-      readNumeric(store, o.reference, group, o.settings),
-    ),
-    cur: await stage(`read current ${group.length} numeric`, () => readNumeric(store, o.current, group, o.settings)),
-  });
-  const readCategories = async (): Promise<{ ref: CategoryCounts; cur: CategoryCounts } | undefined> =>
-    categorical.length === 0
-      ? undefined
-      : {
-          ref: await stage('read reference categorical', () =>
-            readCategorical(store, o.reference, categorical, o.settings),
-          ),
-          cur: await stage('read current categorical', () =>
-            readCategorical(store, o.current, categorical, o.settings),
-          ),
-        };
+  ): Promise<{ group: FeatureSpec[]; ref: NumericRead; cur: NumericRead }> => {
+    // Both sides at once: the engine reads them on its own threads.
+    const [ref, cur] = await Promise.all([
+      stage(`read reference ${group.length} numeric`, () => readNumeric(store, o.reference, group, o.settings)),
+      stage(`read current ${group.length} numeric`, () => readNumeric(store, o.current, group, o.settings)),
+    ]);
+    return { group, ref, cur };
+  };
+  const readCategories = async (): Promise<{ ref: CategoryCounts; cur: CategoryCounts } | undefined> => {
+    if (categorical.length === 0) return undefined;
+    const [ref, cur] = await Promise.all([
+      stage('read reference categorical', () => readCategorical(store, o.reference, categorical, o.settings)),
+      stage('read current categorical', () => readCategorical(store, o.current, categorical, o.settings)),
+    ]);
+    return { ref, cur };
+  };
   const first = nextGroup();
   let pending = first === undefined ? undefined : readGroup(first);
   let categories = first === undefined ? readCategories() : undefined;
-  while (pending !== undefined) {
-    const { group, ref, cur } = await stage('wait for group read', () => pending!);
-    refRows = ref.rows;
-    curRows = cur.rows;
-    rowsHint = Math.max(ref.rows, cur.rows);
-    const next = nextGroup();
-    pending = next === undefined ? undefined : readGroup(next);
-    if (next === undefined) categories = readCategories();
-    const outs = await stage(`jobs of ${group.length} numeric`, () =>
-      Promise.all(
-        group.map((spec) =>
-          runJob(
-            {
-              reference: { raw: ref.values.get(spec.column)! },
-              current: { raw: cur.values.get(spec.column)! },
-              fixed: fixedOf(stored.get(spec.column)),
-            },
-            o.pool,
-            o.inlineMaxValues,
+  const computing: Promise<void>[] = [];
+  try {
+    while (pending !== undefined) {
+      const { group, ref, cur } = await stage('wait for group read', () => pending!);
+      refRows = ref.rows;
+      curRows = cur.rows;
+      rowsHint = Math.max(ref.rows, cur.rows);
+      computing.push(
+        stage(`jobs of ${group.length} numeric`, () =>
+          Promise.all(
+            group.map((spec) =>
+              runJob(
+                {
+                  reference: { raw: ref.values.get(spec.column)! },
+                  current: { raw: cur.values.get(spec.column)! },
+                  fixed: fixedOf(stored.get(spec.column)),
+                },
+                o.pool,
+                o.inlineMaxValues,
+              ),
+            ),
           ),
-        ),
-      ),
-    );
-    group.forEach((spec, i) => {
-      const out = outs[i]!;
-      inputs.set(spec.column, { spec, ref: numericProfile(spec, out), cur: curCounts(out, 0), numeric: measures(out) });
-    });
+        ).then((outs) => {
+          group.forEach((spec, i) => {
+            const out = outs[i]!;
+            inputs.set(spec.column, {
+              spec,
+              ref: numericProfile(spec, out),
+              cur: curCounts(out, 0),
+              numeric: measures(out),
+            });
+          });
+        }),
+      );
+      const next = nextGroup();
+      if (next === undefined) {
+        pending = undefined;
+        categories = readCategories();
+        break;
+      }
+      // Bounded memory: read the next group once the oldest group in flight is done.
+      while (computing.length > MAX_GROUPS_IN_FLIGHT) await computing.shift();
+      pending = readGroup(next);
+    }
+    await Promise.all(computing);
+  } catch (err) {
+    // Let the other reads and jobs settle before the caller closes the store.
+    await Promise.allSettled([...computing, pending, categories]);
+    throw err;
   }
   const counted = await stage('wait for categorical', async () => categories);
   if (counted !== undefined) {
