@@ -26,7 +26,7 @@ import {
 import type { MultivariateSettings } from '../mv-detect.js';
 import { computeDrift } from '../stats/engine.js';
 import type { DriftReport } from '../stats/types.js';
-import { mark, stage } from '../exact/profile.js';
+import { mark, stage, stageSync } from '../exact/profile.js';
 
 /** Options of {@link runFileReport}. */
 export interface FileReportOptions {
@@ -105,7 +105,7 @@ export async function runFileReport(options: FileReportOptions): Promise<FileRep
   progress(`reading ${reference.path} (${mb(reference.bytes)}) and ${current.path} (${mb(current.bytes)})`);
   mark('report start', 0);
   const owned =
-    o.store === undefined ? await stage('open store', async () => createStore({ url: 'chdb::memory:' })) : undefined;
+    o.store === undefined ? stageSync('open store', () => createStore({ url: 'chdb::memory:' })) : undefined;
   const store = (o.store ?? owned!).with({
     role: 'report',
     ...(o.limits !== undefined ? { timeoutMs: o.limits.timeoutMs, maxMemoryBytes: o.limits.maxMemoryBytes } : {}),
