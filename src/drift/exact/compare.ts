@@ -156,46 +156,147 @@ export async function compareToReference(
   const byColumn = new Map<string, SortedReferenceFeature>(reference.features.map((f) => [f.column, f]));
   const inputs = await Promise.all(
     features.map(async (spec): Promise<FeatureInputs> => {
-      const rf = byColumn.get(spec.column);
-      const refFeature = rf !== undefined && rf.kind === spec.kind ? rf : undefined;
       if (spec.kind === 'categorical') {
-        const ref = refFeature?.profile ?? emptyProfile(spec, reference.rows);
-        return categoricalInputs(spec, { ...ref, name: spec.name }, current.categorical.get(spec.column), current.rows);
+        return categoricalAgainst(spec, byColumn, reference.rows, current.categorical, current.rows);
       }
       const values = current.numeric.get(spec.column);
-      const sorted = refFeature?.sorted;
-      const profile = refFeature?.profile;
-      if (refFeature === undefined || sorted === undefined || profile === undefined) {
-        // No reference values: only the current side's counts matter.
-        const out = await runJob(
-          { reference: { raw: new Float64Array(0) }, current: { raw: values ?? new Float64Array(0) } },
-          o.pool,
-          o.inlineMaxValues,
-        );
-        return {
-          spec,
-          ref: emptyProfile(spec, refFeature?.profile.missing ?? reference.rows),
-          cur: curCounts(out, values === undefined ? current.rows : 0),
-        };
-      }
-      const out = await runJob(
-        {
-          reference: { sorted, missing: profile.missing, nonFinite: profile.non_finite },
-          current: { raw: values ?? new Float64Array(0) },
-          fixed: fixedOf(profile) ?? undefined,
-        },
-        o.pool,
-        o.inlineMaxValues,
-      );
-      return {
-        spec,
-        ref: { ...profile, name: spec.name },
-        cur: curCounts(out, values === undefined ? current.rows : 0),
-        numeric: measures(out),
-      };
+      return numericAgainst(spec, byColumn, reference.rows, values, values === undefined ? current.rows : 0, o);
     }),
   );
   return assemble(inputs, reference.rows, current.rows, o);
+}
+
+function referenceFeature(
+  spec: FeatureSpec,
+  byColumn: ReadonlyMap<string, SortedReferenceFeature>,
+): SortedReferenceFeature | undefined {
+  const rf = byColumn.get(spec.column);
+  return rf !== undefined && rf.kind === spec.kind ? rf : undefined;
+}
+
+/** Inputs of a categorical feature against a sorted reference. */
+function categoricalAgainst(
+  spec: FeatureSpec,
+  byColumn: ReadonlyMap<string, SortedReferenceFeature>,
+  referenceRows: number,
+  counts: ReadonlyMap<string, ReadonlyMap<string, number>>,
+  currentRows: number,
+): FeatureInputs {
+  const ref = referenceFeature(spec, byColumn)?.profile ?? emptyProfile(spec, referenceRows);
+  return categoricalInputs(spec, { ...ref, name: spec.name }, counts.get(spec.column), currentRows);
+}
+
+/**
+ * Inputs of a numeric feature against a sorted reference: one job (sort the window's values, merge pass).
+ * `absentRows` counts as missing on the current side (the window's rows when the feature has no values).
+ */
+async function numericAgainst(
+  spec: FeatureSpec,
+  byColumn: ReadonlyMap<string, SortedReferenceFeature>,
+  referenceRows: number,
+  values: Float64Array | undefined,
+  absentRows: number,
+  o: CompareOptions,
+): Promise<FeatureInputs> {
+  const refFeature = referenceFeature(spec, byColumn);
+  const sorted = refFeature?.sorted;
+  const profile = refFeature?.profile;
+  if (refFeature === undefined || sorted === undefined || profile === undefined) {
+    // No reference values: only the current side's counts matter.
+    const out = await runJob(
+      { reference: { raw: new Float64Array(0) }, current: { raw: values ?? new Float64Array(0) } },
+      o.pool,
+      o.inlineMaxValues,
+    );
+    return {
+      spec,
+      ref: emptyProfile(spec, refFeature?.profile.missing ?? referenceRows),
+      cur: curCounts(out, absentRows),
+    };
+  }
+  const out = await runJob(
+    {
+      reference: { sorted, missing: profile.missing, nonFinite: profile.non_finite },
+      current: { raw: values ?? new Float64Array(0) },
+      fixed: fixedOf(profile) ?? undefined,
+    },
+    o.pool,
+    o.inlineMaxValues,
+  );
+  return {
+    spec,
+    ref: { ...profile, name: spec.name },
+    cur: curCounts(out, absentRows),
+    numeric: measures(out),
+  };
+}
+
+/** Options of {@link compareSampleToReference}. */
+export interface CompareSampleToReferenceOptions extends CompareOptions {
+  /** ClickHouse settings of the reads. @default {} */
+  settings?: StoreSettings | undefined;
+  /** Numeric features read per query. @default 5 */
+  groupSize?: number | undefined;
+}
+
+/**
+ * The report of a ClickHouse sample (e.g. a traffic window) against a {@link SortedReference}: the same
+ * report as {@link compareToReference} on the sample read whole, but each group of numeric features is
+ * compared as soon as it is read (its jobs queued on the pool while the next group is read), and at most
+ * {@link MAX_GROUPS_IN_FLIGHT} groups wait for their jobs, so memory holds a few groups, not the window.
+ */
+export async function compareSampleToReference(
+  store: SqlPort,
+  reference: SortedReference,
+  sample: Sample,
+  features: readonly FeatureSpec[],
+  options: CompareSampleToReferenceOptions = {},
+): Promise<DriftReport> {
+  const o = { ...defaults, ...stripUndefined(options) };
+  checkDatasetShare(o.datasetShare);
+  const settings = o.settings ?? {};
+  const byColumn = new Map<string, SortedReferenceFeature>(reference.features.map((f) => [f.column, f]));
+  const numeric = features.filter((f) => f.kind === 'numeric');
+  const categorical = features.filter((f) => f.kind === 'categorical');
+  const results = new Map<string, FeatureInputs>();
+  const computing: Promise<void>[] = [];
+  let rows: number | undefined;
+  try {
+    for (const group of groupsOf(numeric, o.groupSize ?? NUMERIC_GROUP)) {
+      const read = await stage(`read current ${group.length} numeric`, () =>
+        readNumeric(store, sample, group, settings),
+      );
+      rows = read.rows;
+      computing.push(
+        stage(`jobs of ${group.length} numeric`, () =>
+          Promise.all(
+            group.map(async (spec) => {
+              results.set(
+                spec.column,
+                await numericAgainst(spec, byColumn, reference.rows, read.values.get(spec.column), 0, o),
+              );
+            }),
+          ),
+        ).then(() => undefined),
+      );
+      while (computing.length > MAX_GROUPS_IN_FLIGHT) await computing.shift();
+    }
+    const counts =
+      categorical.length > 0
+        ? await stage('read current categorical', () => readCategorical(store, sample, categorical, settings))
+        : new Map<string, Map<string, number>>();
+    if (rows === undefined && categorical.length > 0) rows = sumOf(counts.get(categorical[0]!.column));
+    rows ??= await countRows(store, sample, settings);
+    await Promise.all(computing);
+    const currentRows = rows;
+    const inputs = features.map(
+      (spec) => results.get(spec.column) ?? categoricalAgainst(spec, byColumn, reference.rows, counts, currentRows),
+    );
+    return assemble(inputs, reference.rows, currentRows, o);
+  } catch (err) {
+    await Promise.allSettled(computing);
+    throw err;
+  }
 }
 
 function curCounts(out: NumericJobOutput, absentRows: number): FeatureInputs['cur'] {
