@@ -46,6 +46,9 @@ const ownUrlOf = (bundle) => ({
   },
 });
 
+const banner =
+  "import { createRequire as __mwCreateRequire } from 'node:module'; const require = __mwCreateRequire(import.meta.url);";
+
 const common = {
   bundle: true,
   format: 'esm',
@@ -53,9 +56,7 @@ const common = {
   target: 'node20',
   external: ['chdb', 'onnxruntime-node'],
   // CommonJS packages in the bundle call require() for Node built-ins.
-  banner: {
-    js: "import { createRequire as __mwCreateRequire } from 'node:module'; const require = __mwCreateRequire(import.meta.url);",
-  },
+  banner: { js: banner },
   plugins: [ownUrlOf(outfile)],
   logLevel: 'warning',
 };
@@ -64,6 +65,8 @@ await esbuild.build({ ...common, entryPoints: [join(dist, 'cli', 'report-main.js
 // Worker entries the report starts, bundled in place (same file, same behaviour, one module to load).
 for (const entry of workerEntries) {
   const file = join(dist, entry);
+  // Already bundled (the script ran twice on one build): leave it.
+  if ((await readFile(file, 'utf8')).startsWith(banner)) continue;
   await esbuild.build({
     ...common,
     entryPoints: [file],
