@@ -243,7 +243,8 @@ export interface CompareSampleToReferenceOptions extends CompareOptions {
  * The report of a ClickHouse sample (e.g. a traffic window) against a {@link SortedReference}: the same
  * report as {@link compareToReference} on the sample read whole, but each group of numeric features is
  * compared as soon as it is read (its jobs queued on the pool while the next group is read), and at most
- * {@link MAX_GROUPS_IN_FLIGHT} groups wait for their jobs, so memory holds a few groups, not the window.
+ * two groups (one when groups are large, see {@link groupsInFlight}) wait for their jobs, so memory holds a few
+ * groups, not the window.
  */
 export async function compareSampleToReference(
   store: SqlPort,
@@ -279,7 +280,7 @@ export async function compareSampleToReference(
           ),
         ).then(() => undefined),
       );
-      while (computing.length > MAX_GROUPS_IN_FLIGHT) await computing.shift();
+      while (computing.length > groupsInFlight(read, group.length)) await computing.shift();
     }
     const counts =
       categorical.length > 0
@@ -335,8 +336,17 @@ export interface CompareSamplesOptions extends CompareOptions {
   expectedRows?: number | undefined;
 }
 
-/** Groups of numeric features whose jobs may be queued or running while the next group is read. */
-const MAX_GROUPS_IN_FLIGHT = 2;
+/** Values of a group (both sides) up to which two groups may wait for their jobs while the next is read. */
+const TWO_GROUPS_MAX_BYTES = 128 * 2 ** 20;
+
+/**
+ * Groups of numeric features whose jobs may be queued or running while the next group is read: two for
+ * groups up to {@link TWO_GROUPS_MAX_BYTES} (the workers never idle at a group's tail), one for larger
+ * ones (e.g. two features of 10M rows), so memory stays at two groups' values as without the overlap.
+ */
+function groupsInFlight(read: { rows: number }, features: number, otherRows = read.rows): number {
+  return 8 * features * (read.rows + otherRows) <= TWO_GROUPS_MAX_BYTES ? 2 : 1;
+}
 
 /** Samples up to this many rows are read in one query per side (all features at once). */
 export const SMALL_SAMPLE_ROWS = 50_000;
@@ -394,7 +404,7 @@ export async function compareSamples(store: SqlPort, options: CompareSamplesOpti
     );
   }
   // Reads and jobs overlap: each group's jobs are queued on the pool as soon as its values are read, and the
-  // next group is read meanwhile; at most MAX_GROUPS_IN_FLIGHT groups wait for their jobs (memory: that many
+  // next group is read meanwhile; at most groupsInFlight() groups wait for their jobs (memory: that many
   // groups plus the one being read), so the workers never idle at a group's tail. The first group is small
   // when the row count is unknown; later ones hold about readBudgetBytes of values per side.
   let at = 0;
@@ -471,7 +481,7 @@ export async function compareSamples(store: SqlPort, options: CompareSamplesOpti
         break;
       }
       // Bounded memory: read the next group once the oldest group in flight is done.
-      while (computing.length > MAX_GROUPS_IN_FLIGHT) await computing.shift();
+      while (computing.length > groupsInFlight(ref, group.length, cur.rows)) await computing.shift();
       pending = readGroup(next);
     }
     await Promise.all(computing);
