@@ -10,6 +10,7 @@ export default tseslint.config(
       '.modelwatch/**',
       'coverage/**',
       'bin/**',
+      'scripts/*.mjs',
       'eslint.config.js',
     ],
   },

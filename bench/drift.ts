@@ -127,7 +127,7 @@ const TARGETS = {
 };
 
 /** A child node process running an ES module given as text (the shipped dist/ code), timed like the CLI. */
-function nodeScript(script: string, env: Record<string, string>): Measured & { stdout: string } {
+function nodeScript(script: string, env: Record<string, string>): Measured & { stdout: string; stderr: string } {
   const file = join(mkdtempSync(join(tmpdir(), 'mw-bench-script-')), 'script.mjs');
   writeFileSync(file, script);
   const res = spawnSync('/usr/bin/time', ['-v', process.execPath, file], {
@@ -145,7 +145,28 @@ function nodeScript(script: string, env: Record<string, string>): Measured & { s
     wallS: Number(wall[1] ?? 0) * 3600 + Number(wall[2]) * 60 + Number(wall[3]),
     maxRssMb: Number(rss[1]) / 1024,
     stdout: res.stdout,
+    stderr: res.stderr,
   };
+}
+
+/** The `profile:` lines (MODELWATCH_PROFILE=1) of a child's stderr. */
+function profileLines(stderr: string): string[] {
+  return stderr.split('\n').filter((l) => l.startsWith('profile: '));
+}
+
+/** One untimed `modelwatch report` with MODELWATCH_PROFILE=1: its stage lines. */
+function profiledReport(cli: string, reference: string, current: string, out: string): string[] {
+  const res = spawnSync(
+    process.execPath,
+    [cli, 'report', '--reference', reference, '--current', current, '--out', out],
+    {
+      cwd: root,
+      encoding: 'utf8',
+      env: { ...process.env, MODELWATCH_PROFILE: '1' },
+      maxBuffer: 64 * 1024 * 1024,
+    },
+  );
+  return profileLines(res.stderr);
 }
 
 const dist = (p: string): string => pathToFileURL(join(distDir, p)).href;
@@ -269,6 +290,11 @@ export async function run(): Promise<void> {
       peak_rss_mb: median(smallRuns.map((r) => r.maxRssMb)),
     };
     log(`1k report ${report1k.wall_s.toFixed(2)} s`);
+    // Untimed runs with stage timings: where the time goes (the first large size too, below).
+    const nodeStartS = median([0, 1, 2].map(() => timed(node, ['-e', '0']).wallS));
+    const profiles: Record<string, string[]> = {
+      'report, 1k rows': profiledReport(cli, small.reference, small.current, join(dir, '1k', 'p.json')),
+    };
 
     let scipyPerRow: number | null = null;
     const skipped: string[] = [];
@@ -300,6 +326,14 @@ export async function run(): Promise<void> {
         dataset: { drifted_features: number };
       };
       log(`report ${ours.wallS.toFixed(2)} s, ${ours.maxRssMb.toFixed(0)} MB`);
+      if (rows === SIZES[0]) {
+        profiles[`report, ${rows.toLocaleString('en-US')} rows`] = profiledReport(
+          cli,
+          files.reference,
+          files.current,
+          join(sub, 'p.json'),
+        );
+      }
       const result: SizeResult = {
         rows,
         parquet_mb: parquetBytes / 2 ** 20,
@@ -360,6 +394,15 @@ export async function run(): Promise<void> {
         log(`stored reference in ${info.reference_s.toFixed(1)} s, traffic in ${info.traffic_s.toFixed(1)} s`);
         const dout = join(sub, 'detect.json');
         const det = nodeScript(detectScript, { MW_PATH: path, MW_ID: info.id, MW_T0: String(T0), MW_OUT: dout });
+        profiles[`detection, ${rows.toLocaleString('en-US')} rows`] = profileLines(
+          nodeScript(detectScript, {
+            MW_PATH: path,
+            MW_ID: info.id,
+            MW_T0: String(T0),
+            MW_OUT: join(sub, 'detect-profiled.json'),
+            MODELWATCH_PROFILE: '1',
+          }).stderr,
+        );
         const detection = JSON.parse(readFileSync(dout, 'utf8')) as Parameters<typeof compare>[0];
         result.detect = {
           wall_s: det.wallS,
@@ -421,7 +464,8 @@ export async function run(): Promise<void> {
         max: Math.max(...loads),
         mean: loads.reduce((a, b) => a + b, 0) / loads.length,
       },
-      startup_s: { help: startupHelp, report_help: startupReportHelp },
+      startup_s: { node: nodeStartS, help: startupHelp, report_help: startupReportHelp },
+      profiles,
       report_1k: report1k,
       targets,
       skipped,
@@ -473,8 +517,20 @@ export async function run(): Promise<void> {
       '',
       '## Fixed cost',
       '',
-      `\`modelwatch report\` on a 1,000-row pair: ${f(report1k.wall_s)} s wall, ${f(report1k.peak_rss_mb, 0)} MB peak RSS (median of 3). Process start-up: \`modelwatch --help\` ${f(startupHelp)} s (loads every command), \`modelwatch report --help\` ${f(startupReportHelp)} s (loads only the report command).`,
+      `\`modelwatch report\` on a 1,000-row pair: ${f(report1k.wall_s)} s wall, ${f(report1k.peak_rss_mb, 0)} MB peak RSS (median of 3). Process start-up: \`modelwatch --help\` ${f(startupHelp)} s (loads every command), \`modelwatch report --help\` ${f(startupReportHelp)} s (loads only the report command); a bare \`node -e 0\` ${f(nodeStartS)} s.`,
       '',
+      '## Stage profiles',
+      '',
+      "One more, untimed run of each with `MODELWATCH_PROFILE=1`: each stage's own duration and the time since the process started. Stages overlap (the next group is read while the previous one is sorted; the multivariate section runs alongside the statistics).",
+      '',
+      ...Object.entries(profiles).flatMap(([k, lines]) => [
+        `${k}:`,
+        '',
+        '```',
+        ...lines.map((l) => l.slice('profile: '.length)),
+        '```',
+        '',
+      ]),
       ...skipped.map((x) => `- ${x}`),
       ...(skipped.length > 0 ? [''] : []),
     ].join('\n');

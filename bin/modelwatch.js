@@ -12,6 +12,8 @@ import { dirname, join } from 'node:path';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const built = join(root, 'dist', 'cli', 'main.js');
+// `modelwatch report` alone, bundled into one module by the build (scripts/bundle-report.mjs): a fast start.
+const reportBundle = join(root, 'dist', 'cli', 'report.bundle.js');
 // Written last by `npm run build` (scripts/build.sh): its presence means the build finished.
 const stamp = join(root, 'dist', 'build-stamp');
 const source = join(root, 'src', 'cli', 'main.ts');
@@ -44,7 +46,8 @@ const buildUsable =
   existsSync(built) && (!checkout || (existsSync(stamp) && !sourcesNewerThan(statSync(stamp).mtimeMs)));
 
 if (buildUsable) {
-  await import(pathToFileURL(built).href);
+  const bundled = process.argv[2] === 'report' && existsSync(reportBundle);
+  await import(pathToFileURL(bundled ? reportBundle : built).href);
 } else if (checkout) {
   let register;
   try {

@@ -9,4 +9,5 @@ cd "$(dirname "$0")/.."
 rm -rf dist
 node node_modules/typescript/bin/tsc -p tsconfig.build.json
 (cd src && find . -type f ! -name '*.ts' -exec cp --parents {} ../dist/ \;)
+node scripts/bundle-report.mjs
 date -u +%Y-%m-%dT%H:%M:%SZ > dist/build-stamp

@@ -2,7 +2,7 @@
 // Float64Array.prototype.sort, which orders −0 before +0 and NaN last: special values, subnormals, heavy ties,
 // both sides of the size where the radix path starts, and the merge-pass statistics built on it.
 import { describe, expect, it } from 'vitest';
-import { sortFloat64 } from '../src/drift/exact/radix.js';
+import { filterSortFloat64, sortFloat64 } from '../src/drift/exact/radix.js';
 import { compareSorted, prepareSide, quantileLinear, valueCounts } from '../src/drift/exact/numeric.js';
 import { decodeNative } from '../src/drift/exact/native.js';
 import { gaussian, mulberry32 } from './support/seeded-prng.js';
@@ -141,5 +141,46 @@ describe('decodeNative', () => {
     const head = [1, 2, 1, 0x78, 7, ...Buffer.from('Float64')];
     const buf = new Uint8Array([...head, ...new Uint8Array(8)]);
     expect(() => decodeNative(buf)).toThrow(/truncated/);
+  });
+});
+
+describe('filterSortFloat64 (the fused filter, key transform and histogram pass)', () => {
+  // Finite values sorted as the built-in sort orders them, NaN and ±Inf counted: around the radix threshold
+  // (2,048), including inputs whose finite part falls below it while the input does not.
+  it.each([0, 5, 2047, 2048, 2100, 4096, 50_001])('equals filter + built-in sort on %i mixed values', (n) => {
+    const u = mulberry32(n + 7);
+    const g = gaussian(u);
+    const x = new Float64Array(n);
+    let nan = 0;
+    let inf = 0;
+    for (let i = 0; i < n; i++) {
+      const r = u();
+      // n = 2100: most values non-finite, so fewer than 2,048 finite ones remain.
+      const special = n === 2100 ? 0.5 : 0.05;
+      if (r < special / 2) {
+        x[i] = Number.NaN;
+        nan++;
+      } else if (r < special) {
+        x[i] = u() < 0.5 ? Infinity : -Infinity;
+        inf++;
+      } else if (r < special + 0.05) x[i] = u() < 0.5 ? 0 : -0;
+      else x[i] = Math.round(g() * 1000) / (u() < 0.1 ? 1 : 7);
+    }
+    const expected = x.filter((v) => Number.isFinite(v)).sort();
+    const side = filterSortFloat64(x, new Float64Array(n));
+    expect(side.missing).toBe(nan);
+    expect(side.nonFinite).toBe(inf);
+    sameOrder(side.sorted, expected);
+    // The sorted values are a view of the input's buffer.
+    expect(side.sorted.buffer).toBe(x.buffer);
+  });
+
+  it('without a scratch array reuses one buffer across sorts, with the same results', () => {
+    const u = mulberry32(99);
+    for (const n of [30_000, 10_000, 30_000]) {
+      const x = new Float64Array(n).map(() => u() * 2 - 1);
+      const expected = x.slice().sort();
+      sameOrder(filterSortFloat64(x).sorted, expected);
+    }
   });
 });

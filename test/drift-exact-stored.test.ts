@@ -11,6 +11,7 @@ import { configSchema } from '../src/config/index.js';
 import { createReference, detectDrift, storedFeatureSpecs, trafficSample } from '../src/drift/index.js';
 import {
   SortPool,
+  compareSampleToReference,
   compareToReference,
   readCurrentWindow,
   readSortedReference,
@@ -238,6 +239,13 @@ describe('detection against the stored sorted reference', () => {
         inlineMaxValues: 0,
       });
       expect(viaWorkers).toEqual(inline);
+      // Group by group as read, two features per query, jobs in the workers: the same report.
+      const streamed = await compareSampleToReference(store, ref, sample, specs, {
+        pool,
+        inlineMaxValues: 0,
+        groupSize: 2,
+      });
+      expect(streamed).toEqual(inline);
     } finally {
       await pool.close();
     }

@@ -104,7 +104,7 @@ export async function runCli(
 }
 
 /** Runs one command and maps its failure to an exit code and one line on stderr. */
-async function runCommand(first: string, command: Command, rest: string[], io: CliIo): Promise<number> {
+export async function runCommand(first: string, command: Command, rest: string[], io: CliIo): Promise<number> {
   try {
     return await command.run(rest);
   } catch (err) {

@@ -15,7 +15,7 @@ import {
   type ReferenceInfo,
 } from './reference.js';
 import { computeDrift } from './stats/engine.js';
-import { compareToReference, readCurrentWindow, readSortedReference } from './exact/index.js';
+import { compareSampleToReference, readSortedReference } from './exact/index.js';
 import {
   referenceRowsSample,
   storedFeatureSpecs,
@@ -352,10 +352,7 @@ export async function detectDrift(store: Store, options: DetectDriftOptions): Pr
       : undefined;
   const compare = async (filter?: SampleFilter): Promise<DriftReport> =>
     sortedRef !== undefined
-      ? compareToReference({
-          reference: sortedRef,
-          current: await readCurrentWindow(store, current(filter), specs),
-          features: specs,
+      ? compareSampleToReference(store, sortedRef, current(filter), specs, {
           overrides: common.overrides,
           datasetShare: common.datasetShare,
           fdr: common.fdr,

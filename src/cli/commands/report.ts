@@ -4,6 +4,7 @@ import { UsageError, parseFlags, type Command } from '../command.js';
 import { reportMultivariateSettings } from '../../drift/report/multivariate.js';
 import { runFileReport } from '../../drift/report/run.js';
 import { loadConfig } from '../../config/load.js';
+import { mark, stageSync } from '../../drift/exact/profile.js';
 
 const usage = `modelwatch report --reference FILE --current FILE [--format json|html] [--out FILE] [--categorical a,b] [--columns a,b,c] [--config FILE]
   --reference FILE     baseline data: .csv .tsv .parquet .jsonl .ndjson (read through ClickHouse file formats)
@@ -53,7 +54,8 @@ export const reportCommand: Command = {
       throw new UsageError(`--format must be json or html, got '${format}'`, usage);
     try {
       // Deadline and memory cap of each statement (`clickhouse.roles.report`).
-      const config = loadConfig({ file: values.config });
+      mark('report command start', 0);
+      const config = stageSync('load config', () => loadConfig({ file: values.config }));
       const limits = config.clickhouse.roles.report;
       const result = await runFileReport({
         limits,
@@ -65,9 +67,11 @@ export const reportCommand: Command = {
         columns: list(values.columns),
         progress: (line) => process.stderr.write(`modelwatch report: ${line}\n`),
       });
-      const text = format === 'html' ? (result.html ?? '') : JSON.stringify(result.report, null, 2) + '\n';
-      if (values.out !== undefined) writeFileSync(values.out, text);
-      else process.stdout.write(text);
+      stageSync('write report', () => {
+        const text = format === 'html' ? (result.html ?? '') : JSON.stringify(result.report, null, 2) + '\n';
+        if (values.out !== undefined) writeFileSync(values.out, text);
+        else process.stdout.write(text);
+      });
       return 0;
     } catch (err: unknown) {
       // Input problems (missing/empty/unreadable file, mismatched or unknown columns) are the user's to fix:

@@ -26,6 +26,7 @@ import {
   type NumericRead,
 } from './read.js';
 import type { CompareOptions, CurrentWindow, SortedReference, SortedReferenceFeature } from './types.js';
+import { stage } from './profile.js';
 
 const defaults = { datasetShare: 0.5, fdr: false, distributions: true } as const;
 
@@ -155,46 +156,148 @@ export async function compareToReference(
   const byColumn = new Map<string, SortedReferenceFeature>(reference.features.map((f) => [f.column, f]));
   const inputs = await Promise.all(
     features.map(async (spec): Promise<FeatureInputs> => {
-      const rf = byColumn.get(spec.column);
-      const refFeature = rf !== undefined && rf.kind === spec.kind ? rf : undefined;
       if (spec.kind === 'categorical') {
-        const ref = refFeature?.profile ?? emptyProfile(spec, reference.rows);
-        return categoricalInputs(spec, { ...ref, name: spec.name }, current.categorical.get(spec.column), current.rows);
+        return categoricalAgainst(spec, byColumn, reference.rows, current.categorical, current.rows);
       }
       const values = current.numeric.get(spec.column);
-      const sorted = refFeature?.sorted;
-      const profile = refFeature?.profile;
-      if (refFeature === undefined || sorted === undefined || profile === undefined) {
-        // No reference values: only the current side's counts matter.
-        const out = await runJob(
-          { reference: { raw: new Float64Array(0) }, current: { raw: values ?? new Float64Array(0) } },
-          o.pool,
-          o.inlineMaxValues,
-        );
-        return {
-          spec,
-          ref: emptyProfile(spec, refFeature?.profile.missing ?? reference.rows),
-          cur: curCounts(out, values === undefined ? current.rows : 0),
-        };
-      }
-      const out = await runJob(
-        {
-          reference: { sorted, missing: profile.missing, nonFinite: profile.non_finite },
-          current: { raw: values ?? new Float64Array(0) },
-          fixed: fixedOf(profile) ?? undefined,
-        },
-        o.pool,
-        o.inlineMaxValues,
-      );
-      return {
-        spec,
-        ref: { ...profile, name: spec.name },
-        cur: curCounts(out, values === undefined ? current.rows : 0),
-        numeric: measures(out),
-      };
+      return numericAgainst(spec, byColumn, reference.rows, values, values === undefined ? current.rows : 0, o);
     }),
   );
   return assemble(inputs, reference.rows, current.rows, o);
+}
+
+function referenceFeature(
+  spec: FeatureSpec,
+  byColumn: ReadonlyMap<string, SortedReferenceFeature>,
+): SortedReferenceFeature | undefined {
+  const rf = byColumn.get(spec.column);
+  return rf !== undefined && rf.kind === spec.kind ? rf : undefined;
+}
+
+/** Inputs of a categorical feature against a sorted reference. */
+function categoricalAgainst(
+  spec: FeatureSpec,
+  byColumn: ReadonlyMap<string, SortedReferenceFeature>,
+  referenceRows: number,
+  counts: ReadonlyMap<string, ReadonlyMap<string, number>>,
+  currentRows: number,
+): FeatureInputs {
+  const ref = referenceFeature(spec, byColumn)?.profile ?? emptyProfile(spec, referenceRows);
+  return categoricalInputs(spec, { ...ref, name: spec.name }, counts.get(spec.column), currentRows);
+}
+
+/**
+ * Inputs of a numeric feature against a sorted reference: one job (sort the window's values, merge pass).
+ * `absentRows` counts as missing on the current side (the window's rows when the feature has no values).
+ */
+async function numericAgainst(
+  spec: FeatureSpec,
+  byColumn: ReadonlyMap<string, SortedReferenceFeature>,
+  referenceRows: number,
+  values: Float64Array | undefined,
+  absentRows: number,
+  o: CompareOptions,
+): Promise<FeatureInputs> {
+  const refFeature = referenceFeature(spec, byColumn);
+  const sorted = refFeature?.sorted;
+  const profile = refFeature?.profile;
+  if (refFeature === undefined || sorted === undefined || profile === undefined) {
+    // No reference values: only the current side's counts matter.
+    const out = await runJob(
+      { reference: { raw: new Float64Array(0) }, current: { raw: values ?? new Float64Array(0) } },
+      o.pool,
+      o.inlineMaxValues,
+    );
+    return {
+      spec,
+      ref: emptyProfile(spec, refFeature?.profile.missing ?? referenceRows),
+      cur: curCounts(out, absentRows),
+    };
+  }
+  const out = await runJob(
+    {
+      reference: { sorted, missing: profile.missing, nonFinite: profile.non_finite },
+      current: { raw: values ?? new Float64Array(0) },
+      fixed: fixedOf(profile) ?? undefined,
+    },
+    o.pool,
+    o.inlineMaxValues,
+  );
+  return {
+    spec,
+    ref: { ...profile, name: spec.name },
+    cur: curCounts(out, absentRows),
+    numeric: measures(out),
+  };
+}
+
+/** Options of {@link compareSampleToReference}. */
+export interface CompareSampleToReferenceOptions extends CompareOptions {
+  /** ClickHouse settings of the reads. @default {} */
+  settings?: StoreSettings | undefined;
+  /** Numeric features read per query. @default 5 */
+  groupSize?: number | undefined;
+}
+
+/**
+ * The report of a ClickHouse sample (e.g. a traffic window) against a {@link SortedReference}: the same
+ * report as {@link compareToReference} on the sample read whole, but each group of numeric features is
+ * compared as soon as it is read (its jobs queued on the pool while the next group is read), and at most
+ * two groups (one when groups are large, see {@link groupsInFlight}) wait for their jobs, so memory holds a few
+ * groups, not the window.
+ */
+export async function compareSampleToReference(
+  store: SqlPort,
+  reference: SortedReference,
+  sample: Sample,
+  features: readonly FeatureSpec[],
+  options: CompareSampleToReferenceOptions = {},
+): Promise<DriftReport> {
+  const o = { ...defaults, ...stripUndefined(options) };
+  checkDatasetShare(o.datasetShare);
+  const settings = o.settings ?? {};
+  const byColumn = new Map<string, SortedReferenceFeature>(reference.features.map((f) => [f.column, f]));
+  const numeric = features.filter((f) => f.kind === 'numeric');
+  const categorical = features.filter((f) => f.kind === 'categorical');
+  const results = new Map<string, FeatureInputs>();
+  const computing: Promise<void>[] = [];
+  let rows: number | undefined;
+  try {
+    for (const group of groupsOf(numeric, o.groupSize ?? NUMERIC_GROUP)) {
+      const read = await stage(`read current ${group.length} numeric`, () =>
+        readNumeric(store, sample, group, settings),
+      );
+      rows = read.rows;
+      computing.push(
+        stage(`jobs of ${group.length} numeric`, () =>
+          Promise.all(
+            group.map(async (spec) => {
+              results.set(
+                spec.column,
+                await numericAgainst(spec, byColumn, reference.rows, read.values.get(spec.column), 0, o),
+              );
+            }),
+          ),
+        ).then(() => undefined),
+      );
+      while (computing.length > groupsInFlight(read, group.length)) await computing.shift();
+    }
+    const counts =
+      categorical.length > 0
+        ? await stage('read current categorical', () => readCategorical(store, sample, categorical, settings))
+        : new Map<string, Map<string, number>>();
+    if (rows === undefined && categorical.length > 0) rows = sumOf(counts.get(categorical[0]!.column));
+    rows ??= await countRows(store, sample, settings);
+    await Promise.all(computing);
+    const currentRows = rows;
+    const inputs = features.map(
+      (spec) => results.get(spec.column) ?? categoricalAgainst(spec, byColumn, reference.rows, counts, currentRows),
+    );
+    return assemble(inputs, reference.rows, currentRows, o);
+  } catch (err) {
+    await Promise.allSettled(computing);
+    throw err;
+  }
 }
 
 function curCounts(out: NumericJobOutput, absentRows: number): FeatureInputs['cur'] {
@@ -231,6 +334,18 @@ export interface CompareSamplesOptions extends CompareOptions {
    * each side is read whole in one query; above, it sizes the first group. @default unknown
    */
   expectedRows?: number | undefined;
+}
+
+/** Values of a group (both sides) up to which two groups may wait for their jobs while the next is read. */
+const TWO_GROUPS_MAX_BYTES = 128 * 2 ** 20;
+
+/**
+ * Groups of numeric features whose jobs may be queued or running while the next group is read: two for
+ * groups up to {@link TWO_GROUPS_MAX_BYTES} (the workers never idle at a group's tail), one for larger
+ * ones (e.g. two features of 10M rows), so memory stays at two groups' values as without the overlap.
+ */
+function groupsInFlight(read: { rows: number }, features: number, otherRows = read.rows): number {
+  return 8 * features * (read.rows + otherRows) <= TWO_GROUPS_MAX_BYTES ? 2 : 1;
 }
 
 /** Samples up to this many rows are read in one query per side (all features at once). */
@@ -288,8 +403,10 @@ export async function compareSamples(store: SqlPort, options: CompareSamplesOpti
       o,
     );
   }
-  // Reads and jobs overlap: while one group's jobs run (in workers when large), the next group is read. The
-  // first group is small; later ones hold about readBudgetBytes of values per side.
+  // Reads and jobs overlap: each group's jobs are queued on the pool as soon as its values are read, and the
+  // next group is read meanwhile; at most groupsInFlight() groups wait for their jobs (memory: that many
+  // groups plus the one being read), so the workers never idle at a group's tail. The first group is small
+  // when the row count is unknown; later ones hold about readBudgetBytes of values per side.
   let at = 0;
   let rowsHint: number | undefined = o.expectedRows;
   const nextGroup = (): FeatureSpec[] | undefined => {
@@ -304,48 +421,76 @@ export async function compareSamples(store: SqlPort, options: CompareSamplesOpti
   };
   const readGroup = async (
     group: FeatureSpec[],
-  ): Promise<{ group: FeatureSpec[]; ref: NumericRead; cur: NumericRead }> => ({
-    group,
-    ref: await readNumeric(store, o.reference, group, o.settings),
-    cur: await readNumeric(store, o.current, group, o.settings),
-  });
-  const readCategories = async (): Promise<{ ref: CategoryCounts; cur: CategoryCounts } | undefined> =>
-    categorical.length === 0
-      ? undefined
-      : {
-          ref: await readCategorical(store, o.reference, categorical, o.settings),
-          cur: await readCategorical(store, o.current, categorical, o.settings),
-        };
+  ): Promise<{ group: FeatureSpec[]; ref: NumericRead; cur: NumericRead }> => {
+    // Both sides at once: the engine reads them on its own threads.
+    const [ref, cur] = await Promise.all([
+      stage(`read reference ${group.length} numeric`, () => readNumeric(store, o.reference, group, o.settings)),
+      stage(`read current ${group.length} numeric`, () => readNumeric(store, o.current, group, o.settings)),
+    ]);
+    return { group, ref, cur };
+  };
+  const readCategories = async (): Promise<{ ref: CategoryCounts; cur: CategoryCounts } | undefined> => {
+    if (categorical.length === 0) return undefined;
+    const [ref, cur] = await Promise.all([
+      stage('read reference categorical', () => readCategorical(store, o.reference, categorical, o.settings)),
+      stage('read current categorical', () => readCategorical(store, o.current, categorical, o.settings)),
+    ]);
+    return { ref, cur };
+  };
   const first = nextGroup();
   let pending = first === undefined ? undefined : readGroup(first);
   let categories = first === undefined ? readCategories() : undefined;
-  while (pending !== undefined) {
-    const { group, ref, cur } = await pending;
-    refRows = ref.rows;
-    curRows = cur.rows;
-    rowsHint = Math.max(ref.rows, cur.rows);
-    const next = nextGroup();
-    pending = next === undefined ? undefined : readGroup(next);
-    if (next === undefined) categories = readCategories();
-    const outs = await Promise.all(
-      group.map((spec) =>
-        runJob(
-          {
-            reference: { raw: ref.values.get(spec.column)! },
-            current: { raw: cur.values.get(spec.column)! },
-            fixed: fixedOf(stored.get(spec.column)),
-          },
-          o.pool,
-          o.inlineMaxValues,
-        ),
-      ),
-    );
-    group.forEach((spec, i) => {
-      const out = outs[i]!;
-      inputs.set(spec.column, { spec, ref: numericProfile(spec, out), cur: curCounts(out, 0), numeric: measures(out) });
-    });
+  const computing: Promise<void>[] = [];
+  try {
+    while (pending !== undefined) {
+      const { group, ref, cur } = await stage('wait for group read', () => pending!);
+      refRows = ref.rows;
+      curRows = cur.rows;
+      rowsHint = Math.max(ref.rows, cur.rows);
+      computing.push(
+        stage(`jobs of ${group.length} numeric`, () =>
+          Promise.all(
+            group.map((spec) =>
+              runJob(
+                {
+                  reference: { raw: ref.values.get(spec.column)! },
+                  current: { raw: cur.values.get(spec.column)! },
+                  fixed: fixedOf(stored.get(spec.column)),
+                },
+                o.pool,
+                o.inlineMaxValues,
+              ),
+            ),
+          ),
+        ).then((outs) => {
+          group.forEach((spec, i) => {
+            const out = outs[i]!;
+            inputs.set(spec.column, {
+              spec,
+              ref: numericProfile(spec, out),
+              cur: curCounts(out, 0),
+              numeric: measures(out),
+            });
+          });
+        }),
+      );
+      const next = nextGroup();
+      if (next === undefined) {
+        pending = undefined;
+        categories = readCategories();
+        break;
+      }
+      // Bounded memory: read the next group once the oldest group in flight is done.
+      while (computing.length > groupsInFlight(ref, group.length, cur.rows)) await computing.shift();
+      pending = readGroup(next);
+    }
+    await Promise.all(computing);
+  } catch (err) {
+    // Let the other reads and jobs settle before the caller closes the store.
+    await Promise.allSettled([...computing, pending, categories]);
+    throw err;
   }
-  const counted = await categories;
+  const counted = await stage('wait for categorical', async () => categories);
   if (counted !== undefined) {
     refRows ??= sumOf(counted.ref.get(categorical[0]!.column));
     curRows ??= sumOf(counted.cur.get(categorical[0]!.column));

@@ -10,6 +10,9 @@
  *   the reference) run inline on the calling thread with no worker start-up; larger ones run their radix
  *   sorts and merge passes in the process-wide pool of two worker threads (or the `pool` given).
  * - {@link readCurrentWindow}: a {@link CurrentWindow} from any ClickHouse sample (e.g. `trafficSample`).
+ * - {@link compareSampleToReference}: the report of a ClickHouse sample against a {@link SortedReference}, each
+ *   group of numeric features compared while the next is read (the same report as `compareToReference` over
+ *   `readCurrentWindow`).
  *
  * A `SortedReference` is read-only for the engine and may be shared by concurrent comparisons; the arrays of
  * a `CurrentWindow` are consumed (sorted in place or transferred to a worker).
@@ -24,12 +27,13 @@ import { compareToReference as compareInMemory, profileSampleExact } from './com
 import { NUMERIC_GROUP, groupsOf, readCategorical, readNumeric, countRows } from './read.js';
 import { readStoredSorted, sharedCopy } from './stored.js';
 import type { CompareOptions, CurrentWindow, SortedReference, SortedReferenceFeature } from './types.js';
+import { stage } from './profile.js';
 
 export type { CompareOptions, CurrentWindow, SortedReference, SortedReferenceFeature } from './types.js';
 export { SortPool, sharedPool, INLINE_MAX_VALUES } from './pool.js';
 export { sortFloat64 } from './radix.js';
-export { compareSamples, profileSampleExact } from './compare.js';
-export type { CompareSamplesOptions, ProfileOptions } from './compare.js';
+export { compareSamples, profileSampleExact, compareSampleToReference } from './compare.js';
+export type { CompareSamplesOptions, ProfileOptions, CompareSampleToReferenceOptions } from './compare.js';
 
 /** A stored reference read for comparisons: the sorted data plus the stored record (methods, window, …). */
 export interface StoredSortedReference extends SortedReference {
@@ -67,10 +71,12 @@ export async function readSortedReference(
   const wanted = new Set(storedFeatureSpecs(options.features ?? info.features).map((s) => s.column));
   const profiles = info.profile.features.filter((p) => wanted.has(p.column));
   const numericColumns = profiles.filter((p) => p.kind === 'numeric' && p.n > 0).map((p) => p.column);
-  const sorted = await readStoredSorted(store, referenceId, numericColumns, {
-    groupSize: options.groupSize ?? NUMERIC_GROUP,
-    settings: options.settings,
-  });
+  const sorted = await stage('read sorted reference', () =>
+    readStoredSorted(store, referenceId, numericColumns, {
+      ...(options.groupSize !== undefined ? { groupSize: options.groupSize } : {}),
+      settings: options.settings,
+    }),
+  );
   // References stored before sorted storage: read their rows once and sort them here.
   const legacy = numericColumns.filter((c) => !sorted.has(c));
   if (legacy.length > 0) {

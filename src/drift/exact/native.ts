@@ -82,8 +82,14 @@ function readUint64(view: DataView, off: number): number {
   return view.getUint32(off, true) + view.getUint32(off + 4, true) * 2 ** 32;
 }
 
+/** Options of {@link decodeNative}. */
+export interface DecodeOptions {
+  /** Put the values of `Array(Float64)` columns in a `SharedArrayBuffer` (workers read them without a copy). @default false */
+  sharedArrays?: boolean;
+}
+
 /** Decodes a whole `Native` result. Unsupported column types are an internal error naming the type. */
-export function decodeNative(buf: Uint8Array): NativeResult {
+export function decodeNative(buf: Uint8Array, options: DecodeOptions = {}): NativeResult {
   const r = new Reader(buf);
   const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
   const plans: Plan[] = [];
@@ -132,7 +138,9 @@ export function decodeNative(buf: Uint8Array): NativeResult {
     }
     if (type === 'Array(Float64)') {
       const total = plan.pieces.reduce((s, p) => s + (p.inner ?? 0), 0);
-      const values = new Float64Array(total);
+      const values = new Float64Array(
+        options.sharedArrays === true ? new SharedArrayBuffer(total * 8) : new ArrayBuffer(total * 8),
+      );
       const offsets = new Float64Array(rows);
       const bytes = new Uint8Array(values.buffer);
       let at = 0;

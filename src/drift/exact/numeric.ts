@@ -5,7 +5,7 @@
  * per-value counts for low-cardinality features). Pure functions on typed arrays: they run inline or in a
  * worker thread alike.
  */
-import { sortFloat64 } from './radix.js';
+import { filterSortFloat64 } from './radix.js';
 
 /** Decile probabilities of the numeric bin edges. */
 export const DECILES = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9] as const;
@@ -27,23 +27,12 @@ export interface SortedSide {
 }
 
 /**
- * Moves the finite values of `raw` to its front (in place), sorts them and counts NaN and ±Inf. The returned
- * `sorted` is a view of `raw`'s buffer.
+ * Moves the finite values of `raw` to its front (in place), sorts them and counts NaN and ±Inf (one fused
+ * filter, key-transform and histogram pass, then the radix passes). The returned `sorted` is a view of `raw`'s
+ * buffer.
  */
 export function prepareSide(raw: Float64Array, scratch?: Float64Array): SortedSide {
-  let k = 0;
-  let missing = 0;
-  let nonFinite = 0;
-  const n = raw.length;
-  for (let i = 0; i < n; i++) {
-    const v = raw[i]!;
-    if (v - v === 0) raw[k++] = v;
-    else if (v !== v) missing++;
-    else nonFinite++;
-  }
-  const sorted = raw.subarray(0, k);
-  sortFloat64(sorted, scratch);
-  return { sorted, missing, nonFinite };
+  return filterSortFloat64(raw, scratch);
 }
 
 /** Profile of a sorted numeric side (the reference's numbers the report needs). */

@@ -11,41 +11,119 @@ const DIGITS = 4;
 const RADIX = 65536;
 
 /**
- * Sorts `values` ascending in place and returns it: −Inf first, −0 before +0, +Inf and then every NaN last
- * (NaNs are canonicalised). `scratch` (at least `values.length` long) is used as the second buffer when given.
+ * Buffers reused across sorts on this thread (grow-only): a fresh 8 MB scratch array per 1M-value sort costs
+ * its page faults every time, about as much as one scatter pass.
  */
-export function sortFloat64(values: Float64Array, scratch?: Float64Array): Float64Array {
+let sharedScratch: Float64Array | undefined;
+let sharedCounts: Uint32Array | undefined;
+
+function scratchOf(n: number, given: Float64Array | undefined): Float64Array {
+  if (given !== undefined && given.length >= n) return given.subarray(0, n);
+  if (sharedScratch === undefined || sharedScratch.length < n) {
+    sharedScratch = undefined;
+    sharedScratch = new Float64Array(Math.max(n, 1024));
+  }
+  return sharedScratch.subarray(0, n);
+}
+
+function countsOf(): Uint32Array {
+  sharedCounts ??= new Uint32Array(DIGITS * RADIX);
+  sharedCounts.fill(0);
+  return sharedCounts;
+}
+
+/** Result of {@link filterSortFloat64}. */
+export interface FilteredSort {
+  /** The finite values of the input, ascending: a view of the front of the input's buffer. */
+  sorted: Float64Array;
+  /** NaN values (NULL and absent values read as NaN). */
+  missing: number;
+  /** ±Inf values. */
+  nonFinite: number;
+}
+
+/**
+ * Moves the finite values of `values` to its front, sorts them ascending (−0 before +0) and counts NaN and
+ * ±Inf, in place: the filter, the key transform and the digit histograms share one pass over the data.
+ * `scratch` (at least `values.length` long) is the second buffer when given, else a buffer reused by every
+ * sort on this thread.
+ */
+export function filterSortFloat64(values: Float64Array, scratch?: Float64Array): FilteredSort {
   const n = values.length;
   if (n < RADIX_MIN) {
-    // The built-in typed-array order is the same (−0 before +0, NaN last).
-    return values.sort();
+    let k = 0;
+    let missing = 0;
+    let nonFinite = 0;
+    for (let i = 0; i < n; i++) {
+      const v = values[i]!;
+      if (v - v === 0) values[k++] = v;
+      else if (v !== v) missing++;
+      else nonFinite++;
+    }
+    return { sorted: values.subarray(0, k).sort(), missing, nonFinite };
   }
-  const tmp = scratch !== undefined && scratch.length >= n ? scratch.subarray(0, n) : new Float64Array(n);
   const a = new Uint32Array(values.buffer, values.byteOffset, n * 2);
-  const b = new Uint32Array(tmp.buffer, tmp.byteOffset, n * 2);
-  // Key transform and one histogram per digit in a single pass.
-  const counts = new Uint32Array(DIGITS * RADIX);
+  const counts = countsOf();
+  let k = 0;
+  let missing = 0;
+  let nonFinite = 0;
   for (let i = 0; i < n; i++) {
     const j = 2 * i;
     let lo = a[j]!;
     let hi = a[j + 1]!;
-    if ((hi & 0x7ff00000) === 0x7ff00000 && ((hi & 0xfffff) !== 0 || lo !== 0)) {
-      // NaN (any payload, either sign): the largest key.
-      hi = 0xffffffff;
-      lo = 0xffffffff;
-    } else if (hi & 0x80000000) {
+    if ((hi & 0x7ff00000) === 0x7ff00000) {
+      // Exponent all ones: NaN with a mantissa, ±Inf without.
+      if ((hi & 0xfffff) !== 0 || lo !== 0) missing++;
+      else nonFinite++;
+      continue;
+    }
+    if (hi & 0x80000000) {
       hi = ~hi >>> 0;
       lo = ~lo >>> 0;
     } else {
       hi = (hi | 0x80000000) >>> 0;
     }
-    a[j] = lo;
-    a[j + 1] = hi;
+    const o = 2 * k++;
+    a[o] = lo;
+    a[o + 1] = hi;
     counts[lo & 0xffff]!++;
     counts[RADIX + (lo >>> 16)]!++;
     counts[2 * RADIX + (hi & 0xffff)]!++;
     counts[3 * RADIX + (hi >>> 16)]!++;
   }
+  const sorted = values.subarray(0, k);
+  if (k < RADIX_MIN) {
+    untransform(a, a, k);
+    sorted.sort();
+  } else {
+    const tmp = scratchOf(k, scratch);
+    sortKeys(a, new Uint32Array(tmp.buffer, tmp.byteOffset, k * 2), counts, k);
+  }
+  return { sorted, missing, nonFinite };
+}
+
+/** Inverse key transform of `n` keys from `src` into `dst` (the same array is fine). */
+function untransform(src: Uint32Array, dst: Uint32Array, n: number): void {
+  for (let i = 0; i < n; i++) {
+    const j = 2 * i;
+    let lo = src[j]!;
+    let hi = src[j + 1]!;
+    if (hi & 0x80000000) {
+      hi = (hi & 0x7fffffff) >>> 0;
+    } else {
+      hi = ~hi >>> 0;
+      lo = ~lo >>> 0;
+    }
+    dst[j] = lo;
+    dst[j + 1] = hi;
+  }
+}
+
+/**
+ * The digit passes over `n` transformed keys in `a` with their histograms in `counts` (`b` the second
+ * buffer), then the inverse transform: the sorted values end in `a`.
+ */
+function sortKeys(a: Uint32Array, b: Uint32Array, counts: Uint32Array, n: number): void {
   let src = a;
   let dst = b;
   for (let d = 0; d < DIGITS; d++) {
@@ -68,21 +146,47 @@ export function sortFloat64(values: Float64Array, scratch?: Float64Array): Float
     src = dst;
     dst = t;
   }
-  // Inverse transform into `values`.
+  // Inverse transform into `a`. The NaN key (all ones) maps back to 0x7fffffff_ffffffff, a NaN.
+  untransform(src, a, n);
+}
+
+/**
+ * Sorts `values` ascending in place and returns it: −Inf first, −0 before +0, +Inf and then every NaN last
+ * (NaNs are canonicalised). `scratch` (at least `values.length` long) is used as the second buffer when given.
+ */
+export function sortFloat64(values: Float64Array, scratch?: Float64Array): Float64Array {
+  const n = values.length;
+  if (n < RADIX_MIN) {
+    // The built-in typed-array order is the same (−0 before +0, NaN last).
+    return values.sort();
+  }
+  const tmp = scratchOf(n, scratch);
+  const a = new Uint32Array(values.buffer, values.byteOffset, n * 2);
+  const b = new Uint32Array(tmp.buffer, tmp.byteOffset, n * 2);
+  // Key transform and one histogram per digit in a single pass.
+  const counts = countsOf();
   for (let i = 0; i < n; i++) {
     const j = 2 * i;
-    let lo = src[j]!;
-    let hi = src[j + 1]!;
-    if (hi & 0x80000000) {
-      hi = (hi & 0x7fffffff) >>> 0;
-    } else {
+    let lo = a[j]!;
+    let hi = a[j + 1]!;
+    if ((hi & 0x7ff00000) === 0x7ff00000 && ((hi & 0xfffff) !== 0 || lo !== 0)) {
+      // NaN (any payload, either sign): the largest key.
+      hi = 0xffffffff;
+      lo = 0xffffffff;
+    } else if (hi & 0x80000000) {
       hi = ~hi >>> 0;
       lo = ~lo >>> 0;
+    } else {
+      hi = (hi | 0x80000000) >>> 0;
     }
     a[j] = lo;
     a[j + 1] = hi;
+    counts[lo & 0xffff]!++;
+    counts[RADIX + (lo >>> 16)]!++;
+    counts[2 * RADIX + (hi & 0xffff)]!++;
+    counts[3 * RADIX + (hi >>> 16)]!++;
   }
-  // The NaN key (all ones) maps back to 0x7fffffff_ffffffff, a NaN.
+  sortKeys(a, b, counts, n);
   return values;
 }
 

@@ -1,13 +1,13 @@
 /**
  * Reads one side of a comparison out of ClickHouse for the exact engine: numeric features in groups, one
  * `Native` query per group into one `Float64Array` per feature (NULL read as NaN), and every categorical
- * feature's value counts in one query (one scan, one `GROUP BY` over (feature, value) pairs).
+ * feature's value counts in one query (`GROUP BY GROUPING SETS`, a set per feature).
  */
 import { ErrorCodes, ModelwatchError } from '../../common/errors.js';
 import type { SqlPort, StoreSettings } from '../../store/port.js';
 import { quoteIdent } from '../stats/sample.js';
 import type { FeatureSpec, Sample } from '../stats/types.js';
-import { decodeNative, numberColumn, stringColumn } from './native.js';
+import { decodeNative, numberColumn, stringColumn, type DecodeOptions } from './native.js';
 
 /** Numeric features read per query by default (memory: 8 bytes × rows × group per side, held at once). */
 export const NUMERIC_GROUP = 5;
@@ -19,12 +19,13 @@ export async function queryNative(
   params: Record<string, unknown>,
   settings: StoreSettings,
   label: string,
+  decode: DecodeOptions = {},
 ): Promise<ReturnType<typeof decodeNative>> {
   if (store.queryBinary === undefined) {
     throw new ModelwatchError(ErrorCodes.internal, 'the exact drift engine needs a store with queryBinary');
   }
   const buf = await store.queryBinary(sql, { label, params, settings, format: 'Native' });
-  return decodeNative(buf);
+  return decodeNative(buf, decode);
 }
 
 /** Numeric values of one side: per feature column, raw values (NaN = missing, ±Inf kept), and the row count. */
@@ -55,35 +56,64 @@ export async function readNumeric(
 /** Category counts of one side, per feature column: value → count, with '' (NULL or empty) counted too. */
 export type CategoryCounts = Map<string, Map<string, number>>;
 
-/** Counts the values of categorical `features` of `sample` in one scan (an `arrayJoin` of (feature, value) pairs, one `GROUP BY`). */
+/** Categorical features counted per query (the grouping mask holds one bit per feature). */
+const CATEGORICAL_PER_QUERY = 30;
+
+/**
+ * Counts the values of categorical `features` of `sample` in one scan: one `GROUP BY GROUPING SETS` with a
+ * set per feature, so each feature is a hash aggregation over its own column. Against one `GROUP BY` over
+ * `arrayJoin`ed (feature, value) pairs (a row per feature per row) it is about 3.5× faster on Parquet files and
+ * 1.3× on stored traffic; a `GROUP BY` per feature under `UNION ALL` is faster still on files but scans the
+ * sample once per feature, which costs 3× on traffic (each scan decodes the `Map` column again).
+ */
 export async function readCategorical(
   store: SqlPort,
   sample: Sample,
   features: readonly FeatureSpec[],
   settings: StoreSettings = {},
 ): Promise<CategoryCounts> {
+  if (features.length > CATEGORICAL_PER_QUERY) {
+    const out: CategoryCounts = new Map();
+    for (const part of groupsOf(features, CATEGORICAL_PER_QUERY)) {
+      for (const [c, m] of await readCategorical(store, sample, part, settings)) out.set(c, m);
+    }
+    return out;
+  }
   const out: CategoryCounts = new Map(features.map((f) => [f.column, new Map<string, number>()]));
   if (features.length === 0) return out;
-  // One scan for all features: each row becomes one (feature, value) pair per feature, then one GROUP BY.
-  const pairs = features
-    .map((f, i) => `tuple(toUInt32(${i}), ifNull(CAST(${quoteIdent(f.column)} AS Nullable(String)), ''))`)
+  const k = features.length;
+  const vs = features.map((_, i) => `__mw_v${i}`);
+  const cols = features
+    .map((f, i) => `ifNull(CAST(${quoteIdent(f.column)} AS Nullable(String)), '') AS __mw_v${i}`)
     .join(', ');
   const res = await queryNative(
     store,
-    `SELECT __mw_p.1 AS __mw_f, __mw_p.2 AS __mw_v, count() AS __mw_c
-     FROM (SELECT arrayJoin([${pairs}]) AS __mw_p FROM (${sample.sql}))
-     GROUP BY __mw_f, __mw_v`,
+    `SELECT toUInt64(grouping(${vs.join(', ')})) AS __mw_g, ${vs.join(', ')}, toUInt64(count()) AS __mw_c
+     FROM (SELECT ${cols} FROM (${sample.sql}))
+     GROUP BY GROUPING SETS (${vs.map((v) => `(${v})`).join(', ')})`,
     sample.params,
     settings,
     'drift categories',
   );
-  const fi = numberColumn(res, '__mw_f');
-  const vs = stringColumn(res, '__mw_v');
+  const g = numberColumn(res, '__mw_g');
   const cs = numberColumn(res, '__mw_c');
+  const values = features.map((_, i) => stringColumn(res, `__mw_v${i}`));
   for (let r = 0; r < res.rows; r++) {
-    const f = features[fi[r]!];
-    if (f === undefined) continue;
-    out.get(f.column)!.set(vs[r]!, cs[r]!);
+    // grouping(): one bit per argument, the first argument the most significant; 0 = in this row's set.
+    const mask = g[r]!;
+    let i = -1;
+    let zeros = 0;
+    for (let j = 0; j < k; j++) {
+      if (((mask >>> (k - 1 - j)) & 1) === 0) {
+        zeros++;
+        i = j;
+      }
+    }
+    if (zeros !== 1) throw new ModelwatchError(ErrorCodes.internal, `drift categories: unexpected grouping ${mask}`);
+    const f = features[i]!;
+    const m = out.get(f.column)!;
+    const v = values[i]![r]!;
+    m.set(v, (m.get(v) ?? 0) + cs[r]!);
   }
   return out;
 }

@@ -67,8 +67,10 @@ export function sharedCopy(src: Float64Array): Float64Array {
 }
 
 /**
- * Reads the stored sorted values of `columns` of a reference, `groupSize` columns per query; columns
- * without a stored row (references created before migration 10) are absent from the result.
+ * Reads the stored sorted values of `columns` of a reference, `groupSize` columns per query (all in one query
+ * is faster, since the rows are large arrays in one granule and every query reads all of them, but holds every
+ * feature's values twice at once at its peak); columns without a stored row (references created before migration 10) are absent from the result. The
+ * values are decoded once, straight into a `SharedArrayBuffer` (each feature a view of it).
  */
 export async function readStoredSorted(
   store: SqlPort,
@@ -77,7 +79,7 @@ export async function readStoredSorted(
   options: { groupSize?: number; settings?: StoreSettings } = {},
 ): Promise<Map<string, StoredSortedFeature>> {
   const out = new Map<string, StoredSortedFeature>();
-  for (const group of groupsOf(columns, options.groupSize ?? 5)) {
+  for (const group of groupsOf(columns, Math.max(1, options.groupSize ?? 5))) {
     const res = await queryNative(
       store,
       `SELECT column, toUInt64(n) AS n, toUInt64(missing) AS missing, toUInt64(non_finite) AS non_finite, values
@@ -86,6 +88,7 @@ export async function readStoredSorted(
       { id: referenceId, cols: group },
       options.settings ?? {},
       'read sorted reference',
+      { sharedArrays: true },
     );
     const names = stringColumn(res, 'column');
     const n = numberColumn(res, 'n');
@@ -100,7 +103,7 @@ export async function readStoredSorted(
         n: n[r]!,
         missing: missing[r]!,
         nonFinite: nonFinite[r]!,
-        sorted: sharedCopy(col.values.subarray(start, end)),
+        sorted: col.values.subarray(start, end),
       });
     }
   }

@@ -11,6 +11,7 @@ import {
 } from '../mv-detect.js';
 import { quoteIdent } from '../stats/sample.js';
 import { escapeHtml } from './html.js';
+import { stage } from '../exact/profile.js';
 
 /** The `multivariate` section of a file report. */
 export interface MultivariateSection {
@@ -120,8 +121,12 @@ function sameLength(ref: number[][], cur: number[][]): { dim: number; ref: numbe
 export async function fileMultivariate(store: SqlPort, o: FileMultivariateOptions): Promise<MultivariateSection> {
   const settings = o.settings ?? reportMultivariateSettings();
   const numeric = [...o.numeric];
-  const ref = await readSide(store, o.reference, 'reference', numeric, o.vectors, settings.maxRows);
-  const cur = await readSide(store, o.current, 'current', numeric, o.vectors, settings.maxRows);
+  const ref = await stage('multivariate read reference', () =>
+    readSide(store, o.reference, 'reference', numeric, o.vectors, settings.maxRows),
+  );
+  const cur = await stage('multivariate read current', () =>
+    readSide(store, o.current, 'current', numeric, o.vectors, settings.maxRows),
+  );
   const groups: GroupRows[] = [];
   if (numeric.length >= 2) {
     groups.push({ group: '', columns: numeric, reference: ref.numeric, current: cur.numeric });
@@ -134,7 +139,7 @@ export async function fileMultivariate(store: SqlPort, o: FileMultivariateOption
     const columns = Array.from({ length: v.dim }, (_, j) => `${name}[${j}]`);
     groups.push({ group: name, columns, reference: v.ref, current: v.cur });
   });
-  const results = await computeMultivariate(groups, { settings });
+  const results = await stage('multivariate methods', () => computeMultivariate(groups, { settings }));
   return { numeric_features: numeric.length >= 2 ? numeric : [], embeddings, max_rows: settings.maxRows, results };
 }
 

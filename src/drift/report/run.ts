@@ -26,6 +26,7 @@ import {
 import type { MultivariateSettings } from '../mv-detect.js';
 import { computeDrift } from '../stats/engine.js';
 import type { DriftReport } from '../stats/types.js';
+import { mark, stage, stageSync } from '../exact/profile.js';
 
 /** Options of {@link runFileReport}. */
 export interface FileReportOptions {
@@ -102,20 +103,23 @@ export async function runFileReport(options: FileReportOptions): Promise<FileRep
     if (loud) o.progress(`${line} (${((performance.now() - started) / 1000).toFixed(1)} s)`);
   };
   progress(`reading ${reference.path} (${mb(reference.bytes)}) and ${current.path} (${mb(current.bytes)})`);
-  const owned = o.store === undefined ? createStore({ url: 'chdb::memory:' }) : undefined;
+  mark('report start', 0);
+  const owned =
+    o.store === undefined ? stageSync('open store', () => createStore({ url: 'chdb::memory:' })) : undefined;
   const store = (o.store ?? owned!).with({
     role: 'report',
     ...(o.limits !== undefined ? { timeoutMs: o.limits.timeoutMs, maxMemoryBytes: o.limits.maxMemoryBytes } : {}),
   });
   const temps: string[] = [];
+  // Work still running on the store when a step fails: awaited before the store closes.
+  const pending: Promise<unknown>[] = [];
   try {
-    const refCols = await refineTextColumns(
-      store,
-      reference,
-      await describeFile(store, reference, 'reference'),
-      'reference',
+    const refCols = await stage('describe reference', async () =>
+      refineTextColumns(store, reference, await describeFile(store, reference, 'reference'), 'reference'),
     );
-    const curCols = await refineTextColumns(store, current, await describeFile(store, current, 'current'), 'current');
+    const curCols = await stage('describe current', async () =>
+      refineTextColumns(store, current, await describeFile(store, current, 'current'), 'current'),
+    );
     // Vector columns (e.g. Parquet lists of floats) are compared as embeddings in the multivariate section.
     const vectors = vectorColumns(refCols, curCols);
     const isVector = (c: { name: string }): boolean => vectors.includes(c.name);
@@ -132,20 +136,28 @@ export async function runFileReport(options: FileReportOptions): Promise<FileRep
       parsedOnce(store, current, fileSample(current, curCols, columns, 'mw_cur'), temps),
     );
     // Cheap row counts (Parquet metadata, Memory tables): empty files fail here, and the counts size the reads.
-    const refRows = await countSampleRows(store, reference, ref, 'reference');
-    const curRows = await countSampleRows(store, current, cur, 'current');
+    const refRows = await stage('count reference', () => countSampleRows(store, reference, ref, 'reference'));
+    const curRows = await stage('count current', () => countSampleRows(store, current, cur, 'current'));
     progress(`${refRows} reference rows, ${curRows} current rows, ${columns.length} columns; computing statistics`);
-    const report = await withFiles([reference, current], () =>
-      computeDrift(store, { reference: ref, current: cur, features, expectedRows: Math.max(refRows, curRows) }),
+    // The multivariate section (a row subset, models fitted in a worker thread) runs alongside the univariate
+    // statistics: its reads and fit overlap the engine's reads and sorts.
+    const multivariatePending = stage('multivariate', () =>
+      fileMultivariate(store, {
+        reference: { file: reference, columns: refCols },
+        current: { file: current, columns: curCols },
+        numeric: columns.filter((c) => c.kind === 'numeric').map((c) => c.name),
+        vectors,
+        ...(o.multivariate !== undefined ? { settings: o.multivariate } : {}),
+      }).catch((err: unknown) => multivariateFailed(err)),
+    );
+    pending.push(multivariatePending);
+    const report = await stage('statistics', () =>
+      withFiles([reference, current], () =>
+        computeDrift(store, { reference: ref, current: cur, features, expectedRows: Math.max(refRows, curRows) }),
+      ),
     );
     progress(`statistics done: ${report.dataset.drifted_features} of ${report.dataset.features} columns drifted`);
-    const multivariate = await fileMultivariate(store, {
-      reference: { file: reference, columns: refCols },
-      current: { file: current, columns: curCols },
-      numeric: columns.filter((c) => c.kind === 'numeric').map((c) => c.name),
-      vectors,
-      ...(o.multivariate !== undefined ? { settings: o.multivariate } : {}),
-    }).catch((err: unknown) => multivariateFailed(err));
+    const multivariate = await multivariatePending;
     progress(`multivariate done: ${multivariate.results.filter((r) => r.drift).length} drifted results`);
     if (o.format === 'json') {
       return { report: { ...withoutDistributions(report), multivariate }, columns };
@@ -161,6 +173,7 @@ export async function runFileReport(options: FileReportOptions): Promise<FileRep
     progress('html rendered');
     return { report: { ...withoutDistributions(report), multivariate }, columns, html, histograms };
   } finally {
+    await Promise.allSettled(pending);
     for (const t of temps) await store.command(`DROP TABLE IF EXISTS ${t}`).catch(() => undefined);
     if (owned !== undefined) await owned.close();
   }
