@@ -5,7 +5,7 @@
 // onnxruntime-node) stay external. Each bundled module keeps its own `import.meta.url` (rewritten to its
 // dist/ file), so worker entries and files it locates relative to itself are found as before. The worker
 // entries the report starts are bundled in place the same way. Without
-// esbuild (a dependency of tsx, a development dependency), the bundle is skipped and `report` runs unbundled.
+// esbuild (a development dependency), the bundle is skipped and `report` runs unbundled.
 import { readFile } from 'node:fs/promises';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';

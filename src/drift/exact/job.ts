@@ -9,13 +9,13 @@ import {
   LOW_CARDINALITY_MAX,
   binCounts,
   compareSorted,
-  ksExactPValue,
   prepareSide,
   summarize,
   valueCounts,
   type NumericSummary,
   type SortedSide,
 } from './numeric.js';
+import { ksExactPValue } from './ks-exact.js';
 
 /** One side of a job: raw values (NaN = missing, ±Inf = non-finite) or an already sorted side. */
 export type JobSide = { raw: Float64Array } | SortedSide;

@@ -1,6 +1,7 @@
 /**
- * SciPy's exact two-sided `ks_2samp` p-value, bit-identical to `ksExactPValue` of the exact engine
- * (`src/drift/exact/numeric.ts`) and about twice as fast for unequal sample sizes.
+ * SciPy's exact two-sided `ks_2samp` p-value (`_compute_prob_outside_square` and
+ * `_compute_outer_prob_inside_method`), bit-identical to a row-by-row port of them and about twice as fast
+ * for unequal sample sizes.
  *
  * Hodges' inside method walks the lattice row by row; each cell of a row depends on the cell before it
  * (`val = (A[k]·i + val·j) / (i + j)`), so one row is a chain of dependent divisions and runs at the
@@ -127,9 +128,9 @@ function outerProbInside2(m0: number, n0: number, g: number, h: number): number 
 
 /**
  * `scipy.stats.ks_2samp`'s exact two-sided p-value for D = hnm / (n1·n2), hnm = max |R·n2 − C·n1| (null when
- * the computation fails): the same double as the exact engine's `ksExactPValue(n1, n2, hnm)`.
+ * the computation fails). SciPy rounds D to the lattice h / lcm(n1, n2); hnm is a multiple of g, so h = hnm / g.
  */
-export function ksExactPValueFast(n1: number, n2: number, hnm: number): number | null {
+export function ksExactPValue(n1: number, n2: number, hnm: number): number | null {
   const g = gcd(n1, n2);
   const h = Math.round(hnm / g);
   if (h === 0) return 1;
