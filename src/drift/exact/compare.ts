@@ -336,6 +336,9 @@ export interface CompareSamplesOptions extends CompareOptions {
   expectedRows?: number | undefined;
 }
 
+/** Values of one side of a group above which its two sides are read one after the other. */
+const ONE_SIDE_AT_A_TIME_BYTES = 64 * 2 ** 20;
+
 /** Values of a group (both sides) up to which two groups may wait for their jobs while the next is read. */
 const TWO_GROUPS_MAX_BYTES = 128 * 2 ** 20;
 
@@ -422,11 +425,17 @@ export async function compareSamples(store: SqlPort, options: CompareSamplesOpti
   const readGroup = async (
     group: FeatureSpec[],
   ): Promise<{ group: FeatureSpec[]; ref: NumericRead; cur: NumericRead }> => {
-    // Both sides at once: the engine reads them on its own threads.
-    const [ref, cur] = await Promise.all([
-      stage(`read reference ${group.length} numeric`, () => readNumeric(store, o.reference, group, o.settings)),
-      stage(`read current ${group.length} numeric`, () => readNumeric(store, o.current, group, o.settings)),
-    ]);
+    const readRef = (): Promise<NumericRead> =>
+      stage(`read reference ${group.length} numeric`, () => readNumeric(store, o.reference, group, o.settings));
+    const readCur = (): Promise<NumericRead> =>
+      stage(`read current ${group.length} numeric`, () => readNumeric(store, o.current, group, o.settings));
+    // Both sides at once (the engine reads them on its own threads) while a side's values are small; one
+    // after the other for large ones (e.g. 10M rows), so a group's two reads never hold their buffers together.
+    if (rowsHint !== undefined && 8 * group.length * rowsHint > ONE_SIDE_AT_A_TIME_BYTES) {
+      const ref = await readRef();
+      return { group, ref, cur: await readCur() };
+    }
+    const [ref, cur] = await Promise.all([readRef(), readCur()]);
     return { group, ref, cur };
   };
   const readCategories = async (): Promise<{ ref: CategoryCounts; cur: CategoryCounts } | undefined> => {

@@ -11,14 +11,20 @@ const DIGITS = 4;
 const RADIX = 65536;
 
 /**
- * Buffers reused across sorts on this thread (grow-only): a fresh 8 MB scratch array per 1M-value sort costs
- * its page faults every time, about as much as one scatter pass.
+ * Buffers reused across sorts on this thread (grow-only up to {@link KEPT_SCRATCH_MAX} values): a fresh 8 MB
+ * scratch array per 1M-value sort costs its page faults every time, about as much as one scatter pass. A
+ * larger sort (e.g. 10M values, 80 MB) gets a buffer of its own that is freed with it, so a sort thread does
+ * not hold that memory between jobs.
  */
 let sharedScratch: Float64Array | undefined;
 let sharedCounts: Uint32Array | undefined;
 
+/** Most values a kept scratch buffer holds (32 MB). */
+const KEPT_SCRATCH_MAX = 4 * 2 ** 20;
+
 function scratchOf(n: number, given: Float64Array | undefined): Float64Array {
   if (given !== undefined && given.length >= n) return given.subarray(0, n);
+  if (n > KEPT_SCRATCH_MAX) return new Float64Array(n);
   if (sharedScratch === undefined || sharedScratch.length < n) {
     sharedScratch = undefined;
     sharedScratch = new Float64Array(Math.max(n, 1024));
