@@ -13,6 +13,7 @@ import { Registry } from 'prom-client';
 import type { BusMessage, CapturedCall, InProcessBus as InProcessBusType } from '../src/bus/index.js';
 import type { ClickHouseStore as ClickHouseStoreType } from '../src/store/index.js';
 import { shipped } from './shipped.js';
+import { FEATURES, call, value } from './ingest/calls.js';
 
 // The code under test, compiled (dist/; see bench/shipped.ts).
 const { encodeCapture, InProcessBus } = await shipped<typeof import('../src/bus/index.js')>('bus/index.js');
@@ -35,7 +36,6 @@ type PredictionRow = import('../src/store/index.js').PredictionRow;
 type RequestRow = import('../src/store/index.js').RequestRow;
 
 const root = join(import.meta.dirname, '..');
-const FEATURES = 20;
 /** Rows per case (the number of requests is rows / rowsPerRequest). */
 const ROWS_PER_CASE = Number(process.env.INGEST_BENCH_ROWS ?? 65_536);
 const BACKLOG_RECORDS = Number(process.env.INGEST_BENCH_BACKLOG ?? 1_000_000);
@@ -103,47 +103,6 @@ interface CaseResult {
   load_1m: number;
 }
 
-function value(i: number, r: number, c: number): number {
-  // Exactly representable in FP32 so decode → Float64 reproduces the pre-built raw rows.
-  return ((i * 31 + r * 7 + c) % 1000) / 8;
-}
-
-function call(model: string, i: number, rows: number, t0: number): CapturedCall {
-  const data: number[] = new Array<number>(rows * FEATURES);
-  for (let r = 0; r < rows; r++) for (let c = 0; c < FEATURES; c++) data[r * FEATURES + c] = value(i, r, c);
-  const req = Buffer.from(JSON.stringify({ inputs: [{ name: 'x', shape: [rows, FEATURES], datatype: 'FP32', data }] }));
-  const res = Buffer.from(
-    JSON.stringify({
-      model_name: model,
-      outputs: [{ name: 'p', shape: [rows, 1], datatype: 'FP32', data: new Array<number>(rows).fill(0.5) }],
-    }),
-  );
-  const body = (b: Buffer): CapturedCall['request'] => ({
-    body: b,
-    size: b.length,
-    truncated: false,
-    contentType: 'application/json',
-    contentEncoding: '',
-  });
-  return {
-    eventId: `${model}-ev-${i}`,
-    requestId: `${model}-req-${i}`,
-    source: 'rest',
-    model,
-    version: '1',
-    route: `/v2/models/${model}/infer`,
-    method: 'POST',
-    status: 200,
-    startedAt: t0 + i,
-    latencyMs: 1,
-    request: body(req),
-    response: body(res),
-    headers: {},
-    error: '',
-  };
-}
-
-/** The prediction rows ingest would store for `call`, pre-built for the raw insert. */
 function rawRows(model: string, i: number, rows: number, t0: number): PredictionRow[] {
   const out: PredictionRow[] = [];
   for (let r = 0; r < rows; r++) {

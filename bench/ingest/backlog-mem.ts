@@ -5,44 +5,14 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Registry } from 'prom-client';
-import { encodeCapture, InProcessBus, type BusMessage, type CapturedCall } from '../../src/bus/index.js';
+import { encodeCapture, InProcessBus, type BusMessage } from '../../src/bus/index.js';
 import { isModelwatchError } from '../../src/common/index.js';
 import { createStore } from '../../src/store/index.js';
 import { IngestPipeline } from '../../src/ingest/pipeline.js';
 import { createIngestMetrics } from '../../src/ingest/metrics.js';
+import { call } from './calls.js';
 
 const [N, BATCH, MIB] = process.argv.slice(2).map(Number) as [number, number, number];
-const F = 20;
-function call(i: number): CapturedCall {
-  const data = Array.from({ length: F }, (_, c) => ((i * 31 + c) % 1000) / 8);
-  const req = Buffer.from(JSON.stringify({ inputs: [{ name: 'x', shape: [1, F], datatype: 'FP32', data }] }));
-  const res = Buffer.from(
-    JSON.stringify({ model_name: 'm', outputs: [{ name: 'p', shape: [1, 1], datatype: 'FP32', data: [0.5] }] }),
-  );
-  const body = (b: Buffer) => ({
-    body: b,
-    size: b.length,
-    truncated: false,
-    contentType: 'application/json',
-    contentEncoding: '',
-  });
-  return {
-    eventId: `ev-${i}`,
-    requestId: `req-${i}`,
-    source: 'rest',
-    model: 'bench-backlog',
-    version: '1',
-    route: '/v2/models/m/infer',
-    method: 'POST',
-    status: 200,
-    startedAt: 1.7e12 + i,
-    latencyMs: 1,
-    request: body(req),
-    response: body(res),
-    headers: {},
-    error: '',
-  };
-}
 const dir = mkdtempSync(join(tmpdir(), 'mw-mem-'));
 const store = createStore({ url: `chdb:${dir}` });
 await store.migrate();
@@ -60,7 +30,7 @@ const c = await bus.consume({
     done += b.messages.length;
   },
 });
-const tpl = Array.from({ length: 16 }, (_, i) => call(i));
+const tpl = Array.from({ length: 16 }, (_, i) => call('bench-backlog', i, 1, 1.7e12));
 const before = process.memoryUsage().rss;
 let rss = 0,
   heap = 0,

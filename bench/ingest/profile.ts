@@ -4,43 +4,13 @@ import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Registry } from 'prom-client';
-import { encodeCapture, InProcessBus, type CapturedCall } from '../../src/bus/index.js';
+import { encodeCapture, InProcessBus } from '../../src/bus/index.js';
 import { isModelwatchError } from '../../src/common/index.js';
 import { createStore } from '../../src/store/index.js';
 import { IngestPipeline, type IngestPipelineOptions } from '../../src/ingest/pipeline.js';
 import { createIngestMetrics } from '../../src/ingest/metrics.js';
+import { call } from './calls.js';
 
-const F = 20;
-function call(model: string, i: number): CapturedCall {
-  const data = Array.from({ length: F }, (_, c) => ((i * 31 + c) % 1000) / 8);
-  const req = Buffer.from(JSON.stringify({ inputs: [{ name: 'x', shape: [1, F], datatype: 'FP32', data }] }));
-  const res = Buffer.from(
-    JSON.stringify({ model_name: model, outputs: [{ name: 'p', shape: [1, 1], datatype: 'FP32', data: [0.5] }] }),
-  );
-  const body = (b: Buffer) => ({
-    body: b,
-    size: b.length,
-    truncated: false,
-    contentType: 'application/json',
-    contentEncoding: '',
-  });
-  return {
-    eventId: `${model}-ev-${i}`,
-    requestId: `${model}-req-${i}`,
-    source: 'rest',
-    model,
-    version: '1',
-    route: `/v2/models/${model}/infer`,
-    method: 'POST',
-    status: 200,
-    startedAt: 1.7e12 + i,
-    latencyMs: 1,
-    request: body(req),
-    response: body(res),
-    headers: {},
-    error: '',
-  };
-}
 function cpu(): { main: number; other: number } {
   let main = 0,
     other = 0;
@@ -75,7 +45,7 @@ const variants: [string, IngestPipelineOptions][] = [['warm-up (discard)', {}], 
 let run = 0;
 for (const [name, opts] of variants) {
   const model = `${name.replace(/\W/g, '')}${run++}`;
-  const msgs = Array.from({ length: N }, (_, i) => encodeCapture(call(model, i)));
+  const msgs = Array.from({ length: N }, (_, i) => encodeCapture(call(model, i, 1, 1.7e12)));
   const busMiB = name.startsWith('bus 16') ? 16 : name.startsWith('bus 64') ? 64 : 1024;
   const bus = new InProcessBus({
     maxBatchMessages: 10000,

@@ -1,45 +1,19 @@
 // Direction-only micro profile of the per-call JS stages of ingest at 1 row per call (tsx, from src).
-import { encodeCapture, type CapturedCall } from '../../src/bus/index.js';
+import { encodeCapture } from '../../src/bus/index.js';
 import { decodeCapture } from '../../src/protocol/capture.js';
 import { decodeCall } from '../../src/protocol/index.js';
 import { defaultModelSchema } from '../../src/config/index.js';
 import { buildCallRecords } from '../../src/ingest/records.js';
 import { predictionLine, requestLine, payloadLine } from '../../src/ingest/encode.js';
 import { payloadRowOf } from '../../src/ingest/payloads.js';
+import { call } from './calls.js';
 
-const F = 20;
-function call(i: number): CapturedCall {
-  const data = Array.from({ length: F }, (_, c) => ((i * 31 + c) % 1000) / 8);
-  const req = Buffer.from(JSON.stringify({ inputs: [{ name: 'x', shape: [1, F], datatype: 'FP32', data }] }));
-  const res = Buffer.from(
-    JSON.stringify({ model_name: 'm', outputs: [{ name: 'p', shape: [1, 1], datatype: 'FP32', data: [0.5] }] }),
-  );
-  const body = (b: Buffer) => ({
-    body: b,
-    size: b.length,
-    truncated: false,
-    contentType: 'application/json',
-    contentEncoding: '',
-  });
-  return {
-    eventId: `ev-${i}`,
-    requestId: `req-${i}`,
-    source: 'rest',
-    model: 'm',
-    version: '1',
-    route: '/v2/models/m/infer',
-    method: 'POST',
-    status: 200,
-    startedAt: 1.7e12 + i,
-    latencyMs: 1,
-    request: body(req),
-    response: body(res),
-    headers: {},
-    error: '',
-  };
-}
 const N = 20000;
-const msgs = Array.from({ length: N }, (_, i) => ({ ...encodeCapture(call(i)), offset: String(i), timestamp: 0 }));
+const msgs = Array.from({ length: N }, (_, i) => ({
+  ...encodeCapture(call('m', i, 1, 1.7e12)),
+  offset: String(i),
+  timestamp: 0,
+}));
 console.log('value bytes', msgs[0]!.value.length, 'headers', Object.keys(msgs[0]!.headers).length);
 function best(name: string, fn: () => void): void {
   let b = Infinity;
