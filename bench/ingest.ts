@@ -31,6 +31,7 @@ const {
 } = await shipped<typeof import('../src/ingest/index.js')>('ingest/index.js');
 const { decodeCall } = await shipped<typeof import('../src/protocol/index.js')>('protocol/index.js');
 const { createStore, Tables } = await shipped<typeof import('../src/store/index.js')>('store/index.js');
+const { inProcessBusOptions } = await shipped<typeof import('../src/runtime/index.js')>('runtime/index.js');
 type EncodedInsertFormat = import('../src/store/index.js').EncodedInsertFormat;
 type PredictionRow = import('../src/store/index.js').PredictionRow;
 type RequestRow = import('../src/store/index.js').RequestRow;
@@ -251,12 +252,7 @@ async function runCase(store: ClickHouseStoreType, rowsPerRequest: number): Prom
 
   // Whole ingest path, with the bus as `modelwatch up` makes it (src/runtime/create.ts).
   const config = configSchema.parse({ logLevel: 'silent' });
-  const bus = new InProcessBus({
-    maxBufferedBytes: config.bus.maxBufferedBytes,
-    maxBatchMessages: config.ingest.maxBatchRows,
-    lingerMessages: Math.min(config.ingest.lingerRecords, config.ingest.maxBatchRows),
-    lingerMs: config.ingest.flushIntervalMs,
-  });
+  const bus = new InProcessBus(inProcessBusOptions(config));
   const registry = new Registry();
   const role = await startIngest({ config, store, bus, logger: silentLogger, metrics: registry });
   await role.ready;
@@ -432,12 +428,7 @@ interface BacklogResult {
 async function runBacklog(store: ClickHouseStoreType): Promise<BacklogResult> {
   const config = configSchema.parse({ logLevel: 'silent' });
   // The bus as `modelwatch up` makes it (src/runtime/create.ts).
-  const bus = new InProcessBus({
-    maxBufferedBytes: config.bus.maxBufferedBytes,
-    maxBatchMessages: config.ingest.maxBatchRows,
-    lingerMessages: Math.min(config.ingest.lingerRecords, config.ingest.maxBatchRows),
-    lingerMs: config.ingest.flushIntervalMs,
-  });
+  const bus = new InProcessBus(inProcessBusOptions(config));
   const registry = new Registry();
   const role = await startIngest({ config, store, bus, logger: silentLogger, metrics: registry });
   await role.ready;

@@ -75,3 +75,31 @@ describe('InProcessBus linger', () => {
     await d.stop();
   });
 });
+
+describe('InProcessBus linger by bytes', () => {
+  const big = (i: number, bytes: number): BusMessage => ({
+    key: `k${i}`,
+    value: Buffer.alloc(bytes, 0x61),
+    headers: {},
+  });
+
+  it('delivers a few large messages at once when they hold lingerBytes, and lingers below it', async () => {
+    const bus = new InProcessBus({ lingerMessages: 100, lingerMs: 10_000, lingerBytes: 10_000 });
+    const c = collect(bus);
+    await c.ready;
+    const t0 = Date.now();
+    await bus.publish([big(1, 4_000)]);
+    await new Promise((r) => setTimeout(r, 300));
+    // 4 kB of 10 kB, 1 message of 100: still lingering.
+    expect(c.batches).toEqual([]);
+    await bus.publish([big(2, 4_000), big(3, 4_000)]);
+    while (c.batches.length === 0 && Date.now() - t0 < 5_000) await new Promise((r) => setTimeout(r, 5));
+    expect(c.batches.map((b) => b.size)).toEqual([3]);
+    expect(Date.now() - t0).toBeLessThan(3_000);
+    await c.stop();
+  });
+
+  it('refuses a negative lingerBytes', () => {
+    expect(() => new InProcessBus({ lingerBytes: -1 })).toThrow(RangeError);
+  });
+});

@@ -30,6 +30,13 @@ export interface InProcessBusOptions {
   lingerMessages?: number;
   /** Longest wait for {@link lingerMessages}. @default 1000 */
   lingerMs?: number;
+  /**
+   * A lingering consumer also takes a batch once the waiting messages hold this many bytes
+   * ({@link messageBytes}), however few they are: a message count says nothing of the rows a message
+   * carries, and a handful of large calls would otherwise wait out {@link lingerMs}. 0: no byte threshold.
+   * @default 0
+   */
+  lingerBytes?: number;
   logger?: Logger;
 }
 
@@ -40,6 +47,7 @@ const defaults = {
   retryDelayMs: 200,
   lingerMessages: 0,
   lingerMs: 1000,
+  lingerBytes: 0,
   logger: silentLogger,
 } satisfies Required<InProcessBusOptions>;
 
@@ -93,6 +101,7 @@ export class InProcessBus implements Bus {
     this.opts = { ...defaults, ...options };
     if (!(this.opts.maxBufferedBytes > 0)) throw new RangeError('maxBufferedBytes must be > 0');
     if (!(this.opts.maxBatchMessages > 0)) throw new RangeError('maxBatchMessages must be > 0');
+    if (!(this.opts.lingerBytes >= 0)) throw new RangeError('lingerBytes must be >= 0');
     this.topic = this.opts.topic;
   }
 
@@ -227,7 +236,7 @@ export class InProcessBus implements Bus {
     }
     q.consumer = true;
     let running = true;
-    const { lingerMessages, lingerMs } = this.opts;
+    const { lingerMessages, lingerMs, lingerBytes } = this.opts;
     /** When the oldest waiting message was first seen by a lingering consumer. */
     let lingerSince: number | undefined;
     const loop = async (): Promise<void> => {
@@ -240,7 +249,7 @@ export class InProcessBus implements Bus {
           q.wake = undefined;
           continue;
         }
-        if (q.messages.length < lingerMessages) {
+        if (q.messages.length < lingerMessages && !(lingerBytes > 0 && q.bytes >= lingerBytes)) {
           lingerSince ??= Date.now();
           const left = lingerSince + lingerMs - Date.now();
           if (left > 0) {

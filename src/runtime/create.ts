@@ -1,5 +1,5 @@
 import { Registry } from 'prom-client';
-import { InProcessBus } from '../bus/in-process.js';
+import { InProcessBus, type InProcessBusOptions } from '../bus/in-process.js';
 import type { Bus } from '../bus/types.js';
 import { createLogger, type Logger } from '../common/logger.js';
 import { ErrorCodes, ModelwatchError, errorMessage } from '../common/errors.js';
@@ -48,19 +48,28 @@ export interface Runtime extends RuntimeContext {
   close(): Promise<void>;
 }
 
+/**
+ * The in-process bus of a config (no Kafka brokers): it hands ingest batches as large as one store write
+ * (`ingest.maxBatchRows` messages), lingering up to `ingest.flushIntervalMs` for `ingest.lingerRecords`
+ * messages, or for fewer once they hold a quarter of a store write's (or of the bus's) bytes, so that a few
+ * calls of thousands of rows each (a full write already) do not wait out the linger time.
+ */
+export function inProcessBusOptions(config: Config): InProcessBusOptions {
+  return {
+    topic: config.kafka.topic,
+    maxBufferedBytes: config.bus.maxBufferedBytes,
+    maxBatchMessages: config.ingest.maxBatchRows,
+    lingerMessages: Math.min(config.ingest.lingerRecords, config.ingest.maxBatchRows),
+    lingerMs: config.ingest.flushIntervalMs,
+    lingerBytes: Math.floor(Math.min(config.ingest.maxBatchBytes, config.bus.maxBufferedBytes) / 4),
+  };
+}
+
 // The store client and kafkajs are imported only by processes that use them: `modelwatch sidecar` on the
 // in-process bus loads neither, and the sidecar's memory beside each inference pod is what that saves.
 async function createBus(config: Config, logger: Logger): Promise<Bus> {
   if (config.kafka.brokers.length === 0) {
-    // Hand ingest batches as large as it stores in one insert: fewer, larger inserts under backlog.
-    return new InProcessBus({
-      topic: config.kafka.topic,
-      maxBufferedBytes: config.bus.maxBufferedBytes,
-      maxBatchMessages: config.ingest.maxBatchRows,
-      lingerMessages: Math.min(config.ingest.lingerRecords, config.ingest.maxBatchRows),
-      lingerMs: config.ingest.flushIntervalMs,
-      logger,
-    });
+    return new InProcessBus({ ...inProcessBusOptions(config), logger });
   }
   const k = config.kafka;
   const { KafkaBus } = await import('../bus/kafka.js');
