@@ -40,7 +40,11 @@ const SECONDS = Number(process.argv[3] ?? 10);
 const dir = mkdtempSync(join(tmpdir(), 'mw-paced-'));
 const store = createStore({ url: `chdb:${dir}` });
 await store.migrate();
-const config = configSchema.parse({ logLevel: 'silent' });
+// PACED_INGEST: JSON of the `ingest` config section to try (e.g. a longer linger).
+const config = configSchema.parse({
+  logLevel: 'silent',
+  ingest: JSON.parse(process.env.PACED_INGEST ?? '{}') as unknown,
+});
 const bus = new InProcessBus(inProcessBusOptions(config));
 const registry = new Registry();
 const role = await startIngest({ config, store, bus, logger: silentLogger, metrics: registry });
