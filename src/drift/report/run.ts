@@ -249,7 +249,7 @@ function readSettings(...files: InputFile[]): Record<string, number> {
  * cheap), text formats parsed once into a `Memory` table (its name added to `temps`, dropped at the end).
  */
 async function parsedOnce(store: SqlPort, file: InputFile, sample: Sample, temps: string[]): Promise<Sample> {
-  if (!textFormats.has(file.format)) return sample;
+  if (!textFormats.has(file.format)) return withLiterals(sample);
   const table = `__mw_report_${randomBytes(8).toString('hex')}`;
   temps.push(table);
   // Rows inserted in file order (the text is still parsed in parallel), so the copy keeps the file's order.
@@ -259,6 +259,25 @@ async function parsedOnce(store: SqlPort, file: InputFile, sample: Sample, temps
     settings: { max_threads: 1, max_insert_threads: 1 },
   });
   return { sql: `SELECT * FROM ${table}`, params: {} };
+}
+
+/** A ClickHouse string literal holding `value` exactly (backslash and quote escaped). */
+function stringLiteral(value: string): string {
+  return `'${value.replaceAll('\\', '\\\\').replaceAll("'", "\\'")}'`;
+}
+
+/**
+ * `sample` with its `String` parameters written into the SQL as literals. The embedded engine runs
+ * statements with bound parameters one at a time per process, so the two sides of a group, read at once,
+ * would otherwise wait for each other.
+ */
+export function withLiterals(sample: Sample): Sample {
+  const sql = sample.sql.replace(/\{([A-Za-z_][A-Za-z0-9_]*):String\}/g, (_whole, name: string) => {
+    const value = sample.params[name];
+    if (typeof value !== 'string') throw new RangeError(`sample parameter ${name} is not a string`);
+    return stringLiteral(value);
+  });
+  return { sql, params: {} };
 }
 
 /**
