@@ -2,7 +2,8 @@ import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runFileReport, withLiterals } from '../src/drift/report/run.js';
+import { withLiterals } from '../src/drift/files.js';
+import { runFileReport } from '../src/drift/report/run.js';
 import type { ClickHouseStore } from '../src/store/index.js';
 import { openTestStore } from './support/store.js';
 

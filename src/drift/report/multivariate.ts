@@ -68,9 +68,16 @@ export const FILE_ORDER_SETTINGS = { input_format_parquet_preserve_order: 1 } as
  * `p` with the smallest `cityHash64(p)`, in that order. The same rows on every run over the same file.
  */
 export async function subsetPositions(store: SqlPort, rows: number, maxRows: number): Promise<Uint32Array> {
+  for (const [name, v] of [
+    ['rows', rows],
+    ['maxRows', maxRows],
+  ] as const) {
+    if (!Number.isSafeInteger(v) || v < 0) throw new RangeError(`${name} must be a non-negative integer`);
+  }
+  // Integers written into the SQL, not bound: both sides' positions are computed at once.
   const out = await store.query<{ p: number | string }>(
-    'SELECT toUInt32(number) AS p FROM numbers({rows:UInt64}) ORDER BY cityHash64(number) LIMIT {n:UInt32}',
-    { label: 'multivariate row subset', params: { rows, n: maxRows } },
+    `SELECT toUInt32(number) AS p FROM numbers(${rows}) ORDER BY cityHash64(number) LIMIT ${maxRows}`,
+    { label: 'multivariate row subset' },
   );
   return Uint32Array.from(out, (r) => Number(r.p));
 }

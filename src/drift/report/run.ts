@@ -10,6 +10,7 @@ import {
   fileReadError,
   fileSample,
   inputFile,
+  withLiterals,
   refineTextColumns,
   sampleColumn,
   type InputFile,
@@ -119,11 +120,15 @@ export async function runFileReport(options: FileReportOptions): Promise<FileRep
   // Work still running on the store when a step fails: awaited before the store closes.
   const pending: Promise<unknown>[] = [];
   try {
-    const refCols = await stage('describe reference', async () =>
-      refineTextColumns(store, reference, await describeFile(store, reference, 'reference'), 'reference'),
-    );
-    const curCols = await stage('describe current', async () =>
-      refineTextColumns(store, current, await describeFile(store, current, 'current'), 'current'),
+    // Both sides at once (statements without bound parameters run concurrently in the embedded engine); a
+    // reference error is reported before a current one.
+    const [refCols, curCols] = await both(
+      stage('describe reference', async () =>
+        refineTextColumns(store, reference, await describeFile(store, reference, 'reference'), 'reference'),
+      ),
+      stage('describe current', async () =>
+        refineTextColumns(store, current, await describeFile(store, current, 'current'), 'current'),
+      ),
     );
     // Vector columns (e.g. Parquet lists of floats) are compared as embeddings in the multivariate section.
     const vectors = vectorColumns(refCols, curCols);
@@ -141,8 +146,10 @@ export async function runFileReport(options: FileReportOptions): Promise<FileRep
       parsedOnce(store, current, fileSample(current, curCols, columns, 'mw_cur'), temps),
     );
     // Cheap row counts (Parquet metadata, Memory tables): empty files fail here, and the counts size the reads.
-    const refRows = await stage('count reference', () => countSampleRows(store, reference, ref, 'reference'));
-    const curRows = await stage('count current', () => countSampleRows(store, current, cur, 'current'));
+    const [refRows, curRows] = await both(
+      stage('count reference', () => countSampleRows(store, reference, ref, 'reference')),
+      stage('count current', () => countSampleRows(store, current, cur, 'current')),
+    );
     progress(`${refRows} reference rows, ${curRows} current rows, ${columns.length} columns; computing statistics`);
     const mvSettings = o.multivariate ?? reportMultivariateSettings();
     const numeric = columns.filter((c) => c.kind === 'numeric').map((c) => c.name);
@@ -261,23 +268,12 @@ async function parsedOnce(store: SqlPort, file: InputFile, sample: Sample, temps
   return { sql: `SELECT * FROM ${table}`, params: {} };
 }
 
-/** A ClickHouse string literal holding `value` exactly (backslash and quote escaped). */
-function stringLiteral(value: string): string {
-  return `'${value.replaceAll('\\', '\\\\').replaceAll("'", "\\'")}'`;
-}
-
-/**
- * `sample` with its `String` parameters written into the SQL as literals. The embedded engine runs
- * statements with bound parameters one at a time per process, so the two sides of a group, read at once,
- * would otherwise wait for each other.
- */
-export function withLiterals(sample: Sample): Sample {
-  const sql = sample.sql.replace(/\{([A-Za-z_][A-Za-z0-9_]*):String\}/g, (_whole, name: string) => {
-    const value = sample.params[name];
-    if (typeof value !== 'string') throw new RangeError(`sample parameter ${name} is not a string`);
-    return stringLiteral(value);
-  });
-  return { sql, params: {} };
+/** Both results, or the first side's error before the second's (both settle before either is thrown). */
+async function both<A, B>(a: Promise<A>, b: Promise<B>): Promise<[A, B]> {
+  const [x, y] = await Promise.allSettled([a, b]);
+  if (x.status === 'rejected') throw x.reason;
+  if (y.status === 'rejected') throw y.reason;
+  return [x.value, y.value];
 }
 
 /**
