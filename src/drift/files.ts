@@ -150,16 +150,32 @@ export function fileReadError(file: InputFile, role: string, err: unknown): Mode
  */
 const inferenceSettings = { input_format_try_infer_exponent_floats: 1 } as const;
 
+/** A ClickHouse string literal holding `value` exactly (backslash and quote escaped). */
+function stringLiteral(value: string): string {
+  return `'${value.replaceAll('\\', '\\\\').replaceAll("'", "\\'")}'`;
+}
+
+/**
+ * `sample` with its `String` parameters written into the SQL as literals. The embedded engine runs
+ * statements with bound parameters one at a time per process, so the two sides of a group, read at once,
+ * would otherwise wait for each other.
+ */
+export function withLiterals(sample: Sample): Sample {
+  const sql = sample.sql.replace(/\{([A-Za-z_][A-Za-z0-9_]*):String\}/g, (_whole, name: string) => {
+    const value = sample.params[name];
+    if (typeof value !== 'string') throw new RangeError(`sample parameter ${name} is not a string`);
+    return stringLiteral(value);
+  });
+  return { sql, params: {} };
+}
+
 /** Columns of `file` by ClickHouse schema inference (`DESCRIBE file(path, format)`). */
 export async function describeFile(store: SqlPort, file: InputFile, role: string): Promise<FileColumn[]> {
   try {
+    // Literals, not bound parameters: the two files of a report are described at once.
     const rows = await store.query<{ name: string; type: string }>(
-      'DESCRIBE TABLE file({path:String}, {format:String})',
-      {
-        label: 'describe file',
-        params: { path: file.path, format: file.format },
-        settings: inferenceSettings,
-      },
+      `DESCRIBE TABLE file(${stringLiteral(file.path)}, ${stringLiteral(file.format)})`,
+      { label: 'describe file', settings: inferenceSettings },
     );
     return rows.map((r) => ({ name: r.name, type: r.type }));
   } catch (err) {

@@ -139,6 +139,12 @@ export interface ComputeMultivariateOptions {
   settings: MultivariateSettings;
   signal?: AbortSignal | undefined;
   logger?: Logger | undefined;
+  /**
+   * Run the synchronous methods (all but the classifier) in the calling thread instead of a fresh worker:
+   * for a one-shot command on small inputs, where the worker's start-up costs more than the methods. A
+   * server keeps the default, so its event loop never blocks. @default false
+   */
+  inline?: boolean | undefined;
 }
 
 /** Fewest rows per side a group needs before any method runs on it. */
@@ -157,6 +163,7 @@ async function runMethod(
   g: GroupRows,
   s: MultivariateSettings,
   signal: AbortSignal | undefined,
+  inline = false,
 ): Promise<MultivariateResult> {
   const base = { method, feature_group: g.group };
   const isEmbedding = g.group !== '';
@@ -193,6 +200,7 @@ async function runMethod(
       };
     }
     default:
+      if (inline) return (await import('./mv-kernels.js')).runSyncMethod(method, g, s);
       return (await runKernelsInWorker(g, [method], s, signal))[0] as MultivariateResult;
   }
 }
@@ -215,7 +223,7 @@ export async function computeMultivariate(
     for (const method of methodsFor(g, s)) {
       if (options.signal?.aborted === true) throw cancelled(options.signal);
       try {
-        out.push(await runMethod(method, g, s, options.signal));
+        out.push(await runMethod(method, g, s, options.signal, options.inline === true));
       } catch (err) {
         if (isAborted(options.signal) || isModelwatchError(err, ErrorCodes.cancelled)) throw err;
         options.logger?.warn('multivariate method failed', { method, group: g.group, error: errorMessage(err) });

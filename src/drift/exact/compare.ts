@@ -334,6 +334,12 @@ export interface CompareSamplesOptions extends CompareOptions {
    * each side is read whole in one query; above, it sizes the first group. @default unknown
    */
   expectedRows?: number | undefined;
+  /**
+   * Called with each side's numeric values as soon as they are read (per group, or all at once for a small
+   * sample), before any job sees them: the arrays are then sorted in place or moved to a worker, so a caller
+   * that needs values (e.g. a row subset) copies them here, synchronously. @default none
+   */
+  onNumericRead?: ((side: 'reference' | 'current', read: NumericRead) => void) | undefined;
 }
 
 /** Values of one side of a group above which its two sides are read one after the other. */
@@ -378,6 +384,8 @@ export async function compareSamples(store: SqlPort, options: CompareSamplesOpti
   if (o.expectedRows !== undefined && o.expectedRows <= SMALL_SAMPLE_ROWS) {
     const ref = await readAll(store, o.reference, numeric, categorical, o.settings);
     const cur = await readAll(store, o.current, numeric, categorical, o.settings);
+    o.onNumericRead?.('reference', ref);
+    o.onNumericRead?.('current', cur);
     const outs = await Promise.all(
       numeric.map((spec) =>
         runJob(
@@ -456,6 +464,8 @@ export async function compareSamples(store: SqlPort, options: CompareSamplesOpti
       refRows = ref.rows;
       curRows = cur.rows;
       rowsHint = Math.max(ref.rows, cur.rows);
+      o.onNumericRead?.('reference', ref);
+      o.onNumericRead?.('current', cur);
       computing.push(
         stage(`jobs of ${group.length} numeric`, () =>
           Promise.all(

@@ -12,6 +12,7 @@ import {
 import { quoteIdent } from '../stats/sample.js';
 import { escapeHtml } from './html.js';
 import { stage } from '../exact/profile.js';
+import type { NumericRead } from '../exact/read.js';
 
 /** The `multivariate` section of a file report. */
 export interface MultivariateSection {
@@ -56,34 +57,144 @@ export function reportMultivariateSettings(
   return s.methods === 'auto' ? { ...s, methods: ['reconstruction'] } : s;
 }
 
+/**
+ * ClickHouse settings under which a file's rows come out in file order on every read (the row positions the
+ * section's subset names): Parquet row groups are not reordered by parallel decoding.
+ */
+export const FILE_ORDER_SETTINGS = { input_format_parquet_preserve_order: 1 } as const;
+
+/**
+ * Positions (0-based, in file order) of the section's rows in a file of `rows` rows: the `maxRows` positions
+ * `p` with the smallest `cityHash64(p)`, in that order. The same rows on every run over the same file.
+ */
+export async function subsetPositions(store: SqlPort, rows: number, maxRows: number): Promise<Uint32Array> {
+  for (const [name, v] of [
+    ['rows', rows],
+    ['maxRows', maxRows],
+  ] as const) {
+    if (!Number.isSafeInteger(v) || v < 0) throw new RangeError(`${name} must be a non-negative integer`);
+  }
+  // Integers written into the SQL, not bound: both sides' positions are computed at once.
+  const out = await store.query<{ p: number | string }>(
+    `SELECT toUInt32(number) AS p FROM numbers(${rows}) ORDER BY cityHash64(number) LIMIT ${maxRows}`,
+    { label: 'multivariate row subset' },
+  );
+  return Uint32Array.from(out, (r) => Number(r.p));
+}
+
+/** One side of a {@link NumericSubset}: its positions and, per column, the values gathered so far. */
+interface SubsetSide {
+  positions: Uint32Array;
+  values: Map<string, Float64Array>;
+}
+
+/**
+ * The numeric rows of the multivariate section, gathered from the drift engine's own reads
+ * ({@link NumericSubset.onNumericRead}) instead of a second read of every column: each side keeps the values at
+ * its {@link subsetPositions}. {@link NumericSubset.rows} settles once every column of both sides is in, or
+ * with the error given to {@link NumericSubset.fail}.
+ */
+export class NumericSubset {
+  readonly #sides: Record<'reference' | 'current', SubsetSide>;
+  /** Report column name → engine column (`__mw_colN`). */
+  readonly #columns: ReadonlyMap<string, string>;
+  readonly #rows: Promise<{ reference: number[][]; current: number[][] }>;
+  #resolve!: (rows: { reference: number[][]; current: number[][] }) => void;
+  #reject!: (err: unknown) => void;
+  #settled = false;
+
+  /** `columns`: report column name → the engine's column; positions per side from {@link subsetPositions}. */
+  constructor(columns: ReadonlyMap<string, string>, positions: { reference: Uint32Array; current: Uint32Array }) {
+    this.#columns = columns;
+    this.#sides = {
+      reference: { positions: positions.reference, values: new Map() },
+      current: { positions: positions.current, values: new Map() },
+    };
+    this.#rows = new Promise((resolve, reject) => {
+      this.#resolve = resolve;
+      this.#reject = reject;
+    });
+    // Rejected before anyone awaits it (the statistics failed first): not an unhandled rejection.
+    this.#rows.catch(() => undefined);
+    this.#check();
+  }
+
+  /** A subset that never gets its rows: {@link rows} rejects with `err` (e.g. the positions could not be read). */
+  static failed(err: unknown): NumericSubset {
+    const s = new NumericSubset(new Map([['', '']]), { reference: new Uint32Array(0), current: new Uint32Array(0) });
+    s.fail(err);
+    return s;
+  }
+
+  /** The rows of both sides, one array per row in the order of the `columns` map (NaN for missing). */
+  get rows(): Promise<{ reference: number[][]; current: number[][] }> {
+    return this.#rows;
+  }
+
+  /** The engine's read callback: copies the subset's values of the columns just read (synchronously). */
+  readonly onNumericRead = (side: 'reference' | 'current', read: NumericRead): void => {
+    const s = this.#sides[side];
+    for (const column of this.#columns.values()) {
+      const all = read.values.get(column);
+      if (all === undefined || s.values.has(column)) continue;
+      const picked = new Float64Array(s.positions.length);
+      s.positions.forEach((p, i) => (picked[i] = p < all.length ? all[p]! : Number.NaN));
+      s.values.set(column, picked);
+    }
+    this.#check();
+  };
+
+  /** Settles {@link rows} with `err` unless it already holds the rows (the statistics ended without them). */
+  fail(err: unknown): void {
+    if (this.#settled) return;
+    this.#settled = true;
+    this.#reject(err);
+  }
+
+  #check(): void {
+    if (this.#settled) return;
+    const cols = [...this.#columns.values()];
+    const sides = [this.#sides.reference, this.#sides.current];
+    if (!sides.every((s) => cols.every((c) => s.values.has(c)))) return;
+    this.#settled = true;
+    const rowsOf = (s: SubsetSide): number[][] =>
+      Array.from(s.positions, (_, i) => cols.map((c) => s.values.get(c)![i]!));
+    this.#resolve({ reference: rowsOf(this.#sides.reference), current: rowsOf(this.#sides.current) });
+  }
+}
+
 /** Options of {@link fileMultivariate}. */
 export interface FileMultivariateOptions {
   reference: { file: InputFile; columns: readonly FileColumn[] };
   current: { file: InputFile; columns: readonly FileColumn[] };
-  /** Numeric columns of the report (the numeric set). */
+  /** Numeric columns of the report (the numeric set), in the order of `numericRows`. */
   numeric: readonly string[];
+  /** The numeric set's rows of each side (from a {@link NumericSubset}). */
+  numericRows: Promise<{ reference: number[][]; current: number[][] }>;
   /** Vector columns ({@link vectorColumns}). */
   vectors: readonly string[];
   /** @default {@link reportMultivariateSettings} of the defaults */
   settings?: MultivariateSettings;
+  /**
+   * Run the methods in this thread rather than in a worker (for small inputs, where a worker's start-up
+   * costs more than the methods). @default false
+   */
+  inline?: boolean;
 }
 
-async function readSide(
+/** The section's rows of the vector columns of one side: the same positions as {@link subsetPositions}. */
+async function readVectors(
   store: SqlPort,
   side: { file: InputFile; columns: readonly FileColumn[] },
   role: string,
-  numeric: readonly string[],
   vectors: readonly string[],
   maxRows: number,
-): Promise<{ numeric: number[][]; vectors: number[][][] }> {
-  const exprs = [
-    `[${numeric.map((c) => `CAST(${quoteIdent(c)} AS Nullable(Float64))`).join(', ')}] AS n`,
-    ...vectors.map((c, i) => `CAST(${quoteIdent(c)} AS Array(Nullable(Float64))) AS v${i}`),
-  ];
-  type Row = Record<string, (number | string | null)[] | (number | string | null)[][]>;
+): Promise<number[][][]> {
+  if (vectors.length === 0) return [];
+  const exprs = vectors.map((c, i) => `CAST(${quoteIdent(c)} AS Array(Nullable(Float64))) AS v${i}`);
+  type Row = Record<string, (number | string | null)[]>;
   let rows: Row[];
   try {
-    // A stable pseudo-random subset of at most maxRows rows (the same on every run over the same file).
     rows = await store.query<Row>(
       `SELECT ${exprs.join(', ')}
        FROM file({path:String}, {format:String}, {structure:String})
@@ -91,16 +202,14 @@ async function readSide(
       {
         label: 'multivariate file rows',
         params: { path: side.file.path, format: side.file.format, structure: structureOf(side.columns), n: maxRows },
+        settings: { ...FILE_ORDER_SETTINGS, max_threads: 1 },
       },
     );
   } catch (err) {
     throw fileReadError(side.file, role, err);
   }
   const toNum = (x: number | string | null): number => (x === null ? Number.NaN : Number(x));
-  return {
-    numeric: rows.map((r) => ((r.n ?? []) as (number | string | null)[]).map(toNum)),
-    vectors: vectors.map((_, i) => rows.map((r) => ((r[`v${i}`] ?? []) as (number | string | null)[]).map(toNum))),
-  };
+  return vectors.map((_, i) => rows.map((r) => (r[`v${i}`] ?? []).map(toNum)));
 }
 
 /** Rows of the most common length (an embedding column holds one length; stray rows are left out). */
@@ -116,30 +225,33 @@ function sameLength(ref: number[][], cur: number[][]): { dim: number; ref: numbe
 /**
  * The multivariate section of `modelwatch report`: the numeric columns together (reconstruction and
  * domain classifier) and each vector column as an embedding (MMD, mean distance, share of drifted
- * components), on at most `settings.maxRows` rows of each file.
+ * components), on at most `settings.maxRows` rows of each file: the rows at {@link subsetPositions}.
  */
 export async function fileMultivariate(store: SqlPort, o: FileMultivariateOptions): Promise<MultivariateSection> {
   const settings = o.settings ?? reportMultivariateSettings();
   const numeric = [...o.numeric];
-  const ref = await stage('multivariate read reference', () =>
-    readSide(store, o.reference, 'reference', numeric, o.vectors, settings.maxRows),
+  const refVectors = await stage('multivariate read reference', () =>
+    readVectors(store, o.reference, 'reference', o.vectors, settings.maxRows),
   );
-  const cur = await stage('multivariate read current', () =>
-    readSide(store, o.current, 'current', numeric, o.vectors, settings.maxRows),
+  const curVectors = await stage('multivariate read current', () =>
+    readVectors(store, o.current, 'current', o.vectors, settings.maxRows),
   );
+  const rows = await stage('multivariate wait for numeric rows', () => o.numericRows);
   const groups: GroupRows[] = [];
   if (numeric.length >= 2) {
-    groups.push({ group: '', columns: numeric, reference: ref.numeric, current: cur.numeric });
+    groups.push({ group: '', columns: numeric, reference: rows.reference, current: rows.current });
   }
   const embeddings: { name: string; dim: number }[] = [];
   o.vectors.forEach((name, i) => {
-    const v = sameLength(ref.vectors[i] ?? [], cur.vectors[i] ?? []);
+    const v = sameLength(refVectors[i] ?? [], curVectors[i] ?? []);
     if (v.dim < 2) return;
     embeddings.push({ name, dim: v.dim });
     const columns = Array.from({ length: v.dim }, (_, j) => `${name}[${j}]`);
     groups.push({ group: name, columns, reference: v.ref, current: v.cur });
   });
-  const results = await stage('multivariate methods', () => computeMultivariate(groups, { settings }));
+  const results = await stage('multivariate methods', () =>
+    computeMultivariate(groups, { settings, inline: o.inline === true }),
+  );
   return { numeric_features: numeric.length >= 2 ? numeric : [], embeddings, max_rows: settings.maxRows, results };
 }
 

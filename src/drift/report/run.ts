@@ -10,6 +10,7 @@ import {
   fileReadError,
   fileSample,
   inputFile,
+  withLiterals,
   refineTextColumns,
   sampleColumn,
   type InputFile,
@@ -17,12 +18,17 @@ import {
 import { histogramFromDistribution, type FeatureHistogram } from './histograms.js';
 import { renderHtmlReport } from './html.js';
 import {
+  FILE_ORDER_SETTINGS,
+  NumericSubset,
   fileMultivariate,
   multivariateFailed,
   renderMultivariateHtml,
+  reportMultivariateSettings,
+  subsetPositions,
   vectorColumns,
   type MultivariateSection,
 } from './multivariate.js';
+import { ErrorCodes, ModelwatchError } from '../../common/errors.js';
 import type { MultivariateSettings } from '../mv-detect.js';
 import { computeDrift } from '../stats/engine.js';
 import type { DriftReport } from '../stats/types.js';
@@ -114,11 +120,15 @@ export async function runFileReport(options: FileReportOptions): Promise<FileRep
   // Work still running on the store when a step fails: awaited before the store closes.
   const pending: Promise<unknown>[] = [];
   try {
-    const refCols = await stage('describe reference', async () =>
-      refineTextColumns(store, reference, await describeFile(store, reference, 'reference'), 'reference'),
-    );
-    const curCols = await stage('describe current', async () =>
-      refineTextColumns(store, current, await describeFile(store, current, 'current'), 'current'),
+    // Both sides at once (statements without bound parameters run concurrently in the embedded engine); a
+    // reference error is reported before a current one.
+    const [refCols, curCols] = await both(
+      stage('describe reference', async () =>
+        refineTextColumns(store, reference, await describeFile(store, reference, 'reference'), 'reference'),
+      ),
+      stage('describe current', async () =>
+        refineTextColumns(store, current, await describeFile(store, current, 'current'), 'current'),
+      ),
     );
     // Vector columns (e.g. Parquet lists of floats) are compared as embeddings in the multivariate section.
     const vectors = vectorColumns(refCols, curCols);
@@ -136,26 +146,60 @@ export async function runFileReport(options: FileReportOptions): Promise<FileRep
       parsedOnce(store, current, fileSample(current, curCols, columns, 'mw_cur'), temps),
     );
     // Cheap row counts (Parquet metadata, Memory tables): empty files fail here, and the counts size the reads.
-    const refRows = await stage('count reference', () => countSampleRows(store, reference, ref, 'reference'));
-    const curRows = await stage('count current', () => countSampleRows(store, current, cur, 'current'));
+    const [refRows, curRows] = await both(
+      stage('count reference', () => countSampleRows(store, reference, ref, 'reference')),
+      stage('count current', () => countSampleRows(store, current, cur, 'current')),
+    );
     progress(`${refRows} reference rows, ${curRows} current rows, ${columns.length} columns; computing statistics`);
-    // The multivariate section (a row subset, models fitted in a worker thread) runs alongside the univariate
-    // statistics: its reads and fit overlap the engine's reads and sorts.
+    const mvSettings = o.multivariate ?? reportMultivariateSettings();
+    const numeric = columns.filter((c) => c.kind === 'numeric').map((c) => c.name);
+    // The multivariate section's numeric rows are taken from the statistics' own reads (a subset of row
+    // positions, copied as each group is read): no second read of the files. Its vector columns, its reads
+    // and its methods run alongside the statistics.
+    const subset = await stage('multivariate row subset', async () => {
+      const [refAt, curAt] = await Promise.all([
+        subsetPositions(store, refRows, mvSettings.maxRows),
+        subsetPositions(store, curRows, mvSettings.maxRows),
+      ]);
+      const byName = new Map(columns.map((c, i) => [c.name, sampleColumn(i)]));
+      const mvColumns = new Map(
+        mvSettings.enabled && numeric.length >= 2 ? numeric.map((n) => [n, byName.get(n)!]) : [],
+      );
+      return new NumericSubset(mvColumns, { reference: refAt, current: curAt });
+    }).catch((err: unknown) => NumericSubset.failed(err));
+    const small = Math.max(refRows, curRows) <= INLINE_MULTIVARIATE_MAX_ROWS;
     const multivariatePending = stage('multivariate', () =>
       fileMultivariate(store, {
         reference: { file: reference, columns: refCols },
         current: { file: current, columns: curCols },
-        numeric: columns.filter((c) => c.kind === 'numeric').map((c) => c.name),
+        numeric,
+        numericRows: subset.rows,
         vectors,
-        ...(o.multivariate !== undefined ? { settings: o.multivariate } : {}),
+        settings: mvSettings,
+        inline: small,
       }).catch((err: unknown) => multivariateFailed(err)),
     );
     pending.push(multivariatePending);
-    const report = await stage('statistics', () =>
-      withFiles([reference, current], () =>
-        computeDrift(store, { reference: ref, current: cur, features, expectedRows: Math.max(refRows, curRows) }),
-      ),
-    );
+    let report: DriftReport;
+    try {
+      report = await stage('statistics', () =>
+        withFiles([reference, current], () =>
+          computeDrift(store, {
+            reference: ref,
+            current: cur,
+            features,
+            expectedRows: Math.max(refRows, curRows),
+            // Every read sees the rows in file order: the subset's positions name the same rows in each.
+            settings: readSettings(reference, current),
+            onNumericRead: subset.onNumericRead,
+          }),
+        ),
+      );
+    } finally {
+      subset.fail(
+        new ModelwatchError(ErrorCodes.internal, 'the statistics ended before the multivariate rows were read'),
+      );
+    }
     progress(`statistics done: ${report.dataset.drifted_features} of ${report.dataset.features} columns drifted`);
     const multivariate = await multivariatePending;
     progress(`multivariate done: ${multivariate.results.filter((r) => r.drift).length} drifted results`);
@@ -191,18 +235,45 @@ const textFormats: ReadonlySet<string> = new Set([
 ]);
 
 /**
+ * Inputs with at most this many rows per side run the multivariate methods in this thread: a worker's
+ * start-up (~0.1–0.2 s) costs more than the methods on the capped rows. Larger reports keep the worker,
+ * so the methods overlap the statistics.
+ */
+const INLINE_MULTIVARIATE_MAX_ROWS = 50_000;
+
+/**
+ * Settings of the statistics' reads: rows in file order in every read (Parquet row groups not reordered;
+ * a parsed text file's `Memory` copy read by one stream, in insertion order).
+ */
+function readSettings(...files: InputFile[]): Record<string, number> {
+  return files.some((f) => textFormats.has(f.format))
+    ? { ...FILE_ORDER_SETTINGS, max_threads: 1 }
+    : { ...FILE_ORDER_SETTINGS };
+}
+
+/**
  * The sample of one input file as the engine reads it: Parquet as it is (a columnar read per group is
  * cheap), text formats parsed once into a `Memory` table (its name added to `temps`, dropped at the end).
  */
 async function parsedOnce(store: SqlPort, file: InputFile, sample: Sample, temps: string[]): Promise<Sample> {
-  if (!textFormats.has(file.format)) return sample;
+  if (!textFormats.has(file.format)) return withLiterals(sample);
   const table = `__mw_report_${randomBytes(8).toString('hex')}`;
   temps.push(table);
+  // Rows inserted in file order (the text is still parsed in parallel), so the copy keeps the file's order.
   await store.command(`CREATE TABLE ${table} ENGINE = Memory AS ${sample.sql}`, {
     label: 'parse input file',
     params: sample.params,
+    settings: { max_threads: 1, max_insert_threads: 1 },
   });
   return { sql: `SELECT * FROM ${table}`, params: {} };
+}
+
+/** Both results, or the first side's error before the second's (both settle before either is thrown). */
+async function both<A, B>(a: Promise<A>, b: Promise<B>): Promise<[A, B]> {
+  const [x, y] = await Promise.allSettled([a, b]);
+  if (x.status === 'rejected') throw x.reason;
+  if (y.status === 'rejected') throw y.reason;
+  return [x.value, y.value];
 }
 
 /**

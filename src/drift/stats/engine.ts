@@ -10,6 +10,7 @@ import { ErrorCodes, ModelwatchError } from '../../common/errors.js';
 import type { SqlPort } from '../../store/port.js';
 import { compareSamples, profileSampleExact } from '../exact/compare.js';
 import type { SortPool } from '../exact/pool.js';
+import type { NumericRead } from '../exact/read.js';
 import type { DriftOverrides, DriftReport, FeatureSpec, Sample, SampleProfile } from './types.js';
 
 export {
@@ -50,6 +51,12 @@ export interface ComputeDriftOptions {
    * query per side, larger ones in groups sized for memory from the start. @default unknown
    */
   expectedRows?: number | undefined;
+  /**
+   * Receives each side's numeric values (keyed by feature column, one value per row, NaN for missing) as
+   * soon as they are read, before the engine sorts or moves them: copy what is needed, synchronously.
+   * @default none
+   */
+  onNumericRead?: ((side: 'reference' | 'current', read: NumericRead) => void) | undefined;
 }
 
 /**
@@ -77,6 +84,7 @@ export async function computeDrift(store: SqlPort, options: ComputeDriftOptions)
     groupSize: perPass,
     pool: options.pool,
     expectedRows: options.expectedRows,
+    onNumericRead: options.onNumericRead,
   });
 }
 
