@@ -246,6 +246,27 @@ describe('detection against the stored sorted reference', () => {
         groupSize: 2,
       });
       expect(streamed).toEqual(inline);
+      // The reference still being read (a promise), one key lookup per feature (`arrayElementOrNull`, absent
+      // keys read as missing) and a read budget that shrinks every group after the first to one feature.
+      const pending = await compareSampleToReference(
+        store,
+        readSortedReference(store, refId),
+        trafficSample({
+          model: MODEL,
+          fromMs: T0,
+          toMs: T0 + HOUR,
+          features: ref.info.features,
+          paramPrefix: 'c_',
+          lookup: 'orNull',
+        }),
+        specs,
+        { pool, inlineMaxValues: 0, readBudgetBytes: 1 },
+      );
+      expect(pending).toEqual(inline);
+      // A reference that fails to read fails the comparison with its own error.
+      await expect(
+        compareSampleToReference(store, readSortedReference(store, 'no-such-reference'), sample, specs, { pool }),
+      ).rejects.toMatchObject({ code: 'not_found' });
     } finally {
       await pool.close();
     }

@@ -15,11 +15,13 @@ import {
   type ReferenceInfo,
 } from './reference.js';
 import { computeDrift } from './stats/engine.js';
-import { compareSampleToReference, readSortedReference } from './exact/index.js';
+import { stage } from './exact/profile.js';
+import { compareSampleToReference, readSortedReference, type StoredSortedReference } from './exact/index.js';
 import {
   referenceRowsSample,
   storedFeatureSpecs,
   trafficSample,
+  type MapLookup,
   type SampleFilter,
   type StoredFeature,
 } from './stats/sample.js';
@@ -326,12 +328,30 @@ export async function detectDrift(store: Store, options: DetectDriftOptions): Pr
   // The window under test never overlaps the default reference: it starts after the reference's end.
   if (base.stored?.kind === 'default' && base.stored.to !== null)
     fromMs = Math.min(toMs, Math.max(fromMs, Date.parse(base.stored.to)));
-  const currentFeatures = await discoverFeatures(store, o.model, fromMs, toMs);
-  const ref = await resolveReference(store, o.model, base, currentFeatures);
   // Embedding elements are left to the multivariate methods unless the embedding says `univariate: true`.
   const skipped = embeddingColumnsSkipped(o.config.models[o.model]);
+  const kept = (f: StoredFeature): boolean => f.output === true || !skipped.has(f.name);
+  // A stored reference is read once as stored (sorted values per numeric feature): each comparison then reads
+  // and sorts only its window. Its read starts now, alongside the window's feature discovery and first reads
+  // (it needs only the stored features: the window's own features add none to it). An ad hoc traffic window
+  // is compared sample to sample.
+  const sortedRef =
+    base.stored !== undefined
+      ? readSortedReference(store, base.stored.id, { features: base.stored.features.filter(kept), info: base.stored })
+      : undefined;
+  sortedRef?.catch(() => undefined);
+  let ref: ResolvedReference;
+  try {
+    const currentFeatures = await stage('discover window features', () =>
+      discoverFeatures(store, o.model, fromMs, toMs),
+    );
+    ref = await resolveReference(store, o.model, base, currentFeatures);
+  } catch (err) {
+    await Promise.allSettled([sortedRef]);
+    throw err;
+  }
   if (skipped.size > 0) {
-    ref.features = ref.features.filter((f) => f.output === true || !skipped.has(f.name));
+    ref.features = ref.features.filter(kept);
     if (ref.profile) ref.profile = reorderProfile(ref.profile, ref.features);
   }
   const specs = storedFeatureSpecs(ref.features);
@@ -342,21 +362,29 @@ export async function detectDrift(store: Store, options: DetectDriftOptions): Pr
     datasetShare: o.config.detect.datasetShare,
     fdr: o.config.detect.fdr,
   };
+  // Against a stored reference, one key lookup per feature (`arrayElementOrNull`) where the store has the
+  // function, else (and for ad hoc windows) two.
+  let lookup: MapLookup = sortedRef !== undefined ? 'orNull' : 'contains';
   const current = (filter?: SampleFilter): Sample =>
-    trafficSample({ model: o.model, fromMs, toMs, features: ref.features, paramPrefix: 'c_', filter });
-  // A stored reference is read once as stored (sorted values per numeric feature): each comparison then reads
-  // and sorts only its window. An ad hoc traffic window is compared sample to sample.
-  const sortedRef =
-    base.stored !== undefined
-      ? await readSortedReference(store, base.stored.id, { features: ref.features })
-      : undefined;
-  const compare = async (filter?: SampleFilter): Promise<DriftReport> =>
+    trafficSample({ model: o.model, fromMs, toMs, features: ref.features, paramPrefix: 'c_', filter, lookup });
+  const againstSorted = async (sorted: Promise<StoredSortedReference>, filter?: SampleFilter): Promise<DriftReport> => {
+    const run = (): Promise<DriftReport> =>
+      compareSampleToReference(store, sorted, current(filter), specs, {
+        overrides: common.overrides,
+        datasetShare: common.datasetShare,
+        fdr: common.fdr,
+      });
+    try {
+      return await run();
+    } catch (err) {
+      if (lookup !== 'orNull' || !/arrayElementOrNull/i.test(String((err as Error).message))) throw err;
+      lookup = 'contains';
+      return run();
+    }
+  };
+  const compare = (filter?: SampleFilter): Promise<DriftReport> =>
     sortedRef !== undefined
-      ? compareSampleToReference(store, sortedRef, current(filter), specs, {
-          overrides: common.overrides,
-          datasetShare: common.datasetShare,
-          fdr: common.fdr,
-        })
+      ? againstSorted(sortedRef, filter)
       : computeDrift(store, { ...common, current: current(filter), referenceProfile: ref.profile });
   const report = await compare();
   ref.info.rows = report.reference.rows;
