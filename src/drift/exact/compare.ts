@@ -362,7 +362,9 @@ export interface CompareSamplesOptions extends CompareOptions {
   groupSize?: number | undefined;
   /**
    * Values held per side per group, in bytes: groups shrink below `groupSize` for large samples so memory
-   * stays bounded (two groups are in flight: one read, one compared). @default 201326592 (192 MiB)
+   * stays bounded (two groups are in flight: one read, one compared). A read holds its values about three
+   * times while it is received and decoded, so large samples are read one feature at a time (10M rows:
+   * 80 MB per side). @default 100663296 (96 MiB)
    */
   readBudgetBytes?: number | undefined;
   /**
@@ -375,8 +377,11 @@ export interface CompareSamplesOptions extends CompareOptions {
 /** Values of one side of a group above which its two sides are read one after the other. */
 const ONE_SIDE_AT_A_TIME_BYTES = 64 * 2 ** 20;
 
-/** Values of a group (both sides) up to which two groups may wait for their jobs while the next is read. */
-const TWO_GROUPS_MAX_BYTES = 128 * 2 ** 20;
+/**
+ * Values of a group (both sides) up to which two groups may wait for their jobs while the next is read: one
+ * feature of 10M rows per side (160 MB) still keeps both sort threads busy.
+ */
+const TWO_GROUPS_MAX_BYTES = 160 * 10 ** 6;
 
 /**
  * Groups of numeric features whose jobs may be queued or running while the next group is read: two for
@@ -400,7 +405,7 @@ export async function compareSamples(store: SqlPort, options: CompareSamplesOpti
     ...defaults,
     settings: {},
     groupSize: NUMERIC_GROUP,
-    readBudgetBytes: 192 * 2 ** 20,
+    readBudgetBytes: 96 * 2 ** 20,
     ...stripUndefined(options),
   } as CompareSamplesOptions &
     typeof defaults & { settings: StoreSettings; groupSize: number; readBudgetBytes: number };
