@@ -212,6 +212,29 @@ describe('detection against the stored sorted reference', () => {
     expect(bare(d)).toEqual(bare(files.report));
   }, 120_000);
 
+  it('a window with a feature the reference lacks reports it too, and every other feature as without it', async () => {
+    // The same rows an hour later, each with one more numeric input the reference never had.
+    const later = currentRows().map((r, i) => ({
+      ...r,
+      ts: r.ts + HOUR,
+      event_id: `later-${i}`,
+      request_id: `later-${i}`,
+      features_num: { ...r.features_num, zz_extra: i % 7 },
+    }));
+    await store.insertPredictions(later);
+    const opts = { model: MODEL, reference: { id: refId }, config, now: T0 + 3 * HOUR };
+    const plain = await detectDrift(store, { ...opts, from: T0, to: T0 + HOUR });
+    const extra = await detectDrift(store, { ...opts, from: T0 + HOUR, to: T0 + 2 * HOUR });
+    const added = extra.features.find((f) => f.name === 'zz_extra');
+    expect(added?.kind).toBe('numeric');
+    // Every reference row lacks it; no current row does.
+    expect(added?.quality.missing_reference).toBe(expected.reference_rows);
+    expect(added?.quality.missing_current).toBe(0);
+    const others = (r: DriftReport): unknown =>
+      r.features.filter((f) => f.name !== 'zz_extra').map(({ distribution: _d, ...f }) => f);
+    expect(others(extra)).toEqual(others(plain));
+  }, 120_000);
+
   it('compareToReference gives the same report inline and through worker threads, and leaves the reference intact', async () => {
     const ref: StoredSortedReference = await readSortedReference(store, refId);
     const specs = storedFeatureSpecs(ref.info.features);
@@ -246,6 +269,27 @@ describe('detection against the stored sorted reference', () => {
         groupSize: 2,
       });
       expect(streamed).toEqual(inline);
+      // The reference still being read (a promise), one key lookup per feature (`arrayElementOrNull`, absent
+      // keys read as missing) and a read budget that shrinks every group after the first to one feature.
+      const pending = await compareSampleToReference(
+        store,
+        readSortedReference(store, refId),
+        trafficSample({
+          model: MODEL,
+          fromMs: T0,
+          toMs: T0 + HOUR,
+          features: ref.info.features,
+          paramPrefix: 'c_',
+          lookup: 'orNull',
+        }),
+        specs,
+        { pool, inlineMaxValues: 0, readBudgetBytes: 1 },
+      );
+      expect(pending).toEqual(inline);
+      // A reference that fails to read fails the comparison with its own error.
+      await expect(
+        compareSampleToReference(store, readSortedReference(store, 'no-such-reference'), sample, specs, { pool }),
+      ).rejects.toMatchObject({ code: 'not_found' });
     } finally {
       await pool.close();
     }

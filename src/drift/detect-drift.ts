@@ -15,11 +15,13 @@ import {
   type ReferenceInfo,
 } from './reference.js';
 import { computeDrift } from './stats/engine.js';
-import { compareSampleToReference, readSortedReference } from './exact/index.js';
+import { stage } from './exact/profile.js';
+import { compareSampleToReference, readSortedReference, type StoredSortedReference } from './exact/index.js';
 import {
   referenceRowsSample,
   storedFeatureSpecs,
   trafficSample,
+  type MapLookup,
   type SampleFilter,
   type StoredFeature,
 } from './stats/sample.js';
@@ -210,6 +212,14 @@ async function resolveReference(
   };
 }
 
+/** Same features (name, kind, input/output) in the same order. */
+function sameFeatures(a: readonly StoredFeature[], b: readonly StoredFeature[]): boolean {
+  return (
+    a.length === b.length &&
+    a.every((f, i) => f.name === b[i]!.name && f.kind === b[i]!.kind && (f.output === true) === (b[i]!.output === true))
+  );
+}
+
 function reorderProfile(profile: SampleProfile, features: StoredFeature[]): SampleProfile {
   const specs = storedFeatureSpecs(features);
   const byColumn = new Map(profile.features.map((p) => [p.column, p]));
@@ -326,39 +336,93 @@ export async function detectDrift(store: Store, options: DetectDriftOptions): Pr
   // The window under test never overlaps the default reference: it starts after the reference's end.
   if (base.stored?.kind === 'default' && base.stored.to !== null)
     fromMs = Math.min(toMs, Math.max(fromMs, Date.parse(base.stored.to)));
-  const currentFeatures = await discoverFeatures(store, o.model, fromMs, toMs);
-  const ref = await resolveReference(store, o.model, base, currentFeatures);
   // Embedding elements are left to the multivariate methods unless the embedding says `univariate: true`.
   const skipped = embeddingColumnsSkipped(o.config.models[o.model]);
+  const kept = (f: StoredFeature): boolean => f.output === true || !skipped.has(f.name);
+  // A stored reference is read once as stored (sorted values per numeric feature): each comparison then reads
+  // and sorts only its window. Its read starts now, alongside the window's feature discovery and first reads
+  // (it needs only the stored features: the window's own features add none to it). An ad hoc traffic window
+  // is compared sample to sample.
+  const sortedRef =
+    base.stored !== undefined
+      ? readSortedReference(store, base.stored.id, { features: base.stored.features.filter(kept), info: base.stored })
+      : undefined;
+  sortedRef?.catch(() => undefined);
+  const configured = overridesFor(o.config, o.model);
+  // Against a stored reference, one key lookup per feature (`arrayElementOrNull`) where the store has the
+  // function, else (and for ad hoc windows) two.
+  let lookup: MapLookup = 'orNull';
+  const againstSorted = async (
+    sorted: Promise<StoredSortedReference>,
+    stored: ReferenceInfo,
+    features: StoredFeature[],
+    filter?: SampleFilter,
+  ): Promise<DriftReport> => {
+    const run = (): Promise<DriftReport> =>
+      compareSampleToReference(
+        store,
+        sorted,
+        trafficSample({ model: o.model, fromMs, toMs, features, paramPrefix: 'c_', filter, lookup }),
+        storedFeatureSpecs(features),
+        {
+          overrides: mergeOverrides(configured, stored.methods),
+          datasetShare: o.config.detect.datasetShare,
+          fdr: o.config.detect.fdr,
+        },
+      );
+    try {
+      return await run();
+    } catch (err) {
+      if (lookup !== 'orNull' || !/arrayElementOrNull/i.test(String((err as Error).message))) throw err;
+      lookup = 'contains';
+      return run();
+    }
+  };
+  // The window nearly always has the reference's features and no others: its comparison starts before the
+  // discovery confirms it, and is dropped (and run again with the window's features) when it does not.
+  const storedFeatures = base.stored === undefined ? undefined : mergeFeatures(base.stored.features, []).filter(kept);
+  const early =
+    sortedRef !== undefined && base.stored !== undefined && storedFeatures !== undefined
+      ? againstSorted(sortedRef, base.stored, storedFeatures)
+      : undefined;
+  early?.catch(() => undefined);
+  let ref: ResolvedReference;
+  try {
+    const currentFeatures = await stage('discover window features', () =>
+      discoverFeatures(store, o.model, fromMs, toMs),
+    );
+    ref = await resolveReference(store, o.model, base, currentFeatures);
+  } catch (err) {
+    await Promise.allSettled([sortedRef, early]);
+    throw err;
+  }
   if (skipped.size > 0) {
-    ref.features = ref.features.filter((f) => f.output === true || !skipped.has(f.name));
+    ref.features = ref.features.filter(kept);
     if (ref.profile) ref.profile = reorderProfile(ref.profile, ref.features);
   }
   const specs = storedFeatureSpecs(ref.features);
   const common = {
     reference: ref.sample,
     features: specs,
-    overrides: mergeOverrides(overridesFor(o.config, o.model), ref.methods),
+    overrides: mergeOverrides(configured, ref.methods),
     datasetShare: o.config.detect.datasetShare,
     fdr: o.config.detect.fdr,
   };
-  const current = (filter?: SampleFilter): Sample =>
-    trafficSample({ model: o.model, fromMs, toMs, features: ref.features, paramPrefix: 'c_', filter });
-  // A stored reference is read once as stored (sorted values per numeric feature): each comparison then reads
-  // and sorts only its window. An ad hoc traffic window is compared sample to sample.
-  const sortedRef =
-    base.stored !== undefined
-      ? await readSortedReference(store, base.stored.id, { features: ref.features })
-      : undefined;
-  const compare = async (filter?: SampleFilter): Promise<DriftReport> =>
-    sortedRef !== undefined
-      ? compareSampleToReference(store, sortedRef, current(filter), specs, {
-          overrides: common.overrides,
-          datasetShare: common.datasetShare,
-          fdr: common.fdr,
-        })
-      : computeDrift(store, { ...common, current: current(filter), referenceProfile: ref.profile });
-  const report = await compare();
+  const compare = (filter?: SampleFilter): Promise<DriftReport> =>
+    sortedRef !== undefined && base.stored !== undefined
+      ? againstSorted(sortedRef, base.stored, ref.features, filter)
+      : computeDrift(store, {
+          ...common,
+          current: trafficSample({ model: o.model, fromMs, toMs, features: ref.features, paramPrefix: 'c_', filter }),
+          referenceProfile: ref.profile,
+        });
+  let report: DriftReport;
+  if (early !== undefined && storedFeatures !== undefined && sameFeatures(storedFeatures, ref.features)) {
+    report = await early;
+  } else {
+    await Promise.allSettled([early]);
+    report = await compare();
+  }
   ref.info.rows = report.reference.rows;
   const quality = await windowQuality(store, o.model, { fromMs, toMs, now }, report.current.rows, ref, o);
   const out: DriftDetection = {

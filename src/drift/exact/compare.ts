@@ -235,9 +235,21 @@ async function numericAgainst(
 export interface CompareSampleToReferenceOptions extends CompareOptions {
   /** ClickHouse settings of the reads. @default {} */
   settings?: StoreSettings | undefined;
-  /** Numeric features read per query. @default 5 */
+  /** Most numeric features read per query. @default 10 */
   groupSize?: number | undefined;
+  /**
+   * Values held per group, in bytes: once the first group has given the row count, groups shrink below
+   * `groupSize` so that a group's values stay within this (at least one feature per group). @default 201326592 (192 MiB)
+   */
+  readBudgetBytes?: number | undefined;
 }
+
+/**
+ * Numeric features of a sample read per query against a sorted reference by default: each query of stored
+ * traffic decodes the whole `Map` column once, so fewer, wider reads cost less (at 1M rows, one read of 10
+ * features takes about as long as two of 5); two groups still let the sorts of one overlap the next read.
+ */
+export const SAMPLE_GROUP = 10;
 
 /**
  * The report of a ClickHouse sample (e.g. a traffic window) against a {@link SortedReference}: the same
@@ -245,41 +257,64 @@ export interface CompareSampleToReferenceOptions extends CompareOptions {
  * compared as soon as it is read (its jobs queued on the pool while the next group is read), and at most
  * two groups (one when groups are large, see {@link groupsInFlight}) wait for their jobs, so memory holds a few
  * groups, not the window.
+ *
+ * `reference` may still be on its way (a promise, e.g. {@link readSortedReference} started together with
+ * this call): the sample's reads start at once and each group's jobs wait for it, so reading the stored
+ * reference and reading the window overlap. A rejected reference rejects the comparison (after the reads
+ * in flight settle).
  */
 export async function compareSampleToReference(
   store: SqlPort,
-  reference: SortedReference,
+  reference: SortedReference | PromiseLike<SortedReference>,
   sample: Sample,
   features: readonly FeatureSpec[],
   options: CompareSampleToReferenceOptions = {},
 ): Promise<DriftReport> {
-  const o = { ...defaults, ...stripUndefined(options) };
+  const o = { ...defaults, groupSize: SAMPLE_GROUP, readBudgetBytes: 192 * 2 ** 20, ...stripUndefined(options) };
   checkDatasetShare(o.datasetShare);
   const settings = o.settings ?? {};
-  const byColumn = new Map<string, SortedReferenceFeature>(reference.features.map((f) => [f.column, f]));
+  const ready = Promise.resolve(reference).then((r) => ({
+    rows: r.rows,
+    byColumn: new Map<string, SortedReferenceFeature>(r.features.map((f) => [f.column, f])),
+  }));
+  // Observed here so that a failed reference read is not unhandled while the sample is being read.
+  ready.catch(() => undefined);
   const numeric = features.filter((f) => f.kind === 'numeric');
   const categorical = features.filter((f) => f.kind === 'categorical');
   const results = new Map<string, FeatureInputs>();
   const computing: Promise<void>[] = [];
   let rows: number | undefined;
+  let at = 0;
+  const nextGroup = (): FeatureSpec[] => {
+    const size =
+      rows === undefined
+        ? o.groupSize
+        : Math.max(1, Math.min(o.groupSize, Math.floor(o.readBudgetBytes / (8 * Math.max(1, rows)))));
+    const g = numeric.slice(at, at + size);
+    at += g.length;
+    return g;
+  };
   try {
-    for (const group of groupsOf(numeric, o.groupSize ?? NUMERIC_GROUP)) {
+    while (at < numeric.length) {
+      const group = nextGroup();
       const read = await stage(`read current ${group.length} numeric`, () =>
         readNumeric(store, sample, group, settings),
       );
       rows = read.rows;
-      computing.push(
-        stage(`jobs of ${group.length} numeric`, () =>
-          Promise.all(
-            group.map(async (spec) => {
-              results.set(
-                spec.column,
-                await numericAgainst(spec, byColumn, reference.rows, read.values.get(spec.column), 0, o),
-              );
-            }),
-          ),
-        ).then(() => undefined),
-      );
+      const jobs = stage(`jobs of ${group.length} numeric`, async () => {
+        const ref = await ready;
+        await Promise.all(
+          group.map(async (spec) => {
+            results.set(
+              spec.column,
+              await numericAgainst(spec, ref.byColumn, ref.rows, read.values.get(spec.column), 0, o),
+            );
+          }),
+        );
+      });
+      // Awaited below; observed now so that a failure while the next group is read is not unhandled.
+      jobs.catch(() => undefined);
+      computing.push(jobs);
       while (computing.length > groupsInFlight(read, group.length)) await computing.shift();
     }
     const counts =
@@ -289,13 +324,14 @@ export async function compareSampleToReference(
     if (rows === undefined && categorical.length > 0) rows = sumOf(counts.get(categorical[0]!.column));
     rows ??= await countRows(store, sample, settings);
     await Promise.all(computing);
+    const ref = await stage('wait for sorted reference', () => ready);
     const currentRows = rows;
     const inputs = features.map(
-      (spec) => results.get(spec.column) ?? categoricalAgainst(spec, byColumn, reference.rows, counts, currentRows),
+      (spec) => results.get(spec.column) ?? categoricalAgainst(spec, ref.byColumn, ref.rows, counts, currentRows),
     );
-    return assemble(inputs, reference.rows, currentRows, o);
+    return assemble(inputs, ref.rows, currentRows, o);
   } catch (err) {
-    await Promise.allSettled(computing);
+    await Promise.allSettled([...computing, ready]);
     throw err;
   }
 }
@@ -326,7 +362,9 @@ export interface CompareSamplesOptions extends CompareOptions {
   groupSize?: number | undefined;
   /**
    * Values held per side per group, in bytes: groups shrink below `groupSize` for large samples so memory
-   * stays bounded (two groups are in flight: one read, one compared). @default 201326592 (192 MiB)
+   * stays bounded (two groups are in flight: one read, one compared). A read holds its values about three
+   * times while it is received and decoded, so large samples are read one feature at a time (10M rows:
+   * 80 MB per side). @default 100663296 (96 MiB)
    */
   readBudgetBytes?: number | undefined;
   /**
@@ -345,8 +383,11 @@ export interface CompareSamplesOptions extends CompareOptions {
 /** Values of one side of a group above which its two sides are read one after the other. */
 const ONE_SIDE_AT_A_TIME_BYTES = 64 * 2 ** 20;
 
-/** Values of a group (both sides) up to which two groups may wait for their jobs while the next is read. */
-const TWO_GROUPS_MAX_BYTES = 128 * 2 ** 20;
+/**
+ * Values of a group (both sides) up to which two groups may wait for their jobs while the next is read: one
+ * feature of 10M rows per side (160 MB) still keeps both sort threads busy.
+ */
+const TWO_GROUPS_MAX_BYTES = 160 * 10 ** 6;
 
 /**
  * Groups of numeric features whose jobs may be queued or running while the next group is read: two for
@@ -370,7 +411,7 @@ export async function compareSamples(store: SqlPort, options: CompareSamplesOpti
     ...defaults,
     settings: {},
     groupSize: NUMERIC_GROUP,
-    readBudgetBytes: 192 * 2 ** 20,
+    readBudgetBytes: 96 * 2 ** 20,
     ...stripUndefined(options),
   } as CompareSamplesOptions &
     typeof defaults & { settings: StoreSettings; groupSize: number; readBudgetBytes: number };

@@ -53,6 +53,8 @@ export interface ReadSortedReferenceOptions {
   groupSize?: number | undefined;
   /** ClickHouse settings of the reads. @default {} */
   settings?: StoreSettings | undefined;
+  /** The reference's stored record when the caller has it already (saves reading it again). @default read */
+  info?: ReferenceInfo | undefined;
 }
 
 /**
@@ -64,7 +66,10 @@ export async function readSortedReference(
   referenceId: string,
   options: ReadSortedReferenceOptions = {},
 ): Promise<StoredSortedReference> {
-  const info = await getReference(store, { id: referenceId });
+  const info =
+    options.info !== undefined && options.info.id === referenceId
+      ? options.info
+      : await getReference(store, { id: referenceId });
   if (info === null) {
     throw new ModelwatchError(ErrorCodes.notFound, `reference not found: ${referenceId}`, { field: 'reference' });
   }

@@ -1,8 +1,10 @@
 /**
- * LSD radix sort of float64 values: each value's bits are mapped to an unsigned 64-bit key that orders like
- * the numbers (negative: all bits flipped; positive: sign bit set), then sorted by four 16-bit digits,
- * skipping a digit all keys share, and mapped back. About 4× faster than `Float64Array.prototype.sort`
- * on 1M values; the order equals it on every value but NaN's placement, which is also last here.
+ * LSD radix sort of float64 values by four 16-bit digits of a key that orders like the numbers (the value's
+ * bits with, for negative values, every bit flipped; for the others, the sign bit set), skipping a digit all
+ * keys share. The key is never stored: each pass computes its digit from the value's bits and moves the
+ * 8-byte value itself, so there is no transform pass before the sort and none after it. About 4× faster than
+ * `Float64Array.prototype.sort` on 1M values; the order equals it on every value but NaN's placement, which is
+ * also last here.
  */
 
 /** Values from which {@link sortFloat64} switches from the built-in sort to the radix sort. */
@@ -56,10 +58,10 @@ export interface FilteredSort {
  */
 export function filterSortFloat64(values: Float64Array, scratch?: Float64Array): FilteredSort {
   const n = values.length;
+  let k = 0;
+  let missing = 0;
+  let nonFinite = 0;
   if (n < RADIX_MIN) {
-    let k = 0;
-    let missing = 0;
-    let nonFinite = 0;
     for (let i = 0; i < n; i++) {
       const v = values[i]!;
       if (v - v === 0) values[k++] = v;
@@ -68,70 +70,46 @@ export function filterSortFloat64(values: Float64Array, scratch?: Float64Array):
     }
     return { sorted: values.subarray(0, k).sort(), missing, nonFinite };
   }
+  // Filter and histograms in one pass. Finite values only move: their bits survive a float64 copy.
   const a = new Uint32Array(values.buffer, values.byteOffset, n * 2);
   const counts = countsOf();
-  let k = 0;
-  let missing = 0;
-  let nonFinite = 0;
   for (let i = 0; i < n; i++) {
-    const j = 2 * i;
-    let lo = a[j]!;
-    let hi = a[j + 1]!;
-    if ((hi & 0x7ff00000) === 0x7ff00000) {
+    const h = a[2 * i + 1]!;
+    if ((h & 0x7ff00000) === 0x7ff00000) {
       // Exponent all ones: NaN with a mantissa, ±Inf without.
-      if ((hi & 0xfffff) !== 0 || lo !== 0) missing++;
+      if ((h & 0xfffff) !== 0 || a[2 * i]! !== 0) missing++;
       else nonFinite++;
       continue;
     }
-    if (hi & 0x80000000) {
-      hi = ~hi >>> 0;
-      lo = ~lo >>> 0;
-    } else {
-      hi = (hi | 0x80000000) >>> 0;
-    }
-    const o = 2 * k++;
-    a[o] = lo;
-    a[o + 1] = hi;
-    counts[lo & 0xffff]!++;
-    counts[RADIX + (lo >>> 16)]!++;
-    counts[2 * RADIX + (hi & 0xffff)]!++;
-    counts[3 * RADIX + (hi >>> 16)]!++;
+    values[k++] = values[i]!;
+    count(counts, a[2 * i]!, h);
   }
   const sorted = values.subarray(0, k);
-  if (k < RADIX_MIN) {
-    untransform(a, a, k);
-    sorted.sort();
-  } else {
-    const tmp = scratchOf(k, scratch);
-    sortKeys(a, new Uint32Array(tmp.buffer, tmp.byteOffset, k * 2), counts, k);
-  }
+  if (k < RADIX_MIN) sorted.sort();
+  else sortByDigits(sorted, scratchOf(k, scratch), counts);
   return { sorted, missing, nonFinite };
 }
 
-/** Inverse key transform of `n` keys from `src` into `dst` (the same array is fine). */
-function untransform(src: Uint32Array, dst: Uint32Array, n: number): void {
-  for (let i = 0; i < n; i++) {
-    const j = 2 * i;
-    let lo = src[j]!;
-    let hi = src[j + 1]!;
-    if (hi & 0x80000000) {
-      hi = (hi & 0x7fffffff) >>> 0;
-    } else {
-      hi = ~hi >>> 0;
-      lo = ~lo >>> 0;
-    }
-    dst[j] = lo;
-    dst[j + 1] = hi;
-  }
+/** Adds the four 16-bit digits of the key of the value with bits (`lo`, `hi`) to their histograms. */
+function count(counts: Uint32Array, lo: number, hi: number): void {
+  const m = hi >> 31;
+  const klo = (lo ^ m) >>> 0;
+  const khi = (hi ^ (m | 0x80000000)) >>> 0;
+  counts[klo & 0xffff]!++;
+  counts[RADIX + (klo >>> 16)]!++;
+  counts[2 * RADIX + (khi & 0xffff)]!++;
+  counts[3 * RADIX + (khi >>> 16)]!++;
 }
 
 /**
- * The digit passes over `n` transformed keys in `a` with their histograms in `counts` (`b` the second
- * buffer), then the inverse transform: the sorted values end in `a`.
+ * The digit passes over `values` (histograms in `counts`), `tmp` (as long) the second buffer: the sorted
+ * values end in `values`. Every value must keep its bits when copied as a float64: no NaN other than the
+ * canonical one.
  */
-function sortKeys(a: Uint32Array, b: Uint32Array, counts: Uint32Array, n: number): void {
-  let src = a;
-  let dst = b;
+function sortByDigits(values: Float64Array, tmp: Float64Array, counts: Uint32Array): void {
+  const n = values.length;
+  let src = values;
+  let dst = tmp;
   for (let d = 0; d < DIGITS; d++) {
     const offs = counts.subarray(d * RADIX, (d + 1) * RADIX);
     // A digit every key shares does not move anything.
@@ -147,13 +125,34 @@ function sortKeys(a: Uint32Array, b: Uint32Array, counts: Uint32Array, n: number
       sum += c;
     }
     if (skip) continue;
-    scatter(src, dst, offs, n, d < 2 ? 0 : 1, (d & 1) === 0 ? 0 : 16);
+    if (d < 2) scatterLow(src, dst, offs, d === 0 ? 0 : 16);
+    else scatterHigh(src, dst, offs, d === 2 ? 0 : 16);
     const t = src;
     src = dst;
     dst = t;
   }
-  // Inverse transform into `a`. The NaN key (all ones) maps back to 0x7fffffff_ffffffff, a NaN.
-  untransform(src, a, n);
+  if (src !== values) values.set(src);
+}
+
+/** One counting-sort pass by a digit of the key's low word (the low word, flipped for negative values). */
+function scatterLow(src: Float64Array, dst: Float64Array, offs: Uint32Array, shift: number): void {
+  const n = src.length;
+  const u = new Uint32Array(src.buffer, src.byteOffset, n * 2);
+  for (let i = 0; i < n; i++) {
+    const key = ((u[2 * i]! ^ (u[2 * i + 1]! >> 31)) >>> shift) & 0xffff;
+    dst[offs[key]!++] = src[i]!;
+  }
+}
+
+/** One counting-sort pass by a digit of the key's high word (flipped for negative values, else sign bit set). */
+function scatterHigh(src: Float64Array, dst: Float64Array, offs: Uint32Array, shift: number): void {
+  const n = src.length;
+  const u = new Uint32Array(src.buffer, src.byteOffset, n * 2);
+  for (let i = 0; i < n; i++) {
+    const h = u[2 * i + 1]!;
+    const key = ((h ^ ((h >> 31) | 0x80000000)) >>> shift) & 0xffff;
+    dst[offs[key]!++] = src[i]!;
+  }
 }
 
 /**
@@ -166,46 +165,20 @@ export function sortFloat64(values: Float64Array, scratch?: Float64Array): Float
     // The built-in typed-array order is the same (−0 before +0, NaN last).
     return values.sort();
   }
-  const tmp = scratchOf(n, scratch);
   const a = new Uint32Array(values.buffer, values.byteOffset, n * 2);
-  const b = new Uint32Array(tmp.buffer, tmp.byteOffset, n * 2);
-  // Key transform and one histogram per digit in a single pass.
   const counts = countsOf();
   for (let i = 0; i < n; i++) {
-    const j = 2 * i;
-    let lo = a[j]!;
-    let hi = a[j + 1]!;
+    let lo = a[2 * i]!;
+    let hi = a[2 * i + 1]!;
     if ((hi & 0x7ff00000) === 0x7ff00000 && ((hi & 0xfffff) !== 0 || lo !== 0)) {
-      // NaN (any payload, either sign): the largest key.
-      hi = 0xffffffff;
-      lo = 0xffffffff;
-    } else if (hi & 0x80000000) {
-      hi = ~hi >>> 0;
-      lo = ~lo >>> 0;
-    } else {
-      hi = (hi | 0x80000000) >>> 0;
+      // Any NaN (payload, sign) becomes the canonical one, whose key is above +Inf's and survives copies.
+      hi = 0x7ff80000;
+      lo = 0;
+      a[2 * i] = lo;
+      a[2 * i + 1] = hi;
     }
-    a[j] = lo;
-    a[j + 1] = hi;
-    counts[lo & 0xffff]!++;
-    counts[RADIX + (lo >>> 16)]!++;
-    counts[2 * RADIX + (hi & 0xffff)]!++;
-    counts[3 * RADIX + (hi >>> 16)]!++;
+    count(counts, lo, hi);
   }
-  sortKeys(a, b, counts, n);
+  sortByDigits(values, scratchOf(n, scratch), counts);
   return values;
-}
-
-/** One counting-sort pass: moves each (lo, hi) pair of `src` to its slot in `dst` by one 16-bit digit. */
-function scatter(src: Uint32Array, dst: Uint32Array, offs: Uint32Array, n: number, word: number, shift: number): void {
-  for (let i = 0; i < n; i++) {
-    const j = i << 1;
-    const lo = src[j]!;
-    const hi = src[j + 1]!;
-    const key = ((word === 0 ? lo : hi) >>> shift) & 0xffff;
-    const pos = offs[key]! << 1;
-    offs[key] = (pos >>> 1) + 1;
-    dst[pos] = lo;
-    dst[pos + 1] = hi;
-  }
 }
