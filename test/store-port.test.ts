@@ -12,6 +12,7 @@ import {
   classifyStoreError,
   createStore,
   queryMarker,
+  storeErrorCodes,
   Tables,
   type ClickHouseStore,
   type RequestRow,
@@ -140,6 +141,13 @@ describe('store port: failure classification by code', () => {
       code: 'store_error',
       clickhouseCode: 60,
     });
+  });
+
+  it('reports a function the engine lacks as UNKNOWN_FUNCTION (46), which detection falls back on', async () => {
+    const err: unknown = await store.query('SELECT noSuchFunctionHere(1)').catch((e: unknown) => e);
+    expect(storeErrorCodes(err).clickhouseCode).toBe(46);
+    // The function detection's stored-reference reads use exists in the embedded engine.
+    await expect(store.query("SELECT arrayElementOrNull(map('a', 1.5), 'b') AS v")).resolves.toEqual([{ v: null }]);
   });
 });
 

@@ -4,6 +4,7 @@ import type { Config } from '../config/schema.js';
 import { embeddingColumnsSkipped } from '../config/model-schema.js';
 import { Tables } from '../store/migrations.js';
 import type { Store } from '../store/store.js';
+import { storeErrorCodes } from '../store/errors.js';
 import {
   NoReferenceError,
   discoverFeatures,
@@ -26,6 +27,9 @@ import {
   type StoredFeature,
 } from './stats/sample.js';
 import type { DriftOverride, DriftOverrides, DriftReport, Sample, SampleProfile } from './stats/types.js';
+
+/** ClickHouse's exception code for a function the server does not have. */
+const UNKNOWN_FUNCTION = 46;
 
 /** How to split the current window into segments. */
 export type SegmentBy = 'version' | { feature: string };
@@ -373,7 +377,8 @@ export async function detectDrift(store: Store, options: DetectDriftOptions): Pr
     try {
       return await run();
     } catch (err) {
-      if (lookup !== 'orNull' || !/arrayElementOrNull/i.test(String((err as Error).message))) throw err;
+      // A server without `arrayElementOrNull` answers UNKNOWN_FUNCTION (46): fall back to two lookups.
+      if (lookup !== 'orNull' || storeErrorCodes(err).clickhouseCode !== UNKNOWN_FUNCTION) throw err;
       lookup = 'contains';
       return run();
     }

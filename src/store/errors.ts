@@ -17,6 +17,7 @@ const failed: StoreFailureClass = { code: ErrorCodes.storeError, retryable: fals
  */
 export const ClickHouseCodes: Readonly<Record<number, { name: string } & StoreFailureClass>> = {
   32: { name: 'ATTEMPT_TO_READ_AFTER_EOF', ...unavailable },
+  46: { name: 'UNKNOWN_FUNCTION', ...failed },
   159: { name: 'TIMEOUT_EXCEEDED', ...timedOut },
   160: { name: 'TOO_SLOW', ...timedOut },
   164: { name: 'READONLY', ...failed },
