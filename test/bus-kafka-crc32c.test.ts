@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { createRequire } from 'node:module';
 import { describe, expect, it } from 'vitest';
 // First, as in src/bus/kafka.ts: before anything loads kafkajs.
-import { kafkaCrc32cStatus } from '../src/bus/kafka-crc32c.js';
+import { kafkaCrc32cStatus, kafkaEncoderPatched } from '../src/bus/kafka-crc32c.js';
 
 const require = createRequire(import.meta.url);
 type Crc = (b: Buffer) => number;
@@ -17,6 +17,10 @@ const kafkajsJs = require('kafkajs/src/protocol/recordBatch/crc32C/crc32C.js') a
 const { RecordBatch } = require('kafkajs/src/protocol/recordBatch/v0/index.js') as {
   RecordBatch: (o: { records: unknown[] }) => Promise<{ buffer: Buffer }>;
 };
+const Decoder = require('kafkajs/src/protocol/decoder.js') as new (b: Buffer) => unknown;
+const decodeBatch = require('kafkajs/src/protocol/recordBatch/v0/decoder.js') as (d: unknown) => Promise<{
+  records: { key: Buffer; value: Buffer; headers: Record<string, Buffer> }[];
+}>;
 const Record = require('kafkajs/src/protocol/recordBatch/record/v0/index.js') as (o: {
   offsetDelta: number;
   key: Buffer;
@@ -46,6 +50,24 @@ describe('kafkajs CRC32C', () => {
       const v = b.subarray(1);
       expect(inUse(v)).toBe(kafkajsJs(v) >>> 0);
     }
+  });
+
+  it('grows kafkajs’s encoder buffers without zero-filling, and batches still decode to their records', async () => {
+    expect(kafkaEncoderPatched()).toBe(true);
+    // Dirty the allocator's memory so that unzeroed growth would show if any byte past the offset leaked.
+    for (let i = 0; i < 64; i++) Buffer.allocUnsafe(256 * 1024).fill(0xa5);
+    const values = [1, 4_000, 65_526, 70_000, 300_000].map((n) => randomBytes(n));
+    const records = values.map((value, i) =>
+      Record({ offsetDelta: i, key: Buffer.from(`key-${i}`), value, headers: { ce_id: `ev-${i}` } }),
+    );
+    const { buffer } = await RecordBatch({ records });
+    const decoded = await decodeBatch(new Decoder(buffer));
+    expect(decoded.records.map((r) => r.key.toString())).toEqual(values.map((_, i) => `key-${i}`));
+    decoded.records.forEach((r, i) => {
+      expect(Buffer.compare(r.value, values[i] as Buffer)).toBe(0);
+      expect(r.headers.ce_id?.toString()).toBe(`ev-${i}`);
+    });
+    expect(buffer.readUInt32BE(17)).toBe(kafkajsJs(buffer.subarray(21)) >>> 0);
   });
 
   it('is what kafkajs writes into a record batch, over the batch body', async () => {
