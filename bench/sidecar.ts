@@ -15,8 +15,10 @@
 //
 // Load: an open-loop generator in its own process (bench/sidecar/child.ts; RATE req/s on a fixed
 // schedule over 16 keep-alive connections, latency measured from the tick that sent a request, so
-// falling behind shows) for p50/p99; `wrk -t1 -c16` (closed loop) for saturation. The proxy under test
-// runs on CPU 0 (`up`: both CPUs), everything else on CPU 1. CPU per request is the process's CPU time
+// falling behind shows) for p50/p99; `wrk -t1 -c16` (closed loop) for saturation. The event loop of the
+// proxy under test runs alone on CPU 0 (its other threads on both; `up`: both CPUs), everything else on
+// CPU 1; every process in a session of its own at nice SIDECAR_BENCH_NICE (default -10), and each phase
+// records how long the proxy's event loop and the load generator waited for a CPU (schedstat). CPU per request is the process's CPU time
 // (every thread, /proc) over the phase; peak RSS is VmHWM, reset before each phase. Event-loop delay and
 // GC pauses come from the proxies themselves: `MODELWATCH_DIAGNOSTICS_INTERVAL_MS` makes the sidecar log
 // `diagnostics` lines (monitorEventLoopDelay, PerformanceObserver 'gc'), and the bench children log the
@@ -28,21 +30,26 @@
 // SIDECAR_BENCH_VARIANTS (comma-separated subset).
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { loadavg, tmpdir } from 'node:os';
+import { loadavg, setPriority, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import type { LatencyResult, LoadJob } from './sidecar/child.js';
 import {
+  BENCH_NICE,
   cpuSeconds,
   freePort,
+  placeThreads,
+  prioritized,
   resetRssPeak,
   rssPeakMb,
+  schedStat,
   startNginxProxy,
   startUpstream,
   v2Body,
   waitForPort,
   wrk,
   type SaturationResult,
+  type SchedStat,
 } from './sidecar/procs.js';
 import { repoRoot } from './shipped.js';
 
@@ -58,6 +65,7 @@ const ROUNDS = num('SIDECAR_BENCH_ROUNDS', QUICK ? 1 : 3);
 const DIAG_MS = 500;
 const PROXY_CPU = '0';
 const OTHER_CPU = '1';
+const BOTH_CPUS = `${PROXY_CPU},${OTHER_CPU}`;
 
 const ALL_VARIANTS = [
   'direct',
@@ -98,6 +106,8 @@ interface Server {
   diag: DiagLine[];
   /** Other log lines worth keeping (the tee's accounting at shutdown, warnings). */
   notes: Record<string, unknown>[];
+  /** Re-applies the thread placement (event loop on CPU 0, other threads on both CPUs); none for `up`. */
+  place: () => void;
   stop(): Promise<void>;
 }
 
@@ -127,8 +137,14 @@ async function buildChild(): Promise<string> {
   return outfile;
 }
 
+/**
+ * Starts a Node server process. `cpu` PROXY_CPU: its event loop (main thread) runs alone on CPU 0 and
+ * its other threads on both CPUs (see placeThreads); any other value pins the whole process there.
+ */
 async function spawnServer(what: string, args: string[], cpu: string, port: number): Promise<Server> {
-  const child = spawn('taskset', ['-c', cpu, process.execPath, ...args], {
+  const split = cpu === PROXY_CPU;
+  const cmd = prioritized([process.execPath, ...args], split ? BOTH_CPUS : cpu);
+  const child = spawn(cmd.file, cmd.args, {
     stdio: ['ignore', 'ignore', 'pipe'],
     cwd: root,
     env: {
@@ -156,9 +172,14 @@ async function spawnServer(what: string, args: string[], cpu: string, port: numb
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   const started = await Promise.race([waitForPort(port, 120_000), exited.then(() => false)]);
   if (!started) throw new Error(`${what} did not start listening on ${port}`);
+  const place = (): void => {
+    if (split && child.pid !== undefined && child.exitCode === null) placeThreads(child.pid, PROXY_CPU, BOTH_CPUS);
+  };
+  place();
   return {
+    place,
     port,
-    // taskset execs node: same PID.
+    // setsid, sh, nice and taskset exec node: same PID.
     pid: child.pid!,
     diag,
     notes,
@@ -193,13 +214,15 @@ async function modelwatch(
 
 /** The open-loop load generator, in its own process on the other CPU. */
 interface LoadGen {
+  pid: number;
   run(job: LoadJob): Promise<LatencyResult>;
   stop(): void;
 }
 
 async function startLoadGen(): Promise<LoadGen> {
   const entry = await buildChild();
-  const child: ChildProcess = spawn('taskset', ['-c', OTHER_CPU, process.execPath, entry, 'loadgen'], {
+  const cmd = prioritized([process.execPath, entry, 'loadgen'], OTHER_CPU);
+  const child: ChildProcess = spawn(cmd.file, cmd.args, {
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     env: { ...process.env, MODELWATCH_BENCH_ROOT: repoRoot },
   });
@@ -208,6 +231,7 @@ async function startLoadGen(): Promise<LoadGen> {
     child.once('exit', (code) => reject(new Error(`load generator exited (${code})`)));
   });
   return {
+    pid: child.pid!,
     run: (job) =>
       new Promise((resolve) => {
         child.once('message', (m) => resolve(m as LatencyResult));
@@ -244,6 +268,13 @@ interface PhaseCost {
   diag?: DiagSummary;
   /** Peak RSS (VmHWM) during the phase, MB. */
   rss_peak_mb?: number;
+  /**
+   * Time the proxy's event-loop thread was runnable but waited for a CPU (another process or thread on
+   * its core), ms over the phase, and the same for the load generator: the harness's contention check.
+   */
+  rq_wait_ms?: number;
+  rq_wait_all_threads_ms?: number;
+  loadgen_rq_wait_ms?: number;
   window: [number, number];
 }
 
@@ -258,6 +289,8 @@ interface VariantResult {
   at_rate?: PhaseCost;
   saturation?: SaturationResult & PhaseCost;
   notes?: Record<string, unknown>;
+  /** Variants without a proxy process (`direct`): the load generator's run-queue wait, ms. */
+  at_rate_loadgen_rq_wait_ms?: number;
   /** `up` only: the tee's and ingest's counters at the end (nothing quarantined when the answers match). */
   ingest?: Record<string, unknown>;
 }
@@ -311,6 +344,20 @@ function ratio(a: number | undefined, b: number | undefined): number {
 
 const r2 = (x: number): number => Math.round(x * 100) / 100;
 
+/** Run-queue waits over a phase from two {@link schedStat} readings of the proxy (and of the load generator). */
+function waits(
+  a: SchedStat,
+  b: SchedStat,
+  ga?: SchedStat,
+  gb?: SchedStat,
+): Pick<PhaseCost, 'rq_wait_ms' | 'rq_wait_all_threads_ms' | 'loadgen_rq_wait_ms'> {
+  return {
+    rq_wait_ms: r2((b.mainWaitNs - a.mainWaitNs) / 1e6),
+    rq_wait_all_threads_ms: r2((b.waitNs - a.waitNs) / 1e6),
+    ...(ga && gb ? { loadgen_rq_wait_ms: r2((gb.mainWaitNs - ga.mainWaitNs) / 1e6) } : {}),
+  };
+}
+
 interface Item {
   variant: Variant;
   body: Body;
@@ -331,8 +378,14 @@ export async function run(): Promise<void> {
   for (const bin of ['nginx', 'wrk', 'taskset']) {
     if (spawnSync('which', [bin]).status !== 0) throw new Error(`sidecar bench needs ${bin} (Debian package)`);
   }
-  // This process and whatever it starts without an explicit CPU (wrk, the Kafka mock) run on CPU 1.
+  // This process and whatever it starts without an explicit CPU (the Kafka mock) run on CPU 1, at the
+  // bench's priority (the mock inherits both; it is not in a session of its own).
   spawnSync('taskset', ['-pc', OTHER_CPU, String(process.pid)], { stdio: 'ignore' });
+  try {
+    if (BENCH_NICE !== 0) setPriority(0, BENCH_NICE);
+  } catch {
+    // Not permitted (not root): the bench runs at normal priority.
+  }
   const started = Date.now();
   const loadStart = loadavg();
   const tmp = mkdtempSync(join(tmpdir(), 'mw-bench-sidecar-'));
@@ -361,7 +414,7 @@ export async function run(): Promise<void> {
     variant: Variant,
     b: Body,
     port: number,
-    opts: { pid?: number; saturation: boolean },
+    opts: { pid?: number; saturation: boolean; place?: () => void },
   ): Promise<VariantResult> => {
     const pid = opts.pid;
     const load_1m = r2(loadavg()[0] ?? NaN);
@@ -373,35 +426,43 @@ export async function run(): Promise<void> {
       connections: CONNECTIONS,
     };
     await loadgen.run(job);
+    // Threads the warm-up started (libuv's pool, a worker) inherited the event loop's CPU.
+    opts.place?.();
     if (pid !== undefined) resetRssPeak(pid);
     const t0 = performance.now();
     const cpu0 = pid !== undefined ? cpuSeconds(pid) : 0;
+    const s0 = pid !== undefined ? schedStat(pid) : undefined;
+    const g0 = schedStat(loadgen.pid);
     const latency = await loadgen.run({ ...job, seconds: LATENCY_S });
     const t1 = performance.now();
+    const g1 = schedStat(loadgen.pid);
     const res: VariantResult = { round, variant, body_bytes: b.body.length, rows: b.rows, load_1m, latency };
-    if (pid !== undefined) {
+    if (pid !== undefined && s0 !== undefined) {
       res.at_rate = {
         cpu_us_per_req: Math.round(((cpuSeconds(pid) - cpu0) * 1e6) / Math.max(1, latency.requests)),
         rss_peak_mb: rssPeakMb(pid),
+        ...waits(s0, schedStat(pid), g0, g1),
         window: [t0, t1],
       };
-    }
+    } else res.at_rate_loadgen_rq_wait_ms = r2((g1.mainWaitNs - g0.mainWaitNs) / 1e6);
     if (opts.saturation) {
       if (pid !== undefined) resetRssPeak(pid);
       const t2 = performance.now();
       const c0 = pid !== undefined ? cpuSeconds(pid) : 0;
-      const sat = wrk(port, b.file, SATURATION_S, CONNECTIONS);
+      const s2 = pid !== undefined ? schedStat(pid) : undefined;
+      const sat = await wrk(port, b.file, SATURATION_S, CONNECTIONS, OTHER_CPU);
       const t3 = performance.now();
       res.saturation = {
         ...sat,
         cpu_us_per_req:
           pid !== undefined ? Math.round(((cpuSeconds(pid) - c0) * 1e6) / Math.max(1, sat.requests)) : NaN,
         rss_peak_mb: pid !== undefined ? rssPeakMb(pid) : undefined,
+        ...(pid !== undefined && s2 !== undefined ? waits(s2, schedStat(pid)) : {}),
         window: [t2, t3],
       };
     }
     console.error(
-      `sidecar bench: round ${round} ${b.label} ${variant}: p50 ${latency.p50_ms} p99 ${latency.p99_ms} ms, errors ${latency.errors}, queued ${latency.queued}; sat ${res.saturation?.req_per_s ?? '-'} req/s; CPU ${res.at_rate?.cpu_us_per_req ?? '-'} µs/req; RSS ${res.at_rate?.rss_peak_mb ?? '-'} MB; load ${load_1m}`,
+      `sidecar bench: round ${round} ${b.label} ${variant}: p50 ${latency.p50_ms} p99 ${latency.p99_ms} ms, errors ${latency.errors}, queued ${latency.queued}; sat ${res.saturation?.req_per_s ?? '-'} req/s; CPU ${res.at_rate?.cpu_us_per_req ?? '-'} µs/req; RSS ${res.at_rate?.rss_peak_mb ?? '-'} MB; run-queue wait proxy ${res.at_rate?.rq_wait_ms ?? '-'} / loadgen ${res.at_rate?.loadgen_rq_wait_ms ?? res.at_rate_loadgen_rq_wait_ms ?? '-'} ms; load ${load_1m}`,
     );
     return res;
   };
@@ -418,6 +479,7 @@ export async function run(): Promise<void> {
         const res = await measure(round, item.variant, item.body, server.port, {
           pid: server.pid,
           saturation: item.saturation,
+          place: server.place,
         });
         results.push(res);
         pending.push({ server, res });
@@ -558,7 +620,12 @@ export async function run(): Promise<void> {
       upstream: 'nginx, 1 worker on CPU 1, static V2 answer with the request batch size',
       latency_generator: `open loop in its own process on CPU 1: ${RATE} req/s on a fixed schedule over ${CONNECTIONS} keep-alive connections`,
       saturation_generator: `wrk -t1 -c${CONNECTIONS} -d${SATURATION_S}s on CPU 1`,
-      proxy_cpu: 'CPU 0 (nginx, plain Node proxy, sidecar); modelwatch up on CPUs 0 and 1',
+      priority:
+        BENCH_NICE === 0
+          ? 'Every process of the bench at normal priority (SIDECAR_BENCH_NICE=0).'
+          : `Every process of the bench (proxies, nginx, load generators) runs in a session of its own (its own scheduler autogroup) at nice ${BENCH_NICE}, so other work on the machine does not take its core (run-queue waits below show whether it did).`,
+      proxy_cpu:
+        'nginx proxy on CPU 0; the Node proxies (plain Node proxy, sidecar): event-loop thread alone on CPU 0, their other threads (V8 helpers, libuv pool, workers) on CPUs 0 and 1; modelwatch up on CPUs 0 and 1',
       nginx_proxy: 'worker_processes 1, proxy_pass with upstream keepalive 64, proxy_http_version 1.1',
       node_proxy: 'node:http server + http.request with a keep-alive Agent, bodies piped',
       tee_off: 'node bin/modelwatch.js sidecar, sidecar.sampling 0',
@@ -654,6 +721,13 @@ export function renderMarkdown(out: BenchOutput): string {
     out.results.find((n) => n.round === r.round && n.variant === 'node_proxy' && n.body_bytes === r.body_bytes);
   const overloaded = (r: VariantResult | undefined): boolean =>
     r !== undefined && r.latency.queued > 0.01 * r.latency.requests;
+  // The proxy's event loop or the load generator waited for a CPU more than 2% of the phase.
+  const contended = (r: VariantResult | undefined): boolean => {
+    if (r === undefined) return false;
+    const limit = 0.02 * Number(out.setup.latency_seconds) * 1000;
+    const a = r.at_rate;
+    return (a?.rq_wait_ms ?? 0) > limit || (a?.loadgen_rq_wait_ms ?? r.at_rate_loadgen_rq_wait_ms ?? 0) > limit;
+  };
   const median = (xs: number[]): number => {
     const s = xs.filter((x) => !Number.isNaN(x)).sort((a, b) => a - b);
     if (s.length === 0) return NaN;
@@ -679,7 +753,7 @@ export function renderMarkdown(out: BenchOutput): string {
     '',
     `Generated ${out.generated_at} (${out.wall_s} s), ${out.rounds.length} round(s). Load average ${out.machine.load_average_start.join(' / ')} at the start and ${out.machine.load_average_end.join(' / ')} at the end (1 / 5 / 15 min); the machine has 2 cores${out.machine.load_average_start[0] !== undefined && out.machine.load_average_start[0] > 1.5 ? ' and was shared with other work during this run: p99 and saturation are noisy, ratios within a round are the meaningful figures' : ''}.`,
     '',
-    `Latency: ${out.setup.latency_generator}, ${out.setup.latency_seconds} s after ${out.setup.warmup_seconds} s of warm-up. Saturation: ${out.setup.saturation_generator}. Proxy under test on CPU 0 (\`up\` on both), upstream nginx, load generators and the Kafka mock on CPU 1. CPU µs/req: the proxy process's CPU time (every thread, /proc) over the phase divided by its requests. Event-loop delay (ELD) and GC pauses: the proxy's own \`diagnostics\` log lines (\`MODELWATCH_DIAGNOSTICS_INTERVAL_MS=${out.setup.diagnostics_interval_ms}\`: \`monitorEventLoopDelay\`, \`PerformanceObserver('gc')\`), over the fixed-rate phase. Peak RSS: VmHWM over the fixed-rate phase.`,
+    `Latency: ${out.setup.latency_generator}, ${out.setup.latency_seconds} s after ${out.setup.warmup_seconds} s of warm-up. Saturation: ${out.setup.saturation_generator}. Proxy under test: ${String(out.setup.proxy_cpu)}; upstream nginx, load generators and the Kafka mock on CPU 1. ${typeof out.setup.priority === 'string' ? out.setup.priority : ''} CPU µs/req: the proxy process's CPU time (every thread, /proc) over the phase divided by its requests. Event-loop delay (ELD) and GC pauses: the proxy's own \`diagnostics\` log lines (\`MODELWATCH_DIAGNOSTICS_INTERVAL_MS=${out.setup.diagnostics_interval_ms}\`: \`monitorEventLoopDelay\`, \`PerformanceObserver('gc')\`), over the fixed-rate phase. Peak RSS: VmHWM over the fixed-rate phase.`,
     '',
     'Variants:',
     '',
@@ -708,17 +782,19 @@ export function renderMarkdown(out: BenchOutput): string {
       const r = out.results.find(
         (x) => x.round === t.round && x.variant === t.variant && x.body_bytes === t.body_bytes,
       );
+      const p99 = t.target.startsWith('p99');
       const warn =
-        t.target.startsWith('p99') && (overloaded(r) || (r !== undefined && overloaded(node(r)))) ? ' (⚠ queued)' : '';
+        (p99 && (overloaded(r) || (r !== undefined && overloaded(node(r)))) ? ' (⚠ queued)' : '') +
+        (p99 && (contended(r) || (r !== undefined && contended(node(r)))) ? ' (⚠ contended)' : '');
       return `| ${t.round} | ${t.body_bytes} | ${t.variant} | ${t.target} | ${f(t.value)} | ${t.limit} | ${t.met ? 'yes' : '**no**'}${warn} |`;
     }),
     '',
-    '⚠ queued: more than 1% of the fixed-rate requests found all connections busy (the process fell behind the schedule).',
+    "⚠ queued: more than 1% of the fixed-rate requests found all connections busy (the process fell behind the schedule). ⚠ contended: the proxy's event-loop thread or the load generator waited for a CPU (run queue, /proc/PID/task/TID/schedstat) more than 2% of the fixed-rate phase: other work shared its core, and its p99 says more about that work than about the proxy.",
     '',
     '## Every run',
     '',
-    `| round | body B (rows) | variant | load 1m | p50 ms | p99 ms | p99.9 ms | added p99 ms | queued | errors | sat. req/s | CPU µs/req @${RATE}/s | CPU µs/req @sat | ELD p99 / max ms | GC n (minor/major) | GC max / minor max / total ms | peak RSS MB @rate / @sat |`,
-    '|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
+    `| round | body B (rows) | variant | load 1m | p50 ms | p99 ms | p99.9 ms | added p99 ms | queued | errors | sat. req/s | CPU µs/req @${RATE}/s | CPU µs/req @sat | ELD p99 / max ms | GC n (minor/major) | GC max / minor max / total ms | peak RSS MB @rate / @sat | run-queue wait ms: loop / all threads / loadgen |`,
+    '|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
     ...[...out.results]
       .sort(
         (a, b) =>
@@ -728,7 +804,7 @@ export function renderMarkdown(out: BenchOutput): string {
       )
       .map((r) => {
         const d = r.at_rate?.diag;
-        return `| ${r.round} | ${r.body_bytes} (${r.rows}) | ${r.variant} | ${r.load_1m} | ${r.latency.p50_ms} | ${r.latency.p99_ms} | ${r.latency.p999_ms} | ${f(r.added_p99_ms)} | ${r.latency.queued}${overloaded(r) ? ' ⚠' : ''} | ${r.latency.errors}/${r.saturation?.errors ?? '-'} | ${f(r.saturation?.req_per_s)} | ${f(r.at_rate?.cpu_us_per_req)} | ${f(r.saturation?.cpu_us_per_req)} | ${d ? `${d.eld_p99_ms} / ${d.eld_max_ms}` : ''} | ${d ? `${d.gc_count} (${d.gc_minor}/${d.gc_major})` : ''} | ${d ? `${d.gc_max_ms} / ${d.gc_minor_max_ms} / ${d.gc_total_ms}` : ''} | ${f(r.at_rate?.rss_peak_mb)} / ${f(r.saturation?.rss_peak_mb)} |`;
+        return `| ${r.round} | ${r.body_bytes} (${r.rows}) | ${r.variant} | ${r.load_1m} | ${r.latency.p50_ms} | ${r.latency.p99_ms} | ${r.latency.p999_ms} | ${f(r.added_p99_ms)} | ${r.latency.queued}${overloaded(r) ? ' ⚠' : ''} | ${r.latency.errors}/${r.saturation?.errors ?? '-'} | ${f(r.saturation?.req_per_s)} | ${f(r.at_rate?.cpu_us_per_req)} | ${f(r.saturation?.cpu_us_per_req)} | ${d ? `${d.eld_p99_ms} / ${d.eld_max_ms}` : ''} | ${d ? `${d.gc_count} (${d.gc_minor}/${d.gc_major})` : ''} | ${d ? `${d.gc_max_ms} / ${d.gc_minor_max_ms} / ${d.gc_total_ms}` : ''} | ${f(r.at_rate?.rss_peak_mb)} / ${f(r.saturation?.rss_peak_mb)} | ${f(r.at_rate?.rq_wait_ms)} / ${f(r.at_rate?.rq_wait_all_threads_ms)} / ${f(r.at_rate?.loadgen_rq_wait_ms ?? r.at_rate_loadgen_rq_wait_ms)}${contended(r) ? ' ⚠' : ''} |`;
       }),
     '',
     "`up`'s counters after its last run (captures consumed, rows stored, records quarantined):",

@@ -1,3 +1,5 @@
+// Before kafkajs: puts the native CRC32C in place of kafkajs's JavaScript one (see kafka-crc32c.ts).
+import { kafkaCrc32cStatus } from './kafka-crc32c.js';
 import {
   Kafka,
   Partitioners,
@@ -183,6 +185,12 @@ export class KafkaBus implements Bus {
 
   private getProducer(): Promise<Producer> {
     if (!this.producerReady) {
+      const crc = kafkaCrc32cStatus();
+      if (crc.implementation !== 'native') {
+        this.opts.logger.warn('kafka producer checksums record batches in JavaScript (slower)', {
+          reason: crc.reason,
+        });
+      }
       const producer = this.kafka.producer({
         idempotent: this.opts.idempotent,
         allowAutoTopicCreation: false,

@@ -450,6 +450,13 @@ class ProxyCall implements Dispatcher.DispatchHandler {
   private finish(status: number, error: string): void {
     if (this.done) return;
     this.done = true;
+    // Let go of undici's request (its abort closure holds the request and the body it forwarded) and of
+    // this call (the response's 'close' listener): the response object lives on until its last bytes
+    // are flushed and the connection's next request, and anything it reaches then survives a scavenge
+    // and is promoted; at 64 KB that was a forwarded body per call, freed only by a full collection.
+    this.abortUpstream = undefined;
+    this.resumeUpstream = undefined;
+    this.res.off('close', this.onResClose);
     if (this.tapAttached && this.onReqDataFn !== undefined) this.req.off('data', this.onReqDataFn);
     const deps = this.deps;
     const latencyMs = performance.now() - this.t0;
