@@ -11,6 +11,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { assertFreshBuild, shipped } from './shipped.js';
+import { seededRng } from '../src/drift/multivariate/random.js';
 
 type Mv = typeof import('../src/drift/multivariate/index.js');
 type Method = 'reconstruction' | 'domain_classifier' | 'mmd' | 'component_share' | 'mean_distance';
@@ -49,23 +50,13 @@ function paramsOf(method: Method): Record<string, unknown> {
 
 // ---- data: seeded, written once as little-endian float64 for both runtimes ----
 
-function rng32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 function normals(rng: () => number): () => number {
   return () => Math.sqrt(-2 * Math.log(1 - rng())) * Math.cos(2 * Math.PI * rng());
 }
 
 /** 20 numeric features; the current side flips corr(f0, f1) from 0.8 to −0.8 and shifts f2 by 0.1. */
 function numeric(n: number, current: boolean, seed: number): Float64Array {
-  const z = normals(rng32(seed));
+  const z = normals(seededRng(seed));
   const out = new Float64Array(n * 20);
   const rho = current ? -0.8 : 0.8;
   for (let i = 0; i < n; i++) {
@@ -81,9 +72,9 @@ function numeric(n: number, current: boolean, seed: number): Float64Array {
 /** Unit-norm 384-d embeddings of one cluster whose long axis the current side rotates by 90°. */
 function embedding(n: number, current: boolean, seed: number): Float64Array {
   const d = 384;
-  const zc = normals(rng32(99));
+  const zc = normals(seededRng(99));
   const mu = Float64Array.from({ length: d }, () => zc() / Math.sqrt(d));
-  const z = normals(rng32(seed));
+  const z = normals(seededRng(seed));
   const out = new Float64Array(n * d);
   const axis = current ? 8 : 0;
   for (let i = 0; i < n; i++) {

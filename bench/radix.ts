@@ -6,6 +6,7 @@
 import { writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
+import { seededRng } from '../src/drift/multivariate/random.js';
 import { shipped } from './shipped.js';
 
 const { filterSortFloat64 } = await shipped<typeof import('../src/drift/exact/radix.js')>('drift/exact/radix.js');
@@ -13,16 +14,10 @@ const { filterSortFloat64 } = await shipped<typeof import('../src/drift/exact/ra
 const N = 1_000_000;
 const ROUNDS = Number(process.env.RADIX_BENCH_ROUNDS ?? 9);
 
-/** Deterministic uniforms in (0, 1) (mulberry32). */
+/** Deterministic uniforms in (0, 1) (mulberry32, moved off 0 by half a step so that log(u) is finite). */
 function uniforms(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (((t ^ (t >>> 14)) >>> 0) + 0.5) / 4294967296;
-  };
+  const next = seededRng(seed);
+  return () => next() + 0.5 / 4294967296;
 }
 
 const SHAPES: Record<string, (u: () => number) => number> = {
