@@ -7,7 +7,7 @@ import { extname, resolve } from 'node:path';
 import { ErrorCodes, ModelwatchError, errorMessage } from '../common/errors.js';
 import type { SqlPort } from '../store/port.js';
 import { storeErrorCodes } from '../store/errors.js';
-import { quoteIdent } from './stats/sample.js';
+import { quoteIdent, quoteString } from './stats/sample.js';
 import type { Sample } from './stats/types.js';
 
 /** ClickHouse input formats read from files, keyed by file extension. */
@@ -150,11 +150,6 @@ export function fileReadError(file: InputFile, role: string, err: unknown): Mode
  */
 const inferenceSettings = { input_format_try_infer_exponent_floats: 1 } as const;
 
-/** A ClickHouse string literal holding `value` exactly (backslash and quote escaped). */
-function stringLiteral(value: string): string {
-  return `'${value.replaceAll('\\', '\\\\').replaceAll("'", "\\'")}'`;
-}
-
 /**
  * `sample` with its `String` parameters written into the SQL as literals. The embedded engine runs
  * statements with bound parameters one at a time per process, so the two sides of a group, read at once,
@@ -164,7 +159,7 @@ export function withLiterals(sample: Sample): Sample {
   const sql = sample.sql.replace(/\{([A-Za-z_][A-Za-z0-9_]*):String\}/g, (_whole, name: string) => {
     const value = sample.params[name];
     if (typeof value !== 'string') throw new RangeError(`sample parameter ${name} is not a string`);
-    return stringLiteral(value);
+    return quoteString(value);
   });
   return { sql, params: {} };
 }
@@ -174,7 +169,7 @@ export async function describeFile(store: SqlPort, file: InputFile, role: string
   try {
     // Literals, not bound parameters: the two files of a report are described at once.
     const rows = await store.query<{ name: string; type: string }>(
-      `DESCRIBE TABLE file(${stringLiteral(file.path)}, ${stringLiteral(file.format)})`,
+      `DESCRIBE TABLE file(${quoteString(file.path)}, ${quoteString(file.format)})`,
       { label: 'describe file', settings: inferenceSettings },
     );
     return rows.map((r) => ({ name: r.name, type: r.type }));
