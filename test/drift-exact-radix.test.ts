@@ -1,4 +1,4 @@
-// The exact engine's LSD radix sort of float64 values (src/drift/exact/radix.ts) against the built-in
+// The exact engine's radix sort (one MSD pass, then LSD passes per bucket) of float64 values (src/drift/exact/radix.ts) against the built-in
 // Float64Array.prototype.sort, which orders −0 before +0 and NaN last: special values, subnormals, heavy ties,
 // both sides of the size where the radix path starts, and the merge-pass statistics built on it.
 import { describe, expect, it } from 'vitest';
@@ -85,6 +85,32 @@ describe('sortFloat64', () => {
     expect([...vc.keys()]).toEqual(['-2.5', '0', '0.1', '0.30000000000000004', '7']);
     expect(vc.get('0')).toBe(counts.get(0));
     expect(vc.get('7')).toBe(counts.get(7));
+  });
+
+  // The MSD pass splits by sign, exponent and four mantissa bits; buckets are then sorted by insertion (up to 48
+  // values), by 8-bit digits (up to 2,047) or by 12-bit digits: these inputs put values in buckets of every kind,
+  // of both signs, including one bucket holding every value and buckets whose low digits all agree.
+  it.each([
+    ['one bucket, 100k values in [1, 1.0625)', (u: () => number) => 1 + u() / 16],
+    ['one negative bucket, 100k values in (-1.0625, -1]', (u: () => number) => -1 - u() / 16],
+    [
+      'buckets of ~40 values (insertion)',
+      (u: () => number) => (u() < 0.5 ? -1 : 1) * 2 ** Math.floor(u() * 78 - 39) * (1 + u()),
+    ],
+    [
+      'buckets of ~1,000 values (8-bit digits)',
+      (u: () => number) => (u() < 0.5 ? -1 : 1) * 2 ** Math.floor(u() * 3) * (1 + u()),
+    ],
+    ['buckets of ~3,000 values (12-bit digits)', (u: () => number) => (u() < 0.5 ? -1 : 1) * (1 + u())],
+    ['float32-rounded values (low digits shared)', (u: () => number) => Math.fround(u() * 6 - 3)],
+    ['values differing only in the lowest bits', (u: () => number) => 1 + Math.floor(u() * 4096) * Number.EPSILON],
+  ] as const)('equals the built-in sort with %s', (_name, draw) => {
+    const u = mulberry32(_name.length);
+    const x = new Float64Array(100_000);
+    for (let i = 0; i < x.length; i++) x[i] = draw(u);
+    check(x);
+    const side = filterSortFloat64(x.slice());
+    sameOrder(side.sorted, x.slice().sort());
   });
 
   it('sorts a view in place without touching the rest of its buffer', () => {
