@@ -88,8 +88,9 @@ describe('sortFloat64', () => {
   });
 
   // The MSD pass splits by sign, exponent and four mantissa bits; buckets are then sorted by insertion (up to 48
-  // values), by 8-bit digits (up to 2,047) or by 12-bit digits: these inputs put values in buckets of every kind,
-  // of both signs, including one bucket holding every value and buckets whose low digits all agree.
+  // values), by 8-bit digits (up to 2,047) or split again by the next bits, whose sub-buckets are sorted the same
+  // way (12-bit digits when large): these inputs put values in buckets and sub-buckets of every kind, of both
+  // signs, including one bucket holding every value and buckets whose low digits all agree.
   it.each([
     ['one bucket, 100k values in [1, 1.0625)', (u: () => number) => 1 + u() / 16],
     ['one negative bucket, 100k values in (-1.0625, -1]', (u: () => number) => -1 - u() / 16],
@@ -101,7 +102,17 @@ describe('sortFloat64', () => {
       'buckets of ~1,000 values (8-bit digits)',
       (u: () => number) => (u() < 0.5 ? -1 : 1) * 2 ** Math.floor(u() * 3) * (1 + u()),
     ],
-    ['buckets of ~3,000 values (12-bit digits)', (u: () => number) => (u() < 0.5 ? -1 : 1) * (1 + u())],
+    ['buckets of ~3,000 values (split again)', (u: () => number) => (u() < 0.5 ? -1 : 1) * (1 + u())],
+    // One top bucket split by the next mantissa bits into sub-buckets of ~1,000 and ~12,500 values that differ
+    // only in their lowest bits.
+    [
+      'sub-buckets of ~1,000 values',
+      (u: () => number) => 1 + Math.floor(u() * 100) * 2 ** -19 + Math.floor(u() * 4096) * 2 ** -52,
+    ],
+    [
+      'negative sub-buckets of ~12,500 values',
+      (u: () => number) => -1 - Math.floor(u() * 8) * 2 ** -19 - Math.floor(u() * 4096) * 2 ** -52,
+    ],
     ['float32-rounded values (low digits shared)', (u: () => number) => Math.fround(u() * 6 - 3)],
     ['values differing only in the lowest bits', (u: () => number) => 1 + Math.floor(u() * 4096) * Number.EPSILON],
   ] as const)('equals the built-in sort with %s', (_name, draw) => {
