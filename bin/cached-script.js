@@ -7,7 +7,8 @@
 // (`~/.cache/modelwatch`). It is written after a run whose `main` resolved with 0 (not for `--help`), when
 // it was missing or V8 rejected it, so it holds the functions a whole run compiled. A cache that cannot be
 // read, written or used is ignored: the script then compiles from its text, as it would without one.
-// `MODELWATCH_CODE_CACHE=0` turns the cache off.
+// `MODELWATCH_CODE_CACHE=0` turns the cache off. With `MODELWATCH_PROFILE=1`, the time to load the script is
+// printed to stderr like the command's other stages.
 import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { createRequire } from 'node:module';
@@ -36,6 +37,7 @@ export function cacheDirs(file, env = process.env) {
  * @returns {Promise<{ code: number, cache: 'off' | 'hit' | 'miss' | 'rejected', written: string | undefined }>}
  */
 export async function runCachedScript(file, argv, options = {}) {
+  const started = performance.now();
   const env = options.env ?? process.env;
   const dirs = options.dirs ?? cacheDirs(file, env);
   const source = readFileSync(file, 'utf8');
@@ -63,6 +65,13 @@ export async function runCachedScript(file, argv, options = {}) {
   const module = { exports: /** @type {{ main?: (argv: string[]) => Promise<number> }} */ ({}) };
   script.runInThisContext()(module.exports, createRequire(file), module, file, dirname(file));
   if (typeof module.exports.main !== 'function') throw new Error(`${file} does not export main()`);
+  if (env.MODELWATCH_PROFILE === '1') {
+    const now = performance.now();
+    const name = `load bundle (code cache ${cache})`;
+    process.stderr.write(
+      `profile: ${name.padEnd(40)} ${(now - started).toFixed(1).padStart(8)} ms  (at ${now.toFixed(1)} ms)\n`,
+    );
+  }
   const code = await module.exports.main(argv);
   let written;
   const help = argv.includes('--help') || argv.includes('-h');
