@@ -2,8 +2,10 @@
 // (dist/cli/report-main.js and everything it imports, npm packages included) into one CommonJS script,
 // dist/cli/report.bundle.cjs, which bin/modelwatch.js compiles through `vm.Script` with a V8 code cache and
 // runs for `modelwatch report`. One file instead of ~450 modules makes the command start several times
-// faster, and a CommonJS script (unlike an ES module on Node 20) can be compiled from a code cache.
-// Packages with native code (chdb, onnxruntime-node) stay external. Each bundled module keeps its own
+// faster, and a CommonJS script (unlike an ES module on Node 20) can be compiled from a code cache
+// (bin/cached-script.js).
+// onnxruntime-node stays external, and so does chdb's native addon (its JavaScript is bundled: see
+// chdbJsBundled). Each bundled module keeps its own
 // `import.meta.url` (rewritten to its dist/ file, relative to the bundle's own file URL), so worker entries
 // and files it locates relative to itself are found as before. The worker entries the report starts are
 // bundled in place as ES modules. Without esbuild (a development dependency), the bundle is skipped and
