@@ -1,18 +1,22 @@
 // Part of `npm run build` (scripts/build.sh), after tsc: bundles the `modelwatch report` command
-// (dist/cli/report-main.js and everything it imports, npm packages included) into one ES module,
-// dist/cli/report.bundle.js, which bin/modelwatch.js loads for `modelwatch report`. One file instead of
-// ~450 modules makes the command start several times faster. Packages with native code (chdb,
-// onnxruntime-node) stay external. Each bundled module keeps its own `import.meta.url` (rewritten to its
-// dist/ file), so worker entries and files it locates relative to itself are found as before. The worker
-// entries the report starts are bundled in place the same way. Without
-// esbuild (a development dependency), the bundle is skipped and `report` runs unbundled.
+// (dist/cli/report-main.js and everything it imports, npm packages included) into one CommonJS script,
+// dist/cli/report.bundle.cjs, which bin/modelwatch.js compiles through `vm.Script` with a V8 code cache and
+// runs for `modelwatch report`. One file instead of ~450 modules makes the command start several times
+// faster, and a CommonJS script (unlike an ES module on Node 20) can be compiled from a code cache
+// (bin/cached-script.js).
+// onnxruntime-node stays external, and so does chdb's native addon (its JavaScript is bundled: see
+// chdbJsBundled). Each bundled module keeps its own
+// `import.meta.url` (rewritten to its dist/ file, relative to the bundle's own file URL), so worker entries
+// and files it locates relative to itself are found as before. The worker entries the report starts are
+// bundled in place as ES modules. Without esbuild (a development dependency), the bundle is skipped and
+// `report` runs unbundled.
 import { readFile } from 'node:fs/promises';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const dist = join(root, 'dist');
-const outfile = join(dist, 'cli', 'report.bundle.js');
+const outfile = join(dist, 'cli', 'report.bundle.cjs');
 
 let esbuild;
 try {
@@ -29,17 +33,20 @@ const workerEntries = [
   'drift/multivariate/kernel-worker-entry.js',
 ];
 
-/** Rewrites `import.meta.url` in each module of dist/ to that module's own URL, relative to `bundle`. */
-const ownUrlOf = (bundle) => ({
+/**
+ * Rewrites `import.meta.url` in each module of dist/ to that module's own URL, relative to `bundle`'s URL
+ * (`base`: the expression giving it, `import.meta.url` in an ES module).
+ */
+const ownUrlOf = (bundle, base = 'import.meta.url', patch = (_path, text) => text) => ({
   name: 'own-import-meta-url',
   setup(build) {
     build.onLoad({ filter: /\.js$/ }, async (args) => {
       if (!args.path.startsWith(dist)) return undefined;
-      const text = await readFile(args.path, 'utf8');
+      const text = patch(args.path, await readFile(args.path, 'utf8'));
       if (!text.includes('import.meta.url')) return { contents: text, loader: 'js' };
       const rel = relative(dirname(bundle), args.path).split('\\').join('/');
       return {
-        contents: text.replaceAll('import.meta.url', `new URL(${JSON.stringify(rel)}, import.meta.url).href`),
+        contents: text.replaceAll('import.meta.url', `new URL(${JSON.stringify(rel)}, ${base}).href`),
         loader: 'js',
       };
     });
@@ -67,6 +74,39 @@ const englishOnlyLocales = {
   },
 };
 
+/**
+ * chdb's JavaScript (its connection class, its session layer and its copy of @clickhouse/client-common,
+ * ~50 modules, about a third of the time `modelwatch report` spends opening the embedded store) goes into
+ * the bundle too, so it is compiled from the code cache; only the native addon stays outside. The store
+ * loads chdb lazily (`requireLazy('chdb/connection')` in dist/store/client.js, so that store-less roles never
+ * load the engine); in the bundle that call becomes a plain `require`, which esbuild turns into a bundled
+ * module that still runs only when first called. chdb's own native loader (dist/loader.js, which finds the
+ * addon through its per-platform package, relative to chdb's own directory) is not bundled: the bundle
+ * loads it from wherever `chdb` resolves at run time, exactly as the unbundled code does.
+ */
+const chdbJsBundled = {
+  name: 'chdb-js-bundled',
+  setup(build) {
+    build.onLoad({ filter: /[\\/]node_modules[\\/]chdb[\\/]dist[\\/]loader\.js$/ }, () => ({
+      contents:
+        "const { createRequire } = require('node:module');\n" +
+        "module.exports = createRequire(require.resolve('chdb/package.json'))('./dist/loader.js');\n",
+      loader: 'js',
+    }));
+  },
+};
+
+/** dist/store/client.js's lazy load of chdb's connection module, as a `require` that esbuild bundles. */
+function requireChdbInBundle(path, text) {
+  if (!path.endsWith(join('dist', 'store', 'client.js'))) return text;
+  const lazy = "requireLazy('chdb/connection')";
+  if (!text.includes(lazy)) {
+    process.stderr.write(`build: ${lazy} not found in dist/store/client.js; chdb's JavaScript stays unbundled\n`);
+    return text;
+  }
+  return text.replace(lazy, "require('chdb/connection')");
+}
+
 const banner =
   "import { createRequire as __mwCreateRequire } from 'node:module'; const require = __mwCreateRequire(import.meta.url);";
 
@@ -78,15 +118,21 @@ const common = {
   external: ['chdb', 'onnxruntime-node'],
   // CommonJS packages in the bundle call require() for Node built-ins.
   banner: { js: banner },
-  plugins: [ownUrlOf(outfile)],
   logLevel: 'warning',
 };
 
+// The command: a CommonJS script. `__mwBundleUrl` (the bundle's own file URL) stands for `import.meta.url`
+// of any bundled module the plugin does not rewrite (npm packages).
 await esbuild.build({
   ...common,
+  format: 'cjs',
   entryPoints: [join(dist, 'cli', 'report-main.js')],
   outfile,
-  plugins: [ownUrlOf(outfile), englishOnlyLocales],
+  banner: { js: "'use strict'; const __mwBundleUrl = require('node:url').pathToFileURL(__filename).href;" },
+  define: { 'import.meta.url': '__mwBundleUrl' },
+  // typescript: an optional peer of chdb's code generator, which `require`s it only when called.
+  external: ['onnxruntime-node', 'typescript', 'chdb/package.json'],
+  plugins: [chdbJsBundled, ownUrlOf(outfile, '__mwBundleUrl', requireChdbInBundle), englishOnlyLocales],
 });
 // Worker entries the report starts, bundled in place (same file, same behaviour, one module to load).
 for (const entry of workerEntries) {

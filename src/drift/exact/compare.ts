@@ -423,8 +423,16 @@ export async function compareSamples(store: SqlPort, options: CompareSamplesOpti
   let refRows: number | undefined;
   let curRows: number | undefined;
   if (o.expectedRows !== undefined && o.expectedRows <= SMALL_SAMPLE_ROWS) {
-    const ref = await readAll(store, o.reference, numeric, categorical, o.settings);
-    const cur = await readAll(store, o.current, numeric, categorical, o.settings);
+    // Both sides at once (statements without bound parameters run concurrently in the embedded engine); a
+    // reference error is thrown before a current one.
+    const [refRead, curRead] = await Promise.allSettled([
+      readAll(store, o.reference, numeric, categorical, o.settings),
+      readAll(store, o.current, numeric, categorical, o.settings),
+    ]);
+    if (refRead.status === 'rejected') throw refRead.reason;
+    if (curRead.status === 'rejected') throw curRead.reason;
+    const ref = refRead.value;
+    const cur = curRead.value;
     o.onNumericRead?.('reference', ref);
     o.onNumericRead?.('current', cur);
     const outs = await Promise.all(
