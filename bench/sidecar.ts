@@ -29,7 +29,7 @@
 // SIDECAR_BENCH_RATE, SIDECAR_BENCH_LATENCY_S, SIDECAR_BENCH_SATURATION_S, SIDECAR_BENCH_SIZES,
 // SIDECAR_BENCH_VARIANTS (comma-separated subset).
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, setPriority, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -63,6 +63,9 @@ const LATENCY_S = num('SIDECAR_BENCH_LATENCY_S', QUICK ? 3 : 5);
 const SATURATION_S = num('SIDECAR_BENCH_SATURATION_S', QUICK ? 2 : 3);
 const ROUNDS = num('SIDECAR_BENCH_ROUNDS', QUICK ? 1 : 3);
 const DIAG_MS = 500;
+/** Extra node flags for every Node server under test (e.g. `--trace-gc`), space-separated. */
+const NODE_FLAGS = (process.env.SIDECAR_BENCH_NODE_FLAGS ?? '').split(' ').filter((f) => f !== '');
+const STDOUT_DIR = process.env.SIDECAR_BENCH_STDOUT_DIR;
 const PROXY_CPU = '0';
 const OTHER_CPU = '1';
 const BOTH_CPUS = `${PROXY_CPU},${OTHER_CPU}`;
@@ -143,9 +146,11 @@ async function buildChild(): Promise<string> {
  */
 async function spawnServer(what: string, args: string[], cpu: string, port: number): Promise<Server> {
   const split = cpu === PROXY_CPU;
-  const cmd = prioritized([process.execPath, ...args], split ? BOTH_CPUS : cpu);
+  const cmd = prioritized([process.execPath, ...NODE_FLAGS, ...args], split ? BOTH_CPUS : cpu);
+  // With SIDECAR_BENCH_STDOUT_DIR, a server's stdout (where `--trace-gc` writes) goes to a file there.
+  const out = STDOUT_DIR === undefined ? 'ignore' : openSync(join(STDOUT_DIR, `${what}-${port}.log`), 'w');
   const child = spawn(cmd.file, cmd.args, {
-    stdio: ['ignore', 'ignore', 'pipe'],
+    stdio: ['ignore', out, 'pipe'],
     cwd: root,
     env: {
       ...process.env,
@@ -155,7 +160,7 @@ async function spawnServer(what: string, args: string[], cpu: string, port: numb
   });
   const diag: DiagLine[] = [];
   const notes: Record<string, unknown>[] = [];
-  createInterface({ input: child.stderr }).on('line', (line) => {
+  createInterface({ input: child.stderr! }).on('line', (line) => {
     let m: Record<string, unknown>;
     try {
       m = JSON.parse(line) as Record<string, unknown>;

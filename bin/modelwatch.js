@@ -43,6 +43,19 @@ if (process.env.npm_command !== undefined) {
   watch.unref();
 }
 
+// `modelwatch sidecar` keeps V8's young generation small (see src/sidecar/young-generation.ts, which lets
+// it grow again up to its cap once the proxy starts): loading the CLI's modules would otherwise grow it to
+// its 16 MB maximum before the proxy serves a request, and V8 does not shrink it on request. A
+// young-generation flag given on the command line or in NODE_OPTIONS is left alone.
+if (
+  process.argv[2] === 'sidecar' &&
+  ![...process.execArgv, ...(process.env.NODE_OPTIONS ?? '').split(/\s+/)].some((f) =>
+    /^--(max|min)[-_]semi[-_]space[-_]size|^--semi[-_]space[-_]growth[-_]factor|^--max[-_]young/.test(f),
+  )
+) {
+  (await import('node:v8')).setFlagsFromString('--semi-space-growth-factor=1');
+}
+
 const checkout = existsSync(source);
 const buildUsable =
   existsSync(built) && (!checkout || (existsSync(stamp) && !sourcesNewerThan(statSync(stamp).mtimeMs)));

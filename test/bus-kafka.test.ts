@@ -100,6 +100,36 @@ describe('KafkaBus on the librdkafka mock cluster', () => {
     await bus.close();
   });
 
+  it('bounds the bytes the producer keeps retrying after their publish timed out (broker down)', async () => {
+    const bus = new KafkaBus({
+      brokers: mock.brokers,
+      topic: 'bus-c',
+      publishTimeoutMs: 1_500,
+      requestTimeoutMs: 1_000,
+      connectionTimeoutMs: 500,
+      maxPendingBytes: 1_000,
+    });
+    const big = (n: number): BusMessage => ({ key: null, value: Buffer.alloc(600, n), headers: {} });
+    await bus.publish([big(1)]);
+    expect(bus.pendingPublishBytes).toBe(0);
+    await mock.down(1);
+    await expect(bus.publish([big(2)])).rejects.toMatchObject({ code: 'bus_unavailable' });
+    // Its deadline passed, but the producer is still retrying it and holds its 600 bytes.
+    expect(bus.pendingPublishBytes).toBe(600);
+    const started = Date.now();
+    const refused = bus.publish([big(3)]);
+    await expect(refused).rejects.toMatchObject({ code: 'bus_unavailable', retryable: true });
+    await expect(refused).rejects.toThrow(/still being retried \(maxPendingBytes 1000\)/);
+    expect(Date.now() - started).toBeLessThan(500);
+    await mock.up(1);
+    // The retried batch goes out (or gives up) and frees its bytes; publishing works again.
+    const until = Date.now() + 30_000;
+    while (bus.pendingPublishBytes > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 100));
+    expect(bus.pendingPublishBytes).toBe(0);
+    await bus.publish([big(4)]);
+    await bus.close();
+  }, 60_000);
+
   it('rejects a broker-less configuration at construction', () => {
     expect(() => new KafkaBus({ brokers: [] })).toThrow(RangeError);
   });

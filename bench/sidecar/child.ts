@@ -78,6 +78,11 @@ async function nodeProxy(port: number, upstream: string): Promise<void> {
 
 /** `startSidecar` from dist/ with the tee on, into an in-process bus that a no-op consumer drains. */
 async function sidecarInProcess(port: number, upstream: string): Promise<void> {
+  // As an embedder should (and as `modelwatch sidecar` does): hold the young generation's growth before
+  // loading the rest, so startSidecar can cap it.
+  const { holdYoungGeneration } =
+    await shipped<typeof import('../../src/sidecar/young-generation.js')>('sidecar/young-generation.js');
+  holdYoungGeneration();
   const { InProcessBus } = await shipped<typeof import('../../src/bus/in-process.js')>('bus/in-process.js');
   const { createLogger } = await shipped<typeof import('../../src/common/logger.js')>('common/logger.js');
   const { configSchema } = await shipped<typeof import('../../src/config/schema.js')>('config/schema.js');

@@ -35,6 +35,14 @@ export interface KafkaBusOptions {
   sasl?: { mechanism: 'plain' | 'scram-sha-256' | 'scram-sha-512'; username: string; password: string } | undefined;
   /** Deadline of one `publish` including producer retries; beyond it `publish` rejects. @default 30000 */
   publishTimeoutMs?: number;
+  /**
+   * Bound on the value bytes of publishes the producer is still working on, including those whose
+   * `publish` already rejected at its deadline: the producer keeps retrying them (and holds their
+   * records) after that. A `publish` that would pass the bound rejects at once (`bus_unavailable`,
+   * retryable) without reaching the producer, so while the brokers are down the producer holds at
+   * most this many bytes of records, whatever the caller keeps offering. @default 16777216 (16 MiB)
+   */
+  maxPendingBytes?: number;
   /** Per-request timeout to a broker. @default 10000 */
   requestTimeoutMs?: number;
   /** TCP connect timeout. @default 3000 */
@@ -56,6 +64,7 @@ const defaults = {
   idempotent: false,
   ssl: false,
   publishTimeoutMs: 30_000,
+  maxPendingBytes: 16 * 1024 * 1024,
   requestTimeoutMs: 10_000,
   connectionTimeoutMs: 3_000,
   sessionTimeoutMs: 30_000,
@@ -140,6 +149,8 @@ export class KafkaBus implements Bus {
   private producerReady: Promise<Producer> | undefined;
   private readonly consumers = new Set<Consumer>();
   private closed = false;
+  /** Value bytes of sends the producer has not finished (see {@link KafkaBusOptions.maxPendingBytes}). */
+  private pendingBytes = 0;
 
   constructor(options: KafkaBusOptions) {
     this.opts = { ...defaults, ...options };
@@ -147,6 +158,7 @@ export class KafkaBus implements Bus {
     if (o.brokers.length === 0) throw new RangeError('KafkaBus needs at least one broker');
     for (const [k, v] of Object.entries({
       publishTimeoutMs: o.publishTimeoutMs,
+      maxPendingBytes: o.maxPendingBytes,
       requestTimeoutMs: o.requestTimeoutMs,
       connectionTimeoutMs: o.connectionTimeoutMs,
       sessionTimeoutMs: o.sessionTimeoutMs,
@@ -217,6 +229,17 @@ export class KafkaBus implements Bus {
   async publish(messages: BusMessage[], topic: string = this.topic): Promise<void> {
     if (this.closed) throw new ModelwatchError(ErrorCodes.busUnavailable, 'bus is closed');
     if (messages.length === 0) return;
+    let bytes = 0;
+    for (const m of messages) bytes += m.value.length;
+    // An empty bus takes any one batch, however large; after that the bound holds.
+    if (this.pendingBytes > 0 && this.pendingBytes + bytes > this.opts.maxPendingBytes) {
+      throw new ModelwatchError(
+        ErrorCodes.busUnavailable,
+        `kafka publish to ${topic}: ${this.pendingBytes} bytes of earlier publishes are still being retried (maxPendingBytes ${this.opts.maxPendingBytes})`,
+        { retryable: true },
+      );
+    }
+    this.pendingBytes += bytes;
     const send = async (): Promise<void> => {
       const producer = await this.getProducer();
       try {
@@ -233,7 +256,16 @@ export class KafkaBus implements Bus {
         });
       }
     };
-    await withDeadline(send(), this.opts.publishTimeoutMs, `kafka publish to ${topic}`);
+    // The bytes stay counted until the producer itself is done with them, not just until the deadline.
+    const sending = send().finally(() => {
+      this.pendingBytes -= bytes;
+    });
+    await withDeadline(sending, this.opts.publishTimeoutMs, `kafka publish to ${topic}`);
+  }
+
+  /** Value bytes of publishes the producer is still working on (bounded by `maxPendingBytes`). */
+  get pendingPublishBytes(): number {
+    return this.pendingBytes;
   }
 
   async consume(options: ConsumeOptions): Promise<BusConsumer> {

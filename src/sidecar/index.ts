@@ -19,3 +19,5 @@ export {
 export type { GrpcProxyOptions, CaptureSink } from './grpc-proxy.js';
 export { LoopDiagnostics, startDiagnosticsLog, diagnosticsIntervalFromEnv, DIAGNOSTICS_ENV } from './diagnostics.js';
 export type { DiagnosticsReading, LoopDiagnosticsOptions } from './diagnostics.js';
+export { capYoungGeneration, holdYoungGeneration, youngGenerationFlagGiven } from './young-generation.js';
+export type { YoungGenerationCap } from './young-generation.js';

@@ -9,6 +9,7 @@ import { createProxyHandler, ResponseSizeHints } from './proxy.js';
 import type { Tee } from './tee.js';
 import { acquireTee } from './shared-tee.js';
 import { diagnosticsIntervalFromEnv, startDiagnosticsLog } from './diagnostics.js';
+import { capYoungGeneration } from './young-generation.js';
 
 /** Options of {@link startSidecar}; unset values come from `ctx.config.sidecar`. */
 export interface SidecarOptions {
@@ -37,6 +38,13 @@ export interface SidecarOptions {
    * ms; 0 turns it off. @default `$MODELWATCH_DIAGNOSTICS_INTERVAL_MS`, else 0
    */
   diagnosticsIntervalMs: number;
+  /**
+   * Cap on V8's young generation of this process, MB per semi-space (0: V8's own sizing, which grows
+   * to 16 MB). A young generation that grew large lets dead request and response bodies pile up
+   * between scavenges, which V8 answers with full collections; see {@link capYoungGeneration}. A
+   * process started with its own young-generation flag keeps it. @default 2
+   */
+  youngGenerationSemiSpaceMb: number;
 }
 
 const defaults = {
@@ -48,6 +56,7 @@ const defaults = {
   teeFlushIntervalMs: 20,
   teeMaxBatchMessages: 200,
   teePublishTimeoutMs: 5_000,
+  youngGenerationSemiSpaceMb: 2,
 } satisfies Omit<Required<SidecarOptions>, 'upstream' | 'listen' | 'diagnosticsIntervalMs'>;
 
 /** A running sidecar. */
@@ -135,6 +144,13 @@ export async function startSidecar(
     throw new ModelwatchError(ErrorCodes.configInvalid, 'sidecar option diagnosticsIntervalMs must be an integer ≥ 0', {
       field: 'diagnosticsIntervalMs',
     });
+  }
+  if (!(Number.isInteger(opts.youngGenerationSemiSpaceMb) && opts.youngGenerationSemiSpaceMb >= 0)) {
+    throw new ModelwatchError(
+      ErrorCodes.configInvalid,
+      'sidecar option youngGenerationSemiSpaceMb must be an integer ≥ 0',
+      { field: 'youngGenerationSemiSpaceMb' },
+    );
   }
   checkPositive(opts, [
     'connections',
@@ -235,7 +251,13 @@ export async function startSidecar(
   const addr = server.address() as AddressInfo;
   const shownHost = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
   const url = `http://${shownHost}:${addr.port}`;
-  ctx.logger.info('sidecar listening', { url, upstream: upstreamUrl.origin + basePath, tee: opts.tee });
+  const youngGeneration = capYoungGeneration(opts.youngGenerationSemiSpaceMb);
+  ctx.logger.info('sidecar listening', {
+    url,
+    upstream: upstreamUrl.origin + basePath,
+    tee: opts.tee,
+    youngGeneration,
+  });
   const diagnostics =
     opts.diagnosticsIntervalMs > 0 ? startDiagnosticsLog(ctx.logger, opts.diagnosticsIntervalMs) : undefined;
 

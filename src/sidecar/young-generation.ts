@@ -1,0 +1,127 @@
+import { PerformanceObserver, constants } from 'node:perf_hooks';
+import { getHeapSpaceStatistics, setFlagsFromString } from 'node:v8';
+
+/** What {@link capYoungGeneration} did. */
+export type YoungGenerationCap =
+  /** The process was started with a flag that sizes the young generation: left as given. */
+  | 'flag_given'
+  /** The cap is 0: V8's own sizing. */
+  | 'off'
+  /** The young generation already stopped growing (this process capped it before). */
+  | 'already_capped'
+  /**
+   * The young generation had grown past the cap before the sidecar started (V8 does not shrink it on
+   * request): left as it is. `modelwatch sidecar` holds its growth from start-up (bin/modelwatch.js).
+   */
+  | 'already_larger'
+  /** Growth stopped now: the young generation was at the cap. */
+  | 'capped'
+  /** Growth stops once the young generation reaches the cap (watched at each scavenge). */
+  | 'watching';
+
+const MB = 1024 * 1024;
+/** Flags that size V8's young generation; when one was given, the process keeps it. */
+const SIZING_FLAG = /^--(max|min)[-_]semi[-_]space[-_]size|^--semi[-_]space[-_]growth[-_]factor|^--max[-_]young/;
+
+let capped = false;
+let held = false;
+let watcher: PerformanceObserver | undefined;
+
+/** One semi-space of the young generation, in bytes (V8 reports both semi-spaces as `new_space`). */
+function semiSpaceBytes(): number {
+  const space = getHeapSpaceStatistics().find((s) => s.space_name === 'new_space');
+  return space === undefined ? 0 : space.space_size / 2;
+}
+
+function allowGrowth(): void {
+  setFlagsFromString('--semi-space-growth-factor=2');
+}
+
+function stopGrowth(): void {
+  // Read by V8 each time it grows the young generation (never cached): with 1, it keeps its size.
+  setFlagsFromString('--semi-space-growth-factor=1');
+  capped = true;
+  watcher?.disconnect();
+  watcher = undefined;
+}
+
+/**
+ * Holds V8's young generation at its current size until {@link capYoungGeneration} lets it grow to
+ * its cap: for a process that embeds the sidecar, called before it loads its other modules (loading
+ * code grows the young generation, and V8 does not shrink it on request). `modelwatch sidecar` does
+ * the same from bin/modelwatch.js. Nothing is done when a young-generation flag was given.
+ * @returns whether growth is now held.
+ */
+export function holdYoungGeneration(): boolean {
+  if (youngGenerationFlagGiven() || capped) return false;
+  setFlagsFromString('--semi-space-growth-factor=1');
+  held = true;
+  return true;
+}
+
+/** True when the process's own command line or `NODE_OPTIONS` sizes the young generation. */
+export function youngGenerationFlagGiven(
+  execArgv: readonly string[] = process.execArgv,
+  nodeOptions: string = process.env.NODE_OPTIONS ?? '',
+): boolean {
+  return [...execArgv, ...nodeOptions.split(/\s+/)].some((f) => SIZING_FLAG.test(f));
+}
+
+/**
+ * Stops V8's young generation of this process from growing past `semiSpaceMb` per semi-space (V8
+ * starts at 1 MB and doubles it, up to 16 MB, when scavenges keep finding survivors).
+ *
+ * Why the proxy wants it: with large bodies most of what a request allocates is `ArrayBuffer` memory
+ * outside the JavaScript heap (the body as read from the client, the body forwarded, the response
+ * read from the upstream), and V8 counts that memory against the old generation's budget until a
+ * scavenge frees it. A young generation grown to 16 MB is scavenged only every ~200 requests at 64 KB,
+ * so tens of MB of dead bodies are counted at once; that starts a full (mark-compact) collection every
+ * ~100 ms, which pauses the loop and costs CPU. With a small young generation the dead bodies go at
+ * each frequent, cheap scavenge. The young generation of a busy proxy grows by itself (a burst of
+ * small requests is enough), which is why this cannot be left to V8's defaults.
+ *
+ * V8 takes its heap sizes only at start-up, so this works through the one sizing flag it reads each
+ * time it grows the young generation (`--semi-space-growth-factor`, set to 1 once the cap is
+ * reached). The flag is process-wide (worker threads started later keep their start-up size) and is
+ * never undone. A young generation that is already larger is left as it is (V8 cannot be asked to
+ * shrink it): loading the whole CLI grows it to the maximum, which is why `modelwatch sidecar` holds
+ * growth (factor 1) from the first line of bin/modelwatch.js, and this lets it grow again up to the
+ * cap. A process started with its own young-generation flag (on its command line or in
+ * `NODE_OPTIONS`) is left as it is. Idempotent.
+ *
+ * @param semiSpaceMb the cap, MB per semi-space (1, 2, 4, 8 or 16 are the sizes V8 takes); 0 leaves
+ *   V8's sizing alone.
+ */
+export function capYoungGeneration(semiSpaceMb: number): YoungGenerationCap {
+  if (semiSpaceMb === 0) {
+    // Growth held at start-up (holdYoungGeneration) is given back to V8's sizing.
+    if (held && !capped) allowGrowth();
+    return 'off';
+  }
+  if (youngGenerationFlagGiven()) return 'flag_given';
+  if (capped) return 'already_capped';
+  const cap = semiSpaceMb * MB;
+  const now = semiSpaceBytes();
+  if (now > cap) return 'already_larger';
+  // V8 doubles: stop it at the size from which one more doubling would pass the cap.
+  if (now * 2 > cap) {
+    stopGrowth();
+    return 'capped';
+  }
+  if (watcher === undefined) {
+    // V8's default factor, in case growth was held at start-up (bin/modelwatch.js).
+    allowGrowth();
+    const observer = new PerformanceObserver((list) => {
+      for (const e of list.getEntries()) {
+        const kind = (e as unknown as { detail?: { kind?: number } }).detail?.kind;
+        if (kind === constants.NODE_PERFORMANCE_GC_MINOR && semiSpaceBytes() * 2 > cap) {
+          stopGrowth();
+          return;
+        }
+      }
+    });
+    observer.observe({ entryTypes: ['gc'] });
+    watcher = observer;
+  }
+  return 'watching';
+}

@@ -1,0 +1,78 @@
+import { spawn } from 'node:child_process';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { youngGenerationFlagGiven } from '../src/sidecar/young-generation.js';
+
+const repoRoot = join(import.meta.dirname, '..');
+const child = join(import.meta.dirname, 'support', 'young-generation-child.ts');
+
+interface ChildResult {
+  held: boolean;
+  cap: string;
+  atStartMb: number;
+  peakMb: number;
+}
+
+/** Runs the allocation load in a fresh process (the young generation's sizing is process-wide). */
+function runChild(args: string[], nodeFlags: string[] = []): Promise<ChildResult> {
+  const { NODE_OPTIONS: _ignored, ...env } = process.env;
+  const p = spawn(process.execPath, [...nodeFlags, '--import', 'tsx', child, ...args], {
+    cwd: repoRoot,
+    env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  let err = '';
+  p.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  p.stderr.on('data', (d: Buffer) => (err += d.toString()));
+  return new Promise((resolve, reject) =>
+    p.on('close', (code) => {
+      if (code !== 0) reject(new Error(`child exited ${code}: ${err}`));
+      else resolve(JSON.parse(out) as ChildResult);
+    }),
+  );
+}
+
+// V8 reports both semi-spaces as `new_space`: a 4 MB cap per semi-space is at most 8 MB here.
+describe('capYoungGeneration', () => {
+  it('held at start-up, then capped: grows up to the cap and no further', async () => {
+    const r = await runChild(['held', '4']);
+    expect(r.held).toBe(true);
+    expect(r.cap).toBe('watching');
+    expect(r.peakMb).toBeLessThanOrEqual(8);
+    expect(r.peakMb).toBeGreaterThan(r.atStartMb);
+  }, 120_000);
+
+  it("the same load without a cap grows V8's young generation to its maximum", async () => {
+    const r = await runChild(['free', '0']);
+    expect(r.cap).toBe('off');
+    expect(r.peakMb).toBeGreaterThan(8);
+  }, 120_000);
+
+  it('a cap of 0 gives growth held at start-up back to V8', async () => {
+    const r = await runChild(['held', '0']);
+    expect(r.held).toBe(true);
+    expect(r.cap).toBe('off');
+    expect(r.peakMb).toBeGreaterThan(8);
+  }, 120_000);
+
+  it('leaves a young generation already past the cap as it is', async () => {
+    // Loading tsx alone takes the young generation past 1 MB per semi-space.
+    const r = await runChild(['held', '1']);
+    expect(r.cap).toBe('already_larger');
+  }, 120_000);
+
+  it('leaves a process started with its own young-generation flag alone', async () => {
+    const r = await runChild(['held', '4'], ['--max-semi-space-size=1']);
+    expect(r.held).toBe(false);
+    expect(r.cap).toBe('flag_given');
+    expect(r.peakMb).toBeLessThanOrEqual(2);
+  }, 120_000);
+
+  it('recognises the sizing flags on the command line and in NODE_OPTIONS', () => {
+    expect(youngGenerationFlagGiven(['--max-semi-space-size=2'], '')).toBe(true);
+    expect(youngGenerationFlagGiven([], '--max-old-space-size=512 --semi_space_growth_factor=1')).toBe(true);
+    expect(youngGenerationFlagGiven([], '--min-semi-space-size=1')).toBe(true);
+    expect(youngGenerationFlagGiven(['--max-old-space-size=512', '--enable-source-maps'], '--trace-gc')).toBe(false);
+  });
+});
