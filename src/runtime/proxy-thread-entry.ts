@@ -1,7 +1,6 @@
 // Worker-thread entry of the proxy thread of `modelwatch up` (proxy-thread.ts): runs the REST sidecar and
 // the gRPC proxy on an event loop of their own, teeing captures to the main thread's in-process bus through
 // a BridgeBus. Started by proxy-thread.ts; not imported anywhere else.
-import type { MetricObjectWithValues, MetricValue } from 'prom-client';
 import { parentPort, workerData } from 'node:worker_threads';
 import { BridgeBus, isBridgeAnswer } from '../bus/thread-bridge.js';
 import { ErrorCodes, ModelwatchError, errorMessage } from '../common/errors.js';
