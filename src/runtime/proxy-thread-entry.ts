@@ -2,6 +2,7 @@
 // the gRPC proxy on an event loop of their own, teeing captures to the main thread's in-process bus through
 // a BridgeBus. Started by proxy-thread.ts; not imported anywhere else.
 import { parentPort, workerData } from 'node:worker_threads';
+import { Registry } from 'prom-client';
 import { BridgeBus, isBridgeAnswer } from '../bus/thread-bridge.js';
 import { ErrorCodes, ModelwatchError, errorMessage } from '../common/errors.js';
 import { startGrpcProxy, startSidecar } from '../sidecar/index.js';
@@ -28,8 +29,34 @@ function posted(err: unknown): PostedError {
   return { code: ErrorCodes.internal, message: errorMessage(err) };
 }
 
+/**
+ * The thread's registry. Its own metrics reach the main thread's registry through `getMetricsAsJSON`; its
+ * text exposition (the sidecar's `GET /metrics`) is the main thread's, which covers every role of the process.
+ */
+class ProcessRegistry extends Registry {
+  private nextScrape = 1;
+  readonly scrapes = new Map<number, { resolve: (text: string) => void; reject: (err: Error) => void }>();
+
+  override metrics(): Promise<string> {
+    const id = this.nextScrape++;
+    return new Promise<string>((resolve, reject) => {
+      this.scrapes.set(id, { resolve, reject });
+      send({ type: 'scrape', id });
+    });
+  }
+
+  answer(id: number, text: string | undefined, error: string | undefined): void {
+    const s = this.scrapes.get(id);
+    if (s === undefined) return;
+    this.scrapes.delete(id);
+    if (text !== undefined) s.resolve(text);
+    else s.reject(new ModelwatchError(ErrorCodes.internal, error ?? 'metrics unavailable'));
+  }
+}
+
 const bus = new BridgeBus(port, config.kafka.topic);
-const runtime = await createRuntime(config, { withStore: false, defaultMetrics: false, bus });
+const registry = new ProcessRegistry();
+const runtime = await createRuntime(config, { withStore: false, defaultMetrics: false, bus, metrics: registry });
 const running = new Map<ProxyThreadRole, RunningRole>();
 const starters: Record<ProxyThreadRole, () => Promise<RunningRole>> = {
   sidecar: () => startSidecar(runtime),
@@ -58,8 +85,11 @@ async function handle(m: ToProxyThread): Promise<void> {
       }
       return;
     }
+    case 'scraped':
+      registry.answer(m.id, m.text, m.error);
+      return;
     case 'metrics': {
-      const metrics = (await runtime.metrics.getMetricsAsJSON());
+      const metrics = await runtime.metrics.getMetricsAsJSON();
       send({ type: 'metrics', id: m.id, metrics });
       return;
     }

@@ -24,6 +24,7 @@ export type ToProxyThread =
   | { type: 'start'; role: ProxyThreadRole }
   | { type: 'stop'; role: ProxyThreadRole }
   | { type: 'metrics'; id: number }
+  | { type: 'scraped'; id: number; text?: string; error?: string }
   | { type: 'close' };
 
 /** Messages from the proxy thread to the main thread (besides the bus bridge's publishes). */
@@ -33,4 +34,5 @@ export type FromProxyThread =
   | { type: 'start-failed'; role: ProxyThreadRole; error: PostedError }
   | { type: 'stopped'; role: ProxyThreadRole; error?: PostedError }
   | { type: 'metrics'; id: number; metrics: MetricObjectWithValues<MetricValue<string>>[] }
+  | { type: 'scrape'; id: number }
   | { type: 'closed' };

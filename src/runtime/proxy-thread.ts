@@ -42,7 +42,7 @@ function rebuilt(e: PostedError): ModelwatchError {
  * bus) through a {@link BridgeBus}: batches of captures in one transferred buffer, acknowledged once the bus
  * accepted them. A refusal (`bus_full`) or a main thread too slow to answer makes the tee drop and count,
  * as with any bus; the proxy never waits. The thread's metrics are served by `ctx.metrics` (read from the
- * thread at each scrape). Roles started on one instance share the thread and its tee; the last stop closes it.
+ * thread at each scrape), and the sidecar's own `GET /metrics` serves `ctx.metrics`, as on one thread. Roles started on one instance share the thread and its tee; the last stop closes it.
  */
 export class ProxyThread {
   private readonly opts: typeof defaults & Pick<ProxyThreadOptions, 'entryUrl'>;
@@ -129,7 +129,17 @@ export class ProxyThread {
       case 'closed':
         this.settle('close', msg);
         return;
+      case 'scrape':
+        this.ctx.metrics.metrics().then(
+          (text) => this.post({ type: 'scraped', id: msg.id, text }),
+          (err: unknown) => this.post({ type: 'scraped', id: msg.id, error: errorMessage(err) }),
+        );
+        return;
     }
+  }
+
+  private post(m: ToProxyThread): void {
+    if (this.gone === undefined) this.worker?.postMessage(m);
   }
 
   private settle(key: string, m: FromProxyThread | undefined, err?: Error): void {
