@@ -141,4 +141,13 @@ describe('proxy thread', () => {
       await runtime.close();
     }
   });
+
+  it('createRuntime uses a given bus and leaves it open on close (the thread closes its own bridge)', async () => {
+    const bus = new InProcessBus();
+    const runtime = await createRuntime(sidecarConfig(), { withStore: false, logger: silentLogger, bus });
+    expect(runtime.bus).toBe(bus);
+    await runtime.close();
+    await expect(bus.publish([{ key: 'k', value: Buffer.from('v'), headers: {} }])).resolves.toBeUndefined();
+    expect(bus.bufferedBytes).toBeGreaterThan(0);
+  });
 });
