@@ -100,6 +100,7 @@ export class ProxyThread {
         this.fail(err);
       });
       worker.on('exit', (code) => {
+        if (this.closing === undefined) this.ctx.logger.error('proxy thread exited; the proxies are down', { code });
         this.fail(new ModelwatchError(ErrorCodes.internal, `proxy thread exited (code ${code})`));
       });
     });
