@@ -423,6 +423,8 @@ interface BacklogResult {
   load_1m: number;
   /** RSS after each tenth of the backlog was produced: flat once ClickHouse's caches are warm = bounded. */
   rss_by_tenth_mb: number[];
+  /** Peak of the engine's own tracked memory (`system.metrics` MemoryTracking), MB. */
+  engine_tracked_peak_mb: number;
 }
 
 async function runBacklog(store: ClickHouseStoreType): Promise<BacklogResult> {
@@ -454,6 +456,14 @@ async function runBacklog(store: ClickHouseStoreType): Promise<BacklogResult> {
     peak = Math.max(peak, rss);
     if (produced < BACKLOG_RECORDS / 10) peakEarly = Math.max(peakEarly, rss);
   }, 50);
+  // The engine's own tracked memory (allocations ClickHouse accounts for: parts being written, merges, caches).
+  let enginePeak = 0;
+  const engineSampler = setInterval(() => {
+    store
+      .query<{ v: string }>(`SELECT value AS v FROM system.metrics WHERE metric = 'MemoryTracking'`)
+      .then((r) => (enginePeak = Math.max(enginePeak, Number(r[0]?.v ?? 0))))
+      .catch(() => undefined);
+  }, 500);
   const started = performance.now();
   let fullWaits = 0;
   const byTenth: number[] = [];
@@ -478,6 +488,7 @@ async function runBacklog(store: ClickHouseStoreType): Promise<BacklogResult> {
   while ((await rowsInserted(registry)) < BACKLOG_RECORDS) await new Promise((r) => setTimeout(r, 20));
   const seconds = (performance.now() - started) / 1000;
   clearInterval(sampler);
+  clearInterval(engineSampler);
   eld.disable();
   await role.stop();
   const result: BacklogResult = {
@@ -491,6 +502,7 @@ async function runBacklog(store: ClickHouseStoreType): Promise<BacklogResult> {
     rss_peak_first_10pct_mb: mb(peakEarly),
     heap_used_peak_mb: mb(heapPeak),
     array_buffers_peak_mb: mb(buffersPeak),
+    engine_tracked_peak_mb: mb(enginePeak),
     producer_bus_full_waits: fullWaits,
     event_loop_delay_ms: {
       p50: +(eld.percentile(50) / 1e6).toFixed(2),
@@ -606,8 +618,9 @@ export async function run(): Promise<void> {
       `Backlog: ${backlog.records} one-row calls through a bus bounded at ${backlog.bus_max_buffered_bytes / 1024 / 1024} MiB, ` +
         `producer backing off on \`bus_full\` (${backlog.producer_bus_full_waits} waits): ${backlog.seconds} s (${backlog.records_per_s} calls/s); ` +
         `RSS ${backlog.rss_before_mb} MB before, **peak ${backlog.rss_peak_mb} MB** (target ≤ 600; peak in the first 10% ${backlog.rss_peak_first_10pct_mb} MB), ` +
-        `${backlog.rss_end_mb} MB at the end; peak V8 heap ${backlog.heap_used_peak_mb} MB, peak Buffer memory ${backlog.array_buffers_peak_mb} MB ` +
-        '(the rest of RSS is native: the embedded ClickHouse engine and the allocator). ' +
+        `${backlog.rss_end_mb} MB at the end; peak V8 heap ${backlog.heap_used_peak_mb} MB, peak Buffer memory ${backlog.array_buffers_peak_mb} MB, ` +
+        `peak memory tracked by the engine ${backlog.engine_tracked_peak_mb} MB ` +
+        "(the rest of RSS is native: the engine's code and untracked allocations, and the allocators). " +
         `RSS after each tenth of the backlog: ${backlog.rss_by_tenth_mb.join(', ')} MB. ` +
         `Event-loop delay p50 / p99 / max: ${backlog.event_loop_delay_ms.p50} / ${backlog.event_loop_delay_ms.p99} / ${backlog.event_loop_delay_ms.max} ms.`,
       '',

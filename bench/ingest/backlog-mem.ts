@@ -1,6 +1,8 @@
 // Direction-only: peak RSS / V8 heap of a one-row-call backlog through the in-process bus and the ingest
 // pipeline (tsx, from src), for one bus/batch setting per process (chdb: one engine per process).
 // Usage: npx tsx bench/ingest/backlog-mem.ts CALLS MAX_BATCH_MESSAGES BUS_MIB
+// INGEST_SETTINGS='{"input_format_parallel_parsing":0}' adds ClickHouse settings to ingest's statements.
+// Also reports the engine's own tracked memory (system.metrics MemoryTracking), sampled every 500 ms.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -22,7 +24,17 @@ const bus = new InProcessBus({
   lingerMs: 1000,
   maxBufferedBytes: MIB * 1024 * 1024,
 });
-const p = new IngestPipeline(store, createIngestMetrics(new Registry()), { tokenPrefix: `${Math.random()}:` });
+const settings = JSON.parse(process.env.INGEST_SETTINGS ?? '{}') as Record<string, number | string>;
+const p = new IngestPipeline(store.with({ settings }), createIngestMetrics(new Registry()), {
+  tokenPrefix: `${Math.random()}:`,
+});
+let tracked = 0;
+const trackedTimer = setInterval(() => {
+  store
+    .query<{ v: string }>(`SELECT value AS v FROM system.metrics WHERE metric = 'MemoryTracking'`)
+    .then((r) => (tracked = Math.max(tracked, Number(r[0]?.v ?? 0))))
+    .catch(() => undefined);
+}, 500);
 let done = 0;
 const c = await bus.consume({
   handler: async (b) => {
@@ -58,9 +70,10 @@ for (let k = 0; k < N; k += 1000) {
 }
 while (done < N) await new Promise((r) => setTimeout(r, 20));
 clearInterval(s);
+clearInterval(trackedTimer);
 const mb = (x: number) => (x / 1048576).toFixed(0);
 console.log(
-  `calls ${N} batch ${BATCH} bus ${MIB} MiB: ${((performance.now() - t) / 1000).toFixed(1)} s, rss before ${mb(before)} peak ${mb(rss)} MB, heap peak ${mb(heap)}, buffers peak ${mb(ab)}`,
+  `calls ${N} batch ${BATCH} bus ${MIB} MiB: ${((performance.now() - t) / 1000).toFixed(1)} s, rss before ${mb(before)} peak ${mb(rss)} MB, heap peak ${mb(heap)}, buffers peak ${mb(ab)}, engine tracked peak ${mb(tracked)} MB, settings ${JSON.stringify(settings)}`,
 );
 await c.stop();
 await store.close();

@@ -4,6 +4,7 @@ import type { Config } from '../config/schema.js';
 import { startDetector } from '../drift/index.js';
 import { kserveReceiverOf, startIngest, startSeldonBridge } from '../ingest/index.js';
 import type { RunningRole, RuntimeContext } from '../runtime/context.js';
+import { proxyThreadStarters } from '../runtime/proxy-thread.js';
 import { startLiveShadow } from '../shadow/live.js';
 import { startGrpcProxy, startSidecar } from '../sidecar/index.js';
 import type { RoleSpec } from './serve.js';
@@ -88,21 +89,39 @@ export const kserveIntake: RoleStart = (ctx) =>
     stop: () => kserveReceiverOf(ctx)?.stop() ?? Promise.resolve(),
   });
 
+/** Options of {@link upRoleSpecs}. */
+export interface UpRoleOptions {
+  /**
+   * Run the REST sidecar and the gRPC proxy on a worker thread of their own (one event loop for the
+   * proxies, another for ingest, detection and the API), teeing to the in-process bus through a bridge.
+   * Applies only on the in-process bus (no `kafka.brokers`). @default false
+   */
+  proxyThread?: boolean;
+}
+
 /**
  * The roles `modelwatch up` runs for `config`, in stop order (sidecar intake, ingest, detect, api): the
  * KServe intake hook, the sidecar when `sidecar.upstream` is set, the gRPC proxy when
  * `sidecar.grpcUpstream` is set, ingest, detect and the API. A role missing from this build is passed
  * to `onMissing` and left out. `modelwatch demo` starts the same set.
  */
-export function upRoleSpecs(config: Config, onMissing: (role: string) => void): RoleSpec[] {
+export function upRoleSpecs(
+  config: Config,
+  onMissing: (role: string) => void,
+  options: UpRoleOptions = {},
+): RoleSpec[] {
   const specs: RoleSpec[] = [];
+  const threaded =
+    (options.proxyThread ?? false) && config.kafka.brokers.length === 0 && roles.sidecar !== undefined
+      ? proxyThreadStarters()
+      : undefined;
   const add = (name: string, start: RoleStart | undefined): void => {
     if (start === undefined) onMissing(name);
     else specs.push({ name, start });
   };
   add('kserve-intake', kserveIntake);
-  if (config.sidecar.upstream !== undefined) add('sidecar', roles.sidecar);
-  if (config.sidecar.grpcUpstream !== undefined) add('grpc', roles.grpc);
+  if (config.sidecar.upstream !== undefined) add('sidecar', threaded?.sidecar ?? roles.sidecar);
+  if (config.sidecar.grpcUpstream !== undefined) add('grpc', threaded?.grpc ?? roles.grpc);
   add('ingest', roles.ingest);
   if (config.shadow.candidates.length > 0) add('shadow', roles.shadow);
   add('detect', roles.detect);

@@ -23,6 +23,11 @@ export interface CreateRuntimeOptions {
    * neither opened nor migrated and `ctx.store` throws `internal` on any use. @default true
    */
   withStore?: boolean;
+  /**
+   * A bus to use instead of one built from the config (the proxy thread of `modelwatch up` publishes through
+   * a bridge to the main thread's bus). The runtime does not close a bus it was given. @default the config's
+   */
+  bus?: Bus;
 }
 
 /**
@@ -101,9 +106,10 @@ export async function createRuntime(config: Config, options: CreateRuntimeOption
   const ownsStore = options.store === undefined && withStore;
   const store =
     options.store ?? (withStore ? await (await import('../store/open.js')).openStore(config) : absentStore());
+  const ownsBus = options.bus === undefined;
   let bus: Bus;
   try {
-    bus = await createBus(config, logger);
+    bus = options.bus ?? (await createBus(config, logger));
   } catch (err) {
     if (ownsStore) await store.close().catch(() => undefined);
     throw err;
@@ -117,10 +123,12 @@ export async function createRuntime(config: Config, options: CreateRuntimeOption
     metrics,
     close: () => {
       closing ??= (async () => {
-        try {
-          await bus.close();
-        } catch (err) {
-          logger.warn('bus close failed', { error: errorMessage(err) });
+        if (ownsBus) {
+          try {
+            await bus.close();
+          } catch (err) {
+            logger.warn('bus close failed', { error: errorMessage(err) });
+          }
         }
         if (ownsStore) {
           try {

@@ -19,7 +19,10 @@ export const upCommand: Command = {
     if (config === undefined) return 0;
     const logger = createLogger(config.logLevel);
     // Stop order: sidecar intake, ingest flush/commit, detect, api (the same list as `modelwatch demo`).
-    const specs = upRoleSpecs(config, (role) => logger.warn('role not available in this build; skipped', { role }));
+    // The proxies on their own event loop: ingest, detection and the API never delay a proxied request.
+    const specs = upRoleSpecs(config, (role) => logger.warn('role not available in this build; skipped', { role }), {
+      proxyThread: true,
+    });
     return serveRoles(config, specs, { runtime: { logger } });
   },
 };

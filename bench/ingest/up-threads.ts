@@ -1,0 +1,147 @@
+// Where `modelwatch up`'s CPU goes per captured 1-row request, by thread: the process under a paced load
+// through its sidecar (nginx upstream answering with a matching 1-row V2 response), CPU time of every
+// thread read from /proc/PID/task/TID/stat over the steady phase, grouped by thread name.
+//
+//   npx tsx bench/ingest/up-threads.ts [rate=1000] [seconds=8]
+//
+// Prints one line per thread group (µs of CPU per request) and a JSON summary. Run after `npm run build`
+// (bin/modelwatch.js runs dist/ when it is fresh).
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Pool } from 'undici';
+import { freePort, INFER_PATH, startUpstream, v2Body, waitForPort } from '../sidecar/procs.js';
+
+const repoRoot = join(import.meta.dirname, '..', '..');
+const rate = Number(process.argv[2] ?? 1000);
+const seconds = Number(process.argv[3] ?? 8);
+const ticks = 100; // USER_HZ
+
+interface TaskCpu {
+  name: string;
+  ticks: number;
+}
+
+function tasks(pid: number): Map<number, TaskCpu> {
+  const out = new Map<number, TaskCpu>();
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+      const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      out.set(Number(tid), { name, ticks: Number(f[11]) + Number(f[12]) });
+    } catch {
+      // the thread ended between the listing and the read
+    }
+  }
+  return out;
+}
+
+/** Thread groups: the main thread, each other thread named `node` (worker threads) alone, others by name. */
+function group(pid: number, tid: number, name: string): string {
+  if (tid === pid) return 'main (ingest, API, detect)';
+  if (name === 'node' || name.startsWith('WorkerThread')) return `${name} tid ${tid} (worker thread)`;
+  return name.replace(/[0-9]+$/, '');
+}
+
+async function main(): Promise<void> {
+  const one = v2Body(0);
+  const upstream = await startUpstream([one], 1);
+  const dir = mkdtempSync(join(tmpdir(), 'mw-up-threads-'));
+  const port = await freePort();
+  const apiPort = await freePort();
+  const config = join(dir, 'config.json');
+  writeFileSync(
+    config,
+    JSON.stringify({
+      logLevel: 'warn',
+      clickhouse: { url: `chdb:${join(dir, 'chdb')}` },
+      sidecar: { upstream: `http://127.0.0.1:${upstream.port}`, listen: `127.0.0.1:${port}` },
+      api: { listen: `127.0.0.1:${apiPort}` },
+    }),
+  );
+  const child = spawn(process.execPath, [join(repoRoot, 'bin', 'modelwatch.js'), 'up', '--config', config], {
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  const pid = child.pid!;
+  try {
+    if (!(await waitForPort(port, 120_000))) throw new Error('modelwatch up did not listen');
+    const pool = new Pool(`http://127.0.0.1:${port}`, { connections: 16 });
+    let done = 0;
+    let failed = 0;
+    const fire = (): void => {
+      pool
+        .request({ path: INFER_PATH, method: 'POST', headers: { 'content-type': 'application/json' }, body: one.body })
+        .then(async (r) => {
+          await r.body.dump();
+          if (r.statusCode === 200) done++;
+          else failed++;
+        })
+        .catch(() => failed++);
+    };
+    const pace = async (s: number): Promise<void> => {
+      const t0 = performance.now();
+      let sent = 0;
+      while (performance.now() - t0 < s * 1000) {
+        const due = Math.floor(((performance.now() - t0) / 1000) * rate);
+        while (sent < due) {
+          fire();
+          sent++;
+        }
+        await new Promise((r) => setTimeout(r, 1));
+      }
+    };
+    process.stderr.write('warm-up 3 s\n');
+    await pace(3);
+    const before = tasks(pid);
+    const doneBefore = done;
+    const load0 = loadavg()[0]!;
+    process.stderr.write(`steady ${seconds} s at ${rate} req/s\n`);
+    await pace(seconds);
+    const after = tasks(pid);
+    const requests = done - doneBefore;
+    const groups = new Map<string, number>();
+    for (const [tid, t] of after) {
+      const d = t.ticks - (before.get(tid)?.ticks ?? 0);
+      if (d <= 0) continue;
+      const g = group(pid, tid, t.name);
+      groups.set(g, (groups.get(g) ?? 0) + d);
+    }
+    const usPerReq = (tk: number): number => Math.round(((tk / ticks) * 1e6) / Math.max(1, requests));
+    let total = 0;
+    const rows = [...groups.entries()].sort((a, b) => b[1] - a[1]);
+    for (const [g, tk] of rows) {
+      total += tk;
+      process.stdout.write(`${String(usPerReq(tk)).padStart(6)} µs/req  ${g}\n`);
+    }
+    process.stdout.write(
+      `${String(usPerReq(total)).padStart(6)} µs/req  total (${requests} requests, ${failed} failed)\n`,
+    );
+    const metrics = await (await fetch(`http://127.0.0.1:${apiPort}/metrics`)).text();
+    const pick = (name: string): string =>
+      metrics.match(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'm'))?.[1] ?? '?';
+    process.stdout.write(
+      JSON.stringify({
+        rate,
+        seconds,
+        requests,
+        failed,
+        load1: [load0, loadavg()[0]],
+        total_us_per_req: usPerReq(total),
+        groups: Object.fromEntries(rows.map(([g, tk]) => [g, usPerReq(tk)])),
+        ingest_batches: pick('modelwatch_ingest_batches_total'),
+        ingest_rows: pick('modelwatch_ingest_rows_inserted_total'),
+        tee_captured: pick('modelwatch_tee_captured_total'),
+      }) + '\n',
+    );
+    await pool.close();
+  } finally {
+    child.kill('SIGTERM');
+    await new Promise<void>((resolve) => (child.exitCode !== null ? resolve() : child.once('exit', () => resolve())));
+    await upstream.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+await main();
