@@ -8,6 +8,7 @@ import { ErrorCodes, ModelwatchError, errorMessage } from '../common/errors.js';
 import { startGrpcProxy, startSidecar } from '../sidecar/index.js';
 import type { RunningRole } from './context.js';
 import { createRuntime } from './create.js';
+import { currentThreadId } from './thread-priority.js';
 import type {
   FromProxyThread,
   PostedError,
@@ -111,4 +112,5 @@ port.on('message', (m: unknown) => {
       runtime.logger.error('proxy thread request failed', { error: errorMessage(err) }),
     );
 });
-send({ type: 'ready' });
+const tid = currentThreadId();
+send(tid === undefined ? { type: 'ready' } : { type: 'ready', tid });

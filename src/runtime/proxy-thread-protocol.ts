@@ -29,7 +29,8 @@ export type ToProxyThread =
 
 /** Messages from the proxy thread to the main thread (besides the bus bridge's publishes). */
 export type FromProxyThread =
-  | { type: 'ready' }
+  /** `tid`: the thread's operating-system id, where the platform gives it. */
+  | { type: 'ready'; tid?: number }
   | { type: 'started'; role: ProxyThreadRole; name: string; urls: string[] }
   | { type: 'start-failed'; role: ProxyThreadRole; error: PostedError }
   | { type: 'stopped'; role: ProxyThreadRole; error?: PostedError }

@@ -4,6 +4,7 @@ import { isBridgePublish, serveBridgePublish } from '../bus/thread-bridge.js';
 import { ErrorCodes, ModelwatchError, errorMessage } from '../common/errors.js';
 import { startWorker, workerEntryUrl } from '../common/worker.js';
 import type { RunningRole, RuntimeContext } from './context.js';
+import { yieldToThread } from './thread-priority.js';
 import type { FromProxyThread, PostedError, ProxyThreadRole, ToProxyThread } from './proxy-thread-protocol.js';
 
 export { ProxyThreadRoles, type ProxyThreadRole } from './proxy-thread-protocol.js';
@@ -18,11 +19,18 @@ export interface ProxyThreadOptions {
   closeTimeoutMs?: number;
   /** URL of the thread's entry module. @default the `proxy-thread-entry` module next to this one */
   entryUrl?: URL;
+  /**
+   * How many steps nicer every other thread of the process becomes once the proxy thread runs (Linux), so a
+   * proxied request wins a contended core over ingest, the detectors and the embedded engine, which then
+   * fall behind first (captures they cannot take are counted drops); 0 leaves priorities alone. @default 10
+   */
+  othersNice?: number;
 }
 
 const defaults = {
   answerTimeoutMs: 30_000,
   closeTimeoutMs: 5_000,
+  othersNice: 10,
 } satisfies Omit<Required<ProxyThreadOptions>, 'entryUrl'>;
 
 interface Waiter {
@@ -55,12 +63,22 @@ export class ProxyThread {
   private snapshotting: Promise<MetricJson[]> | undefined;
   private lastSnapshot: MetricJson[] = [];
   private closing: Promise<void> | undefined;
+  private tid: number | undefined;
 
   constructor(
     private readonly ctx: RuntimeContext,
     options: ProxyThreadOptions = {},
   ) {
     this.opts = { ...defaults, ...options };
+    const nice = this.opts.othersNice;
+    if (!(Number.isInteger(nice) && nice >= 0 && nice <= 19)) {
+      throw new RangeError(`ProxyThreadOptions.othersNice must be an integer in 0..19, got ${nice}`);
+    }
+  }
+
+  /** The thread's operating-system id once it started (Linux), else `undefined`. */
+  get threadId(): number | undefined {
+    return this.tid;
   }
 
   /** Starts `role` in the thread (starting the thread first when needed) and gives its handle. */
@@ -115,6 +133,13 @@ export class ProxyThread {
     const msg = m as FromProxyThread;
     switch (msg.type) {
       case 'ready':
+        if (msg.tid !== undefined) {
+          this.tid = msg.tid;
+          if (this.opts.othersNice > 0) {
+            const changed = yieldToThread(msg.tid, this.opts.othersNice);
+            this.ctx.logger.debug('proxy thread has priority', { threads: changed.length, nice: this.opts.othersNice });
+          }
+        }
         this.settle('ready', msg);
         return;
       case 'started':
