@@ -14,6 +14,7 @@ import type { BusMessage, CapturedCall, InProcessBus as InProcessBusType } from 
 import type { ClickHouseStore as ClickHouseStoreType } from '../src/store/index.js';
 import { shipped } from './shipped.js';
 import { FEATURES, call, value } from './ingest/calls.js';
+import { sampleEngineMemory } from './ingest/engine-memory.js';
 
 // The code under test, compiled (dist/; see bench/shipped.ts).
 const { encodeCapture, InProcessBus } = await shipped<typeof import('../src/bus/index.js')>('bus/index.js');
@@ -456,14 +457,7 @@ async function runBacklog(store: ClickHouseStoreType): Promise<BacklogResult> {
     peak = Math.max(peak, rss);
     if (produced < BACKLOG_RECORDS / 10) peakEarly = Math.max(peakEarly, rss);
   }, 50);
-  // The engine's own tracked memory (allocations ClickHouse accounts for: parts being written, merges, caches).
-  let enginePeak = 0;
-  const engineSampler = setInterval(() => {
-    store
-      .query<{ v: string }>(`SELECT value AS v FROM system.metrics WHERE metric = 'MemoryTracking'`)
-      .then((r) => (enginePeak = Math.max(enginePeak, Number(r[0]?.v ?? 0))))
-      .catch(() => undefined);
-  }, 500);
+  const engineMemory = sampleEngineMemory(store);
   const started = performance.now();
   let fullWaits = 0;
   const byTenth: number[] = [];
@@ -488,7 +482,7 @@ async function runBacklog(store: ClickHouseStoreType): Promise<BacklogResult> {
   while ((await rowsInserted(registry)) < BACKLOG_RECORDS) await new Promise((r) => setTimeout(r, 20));
   const seconds = (performance.now() - started) / 1000;
   clearInterval(sampler);
-  clearInterval(engineSampler);
+  engineMemory.stop();
   eld.disable();
   await role.stop();
   const result: BacklogResult = {
@@ -502,7 +496,7 @@ async function runBacklog(store: ClickHouseStoreType): Promise<BacklogResult> {
     rss_peak_first_10pct_mb: mb(peakEarly),
     heap_used_peak_mb: mb(heapPeak),
     array_buffers_peak_mb: mb(buffersPeak),
-    engine_tracked_peak_mb: mb(enginePeak),
+    engine_tracked_peak_mb: mb(engineMemory.peak()),
     producer_bus_full_waits: fullWaits,
     event_loop_delay_ms: {
       p50: +(eld.percentile(50) / 1e6).toFixed(2),

@@ -1,8 +1,9 @@
-import { readFileSync, readdirSync } from 'node:fs';
+import { readdirSync } from 'node:fs';
 import { Kafka, logLevel } from 'kafkajs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { KafkaWorkerBus, type BusMessage } from '../src/bus/index.js';
 import { startKafkaMock, type KafkaMock } from './support/kafka-mock.js';
+import { niceOf } from './support/threads.js';
 
 let mock: KafkaMock;
 
@@ -118,11 +119,7 @@ describe('KafkaWorkerBus on the librdkafka mock cluster', () => {
     const threadId = bus.workerThreadId;
     expect(threadId).toBeGreaterThan(0);
     // The worker thread (and only it) runs 10 nicer than the request thread.
-    const niceOf = (tid: string): number => {
-      const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
-      return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16]);
-    };
-    const base = niceOf(String(process.pid));
+    const base = niceOf(process.pid);
     expect(readdirSync('/proc/self/task').filter((tid) => niceOf(tid) === Math.min(19, base + 10))).toHaveLength(1);
     await mock.down(1);
     const started = Date.now();

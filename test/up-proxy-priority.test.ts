@@ -1,12 +1,13 @@
 // The proxy thread of `modelwatch up` wins a contended core: once it runs, every other thread of the process
 // (the main thread with ingest and the detectors, the embedded engine's and V8's threads) is made nicer, and
 // the proxy thread keeps the niceness it started with. Its own file: niceness changes last for the process.
-import { readFileSync, readdirSync } from 'node:fs';
+import { readdirSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { silentLogger } from '../src/common/index.js';
 import { createRuntime } from '../src/runtime/index.js';
 import { ProxyThread } from '../src/runtime/proxy-thread.js';
 import { sidecarConfig } from './support/sidecar.js';
+import { niceOf } from './support/threads.js';
 import { startV2Server, type TestV2Server } from './support/v2-server.js';
 
 // Starting a worker through tsx takes seconds on a loaded machine.
@@ -17,12 +18,6 @@ beforeAll(async () => {
   upstream = await startV2Server();
 });
 afterAll(async () => upstream?.stop());
-
-/** Niceness of thread `tid` of this process, read from /proc (field 19 of `stat`). */
-function niceOf(tid: number): number {
-  const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
-  return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16]);
-}
 
 describe('proxy thread priority', () => {
   it('makes every other thread nicer by othersNice and leaves the proxy thread as it started', async () => {

@@ -13,6 +13,7 @@ import { createStore } from '../../src/store/index.js';
 import { IngestPipeline } from '../../src/ingest/pipeline.js';
 import { createIngestMetrics } from '../../src/ingest/metrics.js';
 import { call } from './calls.js';
+import { sampleEngineMemory } from './engine-memory.js';
 
 const [N, BATCH, MIB] = process.argv.slice(2).map(Number) as [number, number, number];
 const dir = mkdtempSync(join(tmpdir(), 'mw-mem-'));
@@ -28,13 +29,7 @@ const settings = JSON.parse(process.env.INGEST_SETTINGS ?? '{}') as Record<strin
 const p = new IngestPipeline(store.with({ settings }), createIngestMetrics(new Registry()), {
   tokenPrefix: `${Math.random()}:`,
 });
-let tracked = 0;
-const trackedTimer = setInterval(() => {
-  store
-    .query<{ v: string }>(`SELECT value AS v FROM system.metrics WHERE metric = 'MemoryTracking'`)
-    .then((r) => (tracked = Math.max(tracked, Number(r[0]?.v ?? 0))))
-    .catch(() => undefined);
-}, 500);
+const engineMemory = sampleEngineMemory(store);
 let done = 0;
 const c = await bus.consume({
   handler: async (b) => {
@@ -70,10 +65,10 @@ for (let k = 0; k < N; k += 1000) {
 }
 while (done < N) await new Promise((r) => setTimeout(r, 20));
 clearInterval(s);
-clearInterval(trackedTimer);
+engineMemory.stop();
 const mb = (x: number) => (x / 1048576).toFixed(0);
 console.log(
-  `calls ${N} batch ${BATCH} bus ${MIB} MiB: ${((performance.now() - t) / 1000).toFixed(1)} s, rss before ${mb(before)} peak ${mb(rss)} MB, heap peak ${mb(heap)}, buffers peak ${mb(ab)}, engine tracked peak ${mb(tracked)} MB, settings ${JSON.stringify(settings)}`,
+  `calls ${N} batch ${BATCH} bus ${MIB} MiB: ${((performance.now() - t) / 1000).toFixed(1)} s, rss before ${mb(before)} peak ${mb(rss)} MB, heap peak ${mb(heap)}, buffers peak ${mb(ab)}, engine tracked peak ${mb(engineMemory.peak())} MB, settings ${JSON.stringify(settings)}`,
 );
 await c.stop();
 await store.close();
