@@ -1,5 +1,7 @@
 // Before kafkajs: puts the native CRC32C in place of kafkajs's JavaScript one (see kafka-crc32c.ts).
 import { kafkaCrc32cStatus } from './kafka-crc32c.js';
+// Then (also before kafkajs): Produce requests written in one buffer (see kafka-produce-encoder.ts).
+import { kafkaProduceEncoderStatus } from './kafka-produce-encoder.js';
 import {
   Kafka,
   Partitioners,
@@ -201,6 +203,12 @@ export class KafkaBus implements Bus {
       if (crc.implementation !== 'native') {
         this.opts.logger.warn('kafka producer checksums record batches in JavaScript (slower)', {
           reason: crc.reason,
+        });
+      }
+      const enc = kafkaProduceEncoderStatus();
+      if (!enc.installed) {
+        this.opts.logger.warn('kafka producer encodes Produce requests with kafkajs (more copies)', {
+          reason: enc.reason,
         });
       }
       const producer = this.kafka.producer({
