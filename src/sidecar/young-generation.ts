@@ -1,4 +1,4 @@
-import { PerformanceObserver, constants } from 'node:perf_hooks';
+import { performance } from 'node:perf_hooks';
 import { getHeapSpaceStatistics, setFlagsFromString } from 'node:v8';
 
 /** What {@link capYoungGeneration} did. */
@@ -14,10 +14,8 @@ export type YoungGenerationCap =
    * request): left as it is. `modelwatch sidecar` holds its growth from start-up (bin/modelwatch.js).
    */
   | 'already_larger'
-  /** Growth stopped now: the young generation was at the cap. */
-  | 'capped'
-  /** Growth stops once the young generation reaches the cap (watched at each scavenge). */
-  | 'watching';
+  /** Growth stopped now, with the young generation at the cap (grown to it first when it was smaller). */
+  | 'capped';
 
 const MB = 1024 * 1024;
 /** Flags that size V8's young generation; when one was given, the process keeps it. */
@@ -25,7 +23,8 @@ const SIZING_FLAG = /^--(max|min)[-_]semi[-_]space[-_]size|^--semi[-_]space[-_]g
 
 let capped = false;
 let held = false;
-let watcher: PerformanceObserver | undefined;
+/** Longest {@link growTo} spends growing the young generation to its cap. */
+const GROW_BUDGET_MS = 250;
 
 /** One semi-space of the young generation, in bytes (V8 reports both semi-spaces as `new_space`). */
 function semiSpaceBytes(): number {
@@ -41,8 +40,31 @@ function stopGrowth(): void {
   // Read by V8 each time it grows the young generation (never cached): with 1, it keeps its size.
   setFlagsFromString('--semi-space-growth-factor=1');
   capped = true;
-  watcher?.disconnect();
-  watcher = undefined;
+}
+
+/**
+ * Grows the young generation to `cap` bytes per semi-space now, then stops its growth. V8 grows it (by
+ * its growth factor, 2) at a scavenge that finds enough survivors, so this keeps a few MB of small
+ * objects alive across scavenges and reads the size after every small step: at most one scavenge
+ * happens between two reads, so growth is stopped at the cap, never past it. (Watching scavenges from a
+ * `PerformanceObserver` instead let V8 grow it two or more steps past the cap now and then: the
+ * observer runs only when the event loop gets to it.) Costs a few ms at start-up; the survivors go
+ * with the next full collection. Gives up after {@link GROW_BUDGET_MS}, growth stopped either way.
+ */
+function growTo(cap: number): void {
+  allowGrowth();
+  const until = performance.now() + GROW_BUDGET_MS;
+  let keep: { i: number; s: string }[] = [];
+  try {
+    while (semiSpaceBytes() * 2 <= cap && performance.now() < until) {
+      // ~64 KB of young objects per step, well under one semi-space (≥ 1 MB).
+      for (let i = 0; i < 1_000; i++) keep.push({ i, s: `y${i}` });
+      if (keep.length > 200_000) keep = [];
+    }
+  } finally {
+    keep = [];
+    stopGrowth();
+  }
 }
 
 /**
@@ -82,8 +104,8 @@ export function youngGenerationFlagGiven(
  *
  * V8 takes its heap sizes only at start-up, so this works through the one sizing flag it reads each
  * time it grows the young generation (`--semi-space-growth-factor`, set to 1 once the cap is
- * reached). The flag is process-wide (worker threads started later keep their start-up size) and is
- * never undone. A young generation that is already larger is left as it is (V8 cannot be asked to
+ * reached; the young generation is grown to the cap first, see {@link growTo}). The flag is
+ * process-wide (worker threads started later keep their start-up size) and is never undone. A young generation that is already larger is left as it is (V8 cannot be asked to
  * shrink it): loading the whole CLI grows it to the maximum, which is why `modelwatch sidecar` holds
  * growth (factor 1) from the first line of bin/modelwatch.js, and this lets it grow again up to the
  * cap. A process started with its own young-generation flag (on its command line or in
@@ -108,20 +130,6 @@ export function capYoungGeneration(semiSpaceMb: number): YoungGenerationCap {
     stopGrowth();
     return 'capped';
   }
-  if (watcher === undefined) {
-    // V8's default factor, in case growth was held at start-up (bin/modelwatch.js).
-    allowGrowth();
-    const observer = new PerformanceObserver((list) => {
-      for (const e of list.getEntries()) {
-        const kind = (e as unknown as { detail?: { kind?: number } }).detail?.kind;
-        if (kind === constants.NODE_PERFORMANCE_GC_MINOR && semiSpaceBytes() * 2 > cap) {
-          stopGrowth();
-          return;
-        }
-      }
-    });
-    observer.observe({ entryTypes: ['gc'] });
-    watcher = observer;
-  }
-  return 'watching';
+  growTo(cap);
+  return 'capped';
 }

@@ -14,6 +14,8 @@ const [mode, capArg] = process.argv.slice(2);
 const held = mode === 'held' ? holdYoungGeneration() : false;
 const atStart = newSpaceMb();
 const cap = capYoungGeneration(Number(capArg));
+// What capping left, before any load of ours: a capped young generation is at its cap already.
+const afterCap = newSpaceMb();
 let keep: { a: number; b: string }[] = [];
 let peak = atStart;
 // Survivors at every scavenge (up to 200k live objects) grow V8's young generation when it may grow.
@@ -26,4 +28,6 @@ for (let round = 0; round < 600; round++) {
   // Let the gc observer run, as it does between requests.
   await tick();
 }
-process.stdout.write(`${JSON.stringify({ held, cap, atStartMb: atStart, peakMb: peak, kept: keep.length > 0 })}\n`);
+process.stdout.write(
+  `${JSON.stringify({ held, cap, atStartMb: atStart, afterCapMb: afterCap, peakMb: peak, kept: keep.length > 0 })}\n`,
+);
