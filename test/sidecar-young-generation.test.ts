@@ -47,6 +47,13 @@ describe('capYoungGeneration', () => {
     expect(r.peakMb).toBe(8);
   }, 120_000);
 
+  it('stays at the cap after a worker thread started (which resets V8’s flags)', async () => {
+    const r = await runChild(['held', '2', 'worker']);
+    expect(r.cap).toBe('capped');
+    expect(r.afterCapMb).toBe(4);
+    expect(r.peakMb).toBe(4);
+  }, 120_000);
+
   it("the same load without a cap grows V8's young generation to its maximum", async () => {
     const r = await runChild(['free', '0']);
     expect(r.cap).toBe('off');

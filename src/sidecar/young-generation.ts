@@ -32,13 +32,37 @@ function semiSpaceBytes(): number {
   return space === undefined ? 0 : space.space_size / 2;
 }
 
+/** The growth factor this module last set (undefined: none set). */
+let factor: 1 | 2 | undefined;
+let workerHook = false;
+
+/**
+ * Sets V8's young-generation growth factor, and keeps it set: starting a worker thread puts V8's
+ * flags back to what the process started with (measured: a capped main thread's young generation
+ * grew to the 16 MB maximum once a worker had started, as under a Kafka tee, whose producer runs in
+ * a worker), so the factor is set again as each worker comes online.
+ */
+function setGrowthFactor(f: 1 | 2): void {
+  factor = f;
+  setFlagsFromString(`--semi-space-growth-factor=${f}`);
+  if (workerHook) return;
+  workerHook = true;
+  process.on('worker', (worker) => {
+    const again = (): void => {
+      if (factor !== undefined) setFlagsFromString(`--semi-space-growth-factor=${factor}`);
+    };
+    again();
+    worker.once('online', again);
+  });
+}
+
 function allowGrowth(): void {
-  setFlagsFromString('--semi-space-growth-factor=2');
+  setGrowthFactor(2);
 }
 
 function stopGrowth(): void {
   // Read by V8 each time it grows the young generation (never cached): with 1, it keeps its size.
-  setFlagsFromString('--semi-space-growth-factor=1');
+  setGrowthFactor(1);
   capped = true;
 }
 
@@ -76,7 +100,7 @@ function growTo(cap: number): void {
  */
 export function holdYoungGeneration(): boolean {
   if (youngGenerationFlagGiven() || capped) return false;
-  setFlagsFromString('--semi-space-growth-factor=1');
+  setGrowthFactor(1);
   held = true;
   return true;
 }
