@@ -70,10 +70,10 @@ function stopGrowth(): void {
  * Grows the young generation to `cap` bytes per semi-space now, then stops its growth. V8 grows it (by
  * its growth factor, 2) at a scavenge that finds enough survivors, so this keeps a few MB of small
  * objects alive across scavenges and reads the size after every small step: at most one scavenge
- * happens between two reads, so growth is stopped at the cap, never past it. (Watching scavenges from a
- * `PerformanceObserver` instead let V8 grow it two or more steps past the cap now and then: the
- * observer runs only when the event loop gets to it.) Costs a few ms at start-up; the survivors go
- * with the next full collection. Gives up after {@link GROW_BUDGET_MS}, growth stopped either way.
+ * happens between two reads, so growth is stopped at the cap, never past it, before the sidecar serves
+ * (rather than at some later scavenge seen by a GC observer, whenever the event loop got to it). Costs a
+ * few ms at start-up; the survivors go with the next full collection. Gives up after
+ * {@link GROW_BUDGET_MS}, growth stopped either way.
  */
 function growTo(cap: number): void {
   allowGrowth();
