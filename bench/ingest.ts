@@ -41,6 +41,15 @@ const root = join(import.meta.dirname, '..');
 /** Rows per case (the number of requests is rows / rowsPerRequest). */
 const ROWS_PER_CASE = Number(process.env.INGEST_BENCH_ROWS ?? 65_536);
 const BACKLOG_RECORDS = Number(process.env.INGEST_BENCH_BACKLOG ?? 1_000_000);
+/**
+ * Rows per request of the throughput cases to run, comma-separated (`INGEST_BENCH_CASES=` runs none, e.g. for
+ * the backlog alone). A partial run prints its results and writes no result files. @default 1,64,1024
+ */
+const CASES = (process.env.INGEST_BENCH_CASES ?? '1,64,1024')
+  .split(',')
+  .filter((c) => c.trim() !== '')
+  .map(Number);
+const PARTIAL = process.env.INGEST_BENCH_CASES !== undefined || process.env.INGEST_BENCH_BACKLOG === '0';
 /** Raw insert block size: the ingest default `ingest.maxBatchRows`. */
 const RAW_BLOCK_ROWS = 10_000;
 
@@ -554,10 +563,14 @@ export async function run(): Promise<void> {
   try {
     await store.migrate();
     // Backlog first, so its RSS baseline is not inflated by the throughput cases' pre-built rows.
-    const backlog = await runBacklog(store);
+    const backlog = BACKLOG_RECORDS > 0 ? await runBacklog(store) : undefined;
     const decode = decodeCost();
     const cases: CaseResult[] = [];
-    for (const rpr of [1, 64, 1024]) cases.push(await runCase(store, rpr));
+    for (const rpr of CASES) cases.push(await runCase(store, rpr));
+    if (PARTIAL || backlog === undefined) {
+      console.log(JSON.stringify({ partial: true, backlog, decode, cases }, null, 2));
+      return;
+    }
     const summary = {
       generated_at: new Date().toISOString(),
       machine: { node: process.version, cpus: (await import('node:os')).cpus().length },
