@@ -64,26 +64,4 @@ describe('InProcessBus', () => {
     await consumer.stop();
     expect(deliveries).toEqual(['0', '0']);
   });
-
-  it('cuts batches at maxBatchBytes, in order, and hands a message larger than the cap over alone', async () => {
-    const bus = new InProcessBus({ maxBatchMessages: 100, maxBatchBytes: 100 });
-    // 40 bytes each (key 'k' + 39-byte value): two fit in 100 bytes, a third does not.
-    const small = (i: number): BusMessage => ({ key: 'k', value: Buffer.alloc(39, i), headers: {} });
-    const big: BusMessage = { key: 'k', value: Buffer.alloc(299), headers: {} };
-    expect(messageBytes(small(0))).toBe(40);
-    await bus.publish([small(0), small(1), small(2), big, small(3)]);
-    const batches: string[][] = [];
-    const consumer = await bus.consume({
-      handler: (b) => {
-        batches.push(b.messages.map((m) => m.offset));
-        return Promise.resolve();
-      },
-    });
-    const t0 = Date.now();
-    while (batches.flat().length < 5 && Date.now() - t0 < 5_000) await new Promise((r) => setTimeout(r, 5));
-    await consumer.stop();
-    expect(batches).toEqual([['0', '1'], ['2'], ['3'], ['4']]);
-    expect(bus.bufferedBytes).toBe(0);
-    expect(() => new InProcessBus({ maxBatchBytes: -1 })).toThrow(/maxBatchBytes/);
-  });
 });

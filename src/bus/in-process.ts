@@ -20,12 +20,6 @@ export interface InProcessBusOptions {
   maxBufferedBytes?: number;
   /** Largest batch handed to a consumer. @default 1000 */
   maxBatchMessages?: number;
-  /**
-   * Largest batch handed to a consumer in bytes ({@link messageBytes}), however many messages fit in
-   * {@link maxBatchMessages}; a batch holds at least one message. Bounds what a consumer decodes and holds at
-   * once while a backlog fills the bus. 0: no byte cap. @default 0
-   */
-  maxBatchBytes?: number;
   /** Delay before re-delivering a batch whose handler threw. @default 200 */
   retryDelayMs?: number;
   /**
@@ -50,7 +44,6 @@ const defaults = {
   topic: 'modelwatch.inference',
   maxBufferedBytes: 16 * 1024 * 1024,
   maxBatchMessages: 1000,
-  maxBatchBytes: 0,
   retryDelayMs: 200,
   lingerMessages: 0,
   lingerMs: 1000,
@@ -109,7 +102,6 @@ export class InProcessBus implements Bus {
     if (!(this.opts.maxBufferedBytes > 0)) throw new RangeError('maxBufferedBytes must be > 0');
     if (!(this.opts.maxBatchMessages > 0)) throw new RangeError('maxBatchMessages must be > 0');
     if (!(this.opts.lingerBytes >= 0)) throw new RangeError('lingerBytes must be >= 0');
-    if (!(this.opts.maxBatchBytes >= 0)) throw new RangeError('maxBatchBytes must be >= 0');
     this.topic = this.opts.topic;
   }
 
@@ -274,7 +266,7 @@ export class InProcessBus implements Bus {
           }
         }
         lingerSince = undefined;
-        const batch = q.messages.slice(0, this.batchLength(q));
+        const batch = q.messages.slice(0, this.opts.maxBatchMessages);
         try {
           await options.handler({
             topic,
@@ -306,19 +298,6 @@ export class InProcessBus implements Bus {
         q.consumer = false;
       },
     });
-  }
-
-  /** Messages of the next batch of `q`: at most `maxBatchMessages` and `maxBatchBytes` (at least one). */
-  private batchLength(q: TopicQueue): number {
-    const n = Math.min(q.messages.length, this.opts.maxBatchMessages);
-    const cap = this.opts.maxBatchBytes;
-    if (cap === 0) return n;
-    let bytes = 0;
-    for (let i = 0; i < n; i++) {
-      bytes += q.sizes[i] as number;
-      if (bytes > cap) return Math.max(1, i);
-    }
-    return n;
   }
 
   close(): Promise<void> {
