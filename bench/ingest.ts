@@ -31,7 +31,8 @@ const {
   payloadRowOf,
 } = await shipped<typeof import('../src/ingest/index.js')>('ingest/index.js');
 const { decodeCall } = await shipped<typeof import('../src/protocol/index.js')>('protocol/index.js');
-const { createStore, Tables } = await shipped<typeof import('../src/store/index.js')>('store/index.js');
+const { createStore, Tables, DefaultEmbeddedEngineConfig } =
+  await shipped<typeof import('../src/store/index.js')>('store/index.js');
 const { inProcessBusOptions } = await shipped<typeof import('../src/runtime/index.js')>('runtime/index.js');
 type EncodedInsertFormat = import('../src/store/index.js').EncodedInsertFormat;
 type PredictionRow = import('../src/store/index.js').PredictionRow;
@@ -41,6 +42,15 @@ const root = join(import.meta.dirname, '..');
 /** Rows per case (the number of requests is rows / rowsPerRequest). */
 const ROWS_PER_CASE = Number(process.env.INGEST_BENCH_ROWS ?? 65_536);
 const BACKLOG_RECORDS = Number(process.env.INGEST_BENCH_BACKLOG ?? 1_000_000);
+/**
+ * Rows per request of the throughput cases to run, comma-separated (`INGEST_BENCH_CASES=` runs none, e.g. for
+ * the backlog alone). A partial run prints its results and writes no result files. @default 1,64,1024
+ */
+const CASES = (process.env.INGEST_BENCH_CASES ?? '1,64,1024')
+  .split(',')
+  .filter((c) => c.trim() !== '')
+  .map(Number);
+const PARTIAL = process.env.INGEST_BENCH_CASES !== undefined || process.env.INGEST_BENCH_BACKLOG === '0';
 /** Raw insert block size: the ingest default `ingest.maxBatchRows`. */
 const RAW_BLOCK_ROWS = 10_000;
 
@@ -554,15 +564,20 @@ export async function run(): Promise<void> {
   try {
     await store.migrate();
     // Backlog first, so its RSS baseline is not inflated by the throughput cases' pre-built rows.
-    const backlog = await runBacklog(store);
+    const backlog = BACKLOG_RECORDS > 0 ? await runBacklog(store) : undefined;
     const decode = decodeCost();
     const cases: CaseResult[] = [];
-    for (const rpr of [1, 64, 1024]) cases.push(await runCase(store, rpr));
+    for (const rpr of CASES) cases.push(await runCase(store, rpr));
+    if (PARTIAL || backlog === undefined) {
+      console.log(JSON.stringify({ partial: true, backlog, decode, cases }, null, 2));
+      return;
+    }
     const summary = {
       generated_at: new Date().toISOString(),
       machine: { node: process.version, cpus: (await import('node:os')).cpus().length },
       features: FEATURES,
       store: 'chdb (embedded ClickHouse)',
+      engine_merge_tree_settings: DefaultEmbeddedEngineConfig.mergeTree,
       target_ratio: 0.8,
       target_backlog_rss_mb: 600,
       decode_1_row: decode,
@@ -613,7 +628,8 @@ export async function run(): Promise<void> {
         `producer backing off on \`bus_full\` (${backlog.producer_bus_full_waits} waits): ${backlog.seconds} s (${backlog.records_per_s} calls/s); ` +
         `RSS ${backlog.rss_before_mb} MB before, **peak ${backlog.rss_peak_mb} MB** (target ≤ 600; peak in the first 10% ${backlog.rss_peak_first_10pct_mb} MB), ` +
         `${backlog.rss_end_mb} MB at the end; peak V8 heap ${backlog.heap_used_peak_mb} MB, peak Buffer memory ${backlog.array_buffers_peak_mb} MB, ` +
-        `peak memory tracked by the engine ${backlog.engine_tracked_peak_mb} MB ` +
+        `peak memory tracked by the engine ${backlog.engine_tracked_peak_mb} MB, with the engine's MergeTree settings ` +
+        `${JSON.stringify(DefaultEmbeddedEngineConfig.mergeTree)} (modelwatch-engine.xml) ` +
         "(the rest of RSS is native: the engine's code and untracked allocations, and the allocators). " +
         `RSS after each tenth of the backlog: ${backlog.rss_by_tenth_mb.join(', ')} MB. ` +
         `Event-loop delay p50 / p99 / max: ${backlog.event_loop_delay_ms.p50} / ${backlog.event_loop_delay_ms.p99} / ${backlog.event_loop_delay_ms.max} ms.`,

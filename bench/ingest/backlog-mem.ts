@@ -4,6 +4,7 @@
 // INGEST_SETTINGS='{"input_format_parallel_parsing":0}' adds ClickHouse settings to ingest's statements.
 // Also reports the engine's own tracked memory (system.metrics MemoryTracking), sampled every 500 ms.
 import { mkdtempSync, rmSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Registry } from 'prom-client';
@@ -17,6 +18,14 @@ import { sampleEngineMemory } from './engine-memory.js';
 
 const [N, BATCH, MIB] = process.argv.slice(2).map(Number) as [number, number, number];
 const dir = mkdtempSync(join(tmpdir(), 'mw-mem-'));
+// ENGINE_ARGS='["--mark_cache_size=16777216"]': engine (server) arguments, given by a first session at the same path.
+const engineArgs = JSON.parse(process.env.ENGINE_ARGS ?? '[]') as string[];
+if (engineArgs.length > 0) {
+  const { Session } = createRequire(import.meta.url)('chdb') as {
+    Session: new (path: string, o: { connectionArgs: string[] }) => unknown;
+  };
+  new Session(dir, { connectionArgs: engineArgs });
+}
 const store = createStore({ url: `chdb:${dir}` });
 await store.migrate();
 const bus = new InProcessBus({
@@ -30,6 +39,29 @@ const p = new IngestPipeline(store.with({ settings }), createIngestMetrics(new R
   tokenPrefix: `${Math.random()}:`,
 });
 const engineMemory = sampleEngineMemory(store);
+// Where the engine's tracked memory is, at its peak: merges, running statements, the rest (caches, parts' indexes).
+const split = { merges: 0, statements: 0, mergeTracking: 0, total: 0, parts: 0 };
+const splitTimer = setInterval(() => {
+  store
+    .query<{ total: number; merge_tracking: number; merges: number; statements: number; parts: number }>(
+      `SELECT (SELECT value FROM system.metrics WHERE metric = 'MemoryTracking') AS total,
+              (SELECT sum(value) FROM system.metrics WHERE metric = 'MergesMutationsMemoryTracking') AS merge_tracking,
+              (SELECT sum(memory_usage) FROM system.merges) AS merges,
+              (SELECT sum(memory_usage) FROM system.processes) AS statements,
+              (SELECT count() FROM system.parts WHERE active) AS parts`,
+    )
+    .then(([r]) => {
+      if (r !== undefined && Number(r.total) > split.total)
+        Object.assign(split, {
+          total: Number(r.total),
+          mergeTracking: Number(r.merge_tracking),
+          merges: Number(r.merges),
+          statements: Number(r.statements),
+          parts: Number(r.parts),
+        });
+    })
+    .catch(() => undefined);
+}, 500);
 let done = 0;
 const c = await bus.consume({
   handler: async (b) => {
@@ -66,9 +98,10 @@ for (let k = 0; k < N; k += 1000) {
 while (done < N) await new Promise((r) => setTimeout(r, 20));
 clearInterval(s);
 engineMemory.stop();
+clearInterval(splitTimer);
 const mb = (x: number) => (x / 1048576).toFixed(0);
 console.log(
-  `calls ${N} batch ${BATCH} bus ${MIB} MiB: ${((performance.now() - t) / 1000).toFixed(1)} s, rss before ${mb(before)} peak ${mb(rss)} MB, heap peak ${mb(heap)}, buffers peak ${mb(ab)}, engine tracked peak ${mb(engineMemory.peak())} MB, settings ${JSON.stringify(settings)}`,
+  `calls ${N} batch ${BATCH} bus ${MIB} MiB: ${((performance.now() - t) / 1000).toFixed(1)} s, rss before ${mb(before)} peak ${mb(rss)} MB, heap peak ${mb(heap)}, buffers peak ${mb(ab)}, engine tracked peak ${mb(engineMemory.peak())} MB, settings ${JSON.stringify(settings)}, engine args ${JSON.stringify(engineArgs)}; at the engine's peak: merges ${mb(split.merges)} MB (merge tracking ${mb(split.mergeTracking)}), statements ${mb(split.statements)} MB, active parts ${split.parts}`,
 );
 await c.stop();
 await store.close();

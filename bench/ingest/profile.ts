@@ -1,6 +1,7 @@
 // Direction-only: CPU per 1-row call of the ingest pipeline (tsx, from src), JS thread vs engine threads,
 // with parts switched off. Usage: npx tsx bench/ingest/profile.ts [calls]
 import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Registry } from 'prom-client';
@@ -27,6 +28,14 @@ const N = Number(process.argv[2] ?? 20000);
 /** `bus`: compare the in-process bus bound (16 vs 64 MiB) with a producer that backs off on bus_full, as bench/ingest.ts does. */
 const MODE = process.argv[3] ?? 'parts';
 const dir = mkdtempSync(join(tmpdir(), 'mw-prof-'));
+// ENGINE_ARGS='["--config-file=…"]': engine (server) arguments, given by a first session at the same path.
+const engineArgs = JSON.parse(process.env.ENGINE_ARGS ?? '[]') as string[];
+if (engineArgs.length > 0) {
+  const { Session } = createRequire(import.meta.url)('chdb') as {
+    Session: new (path: string, o: { connectionArgs: string[] }) => unknown;
+  };
+  new Session(dir, { connectionArgs: engineArgs });
+}
 const store = createStore({ url: `chdb:${dir}` });
 await store.migrate();
 const base: [string, IngestPipelineOptions][] = [

@@ -4,6 +4,7 @@ import { createClient, type ClickHouseClient } from '@clickhouse/client';
 import { createRequire } from 'node:module';
 import type { RawInsertParams } from 'chdb';
 import { ErrorCodes, ModelwatchError } from '../common/errors.js';
+import { writeEngineConfig, type EmbeddedEngineConfig } from './engine-config.js';
 
 // chdb's native library (~140 MB resident once loaded) is loaded only by a process that opens an embedded
 // store: `modelwatch sidecar` and other store-less roles import this module but never call it.
@@ -28,6 +29,11 @@ export interface StoreClientOptions {
    * below this one. @default 30000
    */
   requestTimeoutMs?: number;
+  /**
+   * Server configuration of an embedded engine on disk (`chdb:PATH`; not `chdb::memory:`), loaded when this
+   * process first opens the data directory. @default `DefaultEmbeddedEngineConfig`
+   */
+  engine?: EmbeddedEngineConfig | undefined;
 }
 
 /** A ClickHouse client plus what kind of engine it talks to (internal to `src/store`). */
@@ -71,6 +77,14 @@ export function createStoreClient(options: StoreClientOptions): StoreClient {
     const path = rawPath === '' || rawPath === ':memory:' ? ':memory:' : resolve(rawPath);
     if (path !== ':memory:') mkdirSync(path, { recursive: true });
     const { createChdbConnection } = requireLazy('chdb/connection') as ChdbConnectionModule;
+    // The first connection to a data directory starts the engine with its server configuration; later ones at
+    // the same path share the running engine. A session carrying the configuration is opened first and closed
+    // once the main connection holds the engine (a no-op when this process already runs it).
+    const { Session } = requireLazy('chdb') as {
+      Session: new (path: string, options: { connectionArgs: string[] }) => { close(): void };
+    };
+    const configured =
+      path !== ':memory:' ? new Session(path, { connectionArgs: writeEngineConfig(path, options.engine) }) : undefined;
     const make = (connection = createChdbConnection({ path })): ClickHouseClient =>
       createClient({
         // chdb types its connection against @clickhouse/client-common while the client bundles its own copy of
@@ -81,6 +95,7 @@ export function createStoreClient(options: StoreClientOptions): StoreClient {
         clickhouse_settings: sharedSettings,
       });
     const main = createChdbConnection({ path });
+    configured?.close();
     return {
       client: make(main),
       sideClient: () => make(),

@@ -28,3 +28,5 @@ export type { StoreFailureClass, StoreFailureContext } from './errors.js';
 export type { PredictionRow, RequestRow, LabelRow, QuarantineRow } from './rows.js';
 export { openStore, createStore } from './open.js';
 export type { CreateStoreOptions } from './open.js';
+export { DefaultEmbeddedEngineConfig, engineConfigXml } from './engine-config.js';
+export type { EmbeddedEngineConfig } from './engine-config.js';

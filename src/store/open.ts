@@ -1,5 +1,6 @@
 import type { Config } from '../config/schema.js';
 import { createStoreClient } from './client.js';
+import type { EmbeddedEngineConfig } from './engine-config.js';
 import { migrate, migrations } from './migrations.js';
 import { StoreRoles, resolveRoleLimits, type RoleLimits, type StoreRole } from './port.js';
 import { ClickHouseStore } from './store.js';
@@ -16,6 +17,8 @@ export interface CreateStoreOptions {
   requestTimeoutMs?: number | undefined;
   /** Deadline and memory cap per role. @default `DefaultRoleLimits` */
   limits?: Partial<Record<StoreRole, RoleLimits>> | undefined;
+  /** Server configuration of an embedded engine on disk. @default `DefaultEmbeddedEngineConfig` */
+  engine?: EmbeddedEngineConfig | undefined;
 }
 
 /** Margin between the longest statement deadline and the client's socket timeout. */
@@ -32,6 +35,7 @@ export function createStore(options: CreateStoreOptions): ClickHouseStore {
     password: options.password,
     // The client's own timeout raises an error without a code; statements must hit their deadline first.
     requestTimeoutMs: Math.max(options.requestTimeoutMs ?? 30_000, longest + SOCKET_MARGIN_MS),
+    engine: options.engine,
   });
   return new ClickHouseStore(sc, { limits });
 }

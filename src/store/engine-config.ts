@@ -1,0 +1,53 @@
+/**
+ * Server configuration of the embedded engine (chdb): what cannot be a per-statement setting. The engine reads
+ * it once, when the first connection to a data directory starts it, from an XML file given as
+ * `--config-file`.
+ */
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+/** Options of the embedded engine's server configuration. */
+export interface EmbeddedEngineConfig {
+  /**
+   * MergeTree settings applied to every table of the embedded engine (the `<merge_tree>` section).
+   * The defaults bound what a background merge of the wide ingest tables holds in memory: a merge keeps a
+   * compression buffer of `max_compress_block_size` per column stream, and the `Map` columns of
+   * `mw_predictions` have several streams each.
+   */
+  mergeTree?: Readonly<Record<string, number>>;
+}
+
+/** Defaults of {@link EmbeddedEngineConfig} (the one place they are set). */
+export const DefaultEmbeddedEngineConfig: Required<EmbeddedEngineConfig> = {
+  mergeTree: {
+    // 256 KiB instead of 1 MiB per column stream being written (parts written by inserts and merges).
+    max_compress_block_size: 262_144,
+  },
+};
+
+/** Name of the config file written into the data directory. */
+export const ENGINE_CONFIG_FILE = 'modelwatch-engine.xml';
+
+const NAME = /^[a-z_][a-z0-9_]*$/;
+
+/** The XML of {@link EmbeddedEngineConfig} (names are checked: they become element names). */
+export function engineConfigXml(config: EmbeddedEngineConfig = {}): string {
+  const mergeTree = { ...DefaultEmbeddedEngineConfig.mergeTree, ...config.mergeTree };
+  const lines: string[] = [];
+  for (const [k, v] of Object.entries(mergeTree)) {
+    if (!NAME.test(k)) throw new RangeError(`engine merge_tree setting name ${JSON.stringify(k)} is not valid`);
+    if (!Number.isFinite(v)) throw new RangeError(`engine merge_tree setting ${k} must be a finite number`);
+    lines.push(`    <${k}>${v}</${k}>`);
+  }
+  return ['<clickhouse>', '  <merge_tree>', ...lines, '  </merge_tree>', '</clickhouse>', ''].join('\n');
+}
+
+/**
+ * Writes the engine's config file into its data directory and returns the engine arguments that load it.
+ * The file is rewritten at every start, so a changed default takes effect on the next start.
+ */
+export function writeEngineConfig(dataDir: string, config: EmbeddedEngineConfig = {}): string[] {
+  const file = join(dataDir, ENGINE_CONFIG_FILE);
+  writeFileSync(file, engineConfigXml(config));
+  return [`--config-file=${file}`];
+}
