@@ -3,7 +3,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { computeMultivariate, type MultivariateResult } from '../src/drift/mv-detect.js';
-import { reportMultivariateSettings } from '../src/drift/report/multivariate.js';
+import {
+  reportMultivariateSettings,
+  sampleSubsetPositions,
+  subsetPositions,
+} from '../src/drift/report/multivariate.js';
 import { runFileReport } from '../src/drift/report/run.js';
 import type { ClickHouseStore } from '../src/store/index.js';
 import { gaussian, mulberry32 } from './support/seeded-prng.js';
@@ -108,4 +112,19 @@ describe('report: the multivariate rows come from the statistics reads', () => {
   it('a small file (read at once, fewer rows than maxRows): every row, in hash order', async () => {
     await check(1_500, 400);
   }, 60_000);
+
+  it('positions counted inside the statement equal those from a separate count, below and above maxRows', async () => {
+    for (const rows of [37, settings.maxRows + 513]) {
+      const { parquet } = await files(`count${rows}`, table(rows, 0.5, 3), 1000);
+      const sample = { sql: `SELECT a FROM file('${parquet}', 'Parquet')`, params: {} };
+      for (const maxRows of [settings.maxRows, 10]) {
+        const counted = await sampleSubsetPositions(store, sample, maxRows);
+        expect([...counted]).toEqual([...(await subsetPositions(store, rows, maxRows))]);
+        expect(counted.length).toBe(Math.min(rows, maxRows));
+      }
+    }
+    // An empty sample gives no positions (the report's own count reports the empty file).
+    const empty = { sql: 'SELECT toFloat64(number) AS a FROM numbers(0)', params: {} };
+    expect((await sampleSubsetPositions(store, empty, 10)).length).toBe(0);
+  });
 });

@@ -13,6 +13,7 @@ import { quoteIdent } from '../stats/sample.js';
 import { escapeHtml } from './html.js';
 import { stage } from '../exact/profile.js';
 import type { NumericRead } from '../exact/read.js';
+import type { Sample } from '../stats/types.js';
 
 /** The `multivariate` section of a file report. */
 export interface MultivariateSection {
@@ -78,6 +79,20 @@ export async function subsetPositions(store: SqlPort, rows: number, maxRows: num
   const out = await store.query<{ p: number | string }>(
     `SELECT toUInt32(number) AS p FROM numbers(${rows}) ORDER BY cityHash64(number) LIMIT ${maxRows}`,
     { label: 'multivariate row subset' },
+  );
+  return Uint32Array.from(out, (r) => Number(r.p));
+}
+
+/**
+ * {@link subsetPositions} of the rows of `sample` before its row count is known: the count is taken inside
+ * the same statement (`numbers((SELECT count() FROM sample))`), so the positions need not wait for a
+ * separate count. The same positions as `subsetPositions(store, count, maxRows)`.
+ */
+export async function sampleSubsetPositions(store: SqlPort, sample: Sample, maxRows: number): Promise<Uint32Array> {
+  if (!Number.isSafeInteger(maxRows) || maxRows < 0) throw new RangeError('maxRows must be a non-negative integer');
+  const out = await store.query<{ p: number | string }>(
+    `SELECT toUInt32(number) AS p FROM numbers(assumeNotNull((SELECT count() FROM (${sample.sql})))) ORDER BY cityHash64(number) LIMIT ${maxRows}`,
+    { label: 'multivariate row subset', params: sample.params },
   );
   return Uint32Array.from(out, (r) => Number(r.p));
 }

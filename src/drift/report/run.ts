@@ -24,7 +24,7 @@ import {
   multivariateFailed,
   renderMultivariateHtml,
   reportMultivariateSettings,
-  subsetPositions,
+  sampleSubsetPositions,
   vectorColumns,
   type MultivariateSection,
 } from './multivariate.js';
@@ -145,28 +145,35 @@ export async function runFileReport(options: FileReportOptions): Promise<FileRep
     const cur = await withFiles([reference, current], () =>
       parsedOnce(store, current, fileSample(current, curCols, columns, 'mw_cur'), temps),
     );
+    const mvSettings = o.multivariate ?? reportMultivariateSettings();
+    const numeric = columns.filter((c) => c.kind === 'numeric').map((c) => c.name);
+    // The multivariate section's numeric rows are taken from the statistics' own reads (a subset of row
+    // positions, copied as each group is read): no second read of the files. Its vector columns, its reads
+    // and its methods run alongside the statistics. The positions are computed alongside the row counts
+    // (each statement counts its side itself), not after them.
+    const positions = stage('multivariate row subset', () =>
+      Promise.all([
+        sampleSubsetPositions(store, ref, mvSettings.maxRows),
+        sampleSubsetPositions(store, cur, mvSettings.maxRows),
+      ]),
+    );
+    // Awaited before the store closes, also when a count fails first (handled here, used below).
+    pending.push(positions.catch(() => undefined));
     // Cheap row counts (Parquet metadata, Memory tables): empty files fail here, and the counts size the reads.
     const [refRows, curRows] = await both(
       stage('count reference', () => countSampleRows(store, reference, ref, 'reference')),
       stage('count current', () => countSampleRows(store, current, cur, 'current')),
     );
     progress(`${refRows} reference rows, ${curRows} current rows, ${columns.length} columns; computing statistics`);
-    const mvSettings = o.multivariate ?? reportMultivariateSettings();
-    const numeric = columns.filter((c) => c.kind === 'numeric').map((c) => c.name);
-    // The multivariate section's numeric rows are taken from the statistics' own reads (a subset of row
-    // positions, copied as each group is read): no second read of the files. Its vector columns, its reads
-    // and its methods run alongside the statistics.
-    const subset = await stage('multivariate row subset', async () => {
-      const [refAt, curAt] = await Promise.all([
-        subsetPositions(store, refRows, mvSettings.maxRows),
-        subsetPositions(store, curRows, mvSettings.maxRows),
-      ]);
-      const byName = new Map(columns.map((c, i) => [c.name, sampleColumn(i)]));
-      const mvColumns = new Map(
-        mvSettings.enabled && numeric.length >= 2 ? numeric.map((n) => [n, byName.get(n)!]) : [],
-      );
-      return new NumericSubset(mvColumns, { reference: refAt, current: curAt });
-    }).catch((err: unknown) => NumericSubset.failed(err));
+    const subset = await positions
+      .then(([refAt, curAt]) => {
+        const byName = new Map(columns.map((c, i) => [c.name, sampleColumn(i)]));
+        const mvColumns = new Map(
+          mvSettings.enabled && numeric.length >= 2 ? numeric.map((n) => [n, byName.get(n)!]) : [],
+        );
+        return new NumericSubset(mvColumns, { reference: refAt, current: curAt });
+      })
+      .catch((err: unknown) => NumericSubset.failed(err));
     const small = Math.max(refRows, curRows) <= INLINE_MULTIVARIATE_MAX_ROWS;
     const multivariatePending = stage('multivariate', () =>
       fileMultivariate(store, {
