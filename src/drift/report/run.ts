@@ -226,7 +226,7 @@ export async function runFileReport(options: FileReportOptions): Promise<FileRep
   } finally {
     await Promise.allSettled(pending);
     for (const t of temps) await store.command(`DROP TABLE IF EXISTS ${t}`).catch(() => undefined);
-    if (owned !== undefined) await owned.close();
+    if (owned !== undefined) await stage('close store', () => owned.close());
   }
 }
 
