@@ -84,17 +84,24 @@ export async function subsetPositions(store: SqlPort, rows: number, maxRows: num
 }
 
 /**
- * {@link subsetPositions} of the rows of `sample` before its row count is known: the count is taken inside
- * the same statement (`numbers((SELECT count() FROM sample))`), so the positions need not wait for a
- * separate count. The same positions as `subsetPositions(store, count, maxRows)`.
+ * The number of rows of `sample` and its {@link subsetPositions}, from one statement: the count is taken
+ * inside it (`numbers((SELECT count() FROM sample))`) and returned with every position, so a report needs
+ * no separate count. The same positions as `subsetPositions(store, rows, maxRows)`.
  */
-export async function sampleSubsetPositions(store: SqlPort, sample: Sample, maxRows: number): Promise<Uint32Array> {
+export async function sampleRowsAndPositions(
+  store: SqlPort,
+  sample: Sample,
+  maxRows: number,
+): Promise<{ rows: number; positions: Uint32Array }> {
   if (!Number.isSafeInteger(maxRows) || maxRows < 0) throw new RangeError('maxRows must be a non-negative integer');
-  const out = await store.query<{ p: number | string }>(
-    `SELECT toUInt32(number) AS p FROM numbers(assumeNotNull((SELECT count() FROM (${sample.sql})))) ORDER BY cityHash64(number) LIMIT ${maxRows}`,
-    { label: 'multivariate row subset', params: sample.params },
+  const out = await store.query<{ p: number | string; n: number | string }>(
+    `WITH (SELECT count() FROM (${sample.sql})) AS n
+     SELECT toUInt32(number) AS p, n FROM numbers(assumeNotNull(n)) ORDER BY cityHash64(number) LIMIT ${Math.max(1, maxRows)}`,
+    { label: 'count rows and multivariate row subset', params: sample.params },
   );
-  return Uint32Array.from(out, (r) => Number(r.p));
+  // No row: an empty sample. With maxRows 0 the one row read carries the count only.
+  const rows = Number(out[0]?.n ?? 0);
+  return { rows, positions: Uint32Array.from(out.slice(0, maxRows), (r) => Number(r.p)) };
 }
 
 /** One side of a {@link NumericSubset}: its positions and, per column, the values gathered so far. */
