@@ -47,23 +47,13 @@ if (process.env.npm_command !== undefined) {
 // it grow again up to its cap once the proxy starts): loading the CLI's modules would otherwise grow it to
 // its 16 MB maximum before the proxy serves a request, and V8 does not shrink it on request. A
 // young-generation flag given on the command line or in NODE_OPTIONS is left alone.
-/** True when a young-generation size flag was given to node (command line or NODE_OPTIONS). */
-function youngGenerationFlagGiven() {
-  return [...process.execArgv, ...(process.env.NODE_OPTIONS ?? '').split(/\s+/)].some((f) =>
+if (
+  process.argv[2] === 'sidecar' &&
+  ![...process.execArgv, ...(process.env.NODE_OPTIONS ?? '').split(/\s+/)].some((f) =>
     /^--(max|min)[-_]semi[-_]space[-_]size|^--semi[-_]space[-_]growth[-_]factor|^--max[-_]young/.test(f),
-  );
-}
-
-if (process.argv[2] === 'sidecar' && !youngGenerationFlagGiven()) {
+  )
+) {
   (await import('node:v8')).setFlagsFromString('--semi-space-growth-factor=1');
-}
-
-// `modelwatch report` lets V8's young generation grow faster than by default (up to the same cap): starting the
-// command allocates ~20 MB of mostly long-lived objects (its modules, the engine's client), which at the
-// default growth take about ten young-generation collections and at this one about six. A young-generation
-// flag given on the command line or in NODE_OPTIONS is left alone.
-if (process.argv[2] === 'report' && !youngGenerationFlagGiven()) {
-  (await import('node:v8')).setFlagsFromString('--semi-space-growth-factor=8');
 }
 
 const checkout = existsSync(source);
