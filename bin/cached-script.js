@@ -9,6 +9,7 @@
 // read, written or used is ignored: the script then compiles from its text, as it would without one.
 // `MODELWATCH_CODE_CACHE=0` turns the cache off. With `MODELWATCH_PROFILE=1`, the time to load the script is
 // printed to stderr like the command's other stages.
+import { isAscii } from 'node:buffer';
 import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { createRequire } from 'node:module';
@@ -40,9 +41,13 @@ export async function runCachedScript(file, argv, options = {}) {
   const started = performance.now();
   const env = options.env ?? process.env;
   const dirs = options.dirs ?? cacheDirs(file, env);
-  const source = readFileSync(file, 'utf8');
+  // The bytes are hashed as they are (hashing the decoded text would encode it again), and an ASCII-only
+  // script (the build makes the bundle so) is decoded as Latin-1: the same text, several times faster than
+  // UTF-8 decoding, and a one-byte string for V8.
+  const bytes = readFileSync(file);
+  const source = bytes.toString(isAscii(bytes) ? 'latin1' : 'utf8');
   const useCache = env.MODELWATCH_CODE_CACHE !== '0';
-  const hash = createHash('sha256').update(source).update(`\0${process.version}\0${process.arch}`).digest('hex');
+  const hash = createHash('sha256').update(bytes).update(`\0${process.version}\0${process.arch}`).digest('hex');
   const name = `${file.split(/[\\/]/).pop()}-${hash.slice(0, 32)}.v8`;
   /** @type {Buffer | undefined} */
   let cachedData;

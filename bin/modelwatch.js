@@ -65,8 +65,17 @@ if (buildUsable) {
     const { runCachedScript } = await import('./cached-script.js');
     const { code } = await runCachedScript(reportBundle, process.argv.slice(3));
     process.exitCode = code;
-    // A stray handle (a library timer, a half-closed socket) must not keep a finished report alive.
-    setTimeout(() => process.exit(code), 2_000).unref();
+    // The report is written and the store closed: exit as soon as stdout and stderr have taken everything
+    // written to them. A natural exit would first wait for V8's background compile jobs and then free the
+    // whole heap, ~50–100 ms that a one-shot command does not need; a stray handle (a library timer, a
+    // half-closed socket) cannot keep the process alive either. `process.exit` still runs the 'exit'
+    // handlers (the engine's own cleanup included).
+    const flushed = (stream) => new Promise((resolve) => stream.write('', () => resolve()));
+    await Promise.race([
+      Promise.all([flushed(process.stdout), flushed(process.stderr)]),
+      new Promise((resolve) => setTimeout(resolve, 2_000).unref()),
+    ]);
+    process.exit(code);
   } else {
     await import(pathToFileURL(built).href);
   }

@@ -97,6 +97,14 @@ describe('runCachedScript', () => {
     expect(first.calls[0]!.file).toBe('script.cjs');
   });
 
+  it('runs a script with non-ASCII text as UTF-8, with and without its cache (ASCII-only ones are read as Latin-1)', async () => {
+    const { file, dirs } = fresh('utf8', 'température ✓');
+    const first = await runCachedScript(file, ['0'], { dirs });
+    const second = await runCachedScript(file, ['0'], { dirs });
+    expect([first.cache, second.cache]).toEqual(['miss', 'hit']);
+    for (const run of [first, second]) expect(run.calls[0]!.variant).toBe('température ✓');
+  });
+
   it('keys the cache by the script text: a changed script misses and gets a cache of its own', async () => {
     const { file, dirs } = fresh('changed', 'a');
     await runCachedScript(file, ['0'], { dirs });

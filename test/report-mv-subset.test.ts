@@ -3,7 +3,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { computeMultivariate, type MultivariateResult } from '../src/drift/mv-detect.js';
-import { reportMultivariateSettings } from '../src/drift/report/multivariate.js';
+import {
+  reportMultivariateSettings,
+  sampleRowsAndPositions,
+  subsetPositions,
+} from '../src/drift/report/multivariate.js';
 import { runFileReport } from '../src/drift/report/run.js';
 import type { ClickHouseStore } from '../src/store/index.js';
 import { gaussian, mulberry32 } from './support/seeded-prng.js';
@@ -108,4 +112,22 @@ describe('report: the multivariate rows come from the statistics reads', () => {
   it('a small file (read at once, fewer rows than maxRows): every row, in hash order', async () => {
     await check(1_500, 400);
   }, 60_000);
+
+  it('one statement gives the row count and the same positions as a separate count, below and above maxRows', async () => {
+    for (const rows of [37, settings.maxRows + 513]) {
+      const { parquet } = await files(`count${rows}`, table(rows, 0.5, 3), 1000);
+      const sample = { sql: `SELECT a FROM file('${parquet}', 'Parquet')`, params: {} };
+      for (const maxRows of [settings.maxRows, 10, 1]) {
+        const got = await sampleRowsAndPositions(store, sample, maxRows);
+        expect(got.rows).toBe(rows);
+        expect([...got.positions]).toEqual([...(await subsetPositions(store, rows, maxRows))]);
+        expect(got.positions.length).toBe(Math.min(rows, maxRows));
+      }
+      // maxRows 0: no positions, the count still.
+      expect(await sampleRowsAndPositions(store, sample, 0)).toEqual({ rows, positions: new Uint32Array(0) });
+    }
+    // An empty sample: 0 rows, no positions (the report then reports the empty file).
+    const empty = { sql: 'SELECT toFloat64(number) AS a FROM numbers(0)', params: {} };
+    expect(await sampleRowsAndPositions(store, empty, 10)).toEqual({ rows: 0, positions: new Uint32Array(0) });
+  });
 });

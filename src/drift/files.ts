@@ -240,12 +240,15 @@ export async function countFileRows(
   } catch (err) {
     throw fileReadError(file, role, err);
   }
-  if (rows === 0) {
-    throw new ModelwatchError(ErrorCodes.inputInvalid, `${role} file ${file.path}: empty file (0 rows)`, {
-      field: role,
-    });
-  }
+  if (rows === 0) throw emptyFileError(file, role);
   return rows;
+}
+
+/** The error of an input file without data rows (`input_invalid`, naming the file and its role). */
+export function emptyFileError(file: InputFile, role: string): ModelwatchError {
+  return new ModelwatchError(ErrorCodes.inputInvalid, `${role} file ${file.path}: empty file (0 rows)`, {
+    field: role,
+  });
 }
 
 /** Number of rows of a sample over `file` (e.g. its `Memory` copy); 0 rows is an error (`empty file`). */

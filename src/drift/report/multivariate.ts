@@ -13,6 +13,7 @@ import { quoteIdent } from '../stats/sample.js';
 import { escapeHtml } from './html.js';
 import { stage } from '../exact/profile.js';
 import type { NumericRead } from '../exact/read.js';
+import type { Sample } from '../stats/types.js';
 
 /** The `multivariate` section of a file report. */
 export interface MultivariateSection {
@@ -80,6 +81,27 @@ export async function subsetPositions(store: SqlPort, rows: number, maxRows: num
     { label: 'multivariate row subset' },
   );
   return Uint32Array.from(out, (r) => Number(r.p));
+}
+
+/**
+ * The number of rows of `sample` and its {@link subsetPositions}, from one statement: the count is taken
+ * inside it (`numbers((SELECT count() FROM sample))`) and returned with every position, so a report needs
+ * no separate count. The same positions as `subsetPositions(store, rows, maxRows)`.
+ */
+export async function sampleRowsAndPositions(
+  store: SqlPort,
+  sample: Sample,
+  maxRows: number,
+): Promise<{ rows: number; positions: Uint32Array }> {
+  if (!Number.isSafeInteger(maxRows) || maxRows < 0) throw new RangeError('maxRows must be a non-negative integer');
+  const out = await store.query<{ p: number | string; n: number | string }>(
+    `WITH (SELECT count() FROM (${sample.sql})) AS n
+     SELECT toUInt32(number) AS p, n FROM numbers(assumeNotNull(n)) ORDER BY cityHash64(number) LIMIT ${Math.max(1, maxRows)}`,
+    { label: 'count rows and multivariate row subset', params: sample.params },
+  );
+  // No row: an empty sample. With maxRows 0 the one row read carries the count only.
+  const rows = Number(out[0]?.n ?? 0);
+  return { rows, positions: Uint32Array.from(out.slice(0, maxRows), (r) => Number(r.p)) };
 }
 
 /** One side of a {@link NumericSubset}: its positions and, per column, the values gathered so far. */

@@ -5,7 +5,7 @@ import { resolveColumns, type ReportColumn } from './columns.js';
 import { randomBytes } from 'node:crypto';
 import type { Sample } from '../stats/types.js';
 import {
-  countSampleRows,
+  emptyFileError,
   describeFile,
   fileReadError,
   fileSample,
@@ -24,7 +24,7 @@ import {
   multivariateFailed,
   renderMultivariateHtml,
   reportMultivariateSettings,
-  subsetPositions,
+  sampleRowsAndPositions,
   vectorColumns,
   type MultivariateSection,
 } from './multivariate.js';
@@ -145,28 +145,45 @@ export async function runFileReport(options: FileReportOptions): Promise<FileRep
     const cur = await withFiles([reference, current], () =>
       parsedOnce(store, current, fileSample(current, curCols, columns, 'mw_cur'), temps),
     );
-    // Cheap row counts (Parquet metadata, Memory tables): empty files fail here, and the counts size the reads.
-    const [refRows, curRows] = await both(
-      stage('count reference', () => countSampleRows(store, reference, ref, 'reference')),
-      stage('count current', () => countSampleRows(store, current, cur, 'current')),
-    );
-    progress(`${refRows} reference rows, ${curRows} current rows, ${columns.length} columns; computing statistics`);
     const mvSettings = o.multivariate ?? reportMultivariateSettings();
     const numeric = columns.filter((c) => c.kind === 'numeric').map((c) => c.name);
     // The multivariate section's numeric rows are taken from the statistics' own reads (a subset of row
     // positions, copied as each group is read): no second read of the files. Its vector columns, its reads
-    // and its methods run alongside the statistics.
-    const subset = await stage('multivariate row subset', async () => {
-      const [refAt, curAt] = await Promise.all([
-        subsetPositions(store, refRows, mvSettings.maxRows),
-        subsetPositions(store, curRows, mvSettings.maxRows),
-      ]);
-      const byName = new Map(columns.map((c, i) => [c.name, sampleColumn(i)]));
-      const mvColumns = new Map(
-        mvSettings.enabled && numeric.length >= 2 ? numeric.map((n) => [n, byName.get(n)!]) : [],
-      );
-      return new NumericSubset(mvColumns, { reference: refAt, current: curAt });
-    }).catch((err: unknown) => NumericSubset.failed(err));
+    // and its methods run alongside the statistics. One statement per side gives its row count (cheap:
+    // Parquet metadata, Memory tables; empty files fail here, and the counts size the reads) and the
+    // section's row positions.
+    const side = async (
+      file: InputFile,
+      sample: Sample,
+      role: string,
+    ): Promise<{ rows: number; positions: Uint32Array }> => {
+      let out: { rows: number; positions: Uint32Array };
+      try {
+        out = await sampleRowsAndPositions(store, sample, mvSettings.maxRows);
+      } catch (err) {
+        throw fileReadError(file, role, err);
+      }
+      if (out.rows === 0) throw emptyFileError(file, role);
+      return out;
+    };
+    const [refSide, curSide] = await both(
+      stage('count reference', () => side(reference, ref, 'reference')),
+      stage('count current', () => side(current, cur, 'current')),
+    );
+    const refRows = refSide.rows;
+    const curRows = curSide.rows;
+    progress(`${refRows} reference rows, ${curRows} current rows, ${columns.length} columns; computing statistics`);
+    const subset = ((): NumericSubset => {
+      try {
+        const byName = new Map(columns.map((c, i) => [c.name, sampleColumn(i)]));
+        const mvColumns = new Map(
+          mvSettings.enabled && numeric.length >= 2 ? numeric.map((n) => [n, byName.get(n)!]) : [],
+        );
+        return new NumericSubset(mvColumns, { reference: refSide.positions, current: curSide.positions });
+      } catch (err) {
+        return NumericSubset.failed(err);
+      }
+    })();
     const small = Math.max(refRows, curRows) <= INLINE_MULTIVARIATE_MAX_ROWS;
     const multivariatePending = stage('multivariate', () =>
       fileMultivariate(store, {
@@ -219,7 +236,7 @@ export async function runFileReport(options: FileReportOptions): Promise<FileRep
   } finally {
     await Promise.allSettled(pending);
     for (const t of temps) await store.command(`DROP TABLE IF EXISTS ${t}`).catch(() => undefined);
-    if (owned !== undefined) await owned.close();
+    if (owned !== undefined) await stage('close store', () => owned.close());
   }
 }
 
