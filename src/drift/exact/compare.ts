@@ -242,6 +242,11 @@ export interface CompareSampleToReferenceOptions extends CompareOptions {
    * `groupSize` so that a group's values stay within this (at least one feature per group). @default 201326592 (192 MiB)
    */
   readBudgetBytes?: number | undefined;
+  /**
+   * Rows of the sample, or an upper bound, when known before the first read (e.g. a count over the window):
+   * it sizes the first group by `readBudgetBytes` as the row count read sizes the later ones. @default unknown
+   */
+  expectedRows?: number | undefined;
 }
 
 /**
@@ -286,10 +291,11 @@ export async function compareSampleToReference(
   let rows: number | undefined;
   let at = 0;
   const nextGroup = (): FeatureSpec[] => {
+    const known = rows ?? o.expectedRows;
     const size =
-      rows === undefined
+      known === undefined
         ? o.groupSize
-        : Math.max(1, Math.min(o.groupSize, Math.floor(o.readBudgetBytes / (8 * Math.max(1, rows)))));
+        : Math.max(1, Math.min(o.groupSize, Math.floor(o.readBudgetBytes / (8 * Math.max(1, known)))));
     const g = numeric.slice(at, at + size);
     at += g.length;
     return g;
