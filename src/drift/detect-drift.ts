@@ -92,6 +92,14 @@ const defaults = {
  */
 const WIDE_GROUP = 20;
 
+/** Bytes of values one wide read holds (the window's, or the stored reference's). */
+const WIDE_READ_BYTES = 192 * 2 ** 20;
+
+/** Features per wide read of `rows` values each: at most {@link WIDE_GROUP}, within {@link WIDE_READ_BYTES}. */
+function wideGroup(rows: number): number {
+  return Math.max(1, Math.min(WIDE_GROUP, Math.floor(WIDE_READ_BYTES / (8 * Math.max(1, rows)))));
+}
+
 /** Rows per window against the reference rate. */
 export interface VolumeCheck {
   current_rows: number;
@@ -406,7 +414,13 @@ export async function detectDrift(store: Store, options: DetectDriftOptions): Pr
   counted?.catch(() => undefined);
   const sortedRef =
     base.stored !== undefined
-      ? readSortedReference(store, base.stored.id, { features: base.stored.features.filter(kept), info: base.stored })
+      ? readSortedReference(store, base.stored.id, {
+          features: base.stored.features.filter(kept),
+          info: base.stored,
+          // In few wide queries (one at 1M rows), so that it is read alongside the window's read rather than
+          // after it: the window's jobs need it whole.
+          ...(counted !== undefined ? { groupSize: wideGroup(base.stored.profile.rows) } : {}),
+        })
       : undefined;
   sortedRef?.catch(() => undefined);
   const configured = overridesFor(o.config, o.model);
@@ -430,7 +444,9 @@ export async function detectDrift(store: Store, options: DetectDriftOptions): Pr
           overrides: mergeOverrides(configured, stored.methods),
           datasetShare: o.config.detect.datasetShare,
           fdr: o.config.detect.fdr,
-          ...(expectedRows !== undefined ? { expectedRows, groupSize: WIDE_GROUP } : {}),
+          ...(expectedRows !== undefined
+            ? { expectedRows, groupSize: WIDE_GROUP, readBudgetBytes: WIDE_READ_BYTES }
+            : {}),
         },
       );
     try {

@@ -13,7 +13,7 @@ import {
 } from '../stats/policy.js';
 import type { DriftReport, FeatureProfile, FeatureReport, FeatureSpec, Sample, SampleProfile } from '../stats/types.js';
 import type { FixedProfile, NumericJobOutput } from './job.js';
-import { runJob, type SortPool } from './pool.js';
+import { INLINE_MAX_VALUES, runJob, sharedPool, type SortPool } from './pool.js';
 import {
   NUMERIC_GROUP,
   countRows,
@@ -285,6 +285,15 @@ export async function compareSampleToReference(
   // Observed here so that a failed reference read is not unhandled while the sample is being read.
   ready.catch(() => undefined);
   const numeric = features.filter((f) => f.kind === 'numeric');
+  // A window known to be large will run its jobs in the pool: start its workers now, while the first group is
+  // read, rather than after it (their start-up then overlaps the read).
+  if (
+    numeric.length > 0 &&
+    o.expectedRows !== undefined &&
+    o.expectedRows >= (o.inlineMaxValues ?? INLINE_MAX_VALUES) &&
+    o.pool !== 'inline'
+  )
+    warmPool(o.pool ?? sharedPool());
   const categorical = features.filter((f) => f.kind === 'categorical');
   const results = new Map<string, FeatureInputs>();
   const computing: Promise<void>[] = [];
@@ -340,6 +349,11 @@ export async function compareSampleToReference(
     await Promise.allSettled([...computing, ready]);
     throw err;
   }
+}
+
+/** Starts every worker of `pool` (each runs one empty job); errors surface with the real jobs. */
+function warmPool(pool: SortPool): void {
+  for (let i = 0; i < pool.size; i++) pool.run({ reference: { raw: new Float64Array(0) } }).catch(() => undefined);
 }
 
 function curCounts(out: NumericJobOutput, absentRows: number): FeatureInputs['cur'] {
