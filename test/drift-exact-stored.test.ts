@@ -20,6 +20,7 @@ import {
 import { runFileReport } from '../src/drift/report/run.js';
 import type { DriftReport } from '../src/drift/stats/types.js';
 import { Tables, type ClickHouseStore, type PredictionRow } from '../src/store/index.js';
+import { countingStore } from './support/counting-store.js';
 import { driftFixtureDir, expectAbs, expectRel } from './support/report-files.js';
 import { openTestStore } from './support/store.js';
 
@@ -286,6 +287,21 @@ describe('detection against the stored sorted reference', () => {
         { pool, inlineMaxValues: 0, readBudgetBytes: 1 },
       );
       expect(pending).toEqual(inline);
+      // A row count known before the first read sizes the first group too: with a budget of three features'
+      // values, every read holds three numeric features (without the count, the first would hold all of them).
+      const { store: logged, log } = countingStore(store);
+      const rows = expected.current_rows;
+      const sized = await compareSampleToReference(logged, ref, sample, specs, {
+        pool,
+        inlineMaxValues: 0,
+        groupSize: 20,
+        expectedRows: rows,
+        readBudgetBytes: 3 * 8 * rows,
+      });
+      expect(sized).toEqual(inline);
+      const numeric = specs.filter((s) => s.kind === 'numeric').length;
+      expect(numeric).toBeGreaterThan(3);
+      expect(log.entries.filter((e) => e.label === 'drift read')).toHaveLength(Math.ceil(numeric / 3));
       // A reference that fails to read fails the comparison with its own error.
       await expect(
         compareSampleToReference(store, readSortedReference(store, 'no-such-reference'), sample, specs, { pool }),

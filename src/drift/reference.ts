@@ -132,14 +132,13 @@ export async function discoverFeatures(
   fromMs: number,
   toMs: number,
 ): Promise<StoredFeature[]> {
-  const [r] = await rows<{ fn: string[]; fc: string[]; on: string[]; oc: string[] }>(
-    store,
+  const [r] = await store.query<{ fn: string[]; fc: string[]; on: string[]; oc: string[] }>(
     `SELECT groupUniqArrayArray(mapKeys(features_num)) AS fn, groupUniqArrayArray(mapKeys(features_cat)) AS fc,
             groupUniqArrayArray(mapKeys(outputs_num)) AS on, groupUniqArrayArray(mapKeys(outputs_cat)) AS oc
      FROM ${Tables.predictions}
      WHERE model = {model:String}
        AND ts >= fromUnixTimestamp64Milli({from:Int64}, 'UTC') AND ts < fromUnixTimestamp64Milli({to:Int64}, 'UTC')`,
-    { model, from: Math.floor(fromMs), to: Math.floor(toMs) },
+    { label: 'discover features', params: { model, from: Math.floor(fromMs), to: Math.floor(toMs) } },
   );
   return mergeFeatures([], r === undefined ? [] : toFeatures(r.fn, r.fc, r.on, r.oc));
 }

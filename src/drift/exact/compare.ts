@@ -13,7 +13,7 @@ import {
 } from '../stats/policy.js';
 import type { DriftReport, FeatureProfile, FeatureReport, FeatureSpec, Sample, SampleProfile } from '../stats/types.js';
 import type { FixedProfile, NumericJobOutput } from './job.js';
-import { runJob, type SortPool } from './pool.js';
+import { INLINE_MAX_VALUES, runJob, sharedPool, type SortPool } from './pool.js';
 import {
   NUMERIC_GROUP,
   countRows,
@@ -242,6 +242,11 @@ export interface CompareSampleToReferenceOptions extends CompareOptions {
    * `groupSize` so that a group's values stay within this (at least one feature per group). @default 201326592 (192 MiB)
    */
   readBudgetBytes?: number | undefined;
+  /**
+   * Rows of the sample, or an upper bound, when known before the first read (e.g. a count over the window):
+   * it sizes the first group by `readBudgetBytes` as the row count read sizes the later ones. @default unknown
+   */
+  expectedRows?: number | undefined;
 }
 
 /**
@@ -280,16 +285,26 @@ export async function compareSampleToReference(
   // Observed here so that a failed reference read is not unhandled while the sample is being read.
   ready.catch(() => undefined);
   const numeric = features.filter((f) => f.kind === 'numeric');
+  // A window known to be large will run its jobs in the pool: start its workers now, while the first group is
+  // read, rather than after it (their start-up then overlaps the read).
+  if (
+    numeric.length > 0 &&
+    o.expectedRows !== undefined &&
+    o.expectedRows >= (o.inlineMaxValues ?? INLINE_MAX_VALUES) &&
+    o.pool !== 'inline'
+  )
+    warmPool(o.pool ?? sharedPool());
   const categorical = features.filter((f) => f.kind === 'categorical');
   const results = new Map<string, FeatureInputs>();
   const computing: Promise<void>[] = [];
   let rows: number | undefined;
   let at = 0;
   const nextGroup = (): FeatureSpec[] => {
+    const known = rows ?? o.expectedRows;
     const size =
-      rows === undefined
+      known === undefined
         ? o.groupSize
-        : Math.max(1, Math.min(o.groupSize, Math.floor(o.readBudgetBytes / (8 * Math.max(1, rows)))));
+        : Math.max(1, Math.min(o.groupSize, Math.floor(o.readBudgetBytes / (8 * Math.max(1, known)))));
     const g = numeric.slice(at, at + size);
     at += g.length;
     return g;
@@ -334,6 +349,11 @@ export async function compareSampleToReference(
     await Promise.allSettled([...computing, ready]);
     throw err;
   }
+}
+
+/** Starts every worker of `pool` (each runs one empty job); errors surface with the real jobs. */
+function warmPool(pool: SortPool): void {
+  for (let i = 0; i < pool.size; i++) pool.run({ reference: { raw: new Float64Array(0) } }).catch(() => undefined);
 }
 
 function curCounts(out: NumericJobOutput, absentRows: number): FeatureInputs['cur'] {
