@@ -205,10 +205,14 @@ async function windowKeys(store: Store, model: string, fromMs: number, toMs: num
  * is present in at least `rows - missing_current(f)` rows (a missing value is an absent key, or a present
  * NaN / empty string), and Σ over f of the rows where f is present is at most the window's key count, equal
  * exactly when no row holds a key outside the features (nor one key twice). So equality of the lower bound
- * with the key count settles it; anything else leaves it to discovery.
+ * with the key count settles it (over the same rows: the row counts must agree too); anything else leaves it
+ * to discovery.
  */
 function coversWindowKeys(report: DriftReport, features: readonly StoredFeature[], keys: WindowKeys): boolean {
   if (report.features.length !== features.length) return false;
+  // The count and the comparison's read are two statements: rows stored (or merged away) between them would
+  // make the sums incomparable, so they must have seen the same rows.
+  if (report.current.rows !== keys.rows) return false;
   let present = 0;
   for (const f of report.features) present += report.current.rows - f.quality.missing_current;
   return present === keys.keys;
