@@ -293,6 +293,40 @@ describe('detect loop', () => {
     expect(recorded).toEqual([{ status: 'timed_out', error: 'detection run exceeded 1000 ms' }]);
   });
 
+  it('startDetector: stop() during a run cancels it as a shutdown (a warning, no error logged)', async () => {
+    let started: () => void = () => undefined;
+    const running = new Promise<void>((r) => (started = r));
+    let release: () => void = () => undefined;
+    const gate = new Promise<void>((r) => (release = r));
+    const stuck: DriftDetectFn = async (s, o) => {
+      started();
+      await gate;
+      return drift(s, o);
+    };
+    const from = logs.length;
+    const det = await startDetector(
+      { ...ctx, metrics: new Registry() },
+      {
+        intervalMs: 60_000,
+        timeoutMs: 60_000,
+        detectDrift: stuck,
+        clock: () => T0 + 2 * HOUR + 50 * MIN,
+        models: ['m1'],
+      },
+    );
+    await running;
+    const stopping = det.stop();
+    // stop() waits for the in-flight call to return (as above); the run itself was cancelled at once.
+    await new Promise((r) => setTimeout(r, 50));
+    release();
+    await stopping;
+    const mine = logs.slice(from);
+    expect(
+      mine.some((l) => l.level === 'warn' && l.msg === 'detection run cancelled' && l.fields?.model === 'm1'),
+    ).toBe(true);
+    expect(mine.filter((l) => l.level === 'error')).toEqual([]);
+  });
+
   it('startDetector: a run that throws is logged and counted, the loop goes on', async () => {
     const registry = new Registry();
     let n = 0;

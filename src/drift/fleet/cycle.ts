@@ -695,7 +695,10 @@ async function cycleBody(
         out.error = message;
         out.duration_ms = duration;
         o.metrics?.run(out.model, out.status, out.duration_ms, now);
-        log.error('detection run timed out', { model: out.model, error: message });
+        // Stopped (e.g. SIGTERM while a run was in flight) is an orderly shutdown, not a failure to report as one.
+        if (isModelwatchError(err, ErrorCodes.cancelled))
+          log.warn('detection run cancelled', { model: out.model, error: message });
+        else log.error('detection run timed out', { model: out.model, error: message });
       }
       // The cycle's own store is cancelled: record through the runtime's.
       if (timedOut.length > 0) await record(runtime.store.with({ role: 'detect' }), timedOut);
