@@ -112,6 +112,9 @@ function compare(
 
 /** Rows per side of the report measurements. */
 const SIZES = (process.env.DRIFT_BENCH_SIZES ?? '1000000,10000000').split(',').filter(Boolean).map(Number);
+/** DRIFT_BENCH_KEEP=1 keeps the generated files and stores (their paths are logged), for profiling. */
+const KEEP = process.env.DRIFT_BENCH_KEEP === '1';
+
 /** Sizes at which detection against a stored reference is measured too. */
 const DETECT_SIZES = new Set(
   (process.env.DRIFT_BENCH_DETECT_SIZES ?? '1000000').split(',').filter(Boolean).map(Number),
@@ -415,7 +418,8 @@ export async function run(): Promise<void> {
         log(`detection ${det.wallS.toFixed(2)} s, ${det.maxRssMb.toFixed(0)} MB`);
       }
       results.push(result);
-      rmSync(sub, { recursive: true, force: true });
+      if (KEEP) log(`kept ${sub}`);
+      else rmSync(sub, { recursive: true, force: true });
     }
     clearInterval(sampler);
     loads.push(loadavg()[0] ?? 0);
@@ -539,6 +543,6 @@ export async function run(): Promise<void> {
   } finally {
     clearInterval(sampler);
     await client.close();
-    rmSync(dir, { recursive: true, force: true });
+    if (!KEEP) rmSync(dir, { recursive: true, force: true });
   }
 }
