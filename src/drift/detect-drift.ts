@@ -17,7 +17,12 @@ import {
 } from './reference.js';
 import { computeDrift } from './stats/engine.js';
 import { stage } from './exact/profile.js';
-import { compareSampleToReference, readSortedReference, type StoredSortedReference } from './exact/index.js';
+import {
+  compareSampleToReference,
+  groupWithin,
+  readSortedReference,
+  type StoredSortedReference,
+} from './exact/index.js';
 import {
   referenceRowsSample,
   storedFeatureSpecs,
@@ -96,11 +101,6 @@ const WIDE_GROUP = 20;
 // 80 MiB: at 1M rows, 10 features per read; measured against 192 MiB (all 20 in one read) it ran as fast with
 // about 430 MB less peak RSS (two wide reads in flight at once, each held about three times while decoded).
 const WIDE_READ_BYTES = 80 * 2 ** 20;
-
-/** Features per wide read of `rows` values each: at most {@link WIDE_GROUP}, within {@link WIDE_READ_BYTES}. */
-function wideGroup(rows: number): number {
-  return Math.max(1, Math.min(WIDE_GROUP, Math.floor(WIDE_READ_BYTES / (8 * Math.max(1, rows)))));
-}
 
 /** Rows per window against the reference rate. */
 export interface VolumeCheck {
@@ -425,7 +425,9 @@ export async function detectDrift(store: Store, options: DetectDriftOptions): Pr
           info: base.stored,
           // In few wide queries (two at 1M rows), so that it is read alongside the window's reads rather than
           // after them: the window's jobs need it whole.
-          ...(counted !== undefined ? { groupSize: wideGroup(base.stored.profile.rows) } : {}),
+          ...(counted !== undefined
+            ? { groupSize: groupWithin(WIDE_GROUP, WIDE_READ_BYTES, base.stored.profile.rows) }
+            : {}),
         })
       : undefined;
   sortedRef?.catch(() => undefined);

@@ -251,26 +251,6 @@ export function emptyFileError(file: InputFile, role: string): ModelwatchError {
   });
 }
 
-/** Number of rows of a sample over `file` (e.g. its `Memory` copy); 0 rows is an error (`empty file`). */
-export async function countSampleRows(store: SqlPort, file: InputFile, sample: Sample, role: string): Promise<number> {
-  let rows: number;
-  try {
-    const out = await store.query<{ n: number | string }>(`SELECT count() AS n FROM (${sample.sql})`, {
-      label: 'count file rows',
-      params: sample.params,
-    });
-    rows = Number(out[0]?.n ?? 0);
-  } catch (err) {
-    throw fileReadError(file, role, err);
-  }
-  if (rows === 0) {
-    throw new ModelwatchError(ErrorCodes.inputInvalid, `${role} file ${file.path}: empty file (0 rows)`, {
-      field: role,
-    });
-  }
-  return rows;
-}
-
 /** The `file()` structure argument (`name Type, ...`) for `columns`, so later reads skip schema inference. */
 export function structureOf(columns: readonly FileColumn[]): string {
   return columns.map((c) => `${quoteIdent(c.name)} ${c.type}`).join(', ');

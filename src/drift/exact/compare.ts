@@ -301,10 +301,7 @@ export async function compareSampleToReference(
   let at = 0;
   const nextGroup = (): FeatureSpec[] => {
     const known = rows ?? o.expectedRows;
-    const size =
-      known === undefined
-        ? o.groupSize
-        : Math.max(1, Math.min(o.groupSize, Math.floor(o.readBudgetBytes / (8 * Math.max(1, known)))));
+    const size = known === undefined ? o.groupSize : groupWithin(o.groupSize, o.readBudgetBytes, known);
     const g = numeric.slice(at, at + size);
     at += g.length;
     return g;
@@ -349,6 +346,14 @@ export async function compareSampleToReference(
     await Promise.allSettled([...computing, ready]);
     throw err;
   }
+}
+
+/**
+ * Features per read of `rows` values each: at most `groupSize`, with the values of a group (8 bytes each)
+ * within `budgetBytes`, and at least one.
+ */
+export function groupWithin(groupSize: number, budgetBytes: number, rows: number): number {
+  return Math.max(1, Math.min(groupSize, Math.floor(budgetBytes / (8 * Math.max(1, rows)))));
 }
 
 /** Starts every worker of `pool` (each runs one empty job); errors surface with the real jobs. */

@@ -32,7 +32,7 @@ import { stage } from './profile.js';
 export type { CompareOptions, CurrentWindow, SortedReference, SortedReferenceFeature } from './types.js';
 export { SortPool, sharedPool, INLINE_MAX_VALUES } from './pool.js';
 export { sortFloat64 } from './radix.js';
-export { compareSamples, profileSampleExact, compareSampleToReference } from './compare.js';
+export { compareSamples, profileSampleExact, compareSampleToReference, groupWithin } from './compare.js';
 export type { CompareSamplesOptions, ProfileOptions, CompareSampleToReferenceOptions } from './compare.js';
 
 /** A stored reference read for comparisons: the sorted data plus the stored record (methods, window, …). */

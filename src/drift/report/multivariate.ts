@@ -65,28 +65,11 @@ export function reportMultivariateSettings(
 export const FILE_ORDER_SETTINGS = { input_format_parquet_preserve_order: 1 } as const;
 
 /**
- * Positions (0-based, in file order) of the section's rows in a file of `rows` rows: the `maxRows` positions
- * `p` with the smallest `cityHash64(p)`, in that order. The same rows on every run over the same file.
- */
-export async function subsetPositions(store: SqlPort, rows: number, maxRows: number): Promise<Uint32Array> {
-  for (const [name, v] of [
-    ['rows', rows],
-    ['maxRows', maxRows],
-  ] as const) {
-    if (!Number.isSafeInteger(v) || v < 0) throw new RangeError(`${name} must be a non-negative integer`);
-  }
-  // Integers written into the SQL, not bound: both sides' positions are computed at once.
-  const out = await store.query<{ p: number | string }>(
-    `SELECT toUInt32(number) AS p FROM numbers(${rows}) ORDER BY cityHash64(number) LIMIT ${maxRows}`,
-    { label: 'multivariate row subset' },
-  );
-  return Uint32Array.from(out, (r) => Number(r.p));
-}
-
-/**
- * The number of rows of `sample` and its {@link subsetPositions}, from one statement: the count is taken
- * inside it (`numbers((SELECT count() FROM sample))`) and returned with every position, so a report needs
- * no separate count. The same positions as `subsetPositions(store, rows, maxRows)`.
+ * The number of rows of `sample` and the positions (0-based, in file order) of the multivariate section's
+ * rows: the `maxRows` positions `p` with the smallest `cityHash64(p)`, in that order, the same rows on every
+ * run over the same file. One statement: the count is taken inside it
+ * (`numbers((SELECT count() FROM sample))`) and returned with every position, so a report needs no separate
+ * count.
  */
 export async function sampleRowsAndPositions(
   store: SqlPort,
@@ -113,7 +96,7 @@ interface SubsetSide {
 /**
  * The numeric rows of the multivariate section, gathered from the drift engine's own reads
  * ({@link NumericSubset.onNumericRead}) instead of a second read of every column: each side keeps the values at
- * its {@link subsetPositions}. {@link NumericSubset.rows} settles once every column of both sides is in, or
+ * its {@link sampleRowsAndPositions}. {@link NumericSubset.rows} settles once every column of both sides is in, or
  * with the error given to {@link NumericSubset.fail}.
  */
 export class NumericSubset {
@@ -125,7 +108,7 @@ export class NumericSubset {
   #reject!: (err: unknown) => void;
   #settled = false;
 
-  /** `columns`: report column name → the engine's column; positions per side from {@link subsetPositions}. */
+  /** `columns`: report column name → the engine's column; positions per side from {@link sampleRowsAndPositions}. */
   constructor(columns: ReadonlyMap<string, string>, positions: { reference: Uint32Array; current: Uint32Array }) {
     this.#columns = columns;
     this.#sides = {
@@ -204,7 +187,7 @@ export interface FileMultivariateOptions {
   inline?: boolean;
 }
 
-/** The section's rows of the vector columns of one side: the same positions as {@link subsetPositions}. */
+/** The section's rows of the vector columns of one side: the same positions as {@link sampleRowsAndPositions}. */
 async function readVectors(
   store: SqlPort,
   side: { file: InputFile; columns: readonly FileColumn[] },
@@ -247,7 +230,7 @@ function sameLength(ref: number[][], cur: number[][]): { dim: number; ref: numbe
 /**
  * The multivariate section of `modelwatch report`: the numeric columns together (reconstruction and
  * domain classifier) and each vector column as an embedding (MMD, mean distance, share of drifted
- * components), on at most `settings.maxRows` rows of each file: the rows at {@link subsetPositions}.
+ * components), on at most `settings.maxRows` rows of each file: the rows at {@link sampleRowsAndPositions}.
  */
 export async function fileMultivariate(store: SqlPort, o: FileMultivariateOptions): Promise<MultivariateSection> {
   const settings = o.settings ?? reportMultivariateSettings();
