@@ -209,6 +209,9 @@ describe('modelwatch demo', () => {
     const injected = /phase 3\/4 .* at (\d{4}-\d\d-\d\dT[\d:.]+Z)/.exec(r.stdout)?.[1];
     expect(injected, context).toBeDefined();
     const injectedAt = Date.parse(injected as string);
+    // The summary times the injected drift's alerts: one that fired before the injection is not counted.
+    const fired = /alert fired (-?\d+) s after the injection/.exec(r.stdout)?.[1];
+    if (fired !== undefined) expect(Number(fired), context).toBeGreaterThanOrEqual(0);
 
     const store = createStore({ url: `chdb:${chdb}` });
     try {

@@ -120,9 +120,9 @@ export interface WatchSummary {
   driftClearedAt: number | null;
   /** Epoch ms when the measured accuracy was first seen down (null if never). */
   performanceDropAt: number | null;
-  /** Epoch ms of the first alert seen firing. */
+  /** Epoch ms of the first alert seen firing after the injection (null if none). */
   alertFiredAt: number | null;
-  /** Epoch ms of the first alert seen resolved after firing. */
+  /** Epoch ms of the first alert seen resolved after {@link alertFiredAt}. */
   alertResolvedAt: number | null;
   /** False when this build has no alerts API. */
   alertsAvailable: boolean;
@@ -270,7 +270,9 @@ export class DemoWatcher {
       if (before === al.state) continue;
       this.alertStates.set(al.key, al.state);
       if (al.state === 'firing') {
-        this.summary.alertFiredAt ??= Date.now();
+        // The summary times the alerts of the injected drift: one that fired before it (e.g. on the data-quality
+        // phase) would read as "fired N s after the injection" with N negative.
+        if (this.driftAt !== null) this.summary.alertFiredAt ??= Date.now();
         this.o.progress.line(
           `ALERT FIRING: ${al.name}${al.severity ? ` (${al.severity})` : ''}${al.summary ? ` — ${al.summary}` : ''}`,
         );
