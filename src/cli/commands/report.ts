@@ -7,6 +7,10 @@ import { EnvVars, loadConfig } from '../../config/load.js';
 import { mark, stageSync } from '../../drift/exact/profile.js';
 import type { MultivariateSettings } from '../../drift/mv-detect.js';
 import { DefaultRoleLimits, type RoleLimits } from '../../store/port.js';
+import { ReportReaders, type ReportReader } from '../../drift/small/sides.js';
+
+/** Environment variable choosing the report's reader when `--reader` is not given (`auto` or `engine`). */
+export const READER_ENV = 'MODELWATCH_REPORT_READER';
 
 const usage = `modelwatch report --reference FILE --current FILE [--format json|html] [--out FILE] [--categorical a,b] [--columns a,b,c] [--config FILE]
   --reference FILE     baseline data: .csv .tsv .parquet .jsonl .ndjson (read through ClickHouse file formats)
@@ -16,6 +20,8 @@ const usage = `modelwatch report --reference FILE --current FILE [--format json|
   --categorical a,b    treat these columns as categorical whatever their inferred type
   --columns a,b,c      compare only these columns
   --config FILE        config file (default: $MODELWATCH_CONFIG); only clickhouse.roles.report is used
+  --reader auto|engine auto (default, or $MODELWATCH_REPORT_READER): two small Parquet files of plain column
+                       types are read without starting the engine, same report; engine: always the engine
 Exit status 0 when the report was made, drift or not; 2 on an error (one line on stderr).`;
 
 function list(value: string | undefined): string[] | undefined {
@@ -69,6 +75,7 @@ export const reportCommand: Command = {
         categorical: { type: 'string' },
         columns: { type: 'string' },
         config: { type: 'string' },
+        reader: { type: 'string' },
       },
       usage,
     );
@@ -82,6 +89,11 @@ export const reportCommand: Command = {
     const format = values.format ?? 'json';
     if (format !== 'json' && format !== 'html')
       throw new UsageError(`--format must be json or html, got '${format}'`, usage);
+    const reader = values.reader ?? process.env[READER_ENV] ?? '';
+    if (reader !== '' && !(ReportReaders as readonly string[]).includes(reader)) {
+      const from = values.reader !== undefined ? '--reader' : READER_ENV;
+      throw new UsageError(`${from} must be ${ReportReaders.join(' or ')}, got '${reader}'`, usage);
+    }
     try {
       // Deadline and memory cap of each statement (`clickhouse.roles.report`).
       mark('report command start', 0);
@@ -94,6 +106,7 @@ export const reportCommand: Command = {
         format,
         categorical: list(values.categorical) ?? [],
         columns: list(values.columns),
+        reader: reader === '' ? 'auto' : (reader as ReportReader),
         progress: (line) => process.stderr.write(`modelwatch report: ${line}\n`),
       });
       stageSync('write report', () => {

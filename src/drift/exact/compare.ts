@@ -24,6 +24,7 @@ import {
   splitMissing,
   type CategoryCounts,
   type NumericRead,
+  type SideRead,
 } from './read.js';
 import type { CompareOptions, CurrentWindow, SortedReference, SortedReferenceFeature } from './types.js';
 import { stage } from './profile.js';
@@ -456,37 +457,7 @@ export async function compareSamples(store: SqlPort, options: CompareSamplesOpti
     ]);
     if (refRead.status === 'rejected') throw refRead.reason;
     if (curRead.status === 'rejected') throw curRead.reason;
-    const ref = refRead.value;
-    const cur = curRead.value;
-    o.onNumericRead?.('reference', ref);
-    o.onNumericRead?.('current', cur);
-    const outs = await Promise.all(
-      numeric.map((spec) =>
-        runJob(
-          {
-            reference: { raw: ref.values.get(spec.column)! },
-            current: { raw: cur.values.get(spec.column)! },
-            fixed: fixedOf(stored.get(spec.column)),
-          },
-          o.pool,
-          o.inlineMaxValues,
-        ),
-      ),
-    );
-    numeric.forEach((spec, i) => {
-      const out = outs[i]!;
-      inputs.set(spec.column, { spec, ref: numericProfile(spec, out), cur: curCounts(out, 0), numeric: measures(out) });
-    });
-    for (const spec of categorical) {
-      const profile = categoricalProfile(spec, ref.counts.get(spec.column), ref.rows);
-      inputs.set(spec.column, categoricalInputs(spec, profile, cur.counts.get(spec.column), cur.rows));
-    }
-    return assemble(
-      o.features.map((spec) => inputs.get(spec.column)!),
-      ref.rows,
-      cur.rows,
-      o,
-    );
+    return compareSideReads(refRead.value, curRead.value, o);
   }
   // Reads and jobs overlap: each group's jobs are queued on the pool as soon as its values are read, and the
   // next group is read meanwhile; at most groupsInFlight() groups wait for their jobs (memory: that many
@@ -603,6 +574,63 @@ export async function compareSamples(store: SqlPort, options: CompareSamplesOpti
       },
   );
   return assemble(list, refRows, curRows, o);
+}
+
+/** Options of {@link compareSideReads}. */
+export interface CompareSideReadsOptions extends CompareOptions {
+  features: readonly FeatureSpec[];
+  /** A stored profile of the reference: its edges, std, min/max and distinct count are used as they are. */
+  referenceProfile?: SampleProfile | undefined;
+  /** As {@link CompareSamplesOptions.onNumericRead}: each side's values before any job sees them. @default none */
+  onNumericRead?: ((side: 'reference' | 'current', read: NumericRead) => void) | undefined;
+}
+
+/**
+ * The report of two small sides already read whole (numeric values per feature column, NaN for missing, and
+ * category counts with '' for missing, as {@link readAll} gives them): what {@link compareSamples} does after
+ * its one read per side for samples up to {@link SMALL_SAMPLE_ROWS} rows, for readers outside ClickHouse
+ * (e.g. small Parquet files read in JS) that must give the same report. The arrays are consumed.
+ */
+export async function compareSideReads(
+  ref: SideRead,
+  cur: SideRead,
+  options: CompareSideReadsOptions,
+): Promise<DriftReport> {
+  const o = { ...defaults, ...stripUndefined(options) } as CompareSideReadsOptions & typeof defaults;
+  checkDatasetShare(o.datasetShare);
+  const stored = new Map((o.referenceProfile?.features ?? []).map((p) => [p.column, p]));
+  const numeric = o.features.filter((f) => f.kind === 'numeric');
+  const categorical = o.features.filter((f) => f.kind === 'categorical');
+  const inputs = new Map<string, FeatureInputs>();
+  o.onNumericRead?.('reference', ref);
+  o.onNumericRead?.('current', cur);
+  const outs = await Promise.all(
+    numeric.map((spec) =>
+      runJob(
+        {
+          reference: { raw: ref.values.get(spec.column)! },
+          current: { raw: cur.values.get(spec.column)! },
+          fixed: fixedOf(stored.get(spec.column)),
+        },
+        o.pool,
+        o.inlineMaxValues,
+      ),
+    ),
+  );
+  numeric.forEach((spec, i) => {
+    const out = outs[i]!;
+    inputs.set(spec.column, { spec, ref: numericProfile(spec, out), cur: curCounts(out, 0), numeric: measures(out) });
+  });
+  for (const spec of categorical) {
+    const profile = categoricalProfile(spec, ref.counts.get(spec.column), ref.rows);
+    inputs.set(spec.column, categoricalInputs(spec, profile, cur.counts.get(spec.column), cur.rows));
+  }
+  return assemble(
+    o.features.map((spec) => inputs.get(spec.column)!),
+    ref.rows,
+    cur.rows,
+    o,
+  );
 }
 
 function sumOf(m: ReadonlyMap<string, number> | undefined): number {

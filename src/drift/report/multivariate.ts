@@ -189,13 +189,14 @@ export interface FileMultivariateOptions {
 
 /** The section's rows of the vector columns of one side: the same positions as {@link sampleRowsAndPositions}. */
 async function readVectors(
-  store: SqlPort,
+  store: SqlPort | undefined,
   side: { file: InputFile; columns: readonly FileColumn[] },
   role: string,
   vectors: readonly string[],
   maxRows: number,
 ): Promise<number[][][]> {
   if (vectors.length === 0) return [];
+  if (store === undefined) throw new RangeError('vector columns are read through a store');
   const exprs = vectors.map((c, i) => `CAST(${quoteIdent(c)} AS Array(Nullable(Float64))) AS v${i}`);
   type Row = Record<string, (number | string | null)[]>;
   let rows: Row[];
@@ -231,8 +232,12 @@ function sameLength(ref: number[][], cur: number[][]): { dim: number; ref: numbe
  * The multivariate section of `modelwatch report`: the numeric columns together (reconstruction and
  * domain classifier) and each vector column as an embedding (MMD, mean distance, share of drifted
  * components), on at most `settings.maxRows` rows of each file: the rows at {@link sampleRowsAndPositions}.
+ * `store` reads the vector columns; without vector columns it is not used and may be undefined.
  */
-export async function fileMultivariate(store: SqlPort, o: FileMultivariateOptions): Promise<MultivariateSection> {
+export async function fileMultivariate(
+  store: SqlPort | undefined,
+  o: FileMultivariateOptions,
+): Promise<MultivariateSection> {
   const settings = o.settings ?? reportMultivariateSettings();
   const numeric = [...o.numeric];
   const refVectors = await stage('multivariate read reference', () =>

@@ -33,6 +33,9 @@ import type { MultivariateSettings } from '../mv-detect.js';
 import { computeDrift } from '../stats/engine.js';
 import type { DriftReport } from '../stats/types.js';
 import { mark, stage, stageSync } from '../exact/profile.js';
+import { compareSideReads } from '../exact/compare.js';
+import { readSmallParquet } from '../small/parquet.js';
+import { ReportReaders, Unsupported, rowPositions, sideRead, type ReportReader } from '../small/sides.js';
 
 /** Options of {@link runFileReport}. */
 export interface FileReportOptions {
@@ -61,6 +64,12 @@ export interface FileReportOptions {
   limits?: RoleLimits | undefined;
   /** Settings of the multivariate section (`multivariate` of the config). @default the documented defaults */
   multivariate?: MultivariateSettings | undefined;
+  /**
+   * `auto`: two small Parquet files whose columns all have plain types (see `docs/drift-engine.md`) are read
+   * in JavaScript, without the engine, giving the same report; anything else goes through the engine.
+   * `engine`: always the engine. @default 'auto'
+   */
+  reader?: ReportReader | undefined;
 }
 
 /** What {@link runFileReport} returns. */
@@ -73,6 +82,8 @@ export interface FileReportResult {
   html?: string;
   /** Display histograms, when `format` is `html`. */
   histograms?: FeatureHistogram[];
+  /** Which reader read the files: `js` (small Parquet files, no engine) or `engine`. */
+  reader: 'js' | 'engine';
 }
 
 const defaults = {
@@ -84,6 +95,7 @@ const defaults = {
   store: undefined,
   limits: undefined,
   multivariate: undefined,
+  reader: 'auto',
 } satisfies { [K in Exclude<keyof FileReportOptions, 'reference' | 'current'>]-?: FileReportOptions[K] };
 
 function mb(bytes: number): string {
@@ -101,8 +113,17 @@ export async function runFileReport(options: FileReportOptions): Promise<FileRep
   const o = { ...defaults, ...options };
   if (o.format !== 'json' && o.format !== 'html') throw new RangeError(`format must be json or html`);
   if (!(o.progressMinBytes >= 0)) throw new RangeError('progressMinBytes must be ≥ 0');
+  if (!(ReportReaders as readonly string[]).includes(o.reader)) {
+    throw new ModelwatchError(ErrorCodes.inputInvalid, `reader must be one of ${ReportReaders.join(', ')}`, {
+      field: 'reader',
+    });
+  }
   const reference = inputFile(o.reference, 'reference');
   const current = inputFile(o.current, 'current');
+  if (o.reader === 'auto') {
+    const small = await smallFileReport(o, reference, current);
+    if (small !== undefined) return small;
+  }
   const started = performance.now();
   const loud = reference.bytes + current.bytes >= o.progressMinBytes;
   const progress = (line: string): void => {
@@ -220,24 +241,107 @@ export async function runFileReport(options: FileReportOptions): Promise<FileRep
     progress(`statistics done: ${report.dataset.drifted_features} of ${report.dataset.features} columns drifted`);
     const multivariate = await multivariatePending;
     progress(`multivariate done: ${multivariate.results.filter((r) => r.drift).length} drifted results`);
-    if (o.format === 'json') {
-      return { report: { ...withoutDistributions(report), multivariate }, columns };
-    }
-    const histograms = report.features.flatMap((f) =>
-      f.distribution === undefined ? [] : [histogramFromDistribution(f.name, f.kind, f.distribution)],
-    );
-    const html = renderHtmlReport(withoutDistributions(report), histograms, {
-      referenceLabel: basename(reference.path),
-      currentLabel: basename(current.path),
-      extraSections: renderMultivariateHtml(multivariate),
-    });
-    progress('html rendered');
-    return { report: { ...withoutDistributions(report), multivariate }, columns, html, histograms };
+    const out = finishReport(report, multivariate, columns, o.format, reference, current, 'engine');
+    if (o.format === 'html') progress('html rendered');
+    return out;
   } finally {
     await Promise.allSettled(pending);
     for (const t of temps) await store.command(`DROP TABLE IF EXISTS ${t}`).catch(() => undefined);
     if (owned !== undefined) await stage('close store', () => owned.close());
   }
+}
+
+/**
+ * The result of a report: the JSON report (without the per-bin vectors) and, for `html`, the page with its
+ * histograms. The same for either reader.
+ */
+function finishReport(
+  report: DriftReport,
+  multivariate: MultivariateSection,
+  columns: ReportColumn[],
+  format: 'json' | 'html',
+  reference: InputFile,
+  current: InputFile,
+  reader: FileReportResult['reader'],
+): FileReportResult {
+  if (format === 'json') {
+    return { report: { ...withoutDistributions(report), multivariate }, columns, reader };
+  }
+  const histograms = report.features.flatMap((f) =>
+    f.distribution === undefined ? [] : [histogramFromDistribution(f.name, f.kind, f.distribution)],
+  );
+  const html = renderHtmlReport(withoutDistributions(report), histograms, {
+    referenceLabel: basename(reference.path),
+    currentLabel: basename(current.path),
+    extraSections: renderMultivariateHtml(multivariate),
+  });
+  return { report: { ...withoutDistributions(report), multivariate }, columns, html, histograms, reader };
+}
+
+/**
+ * The report of two small Parquet files read in JavaScript (no engine start-up), or undefined when either
+ * file is not one (not Parquet, too large, empty, a type or codec not mirrored, a column's cast not mirrored):
+ * the engine then reads them. The same steps as the engine path, in the same order (columns resolved with the
+ * same errors, the same values per column, the same multivariate rows), so the same report.
+ */
+async function smallFileReport(
+  o: Required<Pick<FileReportOptions, 'format' | 'categorical'>> & Pick<FileReportOptions, 'columns' | 'multivariate'>,
+  reference: InputFile,
+  current: InputFile,
+): Promise<FileReportResult | undefined> {
+  if (reference.format !== 'Parquet' || current.format !== 'Parquet') return undefined;
+  const [refFile, curFile] = await Promise.all([
+    stage('js read reference', () => readSmallParquet(reference.path, reference.bytes)),
+    stage('js read current', () => readSmallParquet(current.path, current.bytes)),
+  ]);
+  if ('reason' in refFile || 'reason' in curFile) {
+    mark(`engine reader: ${'reason' in refFile ? refFile.reason : (curFile as { reason: string }).reason}`, 0);
+    return undefined;
+  }
+  // No vector columns here (lists fall back above), so every column is a report column candidate.
+  const columns = resolveColumns(refFile.columns, curFile.columns, { categorical: o.categorical, columns: o.columns });
+  const ref = sideRead(refFile, columns);
+  const cur = sideRead(curFile, columns);
+  if (ref instanceof Unsupported || cur instanceof Unsupported) {
+    mark(`engine reader: ${ref instanceof Unsupported ? ref.reason : (cur as Unsupported).reason}`, 0);
+    return undefined;
+  }
+  const features = columns.map((c, i) => ({ name: c.name, kind: c.kind, column: sampleColumn(i) }));
+  const mvSettings = o.multivariate ?? reportMultivariateSettings();
+  const numeric = columns.filter((c) => c.kind === 'numeric').map((c) => c.name);
+  const byName = new Map(columns.map((c, i) => [c.name, sampleColumn(i)]));
+  const subset = new NumericSubset(
+    new Map(mvSettings.enabled && numeric.length >= 2 ? numeric.map((n) => [n, byName.get(n)!]) : []),
+    {
+      reference: rowPositions(ref.rows, mvSettings.maxRows),
+      current: rowPositions(cur.rows, mvSettings.maxRows),
+    },
+  );
+  const multivariatePending = stage('multivariate', () =>
+    fileMultivariate(undefined, {
+      reference: { file: reference, columns: refFile.columns },
+      current: { file: current, columns: curFile.columns },
+      numeric,
+      numericRows: subset.rows,
+      vectors: [],
+      settings: mvSettings,
+      inline: Math.max(ref.rows, cur.rows) <= INLINE_MULTIVARIATE_MAX_ROWS,
+    }).catch((err: unknown) => multivariateFailed(err)),
+  );
+  let report: DriftReport;
+  try {
+    report = await stage('statistics', () =>
+      compareSideReads(ref, cur, { features, onNumericRead: subset.onNumericRead }),
+    );
+  } finally {
+    subset.fail(
+      new ModelwatchError(ErrorCodes.internal, 'the statistics ended before the multivariate rows were read'),
+    );
+    // Settles before an error leaves: nothing runs on after the report.
+    await Promise.allSettled([multivariatePending]);
+  }
+  const multivariate = await multivariatePending;
+  return finishReport(report, multivariate, columns, o.format, reference, current, 'js');
 }
 
 /** Text formats are parsed once into a `Memory` table: the engine reads each side several times (per group). */
