@@ -158,10 +158,10 @@ function profileLines(stderr: string): string[] {
 }
 
 /** One untimed `modelwatch report` with MODELWATCH_PROFILE=1: its stage lines. */
-function profiledReport(cli: string, reference: string, current: string, out: string): string[] {
+function profiledReport(cli: string, reference: string, current: string, out: string, extra: string[] = []): string[] {
   const res = spawnSync(
     process.execPath,
-    [cli, 'report', '--reference', reference, '--current', current, '--out', out],
+    [cli, 'report', '--reference', reference, '--current', current, '--out', out, ...extra],
     {
       cwd: root,
       encoding: 'utf8',
@@ -274,9 +274,11 @@ export async function run(): Promise<void> {
     const startupReportHelp = median([0, 1, 2].map(() => timed(node, [cli, 'report', '--help']).wallS));
     log(`start-up: --help ${startupHelp.toFixed(2)} s, report --help ${startupReportHelp.toFixed(2)} s`);
 
-    // 1k-row pair: the fixed cost of a report.
+    // 1k-row pair: the fixed cost of a report. Seven runs each of the default reader (small Parquet files
+    // read in JS, no engine start-up) and of the engine reader (`--reader engine`, the baseline), interleaved;
+    // the two reports must be byte-identical.
     const small = await generate(join(dir, '1k'), 1000);
-    const smallRuns = [0, 1, 2].map(() =>
+    const smallRun = (reader: 'auto' | 'engine', out: string): { wallS: number; maxRssMb: number } =>
       timed(node, [
         cli,
         'report',
@@ -284,19 +286,37 @@ export async function run(): Promise<void> {
         small.reference,
         '--current',
         small.current,
+        '--reader',
+        reader,
         '--out',
-        join(dir, '1k', 'r.json'),
-      ]),
-    );
+        join(dir, '1k', out),
+      ]);
+    const smallRuns: { wallS: number; maxRssMb: number }[] = [];
+    const engineRuns: { wallS: number; maxRssMb: number }[] = [];
+    for (let i = 0; i < 7; i++) {
+      smallRuns.push(smallRun('auto', 'r.json'));
+      engineRuns.push(smallRun('engine', 'e.json'));
+    }
     const report1k = {
       wall_s: median(smallRuns.map((r) => r.wallS)),
       peak_rss_mb: median(smallRuns.map((r) => r.maxRssMb)),
+      runs: 7,
+      engine_reader_wall_s: median(engineRuns.map((r) => r.wallS)),
+      engine_reader_peak_rss_mb: median(engineRuns.map((r) => r.maxRssMb)),
+      same_report_as_engine_reader:
+        readFileSync(join(dir, '1k', 'r.json'), 'utf8') === readFileSync(join(dir, '1k', 'e.json'), 'utf8'),
     };
-    log(`1k report ${report1k.wall_s.toFixed(2)} s`);
+    log(
+      `1k report ${report1k.wall_s.toFixed(2)} s (engine reader ${report1k.engine_reader_wall_s.toFixed(2)} s, same report: ${report1k.same_report_as_engine_reader})`,
+    );
     // Untimed runs with stage timings: where the time goes (the first large size too, below).
     const nodeStartS = median([0, 1, 2].map(() => timed(node, ['-e', '0']).wallS));
     const profiles: Record<string, string[]> = {
       'report, 1k rows': profiledReport(cli, small.reference, small.current, join(dir, '1k', 'p.json')),
+      'report, 1k rows, engine reader': profiledReport(cli, small.reference, small.current, join(dir, '1k', 'q.json'), [
+        '--reader',
+        'engine',
+      ]),
     };
 
     let scipyPerRow: number | null = null;
@@ -521,7 +541,7 @@ export async function run(): Promise<void> {
       '',
       '## Fixed cost',
       '',
-      `\`modelwatch report\` on a 1,000-row pair: ${f(report1k.wall_s)} s wall, ${f(report1k.peak_rss_mb, 0)} MB peak RSS (median of 3). Process start-up: \`modelwatch --help\` ${f(startupHelp)} s (loads every command), \`modelwatch report --help\` ${f(startupReportHelp)} s (loads only the report command); a bare \`node -e 0\` ${f(nodeStartS)} s.`,
+      `\`modelwatch report\` on a 1,000-row pair: ${f(report1k.wall_s)} s wall, ${f(report1k.peak_rss_mb, 0)} MB peak RSS (median of 7; the small Parquet files read in JS, no engine start-up); the engine reader (\`--reader engine\`, interleaved with it) ${f(report1k.engine_reader_wall_s)} s, ${f(report1k.engine_reader_peak_rss_mb, 0)} MB; byte-identical reports: ${report1k.same_report_as_engine_reader ? 'yes' : 'NO'}. Process start-up: \`modelwatch --help\` ${f(startupHelp)} s (loads every command), \`modelwatch report --help\` ${f(startupReportHelp)} s (loads only the report command); a bare \`node -e 0\` ${f(nodeStartS)} s.`,
       '',
       '## Stage profiles',
       '',

@@ -5,18 +5,19 @@
  * anything else makes {@link readSmallParquet} return a reason, and the caller falls back to the engine.
  */
 import { readFileSync } from 'node:fs';
+import { brotliDecompressSync, unzipSync } from 'node:zlib';
 import { parquetMetadata, parquetRead, type Compressors, type FileMetaData, type SchemaElement } from 'hyparquet';
 import { errorMessage } from '../../common/errors.js';
 import type { FileColumn } from '../files.js';
 
 /**
- * Codecs read without the optional decompressors: hyparquet decodes Snappy itself (pure JS, no WebAssembly
- * start-up). GZIP, Brotli and ZSTD load `hyparquet-compressors` on first use. LZ4 and LZ4_RAW are left to
- * the engine: hyparquet-compressors 1.1 fails on LZ4_RAW pages written by ClickHouse 26.7 ("lz4 offset out
+ * Codecs this reader decodes: hyparquet decodes Snappy itself (pure JS, no WebAssembly start-up); GZIP and
+ * Brotli go to `node:zlib`; ZSTD to `fzstd` (pure JS, loaded on first use), given the page's output buffer
+ * (without it fzstd slides a window buffer with a copy per block, ~10× slower). LZ4 and LZ4_RAW are left to
+ * the engine: `hyparquet-compressors` 1.1 fails on LZ4_RAW pages written by ClickHouse 26.7 ("lz4 offset out
  * of range"), and LZ4 is ambiguous (Hadoop framing or raw) between writers.
  */
-const BUILT_IN_CODECS: ReadonlySet<string> = new Set(['UNCOMPRESSED', 'SNAPPY']);
-const LOADED_CODECS: ReadonlySet<string> = new Set(['GZIP', 'BROTLI', 'ZSTD']);
+const CODECS: ReadonlySet<string> = new Set(['UNCOMPRESSED', 'SNAPPY', 'GZIP', 'BROTLI', 'ZSTD']);
 
 /** One column of a small Parquet file, as the engine path would see and read it. */
 export interface SmallColumn extends FileColumn {
@@ -96,16 +97,31 @@ export function clickhouseTypeOf(e: SchemaElement): { type: string; family: Smal
   }
 }
 
-let loadedCompressors: Promise<Compressors> | undefined;
+let zstd: Promise<Compressors['ZSTD']> | undefined;
 
-/** The decompressors of `hyparquet-compressors` other than Snappy, loaded once. */
-function extraCompressors(): Promise<Compressors> {
-  loadedCompressors ??= import('hyparquet-compressors').then((m) => ({
-    GZIP: m.decompressGzip,
-    BROTLI: m.decompressBrotli,
-    ZSTD: (input: Uint8Array) => m.decompressZstd(input),
-  }));
-  return loadedCompressors;
+/**
+ * A page's output buffer for fzstd. fzstd 0.1.1 tests its `buf` argument with `w == 1`, which turns a plain
+ * typed array into a string of all its bytes (`toString`) on every page: this buffer converts to 0 instead.
+ */
+class ZstdOutput extends Uint8Array {
+  [Symbol.toPrimitive](): number {
+    return 0;
+  }
+}
+
+/** The decompressors of the file's codecs beyond Snappy (hyparquet's own). */
+async function compressorsFor(codecs: ReadonlySet<string>): Promise<Compressors> {
+  const out: Compressors = {};
+  // unzipSync: gzip or zlib framing, whichever the page has.
+  if (codecs.has('GZIP')) out.GZIP = (input) => new Uint8Array(unzipSync(input));
+  if (codecs.has('BROTLI')) out.BROTLI = (input) => new Uint8Array(brotliDecompressSync(input));
+  if (codecs.has('ZSTD')) {
+    zstd ??= import('fzstd').then(
+      (m) => (input: Uint8Array, length: number) => m.decompress(input, new ZstdOutput(length)),
+    );
+    out.ZSTD = await zstd;
+  }
+  return out;
 }
 
 /**
@@ -144,38 +160,49 @@ export async function readSmallParquet(
     if (t === undefined) return { reason: `column ${e.name}: unsupported type` };
     if (names.has(e.name)) return { reason: `column ${e.name}: duplicate name` };
     names.add(e.name);
-    columns.push({ name: e.name, type: t.type, family: t.family, values: new Array<null>(rows).fill(null) });
+    columns.push({ name: e.name, type: t.type, family: t.family, values: [] });
   }
-  let extra = false;
+  const codecs = new Set<string>();
   for (const g of metadata.row_groups) {
     for (const c of g.columns) {
       const codec = c.meta_data?.codec ?? 'UNCOMPRESSED';
-      if (LOADED_CODECS.has(codec)) extra = true;
-      else if (!BUILT_IN_CODECS.has(codec)) return { reason: `codec ${codec}` };
+      if (!CODECS.has(codec)) return { reason: `codec ${codec}` };
+      codecs.add(codec);
     }
   }
-  const byName = new Map(columns.map((c) => [c.name, c]));
-  const seen = new Map(columns.map((c) => [c.name, 0]));
+  // Column chunks as hyparquet hands them over (one per page or row group), put in row order afterwards.
+  const chunks = new Map<string, { rowStart: number; data: ArrayLike<unknown> }[]>(columns.map((c) => [c.name, []]));
   try {
     await parquetRead({
       file: buffer,
       metadata,
-      ...(extra ? { compressors: await extraCompressors() } : {}),
+      compressors: await compressorsFor(codecs),
       // Text is decoded by hyparquet's TextDecoder (UTF-8, invalid sequences replaced), as the engine path's
       // reader of `Native` output decodes it.
       geoparquet: false,
       onChunk: (chunk) => {
-        const col = byName.get(chunk.columnName);
-        if (col === undefined) return;
-        const out = col.values as unknown[];
-        const data = chunk.columnData as ArrayLike<unknown>;
-        for (let i = 0; i < data.length; i++) out[chunk.rowStart + i] = data[i];
-        seen.set(col.name, seen.get(col.name)! + data.length);
+        chunks.get(chunk.columnName)?.push({ rowStart: chunk.rowStart, data: chunk.columnData as ArrayLike<unknown> });
       },
     });
   } catch (err) {
     return { reason: `read: ${errorMessage(err)}` };
   }
-  for (const [name, n] of seen) if (n !== rows) return { reason: `column ${name}: ${n} values for ${rows} rows` };
+  for (const col of columns) {
+    const list = chunks.get(col.name)!.sort((a, b) => a.rowStart - b.rowStart);
+    let at = 0;
+    for (const c of list) {
+      if (c.rowStart !== at) return { reason: `column ${col.name}: rows ${at}..${c.rowStart} missing` };
+      at += c.data.length;
+    }
+    if (at !== rows) return { reason: `column ${col.name}: ${at} values for ${rows} rows` };
+    col.values = list.length === 1 ? (list[0]!.data as SmallColumn['values']) : concat(list.map((c) => c.data));
+  }
   return { rows, columns };
+}
+
+/** Chunks of one column end to end, as one array. */
+function concat(parts: ArrayLike<unknown>[]): SmallColumn['values'] {
+  const out: unknown[] = [];
+  for (const p of parts) for (let i = 0; i < p.length; i++) out.push(p[i]);
+  return out as SmallColumn['values'];
 }

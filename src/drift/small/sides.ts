@@ -48,8 +48,10 @@ export function sideRead(file: SmallParquet, columns: readonly ReportColumn[]): 
 /** `ifNull(CAST(x AS Nullable(Float64)), nan)`: NULL → NaN; integers rounded to the nearest double (ties to even, as C++'s conversion). */
 function asNumbers(col: SmallColumn, rows: number): Float64Array | undefined {
   if (col.family !== 'float' && col.family !== 'int') return undefined;
-  const out = new Float64Array(rows);
   const v = col.values;
+  // Required float columns come as typed arrays (no NULLs): copied (the engine sorts its arrays in place).
+  if (v instanceof Float64Array || v instanceof Float32Array) return Float64Array.from(v);
+  const out = new Float64Array(rows);
   for (let r = 0; r < rows; r++) {
     const x = v[r];
     out[r] = x === null || x === undefined ? Number.NaN : Number(x);
