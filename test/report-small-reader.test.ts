@@ -138,6 +138,18 @@ describe('small Parquet pairs: the JavaScript reader gives the engine reader’s
     expect(parsed.report.multivariate.results.length).toBeGreaterThan(0);
   });
 
+  it.each([
+    ['Arrow writer', { output_format_parquet_use_custom_encoder: 0 }],
+    ['Parquet 1.0, small pages', { output_format_parquet_version: '1.0', output_format_parquet_data_page_size: 512 }],
+    ['no dictionaries', { output_format_parquet_max_dictionary_size: 0 }],
+  ] as const)('%s', async (name, settings) => {
+    const reference = await parquet(`ref-${name}`, mixed(1100, 7, 0), 'snappy', settings);
+    const current = await parquet(`cur-${name}`, mixed(900, 8, 0.3), 'zstd', settings);
+    const out = await both({ reference, current, categorical: ['code'] });
+    expect(out.reader).toBe('js');
+    expect(out.js).toBe(out.engine);
+  });
+
   it('a column numeric in one file and text in the other: integers compared as text', async () => {
     const reference = await parquet(
       'ref-int',
