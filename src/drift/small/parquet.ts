@@ -153,6 +153,7 @@ export async function readSmallParquet(
   const root = metadata.schema[0];
   const leaves = metadata.schema.slice(1);
   if (root === undefined || root.num_children !== leaves.length) return { reason: 'nested columns' };
+  if (leaves.length === 0) return { reason: 'no columns' };
   const columns: SmallColumn[] = [];
   const names = new Set<string>();
   for (const e of leaves) {
