@@ -13,6 +13,7 @@ import { cityHash64OfUInt64, rowPositions } from '../src/drift/small/sides.js';
 import { readSmallParquet } from '../src/drift/small/parquet.js';
 import { reportCommand } from '../src/cli/commands/report.js';
 import { UsageError } from '../src/cli/command.js';
+import { runCli } from './support/report-files.js';
 
 let store: ClickHouseStore;
 let dir: string;
@@ -295,6 +296,42 @@ describe('the multivariate row subset', () => {
 });
 
 describe('choosing the reader on the command line', () => {
+  it('JS reader by default; --reader engine and MODELWATCH_REPORT_READER=engine start the engine; same output', async () => {
+    const reference = await parquet('cli-ref', mixed(500, 9, 0));
+    const current = await parquet('cli-cur', mixed(400, 10, 0.5));
+    const args = ['report', '--reference', reference, '--current', current];
+    const saved = { profile: process.env.MODELWATCH_PROFILE, reader: process.env.MODELWATCH_REPORT_READER };
+    process.env.MODELWATCH_PROFILE = '1';
+    delete process.env.MODELWATCH_REPORT_READER;
+    try {
+      const auto = await runCli(args);
+      const flag = await runCli([...args, '--reader', 'engine']);
+      process.env.MODELWATCH_REPORT_READER = 'engine';
+      const env = await runCli(args);
+      const overridden = await runCli([...args, '--reader', 'auto']);
+      process.env.MODELWATCH_REPORT_READER = 'fastest';
+      const bad = await runCli(args);
+      for (const r of [auto, flag, env, overridden]) expect(r.code, r.stderr).toBe(0);
+      expect(auto.stderr).toContain('js read reference');
+      expect(auto.stderr).not.toContain('open store');
+      expect(overridden.stderr).not.toContain('open store');
+      expect(flag.stderr).toContain('open store');
+      expect(env.stderr).toContain('open store');
+      expect(auto.stdout).toBe(flag.stdout);
+      expect(env.stdout).toBe(auto.stdout);
+      expect(bad.code).toBe(2);
+      expect(bad.stderr).toContain("MODELWATCH_REPORT_READER must be auto or engine, got 'fastest'");
+    } finally {
+      for (const [key, value] of [
+        ['MODELWATCH_PROFILE', saved.profile],
+        ['MODELWATCH_REPORT_READER', saved.reader],
+      ] as const) {
+        if (value === undefined) delete process.env[key];
+        else process.env[key] = value;
+      }
+    }
+  });
+
   it('rejects a bad --reader and a bad MODELWATCH_REPORT_READER with a message naming it', async () => {
     const bad = reportCommand.run(['--reference', 'a.parquet', '--current', 'b.parquet', '--reader', 'fast']);
     await expect(bad).rejects.toBeInstanceOf(UsageError);
