@@ -34,7 +34,7 @@ import { computeDrift } from '../stats/engine.js';
 import type { DriftReport } from '../stats/types.js';
 import { mark, stage, stageSync } from '../exact/profile.js';
 import { compareSideReads } from '../exact/compare.js';
-import { readSmallParquet } from '../small/parquet.js';
+import { SMALL_PARQUET_MAX_BYTES, readSmallParquet } from '../small/parquet.js';
 import { ReportReaders, Unsupported, rowPositions, sideRead, type ReportReader } from '../small/sides.js';
 
 /** Options of {@link runFileReport}. */
@@ -290,12 +290,21 @@ async function smallFileReport(
   current: InputFile,
 ): Promise<FileReportResult | undefined> {
   if (reference.format !== 'Parquet' || current.format !== 'Parquet') return undefined;
-  const [refFile, curFile] = await Promise.all([
-    stage('js read reference', () => readSmallParquet(reference.path, reference.bytes)),
-    stage('js read current', () => readSmallParquet(current.path, current.bytes)),
-  ]);
-  if ('reason' in refFile || 'reason' in curFile) {
-    mark(`engine reader: ${'reason' in refFile ? refFile.reason : (curFile as { reason: string }).reason}`, 0);
+  // Sizes first, then one file after the other (the reads are CPU work on this thread either way): a file
+  // that is not small sends the report to the engine before the other is read.
+  const tooLarge = [reference, current].find((f) => f.bytes > SMALL_PARQUET_MAX_BYTES);
+  if (tooLarge !== undefined) {
+    mark(`engine reader: ${basename(tooLarge.path)} larger than ${SMALL_PARQUET_MAX_BYTES} bytes`, 0);
+    return undefined;
+  }
+  const refFile = await stage('js read reference', () => readSmallParquet(reference.path, reference.bytes));
+  if ('reason' in refFile) {
+    mark(`engine reader: reference ${refFile.reason}`, 0);
+    return undefined;
+  }
+  const curFile = await stage('js read current', () => readSmallParquet(current.path, current.bytes));
+  if ('reason' in curFile) {
+    mark(`engine reader: current ${curFile.reason}`, 0);
     return undefined;
   }
   // No vector columns here (lists fall back above), so every column is a report column candidate.

@@ -51,7 +51,19 @@ export interface ReadSmallParquetOptions {
   maxRows?: number;
 }
 
-const defaults = { maxBytes: 16 * 2 ** 20, maxRows: 50_000 } satisfies Required<ReadSmallParquetOptions>;
+/** Largest Parquet file read without the engine by default (16 MiB). */
+export const SMALL_PARQUET_MAX_BYTES = 16 * 2 ** 20;
+
+/**
+ * Most rows read without the engine by default: the engine path reads samples up to this size in one query per
+ * side too (`SMALL_SAMPLE_ROWS`), so both paths run the same code after the read.
+ */
+export const SMALL_PARQUET_MAX_ROWS = 50_000;
+
+const defaults = {
+  maxBytes: SMALL_PARQUET_MAX_BYTES,
+  maxRows: SMALL_PARQUET_MAX_ROWS,
+} satisfies Required<ReadSmallParquetOptions>;
 
 /**
  * The ClickHouse type the engine's schema inference gives a Parquet leaf column (`DESCRIBE file(...)`,
