@@ -21,6 +21,7 @@ import {
   compareSampleToReference,
   groupWithin,
   readSortedReference,
+  type SortedCacheOptions,
   type StoredSortedReference,
 } from './exact/index.js';
 import {
@@ -79,6 +80,12 @@ export interface DetectDriftOptions {
    * alongside the first reads. Both give the same report. @default 'auto'
    */
   discovery?: 'auto' | 'always' | undefined;
+  /**
+   * The local cache of a stored reference's sorted values (a stored reference never changes; the store stays
+   * the source of truth and every cached file is verified against it). `{dir: false}` turns it off.
+   * @default {dir: defaultSortedCacheDir()} (`MODELWATCH_REFERENCE_CACHE`, else `$XDG_CACHE_HOME/modelwatch/sorted-references`)
+   */
+  referenceCache?: SortedCacheOptions | undefined;
 }
 
 const defaults = {
@@ -423,6 +430,7 @@ export async function detectDrift(store: Store, options: DetectDriftOptions): Pr
       ? readSortedReference(store, base.stored.id, {
           features: base.stored.features.filter(kept),
           info: base.stored,
+          cache: o.referenceCache,
           // In few wide queries (two at 1M rows), so that it is read alongside the window's reads rather than
           // after them: the window's jobs need it whole.
           ...(counted !== undefined
@@ -523,6 +531,9 @@ export async function detectDrift(store: Store, options: DetectDriftOptions): Pr
     report = await compare();
   }
   ref.info.rows = report.reference.rows;
+  // The local cache of the sorted reference, written while the window was compared: finished before returning,
+  // so that a process that exits right after detection leaves it complete for the next run.
+  if (sortedRef !== undefined) await (await sortedRef).cached;
   const quality = await windowQuality(store, o.model, { fromMs, toMs, now }, report.current.rows, ref, o);
   const out: DriftDetection = {
     ...report,
