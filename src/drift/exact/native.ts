@@ -1,7 +1,8 @@
 /**
  * Decoder of ClickHouse's `Native` output format (as the HTTP interface and chdb return it: blocks of
  * `varuint columns, varuint rows`, then per column `name`, `type` and the column data, without block info)
- * for the few types the exact drift engine reads: fixed-size numbers, `String` and `Array(Float64)`.
+ * for the few types the exact drift engine reads: fixed-size numbers, `String`, `Array(Float64)` and
+ * `Array(String)`.
  * Numbers are copied into one typed array per column across all blocks (two passes: sizes, then copies),
  * so a 1M-row Float64 column costs one allocation and one memcpy per block.
  */
@@ -12,7 +13,9 @@ export type NativeColumn =
   | { type: 'Float64'; values: Float64Array }
   | { type: 'UInt64' | 'Int64' | 'UInt32' | 'UInt16' | 'UInt8' | 'Int32'; values: Float64Array }
   | { type: 'String'; values: string[] }
-  | { type: 'Array(Float64)'; values: Float64Array; offsets: Float64Array };
+  | { type: 'Array(Float64)'; values: Float64Array; offsets: Float64Array }
+  /** Row r's strings are `values[offsets[r - 1] .. offsets[r])` (from 0 for the first row). */
+  | { type: 'Array(String)'; values: string[]; offsets: Float64Array };
 
 /** A decoded result: total rows and columns by name (in result order). */
 export interface NativeResult {
@@ -95,6 +98,7 @@ export function decodeNative(buf: Uint8Array, options: DecodeOptions = {}): Nati
   const plans: Plan[] = [];
   let rows = 0;
   const strings = new Map<string, string[]>();
+  const stringArrays = new Map<string, { values: string[]; offsets: number[] }>();
   // Pass 1: walk the blocks, remember where each column's data is; strings are decoded here.
   while (r.pos < buf.length) {
     const ncols = r.varuint();
@@ -124,6 +128,18 @@ export function decodeNative(buf: Uint8Array, options: DecodeOptions = {}): Nati
         const inner = nrows === 0 ? 0 : readUint64(view, offStart + 8 * (nrows - 1));
         plan.pieces.push({ offset: offStart, rows: nrows, inner });
         r.skip(8 * inner);
+      } else if (type === 'Array(String)') {
+        let list = stringArrays.get(name);
+        if (list === undefined) {
+          list = { values: [], offsets: [] };
+          stringArrays.set(name, list);
+        }
+        const offStart = r.pos;
+        r.skip(8 * nrows);
+        const base = list.values.length;
+        for (let i = 0; i < nrows; i++) list.offsets.push(base + readUint64(view, offStart + 8 * i));
+        const inner = nrows === 0 ? 0 : readUint64(view, offStart + 8 * (nrows - 1));
+        for (let i = 0; i < inner; i++) list.values.push(r.string());
       } else throw bad(`unsupported column type ${type}`);
     }
     rows += nrows;
@@ -134,6 +150,11 @@ export function decodeNative(buf: Uint8Array, options: DecodeOptions = {}): Nati
     const { name, type } = plan;
     if (type === 'String') {
       columns.set(name, { type: 'String', values: strings.get(name) ?? [] });
+      continue;
+    }
+    if (type === 'Array(String)') {
+      const list = stringArrays.get(name);
+      columns.set(name, { type, values: list?.values ?? [], offsets: Float64Array.from(list?.offsets ?? []) });
       continue;
     }
     if (type === 'Array(Float64)') {
@@ -200,7 +221,8 @@ export function decodeNative(buf: Uint8Array, options: DecodeOptions = {}): Nati
 export function numberColumn(result: NativeResult, name: string): Float64Array {
   const c = result.columns.get(name);
   if (c === undefined) return new Float64Array(result.rows);
-  if (c.type === 'String' || c.type === 'Array(Float64)') throw bad(`column ${name} is ${c.type}, not a number`);
+  if (c.type === 'String' || c.type === 'Array(Float64)' || c.type === 'Array(String)')
+    throw bad(`column ${name} is ${c.type}, not a number`);
   return c.values;
 }
 
