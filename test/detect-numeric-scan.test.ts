@@ -29,7 +29,7 @@ let refId: string;
 function hourRows(h: number): PredictionRow[] {
   const u = mulberry32(77 + h);
   const g = gaussian(u);
-  return Array.from({ length: ROWS }, (_, i) => {
+  return Array.from({ length: ROWS }, (_, i): PredictionRow => {
     const a = g();
     const b = Math.floor(u() * 7);
     const c = g() * 3 + (h > 0 ? 0.5 : 0);
