@@ -1,5 +1,5 @@
-// Detection reads the window's numeric features with one scan of each `Map` column (src/drift/exact/traffic-read.ts)
-// when the window is small enough, instead of one key lookup per feature. The scan must give exactly the values
+// Detection can read the window's numeric features with one scan of each `Map` column
+// (src/drift/exact/traffic-read.ts, `numericRead: 'scan'`) instead of one key lookup per feature. The scan must give exactly the values
 // the lookups give — per row, whatever the key order, absent keys (missing), a key held twice (its first value),
 // NaN and ±Inf, outputs in their own map, a filter — and detection the same report either way.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -131,7 +131,7 @@ describe('one scan of the maps against one lookup per feature', () => {
     expect(scan.values.get('a')?.length).toBe(0);
   });
 
-  it('detection gives the same report with the scan as with lookups, and uses the scan by default', async () => {
+  it('detection gives the same report with the scan as with lookups (the default)', async () => {
     const opts = {
       model: MODEL,
       from: T0 + HOUR,
@@ -141,17 +141,17 @@ describe('one scan of the maps against one lookup per feature', () => {
       now: T0 + 5 * HOUR,
     };
     log.reset();
-    const auto = await detectDrift(store, opts);
+    const auto = await detectDrift(store, { ...opts, numericRead: 'scan' });
     expect(log.entries.map((e) => e.label)).toContain('drift key order');
     expect(log.entries.map((e) => e.label)).not.toContain('discover features');
     log.reset();
-    const lookup = await detectDrift(store, { ...opts, numericRead: 'lookup' });
+    const lookup = await detectDrift(store, opts);
     expect(log.entries.map((e) => e.label)).not.toContain('drift key order');
     expect(auto).toEqual(lookup);
     expect(auto.current.rows).toBe(ROWS);
     // The window shifted c; a and b did not change distribution.
     expect(auto.features.find((f) => f.name === 'c')!.stats.ks!.statistic).toBeGreaterThan(0.05);
-    const segmented = await detectDrift(store, { ...opts, segmentBy: 'version' });
+    const segmented = await detectDrift(store, { ...opts, segmentBy: 'version', numericRead: 'scan' });
     const segmentedLookup = await detectDrift(store, { ...opts, segmentBy: 'version', numericRead: 'lookup' });
     expect(segmented).toEqual(segmentedLookup);
   }, 120_000);

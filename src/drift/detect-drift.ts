@@ -88,12 +88,14 @@ export interface DetectDriftOptions {
    */
   referenceCache?: SortedCacheOptions | undefined;
   /**
-   * How the window's numeric features are read against a stored reference once its size is known: `auto`
-   * reads each numeric `Map` column once (all features of a row in one scan, split in JS) when all the window's
-   * values fit in 256 MiB, else per group of features by key lookup; `lookup` always looks each feature up.
-   * Both give the same report. @default 'auto'
+   * How the window's numeric features are read against a stored reference once its size is known: `lookup`
+   * looks each feature up in its `Map` column, a group of features per query (the next group read while the
+   * previous one is sorted); `scan` reads each numeric `Map` column once (every value of a row in one scan,
+   * split by key position here) when all the window's values fit in 256 MiB, else as `lookup`. Both give the
+   * same report. Measured at 1M rows × 20 features, `scan` spends about as much CPU in all (less in the engine,
+   * more here), holds about 300 MB more, and sorts only after the whole window is read. @default 'lookup'
    */
-  numericRead?: 'auto' | 'lookup' | undefined;
+  numericRead?: 'lookup' | 'scan' | undefined;
 }
 
 const defaults = {
@@ -101,7 +103,7 @@ const defaults = {
   volumeDropRatio: 0.5,
   volumeMinExpectedRows: 20,
   discovery: 'auto',
-  numericRead: 'auto',
+  numericRead: 'lookup',
 } satisfies Pick<
   Required<DetectDriftOptions>,
   'maxSegments' | 'volumeDropRatio' | 'volumeMinExpectedRows' | 'discovery' | 'numericRead'
@@ -468,7 +470,7 @@ export async function detectDrift(store: Store, options: DetectDriftOptions): Pr
   ): Promise<DriftReport> => {
     const expectedRows = counted?.rows;
     // One scan of the maps for every numeric feature when the whole window's values fit the scan's budget.
-    const scan = o.numericRead === 'auto' && counted !== undefined && counted.keys * 8 <= SCAN_READ_BYTES;
+    const scan = o.numericRead === 'scan' && counted !== undefined && counted.keys * 8 <= SCAN_READ_BYTES;
     const run = (): Promise<DriftReport> =>
       compareSampleToReference(
         store,

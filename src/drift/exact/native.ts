@@ -13,7 +13,17 @@ export type NativeColumn =
   | { type: 'Float64'; values: Float64Array }
   | { type: 'UInt64' | 'Int64' | 'UInt32' | 'UInt16' | 'UInt8' | 'Int32'; values: Float64Array }
   | { type: 'String'; values: string[] }
-  | { type: 'Array(Float64)'; values: Float64Array; offsets: Float64Array }
+  | {
+      type: 'Array(Float64)';
+      /** The values of every row (empty with {@link DecodeOptions.arraysInPlace}). */
+      values: Float64Array;
+      offsets: Float64Array;
+      /**
+       * With {@link DecodeOptions.arraysInPlace}: where row r's first value lies in `buffer` (a byte offset, the
+       * values little-endian), read with `buffer.getFloat64(starts[r] + 8 * i, true)`.
+       */
+      inPlace?: { buffer: DataView; starts: Float64Array };
+    }
   /** Row r's strings are `values[offsets[r - 1] .. offsets[r])` (from 0 for the first row). */
   | { type: 'Array(String)'; values: string[]; offsets: Float64Array };
 
@@ -89,6 +99,8 @@ function readUint64(view: DataView, off: number): number {
 export interface DecodeOptions {
   /** Put the values of `Array(Float64)` columns in a `SharedArrayBuffer` (workers read them without a copy). @default false */
   sharedArrays?: boolean;
+  /** Leave the values of `Array(Float64)` columns in the input buffer (no copy): see `inPlace`. @default false */
+  arraysInPlace?: boolean;
 }
 
 /** Decodes a whole `Native` result. Unsupported column types are an internal error naming the type. */
@@ -158,6 +170,30 @@ export function decodeNative(buf: Uint8Array, options: DecodeOptions = {}): Nati
       continue;
     }
     if (type === 'Array(Float64)') {
+      if (options.arraysInPlace === true) {
+        const offsets = new Float64Array(rows);
+        const starts = new Float64Array(rows);
+        let at = 0;
+        let row = 0;
+        for (const p of plan.pieces) {
+          const first = p.offset + 8 * p.rows;
+          let prev = 0;
+          for (let i = 0; i < p.rows; i++) {
+            const end = readUint64(view, p.offset + 8 * i);
+            starts[row] = first + 8 * prev;
+            offsets[row++] = at + end;
+            prev = end;
+          }
+          at += p.inner ?? 0;
+        }
+        columns.set(name, {
+          type: 'Array(Float64)',
+          values: new Float64Array(0),
+          offsets,
+          inPlace: { buffer: view, starts },
+        });
+        continue;
+      }
       const total = plan.pieces.reduce((s, p) => s + (p.inner ?? 0), 0);
       const values = new Float64Array(
         options.sharedArrays === true ? new SharedArrayBuffer(total * 8) : new ArrayBuffer(total * 8),

@@ -80,6 +80,7 @@ export async function readTrafficNumeric(
     params,
     settings,
     'drift read',
+    { arraysInPlace: true },
   );
   const rows = res.rows;
   const values = new Map<string, Float64Array>();
@@ -111,34 +112,34 @@ function splitRows(
   order: readonly string[],
   ok: Float64Array,
   keys: { values: string[]; offsets: Float64Array },
-  vals: { values: Float64Array; offsets: Float64Array },
+  vals: { offsets: Float64Array; inPlace?: { buffer: DataView; starts: Float64Array } | undefined },
   outs: Float64Array[],
 ): void {
   const pos = names.map((n) => order.indexOf(n));
-  const v = vals.values;
   const k = keys.values;
   const rows = ok.length;
+  const inPlace = vals.inPlace;
+  if (inPlace === undefined) throw new ModelwatchError(ErrorCodes.internal, 'drift read: values not in place');
+  const view = inPlace.buffer;
+  const starts = inPlace.starts;
   for (let f = 0; f < names.length; f++) {
     const out = outs[f]!;
     const p = pos[f]!;
     const name = names[f]!;
-    let start = 0;
     let kStart = 0;
     for (let r = 0; r < rows; r++) {
-      const end = vals.offsets[r]!;
       const kEnd = keys.offsets[r]!;
-      if (ok[r] === 1) out[r] = p >= 0 ? v[start + p]! : Number.NaN;
-      else {
-        let at = -1;
+      let at = p;
+      if (ok[r] !== 1) {
+        at = -1;
         for (let i = kStart; i < kEnd; i++) {
           if (k[i] === name) {
             at = i - kStart;
             break;
           }
         }
-        out[r] = at >= 0 ? v[start + at]! : Number.NaN;
       }
-      start = end;
+      out[r] = at >= 0 ? view.getFloat64(starts[r]! + 8 * at, true) : Number.NaN;
       kStart = kEnd;
     }
   }
