@@ -3,7 +3,9 @@
 // - `modelwatch report` on Parquet files, 20 numeric + 5 categorical columns, at 1M and 10M rows per side
 //   (ours: the CLI as a child process, wall time including start-up, peak RSS from /usr/bin/time -v);
 // - detection of stored traffic (mw_predictions) against a stored, pre-sorted reference at 1M rows (ours: a
-//   child node process that opens the embedded store and runs detectDrift, start-up included);
+//   child node process that opens the embedded store and runs detectDrift, start-up included), twice: first
+//   with an empty local reference cache (a miss: the sorted reference is read from the store and cached),
+//   then again (a hit, the steady state of a detection loop); both must report the same;
 // - `modelwatch report` on a 1k-row pair: wall time (median of 3);
 // - SciPy: `bench/drift_scipy.py`, statistics only (reading its .npy copies excluded).
 // Exactness: max |Δ| per statistic against SciPy. Sizes: DRIFT_BENCH_SIZES (default 1000000,10000000),
