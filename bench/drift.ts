@@ -237,6 +237,8 @@ interface SizeResult {
     miss_wall_s: number;
     miss_peak_rss_mb: number;
     miss_ratio_vs_scipy: number | null;
+    /** Columns of the sorted reference read from the local cache and from the store, per run. */
+    cache_columns: Record<'miss' | 'hit', { cacheHits: number; storeReads: number }>;
     reference_create_s: number;
     traffic_insert_s: number;
     max_abs_diff_vs_scipy: Record<string, number> | null;
@@ -424,8 +426,10 @@ export async function run(): Promise<void> {
         log(`detection (cache miss) ${miss.wallS.toFixed(2)} s, ${miss.maxRssMb.toFixed(0)} MB`);
         const dout = join(sub, 'detect.json');
         const det = detectOnce(dout);
-        if (det.cache.storeReads !== 0) throw new Error('detection bench: the second run did not hit the cache');
-        log(`detection (cache hit) ${det.wallS.toFixed(2)} s, ${det.maxRssMb.toFixed(0)} MB`);
+        // Columns below the cache's minimum size (100,000 values) are read from the store on every run.
+        log(
+          `detection (cache hit: ${det.cache.cacheHits} columns from the cache, ${det.cache.storeReads} from the store) ${det.wallS.toFixed(2)} s, ${det.maxRssMb.toFixed(0)} MB`,
+        );
         profiles[`detection, ${rows.toLocaleString('en-US')} rows, reference cache hit`] = profileLines(
           detectOnce(join(sub, 'detect-profiled.json'), { MODELWATCH_PROFILE: '1' }).stderr,
         );
@@ -444,6 +448,7 @@ export async function run(): Promise<void> {
           miss_wall_s: miss.wallS,
           miss_peak_rss_mb: miss.maxRssMb,
           miss_ratio_vs_scipy: result.scipy_stats_s === null ? null : miss.wallS / result.scipy_stats_s,
+          cache_columns: { miss: miss.cache, hit: det.cache },
           reference_create_s: info.reference_s,
           traffic_insert_s: info.traffic_s,
           max_abs_diff_vs_scipy: scipyFeatures === null ? null : compare(detection, scipyFeatures),
@@ -554,7 +559,7 @@ export async function run(): Promise<void> {
       ...results
         .filter((r) => r.detect !== undefined)
         .flatMap((r) => [
-          `| ${r.rows.toLocaleString('en-US')} | cache hit | ${f(r.detect!.wall_s)} | ${f(r.scipy_stats_s)} | ${f(r.detect!.ratio_vs_scipy, 3)} | ${f(r.detect!.peak_rss_mb, 0)} | ${f(r.detect!.reference_create_s, 1)} | ${diffs(r.detect!.max_abs_diff_vs_scipy)} |`,
+          `| ${r.rows.toLocaleString('en-US')} | cache hit (${r.detect!.cache_columns.hit.cacheHits} of ${r.detect!.cache_columns.hit.cacheHits + r.detect!.cache_columns.hit.storeReads} columns) | ${f(r.detect!.wall_s)} | ${f(r.scipy_stats_s)} | ${f(r.detect!.ratio_vs_scipy, 3)} | ${f(r.detect!.peak_rss_mb, 0)} | ${f(r.detect!.reference_create_s, 1)} | ${diffs(r.detect!.max_abs_diff_vs_scipy)} |`,
           `| ${r.rows.toLocaleString('en-US')} | cache miss | ${f(r.detect!.miss_wall_s)} | ${f(r.scipy_stats_s)} | ${f(r.detect!.miss_ratio_vs_scipy, 3)} | ${f(r.detect!.miss_peak_rss_mb, 0)} | | same report |`,
         ]),
       '',
