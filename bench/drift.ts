@@ -3,7 +3,9 @@
 // - `modelwatch report` on Parquet files, 20 numeric + 5 categorical columns, at 1M and 10M rows per side
 //   (ours: the CLI as a child process, wall time including start-up, peak RSS from /usr/bin/time -v);
 // - detection of stored traffic (mw_predictions) against a stored, pre-sorted reference at 1M rows (ours: a
-//   child node process that opens the embedded store and runs detectDrift, start-up included);
+//   child node process that opens the embedded store and runs detectDrift, start-up included), twice: first
+//   with an empty local reference cache (a miss: the sorted reference is read from the store and cached),
+//   then again (a hit, the steady state of a detection loop); both must report the same;
 // - `modelwatch report` on a 1k-row pair: wall time (median of 3);
 // - SciPy: `bench/drift_scipy.py`, statistics only (reading its .npy copies excluded).
 // Exactness: max |Δ| per statistic against SciPy. Sizes: DRIFT_BENCH_SIZES (default 1000000,10000000),
@@ -210,6 +212,8 @@ const d = await detectDrift(store, {
   config: configSchema.parse({}), now: t0 + 7_200_000,
 });
 writeFileSync(process.env.MW_OUT, JSON.stringify(d));
+const { lastSortedReadStats } = await import(${JSON.stringify(dist('drift/exact/index.js'))});
+process.stdout.write(JSON.stringify(lastSortedReadStats()));
 await store.close();
 process.exit(0);
 `;
@@ -225,9 +229,16 @@ interface SizeResult {
   drifted_features: number;
   max_abs_diff_vs_scipy: Record<string, number> | null;
   detect?: {
+    /** Wall time with the sorted reference in the local cache (the steady state: every run after the first). */
     wall_s: number;
     peak_rss_mb: number;
     ratio_vs_scipy: number | null;
+    /** The first run: the sorted reference read from the store (and written to the cache). */
+    miss_wall_s: number;
+    miss_peak_rss_mb: number;
+    miss_ratio_vs_scipy: number | null;
+    /** Columns of the sorted reference read from the local cache and from the store, per run. */
+    cache_columns: Record<'miss' | 'hit', { cacheHits: number; storeReads: number }>;
     reference_create_s: number;
     traffic_insert_s: number;
     max_abs_diff_vs_scipy: Record<string, number> | null;
@@ -415,27 +426,53 @@ export async function run(): Promise<void> {
         });
         const info = JSON.parse(setup.stdout) as { id: string; reference_s: number; traffic_s: number };
         log(`stored reference in ${info.reference_s.toFixed(1)} s, traffic in ${info.traffic_s.toFixed(1)} s`);
-        const dout = join(sub, 'detect.json');
-        const det = nodeScript(detectScript, { MW_PATH: path, MW_ID: info.id, MW_T0: String(T0), MW_OUT: dout });
-        profiles[`detection, ${rows.toLocaleString('en-US')} rows`] = profileLines(
-          nodeScript(detectScript, {
+        // The local cache of the sorted reference (a fresh directory): the first run misses (reads the store
+        // and writes the cache), the next ones hit, as every later detection of the reference does.
+        const cacheEnv = { MODELWATCH_REFERENCE_CACHE: join(sub, 'reference-cache') };
+        const detectOnce = (out: string, extra: Record<string, string> = {}) => {
+          const m = nodeScript(detectScript, {
             MW_PATH: path,
             MW_ID: info.id,
             MW_T0: String(T0),
-            MW_OUT: join(sub, 'detect-profiled.json'),
-            MODELWATCH_PROFILE: '1',
-          }).stderr,
+            MW_OUT: out,
+            ...cacheEnv,
+            ...extra,
+          });
+          return { ...m, cache: JSON.parse(m.stdout) as { cacheHits: number; storeReads: number } };
+        };
+        const missOut = join(sub, 'detect-miss.json');
+        const miss = detectOnce(missOut);
+        if (miss.cache.cacheHits !== 0) throw new Error('detection bench: the first run found a cache');
+        log(`detection (cache miss) ${miss.wallS.toFixed(2)} s, ${miss.maxRssMb.toFixed(0)} MB`);
+        const dout = join(sub, 'detect.json');
+        const det = detectOnce(dout);
+        // Columns below the cache's minimum size (100,000 values) are read from the store on every run.
+        log(
+          `detection (cache hit: ${det.cache.cacheHits} columns from the cache, ${det.cache.storeReads} from the store) ${det.wallS.toFixed(2)} s, ${det.maxRssMb.toFixed(0)} MB`,
+        );
+        profiles[`detection, ${rows.toLocaleString('en-US')} rows, reference cache hit`] = profileLines(
+          detectOnce(join(sub, 'detect-profiled.json'), { MODELWATCH_PROFILE: '1' }).stderr,
+        );
+        rmSync(cacheEnv.MODELWATCH_REFERENCE_CACHE, { recursive: true, force: true });
+        profiles[`detection, ${rows.toLocaleString('en-US')} rows, reference cache miss`] = profileLines(
+          detectOnce(join(sub, 'detect-profiled-miss.json'), { MODELWATCH_PROFILE: '1' }).stderr,
         );
         const detection = JSON.parse(readFileSync(dout, 'utf8')) as Parameters<typeof compare>[0];
+        const missDetection = JSON.parse(readFileSync(missOut, 'utf8')) as unknown;
+        if (JSON.stringify(missDetection) !== JSON.stringify(detection))
+          throw new Error('detection bench: the cache hit and the cache miss reported differently');
         result.detect = {
           wall_s: det.wallS,
           peak_rss_mb: det.maxRssMb,
           ratio_vs_scipy: result.scipy_stats_s === null ? null : det.wallS / result.scipy_stats_s,
+          miss_wall_s: miss.wallS,
+          miss_peak_rss_mb: miss.maxRssMb,
+          miss_ratio_vs_scipy: result.scipy_stats_s === null ? null : miss.wallS / result.scipy_stats_s,
+          cache_columns: { miss: miss.cache, hit: det.cache },
           reference_create_s: info.reference_s,
           traffic_insert_s: info.traffic_s,
           max_abs_diff_vs_scipy: scipyFeatures === null ? null : compare(detection, scipyFeatures),
         };
-        log(`detection ${det.wallS.toFixed(2)} s, ${det.maxRssMb.toFixed(0)} MB`);
       }
       results.push(result);
       if (KEEP) log(`kept ${sub}`);
@@ -458,9 +495,14 @@ export async function run(): Promise<void> {
         status: verdict(at(1e6)?.ours_peak_rss_mb, TARGETS.report_1m_rss_mb),
       },
       {
-        target: 'detection 1M ≤ 0.12× SciPy',
+        target: 'detection 1M ≤ 0.12× SciPy (reference cache hit, every run after the first)',
         value: at(1e6)?.detect?.ratio_vs_scipy ?? null,
         status: verdict(at(1e6)?.detect?.ratio_vs_scipy, TARGETS.detect_1m_ratio),
+      },
+      {
+        target: 'detection 1M ≤ 0.12× SciPy (reference cache miss, first run)',
+        value: at(1e6)?.detect?.miss_ratio_vs_scipy ?? null,
+        status: verdict(at(1e6)?.detect?.miss_ratio_vs_scipy, TARGETS.detect_1m_ratio),
       },
       {
         target: 'report 10M ≤ 0.12× SciPy',
@@ -530,14 +572,16 @@ export async function run(): Promise<void> {
       '',
       '## Detection of stored traffic against a stored reference',
       '',
-      '| rows per side | ours wall s | SciPy stats s | ratio | peak RSS MB | reference creation s | max |Δ| vs SciPy |',
-      '|---:|---:|---:|---:|---:|---:|---|',
+      'The sorted reference comes from the local reference cache (hit: every run after the first, the steady state) or from the store (miss: the first run, which also writes the cache). Both runs give the same report.',
+      '',
+      '| rows per side | reference | ours wall s | SciPy stats s | ratio | peak RSS MB | reference creation s | max |Δ| vs SciPy |',
+      '|---:|---|---:|---:|---:|---:|---:|---|',
       ...results
         .filter((r) => r.detect !== undefined)
-        .map(
-          (r) =>
-            `| ${r.rows.toLocaleString('en-US')} | ${f(r.detect!.wall_s)} | ${f(r.scipy_stats_s)} | ${f(r.detect!.ratio_vs_scipy, 3)} | ${f(r.detect!.peak_rss_mb, 0)} | ${f(r.detect!.reference_create_s, 1)} | ${diffs(r.detect!.max_abs_diff_vs_scipy)} |`,
-        ),
+        .flatMap((r) => [
+          `| ${r.rows.toLocaleString('en-US')} | cache hit (${r.detect!.cache_columns.hit.cacheHits} of ${r.detect!.cache_columns.hit.cacheHits + r.detect!.cache_columns.hit.storeReads} columns) | ${f(r.detect!.wall_s)} | ${f(r.scipy_stats_s)} | ${f(r.detect!.ratio_vs_scipy, 3)} | ${f(r.detect!.peak_rss_mb, 0)} | ${f(r.detect!.reference_create_s, 1)} | ${diffs(r.detect!.max_abs_diff_vs_scipy)} |`,
+          `| ${r.rows.toLocaleString('en-US')} | cache miss | ${f(r.detect!.miss_wall_s)} | ${f(r.scipy_stats_s)} | ${f(r.detect!.miss_ratio_vs_scipy, 3)} | ${f(r.detect!.miss_peak_rss_mb, 0)} | | same report |`,
+        ]),
       '',
       '## Fixed cost',
       '',

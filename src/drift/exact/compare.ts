@@ -248,6 +248,11 @@ export interface CompareSampleToReferenceOptions extends CompareOptions {
    * it sizes the first group by `readBudgetBytes` as the row count read sizes the later ones. @default unknown
    */
   expectedRows?: number | undefined;
+  /**
+   * Reads one group of numeric features instead of the sample's own query (e.g. one scan of stored traffic's
+   * `Map` column for many features): must return what the sample's query gives for them. @default the sample's query
+   */
+  readNumeric?: ((group: readonly FeatureSpec[]) => Promise<NumericRead>) | undefined;
 }
 
 /**
@@ -311,7 +316,7 @@ export async function compareSampleToReference(
     while (at < numeric.length) {
       const group = nextGroup();
       const read = await stage(`read current ${group.length} numeric`, () =>
-        readNumeric(store, sample, group, settings),
+        o.readNumeric !== undefined ? o.readNumeric(group) : readNumeric(store, sample, group, settings),
       );
       rows = read.rows;
       const jobs = stage(`jobs of ${group.length} numeric`, async () => {

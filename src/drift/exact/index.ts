@@ -25,7 +25,16 @@ import { referenceRowsSample, storedFeatureSpecs, type StoredFeature } from '../
 import type { DriftReport, FeatureSpec, Sample } from '../stats/types.js';
 import { compareToReference as compareInMemory, profileSampleExact } from './compare.js';
 import { NUMERIC_GROUP, groupsOf, readCategorical, readNumeric, countRows } from './read.js';
-import { readStoredSorted, sharedCopy } from './stored.js';
+import { readStoredSorted, sharedCopy, type StoredSortedFeature } from './stored.js';
+import {
+  defaultSortedCacheDir,
+  pruneSortedCache,
+  readCachedSorted,
+  sortedCacheDefaults,
+  writeCachedSorted,
+  type SortedCacheKey,
+  type SortedCacheOptions,
+} from './sorted-cache.js';
 import type { CompareOptions, CurrentWindow, SortedReference, SortedReferenceFeature } from './types.js';
 import { stage } from './profile.js';
 
@@ -34,12 +43,18 @@ export { SortPool, sharedPool, INLINE_MAX_VALUES } from './pool.js';
 export { sortFloat64 } from './radix.js';
 export { compareSamples, profileSampleExact, compareSampleToReference, groupWithin } from './compare.js';
 export type { CompareSamplesOptions, ProfileOptions, CompareSampleToReferenceOptions } from './compare.js';
+export { defaultSortedCacheDir, type SortedCacheOptions } from './sorted-cache.js';
 
 /** A stored reference read for comparisons: the sorted data plus the stored record (methods, window, …). */
 export interface StoredSortedReference extends SortedReference {
   id: string;
   /** The stored reference record (its `methods` feed `mergeOverrides`, its window the volume check). */
   info: ReferenceInfo;
+  /**
+   * Present when columns read from the store are being written to the local cache: settles (never rejects)
+   * with the number of columns written. Await it before the process exits for the next run to find them.
+   */
+  cached?: Promise<number> | undefined;
 }
 
 /** Options of {@link readSortedReference}. */
@@ -55,6 +70,29 @@ export interface ReadSortedReferenceOptions {
   settings?: StoreSettings | undefined;
   /** The reference's stored record when the caller has it already (saves reading it again). @default read */
   info?: ReferenceInfo | undefined;
+  /**
+   * The local cache of sorted values (see `sorted-cache.ts`): columns found there valid are not read from the
+   * store; columns read from the store are written there. `{dir: false}` turns it off.
+   * @default {dir: defaultSortedCacheDir(), minValues: 100000}
+   */
+  cache?: SortedCacheOptions | undefined;
+}
+
+/** How the last {@link readSortedReference} of this process got its columns (benchmarks, tests). */
+export interface SortedReadStats {
+  /** Columns read from the local cache. */
+  cacheHits: number;
+  /** Columns read from the store. */
+  storeReads: number;
+  /** Columns written to the local cache. */
+  cacheWrites: number;
+}
+
+let lastRead: SortedReadStats = { cacheHits: 0, storeReads: 0, cacheWrites: 0 };
+
+/** See {@link SortedReadStats}. */
+export function lastSortedReadStats(): SortedReadStats {
+  return { ...lastRead };
 }
 
 /**
@@ -75,13 +113,68 @@ export async function readSortedReference(
   }
   const wanted = new Set(storedFeatureSpecs(options.features ?? info.features).map((s) => s.column));
   const profiles = info.profile.features.filter((p) => wanted.has(p.column));
-  const numericColumns = profiles.filter((p) => p.kind === 'numeric' && p.n > 0).map((p) => p.column);
-  const sorted = await stage('read sorted reference', () =>
-    readStoredSorted(store, referenceId, numericColumns, {
-      ...(options.groupSize !== undefined ? { groupSize: options.groupSize } : {}),
-      settings: options.settings,
-    }),
-  );
+  const numericProfiles = profiles.filter((p) => p.kind === 'numeric' && p.n > 0);
+  const numericColumns = numericProfiles.map((p) => p.column);
+  const cacheDir = options.cache?.dir ?? defaultSortedCacheDir();
+  const minValues = options.cache?.minValues ?? sortedCacheDefaults.minValues;
+  const keyOf = (p: (typeof numericProfiles)[number]): SortedCacheKey => ({
+    referenceId,
+    createdAt: info.created_at,
+    column: p.column,
+    n: p.n,
+    missing: p.missing,
+    nonFinite: p.non_finite,
+  });
+  const cacheable = cacheDir === false ? [] : numericProfiles.filter((p) => p.n >= minValues);
+  const sorted = new Map<string, StoredSortedFeature>();
+  if (cacheDir !== false && cacheable.length > 0) {
+    await stage('read sorted reference from local cache', async () => {
+      const found = await Promise.all(cacheable.map((p) => readCachedSorted(cacheDir, keyOf(p))));
+      cacheable.forEach((p, i) => {
+        const f = found[i];
+        if (f !== null && f !== undefined) sorted.set(p.column, f);
+      });
+    });
+  }
+  const hits = sorted.size;
+  const fromStore = numericColumns.filter((c) => !sorted.has(c));
+  if (fromStore.length > 0) {
+    const read = await stage('read sorted reference', () =>
+      readStoredSorted(store, referenceId, fromStore, {
+        ...(options.groupSize !== undefined ? { groupSize: options.groupSize } : {}),
+        settings: options.settings,
+      }),
+    );
+    for (const [c, f] of read) sorted.set(c, f);
+  }
+  let cached: Promise<number> | undefined;
+  lastRead = { cacheHits: hits, storeReads: fromStore.length, cacheWrites: 0 };
+  if (cacheDir !== false) {
+    // Columns just read from the store (with the stored counts of the profile) go to the cache for next time,
+    // in the background: the comparison does not wait for the disk (see `cached`).
+    const toWrite = cacheable.filter((p) => {
+      const f = sorted.get(p.column);
+      return (
+        fromStore.includes(p.column) &&
+        f !== undefined &&
+        f.n === p.n &&
+        f.missing === p.missing &&
+        f.nonFinite === p.non_finite &&
+        f.sorted.length === p.n
+      );
+    });
+    if (toWrite.length > 0) {
+      const stats = lastRead;
+      cached = stage('write sorted reference to local cache', async () => {
+        await pruneSortedCache(cacheDir, options.cache?.maxIdleMs ?? sortedCacheDefaults.maxIdleMs);
+        let writes = 0;
+        for (const p of toWrite)
+          if (await writeCachedSorted(cacheDir, keyOf(p), sorted.get(p.column)!.sorted)) writes++;
+        stats.cacheWrites = writes;
+        return writes;
+      });
+    }
+  }
   // References stored before sorted storage: read their rows once and sort them here.
   const legacy = numericColumns.filter((c) => !sorted.has(c));
   if (legacy.length > 0) {
@@ -114,7 +207,7 @@ export async function readSortedReference(
       ...(s !== undefined ? { sorted: s.sorted } : {}),
     };
   });
-  return { id: referenceId, rows: info.profile.rows, features, info };
+  return { id: referenceId, rows: info.profile.rows, features, info, ...(cached !== undefined ? { cached } : {}) };
 }
 
 /** Options of {@link compareToReference}. */

@@ -1,7 +1,8 @@
 /**
  * Decoder of ClickHouse's `Native` output format (as the HTTP interface and chdb return it: blocks of
  * `varuint columns, varuint rows`, then per column `name`, `type` and the column data, without block info)
- * for the few types the exact drift engine reads: fixed-size numbers, `String` and `Array(Float64)`.
+ * for the few types the exact drift engine reads: fixed-size numbers, `String`, `Array(Float64)` and
+ * `Array(String)`.
  * Numbers are copied into one typed array per column across all blocks (two passes: sizes, then copies),
  * so a 1M-row Float64 column costs one allocation and one memcpy per block.
  */
@@ -12,7 +13,19 @@ export type NativeColumn =
   | { type: 'Float64'; values: Float64Array }
   | { type: 'UInt64' | 'Int64' | 'UInt32' | 'UInt16' | 'UInt8' | 'Int32'; values: Float64Array }
   | { type: 'String'; values: string[] }
-  | { type: 'Array(Float64)'; values: Float64Array; offsets: Float64Array };
+  | {
+      type: 'Array(Float64)';
+      /** The values of every row (empty with {@link DecodeOptions.arraysInPlace}). */
+      values: Float64Array;
+      offsets: Float64Array;
+      /**
+       * With {@link DecodeOptions.arraysInPlace}: where row r's first value lies in `buffer` (a byte offset, the
+       * values little-endian), read with `buffer.getFloat64(starts[r] + 8 * i, true)`.
+       */
+      inPlace?: { buffer: DataView; starts: Float64Array };
+    }
+  /** Row r's strings are `values[offsets[r - 1] .. offsets[r])` (from 0 for the first row). */
+  | { type: 'Array(String)'; values: string[]; offsets: Float64Array };
 
 /** A decoded result: total rows and columns by name (in result order). */
 export interface NativeResult {
@@ -86,6 +99,8 @@ function readUint64(view: DataView, off: number): number {
 export interface DecodeOptions {
   /** Put the values of `Array(Float64)` columns in a `SharedArrayBuffer` (workers read them without a copy). @default false */
   sharedArrays?: boolean;
+  /** Leave the values of `Array(Float64)` columns in the input buffer (no copy): see `inPlace`. @default false */
+  arraysInPlace?: boolean;
 }
 
 /** Decodes a whole `Native` result. Unsupported column types are an internal error naming the type. */
@@ -95,6 +110,7 @@ export function decodeNative(buf: Uint8Array, options: DecodeOptions = {}): Nati
   const plans: Plan[] = [];
   let rows = 0;
   const strings = new Map<string, string[]>();
+  const stringArrays = new Map<string, { values: string[]; offsets: number[] }>();
   // Pass 1: walk the blocks, remember where each column's data is; strings are decoded here.
   while (r.pos < buf.length) {
     const ncols = r.varuint();
@@ -124,6 +140,18 @@ export function decodeNative(buf: Uint8Array, options: DecodeOptions = {}): Nati
         const inner = nrows === 0 ? 0 : readUint64(view, offStart + 8 * (nrows - 1));
         plan.pieces.push({ offset: offStart, rows: nrows, inner });
         r.skip(8 * inner);
+      } else if (type === 'Array(String)') {
+        let list = stringArrays.get(name);
+        if (list === undefined) {
+          list = { values: [], offsets: [] };
+          stringArrays.set(name, list);
+        }
+        const offStart = r.pos;
+        r.skip(8 * nrows);
+        const base = list.values.length;
+        for (let i = 0; i < nrows; i++) list.offsets.push(base + readUint64(view, offStart + 8 * i));
+        const inner = nrows === 0 ? 0 : readUint64(view, offStart + 8 * (nrows - 1));
+        for (let i = 0; i < inner; i++) list.values.push(r.string());
       } else throw bad(`unsupported column type ${type}`);
     }
     rows += nrows;
@@ -136,7 +164,36 @@ export function decodeNative(buf: Uint8Array, options: DecodeOptions = {}): Nati
       columns.set(name, { type: 'String', values: strings.get(name) ?? [] });
       continue;
     }
+    if (type === 'Array(String)') {
+      const list = stringArrays.get(name);
+      columns.set(name, { type, values: list?.values ?? [], offsets: Float64Array.from(list?.offsets ?? []) });
+      continue;
+    }
     if (type === 'Array(Float64)') {
+      if (options.arraysInPlace === true) {
+        const offsets = new Float64Array(rows);
+        const starts = new Float64Array(rows);
+        let at = 0;
+        let row = 0;
+        for (const p of plan.pieces) {
+          const first = p.offset + 8 * p.rows;
+          let prev = 0;
+          for (let i = 0; i < p.rows; i++) {
+            const end = readUint64(view, p.offset + 8 * i);
+            starts[row] = first + 8 * prev;
+            offsets[row++] = at + end;
+            prev = end;
+          }
+          at += p.inner ?? 0;
+        }
+        columns.set(name, {
+          type: 'Array(Float64)',
+          values: new Float64Array(0),
+          offsets,
+          inPlace: { buffer: view, starts },
+        });
+        continue;
+      }
       const total = plan.pieces.reduce((s, p) => s + (p.inner ?? 0), 0);
       const values = new Float64Array(
         options.sharedArrays === true ? new SharedArrayBuffer(total * 8) : new ArrayBuffer(total * 8),
@@ -200,7 +257,8 @@ export function decodeNative(buf: Uint8Array, options: DecodeOptions = {}): Nati
 export function numberColumn(result: NativeResult, name: string): Float64Array {
   const c = result.columns.get(name);
   if (c === undefined) return new Float64Array(result.rows);
-  if (c.type === 'String' || c.type === 'Array(Float64)') throw bad(`column ${name} is ${c.type}, not a number`);
+  if (c.type === 'String' || c.type === 'Array(Float64)' || c.type === 'Array(String)')
+    throw bad(`column ${name} is ${c.type}, not a number`);
   return c.values;
 }
 

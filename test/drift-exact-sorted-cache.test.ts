@@ -1,0 +1,250 @@
+// The local cache of stored references' sorted values (src/drift/exact/sorted-cache.ts): a file is used only
+// when it names the same reference, column and counts and its checksum matches; anything else is read from the
+// store again (and rewritten). Detection with the cache (miss, then hit, then after damage) gives the same
+// report as without it, and that report matches the SciPy values of the multi-feature fixture
+// (test/fixtures/drift/expected_multi.json, made by make_fixtures.py).
+import {
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  truncateSync,
+  utimesSync,
+  writeFileSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { configSchema } from '../src/config/index.js';
+import { createReference, detectDrift } from '../src/drift/index.js';
+import { lastSortedReadStats, readSortedReference } from '../src/drift/exact/index.js';
+import {
+  defaultSortedCacheDir,
+  pruneSortedCache,
+  readCachedSorted,
+  sortedCacheFile,
+  sortedChecksum,
+  writeCachedSorted,
+  type SortedCacheKey,
+} from '../src/drift/exact/sorted-cache.js';
+import type { ClickHouseStore, PredictionRow } from '../src/store/index.js';
+import { driftFixtureDir, expectAbs, expectRel } from './support/report-files.js';
+import { openTestStore } from './support/store.js';
+
+interface ExpectedFeature {
+  name: string;
+  kind: 'numeric' | 'categorical';
+  ks?: { statistic: number; p_value: number };
+  wasserstein?: number;
+  psi: number;
+  quality: Record<string, number | string[]>;
+}
+
+const expected = (
+  JSON.parse(readFileSync(join(driftFixtureDir, 'expected_multi.json'), 'utf8')) as {
+    cases: Array<{ name: string; reference_rows: number; current_rows: number; features: ExpectedFeature[] }>;
+  }
+).cases[0]!;
+const file = (side: 'reference' | 'current'): string => join(driftFixtureDir, `${expected.name}_${side}.csv`);
+const kinds = new Map(expected.features.map((f) => [f.name, f.kind]));
+const T0 = Date.UTC(2026, 0, 1);
+const HOUR = 3_600_000;
+const MODEL = 'sorted_cache';
+const config = configSchema.parse({});
+
+function num(cell: string): number {
+  return cell === '' || cell === 'nan'
+    ? Number.NaN
+    : cell === 'inf'
+      ? Infinity
+      : cell === '-inf'
+        ? -Infinity
+        : Number(cell);
+}
+
+function currentRows(): PredictionRow[] {
+  const lines = readFileSync(file('current'), 'utf8')
+    .split('\n')
+    .filter((l) => l !== '');
+  const header = lines.shift()!.split(',');
+  return lines.map((line, i) => {
+    const row: PredictionRow = {
+      model: MODEL,
+      version: 'v1',
+      ts: T0 + Math.floor((i * HOUR) / (lines.length + 1)),
+      event_id: `cur-${i}`,
+      request_id: `cur-${i}`,
+      row: 0,
+      features_num: {},
+      features_cat: {},
+      outputs_num: {},
+      outputs_cat: {},
+    };
+    line.split(',').forEach((cell, j) => {
+      const name = header[j]!;
+      if (cell === '') return;
+      if (kinds.get(name) === 'categorical') row.features_cat[name] = cell;
+      else row.features_num[name] = num(cell);
+    });
+    return row;
+  });
+}
+
+let store: ClickHouseStore;
+let cleanup: () => Promise<void>;
+let refId: string;
+let dir: string;
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'mw-sorted-cache-'));
+  ({ store, cleanup } = await openTestStore());
+  refId = (await createReference(store, { model: MODEL, file: file('reference') })).id;
+  await store.insertPredictions(currentRows());
+}, 120_000);
+
+afterAll(async () => {
+  await cleanup();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+const key = (over: Partial<SortedCacheKey> = {}): SortedCacheKey => ({
+  referenceId: 'ref-1',
+  createdAt: '2026-01-01T00:00:00.000Z',
+  column: 'x',
+  n: 5,
+  missing: 2,
+  nonFinite: 1,
+  ...over,
+});
+
+describe('cache files', () => {
+  const values = Float64Array.from([-3.5, -0, 0, 1e-300, 7]);
+
+  it('round-trips values bit for bit into shared memory, and rejects any other key or counts', async () => {
+    const d = join(dir, 'files');
+    expect(await readCachedSorted(d, key())).toBeNull();
+    expect(await writeCachedSorted(d, key(), values)).toBe(true);
+    const back = await readCachedSorted(d, key());
+    expect(back).not.toBeNull();
+    expect(back!.sorted.buffer).toBeInstanceOf(SharedArrayBuffer);
+    expect(Object.is(back!.sorted[1], -0)).toBe(true);
+    expect([...back!.sorted]).toEqual([...values]);
+    expect([back!.n, back!.missing, back!.nonFinite]).toEqual([5, 2, 1]);
+    // Same file name only for the same key; a key differing in anything but the name-giving parts is refused.
+    for (const other of [{ missing: 3 }, { nonFinite: 0 }]) {
+      expect(sortedCacheFile(d, key(other))).toBe(sortedCacheFile(d, key()));
+      expect(await readCachedSorted(d, key(other)), JSON.stringify(other)).toBeNull();
+    }
+    expect(await readCachedSorted(d, key({ n: 4 }))).toBeNull();
+    expect(await readCachedSorted(d, key({ createdAt: '2026-01-02T00:00:00.000Z' }))).toBeNull();
+    expect(await readCachedSorted(d, key({ column: 'y' }))).toBeNull();
+    // Values of another length are not written.
+    expect(await writeCachedSorted(d, key({ column: 'z', n: 4 }), values)).toBe(false);
+  });
+
+  it('rejects a damaged or truncated file', async () => {
+    const d = join(dir, 'damaged');
+    await writeCachedSorted(d, key(), values);
+    const path = sortedCacheFile(d, key());
+    const bytes = readFileSync(path);
+    bytes[bytes.length - 3]! ^= 0x10; // one bit of the last value
+    writeFileSync(path, bytes);
+    expect(await readCachedSorted(d, key())).toBeNull();
+    await writeCachedSorted(d, key(), values);
+    expect(await readCachedSorted(d, key())).not.toBeNull();
+    truncateSync(path, statSync(path).size - 8);
+    expect(await readCachedSorted(d, key())).toBeNull();
+    expect(sortedChecksum(values)).not.toBe(sortedChecksum(Float64Array.from([-3.5, 0, 0, 1e-300, 7])));
+  });
+
+  it('prunes files not used for the idle time, and a read marks a file used', async () => {
+    const d = join(dir, 'prune');
+    await writeCachedSorted(d, key({ column: 'old' }), values);
+    await writeCachedSorted(d, key({ column: 'used' }), values);
+    const old = new Date(Date.now() - 10 * HOUR);
+    for (const c of ['old', 'used']) utimesSync(sortedCacheFile(d, key({ column: c })), old, old);
+    expect(await readCachedSorted(d, key({ column: 'used' }))).not.toBeNull();
+    await pruneSortedCache(d, HOUR);
+    expect(readdirSync(d)).toEqual([sortedCacheFile(d, key({ column: 'used' })).slice(d.length + 1)]);
+  });
+
+  it('defaults: MODELWATCH_REFERENCE_CACHE, then XDG_CACHE_HOME; 0 or off turns it off', () => {
+    expect(defaultSortedCacheDir({ MODELWATCH_REFERENCE_CACHE: '/x/y' })).toBe('/x/y');
+    expect(defaultSortedCacheDir({ MODELWATCH_REFERENCE_CACHE: '0' })).toBe(false);
+    expect(defaultSortedCacheDir({ MODELWATCH_REFERENCE_CACHE: 'off' })).toBe(false);
+    expect(defaultSortedCacheDir({ XDG_CACHE_HOME: '/c' })).toBe('/c/modelwatch/sorted-references');
+  });
+});
+
+describe('readSortedReference and detection with the cache', () => {
+  const numeric = expected.features.filter((f) => f.kind === 'numeric').length;
+
+  it('a miss reads the store and writes every column; a hit reads none from the store; same values', async () => {
+    const d = join(dir, 'reference');
+    const cache = { dir: d, minValues: 1 };
+    const fromStore = await readSortedReference(store, refId, { cache: { dir: false } });
+    expect(lastSortedReadStats()).toEqual({ cacheHits: 0, storeReads: numeric, cacheWrites: 0 });
+    const miss = await readSortedReference(store, refId, { cache });
+    expect(await miss.cached).toBe(numeric);
+    expect(lastSortedReadStats()).toEqual({ cacheHits: 0, storeReads: numeric, cacheWrites: numeric });
+    const hit = await readSortedReference(store, refId, { cache });
+    expect(hit.cached).toBeUndefined();
+    expect(lastSortedReadStats()).toEqual({ cacheHits: numeric, storeReads: 0, cacheWrites: 0 });
+    for (const f of fromStore.features) {
+      const h = hit.features.find((x) => x.column === f.column)!;
+      if (f.sorted === undefined) expect(h.sorted).toBeUndefined();
+      else
+        expect(Buffer.from(h.sorted!.buffer, h.sorted!.byteOffset, h.sorted!.byteLength)).toEqual(
+          Buffer.from(f.sorted.buffer, f.sorted.byteOffset, f.sorted.byteLength),
+        );
+    }
+    // Columns below minValues are never cached.
+    await readSortedReference(store, refId, { cache: { dir: join(dir, 'small'), minValues: 1e9 } });
+    expect(lastSortedReadStats()).toEqual({ cacheHits: 0, storeReads: numeric, cacheWrites: 0 });
+  });
+
+  it('detection gives the same report without the cache, on a miss, on a hit and after a damaged file', async () => {
+    const d = join(dir, 'detect');
+    const run = (referenceCache: { dir: string | false; minValues?: number }) =>
+      detectDrift(store, {
+        model: MODEL,
+        from: T0,
+        to: T0 + HOUR,
+        reference: { id: refId },
+        config,
+        now: T0 + 2 * HOUR,
+        referenceCache,
+      });
+    const off = await run({ dir: false });
+    const miss = await run({ dir: d, minValues: 1 });
+    expect(lastSortedReadStats().cacheWrites).toBe(numeric);
+    const hit = await run({ dir: d, minValues: 1 });
+    expect(lastSortedReadStats()).toEqual({ cacheHits: numeric, storeReads: 0, cacheWrites: 0 });
+    // Damage one file: that column alone is read from the store again and rewritten.
+    const victim = readdirSync(d).find((n) => n.endsWith('.f64'))!;
+    const bytes = readFileSync(join(d, victim));
+    bytes[bytes.length - 1]! ^= 0x01;
+    writeFileSync(join(d, victim), bytes);
+    const damaged = await run({ dir: d, minValues: 1 });
+    expect(lastSortedReadStats()).toEqual({ cacheHits: numeric - 1, storeReads: 1, cacheWrites: 1 });
+    await run({ dir: d, minValues: 1 });
+    expect(lastSortedReadStats()).toEqual({ cacheHits: numeric, storeReads: 0, cacheWrites: 0 });
+    expect(miss).toEqual(off);
+    expect(hit).toEqual(off);
+    expect(damaged).toEqual(off);
+    // And the report is SciPy's.
+    expect(hit.current.rows).toBe(expected.current_rows);
+    for (const c of expected.features) {
+      const f = hit.features.find((x) => x.name === c.name)!;
+      if (c.ks !== undefined) {
+        expect(f.stats.ks?.statistic, c.name).toBe(c.ks.statistic);
+        expectAbs(f.stats.ks?.p_value, c.ks.p_value, 1e-3, `${c.name} ks.p_value`);
+      }
+      if (c.wasserstein !== undefined) expectRel(f.stats.wasserstein, c.wasserstein, 1e-6, `${c.name} wasserstein`);
+      expectRel(f.stats.psi, c.psi, 1e-6, `${c.name} psi`);
+      const q = f.quality as unknown as Record<string, unknown>;
+      for (const [k, v] of Object.entries(c.quality)) expect(q[k], `${c.name} quality.${k}`).toEqual(v);
+    }
+  }, 120_000);
+});
