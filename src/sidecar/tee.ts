@@ -15,7 +15,11 @@ export type TeeDropReason = (typeof TeeDropReasons)[number];
 export interface TeeOptions {
   /** Bound of buffered plus in-flight records, in encoded bytes; beyond it new records are dropped. @default 67108864 */
   maxBufferBytes?: number;
-  /** How often the background flusher publishes what is buffered. @default 20 */
+  /**
+   * How often the background flusher publishes what is buffered. Between ticks only whole batches
+   * (`maxBatchMessages` or `maxBatchBytes`) go out, and a partial batch waits until half an interval
+   * passed since the last publish: fewer, fuller publishes. @default 20
+   */
   flushIntervalMs?: number;
   /** Largest batch handed to one `bus.publish`. @default 200 */
   maxBatchMessages?: number;
@@ -105,6 +109,8 @@ export class Tee {
   private readonly droppedBy: Record<TeeDropReason, number> = { buffer_full: 0, publish_failed: 0, shutdown: 0 };
   private sampledOut = 0;
   private publishTimeouts = 0;
+  /** `performance.now()` of the last publish started (the flusher's linger counts from it). */
+  private lastPublishAt = -Infinity;
   private timer: NodeJS.Timeout | undefined;
   private flushing: Promise<void> | undefined;
   private closed = false;
@@ -306,6 +312,11 @@ export class Tee {
     this.gauges = [];
   }
 
+  /** Whether the queue holds at least one whole batch (by count or by bytes). */
+  private fullBatchQueued(): boolean {
+    return this.queue.length - this.head >= this.opts.maxBatchMessages || this.queuedBytes >= this.opts.maxBatchBytes;
+  }
+
   private overloaded(): boolean {
     return this.loopBusy > this.opts.maxLoopUtilization;
   }
@@ -391,12 +402,20 @@ export class Tee {
       } else if (outcome.kind === 'failed') stop = true;
     };
     for (;;) {
-      // The background flusher yields to request work between batches when the loop is saturated.
+      // The background flusher yields to request work between batches when the loop is saturated, and
+      // lingers: a partial batch goes out only once half of `flushIntervalMs` passed since the last
+      // publish (half: a tick comes one interval after the tick that published, give or take jitter).
+      // Without that, records offered while a publish waits for its answer would go out as soon as it
+      // settles, a few at a time, and each publish costs the bus (a Kafka produce request, a hand-off
+      // to the publisher thread) about as much as a full one.
       const publish =
         !stop &&
         this.queue.length - this.head > 0 &&
         held.size < this.opts.maxInFlightBatches &&
-        !(background && this.overloaded());
+        !(background && this.overloaded()) &&
+        (!background ||
+          this.fullBatchQueued() ||
+          performance.now() - this.lastPublishAt >= this.opts.flushIntervalMs / 2);
       if (publish) held.add(this.publishBatch());
       else if (held.size === 0) return;
       // Records offered while publishes are unsettled go out as soon as one settles.
@@ -406,6 +425,7 @@ export class Tee {
 
   /** Hands one batch to the bus; the outcome is its settlement, or `timeout` after `publishTimeoutMs`. */
   private publishBatch(): Promise<Outcome> {
+    this.lastPublishAt = performance.now();
     const { messages, bytes } = this.takeBatch();
     this.queuedBytes -= bytes;
     this.inFlight += messages.length;
