@@ -53,11 +53,12 @@ port.on('message', (m: ToWorker) => {
     });
     return;
   }
-  const messages: BusMessage[] = new Array<BusMessage>(m.values.length);
-  for (let i = 0; i < m.values.length; i++) {
+  const messages: BusMessage[] = new Array<BusMessage>(m.keys.length);
+  for (let i = 0; i < m.keys.length; i++) {
+    const s = m.spans;
     messages[i] = {
       key: m.keys[i] ?? null,
-      value: Buffer.from(m.values[i] as ArrayBuffer),
+      value: Buffer.from(m.buffers[s[3 * i] as number] as ArrayBuffer, s[3 * i + 1], s[3 * i + 2]),
       headers: m.headers[i] ?? {},
     };
   }

@@ -10,7 +10,8 @@ export interface KafkaWorkerBusOptions extends KafkaBusOptions {
   /**
    * Hand each message's value to the worker by transferring its `ArrayBuffer` (no copy) when the value
    * owns its whole buffer; such a value is detached (empty) once `publish` returns. Values that share
-   * a buffer (pooled or sliced Buffers) are copied. `false` copies every value. @default true
+   * a buffer (pooled or sliced Buffers) are copied, all of a batch into one buffer (one transfer).
+   * `false` copies every value. @default true
    */
   transferValues?: boolean;
   /**
@@ -49,7 +50,10 @@ export type ToWorker =
       topic: string;
       keys: (string | null)[];
       headers: Record<string, string>[];
-      values: ArrayBuffer[];
+      /** The transferred buffers holding the values: values moved whole, then one of copied values. */
+      buffers: ArrayBuffer[];
+      /** Three numbers per message: index into `buffers`, byte offset, byte length of its value. */
+      spans: number[];
     }
   | { type: 'close' };
 
@@ -220,11 +224,16 @@ export class KafkaWorkerBus implements Bus {
   publish(messages: BusMessage[], topic: string = this.topic): Promise<void> {
     if (this.closed) return Promise.reject(new ModelwatchError(ErrorCodes.busUnavailable, 'bus is closed'));
     if (messages.length === 0) return Promise.resolve();
-    const keys: (string | null)[] = new Array<string | null>(messages.length);
-    const headers: Record<string, string>[] = new Array<Record<string, string>>(messages.length);
-    const values: ArrayBuffer[] = new Array<ArrayBuffer>(messages.length);
-    const transfer: ArrayBuffer[] = [];
-    for (let i = 0; i < messages.length; i++) {
+    const n = messages.length;
+    const keys: (string | null)[] = new Array<string | null>(n);
+    const headers: Record<string, string>[] = new Array<Record<string, string>>(n);
+    const spans: number[] = new Array<number>(3 * n);
+    // Transferred whole: the values that own their ArrayBuffer. The rest are copied into one buffer,
+    // placed last; `copied` marks them (their span's buffer index is filled in once it is known).
+    const buffers: ArrayBuffer[] = [];
+    let copied: boolean[] | undefined;
+    let copyBytes = 0;
+    for (let i = 0; i < n; i++) {
       const m = messages[i] as BusMessage;
       keys[i] = m.key;
       headers[i] = m.headers;
@@ -235,14 +244,29 @@ export class KafkaWorkerBus implements Bus {
         ab instanceof ArrayBuffer &&
         v.byteOffset === 0 &&
         v.byteLength === ab.byteLength &&
-        !transfer.includes(ab)
+        v.byteLength > 0 &&
+        !buffers.includes(ab)
       ) {
-        values[i] = ab;
-        transfer.push(ab);
+        spans[3 * i] = buffers.length;
+        spans[3 * i + 1] = 0;
+        spans[3 * i + 2] = v.byteLength;
+        buffers.push(ab);
       } else {
-        values[i] = ab.slice(v.byteOffset, v.byteOffset + v.byteLength) as ArrayBuffer;
-        transfer.push(values[i] as ArrayBuffer);
+        (copied ??= new Array<boolean>(n).fill(false))[i] = true;
+        spans[3 * i + 1] = copyBytes;
+        spans[3 * i + 2] = v.byteLength;
+        copyBytes += v.byteLength;
       }
+    }
+    if (copied !== undefined) {
+      const packed = Buffer.allocUnsafeSlow(copyBytes);
+      const at = buffers.length;
+      for (let i = 0; i < n; i++) {
+        if (!copied[i]) continue;
+        (messages[i] as BusMessage).value.copy(packed, spans[3 * i + 1]);
+        spans[3 * i] = at;
+      }
+      buffers.push(packed.buffer);
     }
     let worker: Worker;
     try {
@@ -274,9 +298,9 @@ export class KafkaWorkerBus implements Bus {
       this.pending.set(id, { resolve, reject, timer });
       // A publish in flight keeps the process alive, as the producer's sockets would on this thread.
       worker.ref();
-      const msg: ToWorker = { type: 'publish', id, topic, keys, headers, values };
+      const msg: ToWorker = { type: 'publish', id, topic, keys, headers, buffers, spans };
       try {
-        worker.postMessage(msg, transfer);
+        worker.postMessage(msg, buffers);
       } catch (err) {
         this.pending.delete(id);
         clearTimeout(timer);
