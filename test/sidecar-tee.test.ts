@@ -194,7 +194,7 @@ describe('Tee', () => {
     expect(() => new Tee(new InProcessBus(), { maxInFlightBatches: 0 })).toThrow(/maxInFlightBatches/);
   });
 
-  it('lingers: records offered while a publish waits go out on a later tick, not as soon as it settles', async () => {
+  it('lingers (lingerMs): records offered while a publish waits go out on a later tick, not as soon as it settles', async () => {
     class CountingBus extends StallableBus {
       readonly sizes: number[] = [];
       override publish(messages: BusMessage[], topic?: string): Promise<void> {
@@ -204,7 +204,12 @@ describe('Tee', () => {
     }
     const bus = new CountingBus(new InProcessBus());
     const interval = 3_000;
-    const tee = new Tee(bus, { flushIntervalMs: interval, maxLoopUtilization: 1, publishTimeoutMs: 60_000 });
+    const tee = new Tee(bus, {
+      flushIntervalMs: interval,
+      lingerMs: interval / 2,
+      maxLoopUtilization: 1,
+      publishTimeoutMs: 60_000,
+    });
     bus.stall();
     tee.start();
     tee.offer(makeCall(0));
@@ -227,6 +232,7 @@ describe('Tee', () => {
     expect(bus.sizes).toEqual([1, 3, 200, 1]);
     exact(tee.stats());
     await tee.close(1_000);
+    expect(() => new Tee(new InProcessBus(), { lingerMs: -1 })).toThrow(/lingerMs/);
   }, 30_000);
 
   it('encodes bodies handed over as chunk lists byte for byte like whole bodies', () => {

@@ -5,7 +5,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { ModelwatchError, errorMessage } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
 import { KafkaBus } from './kafka.js';
-import type { FromWorker, KafkaWorkerData, ToWorker } from './kafka-worker.js';
+import { releaseArrayBuffers, type FromWorker, type KafkaWorkerData, type ToWorker } from './kafka-worker.js';
 import type { BusMessage } from './types.js';
 
 const port = parentPort;
@@ -63,7 +63,12 @@ port.on('message', (m: ToWorker) => {
     };
   }
   bus.publish(messages, m.topic).then(
-    () => send({ type: 'ack', id: m.id }),
+    () => {
+      send({ type: 'ack', id: m.id });
+      // Nothing reads the values after the ack (see releaseArrayBuffers); not after a failure: the
+      // producer may still be retrying them.
+      releaseArrayBuffers(m.buffers);
+    },
     (err: unknown) =>
       send({
         type: 'nack',

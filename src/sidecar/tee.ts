@@ -15,12 +15,17 @@ export type TeeDropReason = (typeof TeeDropReasons)[number];
 export interface TeeOptions {
   /** Bound of buffered plus in-flight records, in encoded bytes; beyond it new records are dropped. @default 67108864 */
   maxBufferBytes?: number;
-  /**
-   * How often the background flusher publishes what is buffered. Between ticks only whole batches
-   * (`maxBatchMessages` or `maxBatchBytes`) go out, and a partial batch waits until half an interval
-   * passed since the last publish: fewer, fuller publishes. @default 20
-   */
+  /** How often the background flusher publishes what is buffered. @default 20 */
   flushIntervalMs?: number;
+  /**
+   * How long after the last publish the background flusher holds a partial batch back: records
+   * offered while a publish waits for its answer then go out with the next tick rather than as soon
+   * as it settles, a few at a time. For a bus where each publish has a fixed cost (a Kafka Produce
+   * request, a hand-off to another thread); whole batches (`maxBatchMessages` or `maxBatchBytes`) never
+   * wait. Records held back live longer on this thread, so with a bus that takes a batch at no cost
+   * (in-process) 0 is better. 0: publish as soon as a publish slot is free. @default 0
+   */
+  lingerMs?: number;
   /** Largest batch handed to one `bus.publish`. @default 200 */
   maxBatchMessages?: number;
   /** Largest batch in bytes (a single larger record still goes alone). @default 1048576 */
@@ -54,6 +59,7 @@ export interface TeeOptions {
 const defaults = {
   maxBufferBytes: 64 * 1024 * 1024,
   flushIntervalMs: 20,
+  lingerMs: 0,
   maxBatchMessages: 200,
   maxBatchBytes: 1024 * 1024,
   maxInFlightBatches: 1,
@@ -139,6 +145,9 @@ export class Tee {
     ] as const) {
       const v = this.opts[k];
       if (!(Number.isFinite(v) && v > 0)) throw new RangeError(`TeeOptions.${k} must be a positive number, got ${v}`);
+    }
+    if (!(Number.isFinite(this.opts.lingerMs) && this.opts.lingerMs >= 0)) {
+      throw new RangeError(`TeeOptions.lingerMs must be a number ≥ 0, got ${this.opts.lingerMs}`);
     }
     const u = this.opts.maxLoopUtilization;
     if (!(u > 0 && u <= 1)) throw new RangeError(`TeeOptions.maxLoopUtilization must be in (0, 1], got ${u}`);
@@ -403,19 +412,16 @@ export class Tee {
     };
     for (;;) {
       // The background flusher yields to request work between batches when the loop is saturated, and
-      // lingers: a partial batch goes out only once half of `flushIntervalMs` passed since the last
-      // publish (half: a tick comes one interval after the tick that published, give or take jitter).
-      // Without that, records offered while a publish waits for its answer would go out as soon as it
-      // settles, a few at a time, and each publish costs the bus (a Kafka produce request, a hand-off
-      // to the publisher thread) about as much as a full one.
+      // lingers (`lingerMs`): a partial batch waits that long after the last publish.
       const publish =
         !stop &&
         this.queue.length - this.head > 0 &&
         held.size < this.opts.maxInFlightBatches &&
         !(background && this.overloaded()) &&
         (!background ||
+          this.opts.lingerMs === 0 ||
           this.fullBatchQueued() ||
-          performance.now() - this.lastPublishAt >= this.opts.flushIntervalMs / 2);
+          performance.now() - this.lastPublishAt >= this.opts.lingerMs);
       if (publish) held.add(this.publishBatch());
       else if (held.size === 0) return;
       // Records offered while publishes are unsettled go out as soon as one settles.
