@@ -63,10 +63,11 @@ describe('releaseArrayBuffers', () => {
     releaseArrayBuffers([...held, held[0]!.slice(0, 0)]);
     expect(held.every((b) => b.byteLength === 0)).toBe(true);
     // The closed channel drops its queue on the next turns of the event loop.
-    for (let i = 0; i < 100 && before - process.memoryUsage().arrayBuffers < 16 << 20; i++) {
+    for (let i = 0; i < 100 && before - process.memoryUsage().arrayBuffers < 15 << 20; i++) {
       await new Promise((r) => setTimeout(r, 20));
     }
-    expect(before - process.memoryUsage().arrayBuffers).toBeGreaterThanOrEqual(16 << 20);
+    // (Less a little: other small ArrayBuffers come and go meanwhile.)
+    expect(before - process.memoryUsage().arrayBuffers).toBeGreaterThanOrEqual(15 << 20);
     // Detached buffers cannot move again: left alone, no throw.
     expect(() => releaseArrayBuffers(held)).not.toThrow();
   });
@@ -136,9 +137,9 @@ describe('KafkaWorkerBus on the librdkafka mock cluster', () => {
     await bus.publish([{ key: 'a', value: value(1, true), headers: {} }]);
     const threadId = bus.workerThreadId;
     expect(threadId).toBeGreaterThan(0);
-    // The worker thread (and only it) runs 10 nicer than the request thread.
+    // The worker thread (and only it) runs 19 nicer than the request thread (capped at 19).
     const base = niceOf(process.pid);
-    expect(readdirSync('/proc/self/task').filter((tid) => niceOf(tid) === Math.min(19, base + 10))).toHaveLength(1);
+    expect(readdirSync('/proc/self/task').filter((tid) => niceOf(tid) === Math.min(19, base + 19))).toHaveLength(1);
     await mock.down(1);
     const started = Date.now();
     await expect(bus.publish([{ key: 'b', value: value(2, true), headers: {} }])).rejects.toMatchObject({

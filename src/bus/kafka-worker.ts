@@ -32,7 +32,9 @@ export interface KafkaWorkerBusOptions extends KafkaBusOptions {
    * How much nicer the worker thread is than the thread that started it (Linux: niceness is per
    * thread; raising it needs no privilege). The request thread then wins a contended core and the
    * worker takes what is left; records it cannot publish in time wait in the tee's bounded buffer
-   * (overflow is counted). 0 leaves it equal. @default 10
+   * (overflow is counted). The sum is capped at 19, the lowest priority. At 10 the scheduler still gave
+   * the worker about a tenth of a core it shared with a saturated request thread (CFS weights 1:10);
+   * at 19 about 1:270. 0 leaves it equal. @default 19
    */
   workerNice?: number;
   /**
@@ -102,7 +104,7 @@ const defaults = {
   transferValues: true,
   workerGraceMs: 2_000,
   closeTimeoutMs: 5_000,
-  workerNice: 10,
+  workerNice: 19,
   workerYoungGenerationMb: 8,
 };
 
