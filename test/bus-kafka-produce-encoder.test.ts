@@ -184,7 +184,10 @@ describe('Produce request encoder against a broker', () => {
     const answered: { length: number; size: number; apiKey: number }[] = [];
     onProduceFrameAnswered((frame) => {
       answered.push({ length: frame.length, size: frame.readInt32BE(0), apiKey: frame.readInt16BE(4) });
-      if (frame.byteOffset === 0 && frame.byteLength === frame.buffer.byteLength) releaseArrayBuffers([frame.buffer]);
+      const ab = frame.buffer;
+      if (ab instanceof ArrayBuffer && frame.byteOffset === 0 && frame.byteLength === ab.byteLength) {
+        releaseArrayBuffers([ab]);
+      }
     });
     const sent = [
       ...Array.from({ length: 30 }, (_, i) => captureMessage(i, 1_000)),
