@@ -270,6 +270,11 @@ interface DiagSummary {
 interface PhaseCost {
   /** CPU µs of the proxy process (every thread) per request. */
   cpu_us_per_req: number;
+  /**
+   * The same split by thread (/proc/PID/task/TID/schedstat): the event loop, the Kafka publisher worker
+   * (the one thread running at another nice value), and the rest (V8 helpers, libuv's pool).
+   */
+  cpu_split_us_per_req?: { main: number; worker: number; other: number };
   diag?: DiagSummary;
   /** Peak RSS (VmHWM) during the phase, MB. */
   rss_peak_mb?: number;
@@ -342,12 +347,25 @@ function summarize(lines: DiagLine[], [t0, t1]: [number, number]): DiagSummary |
   };
 }
 
+/** A CPU split as `main / worker / other`, or `-`. */
+function split(c: { main: number; worker: number; other: number } | undefined): string {
+  return c === undefined ? '-' : `${c.main} / ${c.worker} / ${c.other}`;
+}
+
 function ratio(a: number | undefined, b: number | undefined): number {
   if (a === undefined || b === undefined || !(b > 0)) return NaN;
   return Math.round((a / b) * 100) / 100;
 }
 
 const r2 = (x: number): number => Math.round(x * 100) / 100;
+
+/** {@link PhaseCost.cpu_split_us_per_req} from two {@link schedStat} readings over `requests`. */
+function cpuSplit(a: SchedStat, b: SchedStat, requests: number): { main: number; worker: number; other: number } {
+  const per = (ns: number): number => Math.round(ns / 1e3 / Math.max(1, requests));
+  const main = b.mainRunNs - a.mainRunNs;
+  const worker = b.nicedRunNs - a.nicedRunNs;
+  return { main: per(main), worker: per(worker), other: per(b.runNs - a.runNs - main - worker) };
+}
 
 /** Run-queue waits over a phase from two {@link schedStat} readings of the proxy (and of the load generator). */
 function waits(
@@ -443,10 +461,12 @@ export async function run(): Promise<void> {
     const g1 = schedStat(loadgen.pid);
     const res: VariantResult = { round, variant, body_bytes: b.body.length, rows: b.rows, load_1m, latency };
     if (pid !== undefined && s0 !== undefined) {
+      const s1 = schedStat(pid);
       res.at_rate = {
         cpu_us_per_req: Math.round(((cpuSeconds(pid) - cpu0) * 1e6) / Math.max(1, latency.requests)),
+        cpu_split_us_per_req: cpuSplit(s0, s1, latency.requests),
         rss_peak_mb: rssPeakMb(pid),
-        ...waits(s0, schedStat(pid), g0, g1),
+        ...waits(s0, s1, g0, g1),
         window: [t0, t1],
       };
     } else res.at_rate_loadgen_rq_wait_ms = r2((g1.mainWaitNs - g0.mainWaitNs) / 1e6);
@@ -457,17 +477,19 @@ export async function run(): Promise<void> {
       const s2 = pid !== undefined ? schedStat(pid) : undefined;
       const sat = await wrk(port, b.file, SATURATION_S, CONNECTIONS, OTHER_CPU);
       const t3 = performance.now();
+      const s3 = pid !== undefined ? schedStat(pid) : undefined;
       res.saturation = {
         ...sat,
         cpu_us_per_req:
           pid !== undefined ? Math.round(((cpuSeconds(pid) - c0) * 1e6) / Math.max(1, sat.requests)) : NaN,
+        ...(s2 !== undefined && s3 !== undefined ? { cpu_split_us_per_req: cpuSplit(s2, s3, sat.requests) } : {}),
         rss_peak_mb: pid !== undefined ? rssPeakMb(pid) : undefined,
-        ...(pid !== undefined && s2 !== undefined ? waits(s2, schedStat(pid)) : {}),
+        ...(s2 !== undefined && s3 !== undefined ? waits(s2, s3) : {}),
         window: [t2, t3],
       };
     }
     console.error(
-      `sidecar bench: round ${round} ${b.label} ${variant}: p50 ${latency.p50_ms} p99 ${latency.p99_ms} ms, errors ${latency.errors}, queued ${latency.queued}; sat ${res.saturation?.req_per_s ?? '-'} req/s; CPU ${res.at_rate?.cpu_us_per_req ?? '-'} µs/req; RSS ${res.at_rate?.rss_peak_mb ?? '-'} MB; run-queue wait proxy ${res.at_rate?.rq_wait_ms ?? '-'} / loadgen ${res.at_rate?.loadgen_rq_wait_ms ?? res.at_rate_loadgen_rq_wait_ms ?? '-'} ms; load ${load_1m}`,
+      `sidecar bench: round ${round} ${b.label} ${variant}: p50 ${latency.p50_ms} p99 ${latency.p99_ms} ms, errors ${latency.errors}, queued ${latency.queued}; sat ${res.saturation?.req_per_s ?? '-'} req/s; CPU ${res.at_rate?.cpu_us_per_req ?? '-'} µs/req (main/worker/other ${split(res.at_rate?.cpu_split_us_per_req)} @rate, ${split(res.saturation?.cpu_split_us_per_req)} @sat); RSS ${res.at_rate?.rss_peak_mb ?? '-'} MB; run-queue wait proxy ${res.at_rate?.rq_wait_ms ?? '-'} / loadgen ${res.at_rate?.loadgen_rq_wait_ms ?? res.at_rate_loadgen_rq_wait_ms ?? '-'} ms; load ${load_1m}`,
     );
     return res;
   };
@@ -798,8 +820,8 @@ export function renderMarkdown(out: BenchOutput): string {
     '',
     '## Every run',
     '',
-    `| round | body B (rows) | variant | load 1m | p50 ms | p99 ms | p99.9 ms | added p99 ms | queued | errors | sat. req/s | CPU µs/req @${RATE}/s | CPU µs/req @sat | ELD p99 / max ms | GC n (minor/major) | GC max / minor max / total ms | peak RSS MB @rate / @sat | run-queue wait ms: loop / all threads / loadgen |`,
-    '|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
+    `| round | body B (rows) | variant | load 1m | p50 ms | p99 ms | p99.9 ms | added p99 ms | queued | errors | sat. req/s | CPU µs/req @${RATE}/s | CPU µs/req @sat | CPU µs/req main / worker / other @${RATE}/s | @sat | ELD p99 / max ms | GC n (minor/major) | GC max / minor max / total ms | peak RSS MB @rate / @sat | run-queue wait ms: loop / all threads / loadgen |`,
+    '|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
     ...[...out.results]
       .sort(
         (a, b) =>
@@ -809,7 +831,7 @@ export function renderMarkdown(out: BenchOutput): string {
       )
       .map((r) => {
         const d = r.at_rate?.diag;
-        return `| ${r.round} | ${r.body_bytes} (${r.rows}) | ${r.variant} | ${r.load_1m} | ${r.latency.p50_ms} | ${r.latency.p99_ms} | ${r.latency.p999_ms} | ${f(r.added_p99_ms)} | ${r.latency.queued}${overloaded(r) ? ' ⚠' : ''} | ${r.latency.errors}/${r.saturation?.errors ?? '-'} | ${f(r.saturation?.req_per_s)} | ${f(r.at_rate?.cpu_us_per_req)} | ${f(r.saturation?.cpu_us_per_req)} | ${d ? `${d.eld_p99_ms} / ${d.eld_max_ms}` : ''} | ${d ? `${d.gc_count} (${d.gc_minor}/${d.gc_major})` : ''} | ${d ? `${d.gc_max_ms} / ${d.gc_minor_max_ms} / ${d.gc_total_ms}` : ''} | ${f(r.at_rate?.rss_peak_mb)} / ${f(r.saturation?.rss_peak_mb)} | ${f(r.at_rate?.rq_wait_ms)} / ${f(r.at_rate?.rq_wait_all_threads_ms)} / ${f(r.at_rate?.loadgen_rq_wait_ms ?? r.at_rate_loadgen_rq_wait_ms)}${contended(r) ? ' ⚠' : ''} |`;
+        return `| ${r.round} | ${r.body_bytes} (${r.rows}) | ${r.variant} | ${r.load_1m} | ${r.latency.p50_ms} | ${r.latency.p99_ms} | ${r.latency.p999_ms} | ${f(r.added_p99_ms)} | ${r.latency.queued}${overloaded(r) ? ' ⚠' : ''} | ${r.latency.errors}/${r.saturation?.errors ?? '-'} | ${f(r.saturation?.req_per_s)} | ${f(r.at_rate?.cpu_us_per_req)} | ${f(r.saturation?.cpu_us_per_req)} | ${split(r.at_rate?.cpu_split_us_per_req)} | ${split(r.saturation?.cpu_split_us_per_req)} | ${d ? `${d.eld_p99_ms} / ${d.eld_max_ms}` : ''} | ${d ? `${d.gc_count} (${d.gc_minor}/${d.gc_major})` : ''} | ${d ? `${d.gc_max_ms} / ${d.gc_minor_max_ms} / ${d.gc_total_ms}` : ''} | ${f(r.at_rate?.rss_peak_mb)} / ${f(r.saturation?.rss_peak_mb)} | ${f(r.at_rate?.rq_wait_ms)} / ${f(r.at_rate?.rq_wait_all_threads_ms)} / ${f(r.at_rate?.loadgen_rq_wait_ms ?? r.at_rate_loadgen_rq_wait_ms)}${contended(r) ? ' ⚠' : ''} |`;
       }),
     '',
     "`up`'s counters after its last run (captures consumed, rows stored, records quarantined):",

@@ -12,11 +12,13 @@ import {
   encodeProduceFrame,
   kafkaProduceEncoderStatus,
   kafkajsProduceOriginals,
+  onProduceFrameAnswered,
   produceFastPathApplies,
   type ProduceMessage,
   type ProduceRequestArgs,
 } from '../src/bus/kafka-produce-encoder.js';
 import { KafkaBus } from '../src/bus/kafka.js';
+import { releaseArrayBuffers } from '../src/bus/kafka-worker.js';
 import { encodeCapture } from '../src/protocol/capture.js';
 import type { ConsumedMessage } from '../src/bus/types.js';
 import { startKafkaMock, type KafkaMock } from './support/kafka-mock.js';
@@ -176,14 +178,31 @@ describe('Produce request encoder against a broker', () => {
     await mock.stop();
   });
 
-  it('delivers every key, value and header unchanged through a broker', async () => {
+  it('delivers every key, value and header unchanged through a broker, each frame handed over once answered', async () => {
     expect(kafkaProduceEncoderStatus().installed).toBe(true);
+    // What the publisher worker does: frees each answered frame at once (it was written whole).
+    const answered: { length: number; size: number; apiKey: number }[] = [];
+    onProduceFrameAnswered((frame) => {
+      answered.push({ length: frame.length, size: frame.readInt32BE(0), apiKey: frame.readInt16BE(4) });
+      const ab = frame.buffer;
+      if (ab instanceof ArrayBuffer && frame.byteOffset === 0 && frame.byteLength === ab.byteLength) {
+        releaseArrayBuffers([ab]);
+      }
+    });
     const sent = [
       ...Array.from({ length: 30 }, (_, i) => captureMessage(i, 1_000)),
       ...Array.from({ length: 6 }, (_, i) => captureMessage(100 + i, 65_526)),
     ].map((m) => ({ key: m.key as string, value: m.value as Buffer, headers: m.headers as Record<string, string> }));
-    await bus.publish(sent.slice(0, 30));
-    await bus.publish(sent.slice(30));
+    try {
+      await bus.publish(sent.slice(0, 30));
+      await bus.publish(sent.slice(30));
+    } finally {
+      onProduceFrameAnswered(undefined);
+    }
+    // One Produce request per publish (one broker): each frame once, after its answer.
+    expect(answered).toHaveLength(2);
+    for (const f of answered) expect(f).toMatchObject({ size: f.length - 4, apiKey: 0 });
+    expect(answered[1]!.length).toBeGreaterThan(6 * 65_526);
     const got = new Map<string, ConsumedMessage>();
     let done!: () => void;
     const all = new Promise<void>((resolve) => (done = resolve));

@@ -194,6 +194,47 @@ describe('Tee', () => {
     expect(() => new Tee(new InProcessBus(), { maxInFlightBatches: 0 })).toThrow(/maxInFlightBatches/);
   });
 
+  it('lingers (lingerMs): records offered while a publish waits go out on a later tick, not as soon as it settles', async () => {
+    class CountingBus extends StallableBus {
+      readonly sizes: number[] = [];
+      override publish(messages: BusMessage[], topic?: string): Promise<void> {
+        this.sizes.push(messages.length);
+        return super.publish(messages, topic);
+      }
+    }
+    const bus = new CountingBus(new InProcessBus());
+    const interval = 3_000;
+    const tee = new Tee(bus, {
+      flushIntervalMs: interval,
+      lingerMs: interval / 2,
+      maxLoopUtilization: 1,
+      publishTimeoutMs: 60_000,
+    });
+    bus.stall();
+    tee.start();
+    tee.offer(makeCall(0));
+    await waitFor(() => tee.stats().inFlight === 1, 2 * interval, 'first tick published');
+    for (let i = 1; i <= 3; i++) tee.offer(makeCall(i));
+    bus.release();
+    await waitFor(() => tee.stats().sent === 1, 5_000, 'first batch settled');
+    // The settle came well within half an interval of the publish: the three wait for the next tick.
+    await new Promise((r) => setTimeout(r, 200));
+    expect(tee.stats()).toMatchObject({ sent: 1, buffered: 3, inFlight: 0 });
+    expect(bus.sizes).toEqual([1]);
+    await waitFor(() => tee.stats().sent === 4, 3 * interval, 'the rest on the next tick');
+    expect(bus.sizes).toEqual([1, 3]);
+    // A whole batch does not linger, and flush() publishes at once.
+    for (let i = 4; i < 4 + 200; i++) tee.offer(makeCall(i));
+    await waitFor(() => tee.stats().sent === 204, interval / 2, 'a whole batch at once');
+    tee.offer(makeCall(500));
+    await tee.flush();
+    expect(tee.stats()).toMatchObject({ sent: 205, buffered: 0 });
+    expect(bus.sizes).toEqual([1, 3, 200, 1]);
+    exact(tee.stats());
+    await tee.close(1_000);
+    expect(() => new Tee(new InProcessBus(), { lingerMs: -1 })).toThrow(/lingerMs/);
+  }, 30_000);
+
   it('encodes bodies handed over as chunk lists byte for byte like whole bodies', () => {
     const whole = makeCall(7, 400);
     const split = (b: Buffer, at: number[]): Buffer[] => {

@@ -70,14 +70,29 @@ export interface SchedStat {
   waitNs: number;
   /** CPU time of every thread. */
   runNs: number;
+  /** CPU time of the main thread (the event loop). */
+  mainRunNs: number;
+  /**
+   * CPU time of the threads whose nice value differs from the main thread's: the Kafka tee's publisher
+   * worker lowers its own priority, and no other thread of a Node process does.
+   */
+  nicedRunNs: number;
+}
+
+/** The nice value of one thread (/proc/PID/task/TID/stat, field 19). */
+function threadNice(pid: number, tid: string): number {
+  const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+  return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16]);
 }
 
 /** {@link SchedStat} of `pid` now (threads that exited since are not counted). */
 export function schedStat(pid: number): SchedStat {
-  const out: SchedStat = { mainWaitNs: 0, waitNs: 0, runNs: 0 };
+  const out: SchedStat = { mainWaitNs: 0, waitNs: 0, runNs: 0, mainRunNs: 0, nicedRunNs: 0 };
   let tids: string[];
+  let mainNice: number;
   try {
     tids = readdirSync(`/proc/${pid}/task`);
+    mainNice = threadNice(pid, String(pid));
   } catch {
     return out;
   }
@@ -86,7 +101,10 @@ export function schedStat(pid: number): SchedStat {
       const [run, wait] = readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').trim().split(' ').map(Number);
       out.runNs += run ?? 0;
       out.waitNs += wait ?? 0;
-      if (tid === String(pid)) out.mainWaitNs = wait ?? 0;
+      if (tid === String(pid)) {
+        out.mainWaitNs = wait ?? 0;
+        out.mainRunNs = run ?? 0;
+      } else if (threadNice(pid, tid) !== mainNice) out.nicedRunNs += run ?? 0;
     } catch {
       // The thread exited.
     }

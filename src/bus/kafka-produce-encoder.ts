@@ -53,7 +53,45 @@ export interface ProduceRequestArgs {
 interface FramerArgs {
   correlationId: number;
   clientId: string | null;
-  request: { apiKey: number; apiVersion: number; encode: () => Promise<unknown>; [PLAN]?: ProduceRequestArgs };
+  request: ProduceRequest;
+}
+
+/** kafkajs's Produce request object, as tagged here. */
+interface ProduceRequest {
+  apiKey: number;
+  apiVersion: number;
+  encode: () => Promise<unknown>;
+  [PLAN]?: ProduceRequestArgs;
+  [FRAME]?: Buffer;
+}
+
+/** What kafkajs's Produce protocol factory returns for one request. */
+interface ProducePair {
+  request: ProduceRequest;
+  response: { decode: (payload: Buffer) => Promise<unknown>; parse: (data: unknown) => Promise<unknown> };
+}
+
+/** `protocol/requests/produce/index.js`: the factory of a Produce request and its response per version. */
+interface ProduceProtocol {
+  protocol: (a: { version: number }) => (args: ProduceRequestArgs) => ProducePair;
+}
+
+/**
+ * Called with each frame this module encoded once the broker's response to it arrived (see
+ * {@link onProduceFrameAnswered}); none by default.
+ */
+let frameAnswered: ((frame: Buffer) => void) | undefined;
+
+/**
+ * Has `release` called with every Produce frame this module encoded, once the broker's response to
+ * that frame arrived: the frame was then written whole to the socket, and nothing reads it again
+ * (a retry encodes a new one). Frames of requests that failed or timed out are never passed (one may
+ * still sit in a socket's write queue). The frame owns its `ArrayBuffer` when it is 4 KiB or more;
+ * smaller ones share Node's pool and must be left alone by `release`. The publisher worker frees them
+ * at once this way (`releaseArrayBuffers`) instead of at its next major collection.
+ */
+export function onProduceFrameAnswered(release: ((frame: Buffer) => void) | undefined): void {
+  frameAnswered = release;
 }
 
 interface LongLike {
@@ -66,6 +104,8 @@ interface LongClass {
 type Crc = (b: Buffer) => number;
 
 const PLAN = Symbol.for('modelwatch.kafkaProduceRequest');
+/** The frame this module encoded for a request (set by the framer, read when its response arrives). */
+const FRAME = Symbol.for('modelwatch.kafkaProduceFrame');
 const ACTIVE = Symbol.for('modelwatch.kafkaProduceEncoder');
 
 const INT32_MAX = 0x7fffffff;
@@ -332,6 +372,8 @@ function install(): KafkaProduceEncoderStatus {
       return { installed: false, reason: 'kafkajs layout not as expected' };
     }
     originals = { createRequest, produceV3, Long, crc32c };
+    const produceIndexFile = kreq.resolve('./src/protocol/requests/produce/index.js');
+    const produceIndex = require(produceIndexFile) as ProduceProtocol;
     const wrappedV3 = (args: ProduceRequestArgs): FramerArgs['request'] => {
       const request = produceV3(args);
       if (produceFastPathApplies(args)) request[PLAN] = args;
@@ -347,7 +389,33 @@ function install(): KafkaProduceEncoderStatus {
         Long,
         crc32c,
       );
+      a.request[FRAME] = buffer;
       return Promise.resolve({ buffer });
+    };
+    // Each Produce request gets its own response decoder, so the frame can be handed over when (and
+    // only when) the broker answered that very request: kafkajs decodes a response only after it came.
+    const protocol = produceIndex.protocol;
+    produceIndex.protocol = (v) => {
+      const make = protocol(v);
+      return (args) => {
+        const pair = make(args);
+        const request = pair.request;
+        if (request[PLAN] === undefined) return pair;
+        const { response } = pair;
+        return {
+          request,
+          response: {
+            ...response,
+            decode: async (payload: Buffer) => {
+              const out = await response.decode(payload);
+              const frame = request[FRAME];
+              request[FRAME] = undefined;
+              if (frame !== undefined) frameAnswered?.(frame);
+              return out;
+            },
+          },
+        };
+      };
     };
     Object.defineProperty(framer, ACTIVE, { value: true });
     v3Module.exports = wrappedV3;

@@ -5,7 +5,9 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { ModelwatchError, errorMessage } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
 import { KafkaBus } from './kafka.js';
-import type { FromWorker, KafkaWorkerData, ToWorker } from './kafka-worker.js';
+// After kafka.js, which loads it in its place (before kafkajs).
+import { onProduceFrameAnswered } from './kafka-produce-encoder.js';
+import { releaseArrayBuffers, type FromWorker, type KafkaWorkerData, type ToWorker } from './kafka-worker.js';
 import type { BusMessage } from './types.js';
 
 const port = parentPort;
@@ -45,6 +47,15 @@ if (data.nice !== 0) {
 }
 const bus = new KafkaBus({ ...data.options, logger });
 
+// Produce frames (up to 1 MiB each) the broker has answered: freed with the next batch's values
+// rather than at this isolate's next major collection. Frames under 4 KiB share Node's pool: left alone.
+const answeredFrames: ArrayBuffer[] = [];
+onProduceFrameAnswered((frame) => {
+  const ab = frame.buffer;
+  if (ab instanceof ArrayBuffer && frame.byteOffset === 0 && frame.byteLength === ab.byteLength)
+    answeredFrames.push(ab);
+});
+
 port.on('message', (m: ToWorker) => {
   if (m.type === 'close') {
     void bus.close().finally(() => {
@@ -53,22 +64,30 @@ port.on('message', (m: ToWorker) => {
     });
     return;
   }
-  const messages: BusMessage[] = new Array<BusMessage>(m.values.length);
-  for (let i = 0; i < m.values.length; i++) {
+  const messages: BusMessage[] = new Array<BusMessage>(m.keys.length);
+  for (let i = 0; i < m.keys.length; i++) {
+    const s = m.spans;
     messages[i] = {
       key: m.keys[i] ?? null,
-      value: Buffer.from(m.values[i] as ArrayBuffer),
+      value: Buffer.from(m.buffers[s[3 * i] as number] as ArrayBuffer, s[3 * i + 1], s[3 * i + 2]),
       headers: m.headers[i] ?? {},
     };
   }
   bus.publish(messages, m.topic).then(
-    () => send({ type: 'ack', id: m.id }),
-    (err: unknown) =>
+    () => {
+      send({ type: 'ack', id: m.id });
+      // Nothing reads the values after the ack (see releaseArrayBuffers); not after a failure: the
+      // producer may still be retrying them.
+      releaseArrayBuffers(answeredFrames.length > 0 ? m.buffers.concat(answeredFrames.splice(0)) : m.buffers);
+    },
+    (err: unknown) => {
       send({
         type: 'nack',
         id: m.id,
         message: errorMessage(err),
         code: err instanceof ModelwatchError ? err.code : 'bus_unavailable',
-      }),
+      });
+      releaseArrayBuffers(answeredFrames.splice(0));
+    },
   );
 });

@@ -17,6 +17,15 @@ export interface TeeOptions {
   maxBufferBytes?: number;
   /** How often the background flusher publishes what is buffered. @default 20 */
   flushIntervalMs?: number;
+  /**
+   * How long after the last publish the background flusher holds a partial batch back: records
+   * offered while a publish waits for its answer then go out with the next tick rather than as soon
+   * as it settles, a few at a time. For a bus where each publish has a fixed cost (a Kafka Produce
+   * request, a hand-off to another thread); whole batches (`maxBatchMessages` or `maxBatchBytes`) never
+   * wait. Records held back live longer on this thread, so with a bus that takes a batch at no cost
+   * (in-process) 0 is better. 0: publish as soon as a publish slot is free. @default 0
+   */
+  lingerMs?: number;
   /** Largest batch handed to one `bus.publish`. @default 200 */
   maxBatchMessages?: number;
   /** Largest batch in bytes (a single larger record still goes alone). @default 1048576 */
@@ -50,6 +59,7 @@ export interface TeeOptions {
 const defaults = {
   maxBufferBytes: 64 * 1024 * 1024,
   flushIntervalMs: 20,
+  lingerMs: 0,
   maxBatchMessages: 200,
   maxBatchBytes: 1024 * 1024,
   maxInFlightBatches: 1,
@@ -105,6 +115,8 @@ export class Tee {
   private readonly droppedBy: Record<TeeDropReason, number> = { buffer_full: 0, publish_failed: 0, shutdown: 0 };
   private sampledOut = 0;
   private publishTimeouts = 0;
+  /** `performance.now()` of the last publish started (the flusher's linger counts from it). */
+  private lastPublishAt = -Infinity;
   private timer: NodeJS.Timeout | undefined;
   private flushing: Promise<void> | undefined;
   private closed = false;
@@ -133,6 +145,9 @@ export class Tee {
     ] as const) {
       const v = this.opts[k];
       if (!(Number.isFinite(v) && v > 0)) throw new RangeError(`TeeOptions.${k} must be a positive number, got ${v}`);
+    }
+    if (!(Number.isFinite(this.opts.lingerMs) && this.opts.lingerMs >= 0)) {
+      throw new RangeError(`TeeOptions.lingerMs must be a number ≥ 0, got ${this.opts.lingerMs}`);
     }
     const u = this.opts.maxLoopUtilization;
     if (!(u > 0 && u <= 1)) throw new RangeError(`TeeOptions.maxLoopUtilization must be in (0, 1], got ${u}`);
@@ -306,6 +321,11 @@ export class Tee {
     this.gauges = [];
   }
 
+  /** Whether the queue holds at least one whole batch (by count or by bytes). */
+  private fullBatchQueued(): boolean {
+    return this.queue.length - this.head >= this.opts.maxBatchMessages || this.queuedBytes >= this.opts.maxBatchBytes;
+  }
+
   private overloaded(): boolean {
     return this.loopBusy > this.opts.maxLoopUtilization;
   }
@@ -391,12 +411,17 @@ export class Tee {
       } else if (outcome.kind === 'failed') stop = true;
     };
     for (;;) {
-      // The background flusher yields to request work between batches when the loop is saturated.
+      // The background flusher yields to request work between batches when the loop is saturated, and
+      // lingers (`lingerMs`): a partial batch waits that long after the last publish.
       const publish =
         !stop &&
         this.queue.length - this.head > 0 &&
         held.size < this.opts.maxInFlightBatches &&
-        !(background && this.overloaded());
+        !(background && this.overloaded()) &&
+        (!background ||
+          this.opts.lingerMs === 0 ||
+          this.fullBatchQueued() ||
+          performance.now() - this.lastPublishAt >= this.opts.lingerMs);
       if (publish) held.add(this.publishBatch());
       else if (held.size === 0) return;
       // Records offered while publishes are unsettled go out as soon as one settles.
@@ -406,6 +431,7 @@ export class Tee {
 
   /** Hands one batch to the bus; the outcome is its settlement, or `timeout` after `publishTimeoutMs`. */
   private publishBatch(): Promise<Outcome> {
+    this.lastPublishAt = performance.now();
     const { messages, bytes } = this.takeBatch();
     this.queuedBytes -= bytes;
     this.inFlight += messages.length;
