@@ -50,6 +50,11 @@ const CASES = (process.env.INGEST_BENCH_CASES ?? '1,64,1024')
   .split(',')
   .filter((c) => c.trim() !== '')
   .map(Number);
+/** The environment variables that size the allocator's arenas and V8's young generation, as this run got them. */
+function processMemoryEnv(): Record<string, string> {
+  const names = ['MALLOC_ARENA_MAX', 'MALLOC_TRIM_THRESHOLD_', 'MALLOC_MMAP_THRESHOLD_', 'NODE_OPTIONS'];
+  return Object.fromEntries(names.map((n) => [n, process.env[n] ?? '(unset)']));
+}
 const PARTIAL = process.env.INGEST_BENCH_CASES !== undefined || process.env.INGEST_BENCH_BACKLOG === '0';
 /** Raw insert block size: the ingest default `ingest.maxBatchRows`. */
 const RAW_BLOCK_ROWS = 10_000;
@@ -578,6 +583,8 @@ export async function run(): Promise<void> {
       features: FEATURES,
       store: 'chdb (embedded ClickHouse)',
       engine_merge_tree_settings: DefaultEmbeddedEngineConfig.mergeTree,
+      // Start-up settings that move the backlog's RSS (docs/ingest.md, "The allocator"): recorded, never set here.
+      process_env: processMemoryEnv(),
       target_ratio: 0.8,
       target_backlog_rss_mb: 600,
       decode_1_row: decode,
@@ -631,6 +638,7 @@ export async function run(): Promise<void> {
         `peak memory tracked by the engine ${backlog.engine_tracked_peak_mb} MB, with the engine's MergeTree settings ` +
         `${JSON.stringify(DefaultEmbeddedEngineConfig.mergeTree)} (modelwatch-engine.xml) ` +
         "(the rest of RSS is native: the engine's code and untracked allocations, and the allocators). " +
+        `Process memory settings: ${JSON.stringify(processMemoryEnv())}. ` +
         `RSS after each tenth of the backlog: ${backlog.rss_by_tenth_mb.join(', ')} MB. ` +
         `Event-loop delay p50 / p99 / max: ${backlog.event_loop_delay_ms.p50} / ${backlog.event_loop_delay_ms.p99} / ${backlog.event_loop_delay_ms.max} ms.`,
       '',

@@ -5,7 +5,8 @@
 // drops a re-sent body, an empty body is a no-op, and a binary format is refused.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  LineSink,
+  ByteSink,
+  withoutRanges,
   PayloadColumns,
   PredictionColumns,
   QuarantineColumns,
@@ -46,12 +47,9 @@ const noNums: Record<string, number> = {};
 const noCats: Record<string, string> = {};
 
 function body(lines: string[]): Buffer {
-  const sink = new LineSink();
-  // Two flushes: a body assembled from several slices.
-  lines.forEach((l, i) => {
-    sink.add(l);
-    if (i === 0) sink.flush();
-  });
+  // Tiny pages: a body assembled from several pages, lines longer than a page among them.
+  const sink = new ByteSink({ firstPageBytes: 8, maxPageBytes: 64 });
+  for (const l of lines) sink.add(l);
   return sink.body();
 }
 
@@ -242,5 +240,40 @@ describe('ingest encoding (JSONCompactEachRow) through chdb', () => {
         format: 'RowBinary' as EncodedInsertFormat,
       }),
     ).rejects.toMatchObject({ code: expect.stringMatching(/^store_/) as string });
+  });
+});
+
+describe('ByteSink and withoutRanges', () => {
+  it('writes lines as UTF-8 across growing pages, with positions that delimit each line', () => {
+    const lines = ['a', 'é€😀'.repeat(5), '', 'x'.repeat(100), '"\\\n"', 'z'];
+    const sink = new ByteSink({ firstPageBytes: 4, maxPageBytes: 16 });
+    const at: number[] = [];
+    for (const l of lines) {
+      at.push(sink.length);
+      sink.add(l);
+    }
+    at.push(sink.length);
+    const out = sink.body();
+    expect(out.toString('utf8')).toBe(lines.map((l) => `${l}\n`).join(''));
+    expect(out.length).toBe(at.at(-1));
+    lines.forEach((l, i) => expect(out.subarray(at[i], at[i + 1]).toString('utf8')).toBe(`${l}\n`));
+    // Emptied by body(): reusable, and an empty sink gives an empty body.
+    expect(sink.length).toBe(0);
+    expect(sink.body().length).toBe(0);
+  });
+
+  it('leaves out byte ranges (empty, adjacent, at both ends) and returns the body itself when none', () => {
+    const b = Buffer.from('0123456789');
+    expect(withoutRanges(b, [])).toBe(b);
+    expect(
+      withoutRanges(b, [
+        [0, 2],
+        [2, 3],
+        [5, 5],
+        [8, 10],
+      ]).toString(),
+    ).toBe('34567');
+    expect(withoutRanges(b, [[4, 6]]).toString()).toBe('01236789');
+    expect(withoutRanges(b, [[0, 10]]).length).toBe(0);
   });
 });

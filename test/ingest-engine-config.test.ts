@@ -25,6 +25,7 @@ describe('embedded engine config', () => {
   it('applies the default MergeTree settings, then an override on a later start in another directory', async () => {
     const a = mkdtempSync(join(tmpdir(), 'mw-engine-a-'));
     const b = mkdtempSync(join(tmpdir(), 'mw-engine-b-'));
+    const c = mkdtempSync(join(tmpdir(), 'mw-engine-c-'));
     try {
       const def = await mergeTreeSetting(`chdb:${a}`, 'max_compress_block_size');
       expect(def).toEqual({ value: String(DefaultEmbeddedEngineConfig.mergeTree.max_compress_block_size), changed: 1 });
@@ -34,14 +35,29 @@ describe('embedded engine config', () => {
         mergeTree: { max_compress_block_size: 131_072 },
       });
       expect(other).toEqual({ value: '131072', changed: 1 });
+      // A server setting (top level of the file), in a third directory.
+      const store = createStore({
+        url: `chdb:${c}`,
+        engine: { server: { merges_mutations_memory_usage_soft_limit: 33_554_432 } },
+      });
+      try {
+        const rows = await store.query<{ value: string }>(
+          `SELECT value FROM system.server_settings WHERE name = 'merges_mutations_memory_usage_soft_limit'`,
+        );
+        expect(rows).toEqual([{ value: '33554432' }]);
+      } finally {
+        await store.close();
+      }
     } finally {
       rmSync(a, { recursive: true, force: true });
       rmSync(b, { recursive: true, force: true });
+      rmSync(c, { recursive: true, force: true });
     }
   });
 
   it('refuses a setting name that is not an XML element name, and a non-finite value', () => {
     expect(() => engineConfigXml({ mergeTree: { 'a><b': 1 } })).toThrow(/not valid/);
     expect(() => engineConfigXml({ mergeTree: { max_compress_block_size: Number.NaN } })).toThrow(/finite/);
+    expect(() => engineConfigXml({ server: { 'x y': 1 } })).toThrow(/server setting name/);
   });
 });

@@ -26,7 +26,11 @@ if (engineArgs.length > 0) {
   };
   new Session(dir, { connectionArgs: engineArgs });
 }
-const store = createStore({ url: `chdb:${dir}` });
+// ENGINE_MERGE_TREE='{"merge_max_block_size":2048}': MergeTree settings of the engine's config file (over the defaults).
+const mergeTree = JSON.parse(process.env.ENGINE_MERGE_TREE ?? '{}') as Record<string, number>;
+// ENGINE_SERVER='{"merges_mutations_memory_usage_soft_limit":33554432}': server settings of the same file.
+const server = JSON.parse(process.env.ENGINE_SERVER ?? '{}') as Record<string, number>;
+const store = createStore({ url: `chdb:${dir}`, engine: { mergeTree, server } });
 await store.migrate();
 const bus = new InProcessBus({
   maxBatchMessages: BATCH,
@@ -101,7 +105,7 @@ engineMemory.stop();
 clearInterval(splitTimer);
 const mb = (x: number) => (x / 1048576).toFixed(0);
 console.log(
-  `calls ${N} batch ${BATCH} bus ${MIB} MiB: ${((performance.now() - t) / 1000).toFixed(1)} s, rss before ${mb(before)} peak ${mb(rss)} MB, heap peak ${mb(heap)}, buffers peak ${mb(ab)}, engine tracked peak ${mb(engineMemory.peak())} MB, settings ${JSON.stringify(settings)}, engine args ${JSON.stringify(engineArgs)}; at the engine's peak: merges ${mb(split.merges)} MB (merge tracking ${mb(split.mergeTracking)}), statements ${mb(split.statements)} MB, active parts ${split.parts}`,
+  `calls ${N} batch ${BATCH} bus ${MIB} MiB: ${((performance.now() - t) / 1000).toFixed(1)} s, rss before ${mb(before)} peak ${mb(rss)} MB, heap peak ${mb(heap)}, buffers peak ${mb(ab)}, engine tracked peak ${mb(engineMemory.peak())} MB, settings ${JSON.stringify(settings)}, engine args ${JSON.stringify(engineArgs)}, merge_tree ${JSON.stringify(mergeTree)}, server ${JSON.stringify(server)}; at the engine's peak: merges ${mb(split.merges)} MB (merge tracking ${mb(split.mergeTracking)}), statements ${mb(split.statements)} MB, active parts ${split.parts}`,
 );
 await c.stop();
 await store.close();

@@ -38,7 +38,9 @@ function cpu(): { main: number; other: number } {
 const RATE = Number(process.argv[2] ?? 1000);
 const SECONDS = Number(process.argv[3] ?? 10);
 const dir = mkdtempSync(join(tmpdir(), 'mw-paced-'));
-const store = createStore({ url: `chdb:${dir}` });
+// ENGINE_MERGE_TREE='{"merge_selector_base":10}': MergeTree settings of the engine's config file (over the defaults).
+const mergeTree = JSON.parse(process.env.ENGINE_MERGE_TREE ?? '{}') as Record<string, number>;
+const store = createStore({ url: `chdb:${dir}`, engine: { mergeTree } });
 await store.migrate();
 // PACED_INGEST: JSON of the `ingest` config section to try (e.g. a longer linger).
 const config = configSchema.parse({
@@ -47,7 +49,9 @@ const config = configSchema.parse({
 });
 const bus = new InProcessBus(inProcessBusOptions(config));
 const registry = new Registry();
-const role = await startIngest({ config, store, bus, logger: silentLogger, metrics: registry });
+// PACED_SETTINGS='{"input_format_parallel_parsing":0}': ClickHouse settings added to ingest's statements.
+const settings = JSON.parse(process.env.PACED_SETTINGS ?? '{}') as Record<string, number | string>;
+const role = await startIngest({ config, store: store.with({ settings }), bus, logger: silentLogger, metrics: registry });
 await role.ready;
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 await sleep(1000);

@@ -2,8 +2,7 @@
  * Insert bodies for the ingest tables in `JSONCompactEachRow`: one JSON array per row, columns by position.
  * Each line is one `JSON.stringify` of an array (V8's fast path; no per-row object with named keys, no
  * second encoding in the client), the time as epoch milliseconds (ClickHouse reads an integer into
- * `DateTime64(3)` as milliseconds), and the lines become bytes in slices so that the event loop is never held
- * for long (see {@link LineSink}).
+ * `DateTime64(3)` as milliseconds), and each line becomes bytes as soon as it is made (see {@link ByteSink}).
  */
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import type { EncodedInsertFormat } from '../store/port.js';
@@ -159,45 +158,90 @@ export function quarantineLine(r: QuarantineRow): string {
   return JSON.stringify([r.event_id, r.request_id, r.model, r.source, r.origin, r.code, r.field, r.reason, r.payload]);
 }
 
+/** Options of {@link ByteSink}. */
+export interface ByteSinkOptions {
+  /** Size of the first page, bytes; each later page is twice the previous one, up to {@link maxPageBytes}. @default 16384 */
+  firstPageBytes?: number;
+  /** Largest page, bytes (a longer line gets a page of its own size). @default 1048576 */
+  maxPageBytes?: number;
+}
+
 /**
- * Collects lines and turns them into bytes a slice at a time: {@link LineSink.flush} converts what was
- * added since the last flush, so no single join or UTF-8 conversion covers a whole insert.
+ * Lines written as bytes as soon as they are added (UTF-8, each followed by a newline), into pages that grow:
+ * an encoded line is garbage right away instead of living, as a string, until the insert is built. Positions
+ * ({@link ByteSink.length}) taken between lines delimit ranges that {@link withoutRanges} can leave out of the
+ * finished body.
  */
-export class LineSink {
-  private lines: string[] = [];
-  private parts: Buffer[] = [];
-  private bytes = 0;
-  private done = 0;
+export class ByteSink {
+  private readonly pages: Buffer[] = [];
+  private page: Buffer;
+  private pos = 0;
+  private flushed = 0;
+  private readonly maxPage: number;
 
-  /** Adds a line (without its newline). */
+  constructor(options: ByteSinkOptions = {}) {
+    this.page = Buffer.allocUnsafeSlow(options.firstPageBytes ?? 16_384);
+    this.maxPage = options.maxPageBytes ?? 1_048_576;
+  }
+
+  /** Bytes written so far. */
+  get length(): number {
+    return this.flushed + this.pos;
+  }
+
+  /** Writes a line (without its newline) and its newline. */
   add(line: string): void {
-    this.lines.push(line);
+    // A UTF-16 code unit takes at most 3 UTF-8 bytes: the exact length is needed only near a page's end.
+    if (this.pos + 3 * line.length + 1 > this.page.length) {
+      const need = Buffer.byteLength(line, 'utf8') + 1;
+      if (this.pos + need > this.page.length) this.next(need);
+    }
+    this.pos += this.page.write(line, this.pos, 'utf8');
+    this.page[this.pos++] = 10;
   }
 
-  /** Number of lines added so far (flushed or not). */
-  get count(): number {
-    return this.done + this.lines.length;
+  private next(need: number): void {
+    if (this.pos > 0) {
+      this.pages.push(this.page.subarray(0, this.pos));
+      this.flushed += this.pos;
+    }
+    this.page = Buffer.allocUnsafeSlow(Math.max(need, Math.min(this.maxPage, 2 * this.page.length)));
+    this.pos = 0;
   }
 
-  /** Converts the lines added since the last flush into bytes. */
-  flush(): void {
-    if (this.lines.length === 0) return;
-    const b = Buffer.from(this.lines.join('\n') + '\n', 'utf8');
-    this.parts.push(b);
-    this.bytes += b.length;
-    this.done += this.lines.length;
-    this.lines = [];
-  }
-
-  /** The whole body (empty when no line was added). */
+  /** The whole body (empty when nothing was added); the sink is empty afterwards. */
   body(): Buffer {
-    this.flush();
-    const out = this.parts.length === 1 ? (this.parts[0] as Buffer) : Buffer.concat(this.parts, this.bytes);
-    this.parts = [];
-    this.bytes = 0;
-    this.done = 0;
+    const last = this.page.subarray(0, this.pos);
+    const out = this.pages.length === 0 ? last : Buffer.concat([...this.pages, last], this.length);
+    this.pages.length = 0;
+    this.page = Buffer.allocUnsafeSlow(0);
+    this.pos = 0;
+    this.flushed = 0;
     return out;
   }
+}
+
+/**
+ * `body` without the byte ranges `[start, end)` in `ranges` (sorted, not overlapping): one copy of what is
+ * kept, or `body` itself when nothing is left out.
+ */
+export function withoutRanges(body: Buffer, ranges: readonly (readonly [number, number])[]): Buffer {
+  if (ranges.length === 0) return body;
+  const kept: Buffer[] = [];
+  let at = 0;
+  let size = 0;
+  for (const [start, end] of ranges) {
+    if (start > at) {
+      kept.push(body.subarray(at, start));
+      size += start - at;
+    }
+    at = Math.max(at, end);
+  }
+  if (at < body.length) {
+    kept.push(body.subarray(at));
+    size += body.length - at;
+  }
+  return Buffer.concat(kept, size);
 }
 
 /**

@@ -9,13 +9,14 @@ import { decodeCall, type DecodedCall } from '../protocol/index.js';
 import { ShadowTables, Tables } from '../store/migrations.js';
 import type { Store } from '../store/store.js';
 import {
+  ByteSink,
   INGEST_FORMAT,
-  LineSink,
   PayloadColumns,
   PredictionColumns,
   QuarantineColumns,
   RequestColumns,
   Slicer,
+  withoutRanges,
   payloadLine,
   predictionLine,
   quarantineLine,
@@ -89,13 +90,26 @@ export interface CallKey {
   ts: number;
 }
 
-/** One decoded call, already encoded: its insert lines (no per-row objects are kept). */
+/**
+ * One decoded call, already encoded into its chunk's byte sinks: where its lines are (no per-row objects or
+ * line strings are kept). Ranges are `[start, end)` byte positions in the chunk's bodies.
+ */
 interface EncodedCall extends CallKey {
-  predictions: string[];
-  request: string;
-  payload: string | undefined;
-  /** Body quarantine line, when the call's body should have decoded and did not. */
-  quarantine: string | undefined;
+  /** Its prediction lines (consecutive) in the predictions body, and how many rows they are. */
+  predictions: readonly [number, number];
+  rows: number;
+  request: readonly [number, number];
+  payload: readonly [number, number];
+  /** Body quarantine line, when the call's body should have decoded and did not (an empty range otherwise). */
+  quarantine: readonly [number, number];
+}
+
+/** The byte sinks of a chunk's four insert bodies. */
+interface ChunkSinks {
+  predictions: ByteSink;
+  requests: ByteSink;
+  payloads: ByteSink;
+  quarantine: ByteSink;
 }
 
 /** A contiguous run of offsets written to the store together. */
@@ -103,13 +117,28 @@ interface Chunk {
   first: string | undefined;
   last: string;
   calls: EncodedCall[];
-  envelopeQuarantine: string[];
+  sinks: ChunkSinks;
+  /** Envelope quarantine lines (undecodable messages: always written, no event id). */
+  envelopeQuarantine: number;
   rows: number;
   bytes: number;
 }
 
 function newChunk(): Chunk {
-  return { first: undefined, last: '', calls: [], envelopeQuarantine: [], rows: 0, bytes: 0 };
+  return {
+    first: undefined,
+    last: '',
+    calls: [],
+    sinks: {
+      predictions: new ByteSink(),
+      requests: new ByteSink(),
+      payloads: new ByteSink(),
+      quarantine: new ByteSink(),
+    },
+    envelopeQuarantine: 0,
+    rows: 0,
+    bytes: 0,
+  };
 }
 
 /** The insert bodies of a chunk. */
@@ -263,7 +292,8 @@ export class IngestPipeline {
       try {
         call = decodeCapture(m);
       } catch (err) {
-        chunk.envelopeQuarantine.push(quarantineLine(envelopeQuarantine(m, origin, err)));
+        chunk.sinks.quarantine.add(quarantineLine(envelopeQuarantine(m, origin, err)));
+        chunk.envelopeQuarantine++;
         continue;
       }
       if (seen.has(call.eventId)) {
@@ -272,25 +302,33 @@ export class IngestPipeline {
       }
       seen.add(call.eventId);
       const rec = buildCallRecords(call, origin, m.value, decode);
-      const predictions: string[] = [];
+      const sinks = chunk.sinks;
+      const p0 = sinks.predictions.length;
       for (const p of rec.predictions) {
-        predictions.push(predictionLine(p));
+        sinks.predictions.add(predictionLine(p));
         if (slicer.due()) await slicer.pause();
       }
       const payload =
         this.opts.payloads === false
           ? undefined
           : payloadRowOf(call, rec.request.model, rec.request.version, this.opts.payloads);
+      const r0 = sinks.requests.length;
+      sinks.requests.add(requestLine(rec.request));
+      const y0 = sinks.payloads.length;
+      if (payload) sinks.payloads.add(payloadLine(payload));
+      const q0 = sinks.quarantine.length;
+      if (rec.quarantine) sinks.quarantine.add(quarantineLine(rec.quarantine));
       chunk.calls.push({
         event_id: rec.request.event_id,
         model: rec.request.model,
         ts: rec.request.ts,
-        predictions,
-        request: requestLine(rec.request),
-        payload: payload ? payloadLine(payload) : undefined,
-        quarantine: rec.quarantine ? quarantineLine(rec.quarantine) : undefined,
+        predictions: [p0, sinks.predictions.length],
+        rows: rec.predictions.length,
+        request: [r0, sinks.requests.length],
+        payload: [y0, sinks.payloads.length],
+        quarantine: [q0, sinks.quarantine.length],
       });
-      chunk.rows += predictions.length;
+      chunk.rows += rec.predictions.length;
       // A large batch is cut in two halves at least, so that the second is decoded while the first is written.
       const half = inflight === undefined && chunk.rows >= SPLIT_MIN_ROWS && 2 * (i + 1) >= total && i + 1 < total;
       if (half || chunk.rows >= this.opts.maxBatchRows || chunk.bytes >= this.opts.maxBatchBytes) {
@@ -307,43 +345,46 @@ export class IngestPipeline {
     if (batch.backlog !== undefined) this.metrics.backlog.set(`${batch.topic}/${batch.partition}`, batch.backlog);
   };
 
-  /** The chunk's insert bodies, leaving out calls already stored; built in slices of `sliceMs`. */
-  private async bodies(chunk: Chunk, stored: StoredEventIds): Promise<ChunkBodies> {
-    const slicer = new Slicer(this.opts.sliceMs, 8);
-    const sinks = {
-      predictions: new LineSink(),
-      requests: new LineSink(),
-      payloads: new LineSink(),
-      quarantine: new LineSink(),
+  /** The chunk's insert bodies as encoded (every call), taken once from its sinks. */
+  private static encoded(chunk: Chunk): ChunkBodies {
+    let bodyQuarantine = 0;
+    for (const c of chunk.calls) if (c.quarantine[1] > c.quarantine[0]) bodyQuarantine++;
+    return {
+      predictions: chunk.sinks.predictions.body(),
+      requests: chunk.sinks.requests.body(),
+      payloads: chunk.sinks.payloads.body(),
+      quarantine: chunk.sinks.quarantine.body(),
+      fresh: chunk.calls.length,
+      rows: chunk.rows,
+      bodyQuarantine,
     };
-    for (const q of chunk.envelopeQuarantine) sinks.quarantine.add(q);
+  }
+
+  /** `all` (every call of the chunk) without the calls already stored: copies of the kept byte ranges. */
+  private static withoutStored(chunk: Chunk, all: ChunkBodies, stored: StoredEventIds): ChunkBodies {
+    const drop = { predictions: [] as [number, number][], requests: [] as [number, number][] };
+    const dropPayloads: (readonly [number, number])[] = [];
+    const dropQuarantine: (readonly [number, number])[] = [];
     let fresh = 0;
     let rows = 0;
     let bodyQuarantine = 0;
     for (const c of chunk.calls) {
-      if (!stored.predictions.has(c.event_id)) {
-        for (const line of c.predictions) sinks.predictions.add(line);
-        rows += c.predictions.length;
-      }
-      if (!stored.requests.has(c.event_id)) {
+      if (stored.predictions.has(c.event_id)) drop.predictions.push([c.predictions[0], c.predictions[1]]);
+      else rows += c.rows;
+      if (stored.requests.has(c.event_id)) {
+        drop.requests.push([c.request[0], c.request[1]]);
+        dropPayloads.push(c.payload);
+        dropQuarantine.push(c.quarantine);
+      } else {
         fresh++;
-        sinks.requests.add(c.request);
-        if (c.payload !== undefined) sinks.payloads.add(c.payload);
-        if (c.quarantine !== undefined) {
-          sinks.quarantine.add(c.quarantine);
-          bodyQuarantine++;
-        }
-      }
-      if (slicer.due()) {
-        for (const s of Object.values(sinks)) s.flush();
-        await slicer.pause();
+        if (c.quarantine[1] > c.quarantine[0]) bodyQuarantine++;
       }
     }
     return {
-      predictions: sinks.predictions.body(),
-      requests: sinks.requests.body(),
-      payloads: sinks.payloads.body(),
-      quarantine: sinks.quarantine.body(),
+      predictions: withoutRanges(all.predictions, drop.predictions),
+      requests: withoutRanges(all.requests, drop.requests),
+      payloads: withoutRanges(all.payloads, dropPayloads),
+      quarantine: withoutRanges(all.quarantine, dropQuarantine),
       fresh,
       rows,
       bodyQuarantine,
@@ -355,16 +396,14 @@ export class IngestPipeline {
     // dropped by ClickHouse itself (insert_deduplication_token); event_id lookups cover producer retries.
     const dedupToken = `${this.opts.tokenPrefix}${batch.topic}-${batch.partition}-${chunk.first}-${chunk.last}`;
     const opts = { dedupToken, format: INGEST_FORMAT };
-    let assumed: Promise<ChunkBodies> | undefined;
+    // Encoded as the calls were decoded; the calls found already stored are cut out of these bodies.
+    const all = IngestPipeline.encoded(chunk);
     const result = await this.withRetry(batch, async () => {
-      // The lookup runs in the engine while the bodies are built for the usual case (nothing stored yet);
-      // they are built again without the stored calls when it finds some.
-      const lookup = this.opts.eventIdLookup ? storedEventIds(this.store, chunk.calls) : Promise.resolve(noStored);
-      lookup.catch(noop);
-      assumed ??= this.bodies(chunk, noStored);
-      let b = await assumed;
-      const stored = await lookup;
-      if (stored.requests.size > 0 || stored.predictions.size > 0) b = await this.bodies(chunk, stored);
+      const stored = this.opts.eventIdLookup ? await storedEventIds(this.store, chunk.calls) : noStored;
+      const b =
+        stored.requests.size > 0 || stored.predictions.size > 0
+          ? IngestPipeline.withoutStored(chunk, all, stored)
+          : all;
       // Predictions first, requests last: a request row marks its call as completely stored.
       await this.store.insertEncoded(Tables.predictions, b.predictions, { ...opts, columns: PredictionColumns });
       await this.store.insertEncoded(ShadowTables.payloads, b.payloads, { ...opts, columns: PayloadColumns });
@@ -374,8 +413,8 @@ export class IngestPipeline {
     });
     this.metrics.rowsInserted.inc(result.rows);
     if (result.duplicates > 0) this.metrics.duplicatesDropped.inc(result.duplicates);
-    if (chunk.envelopeQuarantine.length > 0) {
-      this.metrics.recordsQuarantined.inc({ reason: 'envelope' }, chunk.envelopeQuarantine.length);
+    if (chunk.envelopeQuarantine > 0) {
+      this.metrics.recordsQuarantined.inc({ reason: 'envelope' }, chunk.envelopeQuarantine);
     }
     if (result.bodyQuarantine > 0) this.metrics.recordsQuarantined.inc({ reason: 'body' }, result.bodyQuarantine);
   }

@@ -15,6 +15,11 @@ export interface EmbeddedEngineConfig {
    * `mw_predictions` have several streams each.
    */
   mergeTree?: Readonly<Record<string, number>>;
+  /**
+   * Server settings (top-level elements of the config file), e.g. `merges_mutations_memory_usage_soft_limit`.
+   * None by default.
+   */
+  server?: Readonly<Record<string, number>>;
 }
 
 /** Defaults of {@link EmbeddedEngineConfig} (the one place they are set). */
@@ -23,6 +28,7 @@ export const DefaultEmbeddedEngineConfig: Required<EmbeddedEngineConfig> = {
     // 256 KiB instead of 1 MiB per column stream being written (parts written by inserts and merges).
     max_compress_block_size: 262_144,
   },
+  server: {},
 };
 
 /** Name of the config file written into the data directory. */
@@ -32,14 +38,15 @@ const NAME = /^[a-z_][a-z0-9_]*$/;
 
 /** The XML of {@link EmbeddedEngineConfig} (names are checked: they become element names). */
 export function engineConfigXml(config: EmbeddedEngineConfig = {}): string {
-  const mergeTree = { ...DefaultEmbeddedEngineConfig.mergeTree, ...config.mergeTree };
-  const lines: string[] = [];
-  for (const [k, v] of Object.entries(mergeTree)) {
-    if (!NAME.test(k)) throw new RangeError(`engine merge_tree setting name ${JSON.stringify(k)} is not valid`);
-    if (!Number.isFinite(v)) throw new RangeError(`engine merge_tree setting ${k} must be a finite number`);
-    lines.push(`    <${k}>${v}</${k}>`);
-  }
-  return ['<clickhouse>', '  <merge_tree>', ...lines, '  </merge_tree>', '</clickhouse>', ''].join('\n');
+  const elements = (what: string, settings: Readonly<Record<string, number>>, indent: string): string[] =>
+    Object.entries(settings).map(([k, v]) => {
+      if (!NAME.test(k)) throw new RangeError(`engine ${what} setting name ${JSON.stringify(k)} is not valid`);
+      if (!Number.isFinite(v)) throw new RangeError(`engine ${what} setting ${k} must be a finite number`);
+      return `${indent}<${k}>${v}</${k}>`;
+    });
+  const mergeTree = elements('merge_tree', { ...DefaultEmbeddedEngineConfig.mergeTree, ...config.mergeTree }, '    ');
+  const server = elements('server', { ...DefaultEmbeddedEngineConfig.server, ...config.server }, '  ');
+  return ['<clickhouse>', ...server, '  <merge_tree>', ...mergeTree, '  </merge_tree>', '</clickhouse>', ''].join('\n');
 }
 
 /**
