@@ -51,7 +51,13 @@ const bus = new InProcessBus(inProcessBusOptions(config));
 const registry = new Registry();
 // PACED_SETTINGS='{"input_format_parallel_parsing":0}': ClickHouse settings added to ingest's statements.
 const settings = JSON.parse(process.env.PACED_SETTINGS ?? '{}') as Record<string, number | string>;
-const role = await startIngest({ config, store: store.with({ settings }), bus, logger: silentLogger, metrics: registry });
+const role = await startIngest({
+  config,
+  store: store.with({ settings }),
+  bus,
+  logger: silentLogger,
+  metrics: registry,
+});
 await role.ready;
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 await sleep(1000);
