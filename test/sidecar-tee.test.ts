@@ -235,6 +235,29 @@ describe('Tee', () => {
     expect(() => new Tee(new InProcessBus(), { lingerMs: -1 })).toThrow(/lingerMs/);
   }, 30_000);
 
+  it('does not linger with a partial batch of lingerMaxBytes or more: it goes out as soon as the publish settles', async () => {
+    const bus = new StallableBus(new InProcessBus());
+    const interval = 3_000;
+    const tee = new Tee(bus, {
+      flushIntervalMs: interval,
+      lingerMs: interval / 2,
+      lingerMaxBytes: 1,
+      maxLoopUtilization: 1,
+      publishTimeoutMs: 60_000,
+    });
+    bus.stall();
+    tee.start();
+    tee.offer(makeCall(0));
+    await waitFor(() => tee.stats().inFlight === 1, 2 * interval, 'first tick published');
+    for (let i = 1; i <= 3; i++) tee.offer(makeCall(i));
+    bus.release();
+    // Well within half an interval of the publish, with no tick in between: the three did not wait.
+    await waitFor(() => tee.stats().sent === 4, interval / 4, 'the rest as soon as the first settled');
+    exact(tee.stats());
+    await tee.close(1_000);
+    expect(() => new Tee(new InProcessBus(), { lingerMaxBytes: Number.NaN })).toThrow(/lingerMaxBytes/);
+  }, 30_000);
+
   it('encodes bodies handed over as chunk lists byte for byte like whole bodies', () => {
     const whole = makeCall(7, 400);
     const split = (b: Buffer, at: number[]): Buffer[] => {

@@ -26,6 +26,12 @@ export interface TeeOptions {
    * (in-process) 0 is better. 0: publish as soon as a publish slot is free. @default 0
    */
   lingerMs?: number;
+  /**
+   * A partial batch of at least this many bytes does not linger: the fixed cost of a publish only matters
+   * for small records, while large ones held back on this thread outlive a young-generation collection and
+   * are promoted (major collections at 64 KB bodies). @default 65536
+   */
+  lingerMaxBytes?: number;
   /** Largest batch handed to one `bus.publish`. @default 200 */
   maxBatchMessages?: number;
   /** Largest batch in bytes (a single larger record still goes alone). @default 1048576 */
@@ -60,6 +66,7 @@ const defaults = {
   maxBufferBytes: 64 * 1024 * 1024,
   flushIntervalMs: 20,
   lingerMs: 0,
+  lingerMaxBytes: 64 * 1024,
   maxBatchMessages: 200,
   maxBatchBytes: 1024 * 1024,
   maxInFlightBatches: 1,
@@ -146,8 +153,9 @@ export class Tee {
       const v = this.opts[k];
       if (!(Number.isFinite(v) && v > 0)) throw new RangeError(`TeeOptions.${k} must be a positive number, got ${v}`);
     }
-    if (!(Number.isFinite(this.opts.lingerMs) && this.opts.lingerMs >= 0)) {
-      throw new RangeError(`TeeOptions.lingerMs must be a number ≥ 0, got ${this.opts.lingerMs}`);
+    for (const k of ['lingerMs', 'lingerMaxBytes'] as const) {
+      const v = this.opts[k];
+      if (!(Number.isFinite(v) && v >= 0)) throw new RangeError(`TeeOptions.${k} must be a number ≥ 0, got ${v}`);
     }
     const u = this.opts.maxLoopUtilization;
     if (!(u > 0 && u <= 1)) throw new RangeError(`TeeOptions.maxLoopUtilization must be in (0, 1], got ${u}`);
@@ -412,7 +420,7 @@ export class Tee {
     };
     for (;;) {
       // The background flusher yields to request work between batches when the loop is saturated, and
-      // lingers (`lingerMs`): a partial batch waits that long after the last publish.
+      // lingers (`lingerMs`): a partial batch under `lingerMaxBytes` waits that long after the last publish.
       const publish =
         !stop &&
         this.queue.length - this.head > 0 &&
@@ -421,6 +429,7 @@ export class Tee {
         (!background ||
           this.opts.lingerMs === 0 ||
           this.fullBatchQueued() ||
+          this.queuedBytes >= this.opts.lingerMaxBytes ||
           performance.now() - this.lastPublishAt >= this.opts.lingerMs);
       if (publish) held.add(this.publishBatch());
       else if (held.size === 0) return;
