@@ -77,6 +77,25 @@ function fixedOf(p: FeatureProfile | undefined): FixedProfile | undefined {
   };
 }
 
+/** The exact job of one numeric feature over both sides' raw values, with the stored reference's fixed profile. */
+function numericJob(
+  spec: FeatureSpec,
+  ref: NumericRead,
+  cur: NumericRead,
+  stored: ReadonlyMap<string, FeatureProfile>,
+  o: { pool?: SortPool | 'inline' | undefined; inlineMaxValues?: number | undefined },
+): Promise<NumericJobOutput> {
+  return runJob(
+    {
+      reference: { raw: ref.values.get(spec.column)! },
+      current: { raw: cur.values.get(spec.column)! },
+      fixed: fixedOf(stored.get(spec.column)),
+    },
+    o.pool,
+    o.inlineMaxValues,
+  );
+}
+
 function measures(out: NumericJobOutput): NumericMeasures | undefined {
   const c = out.comparison;
   if (c === undefined || out.current === undefined) return undefined;
@@ -518,19 +537,7 @@ export async function compareSamples(store: SqlPort, options: CompareSamplesOpti
       o.onNumericRead?.('current', cur);
       computing.push(
         stage(`jobs of ${group.length} numeric`, () =>
-          Promise.all(
-            group.map((spec) =>
-              runJob(
-                {
-                  reference: { raw: ref.values.get(spec.column)! },
-                  current: { raw: cur.values.get(spec.column)! },
-                  fixed: fixedOf(stored.get(spec.column)),
-                },
-                o.pool,
-                o.inlineMaxValues,
-              ),
-            ),
-          ),
+          Promise.all(group.map((spec) => numericJob(spec, ref, cur, stored, o))),
         ).then((outs) => {
           group.forEach((spec, i) => {
             const out = outs[i]!;
@@ -609,19 +616,7 @@ export async function compareSideReads(
   const inputs = new Map<string, FeatureInputs>();
   o.onNumericRead?.('reference', ref);
   o.onNumericRead?.('current', cur);
-  const outs = await Promise.all(
-    numeric.map((spec) =>
-      runJob(
-        {
-          reference: { raw: ref.values.get(spec.column)! },
-          current: { raw: cur.values.get(spec.column)! },
-          fixed: fixedOf(stored.get(spec.column)),
-        },
-        o.pool,
-        o.inlineMaxValues,
-      ),
-    ),
-  );
+  const outs = await Promise.all(numeric.map((spec) => numericJob(spec, ref, cur, stored, o)));
   numeric.forEach((spec, i) => {
     const out = outs[i]!;
     inputs.set(spec.column, { spec, ref: numericProfile(spec, out), cur: curCounts(out, 0), numeric: measures(out) });
