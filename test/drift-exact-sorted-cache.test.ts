@@ -30,6 +30,7 @@ import {
 } from '../src/drift/exact/sorted-cache.js';
 import type { ClickHouseStore, PredictionRow } from '../src/store/index.js';
 import { driftFixtureDir, expectAbs, expectRel } from './support/report-files.js';
+import { fixtureTrafficRows } from './support/drift-fixtures.js';
 import { openTestStore } from './support/store.js';
 
 interface ExpectedFeature {
@@ -53,42 +54,8 @@ const HOUR = 3_600_000;
 const MODEL = 'sorted_cache';
 const config = configSchema.parse({});
 
-function num(cell: string): number {
-  return cell === '' || cell === 'nan'
-    ? Number.NaN
-    : cell === 'inf'
-      ? Infinity
-      : cell === '-inf'
-        ? -Infinity
-        : Number(cell);
-}
-
 function currentRows(): PredictionRow[] {
-  const lines = readFileSync(file('current'), 'utf8')
-    .split('\n')
-    .filter((l) => l !== '');
-  const header = lines.shift()!.split(',');
-  return lines.map((line, i) => {
-    const row: PredictionRow = {
-      model: MODEL,
-      version: 'v1',
-      ts: T0 + Math.floor((i * HOUR) / (lines.length + 1)),
-      event_id: `cur-${i}`,
-      request_id: `cur-${i}`,
-      row: 0,
-      features_num: {},
-      features_cat: {},
-      outputs_num: {},
-      outputs_cat: {},
-    };
-    line.split(',').forEach((cell, j) => {
-      const name = header[j]!;
-      if (cell === '') return;
-      if (kinds.get(name) === 'categorical') row.features_cat[name] = cell;
-      else row.features_num[name] = num(cell);
-    });
-    return row;
-  });
+  return fixtureTrafficRows(file('current'), kinds, { model: MODEL, start: T0, idPrefix: 'cur' });
 }
 
 let store: ClickHouseStore;

@@ -22,6 +22,7 @@ import type { DriftReport } from '../src/drift/stats/types.js';
 import { Tables, type ClickHouseStore, type PredictionRow } from '../src/store/index.js';
 import { countingStore } from './support/counting-store.js';
 import { driftFixtureDir, expectAbs, expectRel } from './support/report-files.js';
+import { fixtureNumber, fixtureTrafficRows } from './support/drift-fixtures.js';
 import { openTestStore } from './support/store.js';
 
 interface ExpectedFeature {
@@ -60,44 +61,12 @@ function columnsOf(side: 'reference' | 'current'): Map<string, string[]> {
   return out;
 }
 
-function num(cell: string): number {
-  return cell === '' || cell === 'nan'
-    ? Number.NaN
-    : cell === 'inf'
-      ? Infinity
-      : cell === '-inf'
-        ? -Infinity
-        : Number(cell);
-}
-
 const T0 = Date.UTC(2026, 0, 1);
 const HOUR = 3_600_000;
 const MODEL = 'stored_sorted';
 
 function currentRows(): PredictionRow[] {
-  const cols = columnsOf('current');
-  const n = cols.values().next().value!.length;
-  return Array.from({ length: n }, (_, i) => {
-    const row: PredictionRow = {
-      model: MODEL,
-      version: 'v1',
-      ts: T0 + Math.floor((i * HOUR) / (n + 1)),
-      event_id: `cur-${i}`,
-      request_id: `cur-${i}`,
-      row: 0,
-      features_num: {},
-      features_cat: {},
-      outputs_num: {},
-      outputs_cat: {},
-    };
-    for (const [name, cells] of cols) {
-      const cell = cells[i]!;
-      if (cell === '') continue;
-      if (kinds.get(name) === 'categorical') row.features_cat[name] = cell;
-      else row.features_num[name] = num(cell);
-    }
-    return row;
-  });
+  return fixtureTrafficRows(file('current'), kinds, { model: MODEL, start: T0, idPrefix: 'cur' });
 }
 
 function checkAgainstScipy(report: DriftReport, label: string): void {
@@ -163,7 +132,7 @@ describe('sorted reference storage', () => {
     const ref = await readSortedReference(store, refId);
     expect(ref.rows).toBe(expected.reference_rows);
     for (const name of numeric) {
-      const values = Float64Array.from(cols.get(name)!.map(num));
+      const values = Float64Array.from(cols.get(name)!.map(fixtureNumber));
       const finite = values.filter((v) => Number.isFinite(v)).sort();
       const f = ref.features.find((x) => x.column === name)!;
       expect(f.sorted, name).toBeDefined();

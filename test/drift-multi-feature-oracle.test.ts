@@ -17,6 +17,7 @@ import {
 } from '../src/drift/index.js';
 import type { ClickHouseStore, PredictionRow } from '../src/store/index.js';
 import { driftFixtureDir, expectAbs, expectRel, runCli } from './support/report-files.js';
+import { fixtureTrafficRows } from './support/drift-fixtures.js';
 import { openTestStore } from './support/store.js';
 
 interface ExpectedFeature {
@@ -145,35 +146,9 @@ const MODEL = 'multi_feature';
 
 /** Rows of a fixture CSV (no quoting: values hold no commas): empty = missing, nan/inf/-inf as named. */
 function readRows(side: 'reference' | 'current'): PredictionRow[] {
-  const lines = readFileSync(file(side), 'utf8')
-    .split('\n')
-    .filter((l) => l !== '');
-  const header = lines.shift()!.split(',');
   const kinds = new Map(expected.features.map((f) => [f.name, f.kind]));
   const start = side === 'reference' ? T0 : T0 + HOUR;
-  return lines.map((line, i) => {
-    const row: PredictionRow = {
-      model: MODEL,
-      version: 'v1',
-      ts: start + Math.floor((i * HOUR) / (lines.length + 1)),
-      event_id: `${side}-${i}`,
-      request_id: `${side}-${i}`,
-      row: 0,
-      features_num: {},
-      features_cat: {},
-      outputs_num: {},
-      outputs_cat: {},
-    };
-    line.split(',').forEach((cell, j) => {
-      const name = header[j]!;
-      if (cell === '') return; // missing: key absent
-      if (kinds.get(name) === 'categorical') row.features_cat[name] = cell;
-      else
-        row.features_num[name] =
-          cell === 'nan' ? Number.NaN : cell === 'inf' ? Infinity : cell === '-inf' ? -Infinity : Number(cell);
-    });
-    return row;
-  });
+  return fixtureTrafficRows(file(side), kinds, { model: MODEL, start, idPrefix: side });
 }
 
 let store: ClickHouseStore;
