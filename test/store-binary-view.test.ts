@@ -130,6 +130,30 @@ describe('queryBinaryView', () => {
     expect(readdirSync(resultDir)).toEqual([]);
   });
 
+  it('takes its directory from MODELWATCH_RESULT_DIR when no option names one; 0 or off turns files off', async () => {
+    const envDir = mkdtempSync(join(tmpdir(), 'mw-results-env-'));
+    const before = process.env.MODELWATCH_RESULT_DIR;
+    const seen = async (value: string): Promise<number> => {
+      process.env.MODELWATCH_RESULT_DIR = value;
+      const s = new ClickHouseStore(createStoreClient({ url: `chdb:${dataDir}` }));
+      try {
+        return await s.queryBinaryView(SQL, { params: { n: 10 } }, () => readdirSync(envDir).length);
+      } finally {
+        await s.close();
+      }
+    };
+    try {
+      expect(await seen(envDir)).toBe(1);
+      expect(await seen('off')).toBe(0);
+      expect(await seen('0')).toBe(0);
+      expect(readdirSync(envDir)).toEqual([]);
+    } finally {
+      if (before === undefined) delete process.env.MODELWATCH_RESULT_DIR;
+      else process.env.MODELWATCH_RESULT_DIR = before;
+      rmSync(envDir, { recursive: true, force: true });
+    }
+  });
+
   it('falls back to the connection for good when the engine cannot write the result file', async () => {
     const missing = join(resultDir, 'not-yet');
     const noDir = new ClickHouseStore(createStoreClient({ url: `chdb:${dataDir}` }), { resultDir: missing });

@@ -78,7 +78,8 @@ export interface ClickHouseStoreOptions {
    * binary result as a file (`INTO OUTFILE`), read back into a reused buffer, instead of receiving it through
    * the connection (whose fresh result memory costs more than the engine's own work on wide results). `false`
    * always uses the connection. A server always uses the connection.
-   * @default `/dev/shm` when it is a writable directory with at least 2 GiB free, else `false`
+   * @default `MODELWATCH_RESULT_DIR` when set (`0` or `off`: `false`), else `/dev/shm` when it is a writable
+   * directory with at least 2 GiB free, else `false`
    */
   resultDir?: string | false | undefined;
 }
@@ -89,8 +90,13 @@ const RESULT_DIR_MIN_FREE = 2 * 2 ** 30;
 const RESULT_BUFFERS_KEPT = 2;
 const RESULT_BUFFER_MAX_KEPT = 256 * 2 ** 20;
 
-/** The default result directory (see {@link ClickHouseStoreOptions.resultDir}). */
+/**
+ * The default result directory (see {@link ClickHouseStoreOptions.resultDir}): `MODELWATCH_RESULT_DIR` when set
+ * (`0` or `off`: none), else `/dev/shm` when it is writable with {@link RESULT_DIR_MIN_FREE} free.
+ */
 function defaultResultDir(): string | false {
+  const env = process.env.MODELWATCH_RESULT_DIR;
+  if (env !== undefined && env !== '') return env === '0' || env === 'off' ? false : env;
   const dir = '/dev/shm';
   try {
     accessSync(dir, fsConstants.W_OK);
