@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { accessSync, constants as fsConstants, statfsSync } from 'node:fs';
 import { open, unlink } from 'node:fs/promises';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { Readable } from 'node:stream';
 import type { ClickHouseClient } from '@clickhouse/client';
 import { ErrorCodes, ModelwatchError } from '../common/errors.js';
@@ -88,7 +88,7 @@ export interface ClickHouseStoreOptions {
 const RESULT_DIR_MIN_FREE = 2 * 2 ** 30;
 /** Read buffers kept for reuse per store, and the largest one kept. */
 const RESULT_BUFFERS_KEPT = 2;
-const RESULT_BUFFER_MAX_KEPT = 256 * 2 ** 20;
+const RESULT_BUFFER_MAX_KEPT = 128 * 2 ** 20;
 
 /**
  * The default result directory (see {@link ClickHouseStoreOptions.resultDir}): `MODELWATCH_RESULT_DIR` when set
@@ -96,7 +96,7 @@ const RESULT_BUFFER_MAX_KEPT = 256 * 2 ** 20;
  */
 function defaultResultDir(): string | false {
   const env = process.env.MODELWATCH_RESULT_DIR;
-  if (env !== undefined && env !== '') return env === '0' || env === 'off' ? false : env;
+  if (env !== undefined && env !== '') return env === '0' || env === 'off' ? false : resolve(env);
   const dir = '/dev/shm';
   try {
     accessSync(dir, fsConstants.W_OK);
