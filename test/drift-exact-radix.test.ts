@@ -163,6 +163,64 @@ describe('prepareSide and the merge pass', () => {
     expect(t.dFloat).toBe(2 / 3 - 1 / 3);
   });
 
+  it('the merge pass gives, bit for bit, what one loop over both sides with an Infinity sentinel gives', () => {
+    // The earlier form of the merge (one loop, the exhausted side read as +Infinity), kept here as the oracle:
+    // the faster form must not change a single bit of h, the Wasserstein sum or the floating-point D.
+    const oneLoop = (ref: Float64Array, cur: Float64Array): { h: number; wasserstein: number; dFloat: number } => {
+      const n = ref.length;
+      const m = cur.length;
+      let i = 0;
+      let j = 0;
+      let h = 0;
+      let w = 0;
+      let prev = 0;
+      let prevTerm = 0;
+      let dFloat = 0;
+      let started = false;
+      while (i < n || j < m) {
+        const a = i < n ? ref[i]! : Infinity;
+        const b = j < m ? cur[j]! : Infinity;
+        const v = a <= b ? a : b;
+        if (started) w += prevTerm * (v - prev);
+        while (i < n && ref[i] === v) i++;
+        while (j < m && cur[j] === v) j++;
+        h = Math.max(h, Math.abs(i * m - j * n));
+        prevTerm = Math.abs(i / n - j / m);
+        if (prevTerm > dFloat) dFloat = prevTerm;
+        prev = v;
+        started = true;
+      }
+      return { h, wasserstein: w, dFloat };
+    };
+    const rnd = mulberry32(12);
+    const normal = gaussian(rnd);
+    const sample = (k: number, f: () => number): Float64Array => sortFloat64(Float64Array.from({ length: k }, f));
+    const cases: [Float64Array, Float64Array][] = [
+      // Continuous, shifted and scaled: long runs of one side between the other's values.
+      [sample(5000, normal), sample(4000, () => 0.3 + 1.5 * normal())],
+      // Heavy ties on both sides (integers 0..9), −0 and +0 mixed in.
+      [sample(3000, () => Math.floor(rnd() * 10)), sample(3500, () => (rnd() < 0.1 ? -0 : Math.floor(rnd() * 10)))],
+      // One side ends long before the other (each side's tail), and disjoint sides.
+      [sample(100, () => rnd()), sample(2000, () => 0.5 + rnd())],
+      [sample(2000, () => 5 + rnd()), sample(100, () => rnd())],
+      [sample(1, () => 1), sample(7, () => 2)],
+      // Values the two sides share exactly, and a side that is the other's prefix.
+      [sample(1000, () => Math.round(normal() * 100) / 100), sample(1000, () => Math.round(normal() * 100) / 100)],
+      [Float64Array.from([1, 2, 3, 4, 5]), Float64Array.from([1, 2, 3])],
+    ];
+    for (const [a, b] of cases) {
+      const want = oneLoop(a, b);
+      const got = compareSorted(a, b);
+      expect(got.h).toBe(want.h);
+      expect(Object.is(got.wasserstein, want.wasserstein)).toBe(true);
+      expect(Object.is(got.dFloat, want.dFloat)).toBe(true);
+      const swapped = compareSorted(b, a);
+      expect(Object.is(swapped.wasserstein, oneLoop(b, a).wasserstein)).toBe(true);
+    }
+    // The cases are not trivial: some differ, some tie across sides.
+    expect(compareSorted(cases[0]![0], cases[0]![1]).h).toBeGreaterThan(0);
+  });
+
   it("quantileLinear equals NumPy's linear rule on the lerp branch points", () => {
     const x = new Float64Array([0.1, 0.7, 1.3, 2.9]);
     // np.quantile([0.1, 0.7, 1.3, 2.9], [0.1, 0.5, 0.9]).tolist() = [0.28, 1.0, 2.4200000000000004] (NumPy 2.4)

@@ -95,6 +95,13 @@ export interface SqlPort {
    * store does.
    */
   queryBinary?(sql: string, options?: BinaryQueryOptions): Promise<Uint8Array>;
+  /**
+   * As {@link queryBinary}, but the result is handed to `consume`, which must be done with the bytes when it
+   * returns: they may be a view of a buffer the store reuses (on the embedded engine, a result file read into
+   * a pooled buffer, which avoids faulting fresh memory in for every wide result). Optional like
+   * `queryBinary`; the ClickHouse store has it.
+   */
+  queryBinaryView?<T>(sql: string, options: BinaryQueryOptions, consume: (bytes: Uint8Array) => T): Promise<T>;
   /** Runs a statement without result rows (DDL, `INSERT … SELECT`, `SYSTEM`, …). */
   command(sql: string, options?: StatementOptions): Promise<void>;
   /** The same store with default options for every statement (role, signal, deadline); later options win. */

@@ -1,4 +1,7 @@
 import { randomUUID } from 'node:crypto';
+import { accessSync, constants as fsConstants, statfsSync } from 'node:fs';
+import { open, unlink } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
 import { Readable } from 'node:stream';
 import type { ClickHouseClient } from '@clickhouse/client';
 import { ErrorCodes, ModelwatchError } from '../common/errors.js';
@@ -70,6 +73,57 @@ function encodeFloatMap(map: Record<string, number>): Record<string, number | st
 export interface ClickHouseStoreOptions {
   /** Deadline and memory cap per role. @default `DefaultRoleLimits` */
   limits?: Partial<Record<StoreRole, RoleLimits>> | undefined;
+  /**
+   * Embedded engine only: the directory where {@link ClickHouseStore.queryBinaryView} has the engine write a
+   * binary result as a file (`INTO OUTFILE`), read back into a reused buffer, instead of receiving it through
+   * the connection (whose fresh result memory costs more than the engine's own work on wide results). `false`
+   * always uses the connection. A server always uses the connection.
+   * @default `MODELWATCH_RESULT_DIR` when set (`0` or `off`: `false`), else `/dev/shm` when it is a writable
+   * directory with at least 2 GiB free, else `false`
+   */
+  resultDir?: string | false | undefined;
+}
+
+/** Free space `/dev/shm` needs to hold binary results by default. */
+const RESULT_DIR_MIN_FREE = 2 * 2 ** 30;
+/** Read buffers kept for reuse per store, and the largest one kept. */
+const RESULT_BUFFERS_KEPT = 2;
+const RESULT_BUFFER_MAX_KEPT = 128 * 2 ** 20;
+
+/**
+ * The default result directory (see {@link ClickHouseStoreOptions.resultDir}): `MODELWATCH_RESULT_DIR` when set
+ * (`0` or `off`: none), else `/dev/shm` when it is writable with {@link RESULT_DIR_MIN_FREE} free.
+ */
+function defaultResultDir(): string | false {
+  const env = process.env.MODELWATCH_RESULT_DIR;
+  if (env !== undefined && env !== '') return env === '0' || env === 'off' ? false : resolve(env);
+  const dir = '/dev/shm';
+  try {
+    accessSync(dir, fsConstants.W_OK);
+    const fs = statfsSync(dir);
+    return fs.bavail * fs.bsize >= RESULT_DIR_MIN_FREE ? dir : false;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * True when `err` or one of its causes names `file`: the engine could not open or write the result file (no
+ * such directory, no space left, …), as opposed to an error of the statement itself.
+ */
+function mentions(err: unknown, file: string): boolean {
+  let e: unknown = err;
+  for (let depth = 0; depth < 8 && typeof e === 'object' && e !== null; depth++) {
+    const o = e as { message?: unknown; cause?: unknown };
+    if (typeof o.message === 'string' && o.message.includes(file)) return true;
+    e = o.cause;
+  }
+  return false;
+}
+
+/** A SQL string literal of a path (quotes and backslashes escaped). */
+function sqlStringLiteral(text: string): string {
+  return `'${text.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`;
 }
 
 /** After its deadline, how long the engine gets to stop a statement itself before the store kills it. */
@@ -93,6 +147,10 @@ interface Shared {
   kind: 'chdb' | 'http';
   limits: Record<StoreRole, RoleLimits>;
   rawInsert: StoreClient['rawInsert'];
+  /** Where binary results go as files (resolved on first use), or `false`. */
+  resultDir: string | false | undefined;
+  /** Read buffers of result files, free for reuse. */
+  buffers: Buffer[];
 }
 
 function mergeDefaults(a: StatementOptions, b: StatementOptions): StatementOptions {
@@ -108,6 +166,40 @@ function mergeDefaults(a: StatementOptions, b: StatementOptions): StatementOptio
 /** The `log_comment` that marks a statement, so it can be found in `system.processes` (chdb has no query ids of its own). */
 export function queryMarker(queryId: string): string {
   return `modelwatch:${queryId}`;
+}
+
+/** Reads result file `file` whole into a free buffer of `free` (taken from it) or a new one. */
+async function readResultFile(file: string, free: Buffer[]): Promise<{ buffer: Buffer; bytes: Uint8Array }> {
+  let fh;
+  try {
+    fh = await open(file, 'r');
+  } catch (err) {
+    // A statement that wrote nothing leaves no file: an empty result.
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { buffer: Buffer.alloc(0), bytes: new Uint8Array(0) };
+    throw err;
+  }
+  try {
+    const size = (await fh.stat()).size;
+    let at = free.findIndex((b) => b.length >= size);
+    const buffer = at >= 0 ? free.splice(at, 1)[0]! : Buffer.allocUnsafeSlow(size);
+    at = 0;
+    while (at < size) {
+      const { bytesRead } = await fh.read(buffer, at, size - at, at);
+      if (bytesRead === 0) break;
+      at += bytesRead;
+    }
+    return { buffer, bytes: buffer.subarray(0, at) };
+  } finally {
+    await fh.close();
+  }
+}
+
+/** Returns `buffer` to the free list `free`: at most {@link RESULT_BUFFERS_KEPT}, the largest, none too large. */
+function keepBuffer(free: Buffer[], buffer: Buffer): void {
+  if (buffer.length === 0 || buffer.length > RESULT_BUFFER_MAX_KEPT) return;
+  free.push(buffer);
+  free.sort((a, b) => a.length - b.length);
+  while (free.length > RESULT_BUFFERS_KEPT) free.shift();
 }
 
 /**
@@ -129,6 +221,8 @@ export class ClickHouseStore implements Store {
       kind: sc.kind,
       limits: resolveRoleLimits(options.limits),
       rawInsert: sc.rawInsert,
+      resultDir: sc.kind === 'chdb' ? options.resultDir : false,
+      buffers: [],
     };
     this.kind = sc.kind;
     this.defaults = {};
@@ -268,6 +362,47 @@ export class ClickHouseStore implements Store {
       for await (const chunk of rs.stream as AsyncIterable<Buffer>) chunks.push(chunk);
       return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
     });
+  }
+
+  /**
+   * Runs a read statement and hands its result, in a binary format, to `consume`, which must be done with the
+   * bytes when it returns (they are a view of a buffer reused by the next statement). On the embedded engine
+   * the result is written to a file in {@link ClickHouseStoreOptions.resultDir} and read back into a reused
+   * buffer (the file is deleted on every path); otherwise, or when the engine cannot write the file, it is
+   * received as by {@link queryBinary}. Same deadline, memory cap and cancellation as every statement.
+   */
+  async queryBinaryView<T>(sql: string, options: BinaryQueryOptions, consume: (bytes: Uint8Array) => T): Promise<T> {
+    const shared = this.shared;
+    if (shared.resultDir === undefined) shared.resultDir = defaultResultDir();
+    const dir = shared.resultDir;
+    if (dir === false) return consume(await this.queryBinary(sql, options));
+    const { format = 'Native', ...rest } = options;
+    const file = join(dir, `modelwatch-result-${randomUUID()}.out`);
+    try {
+      try {
+        await this.run('query', rest, async (client, p) => {
+          await client.command({
+            query: `${sql}\nINTO OUTFILE ${sqlStringLiteral(file)} FORMAT ${format}`,
+            ...(rest.params !== undefined || this.defaults.params !== undefined
+              ? { query_params: { ...this.defaults.params, ...rest.params } }
+              : {}),
+            ...p,
+          });
+        });
+      } catch (err) {
+        if (!mentions(err, file)) throw err;
+        shared.resultDir = false;
+        return consume(await this.queryBinary(sql, options));
+      }
+      const buffer = await readResultFile(file, shared.buffers);
+      try {
+        return consume(buffer.bytes);
+      } finally {
+        keepBuffer(shared.buffers, buffer.buffer);
+      }
+    } finally {
+      await unlink(file).catch(() => undefined);
+    }
   }
 
   command(sql: string, options: StatementOptions = {}): Promise<void> {

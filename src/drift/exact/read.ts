@@ -21,11 +21,14 @@ export async function queryNative(
   label: string,
   decode: DecodeOptions = {},
 ): Promise<ReturnType<typeof decodeNative>> {
+  const options = { label, params, settings, format: 'Native' as const };
+  // Decoded at once (numbers copied out, strings decoded) unless arrays stay in place in the bytes.
+  if (store.queryBinaryView !== undefined && decode.arraysInPlace !== true)
+    return store.queryBinaryView(sql, options, (bytes) => decodeNative(bytes, decode));
   if (store.queryBinary === undefined) {
     throw new ModelwatchError(ErrorCodes.internal, 'the exact drift engine needs a store with queryBinary');
   }
-  const buf = await store.queryBinary(sql, { label, params, settings, format: 'Native' });
-  return decodeNative(buf, decode);
+  return decodeNative(await store.queryBinary(sql, options), decode);
 }
 
 /** Numeric values of one side: per feature column, raw values (NaN = missing, ±Inf kept), and the row count. */
