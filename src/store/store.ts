@@ -5,7 +5,7 @@ import { join, resolve } from 'node:path';
 import { Readable } from 'node:stream';
 import type { ClickHouseClient } from '@clickhouse/client';
 import { ErrorCodes, ModelwatchError } from '../common/errors.js';
-import { classifyStoreError } from './errors.js';
+import { classifyStoreError, storeErrorCodes } from './errors.js';
 import { Tables, appliedVersions, migrate } from './migrations.js';
 import {
   resolveRoleLimits,
@@ -108,18 +108,11 @@ function defaultResultDir(): string | false {
 }
 
 /**
- * True when `err` or one of its causes names `file`: the engine could not open or write the result file (no
- * such directory, no space left, …), as opposed to an error of the statement itself.
+ * ClickHouse codes of a result file the engine could not create or write (`CANNOT_WRITE_TO_FILE_DESCRIPTOR`,
+ * `CANNOT_OPEN_FILE`, `FILE_DOESNT_EXIST` for a missing directory, `NOT_ENOUGH_SPACE`, `FILE_ALREADY_EXISTS`):
+ * the result directory is unusable, as opposed to an error of the statement itself.
  */
-function mentions(err: unknown, file: string): boolean {
-  let e: unknown = err;
-  for (let depth = 0; depth < 8 && typeof e === 'object' && e !== null; depth++) {
-    const o = e as { message?: unknown; cause?: unknown };
-    if (typeof o.message === 'string' && o.message.includes(file)) return true;
-    e = o.cause;
-  }
-  return false;
-}
+const RESULT_FILE_CODES: ReadonlySet<number> = new Set([75, 76, 107, 243, 504]);
 
 /** A SQL string literal of a path (quotes and backslashes escaped). */
 function sqlStringLiteral(text: string): string {
@@ -390,7 +383,8 @@ export class ClickHouseStore implements Store {
           });
         });
       } catch (err) {
-        if (!mentions(err, file)) throw err;
+        const code = storeErrorCodes(err).clickhouseCode;
+        if (code === undefined || !RESULT_FILE_CODES.has(code)) throw err;
         shared.resultDir = false;
         return consume(await this.queryBinary(sql, options));
       }
