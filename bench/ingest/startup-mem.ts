@@ -63,15 +63,10 @@ console.log([...names].map(([n, c]) => `${n}×${c}`).join(', '));
 const q = async (sql: string) => store.query<Record<string, unknown>>(sql);
 console.log(
   await q(
-    `SELECT name, value FROM system.server_settings WHERE name LIKE '%pool%' OR name LIKE '%cache_size%' OR name LIKE 'max_thread%' ORDER BY name`,
+    `SELECT name, value FROM system.server_settings WHERE name IN ('background_pool_size', 'background_merges_mutations_concurrency_ratio', 'background_schedule_pool_size', 'background_common_pool_size', 'background_move_pool_size', 'background_fetches_pool_size', 'max_thread_pool_size', 'max_thread_pool_free_size', 'mark_cache_size', 'uncompressed_cache_size', 'index_mark_cache_size', 'primary_index_cache_size', 'max_format_parsing_thread_pool_size', 'max_io_thread_pool_size') ORDER BY name`,
   ).catch((e: Error) => e.message),
 );
 console.log(await q(`SELECT name, total_rows FROM system.tables WHERE database = 'system' AND name LIKE '%_log'`));
 console.log(await q(`SELECT metric, value FROM system.metrics WHERE metric LIKE '%Thread%' AND value > 0`));
-console.log(
-  await q(
-    `SELECT metric, value FROM system.asynchronous_metrics WHERE metric LIKE '%Cache%Bytes%' OR metric LIKE 'jemalloc%' OR metric LIKE 'Memory%' ORDER BY metric`,
-  ),
-);
 await store.close();
 rmSync(dir, { recursive: true, force: true });
