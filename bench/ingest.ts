@@ -15,6 +15,7 @@ import type { ClickHouseStore as ClickHouseStoreType } from '../src/store/index.
 import { shipped } from './shipped.js';
 import { FEATURES, call, value } from './ingest/calls.js';
 import { sampleEngineMemory } from './ingest/engine-memory.js';
+import { formatSplit, residentSplit, type ResidentSplit } from './ingest/smaps.js';
 
 // The code under test, compiled (dist/; see bench/shipped.ts).
 const { encodeCapture, InProcessBus } = await shipped<typeof import('../src/bus/index.js')>('bus/index.js');
@@ -441,6 +442,8 @@ interface BacklogResult {
   rss_by_tenth_mb: number[];
   /** Peak of the engine's own tracked memory (`system.metrics` MemoryTracking), MB. */
   engine_tracked_peak_mb: number;
+  /** What resident memory was made of at the RSS peak (/proc/self/smaps by mapping, threads by name). */
+  resident_at_peak: string;
 }
 
 async function runBacklog(store: ClickHouseStoreType): Promise<BacklogResult> {
@@ -464,9 +467,16 @@ async function runBacklog(store: ClickHouseStoreType): Promise<BacklogResult> {
   let produced = 0;
   let heapPeak = 0;
   let buffersPeak = 0;
+  let splitAtRss = 0;
+  let split: ResidentSplit | undefined;
   const sampler = setInterval(() => {
     const mem = process.memoryUsage();
     const rss = mem.rss;
+    // Re-read where resident memory is when the peak grew by 4 MB or more (reading smaps takes a few ms).
+    if (rss > splitAtRss + 4 * 1024 * 1024) {
+      splitAtRss = rss;
+      split = residentSplit();
+    }
     heapPeak = Math.max(heapPeak, mem.heapUsed);
     buffersPeak = Math.max(buffersPeak, mem.arrayBuffers);
     peak = Math.max(peak, rss);
@@ -512,6 +522,7 @@ async function runBacklog(store: ClickHouseStoreType): Promise<BacklogResult> {
     heap_used_peak_mb: mb(heapPeak),
     array_buffers_peak_mb: mb(buffersPeak),
     engine_tracked_peak_mb: mb(engineMemory.peak()),
+    resident_at_peak: split !== undefined ? `${mb(splitAtRss)} MB: ${formatSplit(split)}` : '',
     producer_bus_full_waits: fullWaits,
     event_loop_delay_ms: {
       p50: +(eld.percentile(50) / 1e6).toFixed(2),
@@ -636,10 +647,11 @@ export async function run(): Promise<void> {
         `RSS ${backlog.rss_before_mb} MB before, **peak ${backlog.rss_peak_mb} MB** (target ≤ 600; peak in the first 10% ${backlog.rss_peak_first_10pct_mb} MB), ` +
         `${backlog.rss_end_mb} MB at the end; peak V8 heap ${backlog.heap_used_peak_mb} MB, peak Buffer memory ${backlog.array_buffers_peak_mb} MB, ` +
         `peak memory tracked by the engine ${backlog.engine_tracked_peak_mb} MB, with the engine's MergeTree settings ` +
-        `${JSON.stringify(DefaultEmbeddedEngineConfig.mergeTree)} (modelwatch-engine.xml) ` +
+        `${JSON.stringify(DefaultEmbeddedEngineConfig.mergeTree)} and server settings ${JSON.stringify(DefaultEmbeddedEngineConfig.server)} (modelwatch-engine.xml) ` +
         "(the rest of RSS is native: the engine's code and untracked allocations, and the allocators). " +
         `Process memory settings: ${JSON.stringify(processMemoryEnv())}. ` +
         `RSS after each tenth of the backlog: ${backlog.rss_by_tenth_mb.join(', ')} MB. ` +
+        `Resident memory at the peak (${backlog.resident_at_peak}). ` +
         `Event-loop delay p50 / p99 / max: ${backlog.event_loop_delay_ms.p50} / ${backlog.event_loop_delay_ms.p99} / ${backlog.event_loop_delay_ms.max} ms.`,
       '',
       `1-minute load average: ${first?.load_1m ?? '?'} after the first case, ${backlog.load_1m} after the backlog, ${summary.load_1m_end} at the end ` +

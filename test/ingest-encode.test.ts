@@ -5,6 +5,7 @@
 // drops a re-sent body, an empty body is a no-op, and a binary format is refused.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
+  BufferPool,
   ByteSink,
   withoutRanges,
   PayloadColumns,
@@ -47,8 +48,8 @@ const noNums: Record<string, number> = {};
 const noCats: Record<string, string> = {};
 
 function body(lines: string[]): Buffer {
-  // Tiny pages: a body assembled from several pages, lines longer than a page among them.
-  const sink = new ByteSink({ firstPageBytes: 8, maxPageBytes: 64 });
+  // A tiny first buffer: the body grows several times, lines longer than the buffer among them.
+  const sink = new ByteSink({ firstBufferBytes: 8 });
   for (const l of lines) sink.add(l);
   return sink.body();
 }
@@ -244,9 +245,9 @@ describe('ingest encoding (JSONCompactEachRow) through chdb', () => {
 });
 
 describe('ByteSink and withoutRanges', () => {
-  it('writes lines as UTF-8 across growing pages, with positions that delimit each line', () => {
+  it('writes lines as UTF-8 into a growing buffer, with positions that delimit each line', () => {
     const lines = ['a', 'é€😀'.repeat(5), '', 'x'.repeat(100), '"\\\n"', 'z'];
-    const sink = new ByteSink({ firstPageBytes: 4, maxPageBytes: 16 });
+    const sink = new ByteSink({ firstBufferBytes: 4 });
     const at: number[] = [];
     for (const l of lines) {
       at.push(sink.length);
@@ -257,9 +258,43 @@ describe('ByteSink and withoutRanges', () => {
     expect(out.toString('utf8')).toBe(lines.map((l) => `${l}\n`).join(''));
     expect(out.length).toBe(at.at(-1));
     lines.forEach((l, i) => expect(out.subarray(at[i], at[i + 1]).toString('utf8')).toBe(`${l}\n`));
-    // Emptied by body(): reusable, and an empty sink gives an empty body.
+    // Emptied by release(): reusable, and an empty sink gives an empty body.
+    sink.release();
     expect(sink.length).toBe(0);
     expect(sink.body().length).toBe(0);
+    sink.add('again');
+    expect(sink.body().toString()).toBe('again\n');
+  });
+
+  it('reuses pooled buffers: a released body serves the next sink, old bytes never leak into a new body', () => {
+    const pool = new BufferPool(2, 1024);
+    const first = new ByteSink({ pool, firstBufferBytes: 16 });
+    for (let i = 0; i < 20; i++) first.add(`line-${i}-${'y'.repeat(i)}`);
+    const firstBody = first.body();
+    const firstBuffer = firstBody.buffer;
+    expect(pool.bytes).toBeLessThanOrEqual(1024); // buffers outgrown on the way were kept (at most 2)
+    first.release();
+    const second = new ByteSink({ pool, firstBufferBytes: 16 });
+    // The largest kept buffer (the first sink's last one) is taken again.
+    second.add('short');
+    expect(second.body().buffer).toBe(firstBuffer);
+    expect(second.body().toString()).toBe('short\n');
+    expect(second.length).toBe(6);
+  });
+
+  it('keeps at most maxBuffers buffers of at most maxBytes, preferring the larger ones', () => {
+    const pool = new BufferPool(2, 100);
+    pool.give(Buffer.alloc(10));
+    pool.give(Buffer.alloc(50));
+    pool.give(Buffer.alloc(30)); // replaces the 10-byte buffer
+    pool.give(Buffer.alloc(200)); // over maxBytes: dropped
+    pool.give(Buffer.alloc(5)); // smaller than both kept: dropped
+    expect(pool.bytes).toBe(80);
+    expect(pool.take(40).length).toBe(50);
+    expect(pool.take(40).length).toBe(40); // the 30-byte one is too small: a new buffer
+    expect(pool.bytes).toBe(30);
+    expect(() => new BufferPool(-1)).toThrow(RangeError);
+    expect(() => new BufferPool(1.5)).toThrow(RangeError);
   });
 
   it('leaves out byte ranges (empty, adjacent, at both ends) and returns the body itself when none', () => {

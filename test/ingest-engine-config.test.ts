@@ -30,6 +30,9 @@ describe('embedded engine config', () => {
       const def = await mergeTreeSetting(`chdb:${a}`, 'max_compress_block_size');
       expect(def).toEqual({ value: String(DefaultEmbeddedEngineConfig.mergeTree.max_compress_block_size), changed: 1 });
       expect(readFileSync(join(a, ENGINE_CONFIG_FILE), 'utf8')).toContain('<merge_tree>');
+      expect(readFileSync(join(a, ENGINE_CONFIG_FILE), 'utf8')).toContain(
+        `<max_thread_pool_free_size>${DefaultEmbeddedEngineConfig.server.max_thread_pool_free_size}</max_thread_pool_free_size>`,
+      );
       // The first store is closed: the process opens another data directory with its own configuration.
       const other = await mergeTreeSetting(`chdb:${b}`, 'max_compress_block_size', {
         mergeTree: { max_compress_block_size: 131_072 },
@@ -45,6 +48,11 @@ describe('embedded engine config', () => {
           `SELECT value FROM system.server_settings WHERE name = 'merges_mutations_memory_usage_soft_limit'`,
         );
         expect(rows).toEqual([{ value: '33554432' }]);
+        // The default server setting is applied beside the one given.
+        const free = await store.query<{ value: string }>(
+          `SELECT value FROM system.server_settings WHERE name = 'max_thread_pool_free_size'`,
+        );
+        expect(free).toEqual([{ value: String(DefaultEmbeddedEngineConfig.server.max_thread_pool_free_size) }]);
       } finally {
         await store.close();
       }

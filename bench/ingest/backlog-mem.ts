@@ -15,6 +15,7 @@ import { IngestPipeline } from '../../src/ingest/pipeline.js';
 import { createIngestMetrics } from '../../src/ingest/metrics.js';
 import { call } from './calls.js';
 import { sampleEngineMemory } from './engine-memory.js';
+import { formatSplit, residentSplit, type ResidentSplit } from './smaps.js';
 
 const [N, BATCH, MIB] = process.argv.slice(2).map(Number) as [number, number, number];
 const dir = mkdtempSync(join(tmpdir(), 'mw-mem-'));
@@ -75,11 +76,19 @@ const c = await bus.consume({
 });
 const tpl = Array.from({ length: 16 }, (_, i) => call('bench-backlog', i, 1, 1.7e12));
 const before = process.memoryUsage().rss;
+let atPeakRss = 0;
+let atPeak: ResidentSplit | undefined;
+const atStart = formatSplit(residentSplit());
 let rss = 0,
   heap = 0,
   ab = 0;
 const s = setInterval(() => {
   const m = process.memoryUsage();
+  // Where resident memory is, at the RSS peak (re-read when the peak grew by 4 MB or more).
+  if (m.rss > atPeakRss + 4 * 1048576) {
+    atPeakRss = m.rss;
+    atPeak = residentSplit();
+  }
   rss = Math.max(rss, m.rss);
   heap = Math.max(heap, m.heapUsed);
   ab = Math.max(ab, m.arrayBuffers);
@@ -107,6 +116,8 @@ const mb = (x: number) => (x / 1048576).toFixed(0);
 console.log(
   `calls ${N} batch ${BATCH} bus ${MIB} MiB: ${((performance.now() - t) / 1000).toFixed(1)} s, rss before ${mb(before)} peak ${mb(rss)} MB, heap peak ${mb(heap)}, buffers peak ${mb(ab)}, engine tracked peak ${mb(engineMemory.peak())} MB, settings ${JSON.stringify(settings)}, engine args ${JSON.stringify(engineArgs)}, merge_tree ${JSON.stringify(mergeTree)}, server ${JSON.stringify(server)}; at the engine's peak: merges ${mb(split.merges)} MB (merge tracking ${mb(split.mergeTracking)}), statements ${mb(split.statements)} MB, active parts ${split.parts}`,
 );
+console.log(`resident before: ${atStart}`);
+if (atPeak) console.log(`resident at the peak (${mb(atPeakRss)} MB): ${formatSplit(atPeak)}`);
 await c.stop();
 await store.close();
 rmSync(dir, { recursive: true, force: true });

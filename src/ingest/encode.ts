@@ -158,66 +158,125 @@ export function quarantineLine(r: QuarantineRow): string {
   return JSON.stringify([r.event_id, r.request_id, r.model, r.source, r.origin, r.code, r.field, r.reason, r.payload]);
 }
 
-/** Options of {@link ByteSink}. */
-export interface ByteSinkOptions {
-  /** Size of the first page, bytes; each later page is twice the previous one, up to {@link maxPageBytes}. @default 16384 */
-  firstPageBytes?: number;
-  /** Largest page, bytes (a longer line gets a page of its own size). @default 1048576 */
-  maxPageBytes?: number;
+/**
+ * Insert-body buffers kept from one write for the next write of the same table: a backlog writes chunk after
+ * chunk of about the same size, and reusing their buffers replaces a stream of large short-lived allocations
+ * (garbage that the JavaScript heap frees only at its next major collection, tens of MB of resident memory
+ * during a backlog) with a few buffers that stay. At most {@link maxBuffers} buffers of at most
+ * {@link maxBytes} each are kept; larger ones are left to the garbage collector.
+ */
+export class BufferPool {
+  private readonly free: Buffer[] = [];
+
+  /**
+   * @param maxBuffers buffers kept at most (two chunks are alive at once: one written, the next encoded)
+   * @param maxBytes largest buffer kept, bytes (what the pool can hold for good is `maxBuffers × maxBytes`)
+   */
+  constructor(
+    readonly maxBuffers = 2,
+    readonly maxBytes = 8 * 1024 * 1024,
+  ) {
+    if (!(Number.isInteger(maxBuffers) && maxBuffers >= 0)) throw new RangeError('maxBuffers must be an integer >= 0');
+    if (!(maxBytes >= 0)) throw new RangeError('maxBytes must be >= 0');
+  }
+
+  /** Bytes held by the pool now. */
+  get bytes(): number {
+    let n = 0;
+    for (const b of this.free) n += b.length;
+    return n;
+  }
+
+  /** The largest kept buffer when it holds at least `min` bytes, else a new one of `min` bytes. */
+  take(min: number): Buffer {
+    let best = -1;
+    for (let i = 0; i < this.free.length; i++) {
+      const len = (this.free[i] as Buffer).length;
+      if (len >= min && (best < 0 || len > (this.free[best] as Buffer).length)) best = i;
+    }
+    if (best >= 0) return this.free.splice(best, 1)[0] as Buffer;
+    return Buffer.allocUnsafeSlow(min);
+  }
+
+  /** Hands a buffer back (its content is garbage from now on); kept when there is room. */
+  give(buf: Buffer): void {
+    if (buf.length === 0 || buf.length > this.maxBytes) return;
+    if (this.free.length < this.maxBuffers) {
+      this.free.push(buf);
+      return;
+    }
+    // Full: keep the larger buffers (the next chunk of a backlog is as large as the last).
+    let smallest = 0;
+    for (let i = 1; i < this.free.length; i++) {
+      if ((this.free[i] as Buffer).length < (this.free[smallest] as Buffer).length) smallest = i;
+    }
+    if (this.free.length > 0 && (this.free[smallest] as Buffer).length < buf.length) this.free[smallest] = buf;
+  }
 }
 
+/** Options of {@link ByteSink}. */
+export interface ByteSinkOptions {
+  /** Capacity of a new sink's first buffer, bytes (a buffer kept by the pool may be larger). @default 16384 */
+  firstBufferBytes?: number;
+  /** Where buffers come from and go back to ({@link ByteSink.release}). @default a pool of its own that keeps nothing */
+  pool?: BufferPool;
+}
+
+const NO_POOL = new BufferPool(0, 0);
+
 /**
- * Lines written as bytes as soon as they are added (UTF-8, each followed by a newline), into pages that grow:
- * an encoded line is garbage right away instead of living, as a string, until the insert is built. Positions
- * ({@link ByteSink.length}) taken between lines delimit ranges that {@link withoutRanges} can leave out of the
- * finished body.
+ * Lines written as bytes as soon as they are added (UTF-8, each followed by a newline), into one buffer that
+ * doubles when full: an encoded line is garbage right away instead of living, as a string, until the insert is
+ * built, and the finished body is a view of that buffer (no copy). Buffers come from a {@link BufferPool} and
+ * go back to it on {@link ByteSink.release}, once the body's insert is done. Positions ({@link ByteSink.length})
+ * taken between lines delimit ranges that {@link withoutRanges} can leave out of the finished body.
  */
 export class ByteSink {
-  private readonly pages: Buffer[] = [];
-  private page: Buffer;
+  private buf: Buffer;
   private pos = 0;
-  private flushed = 0;
-  private readonly maxPage: number;
+  private readonly pool: BufferPool;
 
   constructor(options: ByteSinkOptions = {}) {
-    this.page = Buffer.allocUnsafeSlow(options.firstPageBytes ?? 16_384);
-    this.maxPage = options.maxPageBytes ?? 1_048_576;
+    this.pool = options.pool ?? NO_POOL;
+    this.buf = this.pool.take(options.firstBufferBytes ?? 16_384);
   }
 
   /** Bytes written so far. */
   get length(): number {
-    return this.flushed + this.pos;
+    return this.pos;
   }
 
   /** Writes a line (without its newline) and its newline. */
   add(line: string): void {
-    // A UTF-16 code unit takes at most 3 UTF-8 bytes: the exact length is needed only near a page's end.
-    if (this.pos + 3 * line.length + 1 > this.page.length) {
+    // A UTF-16 code unit takes at most 3 UTF-8 bytes: the exact length is needed only near the buffer's end.
+    if (this.pos + 3 * line.length + 1 > this.buf.length) {
       const need = Buffer.byteLength(line, 'utf8') + 1;
-      if (this.pos + need > this.page.length) this.next(need);
+      if (this.pos + need > this.buf.length) this.grow(this.pos + need);
     }
-    this.pos += this.page.write(line, this.pos, 'utf8');
-    this.page[this.pos++] = 10;
+    this.pos += this.buf.write(line, this.pos, 'utf8');
+    this.buf[this.pos++] = 10;
   }
 
-  private next(need: number): void {
-    if (this.pos > 0) {
-      this.pages.push(this.page.subarray(0, this.pos));
-      this.flushed += this.pos;
-    }
-    this.page = Buffer.allocUnsafeSlow(Math.max(need, Math.min(this.maxPage, 2 * this.page.length)));
-    this.pos = 0;
+  private grow(min: number): void {
+    const next = this.pool.take(Math.max(min, 2 * this.buf.length));
+    this.buf.copy(next, 0, 0, this.pos);
+    this.pool.give(this.buf);
+    this.buf = next;
   }
 
-  /** The whole body (empty when nothing was added); the sink is empty afterwards. */
+  /**
+   * The whole body written so far (empty when nothing was added): a view of the sink's buffer, valid until
+   * {@link release}.
+   */
   body(): Buffer {
-    const last = this.page.subarray(0, this.pos);
-    const out = this.pages.length === 0 ? last : Buffer.concat([...this.pages, last], this.length);
-    this.pages.length = 0;
-    this.page = Buffer.allocUnsafeSlow(0);
+    return this.buf.subarray(0, this.pos);
+  }
+
+  /** Gives the buffer back to the pool; the sink is empty afterwards, and earlier bodies are invalid. */
+  release(): void {
+    this.pool.give(this.buf);
+    this.buf = Buffer.alloc(0);
     this.pos = 0;
-    this.flushed = 0;
-    return out;
   }
 }
 

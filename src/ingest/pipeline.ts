@@ -9,6 +9,7 @@ import { decodeCall, type DecodedCall } from '../protocol/index.js';
 import { ShadowTables, Tables } from '../store/migrations.js';
 import type { Store } from '../store/store.js';
 import {
+  BufferPool,
   ByteSink,
   INGEST_FORMAT,
   PayloadColumns,
@@ -124,16 +125,30 @@ interface Chunk {
   bytes: number;
 }
 
-function newChunk(): Chunk {
+/** One {@link BufferPool} per insert body (each table's bodies have their own size). */
+type ChunkPools = Record<keyof ChunkSinks, BufferPool>;
+
+/**
+ * Largest insert-body buffer kept for the next write, bytes: 2 per table, so at most 4 × 2 × 4 MiB stay
+ * allocated after a burst of large writes (1,000s of rows per call); a backlog of small calls stays below it.
+ */
+const POOLED_BUFFER_MAX_BYTES = 4 * 1024 * 1024;
+
+function newPools(): ChunkPools {
+  const pool = (): BufferPool => new BufferPool(2, POOLED_BUFFER_MAX_BYTES);
+  return { predictions: pool(), requests: pool(), payloads: pool(), quarantine: pool() };
+}
+
+function newChunk(pools: ChunkPools): Chunk {
   return {
     first: undefined,
     last: '',
     calls: [],
     sinks: {
-      predictions: new ByteSink(),
-      requests: new ByteSink(),
-      payloads: new ByteSink(),
-      quarantine: new ByteSink(),
+      predictions: new ByteSink({ pool: pools.predictions }),
+      requests: new ByteSink({ pool: pools.requests }),
+      payloads: new ByteSink({ pool: pools.payloads }),
+      quarantine: new ByteSink({ pool: pools.quarantine }),
     },
     envelopeQuarantine: 0,
     rows: 0,
@@ -246,6 +261,8 @@ export async function storedEventIds(
 export class IngestPipeline {
   private readonly opts: Required<IngestPipelineOptions>;
   private readonly store: Store;
+  /** Insert-body buffers reused from write to write (see {@link BufferPool}). */
+  private readonly pools = newPools();
 
   constructor(
     store: Store,
@@ -273,7 +290,7 @@ export class IngestPipeline {
     this.metrics.recordsConsumed.inc(batch.messages.length);
     const seen = new Set<string>();
     const slicer = new Slicer(this.opts.sliceMs);
-    let chunk = newChunk();
+    let chunk = newChunk(this.pools);
     let duplicates = 0;
     // The write of the previous chunk runs (in the engine) while the next one is decoded; at most one is in
     // flight, and writes happen in offset order.
@@ -335,7 +352,7 @@ export class IngestPipeline {
         if (inflight) await inflight;
         inflight = this.write(batch, chunk);
         inflight.catch(noop);
-        chunk = newChunk();
+        chunk = newChunk(this.pools);
       }
     }
     if (inflight) await inflight;
@@ -345,7 +362,7 @@ export class IngestPipeline {
     if (batch.backlog !== undefined) this.metrics.backlog.set(`${batch.topic}/${batch.partition}`, batch.backlog);
   };
 
-  /** The chunk's insert bodies as encoded (every call), taken once from its sinks. */
+  /** The chunk's insert bodies as encoded (every call): views of its sinks' buffers. */
   private static encoded(chunk: Chunk): ChunkBodies {
     let bodyQuarantine = 0;
     for (const c of chunk.calls) if (c.quarantine[1] > c.quarantine[0]) bodyQuarantine++;
@@ -411,6 +428,10 @@ export class IngestPipeline {
       await this.store.insertEncoded(Tables.requests, b.requests, { ...opts, columns: RequestColumns });
       return { duplicates: chunk.calls.length - b.fresh, rows: b.rows, bodyQuarantine: b.bodyQuarantine };
     });
+    // Every insert is done: the bodies' buffers serve the next chunk. (Not after a failed write: the engine
+    // may still read a body whose statement was cancelled.)
+    const { predictions, requests, payloads, quarantine } = chunk.sinks;
+    for (const sink of [predictions, requests, payloads, quarantine]) sink.release();
     this.metrics.rowsInserted.inc(result.rows);
     if (result.duplicates > 0) this.metrics.duplicatesDropped.inc(result.duplicates);
     if (chunk.envelopeQuarantine > 0) {

@@ -17,7 +17,8 @@ export interface EmbeddedEngineConfig {
   mergeTree?: Readonly<Record<string, number>>;
   /**
    * Server settings (top-level elements of the config file), e.g. `merges_mutations_memory_usage_soft_limit`.
-   * None by default.
+   * The defaults keep at most 16 idle threads in the engine's global thread pool (ClickHouse keeps up to 1,000;
+   * a backlog leaves 120–160 of them).
    */
   server?: Readonly<Record<string, number>>;
 }
@@ -28,7 +29,11 @@ export const DefaultEmbeddedEngineConfig: Required<EmbeddedEngineConfig> = {
     // 256 KiB instead of 1 MiB per column stream being written (parts written by inserts and merges).
     max_compress_block_size: 262_144,
   },
-  server: {},
+  server: {
+    // Idle threads of the global pool kept for later statements (ClickHouse: 1,000). A one-row-call backlog
+    // grew the pool to 120–160 threads that then sat idle; 16 kept the same CPU per row.
+    max_thread_pool_free_size: 16,
+  },
 };
 
 /** Name of the config file written into the data directory. */
