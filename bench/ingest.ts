@@ -5,7 +5,7 @@
 // features. CPU per row (JavaScript thread vs the engine's threads), event-loop delay during ingest and the
 // 1-minute load average are recorded. Then a 1M-call backlog through the byte-bounded bus with a producer that
 // backs off on `bus_full`, sampling RSS (V8 heap vs the rest), to show memory stays bounded.
-import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
@@ -60,28 +60,30 @@ const PARTIAL = process.env.INGEST_BENCH_CASES !== undefined || process.env.INGE
 /** Raw insert block size: the ingest default `ingest.maxBatchRows`. */
 const RAW_BLOCK_ROWS = 10_000;
 
-/** CPU seconds of this process's threads: the JavaScript (main) thread and all others (chdb, libuv, GC helpers). */
+/** CPU seconds of this process: the JavaScript (main) thread and all others (chdb, libuv, GC helpers). */
 interface ThreadCpu {
   main_s: number;
   other_s: number;
 }
 
+/**
+ * The main thread's CPU from `/proc/self/task/PID/stat`; the others' as the process's total (`getrusage`,
+ * which keeps the time of threads that have ended: the engine's pool lets idle threads go) minus the main
+ * thread's. Summing `/proc/self/task/*` instead would lose every thread that ended in between.
+ */
 function threadCpu(): ThreadCpu {
+  const u = process.cpuUsage();
+  const total = (u.user + u.system) / 1e6;
   let main = 0;
-  let other = 0;
   try {
-    for (const t of readdirSync('/proc/self/task')) {
-      const stat = readFileSync(`/proc/self/task/${t}/stat`, 'utf8');
-      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      // utime + stime, in clock ticks (100 Hz on Linux).
-      const s = (Number(f[11]) + Number(f[12])) / 100;
-      if (Number(t) === process.pid) main += s;
-      else other += s;
-    }
+    const stat = readFileSync(`/proc/self/task/${process.pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // utime + stime, in clock ticks (100 Hz on Linux).
+    main = (Number(f[11]) + Number(f[12])) / 100;
   } catch {
-    // Not Linux: CPU per thread unknown.
+    // Not Linux: the main thread's share is unknown; everything counts as other.
   }
-  return { main_s: main, other_s: other };
+  return { main_s: main, other_s: total - main };
 }
 
 function cpuSince(from: ThreadCpu): ThreadCpu {
