@@ -8,6 +8,7 @@ import { KafkaBus } from './kafka.js';
 // After kafka.js, which loads it in its place (before kafkajs).
 import { onProduceFrameAnswered } from './kafka-produce-encoder.js';
 import { releaseArrayBuffers, type FromWorker, type KafkaWorkerData, type ToWorker } from './kafka-worker.js';
+import { HeaderBlockMessage } from './kafka-header-block.js';
 import type { BusMessage } from './types.js';
 
 const port = parentPort;
@@ -67,11 +68,11 @@ port.on('message', (m: ToWorker) => {
   const messages: BusMessage[] = new Array<BusMessage>(m.keys.length);
   for (let i = 0; i < m.keys.length; i++) {
     const s = m.spans;
-    messages[i] = {
-      key: m.keys[i] ?? null,
-      value: Buffer.from(m.buffers[s[3 * i] as number] as ArrayBuffer, s[3 * i + 1], s[3 * i + 2]),
-      headers: m.headers[i] ?? {},
-    };
+    messages[i] = new HeaderBlockMessage(
+      m.keys[i] ?? null,
+      Buffer.from(m.buffers[s[3 * i] as number] as ArrayBuffer, s[3 * i + 1], s[3 * i + 2]),
+      m.blocks[i] as string,
+    );
   }
   bus.publish(messages, m.topic).then(
     () => {

@@ -1,4 +1,5 @@
 import { ErrorCodes, ModelwatchError } from '../common/errors.js';
+import { HeaderBlockMessage, hasNonAscii, headerBlockOf, varintChars } from '../bus/kafka-header-block.js';
 
 /**
  * A capture as a record: the shape every bus carries (Kafka record key, value and string headers).
@@ -10,6 +11,11 @@ export interface CaptureRecord {
   key: string | null;
   value: Buffer;
   headers: Record<string, string>;
+  /**
+   * The headers as the bytes of a Kafka record's header section, one character per byte (see
+   * {@link EncodeCaptureOptions.kafkaHeaderBlock}); when set, `headers` is decoded from it on first read.
+   */
+  kafkaHeaders?: string;
 }
 
 /** Where a capture came from. */
@@ -145,6 +151,54 @@ export interface EncodedCapture {
   bytes: number;
 }
 
+/** Options of {@link encodeCaptureSized}. */
+export interface EncodeCaptureOptions {
+  /**
+   * Build the headers as a Kafka header block (`kafkaHeaders`) instead of an object: what a publisher
+   * in another thread takes (one string per record crosses the thread boundary, and the Produce encoder
+   * writes it as is). `headers` stays readable: decoded from the block on first read. The bytes on the
+   * topic are the same either way. @default false
+   */
+  kafkaHeaderBlock?: boolean;
+}
+
+/** Name prefix of a header in a Kafka header block: the name's varint length, then the name. */
+function named(name: string): string {
+  return varintChars(name.length) + name;
+}
+const B_SPECVERSION = named('ce_specversion') + varintChars(3) + '1.0';
+const B_ID = named('ce_id');
+const B_SOURCE = named('ce_source');
+const B_TYPE = named('ce_type') + varintChars(CAPTURE_EVENT_TYPE.length) + CAPTURE_EVENT_TYPE;
+const B_TIME = named('ce_time');
+const B_SUBJECT = named('ce_subject');
+const B_CONTENT_TYPE = named('content-type') + varintChars(CAPTURE_CONTENT_TYPE.length) + CAPTURE_CONTENT_TYPE;
+const B_REQUESTID = named('ce_requestid');
+const B_MODEL = named('ce_model');
+const B_MODELVERSION = named('ce_modelversion');
+const B_CAPTURESOURCE = named('ce_capturesource');
+const B_ROUTE = named('ce_route');
+const B_METHOD = named('ce_method');
+const B_STATUS = named('ce_status');
+const B_LATENCYMS = named('ce_latencyms');
+const B_REQSIZE = named('ce_reqsize');
+const B_REQTRUNCATED = named('ce_reqtruncated');
+const B_REQCONTENTTYPE = named('ce_reqcontenttype');
+const B_REQENCODING = named('ce_reqencoding');
+const B_RESSIZE = named('ce_ressize');
+const B_RESTRUNCATED = named('ce_restruncated');
+const B_RESCONTENTTYPE = named('ce_rescontenttype');
+const B_RESENCODING = named('ce_resencoding');
+const B_REQHEADERLENGTH = named('ce_reqheaderlength');
+const B_RESHEADERLENGTH = named('ce_resheaderlength');
+const B_HTTPHEADERS = named('ce_httpheaders');
+const B_ERROR = named('ce_error');
+
+/** A header value in a block (ASCII only): its varint length, then itself. */
+function v(s: string): string {
+  return varintChars(s.length) + s;
+}
+
 /**
  * Encodes a call as a Kafka record in CloudEvents binary mode (Kafka protocol binding: attributes as
  * `ce_*` headers). The value is `uint32BE(len(request)) ‖ request ‖ response`.
@@ -160,7 +214,11 @@ export function encodeCapture(call: CapturedCall): CaptureRecord {
  * else its own allocation of exactly its size, which a publisher in another thread can take by transfer
  * instead of a copy (see KafkaWorkerBus).
  */
-export function encodeCaptureSized(call: CapturedCall, bodies?: CaptureBodyParts): EncodedCapture {
+export function encodeCaptureSized(
+  call: CapturedCall,
+  bodies?: CaptureBodyParts,
+  options?: EncodeCaptureOptions,
+): EncodedCapture {
   const rq = call.request;
   const rs = call.response;
   const reqSize = String(rq.size);
@@ -224,10 +282,11 @@ export function encodeCaptureSized(call: CapturedCall, bodies?: CaptureBodyParts
     headers.ce_resheaderlength = v;
     chars += 18 + v.length;
   }
+  let httpHeaders: string | undefined;
   for (const _ in call.headers) {
-    const v = JSON.stringify(call.headers);
-    headers.ce_httpheaders = v;
-    chars += 14 + v.length;
+    httpHeaders = JSON.stringify(call.headers);
+    headers.ce_httpheaders = httpHeaders;
+    chars += 14 + httpHeaders.length;
     break;
   }
   if (call.error !== '') {
@@ -265,7 +324,100 @@ export function encodeCaptureSized(call: CapturedCall, bodies?: CaptureBodyParts
     for (const c of bodies.request) at += c.copy(value, at);
     for (const c of bodies.response) at += c.copy(value, at);
   }
-  return { message: { key: call.requestId, value, headers }, bytes: size + call.requestId.length + chars };
+  const bytes = size + call.requestId.length + chars;
+  if (options?.kafkaHeaderBlock !== true) return { message: { key: call.requestId, value, headers }, bytes };
+  return { message: new HeaderBlockMessage(call.requestId, value, headerBlock(call, headers, httpHeaders)), bytes };
+}
+
+/**
+ * The Kafka header block of the headers {@link encodeCaptureSized} built, in their order: written from
+ * the call's fields when every free-text value is ASCII (one string concatenation), else through
+ * `headerBlockOf` (UTF-8 lengths).
+ */
+function headerBlock(call: CapturedCall, h: Record<string, string>, httpHeaders: string | undefined): string {
+  const rq = call.request;
+  const rs = call.response;
+  if (
+    hasNonAscii(
+      call.eventId +
+        call.model +
+        call.requestId +
+        call.version +
+        call.source +
+        call.route +
+        call.method +
+        rq.contentType +
+        rq.contentEncoding +
+        rs.contentType +
+        rs.contentEncoding +
+        (httpHeaders ?? '') +
+        call.error,
+    )
+  ) {
+    return headerBlockOf(h);
+  }
+  let n = 23;
+  let s =
+    B_SPECVERSION +
+    B_ID +
+    v(call.eventId) +
+    B_SOURCE +
+    v(h.ce_source!) +
+    B_TYPE +
+    B_TIME +
+    v(h.ce_time!) +
+    B_SUBJECT +
+    v(call.model) +
+    B_CONTENT_TYPE +
+    B_REQUESTID +
+    v(call.requestId) +
+    B_MODEL +
+    v(call.model) +
+    B_MODELVERSION +
+    v(call.version) +
+    B_CAPTURESOURCE +
+    v(call.source) +
+    B_ROUTE +
+    v(call.route) +
+    B_METHOD +
+    v(call.method) +
+    B_STATUS +
+    v(h.ce_status!) +
+    B_LATENCYMS +
+    v(h.ce_latencyms!) +
+    B_REQSIZE +
+    v(h.ce_reqsize!) +
+    B_REQTRUNCATED +
+    v(h.ce_reqtruncated!) +
+    B_REQCONTENTTYPE +
+    v(rq.contentType) +
+    B_REQENCODING +
+    v(rq.contentEncoding) +
+    B_RESSIZE +
+    v(h.ce_ressize!) +
+    B_RESTRUNCATED +
+    v(h.ce_restruncated!) +
+    B_RESCONTENTTYPE +
+    v(rs.contentType) +
+    B_RESENCODING +
+    v(rs.contentEncoding);
+  if (h.ce_reqheaderlength !== undefined) {
+    s += B_REQHEADERLENGTH + v(h.ce_reqheaderlength);
+    n++;
+  }
+  if (h.ce_resheaderlength !== undefined) {
+    s += B_RESHEADERLENGTH + v(h.ce_resheaderlength);
+    n++;
+  }
+  if (httpHeaders !== undefined) {
+    s += B_HTTPHEADERS + v(httpHeaders);
+    n++;
+  }
+  if (call.error !== '') {
+    s += B_ERROR + v(call.error);
+    n++;
+  }
+  return varintChars(n) + s;
 }
 
 function need(h: Record<string, string>, name: string): string {
