@@ -221,40 +221,30 @@ export function encodeCaptureSized(
 ): EncodedCapture {
   const rq = call.request;
   const rs = call.response;
-  const reqSize = String(rq.size);
-  const resSize = String(rs.size);
-  const headers: Record<string, string> = {
-    ce_specversion: '1.0',
-    ce_id: call.eventId,
-    ce_source: sourceUri(call.source),
-    ce_type: CAPTURE_EVENT_TYPE,
-    ce_time: isoTime(call.startedAt),
-    ce_subject: call.model,
-    'content-type': CAPTURE_CONTENT_TYPE,
-    ce_requestid: call.requestId,
-    ce_model: call.model,
-    ce_modelversion: call.version,
-    ce_capturesource: call.source,
-    ce_route: call.route,
-    ce_method: call.method,
-    ce_status: statusText(call.status),
-    ce_latencyms: String(call.latencyMs),
-    ce_reqsize: reqSize,
-    ce_reqtruncated: rq.truncated ? 'true' : 'false',
-    ce_reqcontenttype: rq.contentType,
-    ce_reqencoding: rq.contentEncoding,
-    ce_ressize: resSize,
-    ce_restruncated: rs.truncated ? 'true' : 'false',
-    ce_rescontenttype: rs.contentType,
-    ce_resencoding: rs.contentEncoding,
+  const f: HeaderFields = {
+    source: sourceUri(call.source),
+    time: isoTime(call.startedAt),
+    status: statusText(call.status),
+    latency: String(call.latencyMs),
+    reqSize: String(rq.size),
+    resSize: String(rs.size),
+    reqTruncated: rq.truncated ? 'true' : 'false',
+    resTruncated: rs.truncated ? 'true' : 'false',
+    reqHeaderLength: rq.headerLength !== undefined ? String(rq.headerLength) : undefined,
+    resHeaderLength: rs.headerLength !== undefined ? String(rs.headerLength) : undefined,
+    httpHeaders: undefined,
   };
+  for (const _ in call.headers) {
+    f.httpHeaders = JSON.stringify(call.headers);
+    break;
+  }
   let chars =
     FIXED_NAME_CHARS +
     3 + // '1.0'
     call.eventId.length +
-    headers.ce_source!.length +
+    f.source.length +
     CAPTURE_EVENT_TYPE.length +
-    headers.ce_time!.length +
+    f.time.length +
     call.model.length * 2 +
     CAPTURE_CONTENT_TYPE.length +
     call.requestId.length +
@@ -262,37 +252,20 @@ export function encodeCaptureSized(
     call.source.length +
     call.route.length +
     call.method.length +
-    headers.ce_status!.length +
-    headers.ce_latencyms!.length +
-    reqSize.length +
-    (rq.truncated ? 4 : 5) +
+    f.status.length +
+    f.latency.length +
+    f.reqSize.length +
+    f.reqTruncated.length +
     rq.contentType.length +
     rq.contentEncoding.length +
-    resSize.length +
-    (rs.truncated ? 4 : 5) +
+    f.resSize.length +
+    f.resTruncated.length +
     rs.contentType.length +
     rs.contentEncoding.length;
-  if (rq.headerLength !== undefined) {
-    const v = String(rq.headerLength);
-    headers.ce_reqheaderlength = v;
-    chars += 18 + v.length;
-  }
-  if (rs.headerLength !== undefined) {
-    const v = String(rs.headerLength);
-    headers.ce_resheaderlength = v;
-    chars += 18 + v.length;
-  }
-  let httpHeaders: string | undefined;
-  for (const _ in call.headers) {
-    httpHeaders = JSON.stringify(call.headers);
-    headers.ce_httpheaders = httpHeaders;
-    chars += 14 + httpHeaders.length;
-    break;
-  }
-  if (call.error !== '') {
-    headers.ce_error = call.error;
-    chars += 8 + call.error.length;
-  }
+  if (f.reqHeaderLength !== undefined) chars += 18 + f.reqHeaderLength.length;
+  if (f.resHeaderLength !== undefined) chars += 18 + f.resHeaderLength.length;
+  if (f.httpHeaders !== undefined) chars += 14 + f.httpHeaders.length;
+  if (call.error !== '') chars += 8 + call.error.length;
   let value: Buffer;
   let size: number;
   if (bodies === undefined) {
@@ -325,16 +298,69 @@ export function encodeCaptureSized(
     for (const c of bodies.response) at += c.copy(value, at);
   }
   const bytes = size + call.requestId.length + chars;
-  if (options?.kafkaHeaderBlock !== true) return { message: { key: call.requestId, value, headers }, bytes };
-  return { message: new HeaderBlockMessage(call.requestId, value, headerBlock(call, headers, httpHeaders)), bytes };
+  if (options?.kafkaHeaderBlock !== true) {
+    return { message: { key: call.requestId, value, headers: headerObject(call, f) }, bytes };
+  }
+  return { message: new HeaderBlockMessage(call.requestId, value, headerBlock(call, f)), bytes };
+}
+
+/** Header values {@link encodeCaptureSized} derives from the call (built once, for the object or the block). */
+interface HeaderFields {
+  source: string;
+  time: string;
+  status: string;
+  latency: string;
+  reqSize: string;
+  resSize: string;
+  reqTruncated: string;
+  resTruncated: string;
+  reqHeaderLength: string | undefined;
+  resHeaderLength: string | undefined;
+  httpHeaders: string | undefined;
+}
+
+/** The record's headers as an object literal with literal names, in the order of the format. */
+function headerObject(call: CapturedCall, f: HeaderFields): Record<string, string> {
+  const rq = call.request;
+  const rs = call.response;
+  const headers: Record<string, string> = {
+    ce_specversion: '1.0',
+    ce_id: call.eventId,
+    ce_source: f.source,
+    ce_type: CAPTURE_EVENT_TYPE,
+    ce_time: f.time,
+    ce_subject: call.model,
+    'content-type': CAPTURE_CONTENT_TYPE,
+    ce_requestid: call.requestId,
+    ce_model: call.model,
+    ce_modelversion: call.version,
+    ce_capturesource: call.source,
+    ce_route: call.route,
+    ce_method: call.method,
+    ce_status: f.status,
+    ce_latencyms: f.latency,
+    ce_reqsize: f.reqSize,
+    ce_reqtruncated: f.reqTruncated,
+    ce_reqcontenttype: rq.contentType,
+    ce_reqencoding: rq.contentEncoding,
+    ce_ressize: f.resSize,
+    ce_restruncated: f.resTruncated,
+    ce_rescontenttype: rs.contentType,
+    ce_resencoding: rs.contentEncoding,
+  };
+  if (f.reqHeaderLength !== undefined) headers.ce_reqheaderlength = f.reqHeaderLength;
+  if (f.resHeaderLength !== undefined) headers.ce_resheaderlength = f.resHeaderLength;
+  if (f.httpHeaders !== undefined) headers.ce_httpheaders = f.httpHeaders;
+  if (call.error !== '') headers.ce_error = call.error;
+  return headers;
 }
 
 /**
- * The Kafka header block of the headers {@link encodeCaptureSized} built, in their order: written from
- * the call's fields when every free-text value is ASCII (one string concatenation), else through
- * `headerBlockOf` (UTF-8 lengths).
+ * The Kafka header block of the headers {@link headerObject} gives, in their order, without building the
+ * object: one string concatenation when every free-text value is ASCII, else through `headerBlockOf`
+ * (UTF-8 lengths).
  */
-function headerBlock(call: CapturedCall, h: Record<string, string>, httpHeaders: string | undefined): string {
+function headerBlock(call: CapturedCall, f: HeaderFields): string {
   const rq = call.request;
   const rs = call.response;
   if (
@@ -350,11 +376,11 @@ function headerBlock(call: CapturedCall, h: Record<string, string>, httpHeaders:
         rq.contentEncoding +
         rs.contentType +
         rs.contentEncoding +
-        (httpHeaders ?? '') +
+        (f.httpHeaders ?? '') +
         call.error,
     )
   ) {
-    return headerBlockOf(h);
+    return headerBlockOf(headerObject(call, f));
   }
   let n = 23;
   let s =
@@ -362,10 +388,10 @@ function headerBlock(call: CapturedCall, h: Record<string, string>, httpHeaders:
     B_ID +
     v(call.eventId) +
     B_SOURCE +
-    v(h.ce_source!) +
+    v(f.source) +
     B_TYPE +
     B_TIME +
-    v(h.ce_time!) +
+    v(f.time) +
     B_SUBJECT +
     v(call.model) +
     B_CONTENT_TYPE +
@@ -382,35 +408,35 @@ function headerBlock(call: CapturedCall, h: Record<string, string>, httpHeaders:
     B_METHOD +
     v(call.method) +
     B_STATUS +
-    v(h.ce_status!) +
+    v(f.status) +
     B_LATENCYMS +
-    v(h.ce_latencyms!) +
+    v(f.latency) +
     B_REQSIZE +
-    v(h.ce_reqsize!) +
+    v(f.reqSize) +
     B_REQTRUNCATED +
-    v(h.ce_reqtruncated!) +
+    v(f.reqTruncated) +
     B_REQCONTENTTYPE +
     v(rq.contentType) +
     B_REQENCODING +
     v(rq.contentEncoding) +
     B_RESSIZE +
-    v(h.ce_ressize!) +
+    v(f.resSize) +
     B_RESTRUNCATED +
-    v(h.ce_restruncated!) +
+    v(f.resTruncated) +
     B_RESCONTENTTYPE +
     v(rs.contentType) +
     B_RESENCODING +
     v(rs.contentEncoding);
-  if (h.ce_reqheaderlength !== undefined) {
-    s += B_REQHEADERLENGTH + v(h.ce_reqheaderlength);
+  if (f.reqHeaderLength !== undefined) {
+    s += B_REQHEADERLENGTH + v(f.reqHeaderLength);
     n++;
   }
-  if (h.ce_resheaderlength !== undefined) {
-    s += B_RESHEADERLENGTH + v(h.ce_resheaderlength);
+  if (f.resHeaderLength !== undefined) {
+    s += B_RESHEADERLENGTH + v(f.resHeaderLength);
     n++;
   }
-  if (httpHeaders !== undefined) {
-    s += B_HTTPHEADERS + v(httpHeaders);
+  if (f.httpHeaders !== undefined) {
+    s += B_HTTPHEADERS + v(f.httpHeaders);
     n++;
   }
   if (call.error !== '') {
