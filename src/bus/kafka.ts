@@ -2,6 +2,8 @@
 import { kafkaCrc32cStatus } from './kafka-crc32c.js';
 // Then (also before kafkajs): Produce requests written in one buffer (see kafka-produce-encoder.ts).
 import { HEADER_BLOCK, kafkaProduceEncoderStatus } from './kafka-produce-encoder.js';
+// And (before kafkajs's partitioner): murmur2 in 32-bit arithmetic (see kafka-murmur2.ts).
+import './kafka-murmur2.js';
 import {
   Kafka,
   Partitioners,
