@@ -9,6 +9,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest
 // First, as in src/bus/kafka.ts: before anything loads kafkajs.
 import '../src/bus/kafka-crc32c.js';
 import {
+  HEADER_BLOCK,
   encodeProduceFrame,
   kafkaProduceEncoderStatus,
   kafkajsProduceOriginals,
@@ -20,6 +21,7 @@ import {
 import { KafkaBus } from '../src/bus/kafka.js';
 import { releaseArrayBuffers } from '../src/bus/kafka-worker.js';
 import { encodeCapture } from '../src/protocol/capture.js';
+import { headerBlockOf } from '../src/bus/kafka-header-block.js';
 import type { ConsumedMessage } from '../src/bus/types.js';
 import { startKafkaMock, type KafkaMock } from './support/kafka-mock.js';
 
@@ -144,6 +146,27 @@ describe('Produce request encoder', () => {
     const request = Object.assign(o!.produceV3(a), { apiVersion: 3 });
     const want = (await o!.createRequest({ correlationId: 4242, clientId: null, request })).buffer;
     expect(ours(a, 3, null).equals(want)).toBe(true);
+  });
+
+  it('writes a message’s header block in place of its headers: the same bytes as kafkajs for those headers', async () => {
+    const plain = [
+      ...Array.from({ length: 70 }, (_, i) => captureMessage(i, 1_000)),
+      { key: 'k', value: Buffer.from('v'), headers: { 'long-ü': 'é'.repeat(5_000), '': '' } },
+      captureMessage(99, 65_526),
+    ];
+    const blocks: ProduceMessage[] = plain.map((m) => ({
+      key: m.key,
+      value: m.value,
+      [HEADER_BLOCK]: headerBlockOf(m.headers as Record<string, string>),
+    }));
+    // Mixed in one request too: some records with a block, some with headers.
+    const mixed = blocks.map((m, i) => (i % 2 === 0 ? m : plain[i]!));
+    for (const msgs of [blocks, mixed]) {
+      const a = args([msgs, msgs.slice(0, 5)]);
+      expect(produceFastPathApplies(a)).toBe(true);
+      expect(ours(a, 7).equals(await kafkajsFrame(args([plain, plain.slice(0, 5)]), 7))).toBe(true);
+    }
+    expect(produceFastPathApplies(args([[{ key: 'k', value: 'v', [HEADER_BLOCK]: '' }]]))).toBe(false);
   });
 
   it('is what kafkajs’s connection sends for a Produce request, and leaves what it does not cover to kafkajs', async () => {

@@ -2,6 +2,7 @@
 // (`messageBytes`), every field survives a decode, and the value owns or shares its buffer by size.
 import { describe, expect, it } from 'vitest';
 import { messageBytes } from '../src/bus/index.js';
+import { decodeHeaderBlock, headerBlockOf } from '../src/bus/kafka-header-block.js';
 import { decodeCapture, encodeCapture, encodeCaptureSized, type CapturedCall } from '../src/protocol/capture.js';
 import { makeCall } from './support/ingest.js';
 
@@ -75,5 +76,50 @@ describe('encodeCaptureSized', () => {
     expect(l.byteOffset).toBe(0);
     expect(l.buffer.byteLength).toBe(l.length);
     expect(s.buffer.byteLength).toBeGreaterThan(s.length);
+  });
+
+  it('builds a Kafka header block with the bytes of the headers object, in its order, and decodes it on read', () => {
+    const calls = [
+      ...variants(),
+      // ASCII throughout, with every optional header, and values at varint boundaries (63/64, 8191/8192).
+      makeCall(6, 1, {
+        route: '/'.padEnd(63, 'r'),
+        error: 'e'.repeat(64),
+        headers: { 'x-long': 'h'.repeat(8_200) },
+        request: {
+          body: Buffer.from('{}'),
+          size: 2,
+          truncated: false,
+          contentType: 'a'.repeat(8_191),
+          contentEncoding: '',
+          headerLength: 1,
+        },
+        response: {
+          body: Buffer.from('{}'),
+          size: 2,
+          truncated: false,
+          contentType: 'b'.repeat(8_192),
+          contentEncoding: 'br',
+          headerLength: 2,
+        },
+      }),
+      // Non-ASCII in a header value only (the JSON of the allow-listed headers) and in the error.
+      makeCall(7, 1, { headers: { 'x-tenant': 'ü-tenant' }, error: 'réinitialisé' }),
+    ];
+    for (const call of calls) {
+      const plain = encodeCaptureSized(call);
+      const block = encodeCaptureSized(call, undefined, { kafkaHeaderBlock: true });
+      expect(block.bytes).toBe(plain.bytes);
+      expect(block.message.key).toBe(plain.message.key);
+      expect(block.message.value.equals(plain.message.value)).toBe(true);
+      const kh = block.message.kafkaHeaders;
+      expect(kh).toBe(headerBlockOf(plain.message.headers));
+      // The block is the header section's bytes: every character a byte.
+      expect([...kh!].every((c) => c.charCodeAt(0) < 256)).toBe(true);
+      expect(Object.keys(decodeHeaderBlock(kh!))).toEqual(Object.keys(plain.message.headers));
+      expect(block.message.headers).toEqual(plain.message.headers);
+      expect(messageBytes(block.message)).toBe(block.bytes);
+      expect(decodeCapture(block.message)).toEqual(decodeCapture(plain.message));
+    }
   });
 });

@@ -26,11 +26,20 @@ export interface KafkaProduceEncoderStatus {
   reason?: string;
 }
 
+/**
+ * On a message handed to kafkajs: its headers as a Kafka header block (src/bus/kafka-header-block.ts),
+ * written as is in place of `headers` (which the message then leaves out). Only when this module is
+ * installed: kafkajs's own encoding would see no headers.
+ */
+export const HEADER_BLOCK = Symbol.for('modelwatch.kafkaHeaderBlock');
+
 /** One message as kafkajs's producer hands it to the Produce request. */
 export interface ProduceMessage {
   key?: Buffer | string | null;
   value?: Buffer | string | null;
   headers?: Record<string, Buffer | string | (Buffer | string)[] | undefined>;
+  /** See {@link HEADER_BLOCK}. */
+  [HEADER_BLOCK]?: string;
   timestamp?: number | string | null;
   partition?: number;
 }
@@ -188,6 +197,8 @@ export function produceFastPathApplies(args: ProduceRequestArgs): boolean {
       for (const m of p.messages) {
         if (m.timestamp !== undefined && m.timestamp !== null) return false;
         if (!keyOrValueOk(m.key) || !keyOrValueOk(m.value) || !headersOk(m.headers)) return false;
+        const block = m[HEADER_BLOCK];
+        if (block !== undefined && (typeof block !== 'string' || block.length === 0)) return false;
       }
     }
   }
@@ -201,6 +212,8 @@ interface RecordPlan {
   valueLen: number;
   headers: [string, Buffer | string][];
   headerLens: number[];
+  /** The header section as given ({@link HEADER_BLOCK}), written in place of `headers`. */
+  block: string | undefined;
   /** Bytes after the record's length varint. */
   body: number;
 }
@@ -239,13 +252,14 @@ export function encodeProduceFrame(
       const pp: RecordPlan[] = [];
       for (let i = 0; i < p.messages.length; i++) {
         const m = p.messages[i] as ProduceMessage;
-        const headers = headerList(m.headers);
+        const block = m[HEADER_BLOCK];
+        const headers = block === undefined ? headerList(m.headers) : [];
         const keyLen = bytesLength(m.key);
         const valueLen = bytesLength(m.value);
         const headerLens: number[] = new Array<number>(headers.length * 2);
         let body = 1 + 1 + sizeOfVarInt(i); // attributes, timestamp delta 0, offset delta
         body += sizeOfVarInt(keyLen) + Math.max(0, keyLen) + sizeOfVarInt(valueLen) + Math.max(0, valueLen);
-        body += sizeOfVarInt(headers.length);
+        body += block === undefined ? sizeOfVarInt(headers.length) : block.length;
         for (let h = 0; h < headers.length; h++) {
           const [hk, hv] = headers[h] as [string, Buffer | string];
           const kl = Buffer.byteLength(hk, 'utf8');
@@ -255,7 +269,7 @@ export function encodeProduceFrame(
           body += sizeOfVarInt(kl) + kl + sizeOfVarInt(vl) + vl;
         }
         size += sizeOfVarInt(body) + body;
-        pp.push({ key: m.key, keyLen, value: m.value, valueLen, headers, headerLens, body });
+        pp.push({ key: m.key, keyLen, value: m.value, valueLen, headers, headerLens, block, body });
       }
       tp.push(pp);
     }
@@ -317,6 +331,10 @@ export function encodeProduceFrame(
         at = writeVarInt(buf, at, i);
         at = writeBytes(buf, at, r.key, r.keyLen);
         at = writeBytes(buf, at, r.value, r.valueLen);
+        if (r.block !== undefined) {
+          at += buf.write(r.block, at, 'latin1');
+          continue;
+        }
         at = writeVarInt(buf, at, r.headers.length);
         for (let h = 0; h < r.headers.length; h++) {
           const [hk, hv] = r.headers[h] as [string, Buffer | string];

@@ -8,6 +8,7 @@ import { KafkaBus } from './kafka.js';
 // After kafka.js, which loads it in its place (before kafkajs).
 import { onProduceFrameAnswered } from './kafka-produce-encoder.js';
 import { releaseArrayBuffers, type FromWorker, type KafkaWorkerData, type ToWorker } from './kafka-worker.js';
+import { HeaderBlockMessage } from './kafka-header-block.js';
 import type { BusMessage } from './types.js';
 
 const port = parentPort;
@@ -47,13 +48,28 @@ if (data.nice !== 0) {
 }
 const bus = new KafkaBus({ ...data.options, logger });
 
-// Produce frames (up to 1 MiB each) the broker has answered: freed with the next batch's values
+// Values the broker acknowledged and Produce frames (up to 1 MiB each) it answered are freed explicitly
 // rather than at this isolate's next major collection. Frames under 4 KiB share Node's pool: left alone.
-const answeredFrames: ArrayBuffer[] = [];
+// Buffers nothing reads any more (acknowledged values, answered frames), freed together once they hold
+// RELEASE_BYTES: each release costs a MessageChannel (~20–40 µs), which at 1 KB records would be paid
+// for a few tens of KB; at 64 KB a batch's values alone pass the mark, so they go at once as before.
+const RELEASE_BYTES = 1024 * 1024;
+let releasable: ArrayBuffer[] = [];
+let releasableBytes = 0;
+function toRelease(buffers: ArrayBuffer[]): void {
+  for (const ab of buffers) {
+    releasable.push(ab);
+    releasableBytes += ab.byteLength;
+  }
+  if (releasableBytes < RELEASE_BYTES) return;
+  const all = releasable;
+  releasable = [];
+  releasableBytes = 0;
+  releaseArrayBuffers(all);
+}
 onProduceFrameAnswered((frame) => {
   const ab = frame.buffer;
-  if (ab instanceof ArrayBuffer && frame.byteOffset === 0 && frame.byteLength === ab.byteLength)
-    answeredFrames.push(ab);
+  if (ab instanceof ArrayBuffer && frame.byteOffset === 0 && frame.byteLength === ab.byteLength) toRelease([ab]);
 });
 
 port.on('message', (m: ToWorker) => {
@@ -67,18 +83,18 @@ port.on('message', (m: ToWorker) => {
   const messages: BusMessage[] = new Array<BusMessage>(m.keys.length);
   for (let i = 0; i < m.keys.length; i++) {
     const s = m.spans;
-    messages[i] = {
-      key: m.keys[i] ?? null,
-      value: Buffer.from(m.buffers[s[3 * i] as number] as ArrayBuffer, s[3 * i + 1], s[3 * i + 2]),
-      headers: m.headers[i] ?? {},
-    };
+    messages[i] = new HeaderBlockMessage(
+      m.keys[i] ?? null,
+      Buffer.from(m.buffers[s[3 * i] as number] as ArrayBuffer, s[3 * i + 1], s[3 * i + 2]),
+      m.blocks[i] as string,
+    );
   }
   bus.publish(messages, m.topic).then(
     () => {
       send({ type: 'ack', id: m.id });
       // Nothing reads the values after the ack (see releaseArrayBuffers); not after a failure: the
       // producer may still be retrying them.
-      releaseArrayBuffers(answeredFrames.length > 0 ? m.buffers.concat(answeredFrames.splice(0)) : m.buffers);
+      toRelease(m.buffers);
     },
     (err: unknown) => {
       send({
@@ -87,7 +103,6 @@ port.on('message', (m: ToWorker) => {
         message: errorMessage(err),
         code: err instanceof ModelwatchError ? err.code : 'bus_unavailable',
       });
-      releaseArrayBuffers(answeredFrames.splice(0));
     },
   );
 });

@@ -3,6 +3,7 @@ import { startWorker } from '../common/worker.js';
 import { ErrorCodes, ModelwatchError, errorMessage } from '../common/errors.js';
 import { silentLogger, type Logger } from '../common/logger.js';
 import type { KafkaBusOptions } from './kafka.js';
+import { headerBlockOf } from './kafka-header-block.js';
 import type { Bus, BusConsumer, BusMessage } from './types.js';
 
 /** Options of {@link KafkaWorkerBus}: those of the Kafka producer, plus the worker's own. */
@@ -51,7 +52,8 @@ export type ToWorker =
       id: number;
       topic: string;
       keys: (string | null)[];
-      headers: Record<string, string>[];
+      /** Each message's headers as a Kafka header block (src/bus/kafka-header-block.ts). */
+      blocks: string[];
       /** The transferred buffers holding the values: values moved whole, then one of copied values. */
       buffers: ArrayBuffer[];
       /** Three numbers per message: index into `buffers`, byte offset, byte length of its value. */
@@ -249,7 +251,7 @@ export class KafkaWorkerBus implements Bus {
     if (messages.length === 0) return Promise.resolve();
     const n = messages.length;
     const keys: (string | null)[] = new Array<string | null>(n);
-    const headers: Record<string, string>[] = new Array<Record<string, string>>(n);
+    const blocks: string[] = new Array<string>(n);
     const spans: number[] = new Array<number>(3 * n);
     // Transferred whole: the values that own their ArrayBuffer. The rest are copied into one buffer,
     // placed last; `copied` marks them (their span's buffer index is filled in once it is known).
@@ -259,7 +261,9 @@ export class KafkaWorkerBus implements Bus {
     for (let i = 0; i < n; i++) {
       const m = messages[i] as BusMessage;
       keys[i] = m.key;
-      headers[i] = m.headers;
+      // One string per record crosses the thread boundary (a header object costs the worker ~20 µs to
+      // rebuild); a producer that did not build the block (the tee does) gets it built here.
+      blocks[i] = m.kafkaHeaders ?? headerBlockOf(m.headers);
       const v = m.value;
       const ab = v.buffer;
       if (
@@ -321,7 +325,7 @@ export class KafkaWorkerBus implements Bus {
       this.pending.set(id, { resolve, reject, timer });
       // A publish in flight keeps the process alive, as the producer's sockets would on this thread.
       worker.ref();
-      const msg: ToWorker = { type: 'publish', id, topic, keys, headers, buffers, spans };
+      const msg: ToWorker = { type: 'publish', id, topic, keys, blocks, buffers, spans };
       try {
         worker.postMessage(msg, buffers);
       } catch (err) {

@@ -1,7 +1,9 @@
 // Before kafkajs: puts the native CRC32C in place of kafkajs's JavaScript one (see kafka-crc32c.ts).
 import { kafkaCrc32cStatus } from './kafka-crc32c.js';
 // Then (also before kafkajs): Produce requests written in one buffer (see kafka-produce-encoder.ts).
-import { kafkaProduceEncoderStatus } from './kafka-produce-encoder.js';
+import { HEADER_BLOCK, kafkaProduceEncoderStatus } from './kafka-produce-encoder.js';
+// And (before kafkajs's partitioner): murmur2 in 32-bit arithmetic (see kafka-murmur2.ts).
+import './kafka-murmur2.js';
 import {
   Kafka,
   Partitioners,
@@ -153,6 +155,8 @@ export class KafkaBus implements Bus {
   private closed = false;
   /** Value bytes of sends the producer has not finished (see {@link KafkaBusOptions.maxPendingBytes}). */
   private pendingBytes = 0;
+  /** Whether the Produce encoder is installed, so messages may carry their headers as a block. */
+  private readonly blocksEncoded = kafkaProduceEncoderStatus().installed;
 
   constructor(options: KafkaBusOptions) {
     this.opts = { ...defaults, ...options };
@@ -255,7 +259,12 @@ export class KafkaBus implements Bus {
           topic,
           acks: -1,
           timeout: this.opts.requestTimeoutMs,
-          messages: messages.map((m) => ({ key: m.key, value: m.value, headers: m.headers })),
+          messages: messages.map((m) =>
+            // A header block goes to the Produce encoder as is; kafkajs's own encoding needs the object.
+            m.kafkaHeaders !== undefined && this.blocksEncoded
+              ? { key: m.key, value: m.value, [HEADER_BLOCK]: m.kafkaHeaders }
+              : { key: m.key, value: m.value, headers: m.headers },
+          ),
         });
       } catch (err) {
         throw new ModelwatchError(ErrorCodes.busUnavailable, `kafka publish to ${topic}: ${errorMessage(err)}`, {

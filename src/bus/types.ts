@@ -5,6 +5,12 @@ export interface BusMessage {
   value: Buffer;
   /** String headers (CloudEvents binary mode uses `ce_*`). */
   headers: Record<string, string>;
+  /**
+   * The same headers as the bytes of a Kafka record's header section, one character per byte, when the
+   * producer built them so (src/bus/kafka-header-block.ts): the Kafka publisher worker sends this instead
+   * of `headers`. Never set on consumed messages.
+   */
+  kafkaHeaders?: string;
 }
 
 /** A message handed to a consumer, with its position. */

@@ -1,4 +1,5 @@
 import { ErrorCodes, ModelwatchError } from '../common/errors.js';
+import { HeaderBlockMessage, hasNonAscii, headerBlockOf, varintChars } from '../bus/kafka-header-block.js';
 
 /**
  * A capture as a record: the shape every bus carries (Kafka record key, value and string headers).
@@ -10,6 +11,11 @@ export interface CaptureRecord {
   key: string | null;
   value: Buffer;
   headers: Record<string, string>;
+  /**
+   * The headers as the bytes of a Kafka record's header section, one character per byte (see
+   * {@link EncodeCaptureOptions.kafkaHeaderBlock}); when set, `headers` is decoded from it on first read.
+   */
+  kafkaHeaders?: string;
 }
 
 /** Where a capture came from. */
@@ -145,6 +151,54 @@ export interface EncodedCapture {
   bytes: number;
 }
 
+/** Options of {@link encodeCaptureSized}. */
+export interface EncodeCaptureOptions {
+  /**
+   * Build the headers as a Kafka header block (`kafkaHeaders`) instead of an object: what a publisher
+   * in another thread takes (one string per record crosses the thread boundary, and the Produce encoder
+   * writes it as is). `headers` stays readable: decoded from the block on first read. The bytes on the
+   * topic are the same either way. @default false
+   */
+  kafkaHeaderBlock?: boolean;
+}
+
+/** Name prefix of a header in a Kafka header block: the name's varint length, then the name. */
+function named(name: string): string {
+  return varintChars(name.length) + name;
+}
+const B_SPECVERSION = named('ce_specversion') + varintChars(3) + '1.0';
+const B_ID = named('ce_id');
+const B_SOURCE = named('ce_source');
+const B_TYPE = named('ce_type') + varintChars(CAPTURE_EVENT_TYPE.length) + CAPTURE_EVENT_TYPE;
+const B_TIME = named('ce_time');
+const B_SUBJECT = named('ce_subject');
+const B_CONTENT_TYPE = named('content-type') + varintChars(CAPTURE_CONTENT_TYPE.length) + CAPTURE_CONTENT_TYPE;
+const B_REQUESTID = named('ce_requestid');
+const B_MODEL = named('ce_model');
+const B_MODELVERSION = named('ce_modelversion');
+const B_CAPTURESOURCE = named('ce_capturesource');
+const B_ROUTE = named('ce_route');
+const B_METHOD = named('ce_method');
+const B_STATUS = named('ce_status');
+const B_LATENCYMS = named('ce_latencyms');
+const B_REQSIZE = named('ce_reqsize');
+const B_REQTRUNCATED = named('ce_reqtruncated');
+const B_REQCONTENTTYPE = named('ce_reqcontenttype');
+const B_REQENCODING = named('ce_reqencoding');
+const B_RESSIZE = named('ce_ressize');
+const B_RESTRUNCATED = named('ce_restruncated');
+const B_RESCONTENTTYPE = named('ce_rescontenttype');
+const B_RESENCODING = named('ce_resencoding');
+const B_REQHEADERLENGTH = named('ce_reqheaderlength');
+const B_RESHEADERLENGTH = named('ce_resheaderlength');
+const B_HTTPHEADERS = named('ce_httpheaders');
+const B_ERROR = named('ce_error');
+
+/** A header value in a block (ASCII only): its varint length, then itself. */
+function v(s: string): string {
+  return varintChars(s.length) + s;
+}
+
 /**
  * Encodes a call as a Kafka record in CloudEvents binary mode (Kafka protocol binding: attributes as
  * `ce_*` headers). The value is `uint32BE(len(request)) ‖ request ‖ response`.
@@ -160,43 +214,37 @@ export function encodeCapture(call: CapturedCall): CaptureRecord {
  * else its own allocation of exactly its size, which a publisher in another thread can take by transfer
  * instead of a copy (see KafkaWorkerBus).
  */
-export function encodeCaptureSized(call: CapturedCall, bodies?: CaptureBodyParts): EncodedCapture {
+export function encodeCaptureSized(
+  call: CapturedCall,
+  bodies?: CaptureBodyParts,
+  options?: EncodeCaptureOptions,
+): EncodedCapture {
   const rq = call.request;
   const rs = call.response;
-  const reqSize = String(rq.size);
-  const resSize = String(rs.size);
-  const headers: Record<string, string> = {
-    ce_specversion: '1.0',
-    ce_id: call.eventId,
-    ce_source: sourceUri(call.source),
-    ce_type: CAPTURE_EVENT_TYPE,
-    ce_time: isoTime(call.startedAt),
-    ce_subject: call.model,
-    'content-type': CAPTURE_CONTENT_TYPE,
-    ce_requestid: call.requestId,
-    ce_model: call.model,
-    ce_modelversion: call.version,
-    ce_capturesource: call.source,
-    ce_route: call.route,
-    ce_method: call.method,
-    ce_status: statusText(call.status),
-    ce_latencyms: String(call.latencyMs),
-    ce_reqsize: reqSize,
-    ce_reqtruncated: rq.truncated ? 'true' : 'false',
-    ce_reqcontenttype: rq.contentType,
-    ce_reqencoding: rq.contentEncoding,
-    ce_ressize: resSize,
-    ce_restruncated: rs.truncated ? 'true' : 'false',
-    ce_rescontenttype: rs.contentType,
-    ce_resencoding: rs.contentEncoding,
+  const f: HeaderFields = {
+    source: sourceUri(call.source),
+    time: isoTime(call.startedAt),
+    status: statusText(call.status),
+    latency: String(call.latencyMs),
+    reqSize: String(rq.size),
+    resSize: String(rs.size),
+    reqTruncated: rq.truncated ? 'true' : 'false',
+    resTruncated: rs.truncated ? 'true' : 'false',
+    reqHeaderLength: rq.headerLength !== undefined ? String(rq.headerLength) : undefined,
+    resHeaderLength: rs.headerLength !== undefined ? String(rs.headerLength) : undefined,
+    httpHeaders: undefined,
   };
+  for (const _ in call.headers) {
+    f.httpHeaders = JSON.stringify(call.headers);
+    break;
+  }
   let chars =
     FIXED_NAME_CHARS +
     3 + // '1.0'
     call.eventId.length +
-    headers.ce_source!.length +
+    f.source.length +
     CAPTURE_EVENT_TYPE.length +
-    headers.ce_time!.length +
+    f.time.length +
     call.model.length * 2 +
     CAPTURE_CONTENT_TYPE.length +
     call.requestId.length +
@@ -204,36 +252,20 @@ export function encodeCaptureSized(call: CapturedCall, bodies?: CaptureBodyParts
     call.source.length +
     call.route.length +
     call.method.length +
-    headers.ce_status!.length +
-    headers.ce_latencyms!.length +
-    reqSize.length +
-    (rq.truncated ? 4 : 5) +
+    f.status.length +
+    f.latency.length +
+    f.reqSize.length +
+    f.reqTruncated.length +
     rq.contentType.length +
     rq.contentEncoding.length +
-    resSize.length +
-    (rs.truncated ? 4 : 5) +
+    f.resSize.length +
+    f.resTruncated.length +
     rs.contentType.length +
     rs.contentEncoding.length;
-  if (rq.headerLength !== undefined) {
-    const v = String(rq.headerLength);
-    headers.ce_reqheaderlength = v;
-    chars += 18 + v.length;
-  }
-  if (rs.headerLength !== undefined) {
-    const v = String(rs.headerLength);
-    headers.ce_resheaderlength = v;
-    chars += 18 + v.length;
-  }
-  for (const _ in call.headers) {
-    const v = JSON.stringify(call.headers);
-    headers.ce_httpheaders = v;
-    chars += 14 + v.length;
-    break;
-  }
-  if (call.error !== '') {
-    headers.ce_error = call.error;
-    chars += 8 + call.error.length;
-  }
+  if (f.reqHeaderLength !== undefined) chars += 18 + f.reqHeaderLength.length;
+  if (f.resHeaderLength !== undefined) chars += 18 + f.resHeaderLength.length;
+  if (f.httpHeaders !== undefined) chars += 14 + f.httpHeaders.length;
+  if (call.error !== '') chars += 8 + call.error.length;
   let value: Buffer;
   let size: number;
   if (bodies === undefined) {
@@ -265,7 +297,153 @@ export function encodeCaptureSized(call: CapturedCall, bodies?: CaptureBodyParts
     for (const c of bodies.request) at += c.copy(value, at);
     for (const c of bodies.response) at += c.copy(value, at);
   }
-  return { message: { key: call.requestId, value, headers }, bytes: size + call.requestId.length + chars };
+  const bytes = size + call.requestId.length + chars;
+  if (options?.kafkaHeaderBlock !== true) {
+    return { message: { key: call.requestId, value, headers: headerObject(call, f) }, bytes };
+  }
+  return { message: new HeaderBlockMessage(call.requestId, value, headerBlock(call, f)), bytes };
+}
+
+/** Header values {@link encodeCaptureSized} derives from the call (built once, for the object or the block). */
+interface HeaderFields {
+  source: string;
+  time: string;
+  status: string;
+  latency: string;
+  reqSize: string;
+  resSize: string;
+  reqTruncated: string;
+  resTruncated: string;
+  reqHeaderLength: string | undefined;
+  resHeaderLength: string | undefined;
+  httpHeaders: string | undefined;
+}
+
+/** The record's headers as an object literal with literal names, in the order of the format. */
+function headerObject(call: CapturedCall, f: HeaderFields): Record<string, string> {
+  const rq = call.request;
+  const rs = call.response;
+  const headers: Record<string, string> = {
+    ce_specversion: '1.0',
+    ce_id: call.eventId,
+    ce_source: f.source,
+    ce_type: CAPTURE_EVENT_TYPE,
+    ce_time: f.time,
+    ce_subject: call.model,
+    'content-type': CAPTURE_CONTENT_TYPE,
+    ce_requestid: call.requestId,
+    ce_model: call.model,
+    ce_modelversion: call.version,
+    ce_capturesource: call.source,
+    ce_route: call.route,
+    ce_method: call.method,
+    ce_status: f.status,
+    ce_latencyms: f.latency,
+    ce_reqsize: f.reqSize,
+    ce_reqtruncated: f.reqTruncated,
+    ce_reqcontenttype: rq.contentType,
+    ce_reqencoding: rq.contentEncoding,
+    ce_ressize: f.resSize,
+    ce_restruncated: f.resTruncated,
+    ce_rescontenttype: rs.contentType,
+    ce_resencoding: rs.contentEncoding,
+  };
+  if (f.reqHeaderLength !== undefined) headers.ce_reqheaderlength = f.reqHeaderLength;
+  if (f.resHeaderLength !== undefined) headers.ce_resheaderlength = f.resHeaderLength;
+  if (f.httpHeaders !== undefined) headers.ce_httpheaders = f.httpHeaders;
+  if (call.error !== '') headers.ce_error = call.error;
+  return headers;
+}
+
+/**
+ * The Kafka header block of the headers {@link headerObject} gives, in their order, without building the
+ * object: one string concatenation when every free-text value is ASCII, else through `headerBlockOf`
+ * (UTF-8 lengths).
+ */
+function headerBlock(call: CapturedCall, f: HeaderFields): string {
+  const rq = call.request;
+  const rs = call.response;
+  if (
+    hasNonAscii(
+      call.eventId +
+        call.model +
+        call.requestId +
+        call.version +
+        call.source +
+        call.route +
+        call.method +
+        rq.contentType +
+        rq.contentEncoding +
+        rs.contentType +
+        rs.contentEncoding +
+        (f.httpHeaders ?? '') +
+        call.error,
+    )
+  ) {
+    return headerBlockOf(headerObject(call, f));
+  }
+  let n = 23;
+  let s =
+    B_SPECVERSION +
+    B_ID +
+    v(call.eventId) +
+    B_SOURCE +
+    v(f.source) +
+    B_TYPE +
+    B_TIME +
+    v(f.time) +
+    B_SUBJECT +
+    v(call.model) +
+    B_CONTENT_TYPE +
+    B_REQUESTID +
+    v(call.requestId) +
+    B_MODEL +
+    v(call.model) +
+    B_MODELVERSION +
+    v(call.version) +
+    B_CAPTURESOURCE +
+    v(call.source) +
+    B_ROUTE +
+    v(call.route) +
+    B_METHOD +
+    v(call.method) +
+    B_STATUS +
+    v(f.status) +
+    B_LATENCYMS +
+    v(f.latency) +
+    B_REQSIZE +
+    v(f.reqSize) +
+    B_REQTRUNCATED +
+    v(f.reqTruncated) +
+    B_REQCONTENTTYPE +
+    v(rq.contentType) +
+    B_REQENCODING +
+    v(rq.contentEncoding) +
+    B_RESSIZE +
+    v(f.resSize) +
+    B_RESTRUNCATED +
+    v(f.resTruncated) +
+    B_RESCONTENTTYPE +
+    v(rs.contentType) +
+    B_RESENCODING +
+    v(rs.contentEncoding);
+  if (f.reqHeaderLength !== undefined) {
+    s += B_REQHEADERLENGTH + v(f.reqHeaderLength);
+    n++;
+  }
+  if (f.resHeaderLength !== undefined) {
+    s += B_RESHEADERLENGTH + v(f.resHeaderLength);
+    n++;
+  }
+  if (f.httpHeaders !== undefined) {
+    s += B_HTTPHEADERS + v(f.httpHeaders);
+    n++;
+  }
+  if (call.error !== '') {
+    s += B_ERROR + v(call.error);
+    n++;
+  }
+  return varintChars(n) + s;
 }
 
 function need(h: Record<string, string>, name: string): string {

@@ -52,6 +52,9 @@ export function acquireTee(ctx: RuntimeContext, options: Omit<TeeOptions, 'regis
       // nothing, and records held back under load stay here long enough to be promoted (major
       // collections on the request thread): only a producer on this thread is held back.
       ...(publisher.inWorker || publisher.bus.kind === 'inprocess' ? { maxLoopUtilization: 1 } : {}),
+      // The publisher worker takes each record's headers as one string (a Kafka header block) rather
+      // than an object rebuilt on its side (structured clone: ~20 µs per record there).
+      ...(publisher.inWorker ? { kafkaHeaderBlock: true } : {}),
       ...options,
       registry: ctx.metrics,
       logger: ctx.logger,

@@ -1,6 +1,11 @@
 import { performance, type EventLoopUtilization } from 'node:perf_hooks';
 import type { Counter, Registry } from 'prom-client';
-import { encodeCaptureSized, type CaptureBodyParts, type CapturedCall } from '../protocol/capture.js';
+import {
+  encodeCaptureSized,
+  type CaptureBodyParts,
+  type CapturedCall,
+  type EncodeCaptureOptions,
+} from '../protocol/capture.js';
 import type { Bus, BusMessage } from '../bus/types.js';
 import { errorMessage } from '../common/errors.js';
 import { silentLogger, type Logger } from '../common/logger.js';
@@ -57,6 +62,13 @@ export interface TeeOptions {
    * @default 5000
    */
   publishTimeoutMs?: number;
+  /**
+   * Encode each record's headers as a Kafka header block (`kafkaHeaders`, see `encodeCaptureSized`)
+   * rather than an object: for a bus that hands records to another thread (the Kafka publisher worker),
+   * where one string per record crosses instead of a 24-property object. Same bytes on the topic.
+   * @default false
+   */
+  kafkaHeaderBlock?: boolean;
   /** Registry for the `modelwatch_tee_*` metrics; none when omitted. */
   registry?: Registry | undefined;
   logger?: Logger;
@@ -72,6 +84,7 @@ const defaults = {
   maxInFlightBatches: 1,
   maxLoopUtilization: 0.9,
   publishTimeoutMs: 5_000,
+  kafkaHeaderBlock: false,
   logger: silentLogger,
 } satisfies Omit<Required<TeeOptions>, 'registry'>;
 
@@ -136,12 +149,14 @@ export class Tee {
   private readonly mSampled: Counter | undefined;
   private readonly mTimeouts: Counter | undefined;
   private gauges: GaugeReader[] = [];
+  private readonly encodeOptions: EncodeCaptureOptions;
 
   constructor(
     private readonly bus: Bus,
     options: TeeOptions = {},
   ) {
     this.opts = { ...defaults, ...options };
+    this.encodeOptions = { kafkaHeaderBlock: this.opts.kafkaHeaderBlock };
     for (const k of [
       'maxBufferBytes',
       'flushIntervalMs',
@@ -242,7 +257,7 @@ export class Tee {
     try {
       // The encoder counts the record's size (as `messageBytes` does) while building it: the entry it
       // returns is queued as is.
-      entry = encodeCaptureSized(call, bodies);
+      entry = encodeCaptureSized(call, bodies, this.encodeOptions);
     } catch (err) {
       this.opts.logger.warn('tee could not encode a capture', { error: errorMessage(err) });
       this.drop('publish_failed', 1);
