@@ -2,7 +2,7 @@
 // through its sidecar (nginx upstream answering with a matching 1-row V2 response), CPU time of every
 // thread read from /proc/PID/task/TID/stat over the steady phase, grouped by thread name.
 //
-//   npx tsx bench/ingest/up-threads.ts [rate=1000] [seconds=8]
+//   npx tsx bench/ingest/up-threads.ts [rate=1000] [seconds=8] [warm-up seconds=3]
 //
 // Prints one line per thread group (µs of CPU per request) and a JSON summary. Run after `npm run build`
 // (bin/modelwatch.js runs dist/ when it is fresh).
@@ -16,6 +16,7 @@ import { freePort, INFER_PATH, startUpstream, v2Body, waitForPort } from '../sid
 const repoRoot = join(import.meta.dirname, '..', '..');
 const rate = Number(process.argv[2] ?? 1000);
 const seconds = Number(process.argv[3] ?? 8);
+const warmup = Number(process.argv[4] ?? 3);
 const ticks = 100; // USER_HZ
 
 interface TaskCpu {
@@ -99,8 +100,8 @@ async function main(): Promise<void> {
         await new Promise((r) => setTimeout(r, 1));
       }
     };
-    process.stderr.write('warm-up 3 s\n');
-    await pace(3);
+    process.stderr.write(`warm-up ${warmup} s\n`);
+    await pace(warmup);
     const scrape = async (): Promise<(name: string) => number> => {
       const text = await (await fetch(`http://127.0.0.1:${apiPort}/metrics`)).text();
       return (name) => Number(text.match(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'm'))?.[1] ?? NaN);
