@@ -2,7 +2,7 @@
 // through its sidecar (nginx upstream answering with a matching 1-row V2 response), CPU time of every
 // thread read from /proc/PID/task/TID/stat over the steady phase, grouped by thread name.
 //
-//   npx tsx bench/ingest/up-threads.ts [rate=1000] [seconds=8]
+//   npx tsx bench/ingest/up-threads.ts [rate=1000] [seconds=8] [warm-up seconds=3]
 //
 // Prints one line per thread group (µs of CPU per request) and a JSON summary. Run after `npm run build`
 // (bin/modelwatch.js runs dist/ when it is fresh).
@@ -16,6 +16,7 @@ import { freePort, INFER_PATH, startUpstream, v2Body, waitForPort } from '../sid
 const repoRoot = join(import.meta.dirname, '..', '..');
 const rate = Number(process.argv[2] ?? 1000);
 const seconds = Number(process.argv[3] ?? 8);
+const warmup = Number(process.argv[4] ?? 3);
 const ticks = 100; // USER_HZ
 
 interface TaskCpu {
@@ -36,6 +37,13 @@ function tasks(pid: number): Map<number, TaskCpu> {
     }
   }
   return out;
+}
+
+/** CPU ticks of the whole process, threads that already ended included (utime + stime of /proc/PID/stat). */
+function processTicks(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return Number(f[11]) + Number(f[12]);
 }
 
 /** Thread groups: the main thread, each other thread named `node` (worker threads) alone, others by name. */
@@ -92,14 +100,24 @@ async function main(): Promise<void> {
         await new Promise((r) => setTimeout(r, 1));
       }
     };
-    process.stderr.write('warm-up 3 s\n');
-    await pace(3);
+    process.stderr.write(`warm-up ${warmup} s\n`);
+    await pace(warmup);
+    const scrape = async (): Promise<(name: string) => number> => {
+      const text = await (await fetch(`http://127.0.0.1:${apiPort}/metrics`)).text();
+      return (name) => Number(text.match(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'm'))?.[1] ?? NaN);
+    };
+    const m0 = await scrape();
     const before = tasks(pid);
+    const processBefore = processTicks(pid);
     const doneBefore = done;
     const load0 = loadavg()[0]!;
     process.stderr.write(`steady ${seconds} s at ${rate} req/s\n`);
     await pace(seconds);
     const after = tasks(pid);
+    const processTotal = processTicks(pid) - processBefore;
+    const m1 = await scrape();
+    // What ingest did during the phase: a run where it fell behind stored less, and its CPU per request is lower.
+    const during = (name: string): number => m1(name) - m0(name);
     const requests = done - doneBefore;
     const groups = new Map<string, number>();
     for (const [tid, t] of after) {
@@ -115,12 +133,15 @@ async function main(): Promise<void> {
       total += tk;
       process.stdout.write(`${String(usPerReq(tk)).padStart(6)} µs/req  ${g}\n`);
     }
+    // Threads that ended during the phase (the engine's pool lets idle threads go) are missing from the
+    // per-thread sum; the process total keeps their CPU.
+    const ended = Math.max(0, processTotal - total);
+    process.stdout.write(`${String(usPerReq(ended)).padStart(6)} µs/req  threads that ended during the phase\n`);
     process.stdout.write(
-      `${String(usPerReq(total)).padStart(6)} µs/req  total (${requests} requests, ${failed} failed)\n`,
+      `${String(usPerReq(processTotal)).padStart(6)} µs/req  process total (${requests} requests, ${failed} failed; ` +
+        `during the phase: ${during('modelwatch_tee_captured_total')} captured, ` +
+        `${during('modelwatch_ingest_rows_inserted_total')} rows stored in ${during('modelwatch_ingest_batches_total')} batches)\n`,
     );
-    const metrics = await (await fetch(`http://127.0.0.1:${apiPort}/metrics`)).text();
-    const pick = (name: string): string =>
-      metrics.match(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'm'))?.[1] ?? '?';
     process.stdout.write(
       JSON.stringify({
         rate,
@@ -128,11 +149,12 @@ async function main(): Promise<void> {
         requests,
         failed,
         load1: [load0, loadavg()[0]],
-        total_us_per_req: usPerReq(total),
+        total_us_per_req: usPerReq(processTotal),
+        ended_threads_us_per_req: usPerReq(ended),
         groups: Object.fromEntries(rows.map(([g, tk]) => [g, usPerReq(tk)])),
-        ingest_batches: pick('modelwatch_ingest_batches_total'),
-        ingest_rows: pick('modelwatch_ingest_rows_inserted_total'),
-        tee_captured: pick('modelwatch_tee_captured_total'),
+        ingest_batches: during('modelwatch_ingest_batches_total'),
+        ingest_rows: during('modelwatch_ingest_rows_inserted_total'),
+        tee_captured: during('modelwatch_tee_captured_total'),
       }) + '\n',
     );
     await pool.close();

@@ -91,19 +91,48 @@ export interface CallKey {
   ts: number;
 }
 
-/**
- * One decoded call, already encoded into its chunk's byte sinks: where its lines are (no per-row objects or
- * line strings are kept). Ranges are `[start, end)` byte positions in the chunk's bodies.
- */
-interface EncodedCall extends CallKey {
-  /** Its prediction lines (consecutive) in the predictions body, and how many rows they are. */
-  predictions: readonly [number, number];
-  rows: number;
-  request: readonly [number, number];
-  payload: readonly [number, number];
-  /** Body quarantine line, when the call's body should have decoded and did not (an empty range otherwise). */
-  quarantine: readonly [number, number];
+/** The event-id lookup's keys of a chunk's calls, as columns (call `i` is element `i` of each). */
+interface CallKeyColumns {
+  eventIds: string[];
+  models: string[];
+  /** Capture times, epoch ms. */
+  ts: number[];
 }
+
+/** Numbers per call in {@link EncodedCalls.at}. */
+const AT = 9;
+
+/**
+ * The decoded calls of a chunk, already encoded into its byte sinks: where each call's lines are, as
+ * columns (no per-call objects or tuples, no per-row objects or line strings). A backlog keeps two chunks
+ * of up to 10,000 calls alive at once (one written, the next encoded), long enough for V8 to promote them,
+ * and V8 lets the old generation grow to about four times what survived its last full collection before
+ * the next one: every byte a chunk keeps costs about four at the heap peak.
+ */
+interface EncodedCalls extends CallKeyColumns {
+  /**
+   * {@link AT} numbers per call, byte positions `[start, end)` in the chunk's bodies: its prediction lines
+   * (consecutive), their row count, its request line, its payload line, its body quarantine line (an empty
+   * range when the call's body decoded).
+   */
+  at: number[];
+}
+
+/** Offsets into a call's {@link AT} numbers. */
+const At = {
+  predictionsStart: 0,
+  predictionsEnd: 1,
+  rows: 2,
+  requestStart: 3,
+  requestEnd: 4,
+  payloadStart: 5,
+  payloadEnd: 6,
+  quarantineStart: 7,
+  quarantineEnd: 8,
+} as const;
+
+/** A range's start in {@link At}. */
+type AtStart = (typeof At)['predictionsStart' | 'requestStart' | 'payloadStart' | 'quarantineStart'];
 
 /** The byte sinks of a chunk's four insert bodies. */
 interface ChunkSinks {
@@ -117,7 +146,7 @@ interface ChunkSinks {
 interface Chunk {
   first: string | undefined;
   last: string;
-  calls: EncodedCall[];
+  calls: EncodedCalls;
   sinks: ChunkSinks;
   /** Envelope quarantine lines (undecodable messages: always written, no event id). */
   envelopeQuarantine: number;
@@ -143,7 +172,7 @@ function newChunk(pools: ChunkPools): Chunk {
   return {
     first: undefined,
     last: '',
-    calls: [],
+    calls: { eventIds: [], models: [], ts: [], at: [] },
     sinks: {
       predictions: new ByteSink({ pool: pools.predictions }),
       requests: new ByteSink({ pool: pools.requests }),
@@ -208,17 +237,32 @@ export async function storedEventIds(
   calls: readonly CallKey[],
   options: StoredEventIdsOptions = {},
 ): Promise<StoredEventIds> {
+  return storedEventIdsOf(
+    store,
+    { eventIds: calls.map((c) => c.event_id), models: calls.map((c) => c.model), ts: calls.map((c) => c.ts) },
+    options,
+  );
+}
+
+/** {@link storedEventIds} of calls given as columns. */
+async function storedEventIdsOf(
+  store: Store,
+  calls: CallKeyColumns,
+  options: StoredEventIdsOptions = {},
+): Promise<StoredEventIds> {
   const out: StoredEventIds = { requests: new Set(), predictions: new Set() };
-  if (calls.length === 0) return out;
+  const n = calls.eventIds.length;
+  if (n === 0) return out;
   let from = Infinity;
   let to = -Infinity;
   const models = new Set<string>();
   const ids = new Set<string>();
-  for (const c of calls) {
-    if (c.ts < from) from = c.ts;
-    if (c.ts > to) to = c.ts;
-    models.add(c.model);
-    ids.add(c.event_id);
+  for (let i = 0; i < n; i++) {
+    const ts = calls.ts[i] as number;
+    if (ts < from) from = ts;
+    if (ts > to) to = ts;
+    models.add(calls.models[i] as string);
+    ids.add(calls.eventIds[i] as string);
   }
   const range = `model IN {models:Array(String)}
       AND ts BETWEEN fromUnixTimestamp64Milli({from:Int64}, 'UTC') AND fromUnixTimestamp64Milli({to:Int64}, 'UTC')`;
@@ -335,16 +379,21 @@ export class IngestPipeline {
       if (payload) sinks.payloads.add(payloadLine(payload));
       const q0 = sinks.quarantine.length;
       if (rec.quarantine) sinks.quarantine.add(quarantineLine(rec.quarantine));
-      chunk.calls.push({
-        event_id: rec.request.event_id,
-        model: rec.request.model,
-        ts: rec.request.ts,
-        predictions: [p0, sinks.predictions.length],
-        rows: rec.predictions.length,
-        request: [r0, sinks.requests.length],
-        payload: [y0, sinks.payloads.length],
-        quarantine: [q0, sinks.quarantine.length],
-      });
+      const calls = chunk.calls;
+      calls.eventIds.push(rec.request.event_id);
+      calls.models.push(rec.request.model);
+      calls.ts.push(rec.request.ts);
+      calls.at.push(
+        p0,
+        sinks.predictions.length,
+        rec.predictions.length,
+        r0,
+        sinks.requests.length,
+        y0,
+        sinks.payloads.length,
+        q0,
+        sinks.quarantine.length,
+      );
       chunk.rows += rec.predictions.length;
       // A large batch is cut in two halves at least, so that the second is decoded while the first is written.
       const half = inflight === undefined && chunk.rows >= SPLIT_MIN_ROWS && 2 * (i + 1) >= total && i + 1 < total;
@@ -365,13 +414,16 @@ export class IngestPipeline {
   /** The chunk's insert bodies as encoded (every call): views of its sinks' buffers. */
   private static encoded(chunk: Chunk): ChunkBodies {
     let bodyQuarantine = 0;
-    for (const c of chunk.calls) if (c.quarantine[1] > c.quarantine[0]) bodyQuarantine++;
+    const at = chunk.calls.at;
+    for (let k = 0; k < at.length; k += AT) {
+      if ((at[k + At.quarantineEnd] as number) > (at[k + At.quarantineStart] as number)) bodyQuarantine++;
+    }
     return {
       predictions: chunk.sinks.predictions.body(),
       requests: chunk.sinks.requests.body(),
       payloads: chunk.sinks.payloads.body(),
       quarantine: chunk.sinks.quarantine.body(),
-      fresh: chunk.calls.length,
+      fresh: chunk.calls.eventIds.length,
       rows: chunk.rows,
       bodyQuarantine,
     };
@@ -380,21 +432,27 @@ export class IngestPipeline {
   /** `all` (every call of the chunk) without the calls already stored: copies of the kept byte ranges. */
   private static withoutStored(chunk: Chunk, all: ChunkBodies, stored: StoredEventIds): ChunkBodies {
     const drop = { predictions: [] as [number, number][], requests: [] as [number, number][] };
-    const dropPayloads: (readonly [number, number])[] = [];
-    const dropQuarantine: (readonly [number, number])[] = [];
+    const dropPayloads: [number, number][] = [];
+    const dropQuarantine: [number, number][] = [];
     let fresh = 0;
     let rows = 0;
     let bodyQuarantine = 0;
-    for (const c of chunk.calls) {
-      if (stored.predictions.has(c.event_id)) drop.predictions.push([c.predictions[0], c.predictions[1]]);
-      else rows += c.rows;
-      if (stored.requests.has(c.event_id)) {
-        drop.requests.push([c.request[0], c.request[1]]);
-        dropPayloads.push(c.payload);
-        dropQuarantine.push(c.quarantine);
+    const { eventIds, at } = chunk.calls;
+    const range = (k: number, start: AtStart): [number, number] => [
+      at[k + start] as number,
+      at[k + start + 1] as number,
+    ];
+    for (let i = 0, k = 0; i < eventIds.length; i++, k += AT) {
+      const id = eventIds[i] as string;
+      if (stored.predictions.has(id)) drop.predictions.push(range(k, At.predictionsStart));
+      else rows += at[k + At.rows] as number;
+      if (stored.requests.has(id)) {
+        drop.requests.push(range(k, At.requestStart));
+        dropPayloads.push(range(k, At.payloadStart));
+        dropQuarantine.push(range(k, At.quarantineStart));
       } else {
         fresh++;
-        if (c.quarantine[1] > c.quarantine[0]) bodyQuarantine++;
+        if ((at[k + At.quarantineEnd] as number) > (at[k + At.quarantineStart] as number)) bodyQuarantine++;
       }
     }
     return {
@@ -416,7 +474,7 @@ export class IngestPipeline {
     // Encoded as the calls were decoded; the calls found already stored are cut out of these bodies.
     const all = IngestPipeline.encoded(chunk);
     const result = await this.withRetry(batch, async () => {
-      const stored = this.opts.eventIdLookup ? await storedEventIds(this.store, chunk.calls) : noStored;
+      const stored = this.opts.eventIdLookup ? await storedEventIdsOf(this.store, chunk.calls) : noStored;
       const b =
         stored.requests.size > 0 || stored.predictions.size > 0
           ? IngestPipeline.withoutStored(chunk, all, stored)
@@ -426,7 +484,7 @@ export class IngestPipeline {
       await this.store.insertEncoded(ShadowTables.payloads, b.payloads, { ...opts, columns: PayloadColumns });
       await this.store.insertEncoded(Tables.quarantine, b.quarantine, { ...opts, columns: QuarantineColumns });
       await this.store.insertEncoded(Tables.requests, b.requests, { ...opts, columns: RequestColumns });
-      return { duplicates: chunk.calls.length - b.fresh, rows: b.rows, bodyQuarantine: b.bodyQuarantine };
+      return { duplicates: chunk.calls.eventIds.length - b.fresh, rows: b.rows, bodyQuarantine: b.bodyQuarantine };
     });
     // Every insert is done: the bodies' buffers serve the next chunk. (Not after a failed write: the engine
     // may still read a body whose statement was cancelled.)
