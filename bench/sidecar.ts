@@ -58,7 +58,7 @@ const QUICK = process.env.SIDECAR_BENCH_QUICK === '1';
 const num = (name: string, dflt: number): number => Number(process.env[name] ?? dflt);
 const RATE = num('SIDECAR_BENCH_RATE', 1000);
 const CONNECTIONS = 16;
-const WARMUP_S = num('SIDECAR_BENCH_WARMUP_S', 1);
+const WARMUP_S = num('SIDECAR_BENCH_WARMUP_S', 4);
 const LATENCY_S = num('SIDECAR_BENCH_LATENCY_S', QUICK ? 3 : 5);
 const SATURATION_S = num('SIDECAR_BENCH_SATURATION_S', QUICK ? 2 : 3);
 const ROUNDS = num('SIDECAR_BENCH_ROUNDS', QUICK ? 1 : 3);
