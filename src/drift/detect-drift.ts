@@ -27,6 +27,7 @@ import {
 import {
   referenceRowsSample,
   storedFeatureSpecs,
+  inlineParams,
   trafficSample,
   type MapLookup,
   type SampleFilter,
@@ -126,6 +127,17 @@ const WIDE_READ_BYTES = 80 * 2 ** 20;
  * about three times while it is decoded and split: at 256 MiB, under 800 MB.
  */
 const SCAN_READ_BYTES = 256 * 2 ** 20;
+
+/**
+ * Wide reads of the window started ahead of the one before (0: one after the other; 1: two at once): two at once when all its numeric values fit
+ * two reads (at 1M rows, 20 features), so that the two reads, then the category counts and the first group's
+ * sorts, keep both cores busy rather than each waiting for the one before. Larger windows are read one group
+ * at a time, which bounds memory to a group being read and the groups being sorted.
+ */
+function readsAtOnce(rows: number, features: readonly StoredFeature[]): number {
+  const numeric = features.filter((f) => f.kind === 'numeric').length;
+  return 8 * rows * numeric <= 2 * WIDE_READ_BYTES ? 1 : 0;
+}
 
 /** Rows per window against the reference rate. */
 export interface VolumeCheck {
@@ -475,7 +487,7 @@ export async function detectDrift(store: Store, options: DetectDriftOptions): Pr
       compareSampleToReference(
         store,
         sorted,
-        trafficSample({ model: o.model, fromMs, toMs, features, paramPrefix: 'c_', filter, lookup }),
+        inlineParams(trafficSample({ model: o.model, fromMs, toMs, features, paramPrefix: 'c_', filter, lookup })),
         storedFeatureSpecs(features),
         {
           overrides: mergeOverrides(configured, stored.methods),
@@ -490,7 +502,12 @@ export async function detectDrift(store: Store, options: DetectDriftOptions): Pr
                   readTrafficNumeric(store, { model: o.model, fromMs, toMs, filter }, group),
               }
             : expectedRows !== undefined
-              ? { expectedRows, groupSize: WIDE_GROUP, readBudgetBytes: WIDE_READ_BYTES }
+              ? {
+                  expectedRows,
+                  groupSize: WIDE_GROUP,
+                  readBudgetBytes: WIDE_READ_BYTES,
+                  readAhead: readsAtOnce(expectedRows, features),
+                }
               : {}),
         },
       );
