@@ -166,3 +166,49 @@ describe('runCachedScript', () => {
     ]);
   });
 });
+
+interface LoadResult {
+  cache: string;
+  keys: string[];
+  answer: number;
+  written: string | null;
+  again: string | null;
+}
+
+/** loadCachedScript in a fresh node process: what it returned, the exports' main(['0']) result and saveCache(). */
+function loadCachedScript(
+  file: string,
+  options: { dirs: string[]; env?: Record<string, string> },
+): Promise<LoadResult> {
+  const code = `
+    import { loadCachedScript } from ${JSON.stringify(loader)};
+    globalThis.__cachedScriptCalls = [];
+    const r = loadCachedScript(${JSON.stringify(file)}, { dirs: ${JSON.stringify(options.dirs)} });
+    const answer = await r.exports.main(['0']);
+    const written = r.saveCache() ?? null;
+    const again = r.saveCache() ?? null;
+    process.stdout.write(JSON.stringify({ cache: r.cache, keys: Object.keys(r.exports), answer, written, again }));`;
+  return new Promise((resolve, reject) => {
+    execFile(
+      process.execPath,
+      ['--input-type=module', '-e', code],
+      { env: { ...process.env, MODELWATCH_CODE_CACHE: '1', ...options.env } },
+      (err, stdout, stderr) =>
+        err !== null ? reject(new Error(`${err.message}\n${stderr}`)) : resolve(JSON.parse(stdout) as LoadResult),
+    );
+  });
+}
+
+describe('loadCachedScript', () => {
+  it("returns the script's exports; saveCache writes the cache once when it was missing, and the next load hits", async () => {
+    const { file, dirs } = fresh('load');
+    const first = await loadCachedScript(file, { dirs });
+    expect(first).toMatchObject({ cache: 'miss', keys: ['main'], answer: 0 });
+    expect(first.written).toBe(join(dirs[0]!, cacheFiles(dirs[0]!)[0]!));
+    const second = await loadCachedScript(file, { dirs });
+    expect(second).toEqual({ cache: 'hit', keys: ['main'], answer: 0, written: null, again: null });
+    const off = await loadCachedScript(file, { dirs: [join(dir, 'load-off')], env: { MODELWATCH_CODE_CACHE: '0' } });
+    expect(off).toMatchObject({ cache: 'off', written: null });
+    expect(cacheFiles(join(dir, 'load-off'))).toEqual([]);
+  });
+});
