@@ -455,12 +455,16 @@ export async function detectDrift(store: Store, options: DetectDriftOptions): Pr
       ? stage('count window keys', () => windowKeys(store, o.model, fromMs, toMs))
       : undefined;
   counted?.catch(() => undefined);
+  // Whether the reference needs reads from the store (a local cache miss): known once the cache is looked up.
+  let storeReadsKnown: (columns: number) => void = () => undefined;
+  const referenceStoreReads = new Promise<number>((resolve) => (storeReadsKnown = resolve));
   const sortedRef =
     base.stored !== undefined
       ? readSortedReference(store, base.stored.id, {
           features: base.stored.features.filter(kept),
           info: base.stored,
           cache: o.referenceCache,
+          onStoreReads: (columns) => storeReadsKnown(columns),
           // In few wide queries (two at 1M rows), so that it is read alongside the window's reads rather than
           // after them: the window's jobs need it whole.
           ...(counted !== undefined
@@ -468,7 +472,11 @@ export async function detectDrift(store: Store, options: DetectDriftOptions): Pr
             : {}),
         })
       : undefined;
-  sortedRef?.catch(() => undefined);
+  // A reference that fails before its cache lookup: counted as needing the store (its error surfaces below).
+  sortedRef?.then(
+    () => storeReadsKnown(0),
+    () => storeReadsKnown(1),
+  );
   const configured = overridesFor(o.config, o.model);
   // Against a stored reference, one key lookup per feature (`arrayElementOrNull`) where the store has the
   // function, else (and for ad hoc windows) two.
@@ -481,13 +489,18 @@ export async function detectDrift(store: Store, options: DetectDriftOptions): Pr
     counted?: WindowKeys,
   ): Promise<DriftReport> => {
     const expectedRows = counted?.rows;
+    // The window's reads at once (literal SQL, read ahead) only when the reference needs no engine work: reads
+    // of the stored reference would otherwise run alongside them, and each group's sorts need it whole.
+    const together = counted !== undefined && (await referenceStoreReads) === 0;
     // One scan of the maps for every numeric feature when the whole window's values fit the scan's budget.
     const scan = o.numericRead === 'scan' && counted !== undefined && counted.keys * 8 <= SCAN_READ_BYTES;
     const run = (): Promise<DriftReport> =>
       compareSampleToReference(
         store,
         sorted,
-        inlineParams(trafficSample({ model: o.model, fromMs, toMs, features, paramPrefix: 'c_', filter, lookup })),
+        (together ? inlineParams : (x: Sample) => x)(
+          trafficSample({ model: o.model, fromMs, toMs, features, paramPrefix: 'c_', filter, lookup }),
+        ),
         storedFeatureSpecs(features),
         {
           overrides: mergeOverrides(configured, stored.methods),
@@ -506,7 +519,7 @@ export async function detectDrift(store: Store, options: DetectDriftOptions): Pr
                   expectedRows,
                   groupSize: WIDE_GROUP,
                   readBudgetBytes: WIDE_READ_BYTES,
-                  readAhead: readsAtOnce(expectedRows, features),
+                  readAhead: together ? readsAtOnce(expectedRows, features) : 0,
                 }
               : {}),
         },
