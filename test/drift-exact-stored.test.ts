@@ -317,6 +317,9 @@ describe('detection against the stored sorted reference', () => {
       params: sample.params,
     });
     expect(row).toEqual({ a: odd, b: -5, c: ['x', "y'"], d: 7 });
+    const nul = inlineParams({ sql: 'SELECT {a:String} AS a', params: { a: 'x\0y' } });
+    expect(nul.params).toEqual({ a: 'x\0y' });
+    expect(await store.query<{ a: string }>(nul.sql, { params: nul.params })).toEqual([{ a: 'x\0y' }]);
   });
 
   it('a reference without sorted rows (stored before migration 10) is sorted from its rows: same values, same report', async () => {

@@ -119,7 +119,8 @@ export function inlineParams(sample: Sample): Sample {
     /\{([A-Za-z_][A-Za-z0-9_]*):(String|Int64|UInt64|Int32|UInt32)\}/g,
     (whole, name: string, type: string) => {
       const value = sample.params[name];
-      if (type === 'String' && typeof value === 'string') return quoteString(value);
+      // A NUL byte stays bound: the literal form would depend on how the engine's parser treats it.
+      if (type === 'String' && typeof value === 'string' && !value.includes('\0')) return quoteString(value);
       if (type !== 'String' && typeof value === 'number' && Number.isSafeInteger(value)) return String(value);
       return whole;
     },
