@@ -3,8 +3,7 @@
 // - `modelwatch report` on Parquet files, 20 numeric + 5 categorical columns, at 1M and 10M rows per side
 //   (ours: the CLI as a child process, wall time including start-up, peak RSS from /usr/bin/time -v);
 // - detection of stored traffic (mw_predictions) against a stored, pre-sorted reference at 1M rows (ours: a
-//   child node process that loads the detection bundle dist/cli/detect.bundle.cjs with its code cache, opens the
-//   embedded store and runs detectDrift, start-up included), twice: first
+//   child node process that opens the embedded store and runs detectDrift, start-up included), twice: first
 //   with an empty local reference cache (a miss: the sorted reference is read from the store and cached),
 //   then again (a hit, the steady state of a detection loop); both must report the same;
 // - `modelwatch report` on a 1k-row pair: wall time (median of 3);
@@ -572,7 +571,7 @@ export async function run(): Promise<void> {
       '',
       `1-minute load average during the run: min ${f(summary.load_average_1m.min)}, mean ${f(summary.load_average_1m.mean)}, max ${f(summary.load_average_1m.max)} on ${summary.machine.cpus} CPUs. Ratios compare runs made back to back in this run, under the same load.`,
       '',
-      'Ours = the compiled build (dist/) in a child process, wall time including process start-up: `modelwatch report` for files; for detection, a node process that loads the detection bundle (`dist/cli/detect.bundle.cjs`, with its V8 code cache), opens the embedded store and runs `detectDrift` on the traffic window against the stored (pre-sorted) reference. SciPy = `bench/drift_scipy.py`, statistics only (loading its .npy copies excluded). RSS from `/usr/bin/time -v`.',
+      'Ours = the compiled build (dist/) in a child process, wall time including process start-up: `modelwatch report` for files; for detection, a node process that opens the embedded store and runs `detectDrift` on the traffic window against the stored (pre-sorted) reference. SciPy = `bench/drift_scipy.py`, statistics only (loading its .npy copies excluded). RSS from `/usr/bin/time -v`.',
       '',
       '## Targets',
       '',
