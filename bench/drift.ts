@@ -199,30 +199,12 @@ await store.close();
 process.stdout.write(JSON.stringify({ id: ref.id, reference_s: (t1 - t0) / 1000, traffic_s: (performance.now() - t1) / 1000 }));
 `;
 
-/**
- * Child script: one detection of the traffic window against the stored reference (what is timed). It loads the
- * detection bundle the build ships (dist/cli/detect.bundle.cjs, compiled with its V8 code cache through
- * bin/cached-script.js, written by the first run) when there is one, else the dist/ modules one by one.
- */
+/** Child script: one detection of the traffic window against the stored reference (what is timed). */
 const detectScript = `
-const { existsSync, writeFileSync } = await import('node:fs');
-const bundleFile = ${JSON.stringify(join(distDir, 'cli', 'detect.bundle.cjs'))};
-let api;
-let saveCache = () => undefined;
-if (existsSync(bundleFile)) {
-  const { loadCachedScript } = await import(${JSON.stringify(pathToFileURL(join(root, 'bin', 'cached-script.js')).href)});
-  const loaded = loadCachedScript(bundleFile);
-  api = loaded.exports;
-  saveCache = loaded.saveCache;
-} else {
-  api = {
-    ...(await import(${JSON.stringify(dist('store/index.js'))})),
-    ...(await import(${JSON.stringify(dist('drift/detect-drift.js'))})),
-    ...(await import(${JSON.stringify(dist('config/schema.js'))})),
-    ...(await import(${JSON.stringify(dist('drift/exact/index.js'))})),
-  };
-}
-const { createStore, detectDrift, configSchema, lastSortedReadStats } = api;
+const { writeFileSync } = await import('node:fs');
+const { createStore } = await import(${JSON.stringify(dist('store/index.js'))});
+const { detectDrift } = await import(${JSON.stringify(dist('drift/detect-drift.js'))});
+const { configSchema } = await import(${JSON.stringify(dist('config/schema.js'))});
 const store = createStore({ url: 'chdb:' + process.env.MW_PATH }).with({ role: 'detect', timeoutMs: 3_600_000 });
 const t0 = Number(process.env.MW_T0);
 const d = await detectDrift(store, {
@@ -230,9 +212,9 @@ const d = await detectDrift(store, {
   config: configSchema.parse({}), now: t0 + 7_200_000,
 });
 writeFileSync(process.env.MW_OUT, JSON.stringify(d));
+const { lastSortedReadStats } = await import(${JSON.stringify(dist('drift/exact/index.js'))});
 process.stdout.write(JSON.stringify(lastSortedReadStats()));
 await store.close();
-saveCache();
 process.exit(0);
 `;
 

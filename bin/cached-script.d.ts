@@ -17,19 +17,3 @@ export function runCachedScript(
   argv: string[],
   options?: { env?: NodeJS.ProcessEnv; dirs?: string[] },
 ): Promise<CachedScriptRun>;
-
-/** What {@link loadCachedScript} returns. */
-export interface CachedScriptLoad {
-  /** The script's `module.exports`. */
-  exports: Record<string, unknown>;
-  /** As {@link CachedScriptRun.cache}. */
-  cache: 'off' | 'hit' | 'miss' | 'rejected';
-  /** Writes the cache when it was missing or rejected (after the work); the file written, if any. */
-  saveCache(): string | undefined;
-}
-
-/** Loads the CommonJS script `file` with a V8 code cache and returns its exports (see bin/cached-script.js). */
-export function loadCachedScript(
-  file: string,
-  options?: { env?: NodeJS.ProcessEnv; dirs?: string[] },
-): CachedScriptLoad;

@@ -29,16 +29,15 @@ export function cacheDirs(file, env = process.env) {
 }
 
 /**
- * Loads the CommonJS script `file` with a V8 code cache (see the module comment) and returns its exports,
- * what happened to the cache, and `saveCache()`, which writes the cache when it was missing or rejected (call
- * it after the work, so that the functions the work compiled are in the cache too) and returns the file
- * written, if any.
+ * Runs `main(argv)` of the CommonJS script `file` and resolves with its exit code and what happened to the
+ * cache (see the module comment).
  * @param {string} file absolute path of the script
+ * @param {string[]} argv passed to `main`
  * @param {{ env?: NodeJS.ProcessEnv, dirs?: string[] }} [options] `dirs`: where the cache may be kept
  *   (default {@link cacheDirs})
- * @returns {{ exports: Record<string, unknown>, cache: 'off' | 'hit' | 'miss' | 'rejected', saveCache: () => string | undefined }}
+ * @returns {Promise<{ code: number, cache: 'off' | 'hit' | 'miss' | 'rejected', written: string | undefined }>}
  */
-export function loadCachedScript(file, options = {}) {
+export async function runCachedScript(file, argv, options = {}) {
   const started = performance.now();
   const env = options.env ?? process.env;
   const dirs = options.dirs ?? cacheDirs(file, env);
@@ -68,8 +67,9 @@ export function loadCachedScript(file, options = {}) {
     ...(cachedData !== undefined ? { cachedData } : {}),
   });
   const cache = !useCache ? 'off' : cachedData === undefined ? 'miss' : script.cachedDataRejected ? 'rejected' : 'hit';
-  const module = { exports: /** @type {Record<string, unknown>} */ ({}) };
+  const module = { exports: /** @type {{ main?: (argv: string[]) => Promise<number> }} */ ({}) };
   script.runInThisContext()(module.exports, createRequire(file), module, file, dirname(file));
+  if (typeof module.exports.main !== 'function') throw new Error(`${file} does not export main()`);
   if (env.MODELWATCH_PROFILE === '1') {
     const now = performance.now();
     const name = `load bundle (code cache ${cache})`;
@@ -77,8 +77,11 @@ export function loadCachedScript(file, options = {}) {
       `profile: ${name.padEnd(40)} ${(now - started).toFixed(1).padStart(8)} ms  (at ${now.toFixed(1)} ms)\n`,
     );
   }
-  const saveCache = () => {
-    if (cache !== 'miss' && cache !== 'rejected') return undefined;
+  const code = await module.exports.main(argv);
+  let written;
+  const help = argv.includes('--help') || argv.includes('-h');
+  if ((cache === 'miss' || cache === 'rejected') && code === 0 && !help) {
+    // After the whole run, so the functions it compiled on the way are in the cache too.
     const data = script.createCachedData();
     for (const dir of dirs) {
       const tmp = join(dir, `${name}.${process.pid}.tmp`);
@@ -86,7 +89,8 @@ export function loadCachedScript(file, options = {}) {
         mkdirSync(dir, { recursive: true });
         writeFileSync(tmp, data);
         renameSync(tmp, join(dir, name));
-        return join(dir, name);
+        written = join(dir, name);
+        break;
       } catch {
         // Not writable: the next place, or no cache.
         try {
@@ -96,27 +100,6 @@ export function loadCachedScript(file, options = {}) {
         }
       }
     }
-    return undefined;
-  };
-  return { exports: module.exports, cache, saveCache };
-}
-
-/**
- * Runs `main(argv)` of the CommonJS script `file` and resolves with its exit code and what happened to the
- * cache (see the module comment).
- * @param {string} file absolute path of the script
- * @param {string[]} argv passed to `main`
- * @param {{ env?: NodeJS.ProcessEnv, dirs?: string[] }} [options] `dirs`: where the cache may be kept
- *   (default {@link cacheDirs})
- * @returns {Promise<{ code: number, cache: 'off' | 'hit' | 'miss' | 'rejected', written: string | undefined }>}
- */
-export async function runCachedScript(file, argv, options = {}) {
-  const { exports, cache, saveCache } = loadCachedScript(file, options);
-  const main = /** @type {((argv: string[]) => Promise<number>) | undefined} */ (exports.main);
-  if (typeof main !== 'function') throw new Error(`${file} does not export main()`);
-  const code = await main(argv);
-  const help = argv.includes('--help') || argv.includes('-h');
-  // After the whole run, so the functions it compiled on the way are in the cache too.
-  const written = code === 0 && !help ? saveCache() : undefined;
+  }
   return { code, cache, written };
 }

@@ -1,7 +1,6 @@
 // Part of `npm run build` (scripts/build.sh), after tsc: bundles the `modelwatch report` command
 // (dist/cli/report-main.js and everything it imports, npm packages included) into one CommonJS script,
-// dist/cli/report.bundle.cjs (and `modelwatch detect --once`, dist/drift/detect-main.js, into
-// dist/cli/detect.bundle.cjs, the same way), which bin/modelwatch.js compiles through `vm.Script` with a V8 code cache and
+// dist/cli/report.bundle.cjs, which bin/modelwatch.js compiles through `vm.Script` with a V8 code cache and
 // runs for `modelwatch report`. One file instead of ~450 modules makes the command start several times
 // faster, and a CommonJS script (unlike an ES module on Node 20) can be compiled from a code cache
 // (bin/cached-script.js).
@@ -122,45 +121,35 @@ const common = {
   logLevel: 'warning',
 };
 
-/**
- * The command bundles: CommonJS scripts run by bin/modelwatch.js through bin/cached-script.js. `modelwatch
- * report` (dist/cli/report-main.js), and `modelwatch detect --once` (dist/drift/detect-main.js, which also
- * exports the detection API for programs that detect once).
- */
-const bundles = [
-  { entry: join(dist, 'cli', 'report-main.js'), outfile, name: 'report' },
-  { entry: join(dist, 'drift', 'detect-main.js'), outfile: join(dist, 'cli', 'detect.bundle.cjs'), name: 'detect' },
-];
-
-for (const b of bundles) {
-  // A CommonJS script. `__mwBundleUrl` (the bundle's own file URL) stands for `import.meta.url` of any bundled
-  // module the plugin does not rewrite (npm packages).
-  await esbuild.build({
-    ...common,
-    format: 'cjs',
-    entryPoints: [b.entry],
-    outfile: b.outfile,
-    banner: { js: "'use strict'; const __mwBundleUrl = require('node:url').pathToFileURL(__filename).href;" },
-    define: { 'import.meta.url': '__mwBundleUrl' },
-    // typescript: an optional peer of chdb's code generator, which `require`s it only when called.
-    external: ['onnxruntime-node', 'typescript', 'chdb/package.json'],
-    plugins: [chdbJsBundled, ownUrlOf(b.outfile, '__mwBundleUrl', requireChdbInBundle), englishOnlyLocales],
-  });
-  // The bundle ASCII-only, so bin/cached-script.js decodes it as Latin-1 (several times faster than UTF-8 for
-  // ~1.7 MB): esbuild escapes non-ASCII characters in code, and what remains is in comments, where the
-  // characters are replaced. Anything non-ASCII outside a comment line is left alone (the script is then
-  // decoded as UTF-8, as before).
-  const text = await readFile(b.outfile, 'utf8');
+// The command: a CommonJS script. `__mwBundleUrl` (the bundle's own file URL) stands for `import.meta.url`
+// of any bundled module the plugin does not rewrite (npm packages).
+await esbuild.build({
+  ...common,
+  format: 'cjs',
+  entryPoints: [join(dist, 'cli', 'report-main.js')],
+  outfile,
+  banner: { js: "'use strict'; const __mwBundleUrl = require('node:url').pathToFileURL(__filename).href;" },
+  define: { 'import.meta.url': '__mwBundleUrl' },
+  // typescript: an optional peer of chdb's code generator, which `require`s it only when called.
+  external: ['onnxruntime-node', 'typescript', 'chdb/package.json'],
+  plugins: [chdbJsBundled, ownUrlOf(outfile, '__mwBundleUrl', requireChdbInBundle), englishOnlyLocales],
+});
+// The bundle ASCII-only, so bin/cached-script.js decodes it as Latin-1 (several times faster than UTF-8 for
+// ~1.7 MB): esbuild escapes non-ASCII characters in code, and what remains is in comments, where the
+// characters are replaced. Anything non-ASCII outside a comment line is left alone (the script is then
+// decoded as UTF-8, as before).
+{
+  const text = await readFile(outfile, 'utf8');
   const lines = text.split('\n');
   const comment = /^\s*(?:\/\/|\/\*|\*)/;
   const nonAscii = /[^\x00-\x7f]/;
   const outside = lines.filter((l) => nonAscii.test(l) && !comment.test(l));
   if (outside.length === 0) {
     const ascii = lines.map((l) => (nonAscii.test(l) ? l.replace(/[^\x00-\x7f]/g, '?') : l)).join('\n');
-    if (ascii !== text) await writeFile(b.outfile, ascii);
+    if (ascii !== text) await writeFile(outfile, ascii);
   } else {
     process.stderr.write(
-      `build: ${outside.length} non-ASCII line(s) outside comments; the ${b.name} bundle stays UTF-8\n`,
+      `build: ${outside.length} non-ASCII line(s) outside comments; the report bundle stays UTF-8\n`,
     );
   }
 }
