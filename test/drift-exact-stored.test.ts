@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { configSchema } from '../src/config/index.js';
 import { createReference, detectDrift, storedFeatureSpecs, trafficSample } from '../src/drift/index.js';
+import { inlineParams } from '../src/drift/stats/sample.js';
 import {
   SortPool,
   compareSampleToReference,
@@ -271,6 +272,26 @@ describe('detection against the stored sorted reference', () => {
       const numeric = specs.filter((s) => s.kind === 'numeric').length;
       expect(numeric).toBeGreaterThan(3);
       expect(log.entries.filter((e) => e.label === 'drift read')).toHaveLength(Math.ceil(numeric / 3));
+      // Reading ahead (two groups at once) from a sample with its parameters inlined (no bound parameter, so the
+      // embedded engine runs the reads at once): the same report, and the category counts are read as soon as
+      // the first group is, before the last group's read (without reading ahead, they are read last).
+      const inlined = inlineParams(sample);
+      expect(inlined.params).toEqual({});
+      const { store: ahead, log: aheadLog } = countingStore(store);
+      const readAhead = await compareSampleToReference(ahead, ref, inlined, specs, {
+        pool,
+        inlineMaxValues: 0,
+        groupSize: 2,
+        readAhead: 1,
+      });
+      expect(readAhead).toEqual(inline);
+      const labels = aheadLog.entries.map((e) => e.label);
+      expect(labels.filter((l) => l === 'drift read')).toHaveLength(Math.ceil(numeric / 2));
+      expect(labels.indexOf('drift categories')).toBeGreaterThan(labels.indexOf('drift read'));
+      expect(labels.indexOf('drift categories')).toBeLessThan(labels.lastIndexOf('drift read'));
+      const { store: serial, log: serialLog } = countingStore(store);
+      await compareSampleToReference(serial, ref, inlined, specs, { pool, inlineMaxValues: 0, groupSize: 2 });
+      expect(serialLog.entries.map((e) => e.label).indexOf('drift categories')).toBe(Math.ceil(numeric / 2));
       // A reference that fails to read fails the comparison with its own error.
       await expect(
         compareSampleToReference(store, readSortedReference(store, 'no-such-reference'), sample, specs, { pool }),
@@ -283,6 +304,23 @@ describe('detection against the stored sorted reference', () => {
       if (f.sorted !== undefined) expect([...f.sorted], f.name).toEqual([...before[i]!]);
     });
   }, 120_000);
+
+  it('inlined parameters are the bound values as literals: strings with quotes and backslashes, integers; others stay bound', async () => {
+    const odd = "it's a \\ back\\'slash {x:String} and a\nnewline";
+    const sample = inlineParams({
+      sql: 'SELECT {a:String} AS a, {b:Int64} AS b, {c:Array(String)} AS c, {d:UInt32} AS d',
+      params: { a: odd, b: -5, c: ['x', "y'"], d: 7 },
+    });
+    expect(sample.sql).not.toMatch(/\{[abd]:/);
+    expect(sample.params).toEqual({ c: ['x', "y'"] });
+    const [row] = await store.query<{ a: string; b: number | string; c: string[]; d: number }>(sample.sql, {
+      params: sample.params,
+    });
+    expect(row).toEqual({ a: odd, b: -5, c: ['x', "y'"], d: 7 });
+    const nul = inlineParams({ sql: 'SELECT {a:String} AS a', params: { a: 'x\0y' } });
+    expect(nul.params).toEqual({ a: 'x\0y' });
+    expect(await store.query<{ a: string }>(nul.sql, { params: nul.params })).toEqual([{ a: 'x\0y' }]);
+  });
 
   it('a reference without sorted rows (stored before migration 10) is sorted from its rows: same values, same report', async () => {
     const stored = await readSortedReference(store, refId);

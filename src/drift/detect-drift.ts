@@ -27,6 +27,7 @@ import {
 import {
   referenceRowsSample,
   storedFeatureSpecs,
+  inlineParams,
   trafficSample,
   type MapLookup,
   type SampleFilter,
@@ -126,6 +127,17 @@ const WIDE_READ_BYTES = 80 * 2 ** 20;
  * about three times while it is decoded and split: at 256 MiB, under 800 MB.
  */
 const SCAN_READ_BYTES = 256 * 2 ** 20;
+
+/**
+ * Wide reads of the window started ahead of the one before (0: one after the other; 1: two at once): two at once when all its numeric values fit
+ * two reads (at 1M rows, 20 features), so that the two reads, then the category counts and the first group's
+ * sorts, keep both cores busy rather than each waiting for the one before. Larger windows are read one group
+ * at a time, which bounds memory to a group being read and the groups being sorted.
+ */
+function readsAtOnce(rows: number, features: readonly StoredFeature[]): number {
+  const numeric = features.filter((f) => f.kind === 'numeric').length;
+  return 8 * rows * numeric <= 2 * WIDE_READ_BYTES ? 1 : 0;
+}
 
 /** Rows per window against the reference rate. */
 export interface VolumeCheck {
@@ -443,12 +455,16 @@ export async function detectDrift(store: Store, options: DetectDriftOptions): Pr
       ? stage('count window keys', () => windowKeys(store, o.model, fromMs, toMs))
       : undefined;
   counted?.catch(() => undefined);
+  // Whether the reference needs reads from the store (a local cache miss): known once the cache is looked up.
+  let storeReadsKnown: (columns: number) => void = () => undefined;
+  const referenceStoreReads = new Promise<number>((resolve) => (storeReadsKnown = resolve));
   const sortedRef =
     base.stored !== undefined
       ? readSortedReference(store, base.stored.id, {
           features: base.stored.features.filter(kept),
           info: base.stored,
           cache: o.referenceCache,
+          onStoreReads: (columns) => storeReadsKnown(columns),
           // In few wide queries (two at 1M rows), so that it is read alongside the window's reads rather than
           // after them: the window's jobs need it whole.
           ...(counted !== undefined
@@ -456,7 +472,11 @@ export async function detectDrift(store: Store, options: DetectDriftOptions): Pr
             : {}),
         })
       : undefined;
-  sortedRef?.catch(() => undefined);
+  // A reference that fails before its cache lookup: counted as needing the store (its error surfaces below).
+  sortedRef?.then(
+    () => storeReadsKnown(0),
+    () => storeReadsKnown(1),
+  );
   const configured = overridesFor(o.config, o.model);
   // Against a stored reference, one key lookup per feature (`arrayElementOrNull`) where the store has the
   // function, else (and for ad hoc windows) two.
@@ -469,13 +489,18 @@ export async function detectDrift(store: Store, options: DetectDriftOptions): Pr
     counted?: WindowKeys,
   ): Promise<DriftReport> => {
     const expectedRows = counted?.rows;
+    // The window's reads at once (literal SQL, read ahead) only when the reference needs no engine work: reads
+    // of the stored reference would otherwise run alongside them, and each group's sorts need it whole.
+    const together = counted !== undefined && (await referenceStoreReads) === 0;
     // One scan of the maps for every numeric feature when the whole window's values fit the scan's budget.
     const scan = o.numericRead === 'scan' && counted !== undefined && counted.keys * 8 <= SCAN_READ_BYTES;
     const run = (): Promise<DriftReport> =>
       compareSampleToReference(
         store,
         sorted,
-        trafficSample({ model: o.model, fromMs, toMs, features, paramPrefix: 'c_', filter, lookup }),
+        (together ? inlineParams : (x: Sample) => x)(
+          trafficSample({ model: o.model, fromMs, toMs, features, paramPrefix: 'c_', filter, lookup }),
+        ),
         storedFeatureSpecs(features),
         {
           overrides: mergeOverrides(configured, stored.methods),
@@ -490,7 +515,12 @@ export async function detectDrift(store: Store, options: DetectDriftOptions): Pr
                   readTrafficNumeric(store, { model: o.model, fromMs, toMs, filter }, group),
               }
             : expectedRows !== undefined
-              ? { expectedRows, groupSize: WIDE_GROUP, readBudgetBytes: WIDE_READ_BYTES }
+              ? {
+                  expectedRows,
+                  groupSize: WIDE_GROUP,
+                  readBudgetBytes: WIDE_READ_BYTES,
+                  readAhead: together ? readsAtOnce(expectedRows, features) : 0,
+                }
               : {}),
         },
       );

@@ -268,6 +268,13 @@ export interface CompareSampleToReferenceOptions extends CompareOptions {
    */
   expectedRows?: number | undefined;
   /**
+   * Reads of numeric groups started before the previous one has been read (0: one read at a time). Reads in
+   * flight at once hold their values together: callers enable it for windows whose values are small (the
+   * embedded engine runs reads at once only when their SQL carries no bound parameter, see `inlineParams`).
+   * With it, the categorical counts are also read as soon as the first group is, alongside the rest. @default 0
+   */
+  readAhead?: number | undefined;
+  /**
    * Reads one group of numeric features instead of the sample's own query (e.g. one scan of stored traffic's
    * `Map` column for many features): must return what the sample's query gives for them. @default the sample's query
    */
@@ -331,12 +338,31 @@ export async function compareSampleToReference(
     at += g.length;
     return g;
   };
+  const readAhead = Math.max(0, Math.floor(o.readAhead ?? 0));
+  const reads: Promise<{ group: FeatureSpec[]; read: NumericRead }>[] = [];
+  const startRead = (): void => {
+    if (at >= numeric.length) return;
+    const group = nextGroup();
+    const read = stage(`read current ${group.length} numeric`, () =>
+      o.readNumeric !== undefined ? o.readNumeric(group) : readNumeric(store, sample, group, settings),
+    ).then((r) => ({ group, read: r }));
+    // Awaited in turn below; observed now so that a failure while an earlier group is handled is not unhandled.
+    read.catch(() => undefined);
+    reads.push(read);
+  };
+  let categories: Promise<CategoryCounts> | undefined;
+  const readCategories = (): Promise<CategoryCounts> => {
+    const p =
+      categorical.length > 0
+        ? stage('read current categorical', () => readCategorical(store, sample, categorical, settings))
+        : Promise.resolve(new Map<string, Map<string, number>>());
+    p.catch(() => undefined);
+    return p;
+  };
   try {
-    while (at < numeric.length) {
-      const group = nextGroup();
-      const read = await stage(`read current ${group.length} numeric`, () =>
-        o.readNumeric !== undefined ? o.readNumeric(group) : readNumeric(store, sample, group, settings),
-      );
+    for (let i = 0; i <= readAhead; i++) startRead();
+    while (reads.length > 0) {
+      const { group, read } = await reads.shift()!;
       rows = read.rows;
       const jobs = stage(`jobs of ${group.length} numeric`, async () => {
         const ref = await ready;
@@ -353,11 +379,11 @@ export async function compareSampleToReference(
       jobs.catch(() => undefined);
       computing.push(jobs);
       while (computing.length > groupsInFlight(read, group.length)) await computing.shift();
+      startRead();
+      // Reading ahead: the counts are read alongside the remaining groups and the first group's jobs.
+      if (readAhead > 0) categories ??= readCategories();
     }
-    const counts =
-      categorical.length > 0
-        ? await stage('read current categorical', () => readCategorical(store, sample, categorical, settings))
-        : new Map<string, Map<string, number>>();
+    const counts = await (categories ?? readCategories());
     if (rows === undefined && categorical.length > 0) rows = sumOf(counts.get(categorical[0]!.column));
     rows ??= await countRows(store, sample, settings);
     await Promise.all(computing);
@@ -368,7 +394,7 @@ export async function compareSampleToReference(
     );
     return assemble(inputs, ref.rows, currentRows, o);
   } catch (err) {
-    await Promise.allSettled([...computing, ready]);
+    await Promise.allSettled([...computing, ...reads, categories, ready]);
     throw err;
   }
 }

@@ -76,6 +76,11 @@ export interface ReadSortedReferenceOptions {
    * @default {dir: defaultSortedCacheDir(), minValues: 100000}
    */
   cache?: SortedCacheOptions | undefined;
+  /**
+   * Called once the local cache has been looked up, before any read from the store, with the number of
+   * numeric features still to read from the store (0: the reference needs no engine work). @default none
+   */
+  onStoreReads?: ((columns: number) => void) | undefined;
 }
 
 /** How the last {@link readSortedReference} of this process got its columns (benchmarks, tests). */
@@ -138,6 +143,7 @@ export async function readSortedReference(
   }
   const hits = sorted.size;
   const fromStore = numericColumns.filter((c) => !sorted.has(c));
+  options.onStoreReads?.(fromStore.length);
   if (fromStore.length > 0) {
     const read = await stage('read sorted reference', () =>
       readStoredSorted(store, referenceId, fromStore, {

@@ -108,6 +108,27 @@ WHERE model = {${p}model:String}
   return { sql, params };
 }
 
+/**
+ * `sample` with its `String` and integer parameters written into the SQL as literals (others stay bound). The
+ * embedded engine runs statements with bound parameters one at a time per process, so reads of one sample
+ * that could run at once (two groups of features, the category counts) would otherwise wait for each other.
+ */
+export function inlineParams(sample: Sample): Sample {
+  const params: Record<string, unknown> = { ...sample.params };
+  const sql = sample.sql.replace(
+    /\{([A-Za-z_][A-Za-z0-9_]*):(String|Int64|UInt64|Int32|UInt32)\}/g,
+    (whole, name: string, type: string) => {
+      const value = sample.params[name];
+      // A NUL byte stays bound: the literal form would depend on how the engine's parser treats it.
+      if (type === 'String' && typeof value === 'string' && !value.includes('\0')) return quoteString(value);
+      if (type !== 'String' && typeof value === 'number' && Number.isSafeInteger(value)) return String(value);
+      return whole;
+    },
+  );
+  for (const name of Object.keys(params)) if (!sql.includes(`{${name}:`)) delete params[name];
+  return { sql, params };
+}
+
 /** The stored rows of a reference profile (`mw_reference_rows`), one column per feature. */
 export function referenceRowsSample(
   referenceId: string,
