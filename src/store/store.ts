@@ -327,14 +327,18 @@ export class ClickHouseStore implements Store {
     }
   }
 
+  /** The client's `query_params`: the store's default parameters overlaid with the statement's, if any. */
+  private queryParams(params: StatementOptions['params']): { query_params?: Record<string, unknown> } {
+    if (params === undefined && this.defaults.params === undefined) return {};
+    return { query_params: { ...this.defaults.params, ...params } };
+  }
+
   query<T = Record<string, unknown>>(sql: string, options: StatementOptions = {}): Promise<T[]> {
     return this.run('query', options, async (client, p) => {
       const rs = await client.query({
         query: sql,
         format: 'JSONEachRow',
-        ...(options.params !== undefined || this.defaults.params !== undefined
-          ? { query_params: { ...this.defaults.params, ...options.params } }
-          : {}),
+        ...this.queryParams(options.params),
         ...p,
       });
       return rs.json<T>();
@@ -346,9 +350,7 @@ export class ClickHouseStore implements Store {
     return this.run('query', rest, async (client, p) => {
       const rs = await client.exec({
         query: `${sql}\nFORMAT ${format}`,
-        ...(rest.params !== undefined || this.defaults.params !== undefined
-          ? { query_params: { ...this.defaults.params, ...rest.params } }
-          : {}),
+        ...this.queryParams(rest.params),
         ...p,
       });
       const chunks: Buffer[] = [];
@@ -376,9 +378,7 @@ export class ClickHouseStore implements Store {
         await this.run('query', rest, async (client, p) => {
           await client.command({
             query: `${sql}\nINTO OUTFILE ${sqlStringLiteral(file)} FORMAT ${format}`,
-            ...(rest.params !== undefined || this.defaults.params !== undefined
-              ? { query_params: { ...this.defaults.params, ...rest.params } }
-              : {}),
+            ...this.queryParams(rest.params),
             ...p,
           });
         });
@@ -403,9 +403,7 @@ export class ClickHouseStore implements Store {
     return this.run('command', options, async (client, p) => {
       await client.command({
         query: sql,
-        ...(options.params !== undefined || this.defaults.params !== undefined
-          ? { query_params: { ...this.defaults.params, ...options.params } }
-          : {}),
+        ...this.queryParams(options.params),
         ...p,
       });
     });
