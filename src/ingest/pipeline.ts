@@ -134,6 +134,11 @@ const At = {
 /** A range's start in {@link At}. */
 type AtStart = (typeof At)['predictionsStart' | 'requestStart' | 'payloadStart' | 'quarantineStart'];
 
+/** Whether the call whose {@link AT} numbers start at `k` has a body quarantine line (a non-empty range). */
+function bodyQuarantined(at: readonly number[], k: number): boolean {
+  return (at[k + At.quarantineEnd] as number) > (at[k + At.quarantineStart] as number);
+}
+
 /** The byte sinks of a chunk's four insert bodies. */
 interface ChunkSinks {
   predictions: ByteSink;
@@ -415,9 +420,7 @@ export class IngestPipeline {
   private static encoded(chunk: Chunk): ChunkBodies {
     let bodyQuarantine = 0;
     const at = chunk.calls.at;
-    for (let k = 0; k < at.length; k += AT) {
-      if ((at[k + At.quarantineEnd] as number) > (at[k + At.quarantineStart] as number)) bodyQuarantine++;
-    }
+    for (let k = 0; k < at.length; k += AT) if (bodyQuarantined(at, k)) bodyQuarantine++;
     return {
       predictions: chunk.sinks.predictions.body(),
       requests: chunk.sinks.requests.body(),
@@ -452,7 +455,7 @@ export class IngestPipeline {
         dropQuarantine.push(range(k, At.quarantineStart));
       } else {
         fresh++;
-        if ((at[k + At.quarantineEnd] as number) > (at[k + At.quarantineStart] as number)) bodyQuarantine++;
+        if (bodyQuarantined(at, k)) bodyQuarantine++;
       }
     }
     return {
