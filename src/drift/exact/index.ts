@@ -140,9 +140,11 @@ export async function readSortedReference(
     const opened = await stage('open sorted reference in local cache', () =>
       Promise.all(cacheable.map((p) => openCachedSorted(cacheDir, keyOf(p)))),
     );
+    // Loads started before the callback: every opened file is read (and closed) whatever the callback does.
+    const loads = opened.map((f) => (f === null ? Promise.resolve(null) : f.load()));
     options.onStoreReads?.(numericColumns.length - opened.filter((f) => f !== null).length);
     await stage('read sorted reference from local cache', async () => {
-      const found = await Promise.all(opened.map((f) => (f === null ? Promise.resolve(null) : f.load())));
+      const found = await Promise.all(loads);
       cacheable.forEach((p, i) => {
         const f = found[i];
         if (f !== null && f !== undefined) sorted.set(p.column, f);
