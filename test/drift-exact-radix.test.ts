@@ -207,7 +207,17 @@ describe('prepareSide and the merge pass', () => {
       // Values the two sides share exactly, and a side that is the other's prefix.
       [sample(1000, () => Math.round(normal() * 100) / 100), sample(1000, () => Math.round(normal() * 100) / 100)],
       [Float64Array.from([1, 2, 3, 4, 5]), Float64Array.from([1, 2, 3])],
+      // A tie of +0 (reference) and −0 (current): one run, whichever side's zero is taken first.
+      [Float64Array.from([-1, 0, 0, 2]), Float64Array.from([-0, -0, 1, 2, 2])],
+      [Float64Array.from([-0, 3]), Float64Array.from([-2, 0, 0, 3])],
     ];
+    // Many small pairs where the smaller side changes at nearly every value (the side to advance is chosen
+    // without a branch), mixed with ties within and across sides.
+    for (let k = 0; k < 300; k++) {
+      const gen =
+        k % 3 === 0 ? () => Math.floor(rnd() * 6) - 3 : k % 3 === 1 ? normal : () => (rnd() < 0.3 ? -0 : rnd());
+      cases.push([sample(1 + Math.floor(rnd() * 40), gen), sample(1 + Math.floor(rnd() * 40), gen)]);
+    }
     for (const [a, b] of cases) {
       const want = oneLoop(a, b);
       const got = compareSorted(a, b);

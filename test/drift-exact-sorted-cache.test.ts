@@ -171,6 +171,52 @@ describe('readSortedReference and detection with the cache', () => {
     expect(lastSortedReadStats()).toEqual({ cacheHits: 0, storeReads: numeric, cacheWrites: 0 });
   });
 
+  it("onStoreReads comes from the cached files' headers, before their values are read", async () => {
+    const d = join(dir, 'headers-first');
+    const cache = { dir: d, minValues: 1 };
+    const want = await readSortedReference(store, refId, { cache: { dir: false } });
+    await (
+      await readSortedReference(store, refId, { cache })
+    ).cached;
+    const files = readdirSync(d).filter((n) => n.endsWith('.f64'));
+    expect(files.length).toBe(numeric);
+    // A read of a file's values marks it used (mtime): old mtimes show whether any was read yet.
+    const old = new Date(Date.now() - 10 * HOUR);
+    for (const f of files) utimesSync(join(d, f), old, old);
+    const seen: { columns: number; unread: number }[] = [];
+    // Compared within a second: the file system may store the time with another precision.
+    const isOld = (f: string): boolean => Math.abs(statSync(join(d, f)).mtimeMs - old.getTime()) < 1000;
+    const onStoreReads = (columns: number): void => {
+      const unread = files.filter(isOld).length;
+      seen.push({ columns, unread });
+    };
+    const hit = await readSortedReference(store, refId, { cache, onStoreReads });
+    expect(seen).toEqual([{ columns: 0, unread: numeric }]);
+    expect(files.filter(isOld)).toEqual([]);
+    // A file whose header is right but whose values are damaged: announced as cached, then read from the store.
+    const bytes = readFileSync(join(d, files[0]!));
+    bytes[bytes.length - 1]! ^= 0x01;
+    writeFileSync(join(d, files[0]!), bytes);
+    seen.length = 0;
+    const damaged = await readSortedReference(store, refId, { cache, onStoreReads });
+    expect(seen.map((x) => x.columns)).toEqual([0]);
+    expect(lastSortedReadStats()).toEqual({ cacheHits: numeric - 1, storeReads: 1, cacheWrites: 0 });
+    await damaged.cached;
+    expect(lastSortedReadStats().cacheWrites).toBe(1);
+    for (const r of [hit, damaged]) {
+      for (const f of want.features) {
+        const got = r.features.find((x) => x.column === f.column)!;
+        expect(got.sorted === undefined ? undefined : [...got.sorted], f.column).toEqual(
+          f.sorted === undefined ? undefined : [...f.sorted],
+        );
+      }
+    }
+    // Without a cache every numeric column is announced.
+    seen.length = 0;
+    await readSortedReference(store, refId, { cache: { dir: false }, onStoreReads });
+    expect(seen.map((x) => x.columns)).toEqual([numeric]);
+  });
+
   it('detection gives the same report without the cache, on a miss, on a hit and after a damaged file', async () => {
     const d = join(dir, 'detect');
     const run = (referenceCache: { dir: string | false; minValues?: number }) =>

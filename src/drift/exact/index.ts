@@ -29,7 +29,7 @@ import { readStoredSorted, sharedCopy, type StoredSortedFeature } from './stored
 import {
   defaultSortedCacheDir,
   pruneSortedCache,
-  readCachedSorted,
+  openCachedSorted,
   sortedCacheDefaults,
   writeCachedSorted,
   type SortedCacheKey,
@@ -77,8 +77,10 @@ export interface ReadSortedReferenceOptions {
    */
   cache?: SortedCacheOptions | undefined;
   /**
-   * Called once the local cache has been looked up, before any read from the store, with the number of
-   * numeric features still to read from the store (0: the reference needs no engine work). @default none
+   * Called once the local cache's file headers have been checked, before any read from the store or of the
+   * cached values, with the number of numeric features to read from the store (0: the reference needs no
+   * engine work). A cached file whose values then fail their checksum (a damaged file) is read from the store
+   * too, without a second call. @default none
    */
   onStoreReads?: ((columns: number) => void) | undefined;
 }
@@ -133,17 +135,24 @@ export async function readSortedReference(
   const cacheable = cacheDir === false ? [] : numericProfiles.filter((p) => p.n >= minValues);
   const sorted = new Map<string, StoredSortedFeature>();
   if (cacheDir !== false && cacheable.length > 0) {
+    // Headers first: the caller learns how many columns the store must give before the values are read (a
+    // detection starts its window's reads then; the values, about 8 MB per 1M rows, are read alongside them).
+    const opened = await stage('open sorted reference in local cache', () =>
+      Promise.all(cacheable.map((p) => openCachedSorted(cacheDir, keyOf(p)))),
+    );
+    // Loads started before the callback: every opened file is read (and closed) whatever the callback does.
+    const loads = opened.map((f) => (f === null ? Promise.resolve(null) : f.load()));
+    options.onStoreReads?.(numericColumns.length - opened.filter((f) => f !== null).length);
     await stage('read sorted reference from local cache', async () => {
-      const found = await Promise.all(cacheable.map((p) => readCachedSorted(cacheDir, keyOf(p))));
+      const found = await Promise.all(loads);
       cacheable.forEach((p, i) => {
         const f = found[i];
         if (f !== null && f !== undefined) sorted.set(p.column, f);
       });
     });
-  }
+  } else options.onStoreReads?.(numericColumns.length);
   const hits = sorted.size;
   const fromStore = numericColumns.filter((c) => !sorted.has(c));
-  options.onStoreReads?.(fromStore.length);
   if (fromStore.length > 0) {
     const read = await stage('read sorted reference', () =>
       readStoredSorted(store, referenceId, fromStore, {

@@ -95,10 +95,23 @@ function headerLength(key: Buffer): number {
 }
 
 /**
- * Reads the cached values of `k` from `dir` into a `SharedArrayBuffer`, or null when there is no valid file
- * (absent, another key or counts, wrong size, checksum mismatch, unreadable). Never throws.
+ * A cache file whose header matched its key (magic, size, counts, key text): its values are not read yet.
+ * {@link CachedSortedFile.load} reads and verifies them; the file stays open until then.
  */
-export async function readCachedSorted(dir: string, k: SortedCacheKey): Promise<CachedSorted | null> {
+export interface CachedSortedFile {
+  /**
+   * Reads the values into a `SharedArrayBuffer` and verifies their checksum (null on a mismatch or a read
+   * error), marks the file used and closes it. Never throws; call once.
+   */
+  load(): Promise<CachedSorted | null>;
+}
+
+/**
+ * Opens the cached file of `k` in `dir` and checks its header only (absent, another key or counts, or the
+ * wrong size: null). Reading the values is {@link CachedSortedFile.load}: a caller learns which columns the
+ * cache has (to plan its other work) before it reads them. Never throws.
+ */
+export async function openCachedSorted(dir: string, k: SortedCacheKey): Promise<CachedSortedFile | null> {
   const file = sortedCacheFile(dir, k);
   let fh: Awaited<ReturnType<typeof open>> | undefined;
   try {
@@ -106,13 +119,37 @@ export async function readCachedSorted(dir: string, k: SortedCacheKey): Promise<
     const key = Buffer.from(keyText(k), 'utf8');
     const h = headerLength(key);
     const size = (await fh.stat()).size;
-    if (size !== h + 8 * k.n) return null;
+    if (size !== h + 8 * k.n) return await closed(fh);
     const head = Buffer.alloc(h);
     const { bytesRead } = await fh.read(head, 0, h, 0);
-    if (bytesRead !== h || head.toString('latin1', 0, 8) !== MAGIC || head.readUInt32LE(8) !== h) return null;
+    if (bytesRead !== h || head.toString('latin1', 0, 8) !== MAGIC || head.readUInt32LE(8) !== h)
+      return await closed(fh);
     if (head.readDoubleLE(16) !== k.n || head.readDoubleLE(24) !== k.missing || head.readDoubleLE(32) !== k.nonFinite)
-      return null;
-    if (!head.subarray(FIXED_HEADER, FIXED_HEADER + key.length).equals(key)) return null;
+      return await closed(fh);
+    if (!head.subarray(FIXED_HEADER, FIXED_HEADER + key.length).equals(key)) return await closed(fh);
+    const handle = fh;
+    fh = undefined;
+    return { load: () => loadValues(handle, file, k, h, head.readUInt32LE(12)) };
+  } catch {
+    if (fh !== undefined) await closed(fh);
+    return null;
+  }
+}
+
+async function closed(fh: Awaited<ReturnType<typeof open>>): Promise<null> {
+  await fh.close().catch(() => undefined);
+  return null;
+}
+
+/** The values of an opened cache file (header length `h`, stored checksum `checksum`); closes it. */
+async function loadValues(
+  fh: Awaited<ReturnType<typeof open>>,
+  file: string,
+  k: SortedCacheKey,
+  h: number,
+  checksum: number,
+): Promise<CachedSorted | null> {
+  try {
     const sorted = new Float64Array(new SharedArrayBuffer(8 * k.n));
     const bytes = new Uint8Array(sorted.buffer);
     let at = 0;
@@ -121,7 +158,7 @@ export async function readCachedSorted(dir: string, k: SortedCacheKey): Promise<
       if (r.bytesRead === 0) return null;
       at += r.bytesRead;
     }
-    if (sortedChecksum(sorted) !== head.readUInt32LE(12)) return null;
+    if (sortedChecksum(sorted) !== checksum) return null;
     // Marks the file as used (the idle clean-up deletes files not used for a while).
     const now = new Date();
     await utimes(file, now, now).catch(() => undefined);
@@ -129,8 +166,17 @@ export async function readCachedSorted(dir: string, k: SortedCacheKey): Promise<
   } catch {
     return null;
   } finally {
-    await fh?.close().catch(() => undefined);
+    await fh.close().catch(() => undefined);
   }
+}
+
+/**
+ * Reads the cached values of `k` from `dir` into a `SharedArrayBuffer`, or null when there is no valid file
+ * (absent, another key or counts, wrong size, checksum mismatch, unreadable). Never throws.
+ */
+export async function readCachedSorted(dir: string, k: SortedCacheKey): Promise<CachedSorted | null> {
+  const opened = await openCachedSorted(dir, k);
+  return opened === null ? null : opened.load();
 }
 
 async function writeAll(fh: Awaited<ReturnType<typeof open>>, bytes: Uint8Array, position: number): Promise<void> {
