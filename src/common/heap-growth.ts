@@ -31,7 +31,7 @@ export function heapGrowingFlagGiven(
  * large heap. A consumer that keeps a steady ~30 MB alive (the bus queue, the batch being written) while
  * promoting short-lived data at every scavenge then carries three times its live size in garbage between
  * full collections: on a backlog of 1,000,000 one-row calls the heap peaked at 118–138 MB over ~30 MB live.
- * With 50 % it peaked at 60–70 MB and RSS ~45 MB lower, for ~8 % more process CPU over that backlog (more,
+ * With 50 % it peaked at 65–79 MB and RSS ~60 MB lower, for ~6 % more process CPU over that backlog (more,
  * smaller full collections; bench/results/ingest.notes.md §6).
  *
  * V8 reads `--heap-growing-percent` each time it sets the next collection's limit, so this works on a
