@@ -598,6 +598,8 @@ export async function run(): Promise<void> {
       engine_merge_tree_settings: DefaultEmbeddedEngineConfig.mergeTree,
       // Start-up settings that move the backlog's RSS (docs/ingest.md, "The allocator"): recorded, never set here.
       process_env: processMemoryEnv(),
+      // Set by ingest itself when it starts (config `ingest.heapGrowingPercent`, docs/ingest.md "The JavaScript heap").
+      ingest_heap_growing_percent: configSchema.parse({}).ingest.heapGrowingPercent,
       target_ratio: 0.8,
       target_backlog_rss_mb: 600,
       decode_1_row: decode,
@@ -651,7 +653,8 @@ export async function run(): Promise<void> {
         `peak memory tracked by the engine ${backlog.engine_tracked_peak_mb} MB, with the engine's MergeTree settings ` +
         `${JSON.stringify(DefaultEmbeddedEngineConfig.mergeTree)} and server settings ${JSON.stringify(DefaultEmbeddedEngineConfig.server)} (modelwatch-engine.xml) ` +
         "(the rest of RSS is native: the engine's code and untracked allocations, and the allocators). " +
-        `Process memory settings: ${JSON.stringify(processMemoryEnv())}. ` +
+        `Process memory settings: ${JSON.stringify(processMemoryEnv())}; V8 old-generation growth between full collections ` +
+        `bounded by ingest at ${configSchema.parse({}).ingest.heapGrowingPercent} % (\`ingest.heapGrowingPercent\`). ` +
         `RSS after each tenth of the backlog: ${backlog.rss_by_tenth_mb.join(', ')} MB. ` +
         `Resident memory at the peak (${backlog.resident_at_peak}). ` +
         `Event-loop delay p50 / p99 / max: ${backlog.event_loop_delay_ms.p50} / ${backlog.event_loop_delay_ms.p99} / ${backlog.event_loop_delay_ms.max} ms.`,

@@ -15,6 +15,7 @@ import { IngestPipeline } from '../../src/ingest/pipeline.js';
 import { createIngestMetrics } from '../../src/ingest/metrics.js';
 import { call } from './calls.js';
 import { sampleEngineMemory } from './engine-memory.js';
+import { jemallocSample, type JemallocSample } from './jemalloc.js';
 import { formatSplit, residentSplit, type ResidentSplit } from './smaps.js';
 
 const [N, BATCH, MIB] = process.argv.slice(2).map(Number) as [number, number, number];
@@ -67,6 +68,29 @@ const splitTimer = setInterval(() => {
     })
     .catch(() => undefined);
 }, 500);
+// The engine's own allocator (jemalloc inside libchdb.so): its peak resident and dirty bytes, sampled every second.
+const je = { resident: 0, dirty: 0, atRssPeak: undefined as JemallocSample | undefined };
+let jeAtRss = 0;
+const jeTimer = setInterval(() => {
+  const rssNow = process.memoryUsage().rss;
+  jemallocSample(store)
+    .then((j) => {
+      if (j === undefined) return;
+      je.resident = Math.max(je.resident, j.resident);
+      je.dirty = Math.max(je.dirty, j.dirty);
+      if (rssNow > jeAtRss) {
+        jeAtRss = rssNow;
+        je.atRssPeak = j;
+      }
+    })
+    .catch(() => undefined);
+}, 1000);
+// ENGINE_PURGE_MS=1000: direction-only, `SYSTEM JEMALLOC PURGE` every so often.
+const purgeMs = Number(process.env.ENGINE_PURGE_MS ?? 0);
+const purgeTimer =
+  purgeMs > 0
+    ? setInterval(() => void store.command('SYSTEM JEMALLOC PURGE').catch(() => undefined), purgeMs)
+    : undefined;
 let done = 0;
 const c = await bus.consume({
   handler: async (b) => {
@@ -112,11 +136,25 @@ while (done < N) await new Promise((r) => setTimeout(r, 20));
 clearInterval(s);
 engineMemory.stop();
 clearInterval(splitTimer);
+clearInterval(jeTimer);
+if (purgeTimer) clearInterval(purgeTimer);
 const mb = (x: number) => (x / 1048576).toFixed(0);
 console.log(
   `calls ${N} batch ${BATCH} bus ${MIB} MiB: ${((performance.now() - t) / 1000).toFixed(1)} s, rss before ${mb(before)} peak ${mb(rss)} MB, heap peak ${mb(heap)}, buffers peak ${mb(ab)}, engine tracked peak ${mb(engineMemory.peak())} MB, settings ${JSON.stringify(settings)}, engine args ${JSON.stringify(engineArgs)}, merge_tree ${JSON.stringify(mergeTree)}, server ${JSON.stringify(server)}; at the engine's peak: merges ${mb(split.merges)} MB (merge tracking ${mb(split.mergeTracking)}), statements ${mb(split.statements)} MB, active parts ${split.parts}`,
 );
 console.log(`resident before: ${atStart}`);
+const purges = await store.query<{ event: string; value: string }>(
+  `SELECT event, value FROM system.events WHERE event IN ('MemoryAllocatorPurge', 'MemoryAllocatorPurgeTimeMicroseconds')`,
+);
+console.log(`engine allocator purges: ${purges.map((r) => `${r.event} ${r.value}`).join(', ') || 'none'}`);
+const jeAt = je.atRssPeak;
+console.log(
+  `engine jemalloc: resident peak ${mb(je.resident)} MB, dirty peak ${mb(je.dirty)} MB; at the highest sampled RSS (${mb(jeAtRss)} MB): ` +
+    (jeAt
+      ? `allocated ${mb(jeAt.allocated)}, active ${mb(jeAt.active)}, resident ${mb(jeAt.resident)}, dirty ${mb(jeAt.dirty)}, retained ${mb(jeAt.retained)} MB`
+      : '-') +
+    `; purge every ${purgeMs} ms`,
+);
 if (atPeak) console.log(`resident at the peak (${mb(atPeakRss)} MB): ${formatSplit(atPeak)}`);
 await c.stop();
 await store.close();

@@ -317,6 +317,13 @@ export const configSchema = z.strictObject({
       lingerRecords: z.number().int().min(0).default(1_000),
       retryInitialMs: z.number().int().positive().default(200),
       retryMaxMs: z.number().int().positive().default(10_000),
+      /**
+       * How much V8's old generation may grow between two full collections in a process that runs ingest, %
+       * of what the last one left alive (0: V8's own factor, up to 300 % on a large heap). A backlog keeps a
+       * steady live set while promoting short-lived data; 50 halved its JavaScript heap peak. A process
+       * started with `--heap-growing-percent` keeps its own (docs/ingest.md, "The JavaScript heap").
+       */
+      heapGrowingPercent: z.number().int().min(0).max(1_000).default(50),
     })
     .prefault({}),
   detect: z

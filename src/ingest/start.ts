@@ -1,3 +1,4 @@
+import { boundHeapGrowth } from '../common/heap-growth.js';
 import { newId } from '../common/ids.js';
 import type { RunningRole, RuntimeContext } from '../runtime/context.js';
 import { createIngestMetrics } from './metrics.js';
@@ -27,6 +28,8 @@ export interface IngestRole extends RunningRole {
  */
 export async function startIngest(ctx: RuntimeContext, options: IngestOptions = {}): Promise<IngestRole> {
   const { config, logger } = ctx;
+  // Process-wide: bounds the garbage a backlog leaves in the old generation between full collections.
+  const heapGrowth = boundHeapGrowth(config.ingest.heapGrowingPercent);
   const pipeline = new IngestPipeline(ctx.store, createIngestMetrics(ctx.metrics), {
     maxBatchRows: config.ingest.maxBatchRows,
     maxBatchBytes: config.ingest.maxBatchBytes,
@@ -48,7 +51,7 @@ export async function startIngest(ctx: RuntimeContext, options: IngestOptions = 
     handler: pipeline.handleBatch,
     onReady: () => markReady(),
   });
-  logger.info('ingest started', { bus: ctx.bus.kind, topic });
+  logger.info('ingest started', { bus: ctx.bus.kind, topic, heapGrowth });
   let stopping: Promise<void> | undefined;
   return {
     name: 'ingest',
