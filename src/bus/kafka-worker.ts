@@ -43,7 +43,7 @@ export interface KafkaWorkerBusOptions extends KafkaBusOptions {
    * Slots of the record ring shared with the worker ({@link RecordRing}): values allocated from
    * {@link KafkaWorkerBus.recordBuffers} are written there and read by the worker in place, with no
    * `ArrayBuffer` of their own on the producing thread. A slot is freed once the worker's producer is
-   * done with its value. 0: no ring (`recordBuffers` allocates). @default 128
+   * done with its value. 0: no ring (`recordBuffers` allocates). @default 64
    */
   recordRingSlots?: number;
   /** Bytes of each record ring slot: larger values are allocated as before. @default 131072 */
@@ -125,7 +125,7 @@ const defaults = {
   closeTimeoutMs: 5_000,
   workerNice: 19,
   workerYoungGenerationMb: 8,
-  recordRingSlots: 128,
+  recordRingSlots: 64,
   recordRingSlotBytes: 128 * 1024,
 };
 
@@ -306,8 +306,9 @@ export class KafkaWorkerBus implements Bus {
   /**
    * Publishes through the worker; resolves on the broker's ack. Values in ring slots are read by the
    * worker in place; their slots are freed when the worker says its producer is done with them (which,
-   * after a timeout or a failure, can be later than the answer), or when the worker is gone. With `transferValues`, each value that
-   * owns its whole `ArrayBuffer` is moved to the worker and is empty afterwards.
+   * after a timeout or a failure, can be later than the answer), or when the worker is gone. With
+   * `transferValues`, each other value that owns its whole `ArrayBuffer` is moved to the worker and is
+   * empty afterwards.
    */
   publish(messages: BusMessage[], topic: string = this.topic): Promise<void> {
     if (this.closed) {
