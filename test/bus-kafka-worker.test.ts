@@ -1,7 +1,8 @@
 import { readdirSync } from 'node:fs';
 import { Kafka, logLevel } from 'kafkajs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { KafkaWorkerBus, type BusMessage } from '../src/bus/index.js';
+import { KafkaWorkerBus, decodeCapture, type BusMessage, type CapturedCall } from '../src/bus/index.js';
+import { Tee } from '../src/sidecar/tee.js';
 import { releaseArrayBuffers } from '../src/bus/kafka-worker.js';
 import { startKafkaMock, type KafkaMock } from './support/kafka-mock.js';
 import { niceOf } from './support/threads.js';
@@ -9,7 +10,10 @@ import { niceOf } from './support/threads.js';
 let mock: KafkaMock;
 
 beforeAll(async () => {
-  mock = await startKafkaMock({ brokers: 1, topics: { 'kw-a': 1, 'kw-b': 1, 'kw-c': 1 } });
+  mock = await startKafkaMock({
+    brokers: 1,
+    topics: { 'kw-a': 1, 'kw-b': 1, 'kw-c': 1, 'kw-d': 2, 'kw-e': 1, 'kw-f': 1, 'kw-g': 1 },
+  });
 });
 
 afterAll(async () => {
@@ -180,5 +184,191 @@ describe('KafkaWorkerBus on the librdkafka mock cluster', () => {
     expect(() => new KafkaWorkerBus({ brokers: ['localhost:9092'], workerYoungGenerationMb: -1 })).toThrow(
       /workerYoungGenerationMb/,
     );
+  });
+});
+
+/** Waits until `cond` holds (polling), or fails after `ms`. */
+async function until(cond: () => boolean, ms: number, what: string): Promise<void> {
+  const by = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > by) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** Fills `v` with a pattern of its own (`seed`), and returns a copy to compare against. */
+function pattern(v: Buffer, seed: number): Buffer {
+  for (let j = 0; j < v.length; j++) v[j] = (seed * 131 + j * 17) % 251;
+  return Buffer.from(v);
+}
+
+describe('KafkaWorkerBus record ring', () => {
+  it('reads ring values in place, frees each slot once its publish is acknowledged (in any order), and falls back when full', async () => {
+    const bus = new KafkaWorkerBus({
+      brokers: mock.brokers,
+      topic: 'kw-d',
+      recordRingSlots: 4,
+      recordRingSlotBytes: 65_536,
+    });
+    const ring = bus.recordBuffers!;
+    const expected = new Map<string, Buffer>();
+    const messages: BusMessage[] = [];
+    for (let i = 0; i < 6; i++) {
+      const v = ring.allocate(5_000 + i * 9_000);
+      expected.set(`r-${i}`, pattern(v, i));
+      messages.push({ key: `k-${i}`, value: v, headers: { ce_id: `r-${i}` } });
+    }
+    // Four slots: the last two values got buffers of their own.
+    expect(bus.ringSlotsLeased).toBe(4);
+    expect(ring.fullFallbacks).toBe(2);
+    expect(messages.map((m) => m.value.buffer === ring.buffer)).toEqual([true, true, true, true, false, false]);
+    // Three publishes in flight at once, answered in whatever order the broker and the worker take.
+    await Promise.all([
+      bus.publish(messages.slice(0, 1)),
+      bus.publish(messages.slice(1, 4)),
+      bus.publish(messages.slice(4)),
+    ]);
+    await until(() => bus.ringSlotsLeased === 0, 5_000, 'the slots to be freed');
+    // Ring values were read where they are (not detached); the others were transferred.
+    expect(messages[0]!.value.byteLength).toBe(5_000);
+    expect(messages[5]!.value.byteLength).toBe(0);
+    const got = await readAll('kw-d', 6);
+    expect(got).toHaveLength(6);
+    for (const m of got) expect(m.value.equals(expected.get(m.headers.ce_id ?? '')!)).toBe(true);
+    await bus.close();
+  });
+
+  it('keeps a slot leased past a publish that failed while the broker was down, until the producer is done with it', async () => {
+    const bus = new KafkaWorkerBus({
+      brokers: mock.brokers,
+      topic: 'kw-e',
+      publishTimeoutMs: 1_500,
+      requestTimeoutMs: 1_000,
+      connectionTimeoutMs: 500,
+      workerGraceMs: 1_000,
+    });
+    await bus.publish([{ key: 'warm', value: value(1, true), headers: { ce_id: 'warm' } }]);
+    const v = bus.recordBuffers!.allocate(20_000);
+    const want = pattern(v, 7);
+    await mock.down(1);
+    try {
+      await expect(bus.publish([{ key: 'late', value: v, headers: { ce_id: 'late' } }])).rejects.toMatchObject({
+        code: 'bus_unavailable',
+      });
+      // The producer is still retrying (reading the slot): it must not be reused yet.
+      expect(bus.ringSlotsLeased).toBe(1);
+      const other = bus.recordBuffers!.allocate(20_000);
+      expect(other.byteOffset).not.toBe(v.byteOffset);
+      bus.recordBuffers!.release(other);
+    } finally {
+      await mock.up(1);
+    }
+    await until(() => bus.ringSlotsLeased === 0, 40_000, 'the producer to finish with the slot');
+    // What the producer sent in the end (delivered after the broker came back) is the value as written.
+    const got = await readAll('kw-e', 2);
+    const late = got.find((m) => m.headers.ce_id === 'late');
+    if (late !== undefined) expect(late.value.equals(want)).toBe(true);
+    await bus.close();
+  }, 60_000);
+
+  it('frees the slots of a worker that died and publishes through its successor from the same ring', async () => {
+    const bus = new KafkaWorkerBus({ brokers: mock.brokers, topic: 'kw-f', publishTimeoutMs: 5_000 });
+    await bus.publish([{ key: 'warm', value: value(2, true), headers: { ce_id: 'warm' } }]);
+    const first = bus.workerThreadId;
+    await mock.down(1);
+    let publishing: Promise<void>;
+    try {
+      publishing = bus.publish([
+        { key: 'held', value: bus.recordBuffers!.allocate(30_000), headers: { ce_id: 'held' } },
+      ]);
+      expect(bus.ringSlotsLeased).toBe(1);
+      await bus.terminateWorker();
+      await expect(publishing).rejects.toMatchObject({ code: 'bus_unavailable', retryable: true });
+      expect(bus.ringSlotsLeased).toBe(0);
+    } finally {
+      await mock.up(1);
+    }
+    const v = bus.recordBuffers!.allocate(30_000);
+    const want = pattern(v, 3);
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await bus.publish([{ key: 'after', value: v, headers: { ce_id: 'after' } }]);
+        break;
+      } catch (err) {
+        // kafkajs's reconnect backoff can outlast a publish right after the broker returns.
+        if (attempt >= 5) throw err;
+      }
+    }
+    expect(bus.workerThreadId).not.toBe(first);
+    const got = await readAll('kw-f', 3);
+    const after = got.filter((m) => m.headers.ce_id === 'after');
+    expect(after.length).toBeGreaterThanOrEqual(1);
+    for (const m of after) expect(m.value.equals(want)).toBe(true);
+    await bus.close();
+    expect(bus.ringSlotsLeased).toBe(0);
+  }, 60_000);
+
+  it('the tee gives back the slots of records it drops (buffer full, shutdown) and of records it sent', async () => {
+    const bus = new KafkaWorkerBus({
+      brokers: mock.brokers,
+      topic: 'kw-g',
+      recordRingSlots: 8,
+      recordRingSlotBytes: 16_384,
+    });
+    // Room for two 12 kB records (plus headers), not three; the flusher is not started.
+    const tee = new Tee(bus, { maxBufferBytes: 30_000, kafkaHeaderBlock: true });
+    const call = (i: number): CapturedCall => ({
+      eventId: `0190f2a0-0000-7000-8000-${String(i).padStart(12, '0')}`,
+      requestId: `req-${i}`,
+      source: 'sidecar',
+      model: 'm',
+      version: '1',
+      route: '/v2/models/m/infer',
+      method: 'POST',
+      status: 200,
+      latencyMs: 1,
+      startedAt: 1_764_460_800_000,
+      request: {
+        body: Buffer.alloc(0),
+        size: 8_000,
+        truncated: false,
+        contentType: 'application/json',
+        contentEncoding: '',
+      },
+      response: {
+        body: Buffer.alloc(0),
+        size: 3_996,
+        truncated: false,
+        contentType: 'application/json',
+        contentEncoding: '',
+      },
+      headers: {},
+      error: '',
+    });
+    const sent = new Map<string, Buffer>();
+    for (let i = 0; i < 4; i++) {
+      const value = tee.allocateRecord(12_000);
+      pattern(value, i).copy(value);
+      value.writeUInt32BE(8_000, 0);
+      sent.set(`req-${i}`, Buffer.from(value));
+      tee.offer(call(i), { value });
+    }
+    expect(tee.stats().droppedBy.buffer_full).toBe(2);
+    expect(bus.ringSlotsLeased).toBe(2);
+    await tee.close(10_000);
+    expect(tee.stats()).toMatchObject({ sent: 2, buffered: 0 });
+    await until(() => bus.ringSlotsLeased === 0, 5_000, 'the sent records to free their slots');
+    // After close: dropped as shutdown, slot given back at once.
+    tee.offer(call(9), { value: tee.allocateRecord(12_000) });
+    expect(tee.stats().droppedBy.shutdown).toBe(1);
+    expect(bus.ringSlotsLeased).toBe(0);
+    const got = await readAll('kw-g', 2);
+    expect(got.map((m) => m.key).sort()).toEqual(['req-0', 'req-1']);
+    for (const m of got) {
+      const d = decodeCapture({ key: m.key, value: m.value, headers: m.headers });
+      expect(d.request.body.length).toBe(8_000);
+      expect(m.value.equals(sent.get(m.key!)!)).toBe(true);
+    }
+    await bus.close();
   });
 });

@@ -23,3 +23,5 @@ export { KafkaBus } from './kafka.js';
 export type { KafkaBusOptions } from './kafka.js';
 export { KafkaWorkerBus } from './kafka-worker.js';
 export type { KafkaWorkerBusOptions } from './kafka-worker.js';
+export { RecordRing } from './record-ring.js';
+export type { RecordBuffers, RecordRingOptions } from './record-ring.js';

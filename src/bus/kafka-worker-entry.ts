@@ -81,15 +81,25 @@ port.on('message', (m: ToWorker) => {
     return;
   }
   const messages: BusMessage[] = new Array<BusMessage>(m.keys.length);
+  let inRing = false;
   for (let i = 0; i < m.keys.length; i++) {
     const s = m.spans;
+    const at = s[3 * i] as number;
+    // -1: a slot of the record ring, read in place (the main thread frees it after `released`).
+    if (at < 0) inRing = true;
+    const memory = at < 0 ? data.ring : m.buffers[at];
+    if (memory === undefined) throw new Error('kafka publisher worker: a value points into a ring it was not given');
     messages[i] = new HeaderBlockMessage(
       m.keys[i] ?? null,
-      Buffer.from(m.buffers[s[3 * i] as number] as ArrayBuffer, s[3 * i + 1], s[3 * i + 2]),
+      Buffer.from(memory, s[3 * i + 1], s[3 * i + 2]),
       m.blocks[i] as string,
     );
   }
-  bus.publish(messages, m.topic).then(
+  const { result, done } = bus.publishTracked(messages, m.topic);
+  // After a failure the producer may still be retrying, reading the values: their slots are given back
+  // only once it is done with them.
+  if (inRing) void done.then(() => send({ type: 'released', id: m.id }));
+  result.then(
     () => {
       send({ type: 'ack', id: m.id });
       // Nothing reads the values after the ack (see releaseArrayBuffers); not after a failure: the

@@ -4,6 +4,7 @@ import { ErrorCodes, ModelwatchError, errorMessage } from '../common/errors.js';
 import { silentLogger, type Logger } from '../common/logger.js';
 import type { KafkaBusOptions } from './kafka.js';
 import { headerBlockOf } from './kafka-header-block.js';
+import { RecordRing } from './record-ring.js';
 import type { Bus, BusConsumer, BusMessage } from './types.js';
 
 /** Options of {@link KafkaWorkerBus}: those of the Kafka producer, plus the worker's own. */
@@ -39,6 +40,15 @@ export interface KafkaWorkerBusOptions extends KafkaBusOptions {
    */
   workerNice?: number;
   /**
+   * Slots of the record ring shared with the worker ({@link RecordRing}): values allocated from
+   * {@link KafkaWorkerBus.recordBuffers} are written there and read by the worker in place, with no
+   * `ArrayBuffer` of their own on the producing thread. A slot is freed once the worker's producer is
+   * done with its value. 0: no ring (`recordBuffers` allocates). @default 64
+   */
+  recordRingSlots?: number;
+  /** Bytes of each record ring slot: larger values are allocated as before. @default 131072 */
+  recordRingSlotBytes?: number;
+  /**
    * URL of the worker entry module. @default the `kafka-worker-entry` module next to this one (`.ts`
    * under tsx, registered in the worker; `.js` when built)
    */
@@ -56,7 +66,10 @@ export type ToWorker =
       blocks: string[];
       /** The transferred buffers holding the values: values moved whole, then one of copied values. */
       buffers: ArrayBuffer[];
-      /** Three numbers per message: index into `buffers`, byte offset, byte length of its value. */
+      /**
+       * Three numbers per message: index into `buffers` (-1: the record ring, {@link KafkaWorkerData.ring}),
+       * byte offset, byte length of its value.
+       */
       spans: number[];
     }
   | { type: 'close' };
@@ -64,6 +77,8 @@ export type ToWorker =
 /** Messages from the worker to the main thread. */
 export type FromWorker =
   | { type: 'ack'; id: number }
+  /** The producer is done with the ring values of publish `id` (sent after its ack or nack). */
+  | { type: 'released'; id: number }
   | { type: 'nack'; id: number; message: string; code: string }
   | { type: 'log'; level: 'warn' | 'error'; message: string; fields: Record<string, unknown> }
   | { type: 'closed' };
@@ -73,6 +88,8 @@ export interface KafkaWorkerData {
   options: Omit<KafkaBusOptions, 'logger'>;
   /** Niceness the worker adds to its own thread's (0: unchanged). */
   nice: number;
+  /** The record ring's memory, when there is one: spans with buffer index -1 point into it. */
+  ring?: SharedArrayBuffer | undefined;
 }
 
 interface Pending {
@@ -108,6 +125,8 @@ const defaults = {
   closeTimeoutMs: 5_000,
   workerNice: 19,
   workerYoungGenerationMb: 8,
+  recordRingSlots: 64,
+  recordRingSlotBytes: 128 * 1024,
 };
 
 /** The worker entry next to this module, and how to start it. */
@@ -147,6 +166,9 @@ export class KafkaWorkerBus implements Bus {
   private readonly entry: { url: URL; tsx: boolean };
   private worker: Worker | undefined;
   private readonly pending = new Map<number, Pending>();
+  /** Ring slots of each publish the worker's producer may still read (until its `released`). */
+  private readonly leases = new Map<number, number[]>();
+  private readonly ring: RecordRing | undefined;
   private nextId = 1;
   private closed = false;
   private closing: Promise<void> | undefined;
@@ -159,6 +181,8 @@ export class KafkaWorkerBus implements Bus {
       workerNice,
       workerYoungGenerationMb,
       workerUrl,
+      recordRingSlots,
+      recordRingSlotBytes,
       logger,
       ...producer
     } = options;
@@ -190,6 +214,27 @@ export class KafkaWorkerBus implements Bus {
       );
     }
     this.entry = workerUrl ? { url: workerUrl, tsx: workerUrl.pathname.endsWith('.ts') } : defaultEntry();
+    const slots = recordRingSlots ?? defaults.recordRingSlots;
+    if (!(Number.isInteger(slots) && slots >= 0)) {
+      throw new RangeError(`KafkaWorkerBusOptions.recordRingSlots must be an integer ≥ 0, got ${slots}`);
+    }
+    this.ring =
+      slots > 0 && this.transferValues
+        ? new RecordRing({ slots, slotBytes: recordRingSlotBytes ?? defaults.recordRingSlotBytes })
+        : undefined;
+  }
+
+  /**
+   * The record ring's allocator (see {@link KafkaWorkerBusOptions.recordRingSlots}), or undefined
+   * without a ring. A value from it belongs to this bus once passed to `publish`.
+   */
+  get recordBuffers(): RecordRing | undefined {
+    return this.ring;
+  }
+
+  /** Ring slots leased now: allocated and not yet given back or released by the worker (for tests). */
+  get ringSlotsLeased(): number {
+    return this.ring?.leased ?? 0;
   }
 
   /** The running worker's thread id, or undefined when none runs (for tests and diagnostics). */
@@ -204,7 +249,11 @@ export class KafkaWorkerBus implements Bus {
 
   private getWorker(): Worker {
     if (this.worker) return this.worker;
-    const w = spawnWorker(this.entry.url, { options: this.producerOptions, nice: this.nice }, this.youngGenerationMb);
+    const w = spawnWorker(
+      this.entry.url,
+      { options: this.producerOptions, nice: this.nice, ring: this.ring?.buffer },
+      this.youngGenerationMb,
+    );
     w.unref();
     w.on('message', (m: FromWorker) => this.onMessage(m));
     w.on('error', (err: Error) => {
@@ -216,10 +265,11 @@ export class KafkaWorkerBus implements Bus {
     return w;
   }
 
-  /** The worker is gone: fail what it held; the next publish starts a new one. */
+  /** The worker is gone: fail what it held and free its ring slots; the next publish starts a new one. */
   private lost(w: Worker, why: string): void {
     if (this.worker !== w) return;
     this.worker = undefined;
+    for (const id of [...this.leases.keys()]) this.releaseLease(id);
     for (const [id, p] of this.pending) {
       clearTimeout(p.timer);
       this.pending.delete(id);
@@ -233,6 +283,10 @@ export class KafkaWorkerBus implements Bus {
       return;
     }
     if (m.type === 'closed') return;
+    if (m.type === 'released') {
+      this.releaseLease(m.id);
+      return;
+    }
     const p = this.pending.get(m.id);
     if (!p) return;
     this.pending.delete(m.id);
@@ -242,14 +296,29 @@ export class KafkaWorkerBus implements Bus {
     else p.reject(new ModelwatchError(ErrorCodes.busUnavailable, m.message, { retryable: true }));
   }
 
+  private releaseLease(id: number): void {
+    const slots = this.leases.get(id);
+    if (slots === undefined) return;
+    this.leases.delete(id);
+    for (const slot of slots) this.ring?.releaseSlot(slot);
+  }
+
   /**
-   * Publishes through the worker; resolves on the broker's ack. With `transferValues`, each value that
-   * owns its whole `ArrayBuffer` is moved to the worker and is empty afterwards.
+   * Publishes through the worker; resolves on the broker's ack. Values in ring slots are read by the
+   * worker in place; their slots are freed when the worker says its producer is done with them (which,
+   * after a timeout or a failure, can be later than the answer), or when the worker is gone. With
+   * `transferValues`, each other value that owns its whole `ArrayBuffer` is moved to the worker and is
+   * empty afterwards.
    */
   publish(messages: BusMessage[], topic: string = this.topic): Promise<void> {
-    if (this.closed) return Promise.reject(new ModelwatchError(ErrorCodes.busUnavailable, 'bus is closed'));
+    if (this.closed) {
+      this.releaseValues(messages);
+      return Promise.reject(new ModelwatchError(ErrorCodes.busUnavailable, 'bus is closed'));
+    }
     if (messages.length === 0) return Promise.resolve();
     const n = messages.length;
+    const ring = this.ring;
+    let slots: number[] | undefined;
     const keys: (string | null)[] = new Array<string | null>(n);
     const blocks: string[] = new Array<string>(n);
     const spans: number[] = new Array<number>(3 * n);
@@ -266,7 +335,13 @@ export class KafkaWorkerBus implements Bus {
       blocks[i] = m.kafkaHeaders ?? headerBlockOf(m.headers);
       const v = m.value;
       const ab = v.buffer;
-      if (
+      const slot = ring !== undefined ? ring.slotOf(v) : -1;
+      if (slot >= 0) {
+        (slots ??= []).push(slot);
+        spans[3 * i] = -1;
+        spans[3 * i + 1] = v.byteOffset;
+        spans[3 * i + 2] = v.byteLength;
+      } else if (
         this.transferValues &&
         ab instanceof ArrayBuffer &&
         v.byteOffset === 0 &&
@@ -299,6 +374,7 @@ export class KafkaWorkerBus implements Bus {
     try {
       worker = this.getWorker();
     } catch (err) {
+      this.releaseSlots(slots);
       return Promise.reject(
         new ModelwatchError(ErrorCodes.busUnavailable, `kafka publisher worker: ${errorMessage(err)}`, {
           retryable: true,
@@ -307,6 +383,7 @@ export class KafkaWorkerBus implements Bus {
       );
     }
     const id = this.nextId++;
+    if (slots !== undefined) this.leases.set(id, slots);
     return new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => {
         if (!this.pending.delete(id)) return;
@@ -330,6 +407,7 @@ export class KafkaWorkerBus implements Bus {
         worker.postMessage(msg, buffers);
       } catch (err) {
         this.pending.delete(id);
+        this.releaseLease(id);
         clearTimeout(timer);
         reject(
           new ModelwatchError(ErrorCodes.busUnavailable, `kafka publisher worker: ${errorMessage(err)}`, {
@@ -339,6 +417,28 @@ export class KafkaWorkerBus implements Bus {
         );
       }
     });
+  }
+
+  /**
+   * Ends the running worker as if it had died (its publishes in flight fail, its ring slots are freed);
+   * the next publish starts a new one. For tests and for a supervisor that finds the worker stuck.
+   */
+  async terminateWorker(): Promise<void> {
+    const w = this.worker;
+    if (w === undefined) return;
+    await w.terminate();
+    this.lost(w, 'kafka publisher worker terminated');
+  }
+
+  /** Frees ring slots of values the worker never received. */
+  private releaseSlots(slots: number[] | undefined): void {
+    if (slots !== undefined) for (const slot of slots) this.ring?.releaseSlot(slot);
+  }
+
+  /** Gives back the ring slots of messages that will not be published. */
+  private releaseValues(messages: BusMessage[]): void {
+    if (this.ring === undefined) return;
+    for (const m of messages) this.ring.release(m.value);
   }
 
   /** Not supported: the worker only publishes. Consume with {@link KafkaBus}. */

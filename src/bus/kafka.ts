@@ -239,17 +239,33 @@ export class KafkaBus implements Bus {
   }
 
   async publish(messages: BusMessage[], topic: string = this.topic): Promise<void> {
-    if (this.closed) throw new ModelwatchError(ErrorCodes.busUnavailable, 'bus is closed');
-    if (messages.length === 0) return;
+    await this.publishTracked(messages, topic).result;
+  }
+
+  /**
+   * {@link KafkaBus.publish}, also saying when the producer is done with the messages' values: `result`
+   * is what `publish` returns; `done` settles (never rejects) once the producer no longer reads them,
+   * which after a rejection at the deadline can be much later (it keeps retrying). For a caller that
+   * reuses the values' memory (the publisher worker's shared slots).
+   */
+  publishTracked(messages: BusMessage[], topic: string = this.topic): { result: Promise<void>; done: Promise<void> } {
+    if (this.closed) {
+      return {
+        result: Promise.reject(new ModelwatchError(ErrorCodes.busUnavailable, 'bus is closed')),
+        done: Promise.resolve(),
+      };
+    }
+    if (messages.length === 0) return { result: Promise.resolve(), done: Promise.resolve() };
     let bytes = 0;
     for (const m of messages) bytes += m.value.length;
     // An empty bus takes any one batch, however large; after that the bound holds.
     if (this.pendingBytes > 0 && this.pendingBytes + bytes > this.opts.maxPendingBytes) {
-      throw new ModelwatchError(
+      const err = new ModelwatchError(
         ErrorCodes.busUnavailable,
         `kafka publish to ${topic}: ${this.pendingBytes} bytes of earlier publishes are still being retried (maxPendingBytes ${this.opts.maxPendingBytes})`,
         { retryable: true },
       );
+      return { result: Promise.reject(err), done: Promise.resolve() };
     }
     this.pendingBytes += bytes;
     const send = async (): Promise<void> => {
@@ -277,7 +293,13 @@ export class KafkaBus implements Bus {
     const sending = send().finally(() => {
       this.pendingBytes -= bytes;
     });
-    await withDeadline(sending, this.opts.publishTimeoutMs, `kafka publish to ${topic}`);
+    return {
+      result: withDeadline(sending, this.opts.publishTimeoutMs, `kafka publish to ${topic}`),
+      done: sending.then(
+        () => undefined,
+        () => undefined,
+      ),
+    };
   }
 
   /** Value bytes of publishes the producer is still working on (bounded by `maxPendingBytes`). */

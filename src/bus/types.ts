@@ -1,3 +1,5 @@
+import type { RecordBuffers } from './record-ring.js';
+
 /** A message as it travels on the bus (Kafka record shape). */
 export interface BusMessage {
   /** Partitioning key: the request id, so a producer retry lands on the same partition. */
@@ -69,6 +71,13 @@ export interface Bus {
   publish(messages: BusMessage[], topic?: string): Promise<void>;
   consume(options: ConsumeOptions): Promise<BusConsumer>;
   close(): Promise<void>;
+  /**
+   * Where a producer may allocate record values so that publishing them costs no copy and no
+   * `ArrayBuffer` of their own (the Kafka publisher worker's shared slots). A value from here is the
+   * bus's again once handed to `publish` (whatever the outcome); one that is not published must be
+   * given back with `release`. Absent: allocate values as usual.
+   */
+  readonly recordBuffers?: RecordBuffers | undefined;
 }
 
 /** Byte size of a message as counted by byte-bounded buffers. */

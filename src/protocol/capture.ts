@@ -160,6 +160,8 @@ export interface EncodeCaptureOptions {
    * topic are the same either way. @default false
    */
   kafkaHeaderBlock?: boolean;
+  /** Allocates the record's value when the encoder builds it (a bus's record buffers). @default Buffer.allocUnsafe */
+  allocate?: ((bytes: number) => Buffer) | undefined;
 }
 
 /** Name prefix of a header in a Kafka header block: the name's varint length, then the name. */
@@ -291,7 +293,7 @@ export function encodeCaptureSized(
     let resLen = 0;
     for (const c of bodies.response) resLen += c.length;
     size = 4 + reqLen + resLen;
-    value = Buffer.allocUnsafe(size);
+    value = options?.allocate !== undefined ? options.allocate(size) : Buffer.allocUnsafe(size);
     value.writeUInt32BE(reqLen, 0);
     let at = 4;
     for (const c of bodies.request) at += c.copy(value, at);

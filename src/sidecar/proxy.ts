@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Dispatcher } from 'undici';
-import type { CaptureBodyParts, CapturedCall } from '../protocol/capture.js';
+import type { CapturedCall } from '../protocol/capture.js';
 import { newId } from '../common/ids.js';
 import { connectionTokens, dropPairs, HOP_BY_HOP, NEVER_CAPTURED } from './headers.js';
 import type { SidecarMetrics, UpstreamErrorReason } from './metrics.js';
@@ -254,7 +254,9 @@ class ProxyCall implements Dispatcher.DispatchHandler {
         : undefined;
     let body: Buffer;
     if (hint !== undefined) {
-      const record = Buffer.allocUnsafe(4 + this.bodyBytes + hint);
+      // From the tee's bus when it keeps records in memory of its own (the Kafka publisher worker's ring).
+      const size = 4 + this.bodyBytes + hint;
+      const record = this.deps.tee !== undefined ? this.deps.tee.allocateRecord(size) : Buffer.allocUnsafe(size);
       record.writeUInt32BE(this.bodyBytes, 0);
       let at = 4;
       if (more !== undefined) for (const c of more) at += c.copy(record, at);
@@ -264,7 +266,12 @@ class ProxyCall implements Dispatcher.DispatchHandler {
     } else body = more !== undefined ? Buffer.concat(more, this.bodyBytes) : (this.firstChunk ?? EMPTY);
     this.firstChunk = undefined;
     this.moreChunks = undefined;
-    if (this.done || this.clientGone) return;
+    if (this.done || this.clientGone) {
+      // Ended before the body was read (finish() ran without it): the record will not be offered.
+      if (this.record !== undefined) this.deps.tee?.releaseRecord(this.record);
+      this.record = undefined;
+      return;
+    }
     this.reqTap?.add(body);
     this.dispatch(body);
   };
@@ -501,15 +508,17 @@ class ProxyCall implements Dispatcher.DispatchHandler {
     };
     deps.responseSizes?.note(this.model, resTap.truncated ? -1 : resTap.size);
     const record = this.record;
-    let bodies: CaptureBodyParts;
+    this.record = undefined;
     if (record !== undefined && !resTap.truncated && record.length === 4 + reqTap.size + resTap.size) {
       // The request is in place already (it was forwarded from this buffer); the response goes after it.
       let at = 4 + reqTap.size;
       for (const c of resTap.parts()) at += c.copy(record, at);
-      bodies = { value: record };
-    } else bodies = { request: reqTap.parts(), response: resTap.parts() };
-    this.record = undefined;
-    deps.tee.offer(call, bodies);
+      deps.tee.offer(call, { value: record });
+      return;
+    }
+    deps.tee.offer(call, { request: reqTap.parts(), response: resTap.parts() });
+    // The guess was wrong: the record's buffer was only the forwarded request (copied by the encoder above).
+    if (record !== undefined) deps.tee.releaseRecord(record);
   }
 }
 

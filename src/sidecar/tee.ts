@@ -7,6 +7,7 @@ import {
   type EncodeCaptureOptions,
 } from '../protocol/capture.js';
 import type { Bus, BusMessage } from '../bus/types.js';
+import type { RecordBuffers } from '../bus/record-ring.js';
 import { errorMessage } from '../common/errors.js';
 import { silentLogger, type Logger } from '../common/logger.js';
 import { counterOn, summedGaugeOn, type GaugeReader } from '../common/metrics.js';
@@ -150,13 +151,20 @@ export class Tee {
   private readonly mTimeouts: Counter | undefined;
   private gauges: GaugeReader[] = [];
   private readonly encodeOptions: EncodeCaptureOptions;
+  /** The bus's record buffers (values allocated there are given back when a record is dropped). */
+  private readonly records: RecordBuffers | undefined;
 
   constructor(
     private readonly bus: Bus,
     options: TeeOptions = {},
   ) {
     this.opts = { ...defaults, ...options };
-    this.encodeOptions = { kafkaHeaderBlock: this.opts.kafkaHeaderBlock };
+    const records = bus.recordBuffers;
+    this.records = records;
+    this.encodeOptions = {
+      kafkaHeaderBlock: this.opts.kafkaHeaderBlock,
+      allocate: records !== undefined ? (bytes) => records.allocate(bytes) : undefined,
+    };
     for (const k of [
       'maxBufferBytes',
       'flushIntervalMs',
@@ -234,6 +242,25 @@ export class Tee {
     this.timer.unref();
   }
 
+  /**
+   * A buffer of `bytes` bytes for a record's value that the caller lays out itself and passes to
+   * {@link Tee.offer} as `{ value }`: from the bus's record buffers when it has them (no `ArrayBuffer`
+   * of its own), else a new one. One that is not offered must be given back ({@link Tee.releaseRecord}).
+   */
+  allocateRecord(bytes: number): Buffer {
+    return this.records !== undefined ? this.records.allocate(bytes) : Buffer.allocUnsafe(bytes);
+  }
+
+  /** The bus's record buffers the tee allocates values from, when it has them (for tests and diagnostics). */
+  get recordBuffers(): RecordBuffers | undefined {
+    return this.records;
+  }
+
+  /** Gives back a buffer from {@link Tee.allocateRecord} that will not be offered. */
+  releaseRecord(value: Buffer): void {
+    this.records?.release(value);
+  }
+
   /** Counts an inference call that sampling left out. */
   noteSampledOut(): void {
     this.sampledOut++;
@@ -250,6 +277,7 @@ export class Tee {
     this.captured++;
     this.mCaptured?.inc();
     if (this.closed) {
+      if (bodies !== undefined && 'value' in bodies) this.releaseRecord(bodies.value);
       this.drop('shutdown', 1);
       return false;
     }
@@ -260,11 +288,13 @@ export class Tee {
       entry = encodeCaptureSized(call, bodies, this.encodeOptions);
     } catch (err) {
       this.opts.logger.warn('tee could not encode a capture', { error: errorMessage(err) });
+      if (bodies !== undefined && 'value' in bodies) this.releaseRecord(bodies.value);
       this.drop('publish_failed', 1);
       return false;
     }
     const bytes = entry.bytes;
     if (this.queuedBytes + this.inFlightBytes + bytes > this.opts.maxBufferBytes) {
+      this.releaseRecord(entry.message.value);
       this.drop('buffer_full', 1);
       return false;
     }
@@ -332,6 +362,7 @@ export class Tee {
     this.closed = true;
     const left = this.queue.length - this.head;
     if (left > 0) this.drop('shutdown', left);
+    for (let i = this.head; i < this.queue.length; i++) this.releaseRecord((this.queue[i] as Entry).message.value);
     this.queue.length = 0;
     this.head = 0;
     this.queuedBytes = 0;
