@@ -255,6 +255,10 @@ class ProxyCall implements Dispatcher.DispatchHandler {
     let body: Buffer;
     if (hint !== undefined) {
       // From the tee's bus when it keeps records in memory of its own (the Kafka publisher worker's ring).
+      // The upstream request is written from this buffer. Its slot can be reused only after the record was
+      // offered (once the response is complete) and the broker is done with it, so any request bytes still
+      // unsent by then come after the upstream's complete answer: HTTP/1.1 has the upstream discard them or
+      // close the connection, never read them as part of this or another request.
       const size = 4 + this.bodyBytes + hint;
       const record = this.deps.tee !== undefined ? this.deps.tee.allocateRecord(size) : Buffer.allocUnsafe(size);
       record.writeUInt32BE(this.bodyBytes, 0);
