@@ -1,13 +1,14 @@
 // queryBinaryView: on the embedded engine a binary result is written by the engine to a file and read back
 // into a reused buffer; the connection path (a server, or `resultDir: false`) gives the same bytes. Every
-// path (success, engine error, cancellation, a throwing consumer) leaves no file behind.
+// path (success, engine error, cancellation, a throwing consumer) leaves no file behind. queryBinaryFile hands
+// the result file itself to its consumer: decodeNativeFile reads Float64 columns from it straight into arrays.
 import { mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createStoreClient } from '../src/store/client.js';
-import { ClickHouseStore, queryMarker } from '../src/store/index.js';
-import { decodeNative, numberColumn, stringColumn } from '../src/drift/exact/native.js';
+import { ClickHouseStore, queryMarker, type BinaryResultFile } from '../src/store/index.js';
+import { decodeNative, decodeNativeFile, numberColumn, stringColumn } from '../src/drift/exact/native.js';
 import { queryNative } from '../src/drift/exact/read.js';
 import { waitFor } from './support/ingest.js';
 import { openTestStore } from './support/store.js';
@@ -173,5 +174,92 @@ describe('queryBinaryView', () => {
     } finally {
       await noDir.close();
     }
+  });
+});
+
+/** Only Float64 columns (what the drift engine's numeric reads give): x = number / 7, y with NaN and -Inf. */
+const FLOATS = `SELECT toFloat64(number) / 7 AS x, if(number % 5 = 0, nan, if(number % 11 = 0, -inf, toFloat64(number))) AS y
+  FROM numbers({n:UInt64})`;
+
+/** The x and y of FLOATS at row i, computed here. */
+const floatsAt = (i: number): [number, number] => [i / 7, i % 5 === 0 ? NaN : i % 11 === 0 ? -Infinity : i];
+
+/** The result files in `resultDir` (an earlier test leaves a directory there). */
+const resultFiles = (): string[] => readdirSync(resultDir).filter((f) => f.startsWith('modelwatch-result-'));
+
+/** A result file that counts how it is read. */
+function counted(file: BinaryResultFile): { file: BinaryResultFile; reads: number; wholes: number } {
+  const c = { file, reads: 0, wholes: 0 };
+  c.file = {
+    size: file.size,
+    read: (into, position) => {
+      c.reads++;
+      return file.read(into, position);
+    },
+    readSync: (into, position) => file.readSync(into, position),
+    bytes: () => {
+      c.wholes++;
+      return file.bytes();
+    },
+  };
+  return c;
+}
+
+describe('queryBinaryFile and decodeNativeFile', () => {
+  // Small blocks: the result has many, each column's values read block by block.
+  const settings = { max_block_size: '7000' };
+
+  it('reads Float64 columns straight into their arrays, block by block, never the whole result', async () => {
+    const n = 100_003;
+    for (const s of [viaFiles, viaConnection]) {
+      const seen: string[][] = [];
+      const c = await s.queryBinaryFile(FLOATS, { params: { n }, settings }, async (file) => {
+        seen.push(resultFiles());
+        const k = counted(file);
+        const r = await decodeNativeFile(k.file);
+        return { ...k, r };
+      });
+      expect(seen[0]).toHaveLength(s === viaFiles ? 1 : 0);
+      expect(c.wholes).toBe(0);
+      expect(c.reads).toBeGreaterThanOrEqual(2 * Math.ceil(n / 7000));
+      expect(c.r.rows).toBe(n);
+      const x = numberColumn(c.r, 'x');
+      const y = numberColumn(c.r, 'y');
+      for (let i = 0; i < n; i++) {
+        const [ex, ey] = floatsAt(i);
+        if (x[i] !== ex || !Object.is(y[i], ey)) throw new Error(`row ${i}: ${x[i]}, ${y[i]} != ${ex}, ${ey}`);
+      }
+      expect(resultFiles()).toEqual([]);
+    }
+  });
+
+  it('decodes other column types from the whole result, and an empty result as no rows', async () => {
+    const r = await viaFiles.queryBinaryFile(SQL, { params: { n: 30_000 }, settings }, async (file) => {
+      const k = counted(file);
+      const decoded = await decodeNativeFile(k.file);
+      return { ...k, r: decoded };
+    });
+    expect(r.wholes).toBe(1);
+    expect(r.r.rows).toBe(30_000);
+    expect(numberColumn(r.r, 'k')[29_999]).toBe(89_997);
+    expect(stringColumn(r.r, 's')[27]).toBe('v1');
+    expect(numberColumn(r.r, 'x')[14]).toBe(2);
+    const empty = await viaFiles.queryBinaryFile(FLOATS, { params: { n: 0 } }, (file) => decodeNativeFile(file));
+    expect(empty.rows).toBe(0);
+  });
+
+  it('queryNative reads through result files: the same values', async () => {
+    const r = await queryNative(viaFiles, FLOATS, { n: 20_000 }, settings, 'test');
+    expect(r.rows).toBe(20_000);
+    expect(numberColumn(r, 'x')[20]).toBe(20 / 7);
+    expect(numberColumn(r, 'y')[22]).toBe(-Infinity);
+  });
+
+  it('deletes the result file when the consumer throws', async () => {
+    const err = await viaFiles
+      .queryBinaryFile(FLOATS, { params: { n: 10 } }, () => Promise.reject(new Error('consumer failed')))
+      .catch((e: unknown) => e);
+    expect((err as Error).message).toBe('consumer failed');
+    expect(resultFiles()).toEqual([]);
   });
 });

@@ -1,6 +1,7 @@
 /**
  * A small fixed-size pool of long-lived `worker_threads` that run tasks one at a time each: the exact drift
- * engine's sort pool and the fleet's comparison pool. Workers start on first use and stay unreferenced while
+ * engine's sort pool and the fleet's comparison pool. A worker may hold up to `depth` tasks (it runs them in
+ * order), so it starts its next task without waiting for this thread to hear of the last one. Workers start on first use and stay unreferenced while
  * idle, so a CLI process exits without closing the pool. A task's transferables (typed-array buffers) are
  * moved to the worker, not copied: the caller must not use them afterwards. The worker side is
  * {@link serveTasks}.
@@ -22,7 +23,8 @@ interface Task<In, Out> {
 
 interface Slot<In, Out> {
   worker: Worker;
-  task: Task<In, Out> | null;
+  /** Tasks posted to the worker and not answered yet, in the order it runs them. */
+  tasks: Task<In, Out>[];
 }
 
 /** Options of a {@link TaskPool}. */
@@ -35,17 +37,28 @@ export interface TaskPoolOptions<In> {
   transferables: (input: In) => ArrayBuffer[];
   /** Workers. @default min(2, available parallelism) */
   size?: number | undefined;
+  /**
+   * Tasks posted to a worker at once (it runs them one after the other): above 1, a worker's next task waits in
+   * its port while it runs the current one, so it never idles while this thread is busy. A task goes to a worker
+   * holding fewer tasks first (an idle one before a second task to a busy one). @default 1
+   */
+  depth?: number | undefined;
 }
 
-/** Runs tasks in up to `size` workers, queued while all are busy; each worker runs one task at a time. */
+/**
+ * Runs tasks in up to `size` workers, queued while every worker holds `depth` tasks; each worker runs one task
+ * at a time.
+ */
 export class TaskPool<In, Out> {
   readonly size: number;
+  readonly depth: number;
   private readonly slots: Slot<In, Out>[] = [];
   private readonly queue: Task<In, Out>[] = [];
   private nextId = 1;
 
   constructor(private readonly options: TaskPoolOptions<In>) {
     this.size = options.size ?? Math.max(1, Math.min(2, availableParallelism()));
+    this.depth = Math.max(1, Math.floor(options.depth ?? 1));
   }
 
   /** Runs `input` in a worker; rejects with an `internal` error when the task or its worker fails. */
@@ -54,6 +67,11 @@ export class TaskPool<In, Out> {
       this.queue.push({ id: this.nextId++, input, resolve, reject });
       this.pump();
     });
+  }
+
+  /** Per worker (in start order), the tasks posted to it and not answered yet: at most {@link depth} each. */
+  held(): number[] {
+    return this.slots.map((s) => s.tasks.length);
   }
 
   /** Terminates the workers; tasks in flight reject. */
@@ -65,30 +83,29 @@ export class TaskPool<In, Out> {
   private spawn(): Slot<In, Out> {
     const what = this.options.what;
     const worker = startWorker(this.options.entry, {});
-    const slot: Slot<In, Out> = { worker, task: null };
+    const slot: Slot<In, Out> = { worker, tasks: [] };
     const remove = (): void => {
       const i = this.slots.indexOf(slot);
       if (i >= 0) this.slots.splice(i, 1);
     };
     worker.on('message', (msg: TaskReply<Out>) => {
-      const task = slot.task;
-      if (task === null || task.id !== msg.id) return;
-      slot.task = null;
-      worker.unref();
+      const task = slot.tasks[0];
+      if (task === undefined || task.id !== msg.id) return;
+      slot.tasks.shift();
+      if (slot.tasks.length === 0) worker.unref();
       if (msg.ok) task.resolve(msg.output);
       else task.reject(new ModelwatchError(ErrorCodes.internal, `${what}: ${msg.message}`));
       this.pump();
     });
     const fail = (err: Error): void => {
       remove();
-      const task = slot.task;
-      slot.task = null;
-      task?.reject(new ModelwatchError(ErrorCodes.internal, `${what} failed: ${err.message}`, { cause: err }));
+      for (const task of slot.tasks.splice(0))
+        task.reject(new ModelwatchError(ErrorCodes.internal, `${what} failed: ${err.message}`, { cause: err }));
       this.pump();
     };
     worker.on('error', fail);
     worker.on('exit', (code) => {
-      if (slot.task !== null) fail(new Error(`exited with code ${code}`));
+      if (slot.tasks.length > 0) fail(new Error(`exited with code ${code}`));
       else remove();
     });
     worker.unref();
@@ -98,18 +115,20 @@ export class TaskPool<In, Out> {
 
   private pump(): void {
     while (this.queue.length > 0) {
-      let slot = this.slots.find((s) => s.task === null);
-      if (slot === undefined && this.slots.length < this.size) slot = this.spawn();
-      if (slot === undefined) return;
+      // The worker holding the fewest tasks (the first of them on a tie); a new one rather than a second task.
+      let slot: Slot<In, Out> | undefined;
+      for (const s of this.slots) if (slot === undefined || s.tasks.length < slot.tasks.length) slot = s;
+      if ((slot === undefined || slot.tasks.length > 0) && this.slots.length < this.size) slot = this.spawn();
+      if (slot === undefined || slot.tasks.length >= this.depth) return;
       const task = this.queue.shift()!;
-      slot.task = task;
+      slot.tasks.push(task);
       slot.worker.ref();
       try {
         slot.worker.postMessage({ id: task.id, input: task.input }, this.options.transferables(task.input));
       } catch (err) {
-        // The input could not be posted (e.g. not cloneable): this task fails, the worker stays free.
-        slot.task = null;
-        slot.worker.unref();
+        // The input could not be posted (e.g. not cloneable): this task fails, the worker keeps its others.
+        slot.tasks.pop();
+        if (slot.tasks.length === 0) slot.worker.unref();
         task.reject(err instanceof Error ? err : new Error(String(err)));
       }
     }

@@ -13,6 +13,7 @@ export type {
   StoreSettings,
   BinaryFormat,
   BinaryQueryOptions,
+  BinaryResultFile,
   EncodedInsertFormat,
   EncodedInsertOptions,
 } from './port.js';

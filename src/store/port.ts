@@ -53,6 +53,21 @@ export interface BinaryQueryOptions extends StatementOptions {
   format?: BinaryFormat | undefined;
 }
 
+/**
+ * A binary result as {@link SqlPort.queryBinaryFile} hands it over: read where wanted, straight into the
+ * caller's memory. Valid only until the `consume` callback's promise settles.
+ */
+export interface BinaryResultFile {
+  /** Bytes of the result. */
+  readonly size: number;
+  /** Reads up to `into.length` bytes at `position` into `into`; resolves with the bytes read (0 at the end). */
+  read(into: Uint8Array, position: number): Promise<number>;
+  /** As {@link read}, synchronously (for small reads such as block headers). */
+  readSync(into: Uint8Array, position: number): number;
+  /** The whole result, as {@link SqlPort.queryBinaryView} gives it (a view of a buffer the store may reuse). */
+  bytes(): Promise<Uint8Array>;
+}
+
 /** Options of {@link SqlPort.insert}. */
 export interface InsertOptions extends Omit<StatementOptions, 'params'> {
   /**
@@ -102,6 +117,16 @@ export interface SqlPort {
    * `queryBinary`; the ClickHouse store has it.
    */
   queryBinaryView?<T>(sql: string, options: BinaryQueryOptions, consume: (bytes: Uint8Array) => T): Promise<T>;
+  /**
+   * As {@link queryBinaryView}, but `consume` reads the result itself ({@link BinaryResultFile}): on the embedded
+   * engine, from the result file, so that values can be read straight into their final arrays (no whole-result
+   * buffer, no copy out of it). Optional like `queryBinary`; the ClickHouse store has it.
+   */
+  queryBinaryFile?<T>(
+    sql: string,
+    options: BinaryQueryOptions,
+    consume: (file: BinaryResultFile) => Promise<T>,
+  ): Promise<T>;
   /** Runs a statement without result rows (DDL, `INSERT … SELECT`, `SYSTEM`, …). */
   command(sql: string, options?: StatementOptions): Promise<void>;
   /** The same store with default options for every statement (role, signal, deadline); later options win. */

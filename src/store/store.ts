@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import { accessSync, constants as fsConstants, statfsSync } from 'node:fs';
-import { open, unlink } from 'node:fs/promises';
+import { accessSync, constants as fsConstants, readSync, statfsSync } from 'node:fs';
+import { open, unlink, type FileHandle } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { Readable } from 'node:stream';
 import type { ClickHouseClient } from '@clickhouse/client';
@@ -10,6 +10,7 @@ import { Tables, appliedVersions, migrate } from './migrations.js';
 import {
   resolveRoleLimits,
   type BinaryQueryOptions,
+  type BinaryResultFile,
   type EncodedInsertOptions,
   type InsertOptions,
   type RoleLimits,
@@ -172,19 +173,42 @@ async function readResultFile(file: string, free: Buffer[]): Promise<{ buffer: B
     throw err;
   }
   try {
-    const size = (await fh.stat()).size;
-    let at = free.findIndex((b) => b.length >= size);
-    const buffer = at >= 0 ? free.splice(at, 1)[0]! : Buffer.allocUnsafeSlow(size);
-    at = 0;
-    while (at < size) {
-      const { bytesRead } = await fh.read(buffer, at, size - at, at);
-      if (bytesRead === 0) break;
-      at += bytesRead;
-    }
-    return { buffer, bytes: buffer.subarray(0, at) };
+    return await readWholeFile(fh, (await fh.stat()).size, free);
   } finally {
     await fh.close();
   }
+}
+
+/** Reads `size` bytes of open file `fh` into a buffer taken from `free` (one large enough) or a new one. */
+async function readWholeFile(
+  fh: FileHandle,
+  size: number,
+  free: Buffer[],
+): Promise<{ buffer: Buffer; bytes: Uint8Array }> {
+  let at = free.findIndex((b) => b.length >= size);
+  const buffer = at >= 0 ? free.splice(at, 1)[0]! : Buffer.allocUnsafeSlow(size);
+  at = 0;
+  while (at < size) {
+    const { bytesRead } = await fh.read(buffer, at, size - at, at);
+    if (bytesRead === 0) break;
+    at += bytesRead;
+  }
+  return { buffer, bytes: buffer.subarray(0, at) };
+}
+
+/** A result received as bytes, as a {@link BinaryResultFile}. */
+function bytesResult(bytes: Uint8Array): BinaryResultFile {
+  const read = (into: Uint8Array, position: number): number => {
+    const part = bytes.subarray(Math.min(position, bytes.length), Math.min(position + into.length, bytes.length));
+    into.set(part);
+    return part.length;
+  };
+  return {
+    size: bytes.length,
+    read: (into, position) => Promise.resolve(read(into, position)),
+    readSync: read,
+    bytes: () => Promise.resolve(bytes),
+  };
 }
 
 /** Returns `buffer` to the free list `free`: at most {@link RESULT_BUFFERS_KEPT}, the largest, none too large. */
@@ -367,10 +391,85 @@ export class ClickHouseStore implements Store {
    * received as by {@link queryBinary}. Same deadline, memory cap and cancellation as every statement.
    */
   async queryBinaryView<T>(sql: string, options: BinaryQueryOptions, consume: (bytes: Uint8Array) => T): Promise<T> {
+    return this.viaResultFile(
+      sql,
+      options,
+      async (file) => {
+        const buffer = await readResultFile(file, this.shared.buffers);
+        try {
+          return consume(buffer.bytes);
+        } finally {
+          keepBuffer(this.shared.buffers, buffer.buffer);
+        }
+      },
+      consume,
+    );
+  }
+
+  /**
+   * Runs a read statement and hands its result, in a binary format, to `consume` as a {@link BinaryResultFile}:
+   * on the embedded engine the result file itself (open until `consume` settles, then deleted), which `consume`
+   * reads where it wants; otherwise, or when the engine cannot write the file, the bytes received as by
+   * {@link queryBinary}. Same deadline, memory cap and cancellation as every statement.
+   */
+  async queryBinaryFile<T>(
+    sql: string,
+    options: BinaryQueryOptions,
+    consume: (file: BinaryResultFile) => Promise<T>,
+  ): Promise<T> {
+    const shared = this.shared;
+    return this.viaResultFile(
+      sql,
+      options,
+      async (file) => {
+        let fh;
+        try {
+          fh = await open(file, 'r');
+        } catch (err) {
+          // A statement that wrote nothing leaves no file: an empty result.
+          if ((err as NodeJS.ErrnoException).code === 'ENOENT') return consume(bytesResult(new Uint8Array(0)));
+          throw err;
+        }
+        const kept: Buffer[] = [];
+        try {
+          const size = (await fh.stat()).size;
+          const handle = fh;
+          return await consume({
+            size,
+            read: async (into, position) =>
+              (await handle.read(into, 0, Math.min(into.length, Math.max(0, size - position)), position)).bytesRead,
+            readSync: (into, position) =>
+              readSync(handle.fd, into, 0, Math.min(into.length, Math.max(0, size - position)), position),
+            bytes: async () => {
+              const buffer = await readWholeFile(handle, size, shared.buffers);
+              kept.push(buffer.buffer);
+              return buffer.bytes;
+            },
+          });
+        } finally {
+          for (const b of kept) keepBuffer(shared.buffers, b);
+          await fh.close();
+        }
+      },
+      (bytes) => consume(bytesResult(bytes)),
+    );
+  }
+
+  /**
+   * The embedded engine's result-file path of {@link queryBinaryView} and {@link queryBinaryFile}: the statement
+   * writes its result to a file in the result directory, handed to `onFile` (deleted on every path after);
+   * without a result directory, or when the engine cannot write the file, the bytes go to `onBytes`.
+   */
+  private async viaResultFile<T>(
+    sql: string,
+    options: BinaryQueryOptions,
+    onFile: (file: string) => Promise<T>,
+    onBytes: (bytes: Uint8Array) => T | Promise<T>,
+  ): Promise<T> {
     const shared = this.shared;
     if (shared.resultDir === undefined) shared.resultDir = defaultResultDir();
     const dir = shared.resultDir;
-    if (dir === false) return consume(await this.queryBinary(sql, options));
+    if (dir === false) return onBytes(await this.queryBinary(sql, options));
     const { format = 'Native', ...rest } = options;
     const file = join(dir, `modelwatch-result-${randomUUID()}.out`);
     try {
@@ -386,14 +485,9 @@ export class ClickHouseStore implements Store {
         const code = storeErrorCodes(err).clickhouseCode;
         if (code === undefined || !RESULT_FILE_CODES.has(code)) throw err;
         shared.resultDir = false;
-        return consume(await this.queryBinary(sql, options));
+        return await onBytes(await this.queryBinary(sql, options));
       }
-      const buffer = await readResultFile(file, shared.buffers);
-      try {
-        return consume(buffer.bytes);
-      } finally {
-        keepBuffer(shared.buffers, buffer.buffer);
-      }
+      return await onFile(file);
     } finally {
       await unlink(file).catch(() => undefined);
     }

@@ -2,13 +2,21 @@ import type { Store } from '../../src/store/index.js';
 
 /** Statements sent through a {@link countingStore}, by kind and in order. */
 export interface StatementLog {
-  /** One entry per statement: `query`, `insert <table>` (plain or encoded), `command`, `queryBinary` or `queryBinaryView`, with its label. */
+  /** One entry per statement: `query`, `insert <table>` (plain or encoded), `command`, `queryBinary`, `queryBinaryView` or `queryBinaryFile`, with its label. */
   entries: Array<{ kind: string; label: string }>;
   /** Forgets what was counted so far. */
   reset(): void;
 }
 
-const COUNTED = new Set(['query', 'insert', 'insertEncoded', 'command', 'queryBinary', 'queryBinaryView']);
+const COUNTED = new Set([
+  'query',
+  'insert',
+  'insertEncoded',
+  'command',
+  'queryBinary',
+  'queryBinaryView',
+  'queryBinaryFile',
+]);
 
 /**
  * The real store, with every statement (query, insert, command, binary query) counted — also through the

@@ -7,6 +7,7 @@
  * so a 1M-row Float64 column costs one allocation and one memcpy per block.
  */
 import { ErrorCodes, ModelwatchError } from '../../common/errors.js';
+import type { BinaryResultFile } from '../../store/port.js';
 
 /** A decoded column: typed array for numbers, string array for `String`, values + offsets for arrays. */
 export type NativeColumn =
@@ -250,6 +251,84 @@ export function decodeNative(buf: Uint8Array, options: DecodeOptions = {}): Nati
     }
     columns.set(name, { type: type as 'UInt64', values });
   }
+  return { rows, columns };
+}
+
+/** Bytes read at once for a block's or a column's header by {@link decodeNativeFile}. */
+const HEADER_READ = 4096;
+
+/** Reads of column data kept in flight at once by {@link decodeNativeFile}. */
+const READS_IN_FLIGHT = 2;
+
+/**
+ * Decodes a whole `Native` result from a {@link BinaryResultFile}, as {@link decodeNative} does its bytes. When
+ * every column is `Float64` the headers are read first (small reads) and each column's values are then read
+ * straight into its `Float64Array`: no whole-result buffer and no copy out of one. Other results are read
+ * whole and given to {@link decodeNative}.
+ */
+export async function decodeNativeFile(file: BinaryResultFile, options: DecodeOptions = {}): Promise<NativeResult> {
+  const whole = async (): Promise<NativeResult> => decodeNative(await file.bytes(), options);
+  const head = new Uint8Array(HEADER_READ);
+  /** A Reader over the next header bytes at `pos` (a header must fit in one read). */
+  const headerAt = (pos: number): Reader => new Reader(head.subarray(0, file.readSync(head, pos)));
+  const plans: Plan[] = [];
+  let rows = 0;
+  let pos = 0;
+  try {
+    while (pos < file.size) {
+      let r = headerAt(pos);
+      const ncols = r.varuint();
+      const nrows = r.varuint();
+      pos += r.pos;
+      for (let c = 0; c < ncols; c++) {
+        r = headerAt(pos);
+        const name = r.string();
+        const type = r.string();
+        pos += r.pos;
+        if (type !== 'Float64') return await whole();
+        let plan = plans[c];
+        if (plan === undefined) {
+          plan = { name, type, pieces: [] };
+          plans[c] = plan;
+        } else if (plan.name !== name || plan.type !== type) throw bad(`column ${c} changed between blocks`);
+        if (pos + 8 * nrows > file.size) throw bad('truncated column');
+        plan.pieces.push({ offset: pos, rows: nrows });
+        pos += 8 * nrows;
+      }
+      rows += nrows;
+    }
+  } catch (err) {
+    // A header longer than one read (a very long column name): decoded from the whole bytes instead.
+    if (err instanceof ModelwatchError && /truncated (varuint|string)/.test(err.message)) {
+      if (file.size > HEADER_READ) return whole();
+    }
+    throw err;
+  }
+  const columns = new Map<string, NativeColumn>();
+  const reads: { into: Uint8Array; at: number }[] = [];
+  for (const plan of plans) {
+    const values = new Float64Array(rows);
+    const bytes = new Uint8Array(values.buffer);
+    let at = 0;
+    for (const p of plan.pieces) {
+      if (p.rows > 0) reads.push({ into: bytes.subarray(8 * at, 8 * (at + p.rows)), at: p.offset });
+      at += p.rows;
+    }
+    columns.set(plan.name, { type: 'Float64', values });
+  }
+  let next = 0;
+  const chain = async (): Promise<void> => {
+    while (next < reads.length) {
+      const { into, at } = reads[next++]!;
+      let done = 0;
+      while (done < into.length) {
+        const n = await file.read(into.subarray(done), at + done);
+        if (n === 0) throw bad('truncated column');
+        done += n;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(READS_IN_FLIGHT, reads.length) }, chain));
   return { rows, columns };
 }
 

@@ -11,6 +11,9 @@ import { transferablesOf } from './transfer.js';
 /** Jobs with fewer values than this (both sides together) run inline: no worker start-up, no transfer. */
 export const INLINE_MAX_VALUES = 200_000;
 
+/** Jobs a worker holds at once (see `TaskPoolOptions.depth`). */
+export const SORT_POOL_DEPTH = 2;
+
 /** A fixed-size worker pool for {@link runNumericJob}. */
 export class SortPool extends TaskPool<NumericJobInput, NumericJobOutput> {
   /** @param size workers. @default min(2, available parallelism) */
@@ -20,6 +23,9 @@ export class SortPool extends TaskPool<NumericJobInput, NumericJobOutput> {
       what: 'drift worker',
       transferables: transferablesOf,
       size,
+      // A worker's next job waits in its port: it starts as soon as the last one ends, even while this thread
+      // is busy with a query or a decode.
+      depth: SORT_POOL_DEPTH,
     });
   }
 }

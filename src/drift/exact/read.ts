@@ -7,7 +7,7 @@ import { ErrorCodes, ModelwatchError } from '../../common/errors.js';
 import type { SqlPort, StoreSettings } from '../../store/port.js';
 import { quoteIdent } from '../stats/sample.js';
 import type { FeatureSpec, Sample } from '../stats/types.js';
-import { decodeNative, numberColumn, stringColumn, type DecodeOptions } from './native.js';
+import { decodeNative, decodeNativeFile, numberColumn, stringColumn, type DecodeOptions } from './native.js';
 
 /** Numeric features read per query by default (memory: 8 bytes × rows × group per side, held at once). */
 export const NUMERIC_GROUP = 5;
@@ -22,7 +22,10 @@ export async function queryNative(
   decode: DecodeOptions = {},
 ): Promise<ReturnType<typeof decodeNative>> {
   const options = { label, params, settings, format: 'Native' as const };
-  // Decoded at once (numbers copied out, strings decoded) unless arrays stay in place in the bytes.
+  // Numbers read straight into their arrays from the result (strings decoded) unless arrays stay in place in
+  // the bytes.
+  if (store.queryBinaryFile !== undefined && decode.arraysInPlace !== true)
+    return store.queryBinaryFile(sql, options, (file) => decodeNativeFile(file, decode));
   if (store.queryBinaryView !== undefined && decode.arraysInPlace !== true)
     return store.queryBinaryView(sql, options, (bytes) => decodeNative(bytes, decode));
   if (store.queryBinary === undefined) {
