@@ -6,7 +6,7 @@ import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
-import { boundHeapGrowth, heapGrowingFlagGiven } from '../src/common/index.js';
+import { boundHeapGrowth, heapGrowingFlagGiven, widenHeapGrowth } from '../src/common/index.js';
 import { configSchema } from '../src/config/index.js';
 
 const run = promisify(execFile);
@@ -41,5 +41,22 @@ describe('ingest bounds the JavaScript heap growth of its process', () => {
     expect(heapGrowingFlagGiven(['--heap-growing-percent=20'], '')).toBe(true);
     expect(heapGrowingFlagGiven([], '--max-old-space-size=512 --heap_growing_percent=30')).toBe(true);
     expect(heapGrowingFlagGiven(['--max-semi-space-size=4'], '')).toBe(false);
+  });
+
+  it('lets the sidecar widen the growth (default 100 %) unless ingest bounded it, whichever starts first', () => {
+    expect(configSchema.parse({}).sidecar.heapGrowingPercent).toBe(100);
+    expect(() => configSchema.parse({ sidecar: { heapGrowingPercent: 1.5 } })).toThrow();
+    expect(() => widenHeapGrowth(-1)).toThrow(RangeError);
+    try {
+      // Sidecar first, then ingest: ingest's bound replaces the sidecar's setting.
+      expect(widenHeapGrowth(100)).toBe('widened');
+      expect(boundHeapGrowth(50)).toBe('bounded');
+      // Ingest first (or already running): the sidecar leaves the bound alone.
+      expect(widenHeapGrowth(100)).toBe('bounded_by_ingest');
+      expect(widenHeapGrowth(0)).toBe('bounded_by_ingest');
+    } finally {
+      expect(boundHeapGrowth(0)).toBe('off');
+    }
+    expect(widenHeapGrowth(0)).toBe('off');
   });
 });

@@ -7,5 +7,5 @@ export { newId } from './ids.js';
 export { counterOn, histogramOn, gaugeOn } from './metrics.js';
 export { PairBuffer } from './pair-buffer.js';
 export type { Pair, PairBufferOptions } from './pair-buffer.js';
-export { boundHeapGrowth, heapGrowingFlagGiven } from './heap-growth.js';
-export type { HeapGrowthBound } from './heap-growth.js';
+export { boundHeapGrowth, heapGrowingFlagGiven, widenHeapGrowth } from './heap-growth.js';
+export type { HeapGrowthBound, HeapGrowthWidening } from './heap-growth.js';

@@ -255,6 +255,12 @@ export const configSchema = z.strictObject({
       upstreamTimeoutMs: z.number().int().positive().default(60_000),
       shutdownDeadlineMs: z.number().int().positive().default(10_000),
       /**
+       * How much V8's old generation may grow between two full collections in a process that runs the
+       * sidecar, % of what the last one left alive (0: V8's own factor). Ingest's bound wins in a process
+       * that runs both (docs/sidecar.md, "Garbage collection").
+       */
+      heapGrowingPercent: z.number().int().min(0).max(1_000).default(100),
+      /**
        * With a Kafka bus, run the tee's producer in a worker thread so record encoding and checksums do
        * not cost the event loop that serves requests (ingest still consumes with the normal Kafka bus).
        * @default true
