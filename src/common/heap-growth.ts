@@ -1,4 +1,5 @@
 import { setFlagsFromString } from 'node:v8';
+import { nodeFlagGiven } from './node-flags.js';
 
 /** What {@link boundHeapGrowth} did. */
 export type HeapGrowthBound =
@@ -22,7 +23,7 @@ export function heapGrowingFlagGiven(
   execArgv: readonly string[] = process.execArgv,
   nodeOptions: string = process.env.NODE_OPTIONS ?? '',
 ): boolean {
-  return [...execArgv, ...nodeOptions.split(/\s+/)].some((f) => GROWING_FLAG.test(f));
+  return nodeFlagGiven(GROWING_FLAG, execArgv, nodeOptions);
 }
 
 /**

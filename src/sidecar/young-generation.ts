@@ -1,5 +1,6 @@
 import { performance } from 'node:perf_hooks';
 import { getHeapSpaceStatistics, setFlagsFromString } from 'node:v8';
+import { nodeFlagGiven } from '../common/node-flags.js';
 
 /** What {@link capYoungGeneration} did. */
 export type YoungGenerationCap =
@@ -110,7 +111,7 @@ export function youngGenerationFlagGiven(
   execArgv: readonly string[] = process.execArgv,
   nodeOptions: string = process.env.NODE_OPTIONS ?? '',
 ): boolean {
-  return [...execArgv, ...nodeOptions.split(/\s+/)].some((f) => SIZING_FLAG.test(f));
+  return nodeFlagGiven(SIZING_FLAG, execArgv, nodeOptions);
 }
 
 /**
