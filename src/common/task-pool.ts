@@ -1,8 +1,8 @@
 /**
  * A small fixed-size pool of long-lived `worker_threads` that run tasks one at a time each: the exact drift
  * engine's sort pool and the fleet's comparison pool. A worker may hold up to `depth` tasks (it runs them in
- * order), so it starts its next task without waiting for this thread to hear of the last one. Workers start on first use and stay unreferenced while
- * idle, so a CLI process exits without closing the pool. A task's transferables (typed-array buffers) are
+ * order), so it starts its next task without waiting for this thread to hear of the last one. Workers start on
+ * first use and stay unreferenced while idle, so a CLI process exits without closing the pool. A task's transferables (typed-array buffers) are
  * moved to the worker, not copied: the caller must not use them afterwards. The worker side is
  * {@link serveTasks}.
  */

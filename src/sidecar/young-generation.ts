@@ -130,10 +130,10 @@ export function youngGenerationFlagGiven(
  * V8 takes its heap sizes only at start-up, so this works through the one sizing flag it reads each
  * time it grows the young generation (`--semi-space-growth-factor`, set to 1 once the cap is
  * reached; the young generation is grown to the cap first, see {@link growTo}). The flag is
- * process-wide (worker threads started later keep their start-up size) and is never undone. A young generation that is already larger is left as it is (V8 cannot be asked to
- * shrink it): loading the whole CLI grows it to the maximum, which is why `modelwatch sidecar` holds
- * growth (factor 1) from the first line of bin/modelwatch.js, and this lets it grow again up to the
- * cap. A process started with its own young-generation flag (on its command line or in
+ * process-wide (worker threads started later keep their start-up size) and is never undone. A young
+ * generation that is already larger is left as it is (V8 cannot be asked to shrink it): loading the
+ * whole CLI grows it to the maximum, which is why `modelwatch sidecar` holds growth (factor 1) from the
+ * first line of bin/modelwatch.js, and this lets it grow again up to the cap. A process started with its own young-generation flag (on its command line or in
  * `NODE_OPTIONS`) is left as it is. Idempotent.
  *
  * @param semiSpaceMb the cap, MB per semi-space (1, 2, 4, 8 or 16 are the sizes V8 takes); 0 leaves
