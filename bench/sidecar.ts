@@ -5,8 +5,8 @@
 //   size matches the request's (`[n,2]` probabilities for an `[n,4]` input), so no capture is quarantined;
 // - direct (no proxy), nginx `proxy_pass` (one worker, keep-alive upstream), a plain `node:http` proxy;
 // - `node bin/modelwatch.js sidecar` with the tee off (`sidecar.sampling: 0`), with the tee on into Kafka
-//   (a librdkafka mock cluster, test/support/kafka-mock.ts), and the same process again once the broker
-//   is down (`kafka_down`);
+//   (a librdkafka mock cluster, test/support/kafka-mock.ts), and a fresh sidecar of the same kind whose
+//   broker goes down under it after a warm-up with the broker up (`kafka_down`);
 // - the sidecar with the tee on into the in-process bus, drained by a no-op consumer (`tee_inproc`: the
 //   bus lives in the process, so this one is `startSidecar` from dist/ in a bench child: `modelwatch
 //   sidecar` alone has no consumer of its in-process bus);
@@ -549,12 +549,12 @@ export async function run(): Promise<void> {
               each(variant),
             );
             break;
-          case 'kafka_down':
-            // Measured within tee_kafka's process (the broker goes down under it).
-            if (!VARIANTS.includes('tee_kafka')) throw new Error('kafka_down needs tee_kafka');
-            break;
-          case 'tee_kafka': {
-            // A fresh mock cluster per round: it keeps every message in memory.
+          case 'tee_kafka':
+          case 'kafka_down': {
+            // A fresh mock cluster and sidecar per variant and round: the mock keeps every message in
+            // memory, and `kafka_down` must not inherit the memory of tee_kafka's saturation phases (its
+            // peak RSS is measured at the fixed rate). `kafka_down` first runs at the rate with the broker
+            // up for the warm-up time, then takes the broker down under the running sidecar.
             const mock = await startKafkaMock({ brokers: 1, topics: { 'modelwatch.inference': 1 } });
             try {
               const server = await modelwatch(
@@ -563,13 +563,19 @@ export async function run(): Promise<void> {
                 tmp,
                 PROXY_CPU,
               );
-              const list = each('tee_kafka');
-              if (VARIANTS.includes('kafka_down')) {
-                const down = each('kafka_down', false);
-                const first = down[0];
-                if (first) first.before = () => mock.down(1);
-                list.push(...down);
-              }
+              const list = each(variant, variant === 'tee_kafka');
+              const first = list[0];
+              if (variant === 'kafka_down' && first)
+                first.before = async () => {
+                  await loadgen.run({
+                    port: server.port,
+                    body: first.body.body.toString('base64'),
+                    rate: RATE,
+                    seconds: WARMUP_S,
+                    connections: CONNECTIONS,
+                  });
+                  await mock.down(1);
+                };
               await runServer(round, server, list);
             } finally {
               await mock.stop();
@@ -659,7 +665,8 @@ export async function run(): Promise<void> {
       tee_inproc: 'startSidecar (dist/) in a bench child, in-process bus drained by a no-op consumer',
       tee_kafka:
         'node bin/modelwatch.js sidecar, kafka.brokers = librdkafka mock cluster (1 broker), producer in a worker thread',
-      kafka_down: 'the tee_kafka process after the mock broker was taken down',
+      kafka_down:
+        'a fresh tee_kafka process (own mock cluster) warmed up at the rate with the broker up, then the mock broker taken down',
       up: 'node bin/modelwatch.js up, embedded chdb store, in-process bus, default config',
     },
     rounds,
@@ -728,6 +735,7 @@ function targetsOf(results: VariantResult[]): Target[] {
         const up = find(r.round, 'tee_kafka', r.body_bytes);
         add('p99 ≤ 1.1× Kafka up', ratio(r.latency.p99_ms, up?.latency.p99_ms), 1.1, true);
         add('failed requests = 0', r.latency.errors, 0, true);
+        add(`peak RSS at ${RATE} req/s ≤ 150 MB`, r.at_rate?.rss_peak_mb ?? NaN, 150, true);
         break;
       }
       case 'up':
