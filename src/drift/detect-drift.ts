@@ -30,6 +30,7 @@ import {
   inlineParams,
   trafficSample,
   type MapLookup,
+  type NumericKeyOrders,
   type SampleFilter,
   type StoredFeature,
 } from './stats/sample.js';
@@ -91,12 +92,15 @@ export interface DetectDriftOptions {
   /**
    * How the window's numeric features are read against a stored reference once its size is known: `lookup`
    * looks each feature up in its `Map` column, a group of features per query (the next group read while the
-   * previous one is sorted); `scan` reads each numeric `Map` column once (every value of a row in one scan,
-   * split by key position here) when all the window's values fit in 256 MiB, else as `lookup`. Both give the
-   * same report. Measured at 1M rows × 20 features, `scan` spends about as much CPU in all (less in the engine,
-   * more here), holds about 300 MB more, and sorts only after the whole window is read. @default 'lookup'
+   * previous one is sorted); `aligned` reads as `lookup` does, except that a row whose keys are in the order of
+   * one row of the window (nearly every row) gives each feature at its position there, without comparing it
+   * with the row's keys (at 1M rows × 20 features about 0.2–0.3 s less CPU per read, measured under load);
+   * `scan` reads each numeric `Map` column once (every value of a row in one scan, split by key position here)
+   * when all the window's values fit in 256 MiB, else as `lookup`. Measured at 1M rows × 20 features, `scan`
+   * spends about as much CPU in all as `lookup` (less in the engine, more here), holds about 300 MB more, and
+   * sorts only after the whole window is read. All three give the same report. @default 'aligned'
    */
-  numericRead?: 'lookup' | 'scan' | undefined;
+  numericRead?: 'aligned' | 'lookup' | 'scan' | undefined;
 }
 
 const defaults = {
@@ -104,7 +108,7 @@ const defaults = {
   volumeDropRatio: 0.5,
   volumeMinExpectedRows: 20,
   discovery: 'auto',
-  numericRead: 'lookup',
+  numericRead: 'aligned',
 } satisfies Pick<
   Required<DetectDriftOptions>,
   'maxSegments' | 'volumeDropRatio' | 'volumeMinExpectedRows' | 'discovery' | 'numericRead'
@@ -239,19 +243,30 @@ async function baseReference(store: Store, o: DetectDriftOptions, now: number): 
 interface WindowKeys {
   rows: number;
   keys: number;
+  /** The key order of one row of the window in each numeric map (see `TrafficSampleOptions.keyOrders`). */
+  orders: NumericKeyOrders;
 }
 
 /** {@link WindowKeys} over the rows {@link discoverFeatures} reads (the same filter, no FINAL). */
 async function windowKeys(store: Store, model: string, fromMs: number, toMs: number): Promise<WindowKeys> {
-  const [r] = await store.query<{ n: number | string; k: number | string }>(
-    `SELECT toUInt64(count()) AS n,
-            toUInt64(sum(length(features_num) + length(features_cat) + length(outputs_num) + length(outputs_cat))) AS k
-     FROM ${Tables.predictions}
-     WHERE model = {model:String}
-       AND ts >= fromUnixTimestamp64Milli({from:Int64}, 'UTC') AND ts < fromUnixTimestamp64Milli({to:Int64}, 'UTC')`,
-    { label: 'count window keys', params: { model, from: Math.floor(fromMs), to: Math.floor(toMs) } },
-  );
-  return { rows: Number(r?.n ?? 0), keys: Number(r?.k ?? 0) };
+  const params = { model, from: Math.floor(fromMs), to: Math.floor(toMs) };
+  const where = `model = {model:String}
+       AND ts >= fromUnixTimestamp64Milli({from:Int64}, 'UTC') AND ts < fromUnixTimestamp64Milli({to:Int64}, 'UTC')`;
+  const [[r], [first]] = await Promise.all([
+    store.query<{ n: number | string; k: number | string }>(
+      `SELECT toUInt64(count()) AS n,
+              toUInt64(sum(length(features_num) + length(features_cat) + length(outputs_num) + length(outputs_cat))) AS k
+       FROM ${Tables.predictions} WHERE ${where}`,
+      { label: 'count window keys', params },
+    ),
+    // One row's key orders (no FINAL: only the common order's guess, every row is checked against it).
+    store.query<{ f: string[]; o: string[] }>(
+      `SELECT mapKeys(features_num) AS f, mapKeys(outputs_num) AS o FROM ${Tables.predictions} WHERE ${where} LIMIT 1`,
+      { label: 'window key order', params },
+    ),
+  ]);
+  const orders: NumericKeyOrders = first === undefined ? {} : { features_num: first.f, outputs_num: first.o };
+  return { rows: Number(r?.n ?? 0), keys: Number(r?.k ?? 0), orders };
 }
 
 /**
@@ -516,7 +531,16 @@ export async function detectDrift(store: Store, options: DetectDriftOptions): Pr
         store,
         sorted,
         (together ? inlineParams : (x: Sample) => x)(
-          trafficSample({ model: o.model, fromMs, toMs, features, paramPrefix: 'c_', filter, lookup }),
+          trafficSample({
+            model: o.model,
+            fromMs,
+            toMs,
+            features,
+            paramPrefix: 'c_',
+            filter,
+            lookup,
+            ...(o.numericRead === 'aligned' && counted !== undefined ? { keyOrders: counted.orders } : {}),
+          }),
         ),
         storedFeatureSpecs(features),
         {
