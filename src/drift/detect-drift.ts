@@ -252,6 +252,12 @@ async function windowKeys(store: Store, model: string, fromMs: number, toMs: num
   const params = { model, from: Math.floor(fromMs), to: Math.floor(toMs) };
   const where = `model = {model:String}
        AND ts >= fromUnixTimestamp64Milli({from:Int64}, 'UTC') AND ts < fromUnixTimestamp64Milli({to:Int64}, 'UTC')`;
+  // One row's key orders (no FINAL: only the common order's guess, every row is checked against it). Its
+  // parameters as SQL literals: the embedded engine then runs it alongside the count, not after it.
+  const order = inlineParams({
+    sql: `SELECT mapKeys(features_num) AS f, mapKeys(outputs_num) AS o FROM ${Tables.predictions} WHERE ${where} LIMIT 1`,
+    params,
+  });
   const [[r], [first]] = await Promise.all([
     store.query<{ n: number | string; k: number | string }>(
       `SELECT toUInt64(count()) AS n,
@@ -259,11 +265,7 @@ async function windowKeys(store: Store, model: string, fromMs: number, toMs: num
        FROM ${Tables.predictions} WHERE ${where}`,
       { label: 'count window keys', params },
     ),
-    // One row's key orders (no FINAL: only the common order's guess, every row is checked against it).
-    store.query<{ f: string[]; o: string[] }>(
-      `SELECT mapKeys(features_num) AS f, mapKeys(outputs_num) AS o FROM ${Tables.predictions} WHERE ${where} LIMIT 1`,
-      { label: 'window key order', params },
-    ),
+    store.query<{ f: string[]; o: string[] }>(order.sql, { label: 'window key order', params: order.params }),
   ]);
   const orders: NumericKeyOrders = first === undefined ? {} : { features_num: first.f, outputs_num: first.o };
   return { rows: Number(r?.n ?? 0), keys: Number(r?.k ?? 0), orders };
