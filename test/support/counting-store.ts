@@ -2,8 +2,11 @@ import type { Store } from '../../src/store/index.js';
 
 /** Statements sent through a {@link countingStore}, by kind and in order. */
 export interface StatementLog {
-  /** One entry per statement: `query`, `insert <table>` (plain or encoded), `command`, `queryBinary`, `queryBinaryView` or `queryBinaryFile`, with its label. */
-  entries: Array<{ kind: string; label: string }>;
+  /**
+   * One entry per statement: `query`, `insert <table>` (plain or encoded), `command`, `queryBinary`,
+   * `queryBinaryView` or `queryBinaryFile`, with its label and (but for inserts) its SQL text.
+   */
+  entries: Array<{ kind: string; label: string; sql: string }>;
   /** Forgets what was counted so far. */
   reset(): void;
 }
@@ -43,6 +46,7 @@ export function countingStore(store: Store): { store: Store; log: StatementLog }
             log.entries.push({
               kind: insert ? `insert ${String(args[0])}` : prop,
               label: opts?.label ?? '',
+              sql: insert || typeof args[0] !== 'string' ? '' : args[0],
             });
             return (value as (...a: unknown[]) => unknown).apply(t, args);
           };

@@ -43,6 +43,7 @@ function mapColumns(
   prefix: string,
   params: Record<string, unknown>,
   lookup: MapLookup = 'contains',
+  keyOrders: NumericKeyOrders = {},
 ): string {
   if (features.length === 0) return '1 AS _none';
   return features
@@ -51,6 +52,15 @@ function mapColumns(
       params[p] = f.name;
       const map = `${f.output === true ? 'outputs' : 'features'}_${f.kind === 'numeric' ? 'num' : 'cat'}`;
       const type = f.kind === 'numeric' ? 'Float64' : 'String';
+      const order = f.kind === 'numeric' ? keyOrders[map as keyof NumericKeyOrders] : undefined;
+      // A row whose keys are `order` exactly holds the value at the key's position there (0, past the values:
+      // absent); any other row looks the key up (its first position, 0 when absent). The keys are compared as
+      // a literal array (identical in every column, so computed once per row).
+      if (lookup === 'orNull' && order !== undefined && !order.some((k) => k.includes('\0'))) {
+        const literal = `[${order.map(quoteString).join(', ')}]`;
+        const at = order.indexOf(f.name) + 1;
+        return `arrayElementOrNull(mapValues(${map}), if(mapKeys(${map}) = ${literal}, ${at}, indexOf(mapKeys(${map}), {${p}:String}))) AS ${quoteIdent(storedColumn(f))}`;
+      }
       // An absent key is a missing value (NULL), not the map's default 0 / ''.
       if (lookup === 'orNull') return `arrayElementOrNull(${map}, {${p}:String}) AS ${quoteIdent(storedColumn(f))}`;
       return `if(mapContains(${map}, {${p}:String}), ${map}[{${p}:String}], CAST(NULL AS Nullable(${type}))) AS ${quoteIdent(storedColumn(f))}`;
@@ -89,7 +99,17 @@ export interface TrafficSampleOptions {
   filter?: SampleFilter | undefined;
   /** How each feature is looked up in its `Map` column. @default 'contains' */
   lookup?: MapLookup | undefined;
+  /**
+   * With `lookup: 'orNull'`: the key order of one row of the window per numeric map (e.g. of its first row).
+   * Rows whose keys are in that order exactly (nearly all, as a client sends them) read a feature by its
+   * position instead of comparing it with each key; other rows look it up. The same values either way.
+   * @default {} (every row looks each key up)
+   */
+  keyOrders?: NumericKeyOrders | undefined;
 }
+
+/** The key order of one row in each numeric `Map` column of `mw_predictions` (see `TrafficSampleOptions`). */
+export type NumericKeyOrders = Partial<Record<'features_num' | 'outputs_num', readonly string[]>>;
 
 /** Served traffic of one model in a time window, one column per feature ({@link storedColumn}). */
 export function trafficSample(o: TrafficSampleOptions): Sample {
@@ -99,7 +119,7 @@ export function trafficSample(o: TrafficSampleOptions): Sample {
     [`${p}from`]: Math.floor(o.fromMs),
     [`${p}to`]: Math.floor(o.toMs),
   };
-  const cols = mapColumns(o.features, p, params, o.lookup);
+  const cols = mapColumns(o.features, p, params, o.lookup, o.keyOrders);
   // FINAL collapses duplicate deliveries that ingest's event_id dedupe may have let through (at-least-once).
   const sql = `SELECT ${cols}
 FROM ${Tables.predictions} FINAL
