@@ -53,6 +53,16 @@ describe('embedded engine config', () => {
           `SELECT value FROM system.server_settings WHERE name = 'max_thread_pool_free_size'`,
         );
         expect(free).toEqual([{ value: String(DefaultEmbeddedEngineConfig.server.max_thread_pool_free_size) }]);
+        // The engine's own polling is slowed by default: its memory worker ticks once a second (ClickHouse's 0
+        // means every 50–100 ms), and the tables' idle background look-ups back off from 2 s (ClickHouse: 0.1 s;
+        // not in system.server_settings, so read from the file the engine started with).
+        const period = await store.query<{ value: string }>(
+          `SELECT value FROM system.server_settings WHERE name = 'memory_worker_period_ms'`,
+        );
+        expect(period).toEqual([{ value: '1000' }]);
+        expect(readFileSync(join(c, ENGINE_CONFIG_FILE), 'utf8')).toContain(
+          '<background_processing_pool_thread_sleep_seconds_if_nothing_to_do>2</background_processing_pool_thread_sleep_seconds_if_nothing_to_do>',
+        );
       } finally {
         await store.close();
       }

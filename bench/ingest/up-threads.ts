@@ -4,6 +4,10 @@
 //
 //   npx tsx bench/ingest/up-threads.ts [rate=1000] [seconds=8] [warm-up seconds=3]
 //
+// UP_THREADS_ROOT runs `bin/modelwatch.js` of another checkout (e.g. a copy of the build before a change, for
+// alternating A/B runs); UP_THREADS_NODE_FLAGS adds node flags (space-separated, e.g. `--cpu-prof`);
+// UP_THREADS_CONFIG (JSON) is merged into the config file, one level deep (e.g. `{"ingest":{"lingerRecords":3000}}`).
+//
 // Prints one line per thread group (µs of CPU per request) and a JSON summary. Run after `npm run build`
 // (bin/modelwatch.js runs dist/ when it is fresh).
 import { spawn } from 'node:child_process';
@@ -13,7 +17,9 @@ import { join } from 'node:path';
 import { Pool } from 'undici';
 import { freePort, INFER_PATH, startUpstream, v2Body, waitForPort } from '../sidecar/procs.js';
 
-const repoRoot = join(import.meta.dirname, '..', '..');
+const repoRoot = process.env.UP_THREADS_ROOT ?? join(import.meta.dirname, '..', '..');
+const nodeFlags = (process.env.UP_THREADS_NODE_FLAGS ?? '').split(' ').filter((f) => f !== '');
+const extraConfig = JSON.parse(process.env.UP_THREADS_CONFIG ?? '{}') as Record<string, Record<string, unknown>>;
 const rate = Number(process.argv[2] ?? 1000);
 const seconds = Number(process.argv[3] ?? 8);
 const warmup = Number(process.argv[4] ?? 3);
@@ -63,15 +69,20 @@ async function main(): Promise<void> {
   writeFileSync(
     config,
     JSON.stringify({
+      ...extraConfig,
       logLevel: 'warn',
-      clickhouse: { url: `chdb:${join(dir, 'chdb')}` },
-      sidecar: { upstream: `http://127.0.0.1:${upstream.port}`, listen: `127.0.0.1:${port}` },
-      api: { listen: `127.0.0.1:${apiPort}` },
+      clickhouse: { ...extraConfig.clickhouse, url: `chdb:${join(dir, 'chdb')}` },
+      sidecar: { ...extraConfig.sidecar, upstream: `http://127.0.0.1:${upstream.port}`, listen: `127.0.0.1:${port}` },
+      api: { ...extraConfig.api, listen: `127.0.0.1:${apiPort}` },
     }),
   );
-  const child = spawn(process.execPath, [join(repoRoot, 'bin', 'modelwatch.js'), 'up', '--config', config], {
-    stdio: ['ignore', 'ignore', 'inherit'],
-  });
+  const child = spawn(
+    process.execPath,
+    [...nodeFlags, join(repoRoot, 'bin', 'modelwatch.js'), 'up', '--config', config],
+    {
+      stdio: ['ignore', 'ignore', 'inherit'],
+    },
+  );
   const pid = child.pid!;
   try {
     if (!(await waitForPort(port, 120_000))) throw new Error('modelwatch up did not listen');

@@ -18,7 +18,8 @@ export interface EmbeddedEngineConfig {
   /**
    * Server settings (top-level elements of the config file), e.g. `merges_mutations_memory_usage_soft_limit`.
    * The defaults keep at most 16 idle threads in the engine's global thread pool (ClickHouse keeps up to 1,000;
-   * a backlog leaves 120–160 of them).
+   * a backlog leaves 120–160 of them), and slow the engine's own idle polling (its memory worker, and the
+   * tables' background tasks looking for merges when nothing was inserted).
    */
   server?: Readonly<Record<string, number>>;
 }
@@ -33,6 +34,16 @@ export const DefaultEmbeddedEngineConfig: Required<EmbeddedEngineConfig> = {
     // Idle threads of the global pool kept for later statements (ClickHouse: 1,000). A one-row-call backlog
     // grew the pool to 120–160 threads that then sat idle; 16 kept the same CPU per row.
     max_thread_pool_free_size: 16,
+    // The engine's own polling, which costs CPU whether or not anything is stored (docs/ingest.md, "The
+    // embedded engine's own timers"). The memory worker reads the process's memory statistics every 50–100 ms
+    // (ClickHouse's 0 = automatic) to correct its memory tracker and purge its allocator; once a second is
+    // enough for an engine whose memory limit is the host's.
+    memory_worker_period_ms: 1_000,
+    // Each table's background task looks for merges and cleanups after `0.1 s × 1.1^n` (n = its idle rounds,
+    // halved whenever it found work) plus up to 1 s: with the cleanup due every second, about one look per
+    // table per second, ~15 tables. An insert, and the end of a merge, wake the task at once, so this only
+    // paces the looks when nothing happened.
+    background_processing_pool_thread_sleep_seconds_if_nothing_to_do: 2,
   },
 };
 
