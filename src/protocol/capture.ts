@@ -1,5 +1,5 @@
 import { ErrorCodes, ModelwatchError } from '../common/errors.js';
-import { HeaderBlockMessage, hasNonAscii, headerBlockOf, varintChars } from '../bus/kafka-header-block.js';
+import { HeaderBlockMessage, flattened, hasNonAscii, headerBlockOf, varintChars } from '../bus/kafka-header-block.js';
 
 /**
  * A capture as a record: the shape every bus carries (Kafka record key, value and string headers).
@@ -303,7 +303,8 @@ export function encodeCaptureSized(
   if (options?.kafkaHeaderBlock !== true) {
     return { message: { key: call.requestId, value, headers: headerObject(call, f) }, bytes };
   }
-  return { message: new HeaderBlockMessage(call.requestId, value, headerBlock(call, f)), bytes };
+  // Flat, not a rope of ~60 pieces: the record may wait in the tee a long time (see `flattened`).
+  return { message: new HeaderBlockMessage(call.requestId, value, flattened(headerBlock(call, f))), bytes };
 }
 
 /** Header values {@link encodeCaptureSized} derives from the call (built once, for the object or the block). */
