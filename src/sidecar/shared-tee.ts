@@ -55,6 +55,10 @@ export function acquireTee(ctx: RuntimeContext, options: Omit<TeeOptions, 'regis
       // The publisher worker takes each record's headers as one string (a Kafka header block) rather
       // than an object rebuilt on its side (structured clone: ~20 µs per record there).
       ...(publisher.inWorker ? { kafkaHeaderBlock: true } : {}),
+      // The in-process bus takes a batch at no cost: records go over at the end of the event-loop turn that
+      // offered them rather than waiting here for the flusher's tick, long enough to be promoted with their
+      // values' `ArrayBuffer`s (at 64 KB bodies, the request thread's major collections).
+      ...(publisher.bus.kind === 'inprocess' ? { handOffEachTurn: true } : {}),
       ...options,
       registry: ctx.metrics,
       logger: ctx.logger,
