@@ -304,7 +304,7 @@ describe('Tee', () => {
     expect(none.message.value.length).toBe(4);
   });
 
-  it('hands records to the in-process bus at the end of the turn that offered them, not at the next tick', async () => {
+  it('hands records to the in-process bus within handOffMs (0: at the end of the turn that offered them), not at the next tick', async () => {
     const turn = (): Promise<void> => new Promise((r) => setImmediate(r));
     // The flush interval is far beyond the test: only the end-of-turn hand-off can publish in time.
     const slow = { flushIntervalMs: 600_000 };
@@ -312,7 +312,7 @@ describe('Tee', () => {
     const plain = new Tee(plainBus, slow);
     plain.start();
     const eachBus = new RecordingBus(new InProcessBus());
-    const each = new Tee(eachBus, { ...slow, handOffEachTurn: true });
+    const each = new Tee(eachBus, { ...slow, handOffMs: 0 });
     each.start();
     for (let i = 0; i < 3; i++) {
       plain.offer(makeCall(i));
@@ -334,7 +334,8 @@ describe('Tee', () => {
     await plain.close(1_000);
     expect(plain.stats().sent).toBe(3);
 
-    // The shared tee of a runtime with the in-process bus does it.
+    expect(() => new Tee(new InProcessBus(), { handOffMs: -1 })).toThrow(/handOffMs/);
+    // The shared tee of a runtime with the in-process bus does it, within IN_PROCESS_HAND_OFF_MS.
     const bus = new RecordingBus(new InProcessBus());
     const ctx = sidecarContext(sidecarConfig({ sidecar: { upstream: 'http://127.0.0.1:1' } }), bus, store);
     const lease = acquireTee(ctx, slow);
