@@ -312,7 +312,8 @@ describe('Tee', () => {
     const plain = new Tee(plainBus, slow);
     plain.start();
     const eachBus = new RecordingBus(new InProcessBus());
-    const each = new Tee(eachBus, { ...slow, handOffMs: 0 });
+    // lingerMaxBytes 0: every record is worth a hand-off of its own.
+    const each = new Tee(eachBus, { ...slow, handOffMs: 0, lingerMaxBytes: 0 });
     each.start();
     for (let i = 0; i < 3; i++) {
       plain.offer(makeCall(i));
@@ -339,8 +340,16 @@ describe('Tee', () => {
     const bus = new RecordingBus(new InProcessBus());
     const ctx = sidecarContext(sidecarConfig({ sidecar: { upstream: 'http://127.0.0.1:1' } }), bus, store);
     const lease = acquireTee(ctx, slow);
+    // A small record waits for the tick; one of 64 KiB or more (a 64 KB call) goes over at once, and
+    // takes the waiting one along.
     lease.tee.offer(makeCall(9));
-    await waitFor(() => bus.published.length === 1, 1_000, 'the shared tee hands over at the end of the turn');
+    await turn();
+    await new Promise((r) => setTimeout(r, 50));
+    expect(bus.published).toHaveLength(0);
+    const big = makeCall(10, 4000);
+    expect(encodeCaptureSized(big).bytes).toBeGreaterThanOrEqual(64 * 1024);
+    lease.tee.offer(big);
+    await waitFor(() => bus.published.length === 2, 1_000, 'the shared tee hands a large record over at once');
     await lease.release(1_000);
   });
 

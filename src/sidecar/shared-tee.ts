@@ -62,9 +62,9 @@ export function acquireTee(ctx: RuntimeContext, options: Omit<TeeOptions, 'regis
       // The publisher worker takes each record's headers as one string (a Kafka header block) rather
       // than an object rebuilt on its side (structured clone: ~20 µs per record there).
       ...(publisher.inWorker ? { kafkaHeaderBlock: true } : {}),
-      // The in-process bus takes a batch at no cost: records go over within a few milliseconds rather than
-      // waiting here for the flusher's tick, long enough to be promoted with their values' `ArrayBuffer`s
-      // (at 64 KB bodies, the request thread's major collections).
+      // The in-process bus takes a batch at no cost: large records go over within a few milliseconds rather
+      // than waiting here for the flusher's tick, long enough to be promoted with their values'
+      // `ArrayBuffer`s (at 64 KB bodies, the request thread's major collections). Small ones keep the tick.
       ...(publisher.bus.kind === 'inprocess' ? { handOffMs: IN_PROCESS_HAND_OFF_MS } : {}),
       ...options,
       registry: ctx.metrics,

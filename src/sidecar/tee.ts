@@ -76,8 +76,8 @@ export interface TeeOptions {
    * costs next to nothing on this thread (the in-process bus). A record that waits for the tick (up to
    * `flushIntervalMs`) is often still here when the young generation is collected, and is promoted with
    * its bodies' `ArrayBuffer`s: at 64 KB bodies that promotion is what starts the request thread's major
-   * collections. Each hand-off is a publish, so a shorter time costs more publishes at low rates.
-   * `Infinity`: with the tick. @default Infinity
+   * collections. Only once the queued records hold `lingerMaxBytes` (small records are not worth a
+   * publish each; at the default, one 64 KB call is enough). `Infinity`: with the tick. @default Infinity
    */
   handOffMs?: number;
   /** Registry for the `modelwatch_tee_*` metrics; none when omitted. */
@@ -321,7 +321,12 @@ export class Tee {
     this.queue.push(entry);
     this.queuedBytes += bytes;
     if (this.queue.length - this.head >= this.opts.maxBatchMessages && !this.overloaded()) this.kick();
-    else if (!this.handOffPending && this.opts.handOffMs !== Number.POSITIVE_INFINITY && this.timer !== undefined) {
+    else if (
+      !this.handOffPending &&
+      this.opts.handOffMs !== Number.POSITIVE_INFINITY &&
+      this.queuedBytes >= this.opts.lingerMaxBytes &&
+      this.timer !== undefined
+    ) {
       this.handOffPending = true;
       if (this.opts.handOffMs === 0) setImmediate(this.handOff);
       else setTimeout(this.handOff, this.opts.handOffMs).unref();
