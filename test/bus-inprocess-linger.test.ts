@@ -1,6 +1,6 @@
 // The in-process bus lingers for a batch (ingest's `ingest.lingerRecords`, bounded by `flushIntervalMs`):
 // fewer, larger store writes under steady traffic, never more than the linger time late.
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { InProcessBus } from '../src/bus/in-process.js';
 import type { BusMessage } from '../src/bus/types.js';
 
@@ -40,6 +40,34 @@ describe('InProcessBus linger', () => {
     while (c.batches.length === 0 && Date.now() - t0 < 5_000) await new Promise((r) => setTimeout(r, 10));
     expect(c.batches.map((b) => b.size)).toEqual([3]);
     expect(c.batches[0]!.at - t0).toBeGreaterThanOrEqual(390);
+    await c.stop();
+  });
+
+  it('is not woken by each publish below its threshold: one linger timer, not one per publish', async () => {
+    const bus = new InProcessBus({ lingerMessages: 1000, lingerMs: 300 });
+    const c = collect(bus);
+    await c.ready;
+    const turn = (): Promise<void> => new Promise((r) => setImmediate(r));
+    await bus.publish([msg(0)]);
+    await turn();
+    // The consumer lingers now. A producer publishing a message per event-loop turn (the tee on this bus)
+    // must not make it reschedule its timer each time.
+    const spy = vi.spyOn(globalThis, 'setTimeout');
+    try {
+      for (let i = 1; i <= 50; i++) {
+        await bus.publish([msg(i)]);
+        await turn();
+      }
+      const lingerTimers = spy.mock.calls.filter(([, ms]) => typeof ms === 'number' && ms > 0 && ms <= 300);
+      expect(lingerTimers).toHaveLength(0);
+    } finally {
+      spy.mockRestore();
+    }
+    expect(c.batches).toEqual([]);
+    const t0 = Date.now();
+    while (c.batches.length === 0 && Date.now() - t0 < 5_000) await new Promise((r) => setTimeout(r, 10));
+    // Still delivered whole when the linger time is up.
+    expect(c.batches.map((b) => b.size)).toEqual([51]);
     await c.stop();
   });
 

@@ -304,6 +304,55 @@ describe('Tee', () => {
     expect(none.message.value.length).toBe(4);
   });
 
+  it('hands records to the in-process bus within handOffMs (0: at the end of the turn that offered them), not at the next tick', async () => {
+    const turn = (): Promise<void> => new Promise((r) => setImmediate(r));
+    // The flush interval is far beyond the test: only the end-of-turn hand-off can publish in time.
+    const slow = { flushIntervalMs: 600_000 };
+    const plainBus = new RecordingBus(new InProcessBus());
+    const plain = new Tee(plainBus, slow);
+    plain.start();
+    const eachBus = new RecordingBus(new InProcessBus());
+    // lingerMaxBytes 0: every record is worth a hand-off of its own.
+    const each = new Tee(eachBus, { ...slow, handOffMs: 0, lingerMaxBytes: 0 });
+    each.start();
+    for (let i = 0; i < 3; i++) {
+      plain.offer(makeCall(i));
+      each.offer(makeCall(i));
+    }
+    // Offering never publishes inline: the request path only queues.
+    expect(eachBus.published).toHaveLength(0);
+    await turn();
+    await waitFor(() => eachBus.published.length === 3, 1_000, 'handed over at the end of the turn');
+    expect(each.stats()).toMatchObject({ captured: 3, sent: 3, buffered: 0 });
+    each.offer(makeCall(3));
+    await waitFor(() => eachBus.published.length === 4, 1_000, 'a later turn hands over its own records');
+    // Without it, records wait for the flusher's tick.
+    await turn();
+    expect(plainBus.published).toHaveLength(0);
+    expect(plain.stats()).toMatchObject({ captured: 3, buffered: 3 });
+    exact(each.stats());
+    await each.close(1_000);
+    await plain.close(1_000);
+    expect(plain.stats().sent).toBe(3);
+
+    expect(() => new Tee(new InProcessBus(), { handOffMs: -1 })).toThrow(/handOffMs/);
+    // The shared tee of a runtime with the in-process bus does it, within IN_PROCESS_HAND_OFF_MS.
+    const bus = new RecordingBus(new InProcessBus());
+    const ctx = sidecarContext(sidecarConfig({ sidecar: { upstream: 'http://127.0.0.1:1' } }), bus, store);
+    const lease = acquireTee(ctx, slow);
+    // A small record waits for the tick; one of 64 KiB or more (a 64 KB call) goes over at once, and
+    // takes the waiting one along.
+    lease.tee.offer(makeCall(9));
+    await turn();
+    await new Promise((r) => setTimeout(r, 50));
+    expect(bus.published).toHaveLength(0);
+    const big = makeCall(10, 4000);
+    expect(encodeCaptureSized(big).bytes).toBeGreaterThanOrEqual(64 * 1024);
+    lease.tee.offer(big);
+    await waitFor(() => bus.published.length === 2, 1_000, 'the shared tee hands a large record over at once');
+    await lease.release(1_000);
+  });
+
   it('holds back background publishing while the event loop is saturated, then catches up', async () => {
     const bus = new RecordingBus(new InProcessBus());
     const tee = new Tee(bus, { flushIntervalMs: 5, maxLoopUtilization: 0.5 });

@@ -249,14 +249,19 @@ export class InProcessBus implements Bus {
           q.wake = undefined;
           continue;
         }
-        if (q.messages.length < lingerMessages && !(lingerBytes > 0 && q.bytes >= lingerBytes)) {
+        const enough = (): boolean =>
+          q.messages.length >= lingerMessages || (lingerBytes > 0 && q.bytes >= lingerBytes);
+        if (!enough()) {
           lingerSince ??= Date.now();
           const left = lingerSince + lingerMs - Date.now();
           if (left > 0) {
-            // Woken by the next publish (count again) or when the linger time is up.
+            // Woken by the publish that reaches the threshold, by stop(), or when the linger time is up: a
+            // producer that publishes a few messages at a time (the tee, every event-loop turn) does not
+            // cost a timer and a pass of this loop per publish.
             await new Promise<void>((resolve) => {
               const t = setTimeout(resolve, left);
               q.wake = () => {
+                if (running && !enough()) return;
                 clearTimeout(t);
                 resolve();
               };

@@ -70,6 +70,16 @@ export interface TeeOptions {
    * @default false
    */
   kafkaHeaderBlock?: boolean;
+  /**
+   * Hand records to the bus at most this long after the first of them was offered, rather than with the
+   * flusher's next tick (0: at the end of the event-loop turn that offered them): for a bus where a publish
+   * costs next to nothing on this thread (the in-process bus). A record that waits for the tick (up to
+   * `flushIntervalMs`) is often still here when the young generation is collected, and is promoted with
+   * its bodies' `ArrayBuffer`s: at 64 KB bodies that promotion is what starts the request thread's major
+   * collections. Only once the queued records hold `lingerMaxBytes` (small records are not worth a
+   * publish each; at the default, one 64 KB call is enough). `Infinity`: with the tick. @default Infinity
+   */
+  handOffMs?: number;
   /** Registry for the `modelwatch_tee_*` metrics; none when omitted. */
   registry?: Registry | undefined;
   logger?: Logger;
@@ -86,6 +96,7 @@ const defaults = {
   maxLoopUtilization: 0.9,
   publishTimeoutMs: 5_000,
   kafkaHeaderBlock: false,
+  handOffMs: Number.POSITIVE_INFINITY,
   logger: silentLogger,
 } satisfies Omit<Required<TeeOptions>, 'registry'>;
 
@@ -139,6 +150,12 @@ export class Tee {
   /** `performance.now()` of the last publish started (the flusher's linger counts from it). */
   private lastPublishAt = -Infinity;
   private timer: NodeJS.Timeout | undefined;
+  /** A hand-off is scheduled (`handOffMs`). */
+  private handOffPending = false;
+  private readonly handOff = (): void => {
+    this.handOffPending = false;
+    if (!this.closed && !this.overloaded()) this.kick();
+  };
   private flushing: Promise<void> | undefined;
   private closed = false;
   private eluMark: EventLoopUtilization | undefined;
@@ -179,6 +196,9 @@ export class Tee {
     for (const k of ['lingerMs', 'lingerMaxBytes'] as const) {
       const v = this.opts[k];
       if (!(Number.isFinite(v) && v >= 0)) throw new RangeError(`TeeOptions.${k} must be a number ≥ 0, got ${v}`);
+    }
+    if (!(this.opts.handOffMs >= 0)) {
+      throw new RangeError(`TeeOptions.handOffMs must be ≥ 0 (Infinity: off), got ${this.opts.handOffMs}`);
     }
     const u = this.opts.maxLoopUtilization;
     if (!(u > 0 && u <= 1)) throw new RangeError(`TeeOptions.maxLoopUtilization must be in (0, 1], got ${u}`);
@@ -301,6 +321,16 @@ export class Tee {
     this.queue.push(entry);
     this.queuedBytes += bytes;
     if (this.queue.length - this.head >= this.opts.maxBatchMessages && !this.overloaded()) this.kick();
+    else if (
+      !this.handOffPending &&
+      this.opts.handOffMs !== Number.POSITIVE_INFINITY &&
+      this.queuedBytes >= this.opts.lingerMaxBytes &&
+      this.timer !== undefined
+    ) {
+      this.handOffPending = true;
+      if (this.opts.handOffMs === 0) setImmediate(this.handOff);
+      else setTimeout(this.handOff, this.opts.handOffMs).unref();
+    }
     return true;
   }
 
