@@ -156,15 +156,18 @@ describe('one scan of the maps against one lookup per feature', () => {
     }, 60_000);
   }
 
+  /** Detection of the hour after T0 against the stored reference. */
+  const windowDetection = () => ({
+    model: MODEL,
+    from: T0 + HOUR,
+    to: T0 + 2 * HOUR,
+    reference: { id: refId },
+    config,
+    now: T0 + 5 * HOUR,
+  });
+
   it('detection reads by position in the window key order (the default) and reports as with lookups', async () => {
-    const opts = {
-      model: MODEL,
-      from: T0 + HOUR,
-      to: T0 + 2 * HOUR,
-      reference: { id: refId },
-      config,
-      now: T0 + 5 * HOUR,
-    };
+    const opts = windowDetection();
     log.reset();
     const aligned = await detectDrift(store, opts);
     const labels = log.entries.map((e) => e.label);
@@ -186,14 +189,7 @@ describe('one scan of the maps against one lookup per feature', () => {
   });
 
   it('detection gives the same report with the scan as with lookups', async () => {
-    const opts = {
-      model: MODEL,
-      from: T0 + HOUR,
-      to: T0 + 2 * HOUR,
-      reference: { id: refId },
-      config,
-      now: T0 + 5 * HOUR,
-    };
+    const opts = windowDetection();
     log.reset();
     const auto = await detectDrift(store, { ...opts, numericRead: 'scan' });
     expect(log.entries.map((e) => e.label)).toContain('drift key order');
