@@ -133,8 +133,9 @@ export function youngGenerationFlagGiven(
  * process-wide (worker threads started later keep their start-up size) and is never undone. A young
  * generation that is already larger is left as it is (V8 cannot be asked to shrink it): loading the
  * whole CLI grows it to the maximum, which is why `modelwatch sidecar` holds growth (factor 1) from the
- * first line of bin/modelwatch.js, and this lets it grow again up to the cap. A process started with its own young-generation flag (on its command line or in
- * `NODE_OPTIONS`) is left as it is. Idempotent.
+ * first line of bin/modelwatch.js, and this lets it grow again up to the cap. A process started with
+ * its own young-generation flag (on its command line or in `NODE_OPTIONS`) is left as it is.
+ * Idempotent.
  *
  * @param semiSpaceMb the cap, MB per semi-space (1, 2, 4, 8 or 16 are the sizes V8 takes); 0 leaves
  *   V8's sizing alone.
