@@ -120,6 +120,23 @@ describe('Tee off-heap backlog', () => {
     expect(tee.stats()).toMatchObject({ captured: 81, sent: 61, buffered: 0 });
   });
 
+  it('counts the backlog in records, not bytes: a batch full by bytes alone stays as objects', () => {
+    const one = messageBytes(encodeCapture(makeCall(100)));
+    const bus = new StallableBus(new InProcessBus());
+    bus.stall();
+    const tee = new Tee(bus, { maxBatchMessages: 10, maxBatchBytes: one * 2, flushIntervalMs: 10_000 });
+    for (let i = 0; i < 9; i++) tee.offer(makeCall(100 + i));
+    expect(tee.stats()).toMatchObject({ buffered: 9, heldOffHeap: 0 });
+    // The tenth record makes a whole batch by count: a publish starts (and stalls) with the first ten.
+    tee.offer(makeCall(109));
+    for (let i = 10; i < 25; i++) tee.offer(makeCall(100 + i));
+    const s = tee.stats();
+    exact(s);
+    expect(s.buffered).toBe(25);
+    expect(s.heldOffHeap).toBeGreaterThan(0);
+    void tee.close(0);
+  });
+
   it('drops what is still held at close as shutdown, counted once', async () => {
     const bus = new StallableBus(new InProcessBus());
     bus.stall();
@@ -155,7 +172,6 @@ describe('Tee off-heap backlog', () => {
         // Not started; the one batch a full queue sends stalls: everything waits. With a batch larger than
         // the test, every record waits as an object.
         maxBatchMessages: offHeap ? 10 : n + 1,
-        maxBatchBytes: offHeap ? 1024 * 1024 : 1024 * 1024 * 1024,
       });
       for (let i = 0; i < 200; i++) tee.offer(calls[i]!); // the first batch, and the slabs, in place first
       gc();

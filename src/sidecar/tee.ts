@@ -82,12 +82,15 @@ export interface TeeOptions {
    */
   handOffMs?: number;
   /**
-   * Bytes of each slab of the off-heap backlog. Once a whole batch is queued (`maxBatchMessages` or
-   * `maxBatchBytes`: the bus is not keeping up, or is down), later records are held as bytes in slab
-   * buffers (external memory) rather than as objects, until the backlog is drained: a record held past
-   * the request thread's young-generation collections as objects is copied into the old generation, and
-   * at 1 KB captures through a Kafka outage those copies made the collections 2–3× longer. Order, bound
-   * and accounting are the same either way. @default 1048576
+   * Bytes of each slab of the off-heap backlog. Once `maxBatchMessages` records wait (the bus is not
+   * keeping up, or is down), later records are held as bytes in slab buffers (external memory) rather
+   * than as objects, until the backlog is drained: a record held past the request thread's
+   * young-generation collections as objects is copied into the old generation, and at 1 KB captures
+   * through a Kafka outage those copies (~1.1 MB a second) made the collections longer and brought a
+   * full collection. The heap a held record costs is per record (its objects and header block), not
+   * per byte (a value is external memory either way), so the trigger is a count: records large enough
+   * to fill a batch by bytes first are not copied twice more. Order, bound and accounting are the same
+   * either way. @default 1048576
    */
   heldSlabBytes?: number;
   /** Registry for the `modelwatch_tee_*` metrics; none when omitted. */
@@ -337,9 +340,9 @@ export class Tee {
       this.drop('buffer_full', 1);
       return false;
     }
-    if (this.held.count > 0 || this.fullBatchQueued()) {
-      // The bus is behind by a whole batch: this record may wait long, so it waits as bytes (off the
-      // heap), and so do the later ones until the backlog is drained (order is kept).
+    if (this.held.count > 0 || this.queued() >= this.opts.maxBatchMessages) {
+      // The bus is behind by a whole batch of records: this one may wait long, so it waits as bytes (off
+      // the heap), and so do the later ones until the backlog is drained (order is kept).
       this.held.push(entry.message, bytes);
       this.releaseRecord(entry.message.value);
     } else this.queue.push(entry);
