@@ -195,6 +195,71 @@ describe('Tee off-heap backlog', () => {
     void slabs.tee.close(0);
   });
 
+  it('gives back the ring slot of each record it holds as bytes, and rebuilds large records into ring slots', async () => {
+    const kafka = await startKafkaMock({ brokers: 1, topics: { 'tee.held.ring': 1 } });
+    const bus = new KafkaWorkerBus({
+      brokers: kafka.brokers,
+      topic: 'tee.held.ring',
+      recordRingSlots: 12,
+      recordRingSlotBytes: 16_384,
+    });
+    const consumerBus = new KafkaBus({ brokers: kafka.brokers, topic: 'tee.held.ring', groupId: 'tee-held-ring' });
+    // Not started: only a whole batch (4 records) starts a publish.
+    const tee = new Tee(bus, { kafkaHeaderBlock: true, maxBatchMessages: 4, flushIntervalMs: 10_000 });
+    try {
+      const n = 30;
+      const want = new Map<string, Buffer>();
+      for (let i = 0; i < n; i++) {
+        // ~12 kB values: each offered from a ring slot (the request thread's allocation of a large record).
+        const value = tee.allocateRecord(12_000);
+        for (let j = 0; j < value.length; j++) value[j] = (i * 37 + j * 11) & 0xff;
+        value.writeUInt32BE(8_000, 0);
+        want.set(`req-${i}`, Buffer.from(value));
+        const c = makeCall(i);
+        tee.offer(
+          {
+            ...c,
+            request: { ...c.request, size: 8_000 },
+            response: { ...c.response, size: 3_996 },
+          },
+          { value },
+        );
+      }
+      let s = tee.stats();
+      exact(s);
+      // One batch in flight, one waiting as objects, the rest as bytes.
+      expect(s.heldOffHeap).toBe(n - 8);
+      // Held as bytes, a record's slot is given back at once: only the 8 records in flight or waiting as
+      // objects hold one, so every record found a free slot (12) when it was allocated.
+      expect(bus.ringSlotsLeased).toBe(8);
+      expect(bus.recordBuffers!.fullFallbacks).toBe(0);
+      await tee.flush();
+      await waitFor(() => tee.stats().buffered === 0, 20_000, 'every record sent');
+      s = tee.stats();
+      exact(s);
+      expect(s).toMatchObject({ captured: n, sent: n, dropped: 0 });
+      await waitFor(() => bus.ringSlotsLeased === 0, 5_000, 'every slot given back');
+      // Rebuilt into ring slots (12 kB fits a 16 kB slot) rather than buffers of their own, unless all were taken.
+      expect(bus.recordBuffers!.fullFallbacks).toBeLessThan(n);
+      const got: ConsumedMessage[] = [];
+      const consumer = await consumerBus.consume({
+        handler: (batch) => {
+          got.push(...batch.messages);
+          return Promise.resolve();
+        },
+      });
+      await waitFor(() => got.length >= n, 30_000, 'every record consumed');
+      await consumer.stop();
+      expect(got.map((m) => m.key)).toEqual(Array.from({ length: n }, (_, i) => `req-${i}`));
+      for (const m of got) expect(m.value.equals(want.get(m.key!)!)).toBe(true);
+    } finally {
+      await tee.close(1_000);
+      await bus.close();
+      await consumerBus.close();
+      await kafka.stop();
+    }
+  }, 120_000);
+
   it('holds records off the heap while the broker is down, then delivers every one once, intact and in order', async () => {
     const kafka = await startKafkaMock({ brokers: 1, topics: { 'tee.held': 1 } });
     const bus = new KafkaWorkerBus({ brokers: kafka.brokers, topic: 'tee.held' });
