@@ -11,6 +11,7 @@ import type { RecordBuffers } from '../bus/record-ring.js';
 import { errorMessage } from '../common/errors.js';
 import { silentLogger, type Logger } from '../common/logger.js';
 import { counterOn, summedGaugeOn, type GaugeReader } from '../common/metrics.js';
+import { HeldRecords } from './held-records.js';
 
 /** Reasons a captured record is dropped instead of sent. */
 export const TeeDropReasons = ['buffer_full', 'publish_failed', 'shutdown'] as const;
@@ -80,6 +81,18 @@ export interface TeeOptions {
    * publish each; at the default, one 64 KB call is enough). `Infinity`: with the tick. @default Infinity
    */
   handOffMs?: number;
+  /**
+   * Bytes of each slab of the off-heap backlog. Once `maxBatchMessages` records wait (the bus is not
+   * keeping up, or is down), later records are held as bytes in slab buffers (external memory) rather
+   * than as objects, until the backlog is drained: a record held past the request thread's
+   * young-generation collections as objects is copied into the old generation, and at 1 KB captures
+   * through a Kafka outage those copies (~1.1 MB a second) made the collections longer and brought a
+   * full collection. The heap a held record costs is per record (its objects and header block), not
+   * per byte (a value is external memory either way), so the trigger is a count: records large enough
+   * to fill a batch by bytes first are not copied twice more. Order, bound and accounting are the same
+   * either way. @default 1048576
+   */
+  heldSlabBytes?: number;
   /** Registry for the `modelwatch_tee_*` metrics; none when omitted. */
   registry?: Registry | undefined;
   logger?: Logger;
@@ -97,6 +110,7 @@ const defaults = {
   publishTimeoutMs: 5_000,
   kafkaHeaderBlock: false,
   handOffMs: Number.POSITIVE_INFINITY,
+  heldSlabBytes: 1024 * 1024,
   logger: silentLogger,
 } satisfies Omit<Required<TeeOptions>, 'registry'>;
 
@@ -112,6 +126,8 @@ export interface TeeStats {
   droppedBy: Record<TeeDropReason, number>;
   /** Records waiting or in flight. */
   buffered: number;
+  /** Of `buffered`, records waiting as bytes in the off-heap backlog (see `TeeOptions.heldSlabBytes`). */
+  heldOffHeap: number;
   /** Encoded bytes waiting or in flight. */
   bufferedBytes: number;
   /** Of `buffered`, records handed to the bus whose publish has not settled yet (timed out or not). */
@@ -137,8 +153,11 @@ interface Entry {
  */
 export class Tee {
   private readonly opts: Omit<Required<TeeOptions>, 'registry'> & Pick<TeeOptions, 'registry'>;
+  /** Records waiting as objects: always older than those in `held`. */
   private readonly queue: Entry[] = [];
   private head = 0;
+  /** Records waiting as bytes, after those in `queue` (see `TeeOptions.heldSlabBytes`). */
+  private readonly held: HeldRecords;
   private queuedBytes = 0;
   private inFlight = 0;
   private inFlightBytes = 0;
@@ -176,6 +195,7 @@ export class Tee {
     options: TeeOptions = {},
   ) {
     this.opts = { ...defaults, ...options };
+    this.held = new HeldRecords({ slabBytes: this.opts.heldSlabBytes });
     const records = bus.recordBuffers;
     this.records = records;
     this.encodeOptions = {
@@ -232,7 +252,7 @@ export class Tee {
         summedGaugeOn(
           registry,
           { name: 'modelwatch_tee_buffered_records', help: 'Captured records waiting for or in flight to the bus.' },
-          () => this.queue.length - this.head + this.inFlight,
+          () => this.queued() + this.inFlight,
         ),
         summedGaugeOn(
           registry,
@@ -276,6 +296,8 @@ export class Tee {
     return this.records;
   }
 
+  private readonly allocate = (bytes: number): Buffer => this.allocateRecord(bytes);
+
   /** Gives back a buffer from {@link Tee.allocateRecord} that will not be offered. */
   releaseRecord(value: Buffer): void {
     this.records?.release(value);
@@ -318,9 +340,14 @@ export class Tee {
       this.drop('buffer_full', 1);
       return false;
     }
-    this.queue.push(entry);
+    if (this.held.count > 0 || this.queued() >= this.opts.maxBatchMessages) {
+      // The bus is behind by a whole batch of records: this one may wait long, so it waits as bytes (off
+      // the heap), and so do the later ones until the backlog is drained (order is kept).
+      this.held.push(entry.message, bytes);
+      this.releaseRecord(entry.message.value);
+    } else this.queue.push(entry);
     this.queuedBytes += bytes;
-    if (this.queue.length - this.head >= this.opts.maxBatchMessages && !this.overloaded()) this.kick();
+    if (this.queued() >= this.opts.maxBatchMessages && !this.overloaded()) this.kick();
     else if (
       !this.handOffPending &&
       this.opts.handOffMs !== Number.POSITIVE_INFINITY &&
@@ -342,7 +369,8 @@ export class Tee {
       sent: this.sent,
       dropped: d.buffer_full + d.publish_failed + d.shutdown,
       droppedBy: { ...d },
-      buffered: this.queue.length - this.head + this.inFlight,
+      buffered: this.queued() + this.inFlight,
+      heldOffHeap: this.held.count,
       bufferedBytes: this.queuedBytes + this.inFlightBytes,
       inFlight: this.inFlight,
       publishTimeouts: this.publishTimeouts,
@@ -357,7 +385,7 @@ export class Tee {
 
   private async flushWith(background: boolean): Promise<void> {
     while (this.flushing) await this.flushing;
-    if (this.queue.length - this.head === 0) return;
+    if (this.queued() === 0) return;
     this.flushing = this.drain(background);
     try {
       await this.flushing;
@@ -381,7 +409,7 @@ export class Tee {
       t.unref();
     });
     const all = (async () => {
-      while (Date.now() < until && this.queue.length - this.head > 0) {
+      while (Date.now() < until && this.queued() > 0) {
         const before = this.sent + this.droppedBy.publish_failed;
         await this.flush();
         if (this.sent + this.droppedBy.publish_failed === before) break;
@@ -390,11 +418,12 @@ export class Tee {
     await Promise.race([all, deadline]);
     clearTimeout(t);
     this.closed = true;
-    const left = this.queue.length - this.head;
+    const left = this.queued();
     if (left > 0) this.drop('shutdown', left);
     for (let i = this.head; i < this.queue.length; i++) this.releaseRecord((this.queue[i] as Entry).message.value);
     this.queue.length = 0;
     this.head = 0;
+    this.held.clear();
     this.queuedBytes = 0;
     this.releaseGaugesWhenSettled();
   }
@@ -405,9 +434,14 @@ export class Tee {
     this.gauges = [];
   }
 
+  /** Records waiting (not in flight): as objects, then as bytes. */
+  private queued(): number {
+    return this.queue.length - this.head + this.held.count;
+  }
+
   /** Whether the queue holds at least one whole batch (by count or by bytes). */
   private fullBatchQueued(): boolean {
-    return this.queue.length - this.head >= this.opts.maxBatchMessages || this.queuedBytes >= this.opts.maxBatchBytes;
+    return this.queued() >= this.opts.maxBatchMessages || this.queuedBytes >= this.opts.maxBatchBytes;
   }
 
   private overloaded(): boolean {
@@ -426,7 +460,7 @@ export class Tee {
   }
 
   private kick(): void {
-    if (this.flushing || this.queue.length - this.head === 0) return;
+    if (this.flushing || this.queued() === 0) return;
     // flushWith() never rejects: drain() catches every publish failure and counts it.
     void this.flushWith(true);
   }
@@ -453,6 +487,14 @@ export class Tee {
     } else if (this.head > 1024 && this.head * 2 > this.queue.length) {
       this.queue.splice(0, this.head);
       this.head = 0;
+    }
+    // Then the records held as bytes (all newer), rebuilt into values of their own as the batch is taken.
+    const held = this.held;
+    while (this.head === this.queue.length && held.count > 0 && messages.length < this.opts.maxBatchMessages) {
+      const b = held.peekCounted();
+      if (messages.length > 0 && bytes + b > this.opts.maxBatchBytes) break;
+      messages.push(held.shift(this.allocate));
+      bytes += b;
     }
     return { messages, bytes };
   }
@@ -499,7 +541,7 @@ export class Tee {
       // lingers (`lingerMs`): a partial batch under `lingerMaxBytes` waits that long after the last publish.
       const publish =
         !stop &&
-        this.queue.length - this.head > 0 &&
+        this.queued() > 0 &&
         held.size < this.opts.maxInFlightBatches &&
         !(background && this.overloaded()) &&
         (!background ||
