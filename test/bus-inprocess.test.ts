@@ -5,6 +5,15 @@ function msg(i: number, size = 10): BusMessage {
   return { key: `k${i}`, value: Buffer.alloc(size, i), headers: { ce_id: `ev-${i}` } };
 }
 
+describe('messageBytes', () => {
+  it('counts the value, the key and every header name and value', () => {
+    const m: BusMessage = { key: 'k1', value: Buffer.alloc(5), headers: { a: 'xy', bcd: 'e', ce_id: '' } };
+    // 5 (value) + 2 (key) + 1 + 2 + 3 + 1 + 5 + 0 (headers)
+    expect(messageBytes(m)).toBe(19);
+    expect(messageBytes({ key: null, value: Buffer.alloc(3), headers: {} })).toBe(3);
+  });
+});
+
 describe('InProcessBus', () => {
   it('hands out batches in order with the backlog behind each, and frees bytes only after the handler', async () => {
     const bus = new InProcessBus({ maxBatchMessages: 2 });
