@@ -141,7 +141,7 @@ const SCAN_READ_BYTES = 256 * 2 ** 20;
  * once).
  *
  * `together` (the reference needs no engine work) and the window's numeric values fit two wide reads (at 1M rows,
- * 20 features): reads at once, so that they, then the category counts and the sorts, keep both cores busy rather
+ * 20 features): reads at once, so that they and the category counts, then the sorts, keep both cores busy rather
  * than each waiting for the one before; and a read may hold what two held, so that one query reads all of them.
  * Each read decodes the whole `Map` column of every row: at 1M rows × 20 features one read instead of two took
  * 0.25–0.4 s less engine CPU (of 1.2–1.7 s, measured under load) at the same peak RSS. Larger windows are read one
