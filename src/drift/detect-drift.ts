@@ -21,6 +21,8 @@ import {
   compareSampleToReference,
   groupWithin,
   readSortedReference,
+  warmSortPool,
+  INLINE_MAX_VALUES,
   type SortedCacheOptions,
   type StoredSortedReference,
 } from './exact/index.js';
@@ -473,6 +475,15 @@ export async function detectDrift(store: Store, options: DetectDriftOptions): Pr
   const toMs = parseTime(o.to, 'to');
   if (fromMs > toMs) throw new ModelwatchError(ErrorCodes.badRequest, 'from: must not be after to', { field: 'from' });
   const base = await baseReference(store, o, now);
+  // A stored reference this large sends every numeric feature's job to the sort pool, whatever the window: its
+  // workers start now, alongside the window's key count and the reference's cache lookup (cores the engine's
+  // start-up and these short statements leave idle), rather than while the window is read.
+  if (
+    base.stored !== undefined &&
+    base.stored.profile.rows >= INLINE_MAX_VALUES &&
+    base.stored.features.some((f) => f.kind === 'numeric')
+  )
+    warmSortPool();
   // The window under test never overlaps the default reference: it starts after the reference's end.
   if (base.stored?.kind === 'default' && base.stored.to !== null)
     fromMs = Math.min(toMs, Math.max(fromMs, Date.parse(base.stored.to)));

@@ -13,7 +13,7 @@ import {
 } from '../stats/policy.js';
 import type { DriftReport, FeatureProfile, FeatureReport, FeatureSpec, Sample, SampleProfile } from '../stats/types.js';
 import type { FixedProfile, NumericJobOutput } from './job.js';
-import { INLINE_MAX_VALUES, runJob, sharedPool, type SortPool } from './pool.js';
+import { INLINE_MAX_VALUES, runJob, sharedPool, warmSortPool, type SortPool } from './pool.js';
 import {
   NUMERIC_GROUP,
   countRows,
@@ -325,7 +325,7 @@ export async function compareSampleToReference(
     o.expectedRows >= (o.inlineMaxValues ?? INLINE_MAX_VALUES) &&
     o.pool !== 'inline'
   )
-    warmPool(o.pool ?? sharedPool());
+    warmSortPool(o.pool ?? sharedPool());
   const categorical = features.filter((f) => f.kind === 'categorical');
   const results = new Map<string, FeatureInputs>();
   const computing: Promise<void>[] = [];
@@ -407,11 +407,6 @@ export async function compareSampleToReference(
  */
 export function groupWithin(groupSize: number, budgetBytes: number, rows: number): number {
   return Math.max(1, Math.min(groupSize, Math.floor(budgetBytes / (8 * Math.max(1, rows)))));
-}
-
-/** Starts every worker of `pool` (each runs one empty job); errors surface with the real jobs. */
-function warmPool(pool: SortPool): void {
-  for (let i = 0; i < pool.size; i++) pool.run({ reference: { raw: new Float64Array(0) } }).catch(() => undefined);
 }
 
 function curCounts(out: NumericJobOutput, absentRows: number): FeatureInputs['cur'] {
