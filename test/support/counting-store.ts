@@ -23,9 +23,13 @@ const COUNTED = new Set([
 
 /**
  * The real store, with every statement (query, insert, command, binary query) counted — also through the
- * views `with()` returns. Nothing is faked: each call goes to the wrapped store unchanged.
+ * views `with()` returns — and handed to `onStatement` as it is sent. Nothing is faked: each call goes to the
+ * wrapped store unchanged.
  */
-export function countingStore(store: Store): { store: Store; log: StatementLog } {
+export function countingStore(
+  store: Store,
+  onStatement?: (entry: StatementLog['entries'][number]) => void,
+): { store: Store; log: StatementLog } {
   const log: StatementLog = {
     entries: [],
     reset() {
@@ -43,11 +47,13 @@ export function countingStore(store: Store): { store: Store; log: StatementLog }
           return (...args: unknown[]) => {
             const insert = prop === 'insert' || prop === 'insertEncoded';
             const opts = (insert ? args[2] : args[1]) as { label?: string } | undefined;
-            log.entries.push({
+            const entry = {
               kind: insert ? `insert ${String(args[0])}` : prop,
               label: opts?.label ?? '',
               sql: insert || typeof args[0] !== 'string' ? '' : args[0],
-            });
+            };
+            log.entries.push(entry);
+            onStatement?.(entry);
             return (value as (...a: unknown[]) => unknown).apply(t, args);
           };
         }

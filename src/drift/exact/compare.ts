@@ -13,7 +13,7 @@ import {
 } from '../stats/policy.js';
 import type { DriftReport, FeatureProfile, FeatureReport, FeatureSpec, Sample, SampleProfile } from '../stats/types.js';
 import type { FixedProfile, NumericJobOutput } from './job.js';
-import { INLINE_MAX_VALUES, runJob, sharedPool, type SortPool } from './pool.js';
+import { INLINE_MAX_VALUES, runJob, sharedPool, warmSortPool, type SortPool } from './pool.js';
 import {
   NUMERIC_GROUP,
   countRows,
@@ -271,7 +271,7 @@ export interface CompareSampleToReferenceOptions extends CompareOptions {
    * Reads of numeric groups started before the previous one has been read (0: one read at a time). Reads in
    * flight at once hold their values together: callers enable it for windows whose values are small (the
    * embedded engine runs reads at once only when their SQL carries no bound parameter, see `inlineParams`).
-   * With it, the categorical counts are also read as soon as the first group is, alongside the rest. @default 0
+   * With it, the categorical counts are also read at once, alongside the first reads. @default 0
    */
   readAhead?: number | undefined;
   /**
@@ -325,7 +325,7 @@ export async function compareSampleToReference(
     o.expectedRows >= (o.inlineMaxValues ?? INLINE_MAX_VALUES) &&
     o.pool !== 'inline'
   )
-    warmPool(o.pool ?? sharedPool());
+    warmSortPool(o.pool ?? sharedPool());
   const categorical = features.filter((f) => f.kind === 'categorical');
   const results = new Map<string, FeatureInputs>();
   const computing: Promise<void>[] = [];
@@ -361,6 +361,10 @@ export async function compareSampleToReference(
   };
   try {
     for (let i = 0; i <= readAhead; i++) startRead();
+    // Reading ahead: the counts are read alongside the first reads. They are engine work like the reads, and
+    // the jobs that follow the reads keep both cores busy with sorts: counts read after the reads (as before)
+    // ran alongside the sorts and delayed them.
+    if (readAhead > 0) categories = readCategories();
     while (reads.length > 0) {
       const { group, read } = await reads.shift()!;
       rows = read.rows;
@@ -380,8 +384,6 @@ export async function compareSampleToReference(
       computing.push(jobs);
       while (computing.length > groupsInFlight(read, group.length)) await computing.shift();
       startRead();
-      // Reading ahead: the counts are read alongside the remaining groups and the first group's jobs.
-      if (readAhead > 0) categories ??= readCategories();
     }
     const counts = await (categories ?? readCategories());
     if (rows === undefined && categorical.length > 0) rows = sumOf(counts.get(categorical[0]!.column));
@@ -405,11 +407,6 @@ export async function compareSampleToReference(
  */
 export function groupWithin(groupSize: number, budgetBytes: number, rows: number): number {
   return Math.max(1, Math.min(groupSize, Math.floor(budgetBytes / (8 * Math.max(1, rows)))));
-}
-
-/** Starts every worker of `pool` (each runs one empty job); errors surface with the real jobs. */
-function warmPool(pool: SortPool): void {
-  for (let i = 0; i < pool.size; i++) pool.run({ reference: { raw: new Float64Array(0) } }).catch(() => undefined);
 }
 
 function curCounts(out: NumericJobOutput, absentRows: number): FeatureInputs['cur'] {

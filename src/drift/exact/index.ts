@@ -39,7 +39,7 @@ import type { CompareOptions, CurrentWindow, SortedReference, SortedReferenceFea
 import { stage } from './profile.js';
 
 export type { CompareOptions, CurrentWindow, SortedReference, SortedReferenceFeature } from './types.js';
-export { SortPool, sharedPool, INLINE_MAX_VALUES } from './pool.js';
+export { SortPool, sharedPool, warmSortPool, INLINE_MAX_VALUES } from './pool.js';
 export { sortFloat64 } from './radix.js';
 export { compareSamples, profileSampleExact, compareSampleToReference, groupWithin } from './compare.js';
 export type { CompareSamplesOptions, ProfileOptions, CompareSampleToReferenceOptions } from './compare.js';

@@ -16,6 +16,7 @@ import {
   type SortedSide,
 } from './numeric.js';
 import { ksExactPValue } from './ks-exact.js';
+import { warmUpRadixSort } from './radix.js';
 
 /** One side of a job: raw values (NaN = missing, ±Inf = non-finite) or an already sorted side. */
 export type JobSide = { raw: Float64Array } | SortedSide;
@@ -150,4 +151,55 @@ export function runNumericJob(input: NumericJobInput): NumericJobOutput {
     };
   }
   return out;
+}
+
+/** Calls of the merge pass on each input in {@link warmUpNumericJob}. */
+const WARM_UP_ROUNDS = 50;
+
+/**
+ * Runs the radix sort's warm-up (`warmUpRadixSort`), then {@link runNumericJob} on small inputs that take every
+ * path of the merge pass (a tail on either side, the maximum gap reached with either side ahead, ties on both
+ * sides, fractional and integral values) against a reference held in an `ArrayBuffer` and one in a
+ * `SharedArrayBuffer` (as read from the store or the local cache), {@link WARM_UP_ROUNDS} times: a sort worker
+ * calls it once at start-up, before its first job.
+ *
+ * Why: V8 compiles a hot loop with the type feedback gathered so far and keeps that code for later calls. A
+ * worker's first merge at 1M values per side was compiled while only the loop over both sides had run: each
+ * later call entered that code, left it at the first tail or at a reference of the other buffer kind, and ran
+ * the rest in the interpreter, until V8 compiled the whole function again (measured: the first 20 merges of a
+ * thread took about 35 ms each, then 13 ms). Here every path runs before anything is compiled (the inputs are
+ * too small for V8 to compile a loop on its own), and the repeated calls make V8 compile the whole function with
+ * that feedback, so the first large merge runs compiled code from its start (measured: a worker's first two
+ * jobs took about 45 ms instead of 60–70, the others about 40). About 5 ms of the worker's start-up.
+ */
+export function warmUpNumericJob(): void {
+  warmUpRadixSort();
+  // Sorted; `ahead` ends above `behind`, and each side leads the other somewhere.
+  const ahead = [-2.5, 1, 1, 2.5, 3, 3, 7, 8, 8, 9.5];
+  const behind = [-3, 0.5, 1, 2, 3, 3, 4, 4, 5.5];
+  for (let round = 0; round < WARM_UP_ROUNDS; round++)
+    for (const shared of [false, true]) {
+      for (const [ref, cur] of [
+        [ahead, behind],
+        [behind, ahead],
+      ] as const) {
+        const sorted = new Float64Array(
+          shared ? new SharedArrayBuffer(8 * ref.length) : new ArrayBuffer(8 * ref.length),
+        );
+        sorted.set(ref);
+        runNumericJob({
+          reference: { sorted, missing: 1, nonFinite: 1 },
+          current: { raw: Float64Array.from([...cur, Number.NaN, Number.POSITIVE_INFINITY]) },
+          fixed: {
+            quantiles: [0, 1, 1, 2, 3, 3, 4, 7, 8],
+            mean: 3,
+            edges: [0, 1, 2, 3, 4, 7, 8],
+            std: 3,
+            min: sorted[0],
+            max: sorted[sorted.length - 1],
+            distinct: 6,
+          },
+        });
+      }
+    }
 }

@@ -180,6 +180,14 @@ export function compareSorted(ref: Float64Array, cur: Float64Array): NumericComp
   // merge on continuous values, the same on heavy ties). On a tie the reference's value is taken first (as a
   // tie did before), then both runs are consumed as before.
   const pick = new Float64Array(2);
+  // The sizes as heap numbers (`n + 0.5 - 0.5` is n exactly below 2^52, but computed on doubles), and |R·m − C·n|
+  // by a sign test, not `Math.abs` (which returns small integers as such): the products and the maximum are
+  // then typed as doubles from the first call on. With small-integer type feedback (any call whose products
+  // stay below 2^31, e.g. the pool's warm-up), V8 compiled them as 32-bit integers and deoptimized on the first
+  // overflow of each, in each loop, at 1M values per side, and a worker ran its first merges in the
+  // interpreter. The same values either way (integers below 2^53 are exact in doubles).
+  const nD = n + 0.5 - 0.5;
+  const mD = m + 0.5 - 0.5;
   while (i < n && j < m) {
     const a = ref[i]!;
     const b = cur[j]!;
@@ -192,7 +200,8 @@ export function compareSorted(ref: Float64Array, cur: Float64Array): NumericComp
     while (i < n && ref[i] === v) i++;
     while (j < m && cur[j] === v) j++;
     if (started) w += prevTerm * (v - prev);
-    const diff = Math.abs(i * m - j * n);
+    const d = i * mD - j * nD;
+    const diff = d < 0 ? -d : d;
     if (diff > h) h = diff;
     prevTerm = Math.abs(i / n - j / m);
     if (prevTerm > dFloat) dFloat = prevTerm;
@@ -204,7 +213,8 @@ export function compareSorted(ref: Float64Array, cur: Float64Array): NumericComp
     i++;
     while (i < n && ref[i] === v) i++;
     if (started) w += prevTerm * (v - prev);
-    const diff = Math.abs(i * m - j * n);
+    const d = i * mD - j * nD;
+    const diff = d < 0 ? -d : d;
     if (diff > h) h = diff;
     prevTerm = Math.abs(i / n - j / m);
     if (prevTerm > dFloat) dFloat = prevTerm;
@@ -216,7 +226,8 @@ export function compareSorted(ref: Float64Array, cur: Float64Array): NumericComp
     j++;
     while (j < m && cur[j] === v) j++;
     if (started) w += prevTerm * (v - prev);
-    const diff = Math.abs(i * m - j * n);
+    const d = i * mD - j * nD;
+    const diff = d < 0 ? -d : d;
     if (diff > h) h = diff;
     prevTerm = Math.abs(i / n - j / m);
     if (prevTerm > dFloat) dFloat = prevTerm;

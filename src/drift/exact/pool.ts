@@ -38,6 +38,14 @@ export function sharedPool(): SortPool {
   return shared;
 }
 
+/**
+ * Starts every worker of `pool` now (each runs one empty job, after its start-up warm-up), so that their start-up
+ * overlaps what the caller does next rather than delaying its first jobs. Errors surface with the real jobs.
+ */
+export function warmSortPool(pool: SortPool = sharedPool()): void {
+  for (let i = 0; i < pool.size; i++) pool.run({ reference: { raw: new Float64Array(0) } }).catch(() => undefined);
+}
+
 /** Runs a numeric job inline when small (below `inlineMax` values, both sides), else in `pool`. */
 export function runJob(
   input: NumericJobInput,

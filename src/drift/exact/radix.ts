@@ -374,3 +374,51 @@ export function sortFloat64(values: Float64Array, scratch?: Float64Array): Float
   sortByTopDigit(values, scratchOf(n, scratch), counts);
   return values;
 }
+
+/**
+ * Values that take every path of {@link filterSortFloat64} (NaN and ±Inf filtered; buckets sorted by insertion,
+ * by {@link sortNarrow} with digits skipped and not, and large ones by {@link sortSpread}, whose sub-buckets go to
+ * insertion, {@link sortNarrow} and {@link sortWide}, or straight to {@link sortWide} when every value shares the
+ * spread bits), shuffled; and, second, values that all fall in one top-digit bucket.
+ */
+function warmUpInputs(): Float64Array[] {
+  const v: number[] = [Number.NaN, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY, -0, 0];
+  for (let e = -20; e < 20; e += 3) v.push(2 ** e * 1.3, -(2 ** e) * 1.7, 2 ** e * 1.3);
+  // One negative bucket ([-5, -4.75)) with ties.
+  for (let i = 0; i < 300; i++) v.push(-5 + (i % 250) * 0.001);
+  // One bucket ([16, 17)) whose values differ only in their top mantissa bits: low digits all equal.
+  for (let i = 0; i < 200; i++) v.push(16 + (i % 64) / 64);
+  // A large bucket ([1, 1.0625)): spread evenly, plus a cluster that fills one sub-bucket.
+  for (let i = 0; i < 2500; i++) v.push(1 + (i * 0.0625) / 2500);
+  for (let i = 0; i < 100; i++) v.push(1.03 + i * 2 ** -48);
+  // A large bucket ([2, 2.125)) with one sub-bucket above the wide size.
+  for (let i = 0; i < 2200; i++) v.push(2.05 + i * 2 ** -44);
+  for (let i = 0; i < 40; i++) v.push(2 + i * 0.003);
+  // A large bucket ([4, 4.25)) whose values all share the spread bits.
+  for (let i = 0; i < 2100; i++) v.push(4.1 + i * 2 ** -50);
+  // A fixed shuffle (xorshift), so that every bucket is filled out of order.
+  let x = 0x9e3779b9;
+  for (let i = v.length - 1; i > 0; i--) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    const j = (x >>> 0) % (i + 1);
+    const t = v[i]!;
+    v[i] = v[j]!;
+    v[j] = t;
+  }
+  const single = new Float64Array(RADIX_MIN + 100);
+  for (let i = 0; i < single.length; i++) single[i] = 1 + ((i * 7919) % single.length) * 2 ** -40;
+  return [Float64Array.from(v), single];
+}
+
+/**
+ * Sorts {@link warmUpInputs} a few times on this thread, so that V8 has type feedback for every path of the
+ * sort, and has compiled it whole, before the first large sort (see `warmUpNumericJob`): measured, a sort
+ * worker's first two sorts of 1M values otherwise took 60–80 ms each against about 30 ms. It costs 10–15 ms of the
+ * worker's start-up, which the pool starts while the window is read.
+ */
+export function warmUpRadixSort(): void {
+  const inputs = warmUpInputs();
+  for (let round = 0; round < 3; round++) for (const values of inputs) filterSortFloat64(values.slice());
+}

@@ -1,0 +1,60 @@
+// The sort workers' warm-up (warmUpNumericJob in src/drift/exact/job.ts, run by worker-entry.ts): after it, the
+// first large jobs of a thread run compiled merge passes throughout, where a cold thread's compiled merge pass
+// was left for the interpreter (a deoptimization) at its tails and at the first product past 2^31; and the
+// results are the same either way.
+import { spawn } from 'node:child_process';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+
+const repoRoot = join(import.meta.dirname, '..');
+const child = join(import.meta.dirname, 'support', 'numeric-warm-up-child.ts');
+
+interface ChildRun {
+  /** The jobs' results (the last stdout line). */
+  results: string;
+  /** Deoptimizations of the merge pass that V8 reported. */
+  mergeDeopts: number;
+}
+
+function runChild(mode: 'cold' | 'warm' | 'pool'): Promise<ChildRun> {
+  const { NODE_OPTIONS: _ignored, ...env } = process.env;
+  const p = spawn(process.execPath, ['--trace-deopt', '--import', 'tsx', child, mode], {
+    cwd: repoRoot,
+    env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  let err = '';
+  p.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  p.stderr.on('data', (d: Buffer) => (err += d.toString()));
+  return new Promise((resolve, reject) =>
+    p.on('close', (code) => {
+      if (code !== 0) return reject(new Error(`child exited ${code}: ${err}`));
+      const lines = out.trimEnd().split('\n');
+      resolve({
+        results: lines[lines.length - 1]!,
+        mergeDeopts: lines.filter((l) => l.includes('deoptimizing') && l.includes('<JSFunction compareSorted')).length,
+      });
+    }),
+  );
+}
+
+describe('warmUpNumericJob', () => {
+  it('a cold thread deoptimizes its first large merge passes (what the warm-up is for)', async () => {
+    const cold = await runChild('cold');
+    expect(cold.mergeDeopts).toBeGreaterThan(0);
+  }, 120_000);
+
+  it('after the warm-up, the first large merge passes are never deoptimized, with the same results', async () => {
+    const [cold, warm] = await Promise.all([runChild('cold'), runChild('warm')]);
+    expect(warm.mergeDeopts).toBe(0);
+    expect(warm.results).toBe(cold.results);
+    expect(JSON.parse(warm.results)).toHaveLength(4);
+  }, 120_000);
+
+  it('a sort worker warms itself up before its first job', async () => {
+    const [cold, pooled] = await Promise.all([runChild('cold'), runChild('pool')]);
+    expect(pooled.mergeDeopts).toBe(0);
+    expect(pooled.results).toBe(cold.results);
+  }, 120_000);
+});
