@@ -133,6 +133,18 @@ export class InProcessBus implements Bus {
       sizes.push(n);
     }
     if (size > room) {
+      // A batch larger than the whole bus never fits, however long the caller waits: refused outright.
+      for (let i = sizes.length + 1; i < messages.length && size <= this.opts.maxBufferedBytes; i++) {
+        size += messageBytes(messages[i] as BusMessage);
+      }
+      if (size > this.opts.maxBufferedBytes) {
+        return Promise.reject(
+          new ModelwatchError(
+            ErrorCodes.busRejected,
+            `in-process bus: a batch of ${size}+ bytes exceeds the bus's ${this.opts.maxBufferedBytes} bytes`,
+          ),
+        );
+      }
       return Promise.reject(
         new ModelwatchError(
           ErrorCodes.busFull,

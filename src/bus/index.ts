@@ -19,7 +19,7 @@ export {
 export type { CapturedCall, CapturedBody, CaptureSource, CaptureRecord } from '../protocol/capture.js';
 export { InProcessBus } from './in-process.js';
 export type { InProcessBusOptions } from './in-process.js';
-export { KafkaBus } from './kafka.js';
+export { KafkaBus, kafkaErrorRetryable } from './kafka.js';
 export type { KafkaBusOptions } from './kafka.js';
 export { KafkaWorkerBus } from './kafka-worker.js';
 export type { KafkaWorkerBusOptions } from './kafka-worker.js';

@@ -112,6 +112,8 @@ port.on('message', (m: ToWorker) => {
         id: m.id,
         message: errorMessage(err),
         code: err instanceof ModelwatchError ? err.code : 'bus_unavailable',
+        // KafkaBus classified the producer's error (kafkaErrorRetryable); the main thread needs the answer.
+        retryable: err instanceof ModelwatchError ? err.retryable : false,
       });
     },
   );

@@ -79,7 +79,8 @@ export type FromWorker =
   | { type: 'ack'; id: number }
   /** The producer is done with the ring values of publish `id` (sent after its ack or nack). */
   | { type: 'released'; id: number }
-  | { type: 'nack'; id: number; message: string; code: string }
+  /** The publish failed: `code` and `retryable` of the producer's `ModelwatchError`. */
+  | { type: 'nack'; id: number; message: string; code: string; retryable: boolean }
   | { type: 'log'; level: 'warn' | 'error'; message: string; fields: Record<string, unknown> }
   | { type: 'closed' };
 
@@ -155,6 +156,8 @@ function spawnWorker(url: URL, workerData: KafkaWorkerData, youngGenerationMb: n
  */
 export class KafkaWorkerBus implements Bus {
   readonly kind = 'kafka' as const;
+  /** Values are transferred to the worker or read in place from ring slots: gone once published. */
+  readonly takesValues = true;
   readonly topic: string;
   private readonly producerOptions: Omit<KafkaBusOptions, 'logger'>;
   private readonly logger: Logger;
@@ -293,7 +296,11 @@ export class KafkaWorkerBus implements Bus {
     clearTimeout(p.timer);
     if (this.pending.size === 0) this.worker?.unref();
     if (m.type === 'ack') p.resolve();
-    else p.reject(new ModelwatchError(ErrorCodes.busUnavailable, m.message, { retryable: true }));
+    else {
+      // The classification crosses the thread boundary as data: a refusal stays a refusal.
+      const code = m.code === ErrorCodes.busRejected ? ErrorCodes.busRejected : ErrorCodes.busUnavailable;
+      p.reject(new ModelwatchError(code, m.message, { retryable: m.retryable && code !== ErrorCodes.busRejected }));
+    }
   }
 
   private releaseLease(id: number): void {

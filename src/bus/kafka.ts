@@ -127,6 +127,50 @@ function toHeaders(h: IHeaders | undefined): Record<string, string> {
   return out;
 }
 
+/** kafkajs errors that mean the broker could not be reached or did not answer in time: worth trying again. */
+const TRANSIENT_KAFKAJS_ERRORS: ReadonlySet<string> = new Set([
+  'KafkaJSConnectionError',
+  'KafkaJSConnectionClosedError',
+  'KafkaJSRequestTimeoutError',
+  'KafkaJSBrokerNotFound',
+  'KafkaJSMetadataNotLoaded',
+  'KafkaJSTopicMetadataNotLoaded',
+  'KafkaJSLockTimeout',
+  'KafkaJSTimeout',
+]);
+
+/**
+ * Whether a producer error from kafkajs is worth publishing the same records again for, by its class and
+ * protocol error type, never its message. kafkajs wraps the error that ended its own retries: an
+ * exhausted retrier (`KafkaJSNumberOfRetriesExceeded`) or a refusal (`KafkaJSNonRetriableError`) carries
+ * the original as `cause`, which decides. A broker's answer (`KafkaJSProtocolError`) is retriable as
+ * kafkajs's table says (`LEADER_NOT_AVAILABLE`, `REQUEST_TIMED_OUT`, `NOT_ENOUGH_REPLICAS`: yes;
+ * `MESSAGE_TOO_LARGE`, `INVALID_TOPIC_EXCEPTION`, `TOPIC_AUTHORIZATION_FAILED`: no); losing the broker
+ * (connection, request timeout, no broker or metadata) is. Anything else (a bug, a bad record kafkajs
+ * refuses before sending) is not, so one poison record cannot hold a queue back forever.
+ */
+export function kafkaErrorRetryable(err: unknown): boolean {
+  let e: unknown = err;
+  for (let depth = 0; depth < 8 && e instanceof Error; depth++) {
+    const name = e.name;
+    const retriable = (e as { retriable?: unknown }).retriable;
+    if (name === 'KafkaJSProtocolError' || typeof (e as { type?: unknown }).type === 'string') {
+      return retriable === true;
+    }
+    if (TRANSIENT_KAFKAJS_ERRORS.has(name)) return true;
+    const cause = (e as { cause?: unknown }).cause;
+    if (cause instanceof Error && cause !== e) {
+      e = cause;
+      continue;
+    }
+    // Retries ran out on an error kafkajs itself considered transient.
+    if (name === 'KafkaJSNumberOfRetriesExceeded') return true;
+    if (name === 'KafkaJSError') return retriable === true;
+    return false;
+  }
+  return false;
+}
+
 function withDeadline<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const deadline = new Promise<never>((_, reject) => {
@@ -283,10 +327,12 @@ export class KafkaBus implements Bus {
           ),
         });
       } catch (err) {
-        throw new ModelwatchError(ErrorCodes.busUnavailable, `kafka publish to ${topic}: ${errorMessage(err)}`, {
-          retryable: true,
-          cause: err,
-        });
+        const retryable = kafkaErrorRetryable(err);
+        throw new ModelwatchError(
+          retryable ? ErrorCodes.busUnavailable : ErrorCodes.busRejected,
+          `kafka publish to ${topic}: ${errorMessage(err)}`,
+          { retryable, cause: err },
+        );
       }
     };
     // The bytes stay counted until the producer itself is done with them, not just until the deadline.

@@ -67,7 +67,11 @@ export interface Bus {
   readonly kind: 'inprocess' | 'kafka';
   /** The topic used when none is given. */
   readonly topic: string;
-  /** Resolves once the bus has accepted every message (Kafka ack / enqueued); rejects otherwise. */
+  /**
+   * Resolves once the bus has accepted every message (Kafka ack / enqueued); rejects otherwise, with a
+   * `ModelwatchError` whose `retryable` says whether publishing the same messages again may succeed
+   * (broker down, timeout, bus full) or not (`bus_rejected`: too large, invalid topic, not authorized).
+   */
   publish(messages: BusMessage[], topic?: string): Promise<void>;
   consume(options: ConsumeOptions): Promise<BusConsumer>;
   close(): Promise<void>;
@@ -78,6 +82,12 @@ export interface Bus {
    * given back with `release`. Absent: allocate values as usual.
    */
   readonly recordBuffers?: RecordBuffers | undefined;
+  /**
+   * Whether `publish` takes the messages' values (moves or reuses their memory, as the Kafka publisher
+   * worker does): a caller that may publish the same messages again after a failure must keep its own
+   * copy. Absent or false: after `publish` settles, the messages are as they were handed over.
+   */
+  readonly takesValues?: boolean;
 }
 
 /** Byte size of a message as counted by byte-bounded buffers. */

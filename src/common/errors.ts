@@ -25,6 +25,11 @@ export const ErrorCodes = {
   busUnavailable: 'bus_unavailable',
   /** The in-process bus or tee buffer is full (bounded in bytes). */
   busFull: 'bus_full',
+  /**
+   * The bus refused the records outright (too large, invalid topic, not authorized): publishing them
+   * again will not help. Never retryable.
+   */
+  busRejected: 'bus_rejected',
   /** The inference upstream could not be reached. */
   upstreamUnavailable: 'upstream_unavailable',
   /** The inference upstream did not answer in time. */

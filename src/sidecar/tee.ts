@@ -8,9 +8,11 @@ import {
 } from '../protocol/capture.js';
 import type { Bus, BusMessage } from '../bus/types.js';
 import type { RecordBuffers } from '../bus/record-ring.js';
-import { errorMessage } from '../common/errors.js';
+import { errorMessage, isModelwatchError } from '../common/errors.js';
 import { silentLogger, type Logger } from '../common/logger.js';
 import { counterOn, summedGaugeOn, type GaugeReader } from '../common/metrics.js';
+import { HeaderBlockMessage } from '../bus/kafka-header-block.js';
+import { releaseArrayBuffers } from '../bus/kafka-worker.js';
 import { HeldRecords } from './held-records.js';
 
 /** Reasons a captured record is dropped instead of sent. */
@@ -60,7 +62,8 @@ export interface TeeOptions {
   /**
    * A publish that has not settled after this long stops holding up the flusher, which moves on to
    * the next batch. Its records stay counted as in flight, and their bytes inside `maxBufferBytes`,
-   * until the bus answers: sent if it then acknowledges, dropped (`publish_failed`) if it rejects.
+   * until the bus answers: sent if it then acknowledges, put back at the front of the queue if it fails
+   * retryably (see `retryBackoffMs`), dropped (`publish_failed`) if it refuses the records for good.
    * @default 5000
    */
   publishTimeoutMs?: number;
@@ -93,6 +96,16 @@ export interface TeeOptions {
    * either way. @default 1048576
    */
   heldSlabBytes?: number;
+  /**
+   * After a publish fails with a retryable error (broker down or unreachable, request timeout, leader not
+   * available, the bus full or unavailable), its records go back to the front of the queue, in order, and
+   * the background flusher publishes nothing for this long; the wait doubles with each further failure up
+   * to `maxRetryBackoffMs` and starts over after a publish succeeds. Records that fail for good (too
+   * large, invalid topic, not authorized) are dropped at once (`publish_failed`). @default 200
+   */
+  retryBackoffMs?: number;
+  /** Longest wait between publish attempts after retryable failures (see `retryBackoffMs`). @default 5000 */
+  maxRetryBackoffMs?: number;
   /** Registry for the `modelwatch_tee_*` metrics; none when omitted. */
   registry?: Registry | undefined;
   logger?: Logger;
@@ -111,6 +124,8 @@ const defaults = {
   kafkaHeaderBlock: false,
   handOffMs: Number.POSITIVE_INFINITY,
   heldSlabBytes: 1024 * 1024,
+  retryBackoffMs: 200,
+  maxRetryBackoffMs: 5_000,
   logger: silentLogger,
 } satisfies Omit<Required<TeeOptions>, 'registry'>;
 
@@ -134,6 +149,11 @@ export interface TeeStats {
   inFlight: number;
   /** Publishes that outlived `publishTimeoutMs` (their records were counted once, when the bus answered). */
   publishTimeouts: number;
+  /**
+   * Records put back at the front of the queue after a retryable publish failure, counted each time
+   * (a record retried three times counts three). Not part of the identity: they are still `buffered`.
+   */
+  retried: number;
   /** Inference calls not captured because of sampling (not part of `captured`). */
   sampledOut: number;
 }
@@ -143,12 +163,24 @@ interface Entry {
   bytes: number;
 }
 
+/** One batch handed to the bus: what to put back if it fails with a retryable error. */
+interface Batch {
+  /** The records, or copies of them when the bus takes values (`Bus.takesValues`). */
+  messages: BusMessage[];
+  /** Counted bytes of each record. */
+  sizes: number[];
+  bytes: number;
+  /** The buffer the copies' values live in, when copied. */
+  copy: Buffer | undefined;
+}
+
 /**
  * The hand-off between the request path and the bus (DESIGN §4 rule 1). `offer` is O(1) and never
  * waits: the record goes into a queue bounded in bytes, or is dropped and counted. A background
  * flusher publishes batches, one at a time; a publish that outlives its timeout no longer holds up
  * the flusher, but its records stay in flight (and their bytes inside the bound) until the bus
- * answers, so a record is never both dropped and delivered. Every record is accounted for, once:
+ * answers, so a record is never both dropped and delivered. A batch that fails retryably goes back to
+ * the front of the queue (`retryBackoffMs`). Every record is accounted for, once:
  * `captured = sent + dropped + buffered`, where `buffered` includes what is in flight.
  */
 export class Tee {
@@ -166,6 +198,13 @@ export class Tee {
   private readonly droppedBy: Record<TeeDropReason, number> = { buffer_full: 0, publish_failed: 0, shutdown: 0 };
   private sampledOut = 0;
   private publishTimeouts = 0;
+  private retried = 0;
+  /** Current wait after a retryable failure (0: none failed since the last success). */
+  private backoffMs = 0;
+  /** `performance.now()` before which the background flusher does not publish (retry backoff). */
+  private retryAt = 0;
+  /** Reused buffers of `maxBatchBytes` for the copies of batches in flight (`Bus.takesValues`). */
+  private readonly spareCopies: Buffer[] = [];
   /** `performance.now()` of the last publish started (the flusher's linger counts from it). */
   private lastPublishAt = -Infinity;
   private timer: NodeJS.Timeout | undefined;
@@ -185,6 +224,7 @@ export class Tee {
   private readonly mDropped: Counter<'reason'> | undefined;
   private readonly mSampled: Counter | undefined;
   private readonly mTimeouts: Counter | undefined;
+  private readonly mRetried: Counter | undefined;
   private gauges: GaugeReader[] = [];
   private readonly encodeOptions: EncodeCaptureOptions;
   /** The bus's record buffers (values allocated there are given back when a record is dropped). */
@@ -209,6 +249,8 @@ export class Tee {
       'maxBatchBytes',
       'maxInFlightBatches',
       'publishTimeoutMs',
+      'retryBackoffMs',
+      'maxRetryBackoffMs',
     ] as const) {
       const v = this.opts[k];
       if (!(Number.isFinite(v) && v > 0)) throw new RangeError(`TeeOptions.${k} must be a positive number, got ${v}`);
@@ -247,6 +289,10 @@ export class Tee {
       this.mTimeouts = counterOn(registry, {
         name: 'modelwatch_tee_publish_timeouts_total',
         help: 'Publishes that outlived the publish timeout; their records stay in flight until the bus answers.',
+      });
+      this.mRetried = counterOn(registry, {
+        name: 'modelwatch_tee_retried_records_total',
+        help: 'Captured records put back at the front of the queue after a retryable publish failure (each time).',
       });
       this.gauges = [
         summedGaugeOn(
@@ -374,6 +420,7 @@ export class Tee {
       bufferedBytes: this.queuedBytes + this.inFlightBytes,
       inFlight: this.inFlight,
       publishTimeouts: this.publishTimeouts,
+      retried: this.retried,
       sampledOut: this.sampledOut,
     };
   }
@@ -411,8 +458,13 @@ export class Tee {
     const all = (async () => {
       while (Date.now() < until && this.queued() > 0) {
         const before = this.sent + this.droppedBy.publish_failed;
+        const retriedBefore = this.retried;
         await this.flush();
-        if (this.sent + this.droppedBy.publish_failed === before) break;
+        if (this.sent + this.droppedBy.publish_failed !== before) continue;
+        // No progress: stop, unless the bus failed in a way worth trying again before the deadline.
+        if (this.retried === retriedBefore) break;
+        const wait = Math.min(this.backoffMs, until - Date.now());
+        if (wait > 0) await new Promise<void>((resolve) => setTimeout(resolve, wait).unref());
       }
     })();
     await Promise.race([all, deadline]);
@@ -425,6 +477,7 @@ export class Tee {
     this.head = 0;
     this.held.clear();
     this.queuedBytes = 0;
+    this.spareCopies.length = 0;
     this.releaseGaugesWhenSettled();
   }
 
@@ -460,7 +513,8 @@ export class Tee {
   }
 
   private kick(): void {
-    if (this.flushing || this.queued() === 0) return;
+    // Waiting out a retry backoff: the next tick after it publishes.
+    if (this.flushing || this.queued() === 0 || performance.now() < this.retryAt) return;
     // flushWith() never rejects: drain() catches every publish failure and counts it.
     void this.flushWith(true);
   }
@@ -470,13 +524,15 @@ export class Tee {
     this.mDropped?.labels(reason).inc(n);
   }
 
-  private takeBatch(): { messages: BusMessage[]; bytes: number } {
+  private takeBatch(): { messages: BusMessage[]; sizes: number[]; bytes: number } {
     const messages: BusMessage[] = [];
+    const sizes: number[] = [];
     let bytes = 0;
     while (this.head < this.queue.length && messages.length < this.opts.maxBatchMessages) {
       const e = this.queue[this.head] as Entry;
       if (messages.length > 0 && bytes + e.bytes > this.opts.maxBatchBytes) break;
       messages.push(e.message);
+      sizes.push(e.bytes);
       bytes += e.bytes;
       this.head++;
     }
@@ -494,23 +550,107 @@ export class Tee {
       const b = held.peekCounted();
       if (messages.length > 0 && bytes + b > this.opts.maxBatchBytes) break;
       messages.push(held.shift(this.allocate));
+      sizes.push(b);
       bytes += b;
     }
-    return { messages, bytes };
+    return { messages, sizes, bytes };
   }
 
-  /** Accounts one batch exactly once, when its publish settles (however late). */
-  private settle(records: number, bytes: number, ok: boolean, error: unknown): void {
+  /**
+   * Accounts one batch exactly once, when its publish settles (however late): sent; back at the front of
+   * the queue after a retryable failure (still buffered, its bytes still inside the bound); or dropped.
+   * Returns whether it was put back.
+   */
+  private settle(batch: Batch, ok: boolean, error: unknown): boolean {
+    const records = batch.messages.length;
     this.inFlight -= records;
-    this.inFlightBytes -= bytes;
+    this.inFlightBytes -= batch.bytes;
+    let requeued = false;
     if (ok) {
       this.sent += records;
       this.mSent?.inc(records);
+      this.backoffMs = 0;
+      this.retryAt = 0;
+      this.recycleCopy(batch.copy);
+    } else if (isModelwatchError(error) && error.retryable && !this.closed) {
+      this.requeue(batch);
+      requeued = true;
+      // One wait per round of failures: batches that were in flight together fail together.
+      const now = performance.now();
+      if (now >= this.retryAt) {
+        this.backoffMs =
+          this.backoffMs === 0 ? this.opts.retryBackoffMs : Math.min(this.backoffMs * 2, this.opts.maxRetryBackoffMs);
+        this.retryAt = now + this.backoffMs;
+      }
+      this.opts.logger.warn('tee publish failed; records go back to the front of the queue', {
+        records,
+        retryInMs: this.backoffMs,
+        error: errorMessage(error),
+      });
     } else {
       this.opts.logger.warn('tee publish failed; dropping batch', { records, error: errorMessage(error) });
-      this.drop('publish_failed', records);
+      // After close, what comes back is not sent again: it is counted as the rest of the queue was.
+      this.drop(isModelwatchError(error) && error.retryable ? 'shutdown' : 'publish_failed', records);
+      this.recycleCopy(batch.copy);
     }
     this.releaseGaugesWhenSettled();
+    return requeued;
+  }
+
+  /** Puts a failed batch back at the front of the queue, in order, ahead of every record waiting. */
+  private requeue(batch: Batch): void {
+    const n = batch.messages.length;
+    const entries: Entry[] = new Array<Entry>(n);
+    for (let i = 0; i < n; i++) {
+      entries[i] = { message: batch.messages[i] as BusMessage, bytes: batch.sizes[i] as number };
+    }
+    // Records waiting as objects are older than those held as bytes: the front of `queue` is the front.
+    if (this.head >= n) {
+      this.head -= n;
+      for (let i = 0; i < n; i++) this.queue[this.head + i] = entries[i] as Entry;
+    } else this.queue.splice(this.head, 0, ...entries);
+    this.queuedBytes += batch.bytes;
+    this.retried += n;
+    this.mRetried?.inc(n);
+  }
+
+  /**
+   * Copies of a batch's records whose values live in one buffer of their own, for a bus that takes the
+   * values it publishes (`Bus.takesValues`): what goes back to the queue if the publish fails with a
+   * retryable error. The buffer is reused once the publish succeeds.
+   */
+  private copyBatch(messages: BusMessage[]): { messages: BusMessage[]; copy: Buffer } {
+    let total = 0;
+    for (const m of messages) total += m.value.length;
+    const copy =
+      total <= this.opts.maxBatchBytes
+        ? (this.spareCopies.pop() ?? Buffer.allocUnsafeSlow(this.opts.maxBatchBytes))
+        : Buffer.allocUnsafeSlow(total);
+    const copies: BusMessage[] = new Array<BusMessage>(messages.length);
+    let at = 0;
+    for (let i = 0; i < messages.length; i++) {
+      const m = messages[i] as BusMessage;
+      const n = m.value.copy(copy, at);
+      const value = copy.subarray(at, at + n);
+      at += n;
+      copies[i] =
+        m.kafkaHeaders !== undefined
+          ? new HeaderBlockMessage(m.key, value, m.kafkaHeaders)
+          : { key: m.key, value, headers: m.headers };
+    }
+    return { messages: copies, copy };
+  }
+
+  /** A batch's copy buffer is no longer needed: kept for the next batch, or freed now. */
+  private recycleCopy(copy: Buffer | undefined): void {
+    if (copy === undefined) return;
+    if (
+      !this.closed &&
+      copy.length === this.opts.maxBatchBytes &&
+      this.spareCopies.length < this.opts.maxInFlightBatches
+    ) {
+      this.spareCopies.push(copy);
+    } else releaseArrayBuffers([copy.buffer as ArrayBuffer]);
   }
 
   /**
@@ -544,6 +684,7 @@ export class Tee {
         this.queued() > 0 &&
         held.size < this.opts.maxInFlightBatches &&
         !(background && this.overloaded()) &&
+        !(background && performance.now() < this.retryAt) &&
         (!background ||
           this.opts.lingerMs === 0 ||
           this.fullBatchQueued() ||
@@ -559,10 +700,13 @@ export class Tee {
   /** Hands one batch to the bus; the outcome is its settlement, or `timeout` after `publishTimeoutMs`. */
   private publishBatch(): Promise<Outcome> {
     this.lastPublishAt = performance.now();
-    const { messages, bytes } = this.takeBatch();
+    const { messages, sizes, bytes } = this.takeBatch();
     this.queuedBytes -= bytes;
     this.inFlight += messages.length;
     this.inFlightBytes += bytes;
+    // Taken before the bus takes the values: what goes back to the queue if the publish fails retryably.
+    const kept = this.bus.takesValues === true ? this.copyBatch(messages) : { messages, copy: undefined };
+    const batch: Batch = { messages: kept.messages, sizes, bytes, copy: kept.copy };
     let publish: Promise<void>;
     try {
       publish = this.bus.publish(messages);
@@ -572,11 +716,11 @@ export class Tee {
     const records = messages.length;
     const settled = publish.then(
       (): Outcome => {
-        this.settle(records, bytes, true, undefined);
+        this.settle(batch, true, undefined);
         return { kind: 'sent', records };
       },
       (err: unknown): Outcome => {
-        this.settle(records, bytes, false, err);
+        this.settle(batch, false, err);
         return { kind: 'failed', records };
       },
     );
