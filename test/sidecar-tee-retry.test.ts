@@ -168,6 +168,73 @@ describe('Tee retries through a bus outage (librdkafka mock, publisher worker)',
     }
   }, 90_000);
 
+  it('keeps the values of a batch whose ring slots the bus gave back (publisher worker died) intact when it is put back', async () => {
+    const topic = 'tee.retry.dead';
+    const kafka = await startKafkaMock({ topics: { [topic]: 1 } });
+    const bus = new KafkaWorkerBus({
+      brokers: kafka.brokers,
+      topic,
+      publishTimeoutMs: 8_000,
+      requestTimeoutMs: 500,
+      connectionTimeoutMs: 300,
+      workerNice: 0,
+    });
+    // Batches of 5 records; a short publish timeout on the tee's side, so that later batches go out while the
+    // first is still in flight. Records queued past a whole batch wait as bytes and are rebuilt into ring slots
+    // when taken, so the third batch's values lie in ring slots, which the publisher worker reads in place.
+    const tee = new Tee(bus, {
+      flushIntervalMs: 10,
+      maxBatchMessages: 5,
+      publishTimeoutMs: 300,
+      retryBackoffMs: 100,
+      maxRetryBackoffMs: 400,
+      kafkaHeaderBlock: true,
+    });
+    const rows = 400;
+    try {
+      await bus.publish([encodeCapture(makeCall(-1, rows))]); // connected, metadata known
+      await kafka.down(1);
+      // The first batch goes out at once; the second waits as objects, the third as bytes.
+      for (let i = 0; i < 15; i++) tee.offer(makeCall(i, rows));
+      expect(tee.stats().heldOffHeap).toBe(5);
+      tee.start();
+      await waitFor(
+        () => tee.stats().inFlight === 15 && bus.ringSlotsLeased === 5,
+        5_000,
+        'three batches in flight, the third in ring slots',
+      );
+      // The worker dies with all three in flight: the bus frees the slots, then fails the publishes.
+      await bus.terminateWorker();
+      await waitFor(() => tee.stats().retried >= 15, 5_000, 'the batches put back');
+      // The proxy reads request bodies into ring slots: the freed ones are taken first and written over.
+      for (let k = 0; k < 5; k++) {
+        const body = tee.allocateRecord(8_000);
+        expect(body.buffer).toBeInstanceOf(SharedArrayBuffer);
+        body.fill(0x5a);
+        tee.releaseRecord(body);
+      }
+      await kafka.up(1);
+      await waitFor(() => tee.stats().buffered === 0, 30_000, 'every record sent after the broker came back');
+      const s = tee.stats();
+      exact(s);
+      expect(s).toMatchObject({ captured: 15, sent: 15, dropped: 0 });
+      // Every record arrives as captured (batches failing together may be put back in either order).
+      const onTopic = await readTopic(kafka, topic, 16);
+      expect(new Set(firstKeys(onTopic))).toEqual(
+        new Set(['req--1', ...Array.from({ length: 15 }, (_, i) => `req-${i}`)]),
+      );
+      for (const m of onTopic) {
+        const i = Number((m.key ?? '').slice(4));
+        expect(m.value.equals(encodeCapture(makeCall(i, rows)).value)).toBe(true);
+      }
+      await tee.close(1_000);
+    } finally {
+      await tee.close(0);
+      await bus.close();
+      await kafka.stop();
+    }
+  }, 90_000);
+
   it('drops a batch the broker refuses outright at once (not retried), and later records still go out', async () => {
     const topic = 'tee.refused';
     const kafka = await startKafkaMock({ topics: { [topic]: 1 } });
@@ -219,7 +286,9 @@ describe('Tee retries through a bus outage (librdkafka mock, publisher worker)',
       tee.start();
       await kafka.down(1);
       for (let i = 0; i < 40; i++) tee.offer(makeCall(i));
-      await waitFor(() => tee.stats().retried > 0, 10_000, 'a failed batch put back');
+      // Failed and put back more than once: the worker has said its producer is done with the first attempt's
+      // ring slots, so the bus gave them back and the records below take them.
+      await waitFor(() => tee.stats().retried >= 20, 10_000, 'failed batches put back');
       await tee.close(1_500);
       exact(tee.stats());
       // Publishes still in flight answer when the bus closes: put back no more, counted as shutdown.

@@ -381,7 +381,7 @@ export class KafkaWorkerBus implements Bus {
     try {
       worker = this.getWorker();
     } catch (err) {
-      this.releaseSlots(slots);
+      this.releaseSlotsLater(slots);
       return Promise.reject(
         new ModelwatchError(ErrorCodes.busUnavailable, `kafka publisher worker: ${errorMessage(err)}`, {
           retryable: true,
@@ -414,7 +414,8 @@ export class KafkaWorkerBus implements Bus {
         worker.postMessage(msg, buffers);
       } catch (err) {
         this.pending.delete(id);
-        this.releaseLease(id);
+        this.releaseSlotsLater(this.leases.get(id));
+        this.leases.delete(id);
         clearTimeout(timer);
         reject(
           new ModelwatchError(ErrorCodes.busUnavailable, `kafka publisher worker: ${errorMessage(err)}`, {
@@ -435,6 +436,16 @@ export class KafkaWorkerBus implements Bus {
     if (w === undefined) return;
     await w.terminate();
     this.lost(w, 'kafka publisher worker terminated');
+  }
+
+  /**
+   * Frees, on a later task, ring slots of a publish that failed before the worker received it. Not at
+   * once: a caller that publishes the same records again after a retryable failure copies their values
+   * out of the slots when the rejection settles, and a caller publishing several batches in one go
+   * (the tee) would otherwise take the freed slots for its next batch before then.
+   */
+  private releaseSlotsLater(slots: number[] | undefined): void {
+    if (slots !== undefined) setImmediate(() => this.releaseSlots(slots));
   }
 
   /** Frees ring slots of values the worker never received. */

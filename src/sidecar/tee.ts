@@ -573,6 +573,7 @@ export class Tee {
       this.retryAt = 0;
       this.recycleCopy(batch.copy);
     } else if (isModelwatchError(error) && error.retryable && !this.closed) {
+      this.copyShared(batch.messages);
       this.requeue(batch);
       requeued = true;
       // One wait per round of failures: batches that were in flight together fail together.
@@ -621,7 +622,7 @@ export class Tee {
    */
   private copyBatch(messages: BusMessage[]): { messages: BusMessage[]; copy: Buffer } {
     let total = 0;
-    for (const m of messages) total += m.value.length;
+    for (const m of messages) if (!inSharedMemory(m.value)) total += m.value.length;
     const copy =
       total <= this.opts.maxBatchBytes
         ? (this.spareCopies.pop() ?? Buffer.allocUnsafeSlow(this.opts.maxBatchBytes))
@@ -630,6 +631,12 @@ export class Tee {
     let at = 0;
     for (let i = 0; i < messages.length; i++) {
       const m = messages[i] as BusMessage;
+      // A value in shared memory (a record ring slot) is read in place by the publisher and stays intact
+      // until it says its producer is done (after its answer): copied only if the publish fails (`settle`).
+      if (inSharedMemory(m.value)) {
+        copies[i] = m;
+        continue;
+      }
       const n = m.value.copy(copy, at);
       const value = copy.subarray(at, at + n);
       at += n;
@@ -639,6 +646,27 @@ export class Tee {
           : { key: m.key, value, headers: m.headers };
     }
     return { messages: copies, copy };
+  }
+
+  /**
+   * Replaces each value of `messages` that lies in shared memory (a ring slot the publisher read in place)
+   * by a copy of its own. Called when the publish's failure settles, while the slots still hold the
+   * records: the bus gives them back on a later message from the worker (its `released`) or, when the
+   * worker died, just before it rejects, and nothing writes a slot before the tee allocates it again.
+   */
+  private copyShared(messages: BusMessage[]): void {
+    for (let i = 0; i < messages.length; i++) {
+      const m = messages[i] as BusMessage;
+      if (!inSharedMemory(m.value)) continue;
+      // Not into a ring slot: when the worker died, the bus gave this batch's slots back just before it
+      // rejected, and a slot taken now could be one still holding a later record of the batch.
+      const value = Buffer.allocUnsafe(m.value.length);
+      m.value.copy(value);
+      messages[i] =
+        m.kafkaHeaders !== undefined
+          ? new HeaderBlockMessage(m.key, value, m.kafkaHeaders)
+          : { key: m.key, value, headers: m.headers };
+    }
   }
 
   /** A batch's copy buffer is no longer needed: kept for the next batch, or freed now. */
@@ -737,4 +765,9 @@ export class Tee {
 interface Outcome {
   kind: 'sent' | 'failed' | 'timeout';
   records: number;
+}
+
+/** Whether `value` lies in a `SharedArrayBuffer` (a record ring slot), which a publisher reads in place. */
+function inSharedMemory(value: Buffer): boolean {
+  return value.buffer instanceof SharedArrayBuffer;
 }
