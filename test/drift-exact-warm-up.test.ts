@@ -2,11 +2,10 @@
 // first large jobs of a thread run compiled merge passes throughout, where a cold thread's compiled merge pass
 // was left for the interpreter (a deoptimization) at its tails and at the first product past 2^31; and the
 // results are the same either way.
-import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { runTsxChild } from './support/tsx-child.js';
 
-const repoRoot = join(import.meta.dirname, '..');
 const child = join(import.meta.dirname, 'support', 'numeric-warm-up-child.ts');
 
 interface ChildRun {
@@ -16,27 +15,12 @@ interface ChildRun {
   mergeDeopts: number;
 }
 
-function runChild(mode: 'cold' | 'warm' | 'pool'): Promise<ChildRun> {
-  const { NODE_OPTIONS: _ignored, ...env } = process.env;
-  const p = spawn(process.execPath, ['--trace-deopt', '--import', 'tsx', child, mode], {
-    cwd: repoRoot,
-    env,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let out = '';
-  let err = '';
-  p.stdout.on('data', (d: Buffer) => (out += d.toString()));
-  p.stderr.on('data', (d: Buffer) => (err += d.toString()));
-  return new Promise((resolve, reject) =>
-    p.on('close', (code) => {
-      if (code !== 0) return reject(new Error(`child exited ${code}: ${err}`));
-      const lines = out.trimEnd().split('\n');
-      resolve({
-        results: lines[lines.length - 1]!,
-        mergeDeopts: lines.filter((l) => l.includes('deoptimizing') && l.includes('<JSFunction compareSorted')).length,
-      });
-    }),
-  );
+async function runChild(mode: 'cold' | 'warm' | 'pool'): Promise<ChildRun> {
+  const lines = (await runTsxChild(child, [mode], ['--trace-deopt'])).trimEnd().split('\n');
+  return {
+    results: lines[lines.length - 1]!,
+    mergeDeopts: lines.filter((l) => l.includes('deoptimizing') && l.includes('<JSFunction compareSorted')).length,
+  };
 }
 
 describe('warmUpNumericJob', () => {

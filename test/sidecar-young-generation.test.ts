@@ -1,9 +1,8 @@
-import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { runTsxChild } from './support/tsx-child.js';
 import { youngGenerationFlagGiven } from '../src/sidecar/young-generation.js';
 
-const repoRoot = join(import.meta.dirname, '..');
 const child = join(import.meta.dirname, 'support', 'young-generation-child.ts');
 
 interface ChildResult {
@@ -15,23 +14,8 @@ interface ChildResult {
 }
 
 /** Runs the allocation load in a fresh process (the young generation's sizing is process-wide). */
-function runChild(args: string[], nodeFlags: string[] = []): Promise<ChildResult> {
-  const { NODE_OPTIONS: _ignored, ...env } = process.env;
-  const p = spawn(process.execPath, [...nodeFlags, '--import', 'tsx', child, ...args], {
-    cwd: repoRoot,
-    env,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let out = '';
-  let err = '';
-  p.stdout.on('data', (d: Buffer) => (out += d.toString()));
-  p.stderr.on('data', (d: Buffer) => (err += d.toString()));
-  return new Promise((resolve, reject) =>
-    p.on('close', (code) => {
-      if (code !== 0) reject(new Error(`child exited ${code}: ${err}`));
-      else resolve(JSON.parse(out) as ChildResult);
-    }),
-  );
+async function runChild(args: string[], nodeFlags: string[] = []): Promise<ChildResult> {
+  return JSON.parse(await runTsxChild(child, args, nodeFlags)) as ChildResult;
 }
 
 // V8 reports both semi-spaces as `new_space`: a 4 MB cap per semi-space is at most 8 MB here.
