@@ -86,14 +86,16 @@ export interface TeeOptions {
   handOffMs?: number;
   /**
    * Bytes of each slab of the off-heap backlog. Once `maxBatchMessages` records wait (the bus is not
-   * keeping up, or is down), later records are held as bytes in slab buffers (external memory) rather
+   * keeping up, or is down), later records are held as bytes in slab buffers (off the V8 heap) rather
    * than as objects, until the backlog is drained: a record held past the request thread's
    * young-generation collections as objects is copied into the old generation, and at 1 KB captures
    * through a Kafka outage those copies (~1.1 MB a second) made the collections longer and brought a
    * full collection. The heap a held record costs is per record (its objects and header block), not
    * per byte (a value is external memory either way), so the trigger is a count: records large enough
    * to fill a batch by bytes first are not copied twice more. Order, bound and accounting are the same
-   * either way. @default 1048576
+   * either way. Slabs are shared memory, which V8 does not weigh against the request thread's old
+   * generation (see `HeldRecords`); once allocated, as many as `maxBufferBytes` can fill are kept for the
+   * next backlog. @default 1048576
    */
   heldSlabBytes?: number;
   /**
@@ -235,7 +237,6 @@ export class Tee {
     options: TeeOptions = {},
   ) {
     this.opts = { ...defaults, ...options };
-    this.held = new HeldRecords({ slabBytes: this.opts.heldSlabBytes });
     const records = bus.recordBuffers;
     this.records = records;
     this.encodeOptions = {
@@ -264,6 +265,12 @@ export class Tee {
     }
     const u = this.opts.maxLoopUtilization;
     if (!(u > 0 && u <= 1)) throw new RangeError(`TeeOptions.maxLoopUtilization must be in (0, 1], got ${u}`);
+    // Every slab the byte bound can fill is kept once allocated (slabs are shared memory, which is freed only
+    // by a major collection): the backlog's memory stays inside the bound, outage after outage.
+    this.held = new HeldRecords({
+      slabBytes: this.opts.heldSlabBytes,
+      spareSlabs: Math.ceil(this.opts.maxBufferBytes / this.opts.heldSlabBytes) + 1,
+    });
     const registry = this.opts.registry;
     if (registry !== undefined) {
       // Get-or-create: several tees on one registry (two sidecars, a role restarted in-process) add
