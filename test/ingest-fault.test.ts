@@ -5,9 +5,17 @@ import { createLogger, silentLogger } from '../src/common/index.js';
 import { startIngest } from '../src/ingest/index.js';
 import type { RuntimeContext } from '../src/runtime/context.js';
 import { Tables, type ClickHouseStore } from '../src/store/index.js';
-import { checkStored, counterValue, FlakyStore, makeCall, newRegistry, testConfig, waitFor } from './support/ingest.js';
+import {
+  checkStored,
+  counterValue,
+  FlakyStore,
+  makeCall,
+  newRegistry,
+  testConfig,
+  waitFor,
+  openStoreKeepingDuplicates,
+} from './support/ingest.js';
 import { startKafkaMock, type KafkaMock } from './support/kafka-mock.js';
-import { openTestStore } from './support/store.js';
 import { selectRows } from './support/store.js';
 
 const TOPIC = 'fault.inference';
@@ -21,11 +29,7 @@ let mock: KafkaMock;
 let admin: Admin;
 
 beforeAll(async () => {
-  ({ store, cleanup } = await openTestStore());
-  for (const t of [Tables.predictions, Tables.requests]) {
-    // Keep raw duplicates visible to the checker (ReplacingMergeTree would collapse them on merge).
-    await store.command(`SYSTEM STOP MERGES ${t}`);
-  }
+  ({ store, cleanup } = await openStoreKeepingDuplicates());
   mock = await startKafkaMock({ brokers: 1, topics: { [TOPIC]: 2 } });
   admin = new Kafka({ brokers: mock.brokers, logLevel: logLevel.NOTHING, retry: { retries: 2 } }).admin();
   await admin.connect();

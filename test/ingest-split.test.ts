@@ -6,18 +6,21 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodeCapture, type ConsumedBatch, type ConsumedMessage } from '../src/bus/index.js';
 import { createIngestMetrics, IngestPipeline } from '../src/ingest/index.js';
 import { Tables, type ClickHouseStore } from '../src/store/index.js';
-import { checkStored, counterValue, FlakyStore, makeCall, newRegistry, type Expected } from './support/ingest.js';
-import { openTestStore } from './support/store.js';
+import {
+  checkStored,
+  counterValue,
+  FlakyStore,
+  makeCall,
+  newRegistry,
+  type Expected,
+  openStoreKeepingDuplicates,
+} from './support/ingest.js';
 
 let store: ClickHouseStore;
 let cleanup: () => Promise<void>;
 
 beforeAll(async () => {
-  ({ store, cleanup } = await openTestStore());
-  for (const t of [Tables.predictions, Tables.requests]) {
-    // Keep raw duplicates visible to the checker (ReplacingMergeTree would collapse them on merge).
-    await store.command(`SYSTEM STOP MERGES ${t}`);
-  }
+  ({ store, cleanup } = await openStoreKeepingDuplicates());
 });
 
 afterAll(async () => {

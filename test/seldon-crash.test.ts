@@ -18,9 +18,9 @@ import { seldonEventId, startSeldonBridge, type SeldonBridge } from '../src/inge
 import type { RecordPosition } from '../src/ingest/seldon-offsets.js';
 import type { RuntimeContext } from '../src/runtime/context.js';
 import { Tables, type ClickHouseStore } from '../src/store/index.js';
-import { checkStored, counterValue, testConfig, waitFor } from './support/ingest.js';
+import { checkStored, counterValue, testConfig, waitFor, openStoreKeepingDuplicates } from './support/ingest.js';
 import { startKafkaMock, type KafkaMock } from './support/kafka-mock.js';
-import { openTestStore, selectRows } from './support/store.js';
+import { selectRows } from './support/store.js';
 import { classifierProbabilities, v2Types } from './support/v2-grpc-server.js';
 
 vi.setConfig({ testTimeout: 180_000, hookTimeout: 120_000 });
@@ -185,11 +185,7 @@ async function startBridge(pairTtlMs: number): Promise<SeldonBridge> {
 }
 
 beforeAll(async () => {
-  ({ store, cleanup } = await openTestStore());
-  for (const t of [Tables.predictions, Tables.requests]) {
-    // Keep raw duplicates visible to the checker (ReplacingMergeTree would collapse them on merge).
-    await store.command(`SYSTEM STOP MERGES ${t}`);
-  }
+  ({ store, cleanup } = await openStoreKeepingDuplicates());
   mock = await startKafkaMock({ topics: { [INPUTS]: 2, [OUTPUTS]: 2, [CAPTURE]: 2 } });
   const kafka = new Kafka({ brokers: mock.brokers, logLevel: logLevel.NOTHING });
   admin = kafka.admin();

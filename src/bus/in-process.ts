@@ -86,7 +86,8 @@ interface Tap {
 
 /**
  * The embedded bus: one partition per topic, queue semantics (one consumer per topic), bounded in
- * bytes. Offsets behave like Kafka's: a batch leaves the queue only after its handler resolved. Other
+ * bytes. Offsets behave like Kafka's: a batch leaves the queue only after its handler resolved (with
+ * `take`, once its `stored` resolved; the next batch may be handed over meanwhile). Other
  * subscribers (live shadow) read copies through {@link InProcessBus.tap}, which never changes the queue.
  */
 export class InProcessBus implements Bus {
@@ -248,13 +249,52 @@ export class InProcessBus implements Bus {
     }
     q.consumer = true;
     let running = true;
-    const { lingerMessages, lingerMs, lingerBytes } = this.opts;
+    const { lingerMessages, lingerMs, lingerBytes, logger } = this.opts;
     /** When the oldest waiting message was first seen by a lingering consumer. */
     let lingerSince: number | undefined;
+    // Messages at the head of the queue handed to `take` and not yet committed (their batch is being
+    // stored), and their bytes: the next batch starts after them.
+    let delivered = 0;
+    let deliveredBytes = 0;
+    let storing: { messages: number; bytes: number; stored: Promise<void> } | undefined;
+    const commit = (n: number): void => {
+      q.messages.splice(0, n);
+      let freed = 0;
+      for (const b of q.sizes.splice(0, n)) freed += b;
+      q.bytes -= freed;
+      this.bytes -= freed;
+    };
+    /** Waits for the batch being stored and commits it; false (nothing committed from it on) if it failed. */
+    const settle = async (): Promise<boolean> => {
+      const s = storing;
+      if (s === undefined) return true;
+      storing = undefined;
+      try {
+        await s.stored;
+      } catch (err) {
+        // Not committed: it and every batch handed over after it are delivered again, like Kafka after a
+        // failed eachBatch.
+        logger.warn('in-process consumer: a batch was not stored; redelivering', { topic, error: String(err) });
+        delivered = 0;
+        deliveredBytes = 0;
+        return false;
+      }
+      commit(s.messages);
+      delivered -= s.messages;
+      deliveredBytes -= s.bytes;
+      return true;
+    };
+    const take = options.take;
     const loop = async (): Promise<void> => {
       options.onReady?.();
       while (running) {
-        if (q.messages.length === 0) {
+        const waiting = q.messages.length - delivered;
+        if (waiting === 0) {
+          // Nothing new: finish storing what was handed over before sleeping.
+          if (storing !== undefined) {
+            if (!(await settle()) && running) await sleep(this.opts.retryDelayMs);
+            continue;
+          }
           await new Promise<void>((resolve) => {
             q.wake = resolve;
           });
@@ -262,14 +302,20 @@ export class InProcessBus implements Bus {
           continue;
         }
         const enough = (): boolean =>
-          q.messages.length >= lingerMessages || (lingerBytes > 0 && q.bytes >= lingerBytes);
+          q.messages.length - delivered >= lingerMessages ||
+          (lingerBytes > 0 && q.bytes - deliveredBytes >= lingerBytes);
         if (!enough()) {
           lingerSince ??= Date.now();
           const left = lingerSince + lingerMs - Date.now();
           if (left > 0) {
             // Woken by the publish that reaches the threshold, by stop(), or when the linger time is up: a
             // producer that publishes a few messages at a time (the tee, every event-loop turn) does not
-            // cost a timer and a pass of this loop per publish.
+            // cost a timer and a pass of this loop per publish. A batch being stored meanwhile is
+            // committed first.
+            if (storing !== undefined && !(await settle())) {
+              if (running) await sleep(this.opts.retryDelayMs);
+              continue;
+            }
             await new Promise<void>((resolve) => {
               const t = setTimeout(resolve, left);
               q.wake = () => {
@@ -283,28 +329,53 @@ export class InProcessBus implements Bus {
           }
         }
         lingerSince = undefined;
-        const batch = q.messages.slice(0, this.opts.maxBatchMessages);
+        const batch = q.messages.slice(delivered, delivered + this.opts.maxBatchMessages);
+        const consumed = {
+          topic,
+          partition: 0,
+          messages: batch,
+          backlog: q.messages.length - delivered - batch.length,
+          heartbeat: () => Promise.resolve(),
+          isRunning: () => running,
+        };
+        if (take === undefined) {
+          try {
+            await options.handler(consumed);
+          } catch (err) {
+            // Not committed: the same batch is delivered again, like Kafka after a failed eachBatch.
+            logger.warn('in-process consumer handler failed; redelivering', { topic, error: String(err) });
+            if (running) await sleep(this.opts.retryDelayMs);
+            continue;
+          }
+          commit(batch.length);
+          continue;
+        }
+        let taken: { stored: Promise<void> };
         try {
-          await options.handler({
-            topic,
-            partition: 0,
-            messages: batch,
-            backlog: q.messages.length - batch.length,
-            heartbeat: () => Promise.resolve(),
-            isRunning: () => running,
-          });
+          taken = await take(consumed);
         } catch (err) {
-          // Not committed: the same batch is delivered again, like Kafka after a failed eachBatch.
-          this.opts.logger.warn('in-process consumer handler failed; redelivering', { topic, error: String(err) });
+          // Not taken; whatever was being stored is committed if it was stored, then delivery resumes after it.
+          logger.warn('in-process consumer handler failed; redelivering', { topic, error: String(err) });
+          await settle();
+          delivered = 0;
+          deliveredBytes = 0;
           if (running) await sleep(this.opts.retryDelayMs);
           continue;
         }
-        q.messages.splice(0, batch.length);
-        let freed = 0;
-        for (const n of q.sizes.splice(0, batch.length)) freed += n;
-        q.bytes -= freed;
-        this.bytes -= freed;
+        taken.stored.catch(() => undefined);
+        let bytes = 0;
+        for (let i = delivered; i < delivered + batch.length; i++) bytes += q.sizes[i] as number;
+        // The handler started this batch's writes only behind the previous batch's: commit that one now.
+        if (!(await settle())) {
+          await taken.stored.catch(() => undefined);
+          if (running) await sleep(this.opts.retryDelayMs);
+          continue;
+        }
+        delivered += batch.length;
+        deliveredBytes += bytes;
+        storing = { messages: batch.length, bytes, stored: taken.stored };
       }
+      await settle();
     };
     const done = loop();
     return Promise.resolve({

@@ -45,6 +45,14 @@ export interface ConsumedBatch {
  */
 export type BatchHandler = (batch: ConsumedBatch) => Promise<void>;
 
+/**
+ * Takes one batch without waiting for its effects to be durable: resolves once the handler is done with the
+ * batch's messages (decoded, its writes queued), with `stored`, which resolves once every effect is durable
+ * and rejects if they will not be (the batch is then delivered again). Writes of successive batches must be
+ * ordered by the handler: a batch's writes start only after the previous batch's `stored` resolved.
+ */
+export type BatchTaker = (batch: ConsumedBatch) => Promise<{ stored: Promise<void> }>;
+
 /** Options of {@link Bus.consume}. */
 export interface ConsumeOptions {
   /** @default the bus's default topic */
@@ -52,6 +60,12 @@ export interface ConsumeOptions {
   /** @default the configured group id */
   groupId?: string;
   handler: BatchHandler;
+  /**
+   * Lets a bus that can overlap batches (in-process) hand over the next batch while the previous one is
+   * being stored: the bus calls it instead of `handler`, commits each batch only behind its `stored`, in
+   * order, and never has more than one batch being stored. A bus that cannot (Kafka) calls `handler`.
+   */
+  take?: BatchTaker;
   /** Called once the consumer is assigned partitions (tests wait on it, never on a sleep). */
   onReady?: () => void;
 }

@@ -334,16 +334,56 @@ export class IngestPipeline {
     if (o.retryMaxMs < o.retryInitialMs) throw new RangeError('retryMaxMs must be >= retryInitialMs');
   }
 
-  /** The bus batch handler (bound; pass it to `bus.consume`). */
+  /** The last write started (of this batch or an earlier one); writes run one at a time, in offset order. */
+  private writing: Promise<void> | undefined;
+
+  /**
+   * The bus batch handler (bound; pass it to `bus.consume`): resolves once every row of the batch is
+   * stored.
+   */
   readonly handleBatch = async (batch: ConsumedBatch): Promise<void> => {
+    const { stored } = await this.takeBatch(batch);
+    try {
+      await stored;
+    } catch (err) {
+      // Not stored: the batch is delivered again, and its writes must not wait on this failure.
+      if (this.writing === stored) this.writing = undefined;
+      throw err;
+    }
+  };
+
+  /**
+   * The bus batch taker (bound; pass it to `bus.consume` as `take`): resolves once the batch is decoded
+   * and its last write started, with that write as `stored`, so that a bus which can overlap batches hands
+   * over the next one while this one's last chunk is written. Writes never overlap: each waits for the
+   * previous one (which may be the previous batch's), so the event-id lookup of a chunk sees every chunk
+   * before it stored.
+   */
+  readonly takeBatch = async (batch: ConsumedBatch): Promise<{ stored: Promise<void> }> => {
     this.metrics.recordsConsumed.inc(batch.messages.length);
     const seen = new Set<string>();
     const slicer = new Slicer(this.opts.sliceMs);
     let chunk = newChunk(this.pools);
     let duplicates = 0;
-    // The write of the previous chunk runs (in the engine) while the next one is decoded; at most one is in
-    // flight, and writes happen in offset order.
-    let inflight: Promise<void> | undefined;
+    // Each write runs (in the engine) while the next chunk is decoded; at most one is in flight.
+    let wrote = false;
+    const write = async (c: Chunk): Promise<void> => {
+      const prev = this.writing;
+      if (prev) {
+        try {
+          await prev;
+        } catch (err) {
+          // The previous write failed (the consumer stops): neither it nor this batch is committed, and
+          // their redelivery starts afresh.
+          if (this.writing === prev) this.writing = undefined;
+          throw err;
+        }
+      }
+      const w = this.write(batch, c);
+      this.writing = w;
+      w.catch(noop);
+      wrote = true;
+    };
     const decode = (call: CapturedCall): DecodedCall =>
       this.opts.decode(call, this.opts.models[call.model] ?? defaultModelSchema);
     const total = batch.messages.length;
@@ -401,19 +441,17 @@ export class IngestPipeline {
       );
       chunk.rows += rec.predictions.length;
       // A large batch is cut in two halves at least, so that the second is decoded while the first is written.
-      const half = inflight === undefined && chunk.rows >= SPLIT_MIN_ROWS && 2 * (i + 1) >= total && i + 1 < total;
+      const half = !wrote && chunk.rows >= SPLIT_MIN_ROWS && 2 * (i + 1) >= total && i + 1 < total;
       if (half || chunk.rows >= this.opts.maxBatchRows || chunk.bytes >= this.opts.maxBatchBytes) {
-        if (inflight) await inflight;
-        inflight = this.write(batch, chunk);
-        inflight.catch(noop);
+        await write(chunk);
         chunk = newChunk(this.pools);
       }
     }
-    if (inflight) await inflight;
-    if (chunk.first !== undefined) await this.write(batch, chunk);
+    if (chunk.first !== undefined) await write(chunk);
     if (duplicates > 0) this.metrics.duplicatesDropped.inc(duplicates);
     this.metrics.batches.inc();
     if (batch.backlog !== undefined) this.metrics.backlog.set(`${batch.topic}/${batch.partition}`, batch.backlog);
+    return { stored: this.writing ?? Promise.resolve() };
   };
 
   /** The chunk's insert bodies as encoded (every call): views of its sinks' buffers. */

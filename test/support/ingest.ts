@@ -12,11 +12,22 @@ import {
   type PredictionRow,
   type QuarantineRow,
   type RequestRow,
+  type ClickHouseStore,
   type StatementOptions,
   type Store,
 } from '../../src/store/index.js';
 import { encodeJsonRequest, encodeJsonResponse } from './v2-encode.js';
-import { selectRows } from './store.js';
+import { openTestStore, selectRows } from './store.js';
+
+/**
+ * {@link openTestStore} with merges of `mw_predictions` and `mw_requests` stopped, so that
+ * {@link checkStored} sees raw duplicates (ReplacingMergeTree would collapse them on merge).
+ */
+export async function openStoreKeepingDuplicates(): Promise<{ store: ClickHouseStore; cleanup: () => Promise<void> }> {
+  const { store, cleanup } = await openTestStore();
+  for (const t of [Tables.predictions, Tables.requests]) await store.command(`SYSTEM STOP MERGES ${t}`);
+  return { store, cleanup };
+}
 
 /** A validated config with test-friendly ingest numbers. */
 export function testConfig(input: ConfigInput = {}): Config {
@@ -169,6 +180,8 @@ export class FlakyStore implements Store {
   failures = 0;
   /** Called after each successful insert (tests sample committed offsets here). */
   onInserted: ((table: string) => void) | undefined;
+  /** Awaited before each insert that is not refused (tests hold a write back here). */
+  beforeInsert: ((table: string) => Promise<void>) | undefined;
 
   constructor(
     private readonly inner: Store,
@@ -187,6 +200,7 @@ export class FlakyStore implements Store {
         retryable: true,
       });
     }
+    if (r.beforeInsert) await r.beforeInsert(table);
     const out = await run();
     r.onInserted?.(table);
     return out;
