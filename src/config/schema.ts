@@ -245,6 +245,13 @@ export const configSchema = z.strictObject({
         .int()
         .positive()
         .default(16 * 1024 * 1024),
+      /**
+       * After a publish fails retryably (bus down or full), the tee puts the batch back and publishes
+       * nothing for this long, doubling with each further failure up to `teeMaxRetryBackoffMs`.
+       */
+      teeRetryBackoffMs: z.number().int().positive().default(200),
+      /** Longest wait between the tee's publish attempts while the bus keeps failing. */
+      teeMaxRetryBackoffMs: z.number().int().positive().default(5_000),
       /** Default capture sampling rate 0..1 (per-model rates live in `models.<name>.sampling`). */
       sampling: z.number().min(0).max(1).default(1),
       /** Request/response headers copied into the capture (lower-case). Authorization and cookies never are. */
@@ -277,6 +284,10 @@ export const configSchema = z.strictObject({
        * the capture leaves the sidecar, so secrets such as `?api_key=` never reach the bus or the store.
        */
       captureQueryParams: z.array(z.string()).default([]),
+    })
+    .refine((s) => s.teeMaxRetryBackoffMs >= s.teeRetryBackoffMs, {
+      message: 'must be at least sidecar.teeRetryBackoffMs',
+      path: ['teeMaxRetryBackoffMs'],
     })
     .prefault({}),
   /** The KServe InferenceLogger receiver at `POST /ingest/kserve`. */

@@ -46,6 +46,8 @@ export function acquireTee(ctx: RuntimeContext, options: Omit<TeeOptions, 'regis
     const publisher = teePublisher(ctx);
     const tee = new Tee(publisher.bus, {
       maxBufferBytes: ctx.config.sidecar.maxTeeBufferBytes,
+      retryBackoffMs: ctx.config.sidecar.teeRetryBackoffMs,
+      maxRetryBackoffMs: ctx.config.sidecar.teeMaxRetryBackoffMs,
       // Kafka acknowledges each batch after a round trip: with two in flight, a batch is being sent
       // while the previous one waits for its ack. (More did not raise throughput where the producer
       // was CPU-bound, and each costs its batch's memory in the producer.)
