@@ -31,6 +31,7 @@ import {
 import type { ClickHouseStore, PredictionRow } from '../src/store/index.js';
 import { driftFixtureDir, expectAbs, expectRel } from './support/report-files.js';
 import { fixtureTrafficRows } from './support/drift-fixtures.js';
+import { countingStore } from './support/counting-store.js';
 import { openTestStore } from './support/store.js';
 
 interface ExpectedFeature {
@@ -259,5 +260,38 @@ describe('readSortedReference and detection with the cache', () => {
       const q = f.quality as unknown as Record<string, unknown>;
       for (const [k, v] of Object.entries(c.quality)) expect(q[k], `${c.name} quality.${k}`).toEqual(v);
     }
+  }, 120_000);
+
+  it('reads the window with literal SQL, numeric features in one query, on a miss as on a hit', async () => {
+    // A miss reads the sorted reference from the store alongside the window: the window's reads still carry
+    // no bound parameter (the embedded engine runs such statements one at a time) and read every numeric
+    // feature in one query, as on a hit; the reference's own reads are the only other engine reads.
+    const d = join(dir, 'window-reads');
+    const { store: counted, log } = countingStore(store);
+    const run = () =>
+      detectDrift(counted, {
+        model: MODEL,
+        from: T0,
+        to: T0 + HOUR,
+        reference: { id: refId },
+        config,
+        now: T0 + 2 * HOUR,
+        referenceCache: { dir: d, minValues: 1 },
+      });
+    const reads = () => log.entries.filter((e) => e.label === 'drift read' || e.label === 'drift categories');
+    const miss = await run();
+    expect(lastSortedReadStats()).toEqual({ cacheHits: 0, storeReads: numeric, cacheWrites: numeric });
+    expect(log.entries.filter((e) => e.label === 'read sorted reference').length).toBeGreaterThan(0);
+    const onMiss = reads();
+    log.reset();
+    const hit = await run();
+    expect(lastSortedReadStats()).toEqual({ cacheHits: numeric, storeReads: 0, cacheWrites: 0 });
+    const onHit = reads();
+    expect(log.entries.filter((e) => e.label === 'read sorted reference')).toEqual([]);
+    for (const r of [onMiss, onHit]) {
+      expect(r.map((e) => e.label).sort()).toEqual(['drift categories', 'drift read']);
+      for (const e of r) expect(e.sql).not.toMatch(/\{c_[A-Za-z0-9_]*:/);
+    }
+    expect(hit).toEqual(miss);
   }, 120_000);
 });
