@@ -304,15 +304,20 @@ class FileCursor {
   }
 
   varuint(): number {
+    // At most 10 bytes: looked at once (one range check), then consumed as far as the number goes.
+    const b = this.at(this.pos, Math.min(10, this.file.size - this.pos));
     let x = 0;
     let shift = 0;
-    for (;;) {
-      if (this.pos >= this.file.size) throw bad('truncated varuint');
-      const b = this.take(1)[0]!;
-      x += (b & 0x7f) * 2 ** shift;
-      if ((b & 0x80) === 0) return x;
+    for (let i = 0; i < b.length; i++) {
+      const v = b[i]!;
+      x += (v & 0x7f) * 2 ** shift;
+      if ((v & 0x80) === 0) {
+        this.pos += i + 1;
+        return x;
+      }
       shift += 7;
     }
+    throw bad('truncated varuint');
   }
 
   string(): string {
