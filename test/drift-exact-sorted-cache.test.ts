@@ -124,6 +124,36 @@ describe('cache files', () => {
     truncateSync(path, statSync(path).size - 8);
     expect(await readCachedSorted(d, key())).toBeNull();
     expect(sortedChecksum(values)).not.toBe(sortedChecksum(Float64Array.from([-3.5, 0, 0, 1e-300, 7])));
+    // A flipped bit in any 32-bit word (each of the checksum's four lanes, and the two words past the last
+    // group of four) is caught.
+    for (let word = 0; word < 2 * values.length; word++) {
+      const flipped = Float64Array.from(values);
+      const w = new Int32Array(flipped.buffer);
+      w[word]! ^= 1 << (word % 31);
+      expect(sortedChecksum(flipped), `word ${word}`).not.toBe(sortedChecksum(values));
+    }
+  });
+
+  it('does not use a file of the earlier layout (MWSORT01), and rewrites it', async () => {
+    const d = join(dir, 'layout-01');
+    await writeCachedSorted(d, key(), values);
+    const path = sortedCacheFile(d, key());
+    const bytes = readFileSync(path);
+    // The earlier layout: magic MWSORT01 and a two-lane FNV-1a checksum of the 32-bit words, as it was written.
+    const w = new Int32Array(values.buffer, values.byteOffset, values.length * 2);
+    let a = 0x811c9dc5;
+    let b = 0x050c5d1f;
+    for (let i = 0; i < w.length; i += 2) {
+      a = Math.imul(a ^ w[i]!, 0x01000193);
+      b = Math.imul(b ^ w[i + 1]!, 0x01000193);
+    }
+    bytes.write('MWSORT01', 0, 'latin1');
+    bytes.writeUInt32LE((a ^ Math.imul(b, 0x5bd1e995)) >>> 0, 12);
+    writeFileSync(path, bytes);
+    expect(await readCachedSorted(d, key())).toBeNull();
+    expect(await writeCachedSorted(d, key(), values)).toBe(true);
+    expect(readFileSync(path).toString('latin1', 0, 8)).toBe('MWSORT02');
+    expect(await readCachedSorted(d, key())).not.toBeNull();
   });
 
   it('prunes files not used for the idle time, and a read marks a file used', async () => {
