@@ -31,6 +31,7 @@ import {
 import type { ClickHouseStore, PredictionRow } from '../src/store/index.js';
 import { driftFixtureDir, expectAbs, expectRel } from './support/report-files.js';
 import { fixtureTrafficRows } from './support/drift-fixtures.js';
+import { countingStore } from './support/counting-store.js';
 import { openTestStore } from './support/store.js';
 
 interface ExpectedFeature {
@@ -123,6 +124,36 @@ describe('cache files', () => {
     truncateSync(path, statSync(path).size - 8);
     expect(await readCachedSorted(d, key())).toBeNull();
     expect(sortedChecksum(values)).not.toBe(sortedChecksum(Float64Array.from([-3.5, 0, 0, 1e-300, 7])));
+    // A flipped bit in any 32-bit word (each of the checksum's four lanes, and the two words past the last
+    // group of four) is caught.
+    for (let word = 0; word < 2 * values.length; word++) {
+      const flipped = Float64Array.from(values);
+      const w = new Int32Array(flipped.buffer);
+      w[word]! ^= 1 << (word % 31);
+      expect(sortedChecksum(flipped), `word ${word}`).not.toBe(sortedChecksum(values));
+    }
+  });
+
+  it('does not use a file of the earlier layout (MWSORT01), and rewrites it', async () => {
+    const d = join(dir, 'layout-01');
+    await writeCachedSorted(d, key(), values);
+    const path = sortedCacheFile(d, key());
+    const bytes = readFileSync(path);
+    // The earlier layout: magic MWSORT01 and a two-lane FNV-1a checksum of the 32-bit words, as it was written.
+    const w = new Int32Array(values.buffer, values.byteOffset, values.length * 2);
+    let a = 0x811c9dc5;
+    let b = 0x050c5d1f;
+    for (let i = 0; i < w.length; i += 2) {
+      a = Math.imul(a ^ w[i]!, 0x01000193);
+      b = Math.imul(b ^ w[i + 1]!, 0x01000193);
+    }
+    bytes.write('MWSORT01', 0, 'latin1');
+    bytes.writeUInt32LE((a ^ Math.imul(b, 0x5bd1e995)) >>> 0, 12);
+    writeFileSync(path, bytes);
+    expect(await readCachedSorted(d, key())).toBeNull();
+    expect(await writeCachedSorted(d, key(), values)).toBe(true);
+    expect(readFileSync(path).toString('latin1', 0, 8)).toBe('MWSORT02');
+    expect(await readCachedSorted(d, key())).not.toBeNull();
   });
 
   it('prunes files not used for the idle time, and a read marks a file used', async () => {
@@ -259,5 +290,38 @@ describe('readSortedReference and detection with the cache', () => {
       const q = f.quality as unknown as Record<string, unknown>;
       for (const [k, v] of Object.entries(c.quality)) expect(q[k], `${c.name} quality.${k}`).toEqual(v);
     }
+  }, 120_000);
+
+  it('reads the window with literal SQL, numeric features in one query, on a miss as on a hit', async () => {
+    // A miss reads the sorted reference from the store alongside the window: the window's reads still carry
+    // no bound parameter (the embedded engine runs such statements one at a time) and read every numeric
+    // feature in one query, as on a hit; the reference's own reads are the only other engine reads.
+    const d = join(dir, 'window-reads');
+    const { store: counted, log } = countingStore(store);
+    const run = () =>
+      detectDrift(counted, {
+        model: MODEL,
+        from: T0,
+        to: T0 + HOUR,
+        reference: { id: refId },
+        config,
+        now: T0 + 2 * HOUR,
+        referenceCache: { dir: d, minValues: 1 },
+      });
+    const reads = () => log.entries.filter((e) => e.label === 'drift read' || e.label === 'drift categories');
+    const miss = await run();
+    expect(lastSortedReadStats()).toEqual({ cacheHits: 0, storeReads: numeric, cacheWrites: numeric });
+    expect(log.entries.filter((e) => e.label === 'read sorted reference').length).toBeGreaterThan(0);
+    const onMiss = reads();
+    log.reset();
+    const hit = await run();
+    expect(lastSortedReadStats()).toEqual({ cacheHits: numeric, storeReads: 0, cacheWrites: 0 });
+    const onHit = reads();
+    expect(log.entries.filter((e) => e.label === 'read sorted reference')).toEqual([]);
+    for (const r of [onMiss, onHit]) {
+      expect(r.map((e) => e.label).sort()).toEqual(['drift categories', 'drift read']);
+      for (const e of r) expect(e.sql).not.toMatch(/\{c_[A-Za-z0-9_]*:/);
+    }
+    expect(hit).toEqual(miss);
   }, 120_000);
 });

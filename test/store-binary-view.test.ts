@@ -233,19 +233,49 @@ describe('queryBinaryFile and decodeNativeFile', () => {
     }
   });
 
-  it('decodes other column types from the whole result, and an empty result as no rows', async () => {
+  it('decodes every other column type without the whole result, and an empty result as no rows', async () => {
     const r = await viaFiles.queryBinaryFile(SQL, { params: { n: 30_000 }, settings }, async (file) => {
       const k = counted(file);
       const decoded = await decodeNativeFile(k.file);
       return { ...k, r: decoded };
     });
-    expect(r.wholes).toBe(1);
+    expect(r.wholes).toBe(0);
     expect(r.r.rows).toBe(30_000);
     expect(numberColumn(r.r, 'k')[29_999]).toBe(89_997);
     expect(stringColumn(r.r, 's')[27]).toBe('v1');
     expect(numberColumn(r.r, 'x')[14]).toBe(2);
     const empty = await viaFiles.queryBinaryFile(FLOATS, { params: { n: 0 } }, (file) => decodeNativeFile(file));
     expect(empty.rows).toBe(0);
+  });
+
+  it('reads Array(Float64) values straight into shared memory: the same columns as decodeNative gives', async () => {
+    // Rows of arrays over many blocks (the sorted reference's shape: a name, counts, one long array per row),
+    // with an empty array, NaN and -Inf, and strings long enough to span the decoder's chunks.
+    const sql = `SELECT concat('col_', toString(number), repeat('x', number % 3 = 0 ? 70000 : 1)) AS column,
+        toUInt64(number * 1000) AS n, toUInt8(number % 7) AS small,
+        arrayMap(i -> if(i % 97 = 0, nan, if(i % 89 = 0, -inf, i / 3)), range(toUInt64((number * 7919) % 20000))) AS values,
+        arrayMap(i -> toString(i), range(number % 4)) AS names
+      FROM numbers({n:UInt64})`;
+    const params = { n: 23 };
+    const small = { max_block_size: '4' };
+    const expected = decodeNative(await viaConnection.queryBinary(sql, { params, settings: small }));
+    const r = await viaFiles.queryBinaryFile(sql, { params, settings: small }, async (file) => {
+      const k = counted(file);
+      return { ...k, r: await decodeNativeFile(k.file, { sharedArrays: true }) };
+    });
+    expect(r.wholes).toBe(0);
+    expect(r.r.rows).toBe(23);
+    const got = r.r.columns.get('values');
+    const want = expected.columns.get('values');
+    if (got?.type !== 'Array(Float64)' || want?.type !== 'Array(Float64)') throw new Error('not Array(Float64)');
+    expect(got.values.buffer).toBeInstanceOf(SharedArrayBuffer);
+    expect(Array.from(got.offsets)).toEqual(Array.from(want.offsets));
+    expect(got.values.length).toBe(want.values.length);
+    expect(Buffer.compare(Buffer.from(got.values.buffer), Buffer.from(want.values.buffer))).toBe(0);
+    expect(stringColumn(r.r, 'column')).toEqual(stringColumn(expected, 'column'));
+    expect(Array.from(numberColumn(r.r, 'n'))).toEqual(Array.from(numberColumn(expected, 'n')));
+    expect(Array.from(numberColumn(r.r, 'small'))).toEqual(Array.from(numberColumn(expected, 'small')));
+    expect(r.r.columns.get('names')).toEqual(expected.columns.get('names'));
   });
 
   it('queryNative reads through result files: the same values', async () => {

@@ -142,19 +142,21 @@ const SCAN_READ_BYTES = 256 * 2 ** 20;
  * of values a read may hold, and the reads started ahead of the one before (0: one after the other; 1: two at
  * once).
  *
- * `together` (the reference needs no engine work) and the window's numeric values fit two wide reads (at 1M rows,
- * 20 features): reads at once, so that they and the category counts, then the sorts, keep both cores busy rather
- * than each waiting for the one before; and a read may hold what two held, so that one query reads all of them.
- * Each read decodes the whole `Map` column of every row: at 1M rows × 20 features one read instead of two took
- * 0.25–0.4 s less engine CPU (of 1.2–1.7 s, measured under load) at the same peak RSS. Larger windows are read one
- * group of {@link WIDE_READ_BYTES} at a time, which bounds memory to a group being read and the groups being sorted.
+ * When the window's numeric values fit two wide reads (at 1M rows, 20 features): reads at once, so that they and
+ * the category counts, then the sorts, keep both cores busy rather than each waiting for the one before; and a
+ * read may hold what two held, so that one query reads all of them. Each read decodes the whole `Map` column of
+ * every row: at 1M rows × 20 features one read instead of two took 0.25–0.4 s less engine CPU (of 1.2–1.7 s,
+ * measured under load) at the same peak RSS. This holds whether the stored reference comes from the local cache
+ * or is read from the store alongside (a cache miss: the sorts wait for it whole either way; measured under load,
+ * one read instead of two took about 0.3 s less engine CPU there too, peak RSS within the hit's). Larger windows
+ * are read one group of {@link WIDE_READ_BYTES} at a time, which bounds memory to a group being read and the
+ * groups being sorted.
  */
 export function windowReadPlan(
   rows: number,
   numericFeatures: number,
-  together: boolean,
 ): { groupSize: number; readBudgetBytes: number; readAhead: number } {
-  const atOnce = together && 8 * rows * numericFeatures <= 2 * WIDE_READ_BYTES;
+  const atOnce = 8 * rows * numericFeatures <= 2 * WIDE_READ_BYTES;
   return {
     groupSize: WIDE_GROUP,
     readBudgetBytes: atOnce ? 2 * WIDE_READ_BYTES : WIDE_READ_BYTES,
@@ -500,16 +502,12 @@ export async function detectDrift(store: Store, options: DetectDriftOptions): Pr
       ? stage('count window keys', () => windowKeys(store, o.model, fromMs, toMs))
       : undefined;
   counted?.catch(() => undefined);
-  // Whether the reference needs reads from the store (a local cache miss): known once the cache is looked up.
-  let storeReadsKnown: (columns: number) => void = () => undefined;
-  const referenceStoreReads = new Promise<number>((resolve) => (storeReadsKnown = resolve));
   const sortedRef =
     base.stored !== undefined
       ? readSortedReference(store, base.stored.id, {
           features: base.stored.features.filter(kept),
           info: base.stored,
           cache: o.referenceCache,
-          onStoreReads: (columns) => storeReadsKnown(columns),
           // In few wide queries (two at 1M rows), so that it is read alongside the window's reads rather than
           // after them: the window's jobs need it whole.
           ...(counted !== undefined
@@ -517,11 +515,6 @@ export async function detectDrift(store: Store, options: DetectDriftOptions): Pr
             : {}),
         })
       : undefined;
-  // A reference that fails before its cache lookup: counted as needing the store (its error surfaces below).
-  sortedRef?.then(
-    () => storeReadsKnown(0),
-    () => storeReadsKnown(1),
-  );
   const configured = overridesFor(o.config, o.model);
   // Against a stored reference, one key lookup per feature (`arrayElementOrNull`) where the store has the
   // function, else (and for ad hoc windows) two.
@@ -534,9 +527,9 @@ export async function detectDrift(store: Store, options: DetectDriftOptions): Pr
     counted?: WindowKeys,
   ): Promise<DriftReport> => {
     const expectedRows = counted?.rows;
-    // The window's reads at once (literal SQL, read ahead) only when the reference needs no engine work: reads
-    // of the stored reference would otherwise run alongside them, and each group's sorts need it whole.
-    const together = counted !== undefined && (await referenceStoreReads) === 0;
+    // The window's reads at once (literal SQL, read ahead) once its size is known, whether the reference comes
+    // from the local cache or from the store (its reads then run alongside; the sorts wait for it whole).
+    const together = counted !== undefined;
     // One scan of the maps for every numeric feature when the whole window's values fit the scan's budget.
     const scan = o.numericRead === 'scan' && counted !== undefined && counted.keys * 8 <= SCAN_READ_BYTES;
     const run = (): Promise<DriftReport> =>
@@ -571,7 +564,7 @@ export async function detectDrift(store: Store, options: DetectDriftOptions): Pr
             : expectedRows !== undefined
               ? {
                   expectedRows,
-                  ...windowReadPlan(expectedRows, features.filter((f) => f.kind === 'numeric').length, together),
+                  ...windowReadPlan(expectedRows, features.filter((f) => f.kind === 'numeric').length),
                 }
               : {}),
         },

@@ -96,6 +96,33 @@ function readUint64(view: DataView, off: number): number {
   return view.getUint32(off, true) + view.getUint32(off + 4, true) * 2 ** 32;
 }
 
+/** Converts `rows` fixed-size numbers of `type` (not Float64) at byte `off` of `view` into `out` from `at`. */
+function convertFixed(type: string, view: DataView, off: number, rows: number, out: Float64Array, at: number): void {
+  for (let i = 0; i < rows; i++) {
+    let v: number;
+    switch (type) {
+      case 'UInt64':
+        v = readUint64(view, off + 8 * i);
+        break;
+      case 'Int64':
+        v = Number(view.getBigInt64(off + 8 * i, true));
+        break;
+      case 'UInt32':
+        v = view.getUint32(off + 4 * i, true);
+        break;
+      case 'Int32':
+        v = view.getInt32(off + 4 * i, true);
+        break;
+      case 'UInt16':
+        v = view.getUint16(off + 2 * i, true);
+        break;
+      default:
+        v = view.getUint8(off + i);
+    }
+    out[at + i] = v;
+  }
+}
+
 /** Options of {@link decodeNative}. */
 export interface DecodeOptions {
   /** Put the values of `Array(Float64)` columns in a `SharedArrayBuffer` (workers read them without a copy). @default false */
@@ -223,30 +250,8 @@ export function decodeNative(buf: Uint8Array, options: DecodeOptions = {}): Nati
       }
     } else {
       for (const p of plan.pieces) {
-        for (let i = 0; i < p.rows; i++) {
-          const off = p.offset;
-          let v: number;
-          switch (type) {
-            case 'UInt64':
-              v = readUint64(view, off + 8 * i);
-              break;
-            case 'Int64':
-              v = Number(view.getBigInt64(off + 8 * i, true));
-              break;
-            case 'UInt32':
-              v = view.getUint32(off + 4 * i, true);
-              break;
-            case 'Int32':
-              v = view.getInt32(off + 4 * i, true);
-              break;
-            case 'UInt16':
-              v = view.getUint16(off + 2 * i, true);
-              break;
-            default:
-              v = view.getUint8(off + i);
-          }
-          values[at++] = v;
-        }
+        convertFixed(type, view, p.offset, p.rows, values, at);
+        at += p.rows;
       }
     }
     columns.set(name, { type: type as 'UInt64', values });
@@ -254,67 +259,195 @@ export function decodeNative(buf: Uint8Array, options: DecodeOptions = {}): Nati
   return { rows, columns };
 }
 
-/** Bytes read at once for a block's or a column's header by {@link decodeNativeFile}. */
-const HEADER_READ = 4096;
+/** Bytes read at once by {@link decodeNativeFile} for headers, offsets, strings and small numbers. */
+const CHUNK_READ = 64 * 1024;
 
 /** Reads of column data kept in flight at once by {@link decodeNativeFile}. */
 const READS_IN_FLIGHT = 2;
 
 /**
- * Decodes a whole `Native` result from a {@link BinaryResultFile}, as {@link decodeNative} does its bytes. When
- * every column is `Float64` the headers are read first (small reads) and each column's values are then read
- * straight into its `Float64Array`: no whole-result buffer and no copy out of one. Other results are read
- * whole and given to {@link decodeNative}.
+ * A cursor over a {@link BinaryResultFile} for the small parts of a `Native` result (block and column headers,
+ * array offsets, strings): read synchronously in chunks of {@link CHUNK_READ}. Skipped bytes are not read.
+ */
+class FileCursor {
+  pos = 0;
+  private buf = new Uint8Array(CHUNK_READ);
+  /** File position of `buf[0]`, and the bytes of `buf` holding file data. */
+  private start = 0;
+  private valid = 0;
+  private readonly decoder = new TextDecoder();
+  constructor(private readonly file: BinaryResultFile) {}
+
+  /** The `n` bytes at `at` (a view valid until the next call). */
+  at(at: number, n: number): Uint8Array {
+    if (at + n > this.file.size) throw bad('truncated column');
+    if (at < this.start || at + n > this.start + this.valid) {
+      if (n > this.buf.length) this.buf = new Uint8Array(Math.max(n, 2 * this.buf.length));
+      const want = Math.min(this.buf.length, this.file.size - at);
+      let got = 0;
+      while (got < want) {
+        const r = this.file.readSync(this.buf.subarray(got, want), at + got);
+        if (r === 0) break;
+        got += r;
+      }
+      this.start = at;
+      this.valid = got;
+      if (got < n) throw bad('truncated column');
+    }
+    return this.buf.subarray(at - this.start, at - this.start + n);
+  }
+
+  take(n: number): Uint8Array {
+    const b = this.at(this.pos, n);
+    this.pos += n;
+    return b;
+  }
+
+  varuint(): number {
+    // At most 10 bytes: looked at once (one range check), then consumed as far as the number goes.
+    const b = this.at(this.pos, Math.min(10, this.file.size - this.pos));
+    let x = 0;
+    let shift = 0;
+    for (let i = 0; i < b.length; i++) {
+      const v = b[i]!;
+      x += (v & 0x7f) * 2 ** shift;
+      if ((v & 0x80) === 0) {
+        this.pos += i + 1;
+        return x;
+      }
+      shift += 7;
+    }
+    throw bad('truncated varuint');
+  }
+
+  string(): string {
+    const len = this.varuint();
+    if (this.pos + len > this.file.size) throw bad('truncated string');
+    return this.decoder.decode(this.take(len));
+  }
+
+  skip(bytes: number): void {
+    if (this.pos + bytes > this.file.size) throw bad('truncated column');
+    this.pos += bytes;
+  }
+}
+
+/** A little-endian view of `bytes`. */
+const viewOf = (bytes: Uint8Array): DataView => new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+
+/**
+ * Decodes a whole `Native` result from a {@link BinaryResultFile}, as {@link decodeNative} does its bytes, without
+ * a whole-result buffer: headers, array offsets, strings and small numbers are read in small chunks, and the
+ * values of `Float64` and `Array(Float64)` columns (the bulk of the drift engine's results) straight from the
+ * file into their final arrays (a `SharedArrayBuffer` with {@link DecodeOptions.sharedArrays}), no copy out of
+ * a buffer. With {@link DecodeOptions.arraysInPlace} the result is read whole and given to {@link decodeNative}.
  */
 export async function decodeNativeFile(file: BinaryResultFile, options: DecodeOptions = {}): Promise<NativeResult> {
-  const whole = async (): Promise<NativeResult> => decodeNative(await file.bytes(), options);
-  const head = new Uint8Array(HEADER_READ);
-  /** A Reader over the next header bytes at `pos` (a header must fit in one read). */
-  const headerAt = (pos: number): Reader => new Reader(head.subarray(0, file.readSync(head, pos)));
+  if (options.arraysInPlace === true) return decodeNative(await file.bytes(), options);
+  const r = new FileCursor(file);
   const plans: Plan[] = [];
   let rows = 0;
-  let pos = 0;
-  try {
-    while (pos < file.size) {
-      let r = headerAt(pos);
-      const ncols = r.varuint();
-      const nrows = r.varuint();
-      pos += r.pos;
-      for (let c = 0; c < ncols; c++) {
-        r = headerAt(pos);
-        const name = r.string();
-        const type = r.string();
-        pos += r.pos;
-        if (type !== 'Float64') return await whole();
-        let plan = plans[c];
-        if (plan === undefined) {
-          plan = { name, type, pieces: [] };
-          plans[c] = plan;
-        } else if (plan.name !== name || plan.type !== type) throw bad(`column ${c} changed between blocks`);
-        if (pos + 8 * nrows > file.size) throw bad('truncated column');
-        plan.pieces.push({ offset: pos, rows: nrows });
-        pos += 8 * nrows;
-      }
-      rows += nrows;
+  const strings = new Map<string, string[]>();
+  const stringArrays = new Map<string, { values: string[]; offsets: number[] }>();
+  /** Row ends (within its block) of each `Array(Float64)` piece, by plan and piece. */
+  const arrayEnds = new Map<Plan, Float64Array[]>();
+  // Pass 1: walk the blocks, remember where each column's data is; strings are decoded here.
+  while (r.pos < file.size) {
+    const ncols = r.varuint();
+    const nrows = r.varuint();
+    for (let c = 0; c < ncols; c++) {
+      const name = r.string();
+      const type = r.string();
+      let plan = plans[c];
+      if (plan === undefined) {
+        plan = { name, type, pieces: [] };
+        plans[c] = plan;
+      } else if (plan.name !== name || plan.type !== type) throw bad(`column ${c} changed between blocks`);
+      const size = FIXED[type];
+      if (size !== undefined) {
+        plan.pieces.push({ offset: r.pos, rows: nrows });
+        r.skip(size * nrows);
+      } else if (type === 'String') {
+        let list = strings.get(name);
+        if (list === undefined) {
+          list = [];
+          strings.set(name, list);
+        }
+        for (let i = 0; i < nrows; i++) list.push(r.string());
+      } else if (type === 'Array(Float64)') {
+        const view = viewOf(r.take(8 * nrows));
+        const ends = new Float64Array(nrows);
+        for (let i = 0; i < nrows; i++) ends[i] = readUint64(view, 8 * i);
+        const inner = nrows === 0 ? 0 : ends[nrows - 1]!;
+        plan.pieces.push({ offset: r.pos, rows: nrows, inner });
+        let list = arrayEnds.get(plan);
+        if (list === undefined) {
+          list = [];
+          arrayEnds.set(plan, list);
+        }
+        list.push(ends);
+        r.skip(8 * inner);
+      } else if (type === 'Array(String)') {
+        let list = stringArrays.get(name);
+        if (list === undefined) {
+          list = { values: [], offsets: [] };
+          stringArrays.set(name, list);
+        }
+        const view = viewOf(r.take(8 * nrows));
+        const base = list.values.length;
+        for (let i = 0; i < nrows; i++) list.offsets.push(base + readUint64(view, 8 * i));
+        const inner = nrows === 0 ? 0 : readUint64(view, 8 * (nrows - 1));
+        for (let i = 0; i < inner; i++) list.values.push(r.string());
+      } else throw bad(`unsupported column type ${type}`);
     }
-  } catch (err) {
-    // A header longer than one read (a very long column name): decoded from the whole bytes instead.
-    if (err instanceof ModelwatchError && /truncated (varuint|string)/.test(err.message)) {
-      if (file.size > HEADER_READ) return whole();
-    }
-    throw err;
+    rows += nrows;
   }
+  // Pass 2: one array per column; the bulk values are read after, straight into them.
   const columns = new Map<string, NativeColumn>();
   const reads: { into: Uint8Array; at: number }[] = [];
   for (const plan of plans) {
-    const values = new Float64Array(rows);
-    const bytes = new Uint8Array(values.buffer);
-    let at = 0;
-    for (const p of plan.pieces) {
-      if (p.rows > 0) reads.push({ into: bytes.subarray(8 * at, 8 * (at + p.rows)), at: p.offset });
-      at += p.rows;
+    const { name, type } = plan;
+    if (type === 'String') {
+      columns.set(name, { type: 'String', values: strings.get(name) ?? [] });
+    } else if (type === 'Array(String)') {
+      const list = stringArrays.get(name);
+      columns.set(name, { type, values: list?.values ?? [], offsets: Float64Array.from(list?.offsets ?? []) });
+    } else if (type === 'Array(Float64)') {
+      const total = plan.pieces.reduce((s, p) => s + (p.inner ?? 0), 0);
+      const values = new Float64Array(
+        options.sharedArrays === true ? new SharedArrayBuffer(total * 8) : new ArrayBuffer(total * 8),
+      );
+      const bytes = new Uint8Array(values.buffer);
+      const offsets = new Float64Array(rows);
+      const ends = arrayEnds.get(plan) ?? [];
+      let at = 0;
+      let row = 0;
+      plan.pieces.forEach((p, k) => {
+        const e = ends[k]!;
+        for (let i = 0; i < p.rows; i++) offsets[row++] = at + e[i]!;
+        const n = p.inner ?? 0;
+        if (n > 0) reads.push({ into: bytes.subarray(8 * at, 8 * (at + n)), at: p.offset });
+        at += n;
+      });
+      columns.set(name, { type: 'Array(Float64)', values, offsets });
+    } else {
+      const values = new Float64Array(rows);
+      let at = 0;
+      if (type === 'Float64') {
+        const bytes = new Uint8Array(values.buffer);
+        for (const p of plan.pieces) {
+          if (p.rows > 0) reads.push({ into: bytes.subarray(8 * at, 8 * (at + p.rows)), at: p.offset });
+          at += p.rows;
+        }
+      } else {
+        const size = FIXED[type]!;
+        for (const p of plan.pieces) {
+          convertFixed(type, viewOf(r.at(p.offset, size * p.rows)), 0, p.rows, values, at);
+          at += p.rows;
+        }
+      }
+      columns.set(name, { type: type as 'UInt64', values });
     }
-    columns.set(plan.name, { type: 'Float64', values });
   }
   let next = 0;
   const chain = async (): Promise<void> => {

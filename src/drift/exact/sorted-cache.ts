@@ -8,7 +8,7 @@
  * rewritten from the store. Writes go to a temporary file renamed into place, so a reader never sees a partial
  * file. Deleting the directory is always safe.
  *
- * File layout (little-endian): the 8-byte magic `MWSORT01`, u32 header length H, u32 checksum, f64 n,
+ * File layout (little-endian): the 8-byte magic `MWSORT02`, u32 header length H, u32 checksum, f64 n,
  * f64 missing, f64 non-finite, the UTF-8 key (`id \0 created_at \0 column`) padded with zeros to H bytes
  * from the start of the file (a multiple of 8), then n Float64 values.
  */
@@ -17,7 +17,8 @@ import { mkdir, open, readdir, rename, stat, unlink, utimes } from 'node:fs/prom
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 
-const MAGIC = 'MWSORT01';
+// 02: the checksum runs four lanes (01, two lanes, took about 1.7x as long); 01 files are rewritten.
+const MAGIC = 'MWSORT02';
 /** Bytes before the key: magic, header length, checksum, n, missing, non-finite. */
 const FIXED_HEADER = 8 + 4 + 4 + 8 * 3;
 
@@ -78,16 +79,30 @@ export function sortedCacheFile(dir: string, k: SortedCacheKey): string {
   return join(dir, `${createHash('sha256').update(keyText(k)).digest('hex').slice(0, 40)}.f64`);
 }
 
-/** A 32-bit checksum of the values' bytes (FNV-1a over 32-bit words, two lanes combined). */
+/**
+ * A 32-bit checksum of the values' bytes: FNV-1a over 32-bit words in four independent lanes (word i in lane
+ * i mod 4), combined. Four lanes keep four multiplications in flight: about 46 ms per 20M words against 78 ms
+ * for two lanes (the cost of every cache write and every cache read).
+ */
 export function sortedChecksum(values: Float64Array): number {
   const w = new Int32Array(values.buffer, values.byteOffset, values.length * 2);
   let a = 0x811c9dc5;
   let b = 0x050c5d1f;
-  for (let i = 0; i < w.length; i += 2) {
+  let c = 0x1b873593;
+  let d = 0x6b43a9b5;
+  const n = w.length & ~3;
+  for (let i = 0; i < n; i += 4) {
     a = Math.imul(a ^ w[i]!, 0x01000193);
     b = Math.imul(b ^ w[i + 1]!, 0x01000193);
+    c = Math.imul(c ^ w[i + 2]!, 0x01000193);
+    d = Math.imul(d ^ w[i + 3]!, 0x01000193);
   }
-  return (a ^ Math.imul(b, 0x5bd1e995)) >>> 0;
+  // An odd number of values leaves two words.
+  if (n < w.length) {
+    a = Math.imul(a ^ w[n]!, 0x01000193);
+    b = Math.imul(b ^ w[n + 1]!, 0x01000193);
+  }
+  return (a ^ Math.imul(b, 0x5bd1e995) ^ Math.imul(c, 0x27d4eb2f) ^ Math.imul(d, 0x165667b1)) >>> 0;
 }
 
 function headerLength(key: Buffer): number {
