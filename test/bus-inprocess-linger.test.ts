@@ -3,6 +3,8 @@
 import { describe, expect, it, vi } from 'vitest';
 import { InProcessBus } from '../src/bus/in-process.js';
 import type { BusMessage } from '../src/bus/types.js';
+import { configSchema } from '../src/config/index.js';
+import { inProcessBusOptions } from '../src/runtime/index.js';
 
 const msg = (i: number): BusMessage => ({ key: `k${i}`, value: Buffer.from(`v${i}`), headers: {} });
 
@@ -129,5 +131,78 @@ describe('InProcessBus linger by bytes', () => {
 
   it('refuses a negative lingerBytes', () => {
     expect(() => new InProcessBus({ lingerBytes: -1 })).toThrow(RangeError);
+  });
+});
+
+describe('InProcessBus linger under a steady flow (steadyLingerMs)', () => {
+  const sleepMs = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+  /** Publishes one message every `everyMs` until `forMs` have passed; returns how many it published. */
+  async function flow(bus: InProcessBus, everyMs: number, forMs: number, from = 0): Promise<number> {
+    const t0 = Date.now();
+    let i = from;
+    while (Date.now() - t0 < forMs) {
+      await bus.publish([msg(i++)]);
+      await sleepMs(everyMs);
+    }
+    return i - from;
+  }
+
+  it('keeps lingering past lingerMs while messages keep arriving, and takes the batch once the flow pauses', async () => {
+    const bus = new InProcessBus({ lingerMessages: 10_000, lingerMs: 200, steadyLingerMs: 5_000, steadyGapMs: 150 });
+    const c = collect(bus);
+    await c.ready;
+    const t0 = Date.now();
+    const sent = await flow(bus, 20, 900);
+    const pausedAt = Date.now();
+    // Four times lingerMs, and still one batch in the making.
+    expect(c.batches).toEqual([]);
+    while (c.batches.length === 0 && Date.now() - t0 < 5_000) await sleepMs(5);
+    expect(c.batches.map((b) => b.size)).toEqual([sent]);
+    // Taken about steadyGapMs after the last publish, well before steadyLingerMs.
+    expect(c.batches[0]!.at - pausedAt).toBeLessThan(1_500);
+    await c.stop();
+  });
+
+  it('stops lingering at steadyLingerMs however steady the flow', async () => {
+    const bus = new InProcessBus({ lingerMessages: 10_000, lingerMs: 200, steadyLingerMs: 800, steadyGapMs: 150 });
+    const c = collect(bus);
+    await c.ready;
+    const t0 = Date.now();
+    const sent = await flow(bus, 20, 2_500);
+    const first = c.batches[0];
+    expect(first).toBeDefined();
+    expect(first!.at - t0).toBeGreaterThanOrEqual(790);
+    expect(first!.size).toBeLessThan(sent);
+    await c.stop();
+  });
+
+  it('takes a burst at lingerMs: a flow that stopped is not steady', async () => {
+    const bus = new InProcessBus({ lingerMessages: 10_000, lingerMs: 300, steadyLingerMs: 5_000, steadyGapMs: 100 });
+    const c = collect(bus);
+    await c.ready;
+    const t0 = Date.now();
+    await bus.publish([msg(1), msg(2), msg(3)]);
+    while (c.batches.length === 0 && Date.now() - t0 < 6_000) await sleepMs(5);
+    expect(c.batches.map((b) => b.size)).toEqual([3]);
+    expect(c.batches[0]!.at - t0).toBeGreaterThanOrEqual(290);
+    expect(c.batches[0]!.at - t0).toBeLessThan(3_000);
+    await c.stop();
+  });
+
+  it('refuses a negative steadyLingerMs and a steadyGapMs of 0', () => {
+    expect(() => new InProcessBus({ steadyLingerMs: -1 })).toThrow(/steadyLingerMs/);
+    expect(() => new InProcessBus({ steadyGapMs: 0 })).toThrow(/steadyGapMs/);
+  });
+});
+
+describe('the in-process bus of modelwatch up', () => {
+  it('lingers for 5,000 calls, up to 1 s, or up to 5 s while captures keep arriving, unless configured', () => {
+    const byDefault = inProcessBusOptions(configSchema.parse({}));
+    expect(byDefault).toMatchObject({ lingerMessages: 5_000, lingerMs: 1_000, steadyLingerMs: 5_000 });
+    const fresh = inProcessBusOptions(
+      configSchema.parse({ ingest: { lingerRecords: 1_000, flushIntervalMs: 500, steadyLingerMs: 0 } }),
+    );
+    expect(fresh).toMatchObject({ lingerMessages: 1_000, lingerMs: 500, steadyLingerMs: 0 });
   });
 });

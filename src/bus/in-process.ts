@@ -31,6 +31,15 @@ export interface InProcessBusOptions {
   /** Longest wait for {@link lingerMessages}. @default 1000 */
   lingerMs?: number;
   /**
+   * Longest wait for {@link lingerMessages} while messages keep arriving (a publish less than
+   * {@link steadyGapMs} ago), counted like {@link lingerMs} from the first waiting message: under a steady flow
+   * the consumer takes fewer, larger batches; once the flow pauses it takes what waits (at {@link lingerMs}
+   * at the earliest). At most {@link lingerMs}: no extension. @default 1000
+   */
+  steadyLingerMs?: number;
+  /** Publishes at most this far apart make a steady flow (see {@link steadyLingerMs}). @default 250 */
+  steadyGapMs?: number;
+  /**
    * A lingering consumer also takes a batch once the waiting messages hold this many bytes
    * ({@link messageBytes}), however few they are: a message count says nothing of the rows a message
    * carries, and a handful of large calls would otherwise wait out {@link lingerMs}. 0: no byte threshold.
@@ -47,6 +56,8 @@ const defaults = {
   retryDelayMs: 200,
   lingerMessages: 0,
   lingerMs: 1000,
+  steadyLingerMs: 1000,
+  steadyGapMs: 250,
   lingerBytes: 0,
   logger: silentLogger,
 } satisfies Required<InProcessBusOptions>;
@@ -57,6 +68,8 @@ interface TopicQueue {
   sizes: number[];
   nextOffset: number;
   bytes: number;
+  /** `Date.now()` of the last publish. */
+  lastPublishAt: number;
   wake: (() => void) | undefined;
   consumer: boolean;
   /** Secondary subscribers ({@link InProcessBus.tap}): each gets a copy of every message published. */
@@ -103,6 +116,8 @@ export class InProcessBus implements Bus {
     if (!(this.opts.maxBufferedBytes > 0)) throw new RangeError('maxBufferedBytes must be > 0');
     if (!(this.opts.maxBatchMessages > 0)) throw new RangeError('maxBatchMessages must be > 0');
     if (!(this.opts.lingerBytes >= 0)) throw new RangeError('lingerBytes must be >= 0');
+    if (!(this.opts.steadyLingerMs >= 0)) throw new RangeError('steadyLingerMs must be >= 0');
+    if (!(this.opts.steadyGapMs > 0)) throw new RangeError('steadyGapMs must be > 0');
     this.topic = this.opts.topic;
   }
 
@@ -114,7 +129,16 @@ export class InProcessBus implements Bus {
   private queue(topic: string): TopicQueue {
     let q = this.topics.get(topic);
     if (!q) {
-      q = { messages: [], sizes: [], nextOffset: 0, bytes: 0, wake: undefined, consumer: false, taps: new Set() };
+      q = {
+        messages: [],
+        sizes: [],
+        nextOffset: 0,
+        bytes: 0,
+        lastPublishAt: 0,
+        wake: undefined,
+        consumer: false,
+        taps: new Set(),
+      };
       this.topics.set(topic, q);
     }
     return q;
@@ -171,6 +195,7 @@ export class InProcessBus implements Bus {
     for (const n of sizes) q.sizes.push(n);
     q.bytes += size;
     this.bytes += size;
+    q.lastPublishAt = now;
     q.wake?.();
     for (const tap of q.taps) {
       // Taps are lossy copies outside the bus's byte bound: a full tap drops, it never pushes back on publishers.
@@ -249,7 +274,7 @@ export class InProcessBus implements Bus {
     }
     q.consumer = true;
     let running = true;
-    const { lingerMessages, lingerMs, lingerBytes, logger } = this.opts;
+    const { lingerMessages, lingerMs, lingerBytes, steadyLingerMs, steadyGapMs, logger } = this.opts;
     /** When the oldest waiting message was first seen by a lingering consumer. */
     let lingerSince: number | undefined;
     // Messages at the head of the queue handed to `take` and not yet committed (their batch is being
@@ -305,15 +330,22 @@ export class InProcessBus implements Bus {
           q.messages.length - delivered >= lingerMessages ||
           (lingerBytes > 0 && q.bytes - deliveredBytes >= lingerBytes);
         if (!enough()) {
-          lingerSince ??= Date.now();
-          const left = lingerSince + lingerMs - Date.now();
+          const now = Date.now();
+          lingerSince ??= now;
+          let left = lingerSince + lingerMs - now;
+          if (left <= 0 && steadyLingerMs > lingerMs) {
+            // Past lingerMs with a short batch: keep waiting while the flow is steady, each wait until the flow
+            // would count as paused (one timer per steadyGapMs at most), up to steadyLingerMs.
+            const pausedAt = q.lastPublishAt + steadyGapMs;
+            if (pausedAt > now) left = Math.min(pausedAt, lingerSince + steadyLingerMs) - now;
+          }
           if (left > 0) {
             // Woken by the publish that reaches the threshold, by stop(), or when the linger time is up: a
             // producer that publishes a few messages at a time (the tee, every event-loop turn) does not
             // cost a timer and a pass of this loop per publish. A batch being stored meanwhile is
-            // committed first.
-            if (storing !== undefined && !(await settle())) {
-              if (running) await sleep(this.opts.retryDelayMs);
+            // committed first (then the wait is worked out again).
+            if (storing !== undefined) {
+              if (!(await settle()) && running) await sleep(this.opts.retryDelayMs);
               continue;
             }
             await new Promise<void>((resolve) => {

@@ -331,7 +331,14 @@ export const configSchema = z.strictObject({
        * With the in-process bus, ingest waits for this many captured calls before a store write, for at
        * most `flushIntervalMs` (fewer, larger inserts; 0 turns lingering off).
        */
-      lingerRecords: z.number().int().min(0).default(1_000),
+      lingerRecords: z.number().int().min(0).default(5_000),
+      /**
+       * With the in-process bus, how long ingest keeps waiting for `lingerRecords` calls while captured calls
+       * keep arriving (one less than 250 ms ago), counted from the first waiting call: a steady flow is
+       * written in fewer, larger inserts; a pause in the flow ends the wait (after `flushIntervalMs` at the
+       * earliest). At most `flushIntervalMs`: calls wait at most `flushIntervalMs`, steady or not.
+       */
+      steadyLingerMs: z.number().int().min(0).default(5_000),
       retryInitialMs: z.number().int().positive().default(200),
       retryMaxMs: z.number().int().positive().default(10_000),
       /**

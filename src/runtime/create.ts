@@ -55,7 +55,8 @@ export interface Runtime extends RuntimeContext {
 
 /**
  * The in-process bus of a config (no Kafka brokers): it hands ingest batches as large as one store write
- * (`ingest.maxBatchRows` messages), lingering up to `ingest.flushIntervalMs` for `ingest.lingerRecords`
+ * (`ingest.maxBatchRows` messages), lingering up to `ingest.flushIntervalMs` (`ingest.steadyLingerMs` while
+ * captures keep arriving) for `ingest.lingerRecords`
  * messages, or for fewer once they hold a quarter of a store write's (or of the bus's) bytes, so that a few
  * calls of thousands of rows each (a full write already) do not wait out the linger time.
  */
@@ -66,6 +67,7 @@ export function inProcessBusOptions(config: Config): InProcessBusOptions {
     maxBatchMessages: config.ingest.maxBatchRows,
     lingerMessages: Math.min(config.ingest.lingerRecords, config.ingest.maxBatchRows),
     lingerMs: config.ingest.flushIntervalMs,
+    steadyLingerMs: config.ingest.steadyLingerMs,
     lingerBytes: Math.floor(Math.min(config.ingest.maxBatchBytes, config.bus.maxBufferedBytes) / 4),
   };
 }
