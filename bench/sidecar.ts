@@ -26,7 +26,7 @@
 // recorded per round and per variant.
 //
 // Environment: SIDECAR_BENCH_QUICK=1 (one round, 1 KB, short phases), SIDECAR_BENCH_ROUNDS,
-// SIDECAR_BENCH_RATE, SIDECAR_BENCH_LATENCY_S, SIDECAR_BENCH_SATURATION_S, SIDECAR_BENCH_SIZES,
+// SIDECAR_BENCH_RATE, SIDECAR_BENCH_WARMUP_S, SIDECAR_BENCH_UP_WARMUP_S, SIDECAR_BENCH_LATENCY_S, SIDECAR_BENCH_SATURATION_S, SIDECAR_BENCH_SIZES,
 // SIDECAR_BENCH_VARIANTS (comma-separated subset).
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -59,6 +59,12 @@ const num = (name: string, dflt: number): number => Number(process.env[name] ?? 
 const RATE = num('SIDECAR_BENCH_RATE', 1000);
 const CONNECTIONS = 16;
 const WARMUP_S = num('SIDECAR_BENCH_WARMUP_S', 4);
+/**
+ * Warm-up of `up` before each fixed-rate phase: V8 is still compiling its ingest, store and detection code
+ * during the first ~20 s of traffic (compilation was ~7 % of its CPU samples 14-22 s after start, 0.2 % at
+ * 25-35 s), a one-off cost that a long-running process does not pay per request.
+ */
+const UP_WARMUP_S = num('SIDECAR_BENCH_UP_WARMUP_S', QUICK ? 4 : 25);
 const LATENCY_S = num('SIDECAR_BENCH_LATENCY_S', QUICK ? 3 : 5);
 const SATURATION_S = num('SIDECAR_BENCH_SATURATION_S', QUICK ? 2 : 3);
 const ROUNDS = num('SIDECAR_BENCH_ROUNDS', QUICK ? 1 : 3);
@@ -445,7 +451,7 @@ export async function run(): Promise<void> {
       port,
       body: b.body.toString('base64'),
       rate: RATE,
-      seconds: WARMUP_S,
+      seconds: variant === 'up' ? UP_WARMUP_S : WARMUP_S,
       connections: CONNECTIONS,
     };
     await loadgen.run(job);
@@ -646,6 +652,7 @@ export async function run(): Promise<void> {
       rate_req_per_s: RATE,
       connections: CONNECTIONS,
       warmup_seconds: WARMUP_S,
+      up_warmup_seconds: UP_WARMUP_S,
       latency_seconds: LATENCY_S,
       saturation_seconds: SATURATION_S,
       rounds: ROUNDS,
@@ -788,7 +795,7 @@ export function renderMarkdown(out: BenchOutput): string {
     '',
     `Generated ${out.generated_at} (${out.wall_s} s), ${out.rounds.length} round(s). Load average ${out.machine.load_average_start.join(' / ')} at the start and ${out.machine.load_average_end.join(' / ')} at the end (1 / 5 / 15 min); the machine has 2 cores${out.machine.load_average_start[0] !== undefined && out.machine.load_average_start[0] > 1.5 ? ' and was shared with other work during this run: p99 and saturation are noisy, ratios within a round are the meaningful figures' : ''}.`,
     '',
-    `Latency: ${out.setup.latency_generator}, ${out.setup.latency_seconds} s after ${out.setup.warmup_seconds} s of warm-up. Saturation: ${out.setup.saturation_generator}. Proxy under test: ${String(out.setup.proxy_cpu)}; upstream nginx, load generators and the Kafka mock on CPU 1. ${typeof out.setup.priority === 'string' ? out.setup.priority : ''} CPU µs/req: the proxy process's CPU time (every thread, /proc) over the phase divided by its requests. Event-loop delay (ELD) and GC pauses: the proxy's own \`diagnostics\` log lines (\`MODELWATCH_DIAGNOSTICS_INTERVAL_MS=${out.setup.diagnostics_interval_ms}\`: \`monitorEventLoopDelay\`, \`PerformanceObserver('gc')\`), over the fixed-rate phase. Peak RSS: VmHWM over the fixed-rate phase.`,
+    `Latency: ${out.setup.latency_generator}, ${out.setup.latency_seconds} s after ${out.setup.warmup_seconds} s of warm-up (\`up\`: ${out.setup.up_warmup_seconds} s, past V8's compilation of its ingest and store code). Saturation: ${out.setup.saturation_generator}. Proxy under test: ${String(out.setup.proxy_cpu)}; upstream nginx, load generators and the Kafka mock on CPU 1. ${typeof out.setup.priority === 'string' ? out.setup.priority : ''} CPU µs/req: the proxy process's CPU time (every thread, /proc) over the phase divided by its requests. Event-loop delay (ELD) and GC pauses: the proxy's own \`diagnostics\` log lines (\`MODELWATCH_DIAGNOSTICS_INTERVAL_MS=${out.setup.diagnostics_interval_ms}\`: \`monitorEventLoopDelay\`, \`PerformanceObserver('gc')\`), over the fixed-rate phase. Peak RSS: VmHWM over the fixed-rate phase.`,
     '',
     'Variants:',
     '',
