@@ -96,7 +96,10 @@ function optString(obj: Record<string, unknown>, key: string, field: string): st
   return v;
 }
 
-/** Reads JSON `data` (flat or nested, row-major) into `count` checked elements of `datatype`. */
+/**
+ * Reads JSON `data` (flat or nested, row-major) into `count` checked elements of `datatype`. A flat array of
+ * in-range numbers is returned as it is (not copied).
+ */
 export function jsonTensorValues(
   data: unknown,
   datatype: V2Datatype,
@@ -129,18 +132,17 @@ export function jsonTensorValues(
 }
 
 /**
- * The common case: a flat array of in-range numbers. Returns undefined at the first element that
- * is not (nested, wrong type, out of range), and the general walk then reports it exactly as before.
+ * The common case: a flat array of in-range numbers, returned as it is (checked, not copied: the parsed
+ * array is the body's own and nothing else holds it). Returns undefined at the first element that is not
+ * (nested, wrong type, out of range), and the general walk then reports it exactly as before.
  */
-function flatNumbers(data: unknown[], datatype: V2Datatype, count: number): Float64Array | undefined {
-  const out = new Float64Array(count);
+function flatNumbers(data: unknown[], datatype: V2Datatype, count: number): number[] | undefined {
   const range = INTEGER_RANGE[datatype];
   if (range === undefined) {
     const overflow = FLOAT_OVERFLOW[datatype] ?? Infinity;
     for (let i = 0; i < count; i++) {
       const v = data[i];
       if (typeof v !== 'number' || v >= overflow || v <= -overflow) return undefined;
-      out[i] = v;
     }
   } else {
     const lo = range[0];
@@ -148,10 +150,9 @@ function flatNumbers(data: unknown[], datatype: V2Datatype, count: number): Floa
     for (let i = 0; i < count; i++) {
       const v = data[i];
       if (typeof v !== 'number' || !Number.isInteger(v) || v < lo || v > hi) return undefined;
-      out[i] = v;
     }
   }
-  return out;
+  return data as number[];
 }
 
 /** State of the general (nested or failing) walk of {@link jsonTensorValues}. */
