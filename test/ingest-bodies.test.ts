@@ -56,11 +56,44 @@ describe('ingest insert bodies (byte-identical to the kept build)', () => {
     expect(fixture.bodies.payloads).toContain('"base64"');
     const q = lines('quarantine').map((l) => (JSON.parse(l) as string[])[7]);
     expect(q.filter((r) => r?.startsWith('body:')).length).toBe(3);
-    expect(q.filter((r) => r?.startsWith('envelope:')).length).toBe(5);
+    expect(q.filter((r) => r?.startsWith('envelope:')).length).toBe(6);
     const times = lines('requests').map((l) => (JSON.parse(l) as unknown[])[2]);
     expect(times).toContain(Date.parse('2026-03-04T05:06:59.999+02:00'));
     expect(times).toContain(Date.parse('2026-03-04T05:06:07.5Z'));
     expect(times).toContain(Date.UTC(2026, 11, 31, 23, 59, 59, 999));
     expect(times).toContain(Date.UTC(2026, 2, 3));
+  });
+
+  it("decodes a capture's time and http headers in every spelling as before", () => {
+    const byName = new Map(fixture.messages.map((m) => [m.name, m]));
+    const decoded = (name: string) => {
+      const m = byName.get(name);
+      if (m === undefined) throw new Error(`no case ${name}`);
+      return decodeCapture({ key: m.key, value: Buffer.from(m.value, 'base64'), headers: { ...m.headers } });
+    };
+    expect(decoded('ce_httpheaders {"a":1,"b":"x","c":null,"d":{"e":true}}').headers).toEqual({
+      a: '1',
+      b: 'x',
+      c: 'null',
+      d: '[object Object]',
+    });
+    expect(decoded('ce_httpheaders ["a","b"]').headers).toEqual({});
+    expect(() => decoded('ce_httpheaders {"a":')).toThrow(/ce_httpheaders is not a JSON object/);
+    expect(decoded('captured http headers').headers).toEqual({
+      'content-type': 'application/json',
+      'user-agent': 'ü-agent/1 "q"',
+      traceparent: '00-ab-cd-01',
+    });
+    const times: [string, number][] = [
+      ['2026-12-31T23:59:59.999Z', Date.UTC(2026, 11, 31, 23, 59, 59, 999)],
+      ['2027-01-01T00:00:00.000Z', Date.UTC(2027, 0, 1)],
+      ['2028-02-29T12:34:56.789Z', Date.UTC(2028, 1, 29, 12, 34, 56, 789)],
+      ['2026-01-01T24:00:00.000Z', Date.UTC(2026, 0, 2)],
+      ['2026-03-04T05:06:59.999+02:00', Date.UTC(2026, 2, 4, 3, 6, 59, 999)],
+      ['2026-03-04T05:06:07.5Z', Date.UTC(2026, 2, 4, 5, 6, 7, 500)],
+    ];
+    for (const [text, ms] of times) expect(decoded(`ce_time ${text}`).startedAt, text).toBe(ms);
+    expect(() => decoded('ce_time 2026-03-04T05:06:60.000Z')).toThrow(/ce_time/);
+    expect(() => decoded('ce_time 2026-03-04T05:06:1x.000Z')).toThrow(/ce_time/);
   });
 });

@@ -545,6 +545,20 @@ function parseCaptureTime(text: string): number {
   return Date.parse(text);
 }
 
+/**
+ * The parsed `ce_httpheaders` object with every value as a string: the object itself when its values are all
+ * strings already (what {@link encodeCapture} writes; no copy), else a copy with `String(value)`.
+ */
+function stringValues(parsed: object): Record<string, string> {
+  const obj = parsed as Record<string, unknown>;
+  for (const k in obj) {
+    if (typeof obj[k] !== 'string') {
+      return Object.fromEntries(Object.entries(obj).map(([key, val]) => [key, String(val)]));
+    }
+  }
+  return obj as Record<string, string>;
+}
+
 /** Decodes a capture envelope; throws `decode_invalid` naming the bad header or field. */
 export function decodeCapture(message: CaptureRecord): CapturedCall {
   const h = message.headers;
@@ -570,9 +584,7 @@ export function decodeCapture(message: CaptureRecord): CapturedCall {
   if (h.ce_httpheaders !== undefined) {
     try {
       const parsed: unknown = JSON.parse(h.ce_httpheaders);
-      if (typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed)) {
-        headers = Object.fromEntries(Object.entries(parsed).map(([k, val]) => [k, String(val)]));
-      }
+      if (typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed)) headers = stringValues(parsed);
     } catch {
       throw new ModelwatchError(ErrorCodes.decodeInvalid, 'ce_httpheaders is not a JSON object', {
         field: 'ce_httpheaders',

@@ -194,6 +194,12 @@ export function caseCalls(): { name: string; call: CapturedCall }[] {
       route: '/v2/models/m/infer?q="x"',
     }),
   );
+  add(
+    'captured http headers',
+    json([fp32(1, 20, 23)], [out(1)], 23, {
+      headers: { 'content-type': 'application/json', 'user-agent': 'ü-agent/1 "q"', traceparent: '00-ab-cd-01' },
+    }),
+  );
   add('duplicate event id (dropped)', json([fp32(1, 20, 22)], [out(1)], 22, { eventId: 'ev-0' }));
   return cases;
 }
@@ -230,6 +236,15 @@ export function caseMessages(encode: (call: CapturedCall) => CaptureRecord): Sto
     ...first,
     name: 'envelope: header length not a number',
     headers: { ...first.headers, ce_reqheaderlength: 'abc', ce_id: 'ev-hl' },
+  });
+  // ce_httpheaders as producers other than encodeCapture may write it: non-string values, an array, not JSON.
+  const httpHeaders = ['{"a":1,"b":"x","c":null,"d":{"e":true}}', '["a","b"]', '{"a":'];
+  httpHeaders.forEach((text, i) => {
+    out.push({
+      ...first,
+      name: `ce_httpheaders ${text}`,
+      headers: { ...first.headers, ce_httpheaders: text, ce_id: `ev-hh-${i}` },
+    });
   });
   out.push({ ...first, name: 'envelope: wrong ce_type', headers: { ...first.headers, ce_type: 'other' } });
   out.push({ ...first, name: 'envelope: short value', value: Buffer.from([0, 0]).toString('base64') });
