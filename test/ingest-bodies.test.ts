@@ -19,6 +19,7 @@ import {
   type LoopModules,
   type StoredMessage,
 } from './support/ingest-bodies.js';
+import { mulberry32 } from './support/seeded-prng.js';
 
 const fixture = JSON.parse(
   readFileSync(join(import.meta.dirname, 'fixtures', 'ingest', 'insert-bodies.json'), 'utf8'),
@@ -56,7 +57,7 @@ describe('ingest insert bodies (byte-identical to the kept build)', () => {
     expect(fixture.bodies.payloads).toContain('"base64"');
     const q = lines('quarantine').map((l) => (JSON.parse(l) as string[])[7]);
     expect(q.filter((r) => r?.startsWith('body:')).length).toBe(3);
-    expect(q.filter((r) => r?.startsWith('envelope:')).length).toBe(6);
+    expect(q.filter((r) => r?.startsWith('envelope:')).length).toBe(7);
     const times = lines('requests').map((l) => (JSON.parse(l) as unknown[])[2]);
     expect(times).toContain(Date.parse('2026-03-04T05:06:59.999+02:00'));
     expect(times).toContain(Date.parse('2026-03-04T05:06:07.5Z'));
@@ -94,6 +95,37 @@ describe('ingest insert bodies (byte-identical to the kept build)', () => {
     ];
     for (const [text, ms] of times) expect(decoded(`ce_time ${text}`).startedAt, text).toBe(ms);
     expect(() => decoded('ce_time 2026-03-04T05:06:60.000Z')).toThrow(/ce_time/);
+    expect(() => decoded('ce_time 2026-01-01T24:00:30.000Z')).toThrow(/ce_time/);
     expect(() => decoded('ce_time 2026-03-04T05:06:1x.000Z')).toThrow(/ce_time/);
+  });
+
+  it('reads any YYYY-MM-DDTHH:MM:SS.mmmZ-shaped ce_time exactly as Date.parse does (valid or not)', () => {
+    const first = fixture.messages[0] as StoredMessage;
+    const value = Buffer.from(first.value, 'base64');
+    const rnd = mulberry32(12);
+    const pick = (options: string): string => options[Math.floor(rnd() * options.length)] as string;
+    const two = (hi: string): string => pick(hi) + pick('0123456789');
+    const edge = (values: readonly string[], hi: string): string =>
+      rnd() < 0.5 ? (values[Math.floor(rnd() * values.length)] as string) : two(hi);
+    let valid = 0;
+    for (let i = 0; i < 4000; i++) {
+      // Runs of the same minute (what the cache keeps), fields at and past their ranges, now and then a letter.
+      const minute =
+        `${pick('12')}${pick('09')}${two('0123')}-${edge(['00', '01', '02', '12', '13'], '01')}-` +
+        `${edge(['00', '01', '28', '29', '30', '31', '32'], '0123')}T${edge(['00', '23', '24', '25'], '012')}:` +
+        `${edge(['00', '59', '60'], '0123456')}:`;
+      for (let k = 0; k < 3; k++) {
+        const text = `${minute}${edge(['00', '59', '60'], '0123456')}.${edge(['000', '999'], '09')}${pick('ZZZZx')}`;
+        const expected = Date.parse(text);
+        const decode = () => decodeCapture({ key: first.key, value, headers: { ...first.headers, ce_time: text } });
+        if (Number.isNaN(expected)) {
+          expect(decode, text).toThrow(/ce_time/);
+        } else {
+          expect(decode().startedAt, text).toBe(expected);
+          valid++;
+        }
+      }
+    }
+    expect(valid).toBeGreaterThan(1000);
   });
 });

@@ -533,7 +533,9 @@ function parseCaptureTime(text: string): number {
   ) {
     const sec = digit(text, 17) * 10 + digit(text, 18);
     const milli = digit(text, 20) * 100 + digit(text, 21) * 10 + digit(text, 22);
-    if (sec < 60 && milli >= 0) {
+    // Hour 24 is a time only as 24:00:00.000 (the next midnight): leave it to Date.parse.
+    const hour24 = text.charCodeAt(11) === 50 /* 2 */ && text.charCodeAt(12) === 52; /* 4 */
+    if (sec < 60 && milli >= 0 && !hour24) {
       const minute = text.slice(0, 17);
       if (minute !== lastMinuteText) {
         lastMinuteMs = Date.parse(`${minute}00.000Z`);
