@@ -68,7 +68,10 @@ export function payloadRowOf(
 ): PayloadRow | undefined {
   if (options.disabled?.has(model) === true) return undefined;
   const req = call.request;
-  const stored = req.truncated ? { storage: 'text' as const, body: '' } : encodePayloadBody(req.body);
+  // A truncated capture is a marker with an empty body; else valid UTF-8 verbatim, anything else as base64
+  // (what encodePayloadBody gives, without its intermediate object).
+  const text = req.truncated || isUtf8(req.body);
+  const body = req.truncated ? '' : text ? req.body.toString('utf8') : req.body.toString('base64');
   // DateTime has second precision: round the expiry up so a payload never expires early.
   const expires = Math.ceil((call.startedAt + (options.days ?? 7) * DAY_MS) / 1000);
   return {
@@ -83,7 +86,8 @@ export function payloadRowOf(
     header_length: req.headerLength ?? -1,
     size: req.size,
     truncated: req.truncated,
-    ...stored,
+    storage: text ? 'text' : 'base64',
+    body,
     expires_at: expires,
   };
 }

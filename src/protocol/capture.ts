@@ -457,10 +457,12 @@ function need(h: Record<string, string>, name: string): string {
   return v;
 }
 
-function num(h: Record<string, string>, name: string, opts: { optional?: boolean } = {}): number {
-  const raw = h[name];
-  if (raw === undefined && opts.optional === true) return NaN;
-  const v = Number(need(h, name));
+function num(h: Record<string, string>, name: string): number {
+  return checkedNum(need(h, name), name);
+}
+
+function checkedNum(raw: string, name: string): number {
+  const v = Number(raw);
   if (!Number.isFinite(v) || v < 0) {
     throw new ModelwatchError(ErrorCodes.decodeInvalid, `capture header ${name} is not a non-negative number`, {
       field: name,
@@ -469,16 +471,94 @@ function num(h: Record<string, string>, name: string, opts: { optional?: boolean
   return v;
 }
 
-function readBody(h: Record<string, string>, prefix: 'req' | 'res', body: Buffer): CapturedBody {
-  const headerLength = num(h, `ce_${prefix}headerlength`, { optional: true });
+/** The header names of one side of a capture, as literals (a key built per call is looked up slowly). */
+interface BodyHeaderNames {
+  headerLength: string;
+  size: string;
+  truncated: string;
+  contentType: string;
+  encoding: string;
+}
+const REQ_HEADERS: BodyHeaderNames = {
+  headerLength: 'ce_reqheaderlength',
+  size: 'ce_reqsize',
+  truncated: 'ce_reqtruncated',
+  contentType: 'ce_reqcontenttype',
+  encoding: 'ce_reqencoding',
+};
+const RES_HEADERS: BodyHeaderNames = {
+  headerLength: 'ce_resheaderlength',
+  size: 'ce_ressize',
+  truncated: 'ce_restruncated',
+  contentType: 'ce_rescontenttype',
+  encoding: 'ce_resencoding',
+};
+
+function readBody(h: Record<string, string>, names: BodyHeaderNames, body: Buffer): CapturedBody {
+  const rawHeaderLength = h[names.headerLength];
   return {
     body,
-    size: num(h, `ce_${prefix}size`),
-    truncated: h[`ce_${prefix}truncated`] === 'true',
-    contentType: h[`ce_${prefix}contenttype`] ?? '',
-    contentEncoding: h[`ce_${prefix}encoding`] ?? '',
-    headerLength: Number.isNaN(headerLength) ? undefined : headerLength,
+    size: num(h, names.size),
+    truncated: h[names.truncated] === 'true',
+    contentType: h[names.contentType] ?? '',
+    contentEncoding: h[names.encoding] ?? '',
+    headerLength: rawHeaderLength === undefined ? undefined : checkedNum(rawHeaderLength, names.headerLength),
   };
+}
+
+/** `ce_time`'s text up to its minute (`YYYY-MM-DDTHH:MM:`) last parsed, and that minute as epoch ms. */
+let lastMinuteText = '';
+let lastMinuteMs = NaN;
+
+function digit(s: string, i: number): number {
+  const d = s.charCodeAt(i) - 48;
+  return d >= 0 && d <= 9 ? d : NaN;
+}
+
+/**
+ * `Date.parse(text)`, with the common case made cheap: consecutive captures share their minute, so a
+ * `YYYY-MM-DDTHH:MM:SS.mmmZ` text (what {@link encodeCapture} writes) whose minute was the last one parsed
+ * is that minute plus its seconds and milliseconds (exactly what `Date.parse` gives for seconds 00–59).
+ */
+function parseCaptureTime(text: string): number {
+  if (
+    text.length === 24 &&
+    text.charCodeAt(4) === 45 /* - */ &&
+    text.charCodeAt(7) === 45 /* - */ &&
+    text.charCodeAt(10) === 84 /* T */ &&
+    text.charCodeAt(13) === 58 /* : */ &&
+    text.charCodeAt(16) === 58 /* : */ &&
+    text.charCodeAt(19) === 46 /* . */ &&
+    text.charCodeAt(23) === 90 /* Z */
+  ) {
+    const sec = digit(text, 17) * 10 + digit(text, 18);
+    const milli = digit(text, 20) * 100 + digit(text, 21) * 10 + digit(text, 22);
+    // Hour 24 is a time only as 24:00:00.000 (the next midnight): leave it to Date.parse.
+    const hour24 = text.charCodeAt(11) === 50 /* 2 */ && text.charCodeAt(12) === 52; /* 4 */
+    if (sec < 60 && milli >= 0 && !hour24) {
+      const minute = text.slice(0, 17);
+      if (minute !== lastMinuteText) {
+        lastMinuteMs = Date.parse(`${minute}00.000Z`);
+        lastMinuteText = minute;
+      }
+      if (!Number.isNaN(lastMinuteMs)) return lastMinuteMs + sec * 1000 + milli;
+    }
+  }
+  return Date.parse(text);
+}
+
+/**
+ * The parsed `ce_httpheaders` object with every value as a string: the object itself when its values are all
+ * strings already (what {@link encodeCapture} writes; no copy), else a copy with `String(value)`.
+ */
+function stringValues(parsed: object): Record<string, string> {
+  const obj = parsed as Record<string, unknown>;
+  for (const k in obj) {
+    if (typeof obj[k] !== 'string') {
+      return Object.fromEntries(Object.entries(obj).map(([key, val]) => [key, String(val)]));
+    }
+  }
+  return obj as Record<string, string>;
 }
 
 /** Decodes a capture envelope; throws `decode_invalid` naming the bad header or field. */
@@ -506,16 +586,14 @@ export function decodeCapture(message: CaptureRecord): CapturedCall {
   if (h.ce_httpheaders !== undefined) {
     try {
       const parsed: unknown = JSON.parse(h.ce_httpheaders);
-      if (typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed)) {
-        headers = Object.fromEntries(Object.entries(parsed).map(([k, val]) => [k, String(val)]));
-      }
+      if (typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed)) headers = stringValues(parsed);
     } catch {
       throw new ModelwatchError(ErrorCodes.decodeInvalid, 'ce_httpheaders is not a JSON object', {
         field: 'ce_httpheaders',
       });
     }
   }
-  const startedAt = Date.parse(need(h, 'ce_time'));
+  const startedAt = parseCaptureTime(need(h, 'ce_time'));
   if (Number.isNaN(startedAt)) {
     throw new ModelwatchError(ErrorCodes.decodeInvalid, 'ce_time is not an RFC 3339 time', { field: 'ce_time' });
   }
@@ -530,8 +608,8 @@ export function decodeCapture(message: CaptureRecord): CapturedCall {
     status: num(h, 'ce_status'),
     startedAt,
     latencyMs: num(h, 'ce_latencyms'),
-    request: readBody(h, 'req', v.subarray(4, 4 + reqLen)),
-    response: readBody(h, 'res', v.subarray(4 + reqLen)),
+    request: readBody(h, REQ_HEADERS, v.subarray(4, 4 + reqLen)),
+    response: readBody(h, RES_HEADERS, v.subarray(4 + reqLen)),
     headers,
     error: h.ce_error ?? '',
   };

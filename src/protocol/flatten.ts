@@ -133,10 +133,10 @@ function fill(
   batch: number,
   key: 'inputs' | 'outputs',
 ): void {
-  const plans: ColumnPlan[] = [];
+  const plans = new Array<ColumnPlan>(tensors.length);
   // Column name -> tensor index, so two tensors (or a mapping and a default name) never silently
-  // write the same column.
-  const owner = new Map<string, number>();
+  // write the same column (made only when there are two tensors or more).
+  let owner: Map<string, number> | undefined;
   for (let i = 0; i < tensors.length; i++) {
     const t = tensors[i] as DecodedTensor;
     const b = batchOf(t, `${key}[${i}].shape`);
@@ -147,7 +147,7 @@ function fill(
       );
     }
     const plan = planFor(schema, side, t, rowWidth(t));
-    plans.push(plan);
+    plans[i] = plan;
     if (tensors.length === 1) {
       // One tensor: only its own plan can repeat a name (checked once when the plan was built).
       if (plan.duplicate !== undefined) {
@@ -158,6 +158,7 @@ function fill(
       }
       continue;
     }
+    owner ??= new Map();
     for (const name of plan.names) {
       const prev = owner.get(name);
       if (prev !== undefined) {

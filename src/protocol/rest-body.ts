@@ -96,7 +96,10 @@ function optString(obj: Record<string, unknown>, key: string, field: string): st
   return v;
 }
 
-/** Reads JSON `data` (flat or nested, row-major) into `count` checked elements of `datatype`. */
+/**
+ * Reads JSON `data` (flat or nested, row-major) into `count` checked elements of `datatype`. A flat array of
+ * in-range numbers is returned as it is (not copied).
+ */
 export function jsonTensorValues(
   data: unknown,
   datatype: V2Datatype,
@@ -129,18 +132,17 @@ export function jsonTensorValues(
 }
 
 /**
- * The common case: a flat array of in-range numbers. Returns undefined at the first element that
- * is not (nested, wrong type, out of range), and the general walk then reports it exactly as before.
+ * The common case: a flat array of in-range numbers, returned as it is (checked, not copied: the parsed
+ * array is the body's own and nothing else holds it). Returns undefined at the first element that is not
+ * (nested, wrong type, out of range), and the general walk then reports it exactly as before.
  */
-function flatNumbers(data: unknown[], datatype: V2Datatype, count: number): Float64Array | undefined {
-  const out = new Float64Array(count);
+function flatNumbers(data: unknown[], datatype: V2Datatype, count: number): number[] | undefined {
   const range = INTEGER_RANGE[datatype];
   if (range === undefined) {
     const overflow = FLOAT_OVERFLOW[datatype] ?? Infinity;
     for (let i = 0; i < count; i++) {
       const v = data[i];
       if (typeof v !== 'number' || v >= overflow || v <= -overflow) return undefined;
-      out[i] = v;
     }
   } else {
     const lo = range[0];
@@ -148,10 +150,9 @@ function flatNumbers(data: unknown[], datatype: V2Datatype, count: number): Floa
     for (let i = 0; i < count; i++) {
       const v = data[i];
       if (typeof v !== 'number' || !Number.isInteger(v) || v < lo || v > hi) return undefined;
-      out[i] = v;
     }
   }
-  return out;
+  return data as number[];
 }
 
 /** State of the general (nested or failing) walk of {@link jsonTensorValues}. */
@@ -230,21 +231,45 @@ interface BinaryPart {
   offset: number;
 }
 
-function readTensor(entry: unknown, field: string, binary: BinaryPart | undefined, maxElements: number): DecodedTensor {
+/** The error field names of one tensor (`inputs[2]`, `inputs[2].shape`, …), made once per list position. */
+interface TensorFields {
+  tensor: string;
+  shape: string;
+  data: string;
+}
+const FIELD_CACHE_SIZE = 64;
+const tensorFieldCache: Record<'inputs' | 'outputs', TensorFields[]> = { inputs: [], outputs: [] };
+
+function tensorFields(key: 'inputs' | 'outputs', i: number): TensorFields {
+  const cached = tensorFieldCache[key][i];
+  if (cached !== undefined) return cached;
+  const tensor = `${key}[${i}]`;
+  const f: TensorFields = { tensor, shape: `${tensor}.shape`, data: `${tensor}.data` };
+  if (i < FIELD_CACHE_SIZE) tensorFieldCache[key][i] = f;
+  return f;
+}
+
+function readTensor(
+  entry: unknown,
+  fields: TensorFields,
+  binary: BinaryPart | undefined,
+  maxElements: number,
+): DecodedTensor {
+  const field = fields.tensor;
   if (!isObject(entry)) throw invalid(field, 'must be an object {name, shape, datatype, data}');
   const name = entry.name;
   if (typeof name !== 'string' || name === '') throw invalid(`${field}.name`, 'must be a non-empty string');
   const datatype = parseDatatype(entry.datatype);
   if (datatype === undefined) throw invalid(`${field}.datatype`, `unknown datatype ${describe(entry.datatype)}`);
-  const { shape, count } = checkShape(entry.shape, `${field}.shape`, maxElements);
+  const { shape, count } = checkShape(entry.shape, fields.shape, maxElements);
   const params = entry.parameters;
   if (params !== undefined && params !== null && !isObject(params)) {
     throw invalid(`${field}.parameters`, 'must be an object');
   }
   const sizeRaw = isObject(params) ? params.binary_data_size : undefined;
   if (sizeRaw === undefined || sizeRaw === null) {
-    if (entry.data === undefined) throw invalid(`${field}.data`, 'missing (and no parameters.binary_data_size)');
-    return { name, datatype, shape, values: jsonTensorValues(entry.data, datatype, count, `${field}.data`) };
+    if (entry.data === undefined) throw invalid(fields.data, 'missing (and no parameters.binary_data_size)');
+    return { name, datatype, shape, values: jsonTensorValues(entry.data, datatype, count, fields.data) };
   }
   const sizeField = `${field}.parameters.binary_data_size`;
   if (typeof sizeRaw !== 'number' || !Number.isSafeInteger(sizeRaw) || sizeRaw < 0) {
@@ -252,7 +277,7 @@ function readTensor(entry: unknown, field: string, binary: BinaryPart | undefine
   }
   if (binary === undefined)
     throw invalid(sizeField, 'binary data declared but the body has no binary part (no header length)');
-  if (entry.data !== undefined) throw invalid(`${field}.data`, 'present although the tensor is sent as binary data');
+  if (entry.data !== undefined) throw invalid(fields.data, 'present although the tensor is sent as binary data');
   const left = binary.bytes.length - binary.offset;
   if (sizeRaw > left) throw invalid(sizeField, `${sizeRaw} bytes run past the end of the body (${left} left)`);
   const blob = binary.bytes.subarray(binary.offset, binary.offset + sizeRaw);
@@ -287,7 +312,10 @@ function readTensorList(
 ): DecodedTensor[] {
   const key = fields.tensors;
   if (!Array.isArray(list)) throw invalid(key, 'must be an array of tensors');
-  const tensors = list.map((t, i) => readTensor(t, `${key}[${i}]`, binary, maxElements));
+  const tensors = new Array<DecodedTensor>(list.length);
+  for (let i = 0; i < list.length; i++) {
+    tensors[i] = readTensor(list[i] as unknown, tensorFields(key, i), binary, maxElements);
+  }
   if (binary !== undefined && binary.offset !== binary.bytes.length) {
     throw invalid(
       fields.headerLength,

@@ -81,7 +81,8 @@ export function invalid(field: string, reason: string, cause?: unknown): Modelwa
  */
 export function checkShape(shape: unknown, field: string, maxElements: number): { shape: number[]; count: number } {
   if (!Array.isArray(shape)) throw invalid(field, 'shape must be an array of non-negative integers');
-  const dims: number[] = [];
+  // A zero dimension anywhere makes the count 0 whatever the other dimensions declare.
+  let zero = false;
   for (let i = 0; i < shape.length; i++) {
     const d: unknown = shape[i];
     if (typeof d !== 'number' || !Number.isSafeInteger(d) || d < 0) {
@@ -89,10 +90,11 @@ export function checkShape(shape: unknown, field: string, maxElements: number): 
     }
     // Also cap single dimensions, so a zero-element shape like [1e15, 0] cannot declare a huge batch.
     if (d > maxElements) throw invalid(field, `dimension ${i} is ${d}, above the ${maxElements}-element limit`);
-    dims.push(d);
+    if (d === 0) zero = true;
   }
-  // A zero dimension anywhere makes the count 0 whatever the other dimensions declare.
-  let count = dims.includes(0) ? 0 : 1;
+  // Every element is checked: the array is the shape (a copy only when it is not a plain array).
+  const dims = Object.getPrototypeOf(shape) === Array.prototype ? (shape as number[]) : Array.from(shape as number[]);
+  let count = zero ? 0 : 1;
   for (let i = 0; i < dims.length && count !== 0; i++) {
     count *= dims[i] ?? 0;
     if (count > maxElements)
