@@ -3,8 +3,15 @@
 // is found by the event-id lookup of the next batch's first write, which starts only after the previous
 // batch's last write is stored; an insert refused on the way is retried without duplicating anything.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { encodeCapture, InProcessBus, type ConsumedBatch } from '../src/bus/index.js';
-import { createIngestMetrics, IngestPipeline, type DecodeFn } from '../src/ingest/index.js';
+import {
+  encodeCapture,
+  InProcessBus,
+  type BusConsumer,
+  type ConsumedBatch,
+  type ConsumeOptions,
+} from '../src/bus/index.js';
+import { silentLogger } from '../src/common/index.js';
+import { createIngestMetrics, IngestPipeline, startIngest, type DecodeFn } from '../src/ingest/index.js';
 import { decodeCall } from '../src/protocol/index.js';
 import { Tables, type ClickHouseStore } from '../src/store/index.js';
 import {
@@ -13,6 +20,7 @@ import {
   FlakyStore,
   makeCall,
   newRegistry,
+  testConfig,
   type Expected,
   openStoreKeepingDuplicates,
 } from './support/ingest.js';
@@ -112,4 +120,23 @@ describe('ingest overlapping bus batches', () => {
       BATCHES - 1,
     );
   }, 240_000);
+
+  it('is what startIngest asks of the bus with ingest.overlapBatches, and only then', async () => {
+    /** An in-process bus that notes whether each consumer came with a `take`. */
+    class NotingBus extends InProcessBus {
+      readonly takes: boolean[] = [];
+      override consume(options: ConsumeOptions): Promise<BusConsumer> {
+        this.takes.push(options.take !== undefined);
+        return super.consume(options);
+      }
+    }
+    const bus = new NotingBus({ topic: 'overlap-config' });
+    for (const overlapBatches of [true, false]) {
+      const config = testConfig({ ingest: { overlapBatches } });
+      const role = await startIngest({ config, store, bus, logger: silentLogger, metrics: newRegistry() });
+      await role.ready;
+      await role.stop();
+    }
+    expect(bus.takes).toEqual([true, false]);
+  });
 });

@@ -339,6 +339,12 @@ export const configSchema = z.strictObject({
        * earliest). At most `flushIntervalMs`: calls wait at most `flushIntervalMs`, steady or not.
        */
       steadyLingerMs: z.number().int().min(0).default(5_000),
+      /**
+       * With the in-process bus, decode the next bus batch while the last part of the previous one is
+       * written (writes stay one at a time, in order). A backlog of one-row calls drains ~9 % faster, at
+       * ~8 MB more peak memory (docs/ingest.md).
+       */
+      overlapBatches: z.boolean().default(false),
       retryInitialMs: z.number().int().positive().default(200),
       retryMaxMs: z.number().int().positive().default(10_000),
       /**

@@ -49,7 +49,7 @@ export async function startIngest(ctx: RuntimeContext, options: IngestOptions = 
     topic,
     ...(options.groupId !== undefined ? { groupId: options.groupId } : {}),
     handler: pipeline.handleBatch,
-    take: pipeline.takeBatch,
+    ...(config.ingest.overlapBatches ? { take: pipeline.takeBatch } : {}),
     onReady: () => markReady(),
   });
   logger.info('ingest started', { bus: ctx.bus.kind, topic, heapGrowth });
