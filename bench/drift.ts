@@ -260,6 +260,27 @@ interface InputFiles {
 
 type Client = ReturnType<typeof createStore>;
 
+/**
+ * Stores the reference (pre-sorted) and the traffic of one size in a fresh embedded store under `sub` (the
+ * setup script, in a child process), for the detection runs.
+ */
+function storeForDetection(
+  sub: string,
+  files: InputFiles,
+  rows: number,
+): { path: string; T0: number; info: { id: string; reference_s: number; traffic_s: number } } {
+  const path = join(sub, 'store');
+  const T0 = Date.UTC(2026, 0, 1);
+  const setup = nodeScript(setupScript, {
+    MW_PATH: path,
+    MW_REF: files.reference,
+    MW_CUR: files.current,
+    MW_ROWS: String(rows),
+    MW_T0: String(T0),
+  });
+  return { path, T0, info: JSON.parse(setup.stdout) as { id: string; reference_s: number; traffic_s: number } };
+}
+
 /** Writes the reference and current Parquet files of `rows` rows into `sub`. */
 async function generateFiles(client: Client, sub: string, rows: number): Promise<InputFiles> {
   mkdirSync(sub, { recursive: true });
@@ -330,16 +351,7 @@ async function runDetectionOnly(): Promise<void> {
     const files = await generateFiles(client, sub, rows);
     const { sp } = await runScipy(client, sub, files);
     say(`${rows} rows: SciPy ${sp.stats_seconds.toFixed(2)} s (stats only)`);
-    const path = join(sub, 'store');
-    const T0 = Date.UTC(2026, 0, 1);
-    const setup = nodeScript(setupScript, {
-      MW_PATH: path,
-      MW_REF: files.reference,
-      MW_CUR: files.current,
-      MW_ROWS: String(rows),
-      MW_T0: String(T0),
-    });
-    const info = JSON.parse(setup.stdout) as { id: string };
+    const { path, T0, info } = storeForDetection(sub, files, rows);
     let first: string | undefined;
     for (let round = 1; round <= rounds; round++) {
       const cache = join(sub, `reference-cache-${round}`);
@@ -499,16 +511,7 @@ export async function run(): Promise<void> {
         skipped.push(`${rows.toLocaleString('en-US')} rows: ${result.note}`);
       }
       if (DETECT_SIZES.has(rows)) {
-        const path = join(sub, 'store');
-        const T0 = Date.UTC(2026, 0, 1);
-        const setup = nodeScript(setupScript, {
-          MW_PATH: path,
-          MW_REF: files.reference,
-          MW_CUR: files.current,
-          MW_ROWS: String(rows),
-          MW_T0: String(T0),
-        });
-        const info = JSON.parse(setup.stdout) as { id: string; reference_s: number; traffic_s: number };
+        const { path, T0, info } = storeForDetection(sub, files, rows);
         log(`stored reference in ${info.reference_s.toFixed(1)} s, traffic in ${info.traffic_s.toFixed(1)} s`);
         // The local cache of the sorted reference (a fresh directory): the first run misses (reads the store
         // and writes the cache), the next ones hit, as every later detection of the reference does.

@@ -131,6 +131,29 @@ export interface DecodeOptions {
   arraysInPlace?: boolean;
 }
 
+/**
+ * The plan of column `c` of a block, its name and type read from `r`: made at the column's first block; a
+ * column whose name or type changes between blocks is an error.
+ */
+function columnPlan(plans: Plan[], c: number, r: { string(): string }): Plan {
+  const name = r.string();
+  const type = r.string();
+  const plan = plans[c];
+  if (plan === undefined) return (plans[c] = { name, type, pieces: [] });
+  if (plan.name !== name || plan.type !== type) throw bad(`column ${c} changed between blocks`);
+  return plan;
+}
+
+/** `map`'s value for `key`, made by `make` on first use. */
+function entry<K, V>(map: Map<K, V>, key: K, make: () => V): V {
+  let v = map.get(key);
+  if (v === undefined) {
+    v = make();
+    map.set(key, v);
+  }
+  return v;
+}
+
 /** Decodes a whole `Native` result. Unsupported column types are an internal error naming the type. */
 export function decodeNative(buf: Uint8Array, options: DecodeOptions = {}): NativeResult {
   const r = new Reader(buf);
@@ -144,23 +167,14 @@ export function decodeNative(buf: Uint8Array, options: DecodeOptions = {}): Nati
     const ncols = r.varuint();
     const nrows = r.varuint();
     for (let c = 0; c < ncols; c++) {
-      const name = r.string();
-      const type = r.string();
-      let plan = plans[c];
-      if (plan === undefined) {
-        plan = { name, type, pieces: [] };
-        plans[c] = plan;
-      } else if (plan.name !== name || plan.type !== type) throw bad(`column ${c} changed between blocks`);
+      const plan = columnPlan(plans, c, r);
+      const { name, type } = plan;
       const size = FIXED[type];
       if (size !== undefined) {
         plan.pieces.push({ offset: r.pos, rows: nrows });
         r.skip(size * nrows);
       } else if (type === 'String') {
-        let list = strings.get(name);
-        if (list === undefined) {
-          list = [];
-          strings.set(name, list);
-        }
+        const list = entry(strings, name, () => []);
         for (let i = 0; i < nrows; i++) list.push(r.string());
       } else if (type === 'Array(Float64)') {
         const offStart = r.pos;
@@ -169,11 +183,7 @@ export function decodeNative(buf: Uint8Array, options: DecodeOptions = {}): Nati
         plan.pieces.push({ offset: offStart, rows: nrows, inner });
         r.skip(8 * inner);
       } else if (type === 'Array(String)') {
-        let list = stringArrays.get(name);
-        if (list === undefined) {
-          list = { values: [], offsets: [] };
-          stringArrays.set(name, list);
-        }
+        const list = entry(stringArrays, name, () => ({ values: [], offsets: [] }));
         const offStart = r.pos;
         r.skip(8 * nrows);
         const base = list.values.length;
@@ -356,23 +366,14 @@ export async function decodeNativeFile(file: BinaryResultFile, options: DecodeOp
     const ncols = r.varuint();
     const nrows = r.varuint();
     for (let c = 0; c < ncols; c++) {
-      const name = r.string();
-      const type = r.string();
-      let plan = plans[c];
-      if (plan === undefined) {
-        plan = { name, type, pieces: [] };
-        plans[c] = plan;
-      } else if (plan.name !== name || plan.type !== type) throw bad(`column ${c} changed between blocks`);
+      const plan = columnPlan(plans, c, r);
+      const { name, type } = plan;
       const size = FIXED[type];
       if (size !== undefined) {
         plan.pieces.push({ offset: r.pos, rows: nrows });
         r.skip(size * nrows);
       } else if (type === 'String') {
-        let list = strings.get(name);
-        if (list === undefined) {
-          list = [];
-          strings.set(name, list);
-        }
+        const list = entry(strings, name, () => []);
         for (let i = 0; i < nrows; i++) list.push(r.string());
       } else if (type === 'Array(Float64)') {
         const view = viewOf(r.take(8 * nrows));
@@ -380,19 +381,10 @@ export async function decodeNativeFile(file: BinaryResultFile, options: DecodeOp
         for (let i = 0; i < nrows; i++) ends[i] = readUint64(view, 8 * i);
         const inner = nrows === 0 ? 0 : ends[nrows - 1]!;
         plan.pieces.push({ offset: r.pos, rows: nrows, inner });
-        let list = arrayEnds.get(plan);
-        if (list === undefined) {
-          list = [];
-          arrayEnds.set(plan, list);
-        }
-        list.push(ends);
+        entry(arrayEnds, plan, () => []).push(ends);
         r.skip(8 * inner);
       } else if (type === 'Array(String)') {
-        let list = stringArrays.get(name);
-        if (list === undefined) {
-          list = { values: [], offsets: [] };
-          stringArrays.set(name, list);
-        }
+        const list = entry(stringArrays, name, () => ({ values: [], offsets: [] }));
         const view = viewOf(r.take(8 * nrows));
         const base = list.values.length;
         for (let i = 0; i < nrows; i++) list.offsets.push(base + readUint64(view, 8 * i));
