@@ -205,4 +205,12 @@ describe('the in-process bus of modelwatch up', () => {
     );
     expect(fresh).toMatchObject({ lingerMessages: 1_000, lingerMs: 500, steadyLingerMs: 0 });
   });
+
+  it('lingers at most a quarter of the detection interval, so every interval sees its calls', () => {
+    // The demo detects every 2-5 s: a 5 s linger would leave intervals with traffic empty (no_data).
+    const demo = inProcessBusOptions(configSchema.parse({ detect: { intervalMs: 4_000 } }));
+    expect(demo).toMatchObject({ lingerMs: 1_000, steadyLingerMs: 1_000 });
+    const slow = inProcessBusOptions(configSchema.parse({ detect: { intervalMs: 600_000 } }));
+    expect(slow.steadyLingerMs).toBe(5_000);
+  });
 });

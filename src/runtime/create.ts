@@ -55,8 +55,8 @@ export interface Runtime extends RuntimeContext {
 
 /**
  * The in-process bus of a config (no Kafka brokers): it hands ingest batches as large as one store write
- * (`ingest.maxBatchRows` messages), lingering up to `ingest.flushIntervalMs` (`ingest.steadyLingerMs` while
- * captures keep arriving) for `ingest.lingerRecords`
+ * (`ingest.maxBatchRows` messages), lingering up to `ingest.flushIntervalMs` (`ingest.steadyLingerMs`, at most
+ * a quarter of `detect.intervalMs`, while captures keep arriving) for `ingest.lingerRecords`
  * messages, or for fewer once they hold a quarter of a store write's (or of the bus's) bytes, so that a few
  * calls of thousands of rows each (a full write already) do not wait out the linger time.
  */
@@ -67,7 +67,9 @@ export function inProcessBusOptions(config: Config): InProcessBusOptions {
     maxBatchMessages: config.ingest.maxBatchRows,
     lingerMessages: Math.min(config.ingest.lingerRecords, config.ingest.maxBatchRows),
     lingerMs: config.ingest.flushIntervalMs,
-    steadyLingerMs: config.ingest.steadyLingerMs,
+    // Every detection interval must see the calls captured in it: a short `detect.intervalMs` (the demo's
+    // 2-5 s) caps the steady linger, or intervals with traffic would look empty (no_data).
+    steadyLingerMs: Math.min(config.ingest.steadyLingerMs, Math.floor(config.detect.intervalMs / 4)),
     lingerBytes: Math.floor(Math.min(config.ingest.maxBatchBytes, config.bus.maxBufferedBytes) / 4),
   };
 }
