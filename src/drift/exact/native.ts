@@ -77,13 +77,29 @@ class Reader {
     if (this.pos + bytes > this.buf.length) throw bad('truncated column');
     this.pos += bytes;
   }
+
+  take(n: number): Uint8Array {
+    this.skip(n);
+    return this.buf.subarray(this.pos - n, this.pos);
+  }
+}
+
+/** What the block walk of {@link walkBlocks} reads through: a buffer ({@link Reader}) or a file ({@link FileCursor}). */
+interface BlockCursor {
+  readonly pos: number;
+  varuint(): number;
+  string(): string;
+  skip(bytes: number): void;
+  /** The next `n` bytes (a view, valid until the next call). */
+  take(n: number): Uint8Array;
 }
 
 interface Piece {
   offset: number;
   rows: number;
-  /** For Array(Float64): values in this block. */
+  /** For Array(Float64): values in this block, and each row's end among them (`offset` is the first value). */
   inner?: number;
+  ends?: Float64Array;
 }
 
 interface Plan {
@@ -154,73 +170,102 @@ function entry<K, V>(map: Map<K, V>, key: K, make: () => V): V {
   return v;
 }
 
-/** Decodes a whole `Native` result. Unsupported column types are an internal error naming the type. */
-export function decodeNative(buf: Uint8Array, options: DecodeOptions = {}): NativeResult {
-  const r = new Reader(buf);
-  const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+/** What pass 1 of a decode found: where each column's data is, the row count, and the strings (decoded). */
+interface Walk {
+  plans: Plan[];
+  rows: number;
+  strings: Map<string, string[]>;
+  stringArrays: Map<string, { values: string[]; offsets: number[] }>;
+}
+
+/** A little-endian view of `bytes`. */
+const viewOf = (bytes: Uint8Array): DataView => new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+
+/**
+ * Pass 1 of a decode: walks the blocks of a `Native` result of `size` bytes, remembers where each column's data
+ * is and decodes strings. Unsupported column types are an internal error naming the type.
+ */
+function walkBlocks(r: BlockCursor, size: number): Walk {
   const plans: Plan[] = [];
   let rows = 0;
   const strings = new Map<string, string[]>();
   const stringArrays = new Map<string, { values: string[]; offsets: number[] }>();
-  // Pass 1: walk the blocks, remember where each column's data is; strings are decoded here.
-  while (r.pos < buf.length) {
+  while (r.pos < size) {
     const ncols = r.varuint();
     const nrows = r.varuint();
     for (let c = 0; c < ncols; c++) {
       const plan = columnPlan(plans, c, r);
       const { name, type } = plan;
-      const size = FIXED[type];
-      if (size !== undefined) {
+      const width = FIXED[type];
+      if (width !== undefined) {
         plan.pieces.push({ offset: r.pos, rows: nrows });
-        r.skip(size * nrows);
+        r.skip(width * nrows);
       } else if (type === 'String') {
         const list = entry(strings, name, () => []);
         for (let i = 0; i < nrows; i++) list.push(r.string());
       } else if (type === 'Array(Float64)') {
-        const offStart = r.pos;
-        r.skip(8 * nrows);
-        const inner = nrows === 0 ? 0 : readUint64(view, offStart + 8 * (nrows - 1));
-        plan.pieces.push({ offset: offStart, rows: nrows, inner });
+        const view = viewOf(r.take(8 * nrows));
+        const ends = new Float64Array(nrows);
+        for (let i = 0; i < nrows; i++) ends[i] = readUint64(view, 8 * i);
+        const inner = nrows === 0 ? 0 : ends[nrows - 1]!;
+        plan.pieces.push({ offset: r.pos, rows: nrows, inner, ends });
         r.skip(8 * inner);
       } else if (type === 'Array(String)') {
         const list = entry(stringArrays, name, () => ({ values: [], offsets: [] }));
-        const offStart = r.pos;
-        r.skip(8 * nrows);
+        const view = viewOf(r.take(8 * nrows));
         const base = list.values.length;
-        for (let i = 0; i < nrows; i++) list.offsets.push(base + readUint64(view, offStart + 8 * i));
-        const inner = nrows === 0 ? 0 : readUint64(view, offStart + 8 * (nrows - 1));
+        for (let i = 0; i < nrows; i++) list.offsets.push(base + readUint64(view, 8 * i));
+        const inner = nrows === 0 ? 0 : readUint64(view, 8 * (nrows - 1));
         for (let i = 0; i < inner; i++) list.values.push(r.string());
       } else throw bad(`unsupported column type ${type}`);
     }
     rows += nrows;
   }
+  return { plans, rows, strings, stringArrays };
+}
+
+/** The column of a `String` or `Array(String)` plan (decoded in pass 1); undefined for other types. */
+function stringsOf(walk: Walk, plan: Plan): NativeColumn | undefined {
+  if (plan.type === 'String') return { type: 'String', values: walk.strings.get(plan.name) ?? [] };
+  if (plan.type !== 'Array(String)') return undefined;
+  const list = walk.stringArrays.get(plan.name);
+  return { type: 'Array(String)', values: list?.values ?? [], offsets: Float64Array.from(list?.offsets ?? []) };
+}
+
+/** The values array of an `Array(Float64)` column of `total` values, shared when `options` say so. */
+function arrayValues(total: number, options: DecodeOptions): Float64Array {
+  return new Float64Array(
+    options.sharedArrays === true ? new SharedArrayBuffer(total * 8) : new ArrayBuffer(total * 8),
+  );
+}
+
+/** Decodes a whole `Native` result. Unsupported column types are an internal error naming the type. */
+export function decodeNative(buf: Uint8Array, options: DecodeOptions = {}): NativeResult {
+  const view = viewOf(buf);
+  const walk = walkBlocks(new Reader(buf), buf.length);
+  const { rows } = walk;
   // Pass 2: one typed array per column.
   const columns = new Map<string, NativeColumn>();
-  for (const plan of plans) {
+  for (const plan of walk.plans) {
     const { name, type } = plan;
-    if (type === 'String') {
-      columns.set(name, { type: 'String', values: strings.get(name) ?? [] });
-      continue;
-    }
-    if (type === 'Array(String)') {
-      const list = stringArrays.get(name);
-      columns.set(name, { type, values: list?.values ?? [], offsets: Float64Array.from(list?.offsets ?? []) });
+    const text = stringsOf(walk, plan);
+    if (text !== undefined) {
+      columns.set(name, text);
       continue;
     }
     if (type === 'Array(Float64)') {
+      const offsets = new Float64Array(rows);
       if (options.arraysInPlace === true) {
-        const offsets = new Float64Array(rows);
         const starts = new Float64Array(rows);
         let at = 0;
         let row = 0;
         for (const p of plan.pieces) {
-          const first = p.offset + 8 * p.rows;
+          const ends = p.ends!;
           let prev = 0;
           for (let i = 0; i < p.rows; i++) {
-            const end = readUint64(view, p.offset + 8 * i);
-            starts[row] = first + 8 * prev;
-            offsets[row++] = at + end;
-            prev = end;
+            starts[row] = p.offset + 8 * prev;
+            offsets[row++] = at + ends[i]!;
+            prev = ends[i]!;
           }
           at += p.inner ?? 0;
         }
@@ -232,19 +277,18 @@ export function decodeNative(buf: Uint8Array, options: DecodeOptions = {}): Nati
         });
         continue;
       }
-      const total = plan.pieces.reduce((s, p) => s + (p.inner ?? 0), 0);
-      const values = new Float64Array(
-        options.sharedArrays === true ? new SharedArrayBuffer(total * 8) : new ArrayBuffer(total * 8),
+      const values = arrayValues(
+        plan.pieces.reduce((s, p) => s + (p.inner ?? 0), 0),
+        options,
       );
-      const offsets = new Float64Array(rows);
       const bytes = new Uint8Array(values.buffer);
       let at = 0;
       let row = 0;
       for (const p of plan.pieces) {
-        for (let i = 0; i < p.rows; i++) offsets[row++] = at + readUint64(view, p.offset + 8 * i);
+        const ends = p.ends!;
+        for (let i = 0; i < p.rows; i++) offsets[row++] = at + ends[i]!;
         const n = p.inner ?? 0;
-        const src = p.offset + 8 * p.rows;
-        bytes.set(buf.subarray(src, src + 8 * n), at * 8);
+        bytes.set(buf.subarray(p.offset, p.offset + 8 * n), at * 8);
         at += n;
       }
       columns.set(name, { type: 'Array(Float64)', values, offsets });
@@ -342,9 +386,6 @@ class FileCursor {
   }
 }
 
-/** A little-endian view of `bytes`. */
-const viewOf = (bytes: Uint8Array): DataView => new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-
 /**
  * Decodes a whole `Native` result from a {@link BinaryResultFile}, as {@link decodeNative} does its bytes, without
  * a whole-result buffer: headers, array offsets, strings and small numbers are read in small chunks, and the
@@ -355,72 +396,32 @@ const viewOf = (bytes: Uint8Array): DataView => new DataView(bytes.buffer, bytes
 export async function decodeNativeFile(file: BinaryResultFile, options: DecodeOptions = {}): Promise<NativeResult> {
   if (options.arraysInPlace === true) return decodeNative(await file.bytes(), options);
   const r = new FileCursor(file);
-  const plans: Plan[] = [];
-  let rows = 0;
-  const strings = new Map<string, string[]>();
-  const stringArrays = new Map<string, { values: string[]; offsets: number[] }>();
-  /** Row ends (within its block) of each `Array(Float64)` piece, by plan and piece. */
-  const arrayEnds = new Map<Plan, Float64Array[]>();
-  // Pass 1: walk the blocks, remember where each column's data is; strings are decoded here.
-  while (r.pos < file.size) {
-    const ncols = r.varuint();
-    const nrows = r.varuint();
-    for (let c = 0; c < ncols; c++) {
-      const plan = columnPlan(plans, c, r);
-      const { name, type } = plan;
-      const size = FIXED[type];
-      if (size !== undefined) {
-        plan.pieces.push({ offset: r.pos, rows: nrows });
-        r.skip(size * nrows);
-      } else if (type === 'String') {
-        const list = entry(strings, name, () => []);
-        for (let i = 0; i < nrows; i++) list.push(r.string());
-      } else if (type === 'Array(Float64)') {
-        const view = viewOf(r.take(8 * nrows));
-        const ends = new Float64Array(nrows);
-        for (let i = 0; i < nrows; i++) ends[i] = readUint64(view, 8 * i);
-        const inner = nrows === 0 ? 0 : ends[nrows - 1]!;
-        plan.pieces.push({ offset: r.pos, rows: nrows, inner });
-        entry(arrayEnds, plan, () => []).push(ends);
-        r.skip(8 * inner);
-      } else if (type === 'Array(String)') {
-        const list = entry(stringArrays, name, () => ({ values: [], offsets: [] }));
-        const view = viewOf(r.take(8 * nrows));
-        const base = list.values.length;
-        for (let i = 0; i < nrows; i++) list.offsets.push(base + readUint64(view, 8 * i));
-        const inner = nrows === 0 ? 0 : readUint64(view, 8 * (nrows - 1));
-        for (let i = 0; i < inner; i++) list.values.push(r.string());
-      } else throw bad(`unsupported column type ${type}`);
-    }
-    rows += nrows;
-  }
+  const walk = walkBlocks(r, file.size);
+  const { rows } = walk;
   // Pass 2: one array per column; the bulk values are read after, straight into them.
   const columns = new Map<string, NativeColumn>();
   const reads: { into: Uint8Array; at: number }[] = [];
-  for (const plan of plans) {
+  for (const plan of walk.plans) {
     const { name, type } = plan;
-    if (type === 'String') {
-      columns.set(name, { type: 'String', values: strings.get(name) ?? [] });
-    } else if (type === 'Array(String)') {
-      const list = stringArrays.get(name);
-      columns.set(name, { type, values: list?.values ?? [], offsets: Float64Array.from(list?.offsets ?? []) });
+    const text = stringsOf(walk, plan);
+    if (text !== undefined) {
+      columns.set(name, text);
     } else if (type === 'Array(Float64)') {
-      const total = plan.pieces.reduce((s, p) => s + (p.inner ?? 0), 0);
-      const values = new Float64Array(
-        options.sharedArrays === true ? new SharedArrayBuffer(total * 8) : new ArrayBuffer(total * 8),
+      const values = arrayValues(
+        plan.pieces.reduce((s, p) => s + (p.inner ?? 0), 0),
+        options,
       );
       const bytes = new Uint8Array(values.buffer);
       const offsets = new Float64Array(rows);
-      const ends = arrayEnds.get(plan) ?? [];
       let at = 0;
       let row = 0;
-      plan.pieces.forEach((p, k) => {
-        const e = ends[k]!;
-        for (let i = 0; i < p.rows; i++) offsets[row++] = at + e[i]!;
+      for (const p of plan.pieces) {
+        const ends = p.ends!;
+        for (let i = 0; i < p.rows; i++) offsets[row++] = at + ends[i]!;
         const n = p.inner ?? 0;
         if (n > 0) reads.push({ into: bytes.subarray(8 * at, 8 * (at + n)), at: p.offset });
         at += n;
-      });
+      }
       columns.set(name, { type: 'Array(Float64)', values, offsets });
     } else {
       const values = new Float64Array(rows);
