@@ -60,7 +60,8 @@ const registry = new ProcessRegistry();
 const runtime = await createRuntime(config, { withStore: false, defaultMetrics: false, bus, metrics: registry });
 const running = new Map<ProxyThreadRole, RunningRole>();
 const starters: Record<ProxyThreadRole, () => Promise<RunningRole>> = {
-  sidecar: () => startSidecar(runtime),
+  // V8's flags are process-wide: `up`'s ingest, on the main thread, keeps V8's parallel scavenges.
+  sidecar: () => startSidecar(runtime, { parallelScavenge: true }),
   grpc: () => startGrpcProxy(runtime),
 };
 

@@ -9,7 +9,7 @@ import { createProxyHandler, ResponseSizeHints } from './proxy.js';
 import type { Tee } from './tee.js';
 import { acquireTee } from './shared-tee.js';
 import { diagnosticsIntervalFromEnv, startDiagnosticsLog } from './diagnostics.js';
-import { capYoungGeneration } from './young-generation.js';
+import { capYoungGeneration, scavengeOnCollectingThread } from './young-generation.js';
 import { widenHeapGrowth } from '../common/heap-growth.js';
 
 /** Options of {@link startSidecar}; unset values come from `ctx.config.sidecar`. */
@@ -54,6 +54,14 @@ export interface SidecarOptions {
    * `--heap-growing-percent` keeps its own; see {@link widenHeapGrowth}. @default 100
    */
   heapGrowingPercent: number;
+  /**
+   * Keep V8's parallel scavenges (true), or run each scavenge on the collecting thread alone (false),
+   * which shortens the request thread's GC pauses when other work holds the other CPUs; the setting is
+   * process-wide, and `modelwatch up`, whose ingest copies more per scavenge, keeps V8's default. A
+   * process started with its own scavenge flag keeps it; see {@link scavengeOnCollectingThread}.
+   * @default false
+   */
+  parallelScavenge: boolean;
 }
 
 const defaults = {
@@ -67,6 +75,7 @@ const defaults = {
   teePublishTimeoutMs: 5_000,
   youngGenerationSemiSpaceMb: 2,
   heapGrowingPercent: 100,
+  parallelScavenge: false,
 } satisfies Omit<Required<SidecarOptions>, 'upstream' | 'listen' | 'diagnosticsIntervalMs'>;
 
 /** A running sidecar. */
@@ -269,12 +278,14 @@ export async function startSidecar(
   const url = `http://${shownHost}:${addr.port}`;
   const youngGeneration = capYoungGeneration(opts.youngGenerationSemiSpaceMb);
   const heapGrowth = widenHeapGrowth(opts.heapGrowingPercent);
+  const scavenges = scavengeOnCollectingThread(opts.parallelScavenge);
   ctx.logger.info('sidecar listening', {
     url,
     upstream: upstreamUrl.origin + basePath,
     tee: opts.tee,
     youngGeneration,
     heapGrowth,
+    scavenges,
   });
   const diagnostics =
     opts.diagnosticsIntervalMs > 0 ? startDiagnosticsLog(ctx.logger, opts.diagnosticsIntervalMs) : undefined;

@@ -33,28 +33,33 @@ function semiSpaceBytes(): number {
   return space === undefined ? 0 : space.space_size / 2;
 }
 
-/** The growth factor this module last set (undefined: none set). */
-let factor: 1 | 2 | undefined;
+/** The V8 flags this module set, by what they set; each is set again as a worker thread comes online. */
+const kept = new Map<'growth' | 'scavenge', string>();
 let workerHook = false;
 
 /**
- * Sets V8's young-generation growth factor, and keeps it set: starting a worker thread puts V8's
- * flags back to what the process started with (measured: a capped main thread's young generation
- * grew to the 16 MB maximum once a worker had started, as under a Kafka tee, whose producer runs in
- * a worker), so the factor is set again as each worker comes online.
+ * Sets a V8 flag and keeps it set: starting a worker thread puts V8's flags back to what the process
+ * started with (measured: a capped main thread's young generation grew to the 16 MB maximum once a
+ * worker had started, as under a Kafka tee, whose producer runs in a worker), so every kept flag is set
+ * again as each worker comes online.
  */
-function setGrowthFactor(f: 1 | 2): void {
-  factor = f;
-  setFlagsFromString(`--semi-space-growth-factor=${f}`);
+function keepFlag(what: 'growth' | 'scavenge', flag: string): void {
+  kept.set(what, flag);
+  setFlagsFromString(flag);
   if (workerHook) return;
   workerHook = true;
   process.on('worker', (worker) => {
     const again = (): void => {
-      if (factor !== undefined) setFlagsFromString(`--semi-space-growth-factor=${factor}`);
+      for (const f of kept.values()) setFlagsFromString(f);
     };
     again();
     worker.once('online', again);
   });
+}
+
+/** Sets V8's young-generation growth factor, and keeps it set (see {@link keepFlag}). */
+function setGrowthFactor(f: 1 | 2): void {
+  keepFlag('growth', `--semi-space-growth-factor=${f}`);
 }
 
 function allowGrowth(): void {
@@ -158,4 +163,49 @@ export function capYoungGeneration(semiSpaceMb: number): YoungGenerationCap {
   }
   growTo(cap);
   return 'capped';
+}
+
+/** What {@link scavengeOnCollectingThread} did. */
+export type ScavengeThreads =
+  /** The process was started with a flag that says how V8 scavenges: left as given. */
+  | 'flag_given'
+  /** V8's default kept: scavenges split their work over V8's helper threads. */
+  | 'parallel'
+  /** Scavenges now run on the thread whose young generation they collect, alone. */
+  | 'single';
+
+/** Flags that say whether V8 scavenges in parallel; when one was given, the process keeps it. */
+const SCAVENGE_FLAG = /^--(no-)?parallel[-_]scavenge$|^--single[-_]threaded(?:[-_]gc)?$/;
+
+/**
+ * Makes V8's scavenges (young-generation collections) of this process run on the collecting thread
+ * alone instead of splitting their work over V8's helper threads, or gives them back to V8's default.
+ *
+ * Why the proxy wants it: what survives a proxy's scavenge is a few tens of KB (the requests in flight),
+ * so a scavenge is mostly fixed cost, and in a parallel one the request thread waits for helper threads
+ * that must first get a CPU. Where the other CPUs are busy (the inference server, the load, a Kafka
+ * producer), that wait is the pause: in the sidecar benchmark the longest scavenge pause at 1,000 req/s
+ * fell from 1.2-6.3 to 0.7-1.2 ms with single-threaded scavenges, and GC time and CPU per request fell
+ * with it (bench/results/sidecar.notes.md). A process with much to copy per scavenge (ingest on a
+ * backlog) gains from the helpers, which is why `modelwatch up` keeps V8's default.
+ *
+ * V8 reads the flag at each scavenge, so this works on a running process; the flag is process-wide and
+ * kept across worker starts (see {@link keepFlag}). A process started with its own flag (on its command
+ * line or in `NODE_OPTIONS`: `--parallel-scavenge`, `--no-parallel-scavenge`, `--single-threaded[-gc]`) is
+ * left as it is.
+ *
+ * @param parallel true: V8's default (undoes an earlier call); false: single-threaded scavenges.
+ */
+export function scavengeOnCollectingThread(
+  parallel: boolean,
+  execArgv: readonly string[] = process.execArgv,
+  nodeOptions: string = process.env.NODE_OPTIONS ?? '',
+): ScavengeThreads {
+  if (nodeFlagGiven(SCAVENGE_FLAG, execArgv, nodeOptions)) return 'flag_given';
+  if (parallel) {
+    if (kept.delete('scavenge')) setFlagsFromString('--parallel-scavenge');
+    return 'parallel';
+  }
+  keepFlag('scavenge', '--no-parallel-scavenge');
+  return 'single';
 }
