@@ -232,11 +232,32 @@ function stringsOf(walk: Walk, plan: Plan): NativeColumn | undefined {
   return { type: 'Array(String)', values: list?.values ?? [], offsets: Float64Array.from(list?.offsets ?? []) };
 }
 
-/** The values array of an `Array(Float64)` column of `total` values, shared when `options` say so. */
-function arrayValues(total: number, options: DecodeOptions): Float64Array {
-  return new Float64Array(
+/**
+ * An `Array(Float64)` column of `rows` rows from its plan: the values array (shared when `options` say so) and
+ * the row offsets; `place` puts each piece's values, `into` (bytes of the values array), from result byte `from`.
+ */
+function arrayColumn(
+  plan: Plan,
+  rows: number,
+  options: DecodeOptions,
+  place: (into: Uint8Array, from: number) => void,
+): NativeColumn {
+  const total = plan.pieces.reduce((s, p) => s + (p.inner ?? 0), 0);
+  const values = new Float64Array(
     options.sharedArrays === true ? new SharedArrayBuffer(total * 8) : new ArrayBuffer(total * 8),
   );
+  const bytes = new Uint8Array(values.buffer);
+  const offsets = new Float64Array(rows);
+  let at = 0;
+  let row = 0;
+  for (const p of plan.pieces) {
+    const ends = p.ends!;
+    for (let i = 0; i < p.rows; i++) offsets[row++] = at + ends[i]!;
+    const n = p.inner ?? 0;
+    place(bytes.subarray(8 * at, 8 * (at + n)), p.offset);
+    at += n;
+  }
+  return { type: 'Array(Float64)', values, offsets };
 }
 
 /** Decodes a whole `Native` result. Unsupported column types are an internal error naming the type. */
@@ -254,8 +275,8 @@ export function decodeNative(buf: Uint8Array, options: DecodeOptions = {}): Nati
       continue;
     }
     if (type === 'Array(Float64)') {
-      const offsets = new Float64Array(rows);
       if (options.arraysInPlace === true) {
+        const offsets = new Float64Array(rows);
         const starts = new Float64Array(rows);
         let at = 0;
         let row = 0;
@@ -277,21 +298,10 @@ export function decodeNative(buf: Uint8Array, options: DecodeOptions = {}): Nati
         });
         continue;
       }
-      const values = arrayValues(
-        plan.pieces.reduce((s, p) => s + (p.inner ?? 0), 0),
-        options,
+      columns.set(
+        name,
+        arrayColumn(plan, rows, options, (into, from) => into.set(buf.subarray(from, from + into.length))),
       );
-      const bytes = new Uint8Array(values.buffer);
-      let at = 0;
-      let row = 0;
-      for (const p of plan.pieces) {
-        const ends = p.ends!;
-        for (let i = 0; i < p.rows; i++) offsets[row++] = at + ends[i]!;
-        const n = p.inner ?? 0;
-        bytes.set(buf.subarray(p.offset, p.offset + 8 * n), at * 8);
-        at += n;
-      }
-      columns.set(name, { type: 'Array(Float64)', values, offsets });
       continue;
     }
     const values = new Float64Array(rows);
@@ -407,22 +417,13 @@ export async function decodeNativeFile(file: BinaryResultFile, options: DecodeOp
     if (text !== undefined) {
       columns.set(name, text);
     } else if (type === 'Array(Float64)') {
-      const values = arrayValues(
-        plan.pieces.reduce((s, p) => s + (p.inner ?? 0), 0),
-        options,
+      // The values are read from the file after the walk, straight into the column.
+      columns.set(
+        name,
+        arrayColumn(plan, rows, options, (into, from) => {
+          if (into.length > 0) reads.push({ into, at: from });
+        }),
       );
-      const bytes = new Uint8Array(values.buffer);
-      const offsets = new Float64Array(rows);
-      let at = 0;
-      let row = 0;
-      for (const p of plan.pieces) {
-        const ends = p.ends!;
-        for (let i = 0; i < p.rows; i++) offsets[row++] = at + ends[i]!;
-        const n = p.inner ?? 0;
-        if (n > 0) reads.push({ into: bytes.subarray(8 * at, 8 * (at + n)), at: p.offset });
-        at += n;
-      }
-      columns.set(name, { type: 'Array(Float64)', values, offsets });
     } else {
       const values = new Float64Array(rows);
       let at = 0;
